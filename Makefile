@@ -1,0 +1,138 @@
+# partnerd — see README.md.  `make demo` and `make check` install or verify
+# their own dependencies (scripts/deps.sh).
+VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
+
+PREFIX     ?= /usr/local
+SBINDIR    ?= $(PREFIX)/sbin
+DATADIR    ?= $(PREFIX)/share/partnerd
+MANDIR     ?= $(PREFIX)/share/man
+SYSCONFDIR ?= /etc
+UNITDIR    ?= /lib/systemd/system
+CATALOGDIR ?= /usr/lib/systemd/catalog
+DESTDIR    ?=
+
+CC      ?= cc
+BUILD   ?= build
+PKG_CONFIG ?= pkg-config
+SAN     ?=
+OPT     ?= -O2
+
+RUNTIME_PKGS := libcurl jansson libuv libsystemd
+TEST_PKGS    := cmocka libmicrohttpd
+
+pkgcflags = $(shell $(PKG_CONFIG) --cflags $(1) 2>/dev/null)
+pkglibs   = $(shell $(PKG_CONFIG) --libs $(1) 2>/dev/null)
+
+WARN     := -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wformat=2 -Wstrict-prototypes \
+            -Wmissing-prototypes -Wno-unused-parameter
+CFLAGS   ?= $(OPT) -g
+ALL_CFLAGS := -std=c11 -D_GNU_SOURCE -DPARTNERD_VERSION='"$(VERSION)"' \
+            -DPARTNERD_DATADIR='"$(DATADIR)"' -DPARTNERD_SYSCONFDIR='"$(SYSCONFDIR)"' \
+            $(WARN) $(CFLAGS) -Ilib $(call pkgcflags,$(RUNTIME_PKGS))
+ifneq ($(SAN),)
+ALL_CFLAGS += -fsanitize=$(SAN) -fno-omit-frame-pointer -fno-sanitize-recover=all
+LDFLAGS    += -fsanitize=$(SAN)
+endif
+LIBS      := $(call pkglibs,$(RUNTIME_PKGS)) -lm
+TEST_LIBS := $(call pkglibs,$(TEST_PKGS)) $(LIBS)
+
+LIB_SRC    := $(sort $(wildcard lib/*.c))
+LIB_OBJ    := $(LIB_SRC:%.c=$(BUILD)/%.o)
+DAEMON_SRC := $(sort $(wildcard daemon/*.c))
+DAEMON_OBJ := $(DAEMON_SRC:%.c=$(BUILD)/%.o)
+FAKE_SRC   := $(sort $(wildcard tests/fakes/*.c))
+FAKE_OBJ   := $(FAKE_SRC:%.c=$(BUILD)/%.o)
+HARNESS_SRC := $(sort $(wildcard tests/harness/*.c))
+HARNESS_OBJ := $(HARNESS_SRC:%.c=$(BUILD)/%.o)
+UNIT_SRC   := $(sort $(wildcard tests/unit/test_*.c))
+UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/unit/%)
+INTEG_SRC  := $(sort $(wildcard tests/integration/test_*.c))
+INTEG_BIN  := $(INTEG_SRC:tests/integration/%.c=$(BUILD)/tests/integration/%)
+
+PARTNERD := $(BUILD)/partnerd
+FAKE     := $(BUILD)/fakeplatform
+LIBA     := $(BUILD)/libpartnerd.a
+
+.PHONY: all deps check test unit integration check-asan check-valgrind demo bench \
+        install uninstall clean tests
+
+all: $(PARTNERD)
+
+deps:
+	@scripts/deps.sh
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Itests/harness -MMD -MP -c -o $@ $<
+
+$(LIBA): $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(PARTNERD): $(DAEMON_OBJ) $(LIBA)
+	$(CC) $(LDFLAGS) -o $@ $(DAEMON_OBJ) $(LIBA) $(LIBS)
+
+$(FAKE): $(FAKE_OBJ) $(LIBA)
+	$(CC) $(LDFLAGS) -o $@ $(FAKE_OBJ) $(LIBA) $(TEST_LIBS)
+
+$(BUILD)/tests/unit/%: $(BUILD)/tests/unit/%.o $(HARNESS_OBJ) $(LIBA)
+	$(CC) $(LDFLAGS) -o $@ $< $(HARNESS_OBJ) $(LIBA) $(TEST_LIBS)
+
+$(BUILD)/tests/integration/%: $(BUILD)/tests/integration/%.o $(HARNESS_OBJ) $(LIBA)
+	$(CC) $(LDFLAGS) -o $@ $< $(HARNESS_OBJ) $(LIBA) $(TEST_LIBS)
+
+tests: $(PARTNERD) $(FAKE) $(UNIT_BIN) $(INTEG_BIN)
+
+# Environment every test gets: where the binaries and sources are.
+TEST_ENV = PARTNERD_BIN=$(abspath $(PARTNERD)) FAKEPLATFORM_BIN=$(abspath $(FAKE)) \
+           TEST_SRCDIR=$(abspath .) TEST_BUILDDIR=$(abspath $(BUILD)) \
+           SHARED_DIR=$(abspath ../shared)
+
+unit: tests
+	@$(TEST_ENV) scripts/run-tests.sh unit $(UNIT_BIN)
+
+integration: tests
+	@$(TEST_ENV) scripts/run-tests.sh integration $(INTEG_BIN)
+
+test: unit integration
+
+check-asan:
+	@$(MAKE) --no-print-directory BUILD=build/asan SAN=address,undefined OPT=-O1 CC=$(CC) test
+
+check-valgrind: tests
+	@$(TEST_ENV) PARTNERD_WRAPPER="valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect --error-exitcode=99" \
+	  VALGRIND=1 scripts/run-tests.sh valgrind $(UNIT_BIN) $(INTEG_BIN)
+
+check: deps
+	@$(MAKE) --no-print-directory test
+	@$(MAKE) --no-print-directory check-asan
+	@$(MAKE) --no-print-directory check-valgrind
+	@echo "make check: all suites passed"
+
+demo: deps
+	@$(MAKE) --no-print-directory $(PARTNERD) $(FAKE)
+	@PARTNERD_BIN=$(abspath $(PARTNERD)) FAKEPLATFORM_BIN=$(abspath $(FAKE)) scripts/demo.sh
+
+bench: deps
+	@$(MAKE) --no-print-directory $(PARTNERD) $(FAKE)
+	@PARTNERD_BIN=$(abspath $(PARTNERD)) FAKEPLATFORM_BIN=$(abspath $(FAKE)) bench/run.sh
+
+install: $(PARTNERD)
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(DATADIR)/templates $(DESTDIR)$(SYSCONFDIR)/partnerd
+	install -m 0755 $(PARTNERD) $(DESTDIR)$(SBINDIR)/partnerd
+	install -m 0644 config/templates/* $(DESTDIR)$(DATADIR)/templates/
+	@if [ -e $(DESTDIR)$(SYSCONFDIR)/partnerd/partnerd.conf ]; then \
+	  echo "keeping existing $(DESTDIR)$(SYSCONFDIR)/partnerd/partnerd.conf"; \
+	else install -m 0644 config/partnerd.conf.example $(DESTDIR)$(SYSCONFDIR)/partnerd/partnerd.conf; fi
+	@if [ -d systemd ] && ls systemd/*.service >/dev/null 2>&1; then \
+	  install -d $(DESTDIR)$(UNITDIR) && install -m 0644 systemd/*.service $(DESTDIR)$(UNITDIR)/; fi
+
+uninstall:
+	rm -f $(DESTDIR)$(SBINDIR)/partnerd $(DESTDIR)$(UNITDIR)/partnerd.service
+	rm -rf $(DESTDIR)$(DATADIR)
+
+clean:
+	rm -rf build
+
+-include $(LIB_OBJ:.o=.d) $(DAEMON_OBJ:.o=.d) $(FAKE_OBJ:.o=.d) $(HARNESS_OBJ:.o=.d) \
+         $(UNIT_BIN:=.d) $(INTEG_BIN:=.d)

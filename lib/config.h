@@ -1,0 +1,107 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * config: the INI file (partnerd.conf(5)), validated, with secrets loaded.
+ *
+ * Syntax: [section], key = value, '#' or ';' starts a comment (a '#' inside
+ * a value only after whitespace), durations such as 30s 5min 24h 2d, lists
+ * separated by commas.  Unknown sections and keys, missing required keys,
+ * bad durations, bad addresses, plaintext transports to non-loopback hosts:
+ * each is an error reported as "FILE:LINE: message" naming the key.
+ *
+ * A relative *_file path resolves in $CREDENTIALS_DIRECTORY when set, else
+ * next to the config file.  Secret values are never part of an error.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct cfg_marketplace {
+        char *url;                /* base, e.g. https://api.../public/v1 (no trailing '/') */
+        char *token;              /* secret, from token_file */
+        char *token_file;         /* resolved path */
+        int64_t poll_interval;    /* seconds, default 5min */
+        char **products;          /* optional product id filter */
+        size_t n_products;
+        char *ca_file;            /* optional */
+        char *portal_url;         /* default https://portal.platform.softwareone.com */
+};
+
+struct cfg_microsoft {
+        char *login_url;          /* default https://login.microsoftonline.com */
+        char *api_url;            /* default https://api.partnercenter.microsoft.com/v1 */
+        char *tenant;             /* partner's own tenant id or domain */
+        char *client_id;
+        char *client_secret;      /* secret, from client_secret_file */
+        char *client_secret_file;
+        char *ca_file;
+        int token_endpoint;       /* 1 = /oauth2/token (resource=), 2 = /oauth2/v2.0/token (scope=) */
+        int64_t *check_schedule;  /* seconds between checks: default 1min,2min,5min,10min,15min */
+        size_t n_check_schedule;  /* last entry repeats */
+};
+
+enum cfg_transport {
+        CFG_TRANSPORT_SMTP = 0,
+        CFG_TRANSPORT_SENDMAIL,
+};
+
+struct cfg_mail {
+        enum cfg_transport transport;
+        char *smtp_url;           /* smtps://host:465 or smtp://host:587 (STARTTLS required) */
+        char *username;           /* optional */
+        char *password;           /* secret, optional, from password_file */
+        char *password_file;
+        char *ca_file;
+        char *sendmail_path;      /* default /usr/sbin/sendmail */
+        char *from;               /* "Name <addr>" or "addr", validated */
+        char **to;  size_t n_to;
+        char **cc;  size_t n_cc;
+        char **bcc; size_t n_bcc;
+        char **ops; size_t n_ops;
+        bool notify_order_contacts;
+        int64_t reminder_interval;   /* default 24h */
+        int max_reminders;           /* default 5 */
+        int64_t deadline;            /* default 15d after audit.querying.at */
+        int64_t deadline_warning;    /* default 3d */
+        char *template_dir;          /* optional override dir (default: config dir/templates) */
+        char **url_hosts;            /* relationship URL allow-list, default admin.microsoft.com */
+        size_t n_url_hosts;
+};
+
+struct cfg_daemon {
+        char *state_dir;             /* $STATE_DIRECTORY, else /var/lib/partnerd */
+        int64_t retention;           /* closed entries kept, default 30d */
+        int max_parallel;            /* per-host parallel requests, default 16 */
+        int64_t http_timeout;        /* total per request, seconds, default 60 */
+        int64_t connect_timeout;     /* default 10 */
+        size_t max_response;         /* bytes, default 16 MiB */
+};
+
+struct cfg {
+        char *path;                  /* the file that was loaded */
+        char *dir;                   /* its directory */
+        struct cfg_marketplace marketplace;
+        struct cfg_microsoft microsoft;
+        struct cfg_mail mail;
+        struct cfg_daemon daemon;
+        char **warnings;             /* non-fatal ("secret file readable by others") */
+        size_t n_warnings;
+};
+
+/* Every problem found, each "FILE:LINE: message" (LINE 0 when the problem
+ * is not on one line, e.g. a missing key). */
+struct cfg_errors {
+        char **items;
+        size_t n;
+};
+
+void cfg_errors_clear(struct cfg_errors *e);
+
+/* Parses and validates path.  Returns 0 and *ret on success; -EINVAL with
+ * every error in *errors when the file is invalid; other negative errno if
+ * it cannot be read (also described in *errors).  Loads secrets unless
+ * flags has CFG_NO_SECRETS. */
+#define CFG_NO_SECRETS 0x1
+int cfg_load(const char *path, unsigned flags, struct cfg **ret, struct cfg_errors *errors);
+struct cfg *cfg_free(struct cfg *c);   /* accepts NULL, returns NULL */

@@ -1,0 +1,51 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * cycle: one poll cycle, the only place that sequences I/O.
+ * list orders -> templates -> engine -> mail + checks -> engine -> process
+ * -> store.  Runs on the loop; cb is called once when the cycle is over.
+ */
+#pragma once
+
+#include <stdbool.h>
+
+#include <uv.h>
+
+#include "config.h"
+#include "http.h"
+#include "mail.h"
+#include "marketplace.h"
+#include "partnercenter.h"
+#include "model.h"
+
+struct cycle_env {
+        uv_loop_t *loop;
+        const struct cfg *cfg;
+        struct http *http;
+        struct mp_client *mp;
+        struct pc_client *pc;
+        struct mail_transport *transport;
+        struct mail_outbox *outbox;
+        const struct mail_templates *templates;
+        struct state *state;         /* in/out, owned by the caller */
+        bool dry_run;
+        bool check_all;              /* --once */
+};
+
+struct cycle_result {
+        int r;                       /* 0 ok, else the first fatal error */
+        size_t orders_seen;
+        size_t blocked;
+        size_t customers_pending;
+        size_t mails_queued;
+        size_t mails_sent;
+        size_t checks;
+        size_t processed;
+        char *error;                 /* one line when r < 0 */
+};
+
+typedef void (*cycle_done_fn)(void *ud, const struct cycle_result *res);
+
+struct cycle;
+int cycle_start(const struct cycle_env *env, cycle_done_fn cb, void *ud, struct cycle **ret);
+/* Stops taking new work; in-flight requests finish or are cancelled. */
+void cycle_abort(struct cycle *c);

@@ -1,0 +1,55 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * engine: every decision, as a pure function.  (orders, relationship facts,
+ * stored state, now) -> (actions, new state).  No I/O, no clock, no log, no
+ * globals: the cycle feeds it and performs what it returns.
+ */
+#pragma once
+
+#include <stdint.h>
+
+#include "model.h"
+
+struct eng_params {
+        int64_t reminder_interval;   /* seconds */
+        int max_reminders;
+        int64_t deadline;            /* after audit.querying.at, default 15d */
+        int64_t deadline_warning;    /* default 3d */
+        const int64_t *check_schedule;   /* seconds between checks; last repeats */
+        size_t n_check_schedule;
+        bool check_all;              /* --once: every pending customer is due */
+        bool have_ops;               /* ops recipients configured */
+};
+
+/*
+ * Phase 1 (facts == NULL or empty): reconcile the orders seen in this poll
+ * with the state (new episodes, closed orders), and return NOTIFY actions
+ * (new request, reminder, final warning, draft warning, ops notice) and
+ * CHECK actions for the customers that are due.  The state records the
+ * intent (notified_at, reminders...) so the caller must persist it before
+ * acting.
+ *
+ * Phase 2 (facts from the checks): record them and return PROCESS actions
+ * for every blocked order of an accepted customer (marking them
+ * TRACK_PROCESS_SENT with process_sent_at = now), plus LOG actions.
+ *
+ * orders is the complete list of Querying and Draft orders of this poll:
+ * a tracked order missing from it has left Querying.
+ */
+int eng_decide(const struct eng_params *p, const struct order_list *orders,
+               const struct rel_fact_list *facts, struct state *state, int64_t now,
+               struct action_list *ret_actions);
+
+/* The outcome of a Process call (or of the re-read before it).
+ * status: HTTP status of the POST (0 if none), order_status: the order's
+ * status re-read or returned.  Updates the tracked order and returns LOG
+ * actions (and a CONFIRMATION notify when processed). */
+enum eng_process_result {
+        ENG_PROCESS_DONE = 0,        /* 200: Querying -> Processing */
+        ENG_PROCESS_MOVED,           /* re-read/409: already left Querying: closed */
+        ENG_PROCESS_STILL_QUERYING,  /* re-read shows still Querying after a 4xx */
+        ENG_PROCESS_UNKNOWN,         /* 5xx / timeout: re-read next cycle */
+};
+int eng_process_outcome(const struct eng_params *p, struct state *state, const char *order_id,
+                        enum eng_process_result res, enum order_status order_status,
+                        const char *detail, int64_t now, struct action_list *ret_actions);

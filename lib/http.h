@@ -1,0 +1,123 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * http: one long-lived curl multi handle driven by libuv (multi_socket API),
+ * for every HTTP request and SMTP transfer of the daemon.  No API knowledge.
+ *
+ *  - Requests are queued and run concurrently, bounded per host.
+ *  - Connections (and the DNS cache) are reused across cycles; HTTP/2 is
+ *    multiplexed where offered (PIPEWAIT).
+ *  - https only; http:// only to loopback hosts.  TLS verification is
+ *    always on; ca_file is the only knob.
+ *  - Idempotent requests are retried on connection errors, timeouts, 429,
+ *    502, 503, 504 with exponential backoff and jitter, honouring
+ *    Retry-After (seconds or HTTP-date, capped).  Non-idempotent ones
+ *    (POST) are never retried after the request may have reached the server.
+ *  - Response bodies are capped (max_response); a larger body aborts.
+ *  - Callbacks run from the loop, never from inside a curl callback, so they
+ *    may submit new requests.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <curl/curl.h>
+#include <uv.h>
+
+struct http;
+
+struct http_options {
+        int max_per_host;            /* parallel transfers per host, default 16 */
+        long connect_timeout_ms;     /* default 10000 */
+        long timeout_ms;             /* whole transfer, default 60000 */
+        size_t max_response;         /* default 16 MiB */
+        int max_attempts;            /* idempotent requests, default 4 */
+        long backoff_base_ms;        /* first retry delay, default 500 */
+        long backoff_max_ms;         /* default 30000 */
+        long retry_after_max_ms;     /* cap on Retry-After, default 120000 */
+        const char *user_agent;      /* default "partnerd/<version>" */
+};
+
+/* Header fields of a response that callers and logs care about. */
+struct http_response {
+        long status;                 /* 0 when no HTTP response arrived */
+        char *body;                  /* NUL-terminated, may be "" */
+        size_t body_len;
+        char *content_type;
+        char *request_id;            /* MS-RequestId / x-request-id / traceparent echo */
+        char *correlation_id;        /* MS-CorrelationId */
+        long retry_after_ms;         /* parsed Retry-After of the last response, -1 if none */
+        CURLcode curl_code;          /* CURLE_OK when a response arrived */
+        char error[CURL_ERROR_SIZE]; /* curl's message when curl_code != CURLE_OK */
+        int attempts;                /* how many times it was sent */
+        uint64_t elapsed_ms;
+};
+
+struct http_request {
+        const char *method;          /* "GET", "POST" ... */
+        const char *url;
+        const char *const *headers;  /* NULL-terminated "Name: value" list, copied */
+        const char *body;            /* copied; may be NULL */
+        size_t body_len;
+        bool idempotent;             /* retry per the rules above (GET: true) */
+        const char *ca_file;         /* optional */
+        long timeout_ms;             /* 0 = default */
+        /* When set, http adds "<name>: <uuid>" to each attempt, a new uuid
+         * per attempt except when retrying after a timeout (Partner Center's
+         * MS-RequestId rule). */
+        const char *request_id_header;
+};
+
+/* r: 0 when an HTTP response arrived (any status; check resp->status),
+ * -ETIMEDOUT, -ECONNREFUSED, -ECONNRESET, -EFBIG (size cap), -EPROTO (TLS,
+ * protocol), -EHOSTUNREACH (DNS), -ECANCELED (shutdown), other negative
+ * errno.  resp is valid only during the callback. */
+typedef void (*http_done_fn)(void *userdata, int r, const struct http_response *resp);
+
+int http_new(uv_loop_t *loop, const struct http_options *opts, struct http **ret);
+/* Cancels everything pending (callbacks get -ECANCELED), cleans up curl and
+ * closes the uv handles; run the loop afterwards until it is idle. */
+struct http *http_free(struct http *h);
+
+int http_submit(struct http *h, const struct http_request *req, http_done_fn cb, void *userdata);
+
+/* For SMTP and other non-HTTP transfers on the same multi handle: the
+ * caller configures the easy handle fully; http only drives it (adds the
+ * common safety options: NOSIGNAL, protocols, timeouts) and reports the
+ * outcome.  The easy handle stays owned by the caller. */
+typedef void (*http_easy_done_fn)(void *userdata, CURL *easy, CURLcode result);
+int http_add_easy(struct http *h, CURL *easy, http_easy_done_fn cb, void *userdata);
+
+/* Requests queued or running. */
+size_t http_pending(const struct http *h);
+/* Cancels everything pending (callbacks get -ECANCELED). */
+void http_cancel_all(struct http *h);
+
+/* Counters for the benchmark and STATUS=. */
+struct http_stats {
+        uint64_t requests;           /* attempts sent */
+        uint64_t responses;
+        uint64_t bytes_received;
+        uint64_t retries;
+        uint64_t connections;        /* new connections opened */
+};
+void http_get_stats(const struct http *h, struct http_stats *ret);
+
+/* One human line for a failed response: "HTTP 409: Order status transition
+ * not allowed: Order ORD-... is in status Completed (trace 00-...)".
+ * Understands Marketplace problem details (errors as object or array,
+ * detail/details), gateway {statusCode,message}, Partner Center {code
+ * (number or string), description}, Entra {error,error_description}; other
+ * bodies as a clipped, sanitised excerpt.  Never includes headers. */
+char *http_describe_error(int r, const struct http_response *resp);
+
+/* Percent-encodes s for a query value (RFC 3986 unreserved kept). */
+char *http_escape(const char *s);
+
+/* Fails with -EINVAL unless url is https://, or http:// to a loopback host
+ * (also smtps:// / smtp:// when allow_smtp).  *ret_plaintext tells which. */
+int http_check_url(const char *url, bool allow_smtp, bool *ret_plaintext);
+
+/* true when curl resolves names without blocking (threaded or c-ares). */
+bool http_async_dns(void);

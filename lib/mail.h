@@ -1,0 +1,131 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * mail: what partnerd tells people.  Templates with named placeholders,
+ * RFC 5322/MIME composition (CRLF, quoted-printable, RFC 2047 words), a
+ * durable outbox in the state directory, and the transports: SMTP through
+ * the shared curl multi handle (lib/http), or sendmail -t -oi.
+ *
+ * Every value that comes from the API is hostile: control characters never
+ * reach a header or an SMTP command, HTML values are escaped, and the
+ * relationship URL must be https:// on an allowed host.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "http.h"
+#include "model.h"
+
+/* ---- templates ---- */
+
+struct mail_templates;
+
+/* Loads every template (subject, text, html for each enum mail_kind) from
+ * override_dir when a file exists there, else from default_dir.  Unknown
+ * placeholders are errors "FILE:LINE: unknown placeholder {{x}}" appended
+ * to *errors (cfg_errors from config.h). */
+int mail_templates_load(const char *override_dir, const char *default_dir,
+                        struct mail_templates **ret, struct cfg_errors *errors);
+struct mail_templates *mail_templates_free(struct mail_templates *t);
+
+/* One order named in a mail. */
+struct mail_order {
+        const char *id;
+        const char *product;         /* product name */
+        const char *portal_link;
+        int64_t querying_since;      /* 0 unknown */
+        int64_t deadline;            /* 0 unknown */
+        const char *error;           /* ops notice: why it is Querying */
+};
+
+/* Values for the placeholders of one mail. */
+struct mail_context {
+        enum mail_kind kind;
+        const char *customer_name;
+        const char *domain;
+        const char *tenant_id;
+        const char *url;             /* relationship acceptance URL */
+        const struct mail_order *orders;
+        size_t n_orders;
+        int reminder_number;         /* 1-based for reminders */
+        int64_t deadline;            /* earliest deadline of the orders, 0 unknown */
+        int64_t now;
+        char **extra_rcpt;           /* order contacts (notify_order_contacts) */
+        size_t n_extra_rcpt;
+};
+
+/* A rendered message, ready for any transport. */
+struct mail_message {
+        char *message_id;            /* "<...@...>" */
+        char *envelope_from;         /* bare addr-spec */
+        char **rcpt;                 /* every envelope recipient (to, cc, bcc), addr-specs */
+        size_t n_rcpt;
+        char *subject;               /* decoded, for logs */
+        char *data;                  /* full RFC 5322 message, CRLF line ends */
+        size_t len;
+};
+
+struct mail_message *mail_message_free(struct mail_message *m);
+
+/* Renders ctx with the templates for ctx->kind.  -EINVAL with *ret_err
+ * when a value cannot be used safely (e.g. URL not allowed). */
+int mail_render(const struct mail_templates *t, const struct cfg_mail *cfg,
+                const struct mail_context *ctx, struct mail_message **ret, char **ret_err);
+
+/* ---- building blocks (unit-tested, fuzzed) ---- */
+/* Header value: RFC 2047 encoded words (<= 75 chars each, split on UTF-8
+ * boundaries) when not plain printable ASCII; control characters dropped.
+ * name_len is the length of "Name: " for the first line's folding. */
+char *mail_encode_header(const char *value, size_t name_len);
+/* Quoted-printable body with CRLF line ends, lines <= 76. */
+char *mail_encode_qp(const char *text);
+/* Validates an address "addr" or "Name <addr>"; -EINVAL otherwise.
+ * *ret_addr (optional) gets the bare addr-spec. */
+int mail_parse_address(const char *s, char **ret_display, char **ret_addr);
+/* The URL is https:// on one of hosts (case-insensitive, exact). */
+bool mail_url_allowed(const char *url, char *const *hosts, size_t n_hosts);
+
+/* ---- transport ---- */
+
+struct mail_transport;
+
+int mail_transport_new(struct http *h, uv_loop_t *loop, const struct cfg_mail *cfg,
+                       struct mail_transport **ret);
+struct mail_transport *mail_transport_free(struct mail_transport *t);
+
+struct mail_result {
+        bool ok;                     /* at least one recipient accepted */
+        bool permanent;              /* 5xx: do not retry */
+        long smtp_code;              /* last SMTP reply code, 0 if none */
+        const char *error;           /* one human line (server reply) */
+        size_t n_refused;            /* recipients refused */
+};
+typedef void (*mail_sent_fn)(void *ud, const struct mail_result *res);
+int mail_send(struct mail_transport *t, const struct mail_message *m, mail_sent_fn cb, void *ud);
+
+/* ---- outbox: {state_dir}/outbox, one file per message ---- */
+
+struct mail_outbox;
+
+int mail_outbox_open(const char *state_dir, struct mail_outbox **ret);
+struct mail_outbox *mail_outbox_free(struct mail_outbox *o);
+
+/* Stores m durably (atomic write) under dedup_key before anything is sent.
+ * Returns 0 when queued, 1 when dedup_key was already queued or sent
+ * (nothing done), negative errno on failure. */
+int mail_outbox_put(struct mail_outbox *o, const char *dedup_key, const struct mail_message *m,
+                    int64_t now);
+
+struct mail_flush_stats {
+        size_t sent, retry_later, failed;
+};
+typedef void (*mail_flush_fn)(void *ud, const struct mail_flush_stats *st);
+/* Sends every message that is due (retry with backoff on 4xx and
+ * connection failures; permanent 5xx marked failed and logged).  cb runs
+ * once when every attempt of this flush has finished. */
+int mail_outbox_flush(struct mail_outbox *o, struct mail_transport *t, int64_t now,
+                      mail_flush_fn cb, void *ud);
+size_t mail_outbox_pending(const struct mail_outbox *o);

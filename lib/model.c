@@ -1,0 +1,413 @@
+/* SPDX-License-Identifier: MIT */
+#include "model.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+/* Grows an array of elements of size sz so that one more fits. */
+static void *grow(void *items, size_t *cap, size_t n, size_t sz) {
+        if (n < *cap)
+                return items;
+        size_t nc = *cap ? *cap * 2 : 8;
+        if (nc > SIZE_MAX / sz)
+                return NULL;
+        void *p = realloc(items, nc * sz);
+        if (!p)
+                return NULL;
+        memset((char *) p + *cap * sz, 0, (nc - *cap) * sz);
+        *cap = nc;
+        return p;
+}
+
+static const char *const status_names[_ORDER_STATUS_MAX] = {
+        [ORDER_STATUS_UNKNOWN] = "Unknown",
+        [ORDER_STATUS_NEW] = "New",
+        [ORDER_STATUS_DRAFT] = "Draft",
+        [ORDER_STATUS_QUOTED] = "Quoted",
+        [ORDER_STATUS_PROCESSING] = "Processing",
+        [ORDER_STATUS_QUERYING] = "Querying",
+        [ORDER_STATUS_COMPLETED] = "Completed",
+        [ORDER_STATUS_FAILED] = "Failed",
+        [ORDER_STATUS_DELETED] = "Deleted",
+};
+
+enum order_status order_status_from_string(const char *s) {
+        if (!s)
+                return ORDER_STATUS_UNKNOWN;
+        for (int i = 1; i < _ORDER_STATUS_MAX; i++)
+                if (util_streq_ci(s, status_names[i]))
+                        return (enum order_status) i;
+        return ORDER_STATUS_UNKNOWN;
+}
+
+const char *order_status_to_string(enum order_status s) {
+        return s >= 0 && s < _ORDER_STATUS_MAX ? status_names[s] : "Unknown";
+}
+
+void order_clear(struct order *o) {
+        if (!o)
+                return;
+        free(o->id);
+        free(o->type);
+        free(o->product_id);
+        free(o->product_name);
+        free(o->agreement_id);
+        free(o->agreement_name);
+        free(o->client_name);
+        free(o->buyer_id);
+        free(o->buyer_name);
+        free(o->tenant_id);
+        free(o->domain);
+        free(o->company_name);
+        free(o->relationship_url);
+        free(o->error_message);
+        free(o->querying_at_raw);
+        free(o->template_id);
+        for (size_t i = 0; i < o->n_contacts; i++) {
+                free(o->contacts[i].name);
+                free(o->contacts[i].email);
+        }
+        free(o->contacts);
+        *o = (struct order) { 0 };
+}
+
+#define DUP(field)                                                  \
+        do {                                                        \
+                if (src->field && !(dst->field = strdup(src->field))) \
+                        goto oom;                                   \
+        } while (0)
+
+int order_copy(struct order *dst, const struct order *src) {
+        *dst = (struct order) {
+                .status = src->status,
+                .querying_at = src->querying_at,
+                .created_at = src->created_at,
+        };
+        DUP(id);
+        DUP(type);
+        DUP(product_id);
+        DUP(product_name);
+        DUP(agreement_id);
+        DUP(agreement_name);
+        DUP(client_name);
+        DUP(buyer_id);
+        DUP(buyer_name);
+        DUP(tenant_id);
+        DUP(domain);
+        DUP(company_name);
+        DUP(relationship_url);
+        DUP(error_message);
+        DUP(querying_at_raw);
+        DUP(template_id);
+        if (src->n_contacts) {
+                dst->contacts = calloc(src->n_contacts, sizeof(*dst->contacts));
+                if (!dst->contacts)
+                        goto oom;
+                dst->n_contacts = src->n_contacts;
+                for (size_t i = 0; i < src->n_contacts; i++) {
+                        dst->contacts[i].name = util_strdup0(src->contacts[i].name);
+                        dst->contacts[i].email = util_strdup0(src->contacts[i].email);
+                        if ((src->contacts[i].name && !dst->contacts[i].name) ||
+                            (src->contacts[i].email && !dst->contacts[i].email))
+                                goto oom;
+                }
+        }
+        return 0;
+oom:
+        order_clear(dst);
+        return -ENOMEM;
+}
+
+struct order *order_list_add(struct order_list *l) {
+        struct order *p = grow(l->items, &l->cap, l->n, sizeof(*p));
+        if (!p)
+                return NULL;
+        l->items = p;
+        return &l->items[l->n++];
+}
+
+const struct order *order_list_find(const struct order_list *l, const char *id) {
+        for (size_t i = 0; id && i < l->n; i++)
+                if (l->items[i].id && strcmp(l->items[i].id, id) == 0)
+                        return &l->items[i];
+        return NULL;
+}
+
+void order_list_clear(struct order_list *l) {
+        if (!l)
+                return;
+        for (size_t i = 0; i < l->n; i++)
+                order_clear(&l->items[i]);
+        free(l->items);
+        *l = (struct order_list) { 0 };
+}
+
+char *order_customer_key(const struct order *o) {
+        char *k = NULL;
+        if (o->tenant_id && *o->tenant_id) {
+                k = strdup(o->tenant_id);
+                return k ? util_ascii_lower(k) : NULL;
+        }
+        if (o->domain && *o->domain) {
+                if (asprintf(&k, "domain:%s", o->domain) < 0)
+                        return NULL;
+                return util_ascii_lower(k);
+        }
+        return NULL;
+}
+
+void rel_fact_clear(struct rel_fact *f) {
+        if (!f)
+                return;
+        free(f->customer_key);
+        free(f->tenant_id);
+        *f = (struct rel_fact) { 0 };
+}
+
+struct rel_fact *rel_fact_list_add(struct rel_fact_list *l) {
+        struct rel_fact *p = grow(l->items, &l->cap, l->n, sizeof(*p));
+        if (!p)
+                return NULL;
+        l->items = p;
+        return &l->items[l->n++];
+}
+
+void rel_fact_list_clear(struct rel_fact_list *l) {
+        if (!l)
+                return;
+        for (size_t i = 0; i < l->n; i++)
+                rel_fact_clear(&l->items[i]);
+        free(l->items);
+        *l = (struct rel_fact_list) { 0 };
+}
+
+static const char *const track_names[_TRACK_MAX] = {
+        [TRACK_BLOCKED] = "blocked",
+        [TRACK_PROCESS_SENT] = "processing_sent",
+        [TRACK_CLOSED] = "closed",
+        [TRACK_OTHER_QUERY] = "other_query",
+        [TRACK_DRAFT] = "draft",
+};
+
+const char *track_status_to_string(enum track_status s) {
+        return s >= 0 && s < _TRACK_MAX ? track_names[s] : "unknown";
+}
+
+int track_status_from_string(const char *s) {
+        for (int i = 0; s && i < _TRACK_MAX; i++)
+                if (strcmp(s, track_names[i]) == 0)
+                        return i;
+        return -EINVAL;
+}
+
+void tracked_order_clear(struct tracked_order *o) {
+        if (!o)
+                return;
+        free(o->id);
+        free(o->querying_at_raw);
+        free(o->outcome);
+        free(o->template_id);
+        free(o->relationship_url);
+        *o = (struct tracked_order) { 0 };
+}
+
+void tracked_customer_clear(struct tracked_customer *c) {
+        if (!c)
+                return;
+        free(c->key);
+        free(c->tenant_id);
+        free(c->domain);
+        free(c->name);
+        free(c->relationship_url);
+        for (size_t i = 0; i < c->n_orders; i++)
+                tracked_order_clear(&c->orders[i]);
+        free(c->orders);
+        *c = (struct tracked_customer) { 0 };
+}
+
+void state_clear(struct state *s) {
+        if (!s)
+                return;
+        for (size_t i = 0; i < s->n_customers; i++)
+                tracked_customer_clear(&s->customers[i]);
+        free(s->customers);
+        *s = (struct state) { .version = STATE_VERSION };
+}
+
+struct state *state_new(void) {
+        struct state *s = calloc(1, sizeof(*s));
+        if (s)
+                s->version = STATE_VERSION;
+        return s;
+}
+
+void state_free(struct state *s) {
+        if (!s)
+                return;
+        state_clear(s);
+        free(s);
+}
+
+#undef DUP
+#define DUP(field)                                                  \
+        do {                                                        \
+                if (src->field && !(dst->field = strdup(src->field))) \
+                        return -ENOMEM;                             \
+        } while (0)
+
+static int tracked_order_copy(struct tracked_order *dst, const struct tracked_order *src) {
+        *dst = *src;
+        dst->id = dst->querying_at_raw = dst->outcome = dst->template_id = NULL;
+        dst->relationship_url = NULL;
+        DUP(id);
+        DUP(querying_at_raw);
+        DUP(outcome);
+        DUP(template_id);
+        DUP(relationship_url);
+        return 0;
+}
+
+static int tracked_customer_copy(struct tracked_customer *dst, const struct tracked_customer *src) {
+        *dst = *src;
+        dst->key = dst->tenant_id = dst->domain = dst->name = dst->relationship_url = NULL;
+        dst->orders = NULL;
+        dst->n_orders = dst->cap_orders = 0;
+        DUP(key);
+        DUP(tenant_id);
+        DUP(domain);
+        DUP(name);
+        DUP(relationship_url);
+        if (src->n_orders) {
+                dst->orders = calloc(src->n_orders, sizeof(*dst->orders));
+                if (!dst->orders)
+                        return -ENOMEM;
+                dst->cap_orders = src->n_orders;
+                for (size_t i = 0; i < src->n_orders; i++) {
+                        dst->n_orders = i + 1;
+                        if (tracked_order_copy(&dst->orders[i], &src->orders[i]) < 0)
+                                return -ENOMEM;
+                }
+        }
+        return 0;
+}
+#undef DUP
+
+int state_copy(struct state *dst, const struct state *src) {
+        *dst = (struct state) { .version = src->version };
+        if (src->n_customers) {
+                dst->customers = calloc(src->n_customers, sizeof(*dst->customers));
+                if (!dst->customers)
+                        return -ENOMEM;
+                dst->cap_customers = src->n_customers;
+                for (size_t i = 0; i < src->n_customers; i++) {
+                        dst->n_customers = i + 1;
+                        if (tracked_customer_copy(&dst->customers[i], &src->customers[i]) < 0) {
+                                state_clear(dst);
+                                return -ENOMEM;
+                        }
+                }
+        }
+        return 0;
+}
+
+struct tracked_customer *state_find_customer(const struct state *s, const char *key) {
+        for (size_t i = 0; key && i < s->n_customers; i++)
+                if (s->customers[i].key && strcmp(s->customers[i].key, key) == 0)
+                        return &s->customers[i];
+        return NULL;
+}
+
+struct tracked_customer *state_add_customer(struct state *s, const char *key) {
+        struct tracked_customer *p = grow(s->customers, &s->cap_customers, s->n_customers, sizeof(*p));
+        if (!p)
+                return NULL;
+        s->customers = p;
+        struct tracked_customer *c = &s->customers[s->n_customers];
+        *c = (struct tracked_customer) { 0 };
+        if (!(c->key = strdup(key)))
+                return NULL;
+        s->n_customers++;
+        return c;
+}
+
+struct tracked_order *customer_find_order(const struct tracked_customer *c, const char *id) {
+        for (size_t i = 0; id && i < c->n_orders; i++)
+                if (c->orders[i].id && strcmp(c->orders[i].id, id) == 0)
+                        return &c->orders[i];
+        return NULL;
+}
+
+struct tracked_order *customer_add_order(struct tracked_customer *c, const char *id) {
+        struct tracked_order *p = grow(c->orders, &c->cap_orders, c->n_orders, sizeof(*p));
+        if (!p)
+                return NULL;
+        c->orders = p;
+        struct tracked_order *o = &c->orders[c->n_orders];
+        *o = (struct tracked_order) { 0 };
+        if (!(o->id = strdup(id)))
+                return NULL;
+        c->n_orders++;
+        return o;
+}
+
+struct tracked_order *state_find_order(const struct state *s, const char *id,
+                                       struct tracked_customer **ret_customer) {
+        for (size_t i = 0; i < s->n_customers; i++) {
+                struct tracked_order *o = customer_find_order(&s->customers[i], id);
+                if (o) {
+                        if (ret_customer)
+                                *ret_customer = &s->customers[i];
+                        return o;
+                }
+        }
+        return NULL;
+}
+
+static const char *const mail_kind_names[_MAIL_KIND_MAX] = {
+        [MAIL_KIND_NEW_REQUEST] = "new-request",
+        [MAIL_KIND_REMINDER] = "reminder",
+        [MAIL_KIND_FINAL_WARNING] = "final-warning",
+        [MAIL_KIND_DRAFT_WARNING] = "draft-warning",
+        [MAIL_KIND_OPS_NOTICE] = "ops-notice",
+        [MAIL_KIND_CONFIRMATION] = "confirmation",
+};
+
+const char *mail_kind_to_string(enum mail_kind k) {
+        return k >= 0 && k < _MAIL_KIND_MAX ? mail_kind_names[k] : "unknown";
+}
+
+void action_clear(struct action *a) {
+        if (!a)
+                return;
+        free(a->customer_key);
+        free(a->tenant_id);
+        free(a->domain);
+        free(a->order_id);
+        for (size_t i = 0; i < a->n_order_ids; i++)
+                free(a->order_ids[i]);
+        free(a->order_ids);
+        free(a->dedup_key);
+        free(a->message);
+        *a = (struct action) { 0 };
+}
+
+struct action *action_list_add(struct action_list *l) {
+        struct action *p = grow(l->items, &l->cap, l->n, sizeof(*p));
+        if (!p)
+                return NULL;
+        l->items = p;
+        return &l->items[l->n++];
+}
+
+void action_list_clear(struct action_list *l) {
+        if (!l)
+                return;
+        for (size_t i = 0; i < l->n; i++)
+                action_clear(&l->items[i]);
+        free(l->items);
+        *l = (struct action_list) { 0 };
+}

@@ -1,0 +1,234 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * model: plain data shared by the clients, the engine, the store and the
+ * cycle.  No I/O.  Every string is heap-owned by its struct (NULL = absent)
+ * and released by the matching *_clear / *_free, which accept NULL.
+ *
+ * Times are seconds since the epoch (int64_t); 0 means "never / unknown".
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- Marketplace orders (input) ------------------------------------- */
+
+enum order_status {
+        ORDER_STATUS_UNKNOWN = 0,
+        ORDER_STATUS_NEW,
+        ORDER_STATUS_DRAFT,
+        ORDER_STATUS_QUOTED,
+        ORDER_STATUS_PROCESSING,
+        ORDER_STATUS_QUERYING,
+        ORDER_STATUS_COMPLETED,
+        ORDER_STATUS_FAILED,
+        ORDER_STATUS_DELETED,
+        _ORDER_STATUS_MAX,
+};
+
+/* Case-insensitive; unknown strings give ORDER_STATUS_UNKNOWN. */
+enum order_status order_status_from_string(const char *s);
+const char *order_status_to_string(enum order_status s);  /* "Querying" */
+
+/* A Contact-type ordering parameter (issue 5: notify_order_contacts). */
+struct order_contact {
+        char *name;
+        char *email;
+};
+
+struct order {
+        char *id;                 /* ORD-XXXX-XXXX-XXXX (3 or 4 groups) */
+        enum order_status status;
+        char *type;               /* Purchase, Change, ... (informational) */
+        char *product_id;         /* PRD-... */
+        char *product_name;
+        char *agreement_id;
+        char *agreement_name;
+        char *client_name;        /* client account name */
+        char *buyer_id;           /* BUY-... */
+        char *buyer_name;
+
+        /* Customer identity, from parameters. */
+        char *tenant_id;          /* fulfillment MicrosoftTenantId, NULL when empty */
+        char *domain;             /* ordering ExistingDomainName, else PrimaryDomainName */
+        char *company_name;       /* ordering CustomerCompanyName, else buyer/client name */
+
+        /* What blocks it. */
+        char *relationship_url;   /* extracted acceptance URL, NULL if none */
+        char *error_message;      /* order error.message / parameter errors, joined */
+
+        char *querying_at_raw;    /* audit.querying.at as sent (episode identity) */
+        int64_t querying_at;      /* parsed, 0 if absent */
+        int64_t created_at;
+        char *template_id;        /* template.id, to notice template changes */
+
+        struct order_contact *contacts;  /* Contact-type ordering parameters */
+        size_t n_contacts;
+};
+
+void order_clear(struct order *o);
+/* Deep copy; -ENOMEM on failure (dst then cleared). */
+int order_copy(struct order *dst, const struct order *src);
+
+struct order_list {
+        struct order *items;
+        size_t n;
+        size_t cap;
+};
+
+/* Appends a zeroed order and returns it (NULL on OOM). */
+struct order *order_list_add(struct order_list *l);
+const struct order *order_list_find(const struct order_list *l, const char *id);
+void order_list_clear(struct order_list *l);
+
+/* The key under which a customer is tracked: the tenant id when known,
+ * else "domain:<lower-case domain>".  Returns NULL when the order names
+ * neither (malloc'd string otherwise). */
+char *order_customer_key(const struct order *o);
+
+/* ---- Relationship facts (from Partner Center) ------------------------- */
+
+enum rel_state {
+        REL_UNKNOWN = 0,   /* the check failed (network, 5xx, token...) */
+        REL_PENDING,       /* 404/403, or 200 without relationshipToPartner=reseller */
+        REL_ACCEPTED,
+};
+
+struct rel_fact {
+        char *customer_key;       /* as order_customer_key() */
+        enum rel_state state;
+        char *tenant_id;          /* learned tenant id, when the check found one */
+        int64_t checked_at;
+};
+
+void rel_fact_clear(struct rel_fact *f);
+
+struct rel_fact_list {
+        struct rel_fact *items;
+        size_t n;
+        size_t cap;
+};
+
+struct rel_fact *rel_fact_list_add(struct rel_fact_list *l);
+void rel_fact_list_clear(struct rel_fact_list *l);
+
+/* ---- Stored state ----------------------------------------------------- */
+
+enum track_status {
+        TRACK_BLOCKED = 0,        /* Querying, waiting for the relationship */
+        TRACK_PROCESS_SENT,       /* intent to Process recorded (outcome may be unknown) */
+        TRACK_CLOSED,             /* left Querying, or processed; kept until pruned */
+        TRACK_OTHER_QUERY,        /* Querying for another reason (no relationship URL) */
+        TRACK_DRAFT,              /* Draft showing the URL: warned, never processed */
+        _TRACK_MAX,
+};
+
+const char *track_status_to_string(enum track_status s);  /* "blocked", ... */
+int track_status_from_string(const char *s);              /* -EINVAL if unknown */
+
+struct tracked_order {
+        char *id;
+        enum track_status status;
+        char *querying_at_raw;    /* episode identity */
+        int64_t querying_since;   /* parsed audit.querying.at (deadline base) */
+        int64_t first_seen;
+        int64_t process_sent_at;  /* 0 = never */
+        char *outcome;            /* "processed", "already-moved:<Status>", "failed:<status>"... */
+        int64_t closed_at;
+        char *template_id;
+        char *relationship_url;
+        bool notified;            /* this order was named in a mail already */
+};
+
+struct tracked_customer {
+        char *key;                /* order_customer_key() */
+        char *tenant_id;
+        char *domain;
+        char *name;
+        char *relationship_url;
+        int64_t first_seen;
+        int64_t notified_at;      /* first mail queued, 0 = not yet */
+        int64_t last_mail_at;     /* last reminder / warning queued */
+        int reminders;            /* reminders queued so far */
+        bool final_warning_sent;
+        bool deadline_passed_logged;
+        int64_t next_check;       /* next Partner Center check (0 = due now) */
+        int check_count;          /* checks made, drives the backoff schedule */
+        int64_t accepted_at;      /* 0 = not (yet) accepted */
+        struct tracked_order *orders;
+        size_t n_orders;
+        size_t cap_orders;
+};
+
+#define STATE_VERSION 1
+
+struct state {
+        int version;
+        struct tracked_customer *customers;
+        size_t n_customers;
+        size_t cap_customers;
+};
+
+void tracked_order_clear(struct tracked_order *o);
+void tracked_customer_clear(struct tracked_customer *c);
+void state_clear(struct state *s);
+struct state *state_new(void);
+void state_free(struct state *s);   /* accepts NULL */
+int state_copy(struct state *dst, const struct state *src);
+
+struct tracked_customer *state_find_customer(const struct state *s, const char *key);
+struct tracked_customer *state_add_customer(struct state *s, const char *key);
+struct tracked_order *customer_find_order(const struct tracked_customer *c, const char *id);
+struct tracked_order *customer_add_order(struct tracked_customer *c, const char *id);
+/* Finds an order in any customer; *ret_customer set when found. */
+struct tracked_order *state_find_order(const struct state *s, const char *id,
+                                       struct tracked_customer **ret_customer);
+
+/* ---- Actions (engine output) ---------------------------------------- */
+
+enum mail_kind {
+        MAIL_KIND_NEW_REQUEST = 0,   /* first acceptance request for a customer */
+        MAIL_KIND_REMINDER,
+        MAIL_KIND_FINAL_WARNING,     /* deadline within deadline_warning */
+        MAIL_KIND_DRAFT_WARNING,     /* accept before the order is placed */
+        MAIL_KIND_OPS_NOTICE,        /* Querying for another reason -> ops */
+        MAIL_KIND_CONFIRMATION,      /* accepted and processed */
+        _MAIL_KIND_MAX,
+};
+
+const char *mail_kind_to_string(enum mail_kind k);   /* "new-request", ... */
+
+enum action_type {
+        ACTION_NOTIFY = 0,   /* queue one mail for a customer */
+        ACTION_CHECK,        /* ask Partner Center about a customer */
+        ACTION_PROCESS,      /* re-read the order, then POST process if still Querying */
+        ACTION_LOG,          /* an event the shell should log (closed, deadline passed...) */
+        _ACTION_MAX,
+};
+
+struct action {
+        enum action_type type;
+        enum mail_kind mail_kind;    /* ACTION_NOTIFY */
+        char *customer_key;          /* NOTIFY, CHECK, PROCESS */
+        char *tenant_id;             /* CHECK: by id when known */
+        char *domain;                /* CHECK: domain filter fallback */
+        char *order_id;              /* PROCESS, LOG */
+        char **order_ids;            /* NOTIFY: every order the mail names */
+        size_t n_order_ids;
+        char *dedup_key;             /* NOTIFY: stable key, "new-request:<key>:<episode>" */
+        int log_event;               /* ACTION_LOG: enum log_event value */
+        int log_priority;            /* ACTION_LOG: syslog priority */
+        char *message;               /* ACTION_LOG: human text */
+};
+
+void action_clear(struct action *a);
+
+struct action_list {
+        struct action *items;
+        size_t n;
+        size_t cap;
+};
+
+struct action *action_list_add(struct action_list *l);
+void action_list_clear(struct action_list *l);

@@ -1,0 +1,23 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * store: {state_dir}/state.json, versioned, written atomically (temp, fsync,
+ * rename, fsync dir), mode 0600 in a 0700 directory.
+ */
+#pragma once
+
+#include "model.h"
+
+/* Loads the state.  A missing file gives an empty state.  A corrupt or
+ * unreadable one is moved aside as state.json.corrupt-<time>, *ret_warning
+ * says why, and an empty state is returned (r == 0).  Older schema versions
+ * are migrated. */
+int store_load(const char *state_dir, struct state **ret, char **ret_warning);
+/* Saves atomically; on failure (disk full, read-only) the old file stays. */
+int store_save(const char *state_dir, const struct state *s);
+
+/* JSON encoding, for tests, fuzzing and `partnerd status --json`. */
+int store_to_json(const struct state *s, char **ret);
+int store_from_json(const char *text, size_t len, struct state **ret, char **ret_err);
+
+/* Drops closed orders (and customers left empty) closed before cutoff. */
+void store_prune(struct state *s, int64_t cutoff);
