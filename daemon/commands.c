@@ -1,0 +1,179 @@
+/* SPDX-License-Identifier: MIT */
+/* The one-shot commands: --check-config, status, --send-test-mail. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <uv.h>
+
+#include "config.h"
+#include "daemon.h"
+#include "http.h"
+#include "log.h"
+#include "mail.h"
+#include "status.h"
+#include "store.h"
+#include "util.h"
+
+#define DEFAULT_TEMPLATES PARTNERD_DATADIR "/templates"
+
+int load_config(const char *path, unsigned flags, struct cfg **ret_cfg,
+                struct mail_templates **ret_templates, bool quiet_ok) {
+        struct cfg_errors errors = { 0 };
+        struct cfg *cfg = NULL;
+        struct mail_templates *t = NULL;
+        char *override = NULL;
+        int r;
+
+        r = cfg_load(path, flags, &cfg, &errors);
+        if (r >= 0) {
+                for (size_t i = 0; i < cfg->n_warnings; i++)
+                        log_warning("%s", cfg->warnings[i]);
+                if (cfg->mail.template_dir)
+                        override = strdup(cfg->mail.template_dir);
+                else if (asprintf(&override, "%s/templates", cfg->dir) < 0)
+                        override = NULL;
+                if (!override)
+                        r = -ENOMEM;
+                else
+                        r = mail_templates_load(override, DEFAULT_TEMPLATES, &t, &errors);
+        }
+        if (r < 0 || errors.n > 0) {
+                for (size_t i = 0; i < errors.n; i++)
+                        fprintf(stderr, "%s\n", errors.items[i]);
+                if (errors.n == 0)
+                        fprintf(stderr, "%s: %s\n", path, strerror(-r));
+                log_event(LOG_ERR, LOG_EV_CONFIG_INVALID, LOG_FIELDS({ "CONFIG_FILE", path }),
+                          "Configuration %s is invalid (%zu error%s)", path, errors.n,
+                          errors.n == 1 ? "" : "s");
+                cfg_errors_clear(&errors);
+                mail_templates_free(t);
+                cfg_free(cfg);
+                free(override);
+                return EXIT_CONFIG;
+        }
+        if (!quiet_ok)
+                printf("configuration OK\n");
+        cfg_errors_clear(&errors);
+        free(override);
+        *ret_cfg = cfg;
+        if (ret_templates)
+                *ret_templates = t;
+        else
+                mail_templates_free(t);
+        return 0;
+}
+
+int command_check_config(const struct options *opts) {
+        struct cfg *cfg = NULL;
+        int r = load_config(opts->config_path, 0, &cfg, NULL, false);
+        cfg_free(cfg);
+        return r;
+}
+
+/* Reads the state file without touching it (no move-aside: this is a
+ * read-only view). */
+int command_status(const struct options *opts) {
+        struct cfg *cfg = NULL;
+        struct state *st = NULL;
+        char *path = NULL, *text = NULL, *out = NULL, *err = NULL;
+        size_t len = 0;
+        int r, ret = 1;
+
+        r = load_config(opts->config_path, CFG_NO_SECRETS, &cfg, NULL, true);
+        if (r != 0)
+                return r;
+        if (asprintf(&path, "%s/state.json", cfg->daemon.state_dir) < 0)
+                goto out;
+        r = util_read_file(path, 64u << 20, &text, &len);
+        if (r == -ENOENT)
+                st = state_new();
+        else if (r < 0) {
+                fprintf(stderr, "partnerd: cannot read %s: %s\n", path, strerror(-r));
+                goto out;
+        } else if (store_from_json(text, len, &st, &err) < 0) {
+                fprintf(stderr, "partnerd: %s is not a valid state file: %s\n", path, err ? err : "?");
+                goto out;
+        }
+        if (!st || status_render(st, util_now_wall(), cfg->mail.deadline, opts->json, &out) < 0) {
+                fprintf(stderr, "partnerd: cannot render the status\n");
+                goto out;
+        }
+        fputs(out, stdout);
+        ret = 0;
+out:
+        free(out);
+        free(err);
+        free(text);
+        free(path);
+        state_free(st);
+        cfg_free(cfg);
+        return ret;
+}
+
+struct test_mail {
+        bool done;
+        struct mail_result res;
+        char *error;
+};
+
+static void on_test_sent(void *ud, const struct mail_result *res) {
+        struct test_mail *t = ud;
+        t->done = true;
+        t->res = *res;
+        t->error = res->error ? strdup(res->error) : NULL;
+        t->res.error = t->error;
+}
+
+int command_send_test_mail(const struct options *opts) {
+        struct cfg *cfg = NULL;
+        struct mail_message *msg = NULL;
+        struct http *http = NULL;
+        struct mail_transport *tr = NULL;
+        struct test_mail t = { 0 };
+        uv_loop_t loop;
+        char *err = NULL;
+        int r, ret = 1;
+
+        r = load_config(opts->config_path, 0, &cfg, NULL, true);
+        if (r != 0)
+                return r;
+        if (uv_loop_init(&loop) < 0) {
+                cfg_free(cfg);
+                return 1;
+        }
+        r = mail_render_test(&cfg->mail, util_now_wall(), &msg, &err);
+        if (r < 0) {
+                fprintf(stderr, "partnerd: cannot compose the test mail: %s\n", err ? err : strerror(-r));
+                goto out;
+        }
+        r = http_new(&loop, &(struct http_options) { .max_per_host = 1 }, &http);
+        if (r >= 0)
+                r = mail_transport_new(http, &loop, &cfg->mail, &tr);
+        if (r >= 0)
+                r = mail_send(tr, msg, on_test_sent, &t);
+        if (r < 0) {
+                fprintf(stderr, "partnerd: cannot send the test mail: %s\n", strerror(-r));
+                goto out;
+        }
+        uv_run(&loop, UV_RUN_DEFAULT);
+        if (t.done && t.res.ok) {
+                printf("test mail %s sent to %zu recipient(s)%s (SMTP %ld)\n", msg->message_id,
+                       msg->n_rcpt - t.res.n_refused, t.res.n_refused ? ", some refused" : "",
+                       t.res.smtp_code);
+                ret = 0;
+        } else
+                printf("test mail NOT sent: %s (SMTP %ld)\n", t.error ? t.error : "unknown error",
+                       t.res.smtp_code);
+out:
+        mail_transport_free(tr);
+        http_free(http);
+        uv_run(&loop, UV_RUN_DEFAULT);
+        (void) uv_loop_close(&loop);
+        mail_message_free(msg);
+        free(t.error);
+        free(err);
+        cfg_free(cfg);
+        return ret;
+}

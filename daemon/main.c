@@ -1,0 +1,98 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * partnerd — emails customers' admins the Microsoft reseller relationship
+ * request of blocked Marketplace orders, and processes the orders once the
+ * relationship is accepted.  See partnerd(8).
+ */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon.h"
+#include "log.h"
+
+#define DEFAULT_CONFIG PARTNERD_SYSCONFDIR "/partnerd/partnerd.conf"
+
+static void usage(FILE *f) {
+        fprintf(f,
+                "Usage: partnerd [OPTIONS]\n"
+                "       partnerd [--config PATH] status [--json]\n"
+                "\n"
+                "Emails the Microsoft reseller relationship request of blocked Marketplace\n"
+                "orders to the customer's admins and processes the orders once accepted.\n"
+                "\n"
+                "  -c, --config PATH     configuration file (default " DEFAULT_CONFIG ")\n"
+                "      --once            run one full cycle, then exit (1 if it failed)\n"
+                "  -n, --dry-run         decide everything, send no mail, call no Process,\n"
+                "                        write no state; print the mails instead\n"
+                "      --check-config    validate the configuration and templates, then exit\n"
+                "      --send-test-mail  send a test message to the configured recipients\n"
+                "  -v, --verbose         log debug messages too\n"
+                "      --json            with status: print JSON\n"
+                "  -h, --help            show this help\n"
+                "      --version         show the version\n"
+                "\n"
+                "Exit status: 0 ok, 1 failure, 2 usage, 78 configuration error.\n");
+}
+
+int main(int argc, char **argv) {
+        enum { OPT_ONCE = 0x100, OPT_CHECK, OPT_TESTMAIL, OPT_VERSION, OPT_JSON };
+        static const struct option longopts[] = {
+                { "config", required_argument, NULL, 'c' },
+                { "once", no_argument, NULL, OPT_ONCE },
+                { "dry-run", no_argument, NULL, 'n' },
+                { "check-config", no_argument, NULL, OPT_CHECK },
+                { "send-test-mail", no_argument, NULL, OPT_TESTMAIL },
+                { "verbose", no_argument, NULL, 'v' },
+                { "json", no_argument, NULL, OPT_JSON },
+                { "help", no_argument, NULL, 'h' },
+                { "version", no_argument, NULL, OPT_VERSION },
+                { NULL, 0, NULL, 0 },
+        };
+        struct options opts = { .config_path = DEFAULT_CONFIG };
+        int c;
+
+        while ((c = getopt_long(argc, argv, "c:nvh", longopts, NULL)) != -1) {
+                switch (c) {
+                case 'c': opts.config_path = optarg; break;
+                case OPT_ONCE: opts.once = true; break;
+                case 'n': opts.dry_run = true; break;
+                case OPT_CHECK: opts.check_config = true; break;
+                case OPT_TESTMAIL: opts.send_test_mail = true; break;
+                case 'v': opts.verbose = true; break;
+                case OPT_JSON: opts.json = true; break;
+                case 'h': usage(stdout); return 0;
+                case OPT_VERSION: printf("partnerd %s\n", PARTNERD_VERSION); return 0;
+                default: usage(stderr); return EXIT_USAGE;
+                }
+        }
+        if (optind < argc) {
+                if (strcmp(argv[optind], "status") != 0 || optind + 1 != argc) {
+                        fprintf(stderr, "partnerd: unknown command '%s' (try --help)\n", argv[optind]);
+                        return EXIT_USAGE;
+                }
+                opts.status = true;
+        }
+        if (opts.json && !opts.status) {
+                fprintf(stderr, "partnerd: --json goes with the status command\n");
+                return EXIT_USAGE;
+        }
+        if (opts.status + opts.check_config + opts.send_test_mail > 1) {
+                fprintf(stderr, "partnerd: status, --check-config and --send-test-mail exclude each other\n");
+                return EXIT_USAGE;
+        }
+
+        log_init(LOG_TARGET_AUTO);
+        log_set_max_level(opts.verbose ? LOG_DEBUG : LOG_INFO);
+        signal(SIGPIPE, SIG_IGN);
+
+        if (opts.check_config)
+                return command_check_config(&opts);
+        if (opts.status)
+                return command_status(&opts);
+        if (opts.send_test_mail)
+                return command_send_test_mail(&opts);
+        return service_run(&opts);
+}

@@ -1,0 +1,363 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The service: builds the clients on one libuv loop, runs a cycle every
+ * poll_interval (or once), and talks to systemd (READY, STATUS, WATCHDOG,
+ * RELOADING, STOPPING).  Signals: SIGTERM/SIGINT stop, SIGHUP reloads.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <systemd/sd-daemon.h>
+#include <uv.h>
+
+#include "config.h"
+#include "cycle.h"
+#include "daemon.h"
+#include "http.h"
+#include "log.h"
+#include "mail.h"
+#include "marketplace.h"
+#include "partnercenter.h"
+#include "store.h"
+#include "util.h"
+
+#define STOP_GRACE_MS 5000
+
+/* Everything built from one configuration; rebuilt on reload. */
+struct services {
+        struct cfg *cfg;
+        struct mail_templates *templates;
+        struct http *http;
+        struct mp_client *mp;
+        struct pc_client *pc;
+        struct mail_transport *transport;
+        struct mail_outbox *outbox;
+};
+
+struct service {
+        uv_loop_t loop;
+        const struct options *opts;
+        struct services sv;
+        struct services next;          /* a reloaded config waiting for the cycle to end */
+        bool have_next;
+        struct state *state;
+        struct cycle *cycle;
+        uv_timer_t poll_timer, watchdog_timer, stop_timer, finish_timer;
+        uv_signal_t sig_term, sig_int, sig_hup;
+        bool stopping;
+        int exit_code;
+        uint64_t watchdog_usec;
+        uint64_t cycle_started_ms;
+        /* for STATUS= */
+        time_t last_poll;
+        bool last_ok;
+        char last_error[200];
+        size_t pending_customers;
+        size_t processed_today;
+        int today;                     /* day of year of processed_today */
+};
+
+static void services_free(struct services *sv) {
+        sv->outbox = mail_outbox_free(sv->outbox);
+        sv->transport = mail_transport_free(sv->transport);
+        sv->pc = pc_client_free(sv->pc);
+        sv->mp = mp_client_free(sv->mp);
+        sv->http = http_free(sv->http);
+        sv->templates = mail_templates_free(sv->templates);
+        sv->cfg = cfg_free(sv->cfg);
+}
+
+static int services_open(struct service *s, struct services *sv, unsigned flags) {
+        const struct cfg *cfg;
+        int r = load_config(s->opts->config_path, flags, &sv->cfg, &sv->templates, true);
+        if (r != 0)
+                return -EINVAL;
+        cfg = sv->cfg;
+        struct http_options ho = {
+                .max_per_host = cfg->daemon.max_parallel,
+                .connect_timeout_ms = (long) cfg->daemon.connect_timeout * 1000,
+                .timeout_ms = (long) cfg->daemon.http_timeout * 1000,
+                .max_response = cfg->daemon.max_response,
+        };
+        r = http_new(&s->loop, &ho, &sv->http);
+        if (r < 0) {
+                log_error("Cannot set up HTTP: %s", strerror(-r));
+                goto fail;
+        }
+        struct mp_options mo = {
+                .base_url = cfg->marketplace.url,
+                .token = cfg->marketplace.token,
+                .products = (const char *const *) cfg->marketplace.products,
+                .n_products = cfg->marketplace.n_products,
+                .ca_file = cfg->marketplace.ca_file,
+        };
+        struct pc_options po = {
+                .login_url = cfg->microsoft.login_url,
+                .api_url = cfg->microsoft.api_url,
+                .tenant = cfg->microsoft.tenant,
+                .client_id = cfg->microsoft.client_id,
+                .client_secret = cfg->microsoft.client_secret,
+                .ca_file = cfg->microsoft.ca_file,
+                .token_endpoint = cfg->microsoft.token_endpoint,
+        };
+        if ((r = mp_client_new(sv->http, &mo, &sv->mp)) < 0 ||
+            (r = pc_client_new(sv->http, &po, &sv->pc)) < 0 ||
+            (r = mail_transport_new(sv->http, &s->loop, &cfg->mail, &sv->transport)) < 0 ||
+            (r = mail_outbox_open(cfg->daemon.state_dir, &sv->outbox)) < 0) {
+                log_error("Cannot set up the clients: %s", strerror(-r));
+                goto fail;
+        }
+        return 0;
+fail:
+        services_free(sv);
+        return r;
+}
+
+static void notify_status(struct service *s) {
+        char when[16] = "never", line[400];
+        struct tm tm;
+        if (s->last_poll && localtime_r(&s->last_poll, &tm))
+                strftime(when, sizeof(when), "%H:%M:%S", &tm);
+        snprintf(line, sizeof(line), "STATUS=%zu customer%s awaiting acceptance, %zu order%s processed today, last poll %s %s%s",
+                 s->pending_customers, s->pending_customers == 1 ? "" : "s", s->processed_today,
+                 s->processed_today == 1 ? "" : "s", when, s->last_poll ? (s->last_ok ? "ok" : "failed: ") : "",
+                 s->last_poll && !s->last_ok ? s->last_error : "");
+        (void) sd_notify(0, line);
+}
+
+static void close_handles(struct service *s);
+
+static void on_finish_timer(uv_timer_t *t) {
+        close_handles(t->data);
+}
+
+/* Teardown frees the http layer, so it never runs inside one of its
+ * callbacks: it is deferred to a timer callback of its own. */
+static void maybe_finish(struct service *s) {
+        if (!s->stopping || s->cycle)
+                return;
+        (void) sd_notify(0, "STOPPING=1\nSTATUS=Stopping");
+        uv_timer_start(&s->finish_timer, on_finish_timer, 0, 0);
+}
+
+static void apply_reload(struct service *s) {
+        if (!s->have_next || s->cycle)
+                return;
+        services_free(&s->sv);
+        s->sv = s->next;
+        s->next = (struct services) { 0 };
+        s->have_next = false;
+        log_event(LOG_INFO, LOG_EV_RELOADED, NULL, "Configuration reloaded from %s", s->opts->config_path);
+}
+
+static void start_cycle(struct service *s);
+static void on_poll_timer(uv_timer_t *t);
+
+static void on_cycle_done(void *ud, const struct cycle_result *res) {
+        struct service *s = ud;
+        char el[32];
+        time_t now = time(NULL);
+        struct tm tm;
+
+        s->cycle = NULL;
+        s->last_poll = now;
+        s->last_ok = res->r >= 0;
+        snprintf(s->last_error, sizeof(s->last_error), "%s", res->error ? res->error : "");
+        s->pending_customers = res->customers_pending;
+        if (localtime_r(&now, &tm) && tm.tm_yday != s->today) {
+                s->today = tm.tm_yday;
+                s->processed_today = 0;
+        }
+        s->processed_today += res->processed;
+        snprintf(el, sizeof(el), "%llu", (unsigned long long) (util_now_mono_ms() - s->cycle_started_ms));
+        log_event(res->r >= 0 ? LOG_INFO : LOG_ERR, res->r >= 0 ? LOG_EV_POLL_DONE : LOG_EV_POLL_FAILED,
+                  LOG_FIELDS({ "ELAPSED_MS", el }),
+                  "Cycle %s in %s ms: %zu orders, %zu blocked, %zu mails queued, %zu sent, %zu checks, %zu processed%s%s",
+                  res->r >= 0 ? "done" : "failed", el, res->orders_seen, res->blocked, res->mails_queued,
+                  res->mails_sent, res->checks, res->processed, res->error ? "; " : "",
+                  res->error ? res->error : "");
+        if (s->opts->once) {
+                s->exit_code = res->r >= 0 ? 0 : 1;
+                s->stopping = true;
+        }
+        notify_status(s);
+        if (s->stopping) {
+                maybe_finish(s);
+                return;
+        }
+        uv_timer_start(&s->poll_timer, on_poll_timer, (uint64_t) s->sv.cfg->marketplace.poll_interval * 1000, 0);
+}
+
+static void on_poll_timer(uv_timer_t *t) {
+        apply_reload(t->data);   /* a reload waiting for the last cycle to end */
+        start_cycle(t->data);
+}
+
+static void start_cycle(struct service *s) {
+        if (s->cycle || s->stopping)
+                return;
+        struct cycle_env env = {
+                .loop = &s->loop,
+                .cfg = s->sv.cfg,
+                .http = s->sv.http,
+                .mp = s->sv.mp,
+                .pc = s->sv.pc,
+                .transport = s->sv.transport,
+                .outbox = s->sv.outbox,
+                .templates = s->sv.templates,
+                .state = s->state,
+                .dry_run = s->opts->dry_run,
+                .check_all = s->opts->once,
+        };
+        s->cycle_started_ms = util_now_mono_ms();
+        int r = cycle_start(&env, on_cycle_done, s, &s->cycle);
+        if (r < 0) {
+                s->cycle = NULL;
+                log_event(LOG_ERR, LOG_EV_POLL_FAILED, NULL, "Cannot start a cycle: %s", strerror(-r));
+                if (s->opts->once) {
+                        s->exit_code = 1;
+                        s->stopping = true;
+                        maybe_finish(s);
+                        return;
+                }
+                uv_timer_start(&s->poll_timer, on_poll_timer, (uint64_t) s->sv.cfg->marketplace.poll_interval * 1000, 0);
+        }
+}
+
+/* WATCHDOG=1 only while cycles make progress: a cycle running far longer
+ * than any request could take means the daemon is wedged, and systemd
+ * should restart it. */
+static void on_watchdog(uv_timer_t *t) {
+        struct service *s = t->data;
+        uint64_t limit_ms = (uint64_t) s->sv.cfg->daemon.http_timeout * 1000 * 10;
+        if (limit_ms < 600000)
+                limit_ms = 600000;
+        if (s->cycle && util_now_mono_ms() - s->cycle_started_ms > limit_ms) {
+                log_warning("Cycle running for over %llu s, withholding the watchdog ping",
+                            (unsigned long long) (limit_ms / 1000));
+                return;
+        }
+        (void) sd_notify(0, "WATCHDOG=1");
+}
+
+static void on_stop_timer(uv_timer_t *t) {
+        struct service *s = t->data;
+        if (s->sv.http && http_pending(s->sv.http) > 0) {
+                log_warning("Requests still in flight after %d s, cancelling them", STOP_GRACE_MS / 1000);
+                http_cancel_all(s->sv.http);
+        }
+}
+
+static void on_signal(uv_signal_t *h, int signum) {
+        struct service *s = h->data;
+        if (signum == SIGHUP) {
+                char buf[64];
+                struct timespec ts;
+                clock_gettime(CLOCK_MONOTONIC, &ts);
+                snprintf(buf, sizeof(buf), "RELOADING=1\nMONOTONIC_USEC=%llu",
+                         (unsigned long long) ts.tv_sec * 1000000ULL + (unsigned long long) ts.tv_nsec / 1000);
+                (void) sd_notify(0, buf);
+                struct services next = { 0 };
+                if (services_open(s, &next, 0) < 0)
+                        log_event(LOG_ERR, LOG_EV_CONFIG_INVALID, LOG_FIELDS({ "CONFIG_FILE", s->opts->config_path }),
+                                  "Reload failed, keeping the running configuration");
+                else {
+                        if (s->have_next)
+                                services_free(&s->next);
+                        s->next = next;
+                        s->have_next = true;
+                        apply_reload(s);   /* now, or before the next cycle */
+                }
+                (void) sd_notify(0, "READY=1");
+                notify_status(s);
+                return;
+        }
+        if (s->stopping)
+                return;
+        log_info("Received %s, stopping", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+        s->stopping = true;
+        uv_timer_stop(&s->poll_timer);
+        if (s->cycle) {
+                cycle_abort(s->cycle);
+                uv_timer_start(&s->stop_timer, on_stop_timer, STOP_GRACE_MS, 0);
+        }
+        maybe_finish(s);
+}
+
+static void close_handles(struct service *s) {
+        uv_timer_stop(&s->stop_timer);
+        uv_timer_stop(&s->poll_timer);
+        uv_timer_stop(&s->watchdog_timer);
+        uv_close((uv_handle_t *) &s->finish_timer, NULL);
+        uv_close((uv_handle_t *) &s->poll_timer, NULL);
+        uv_close((uv_handle_t *) &s->watchdog_timer, NULL);
+        uv_close((uv_handle_t *) &s->stop_timer, NULL);
+        uv_close((uv_handle_t *) &s->sig_term, NULL);
+        uv_close((uv_handle_t *) &s->sig_int, NULL);
+        uv_close((uv_handle_t *) &s->sig_hup, NULL);
+        if (s->have_next)
+                services_free(&s->next);
+        services_free(&s->sv);
+}
+
+int service_run(const struct options *opts) {
+        struct service s = { .opts = opts };
+        char *warning = NULL;
+        int r;
+
+        if (uv_loop_init(&s.loop) < 0) {
+                log_error("Cannot create the event loop");
+                return 1;
+        }
+        if (services_open(&s, &s.sv, 0) < 0) {
+                (void) uv_loop_close(&s.loop);
+                return EXIT_CONFIG;
+        }
+        r = store_load(s.sv.cfg->daemon.state_dir, &s.state, &warning);
+        if (warning)
+                log_event(LOG_ERR, LOG_EV_STATE_CORRUPT, LOG_FIELDS({ "STATE_DIR", s.sv.cfg->daemon.state_dir }),
+                          "%s", warning);
+        free(warning);
+        if (r < 0) {
+                log_error("Cannot load the state from %s: %s", s.sv.cfg->daemon.state_dir, strerror(-r));
+                services_free(&s.sv);
+                uv_run(&s.loop, UV_RUN_DEFAULT);
+                (void) uv_loop_close(&s.loop);
+                return 1;
+        }
+
+        uv_timer_init(&s.loop, &s.poll_timer);
+        uv_timer_init(&s.loop, &s.watchdog_timer);
+        uv_timer_init(&s.loop, &s.stop_timer);
+        uv_timer_init(&s.loop, &s.finish_timer);
+        uv_signal_init(&s.loop, &s.sig_term);
+        uv_signal_init(&s.loop, &s.sig_int);
+        uv_signal_init(&s.loop, &s.sig_hup);
+        s.poll_timer.data = s.watchdog_timer.data = s.stop_timer.data = s.finish_timer.data = &s;
+        s.sig_term.data = s.sig_int.data = s.sig_hup.data = &s;
+        uv_signal_start(&s.sig_term, on_signal, SIGTERM);
+        uv_signal_start(&s.sig_int, on_signal, SIGINT);
+        uv_signal_start(&s.sig_hup, on_signal, SIGHUP);
+        if (sd_watchdog_enabled(0, &s.watchdog_usec) > 0 && s.watchdog_usec >= 2000)
+                uv_timer_start(&s.watchdog_timer, on_watchdog, s.watchdog_usec / 2000, s.watchdog_usec / 2000);
+
+        log_event(LOG_INFO, LOG_EV_STARTED, NULL, "partnerd %s started%s%s, polling every %llds",
+                  PARTNERD_VERSION, opts->once ? " for one cycle" : "", opts->dry_run ? " (dry run)" : "",
+                  (long long) s.sv.cfg->marketplace.poll_interval);
+        (void) sd_notify(0, "READY=1\nSTATUS=Starting the first poll");
+        uv_timer_start(&s.poll_timer, on_poll_timer, 0, 0);
+
+        uv_run(&s.loop, UV_RUN_DEFAULT);
+        /* the cycle is over and the handles are closed: let close callbacks run */
+        uv_run(&s.loop, UV_RUN_DEFAULT);
+        r = uv_loop_close(&s.loop);
+        if (r < 0)
+                log_warning("Event loop not idle at exit: %s", uv_strerror(r));
+        state_free(s.state);
+        log_event(LOG_INFO, LOG_EV_STOPPED, NULL, "partnerd stopped");
+        return s.exit_code;
+}

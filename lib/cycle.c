@@ -1,0 +1,716 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * One poll cycle.  The phases run strictly one after another; inside a
+ * phase every request runs in parallel on the shared curl multi handle:
+ *
+ *   LIST       list Querying and Draft orders (pages in parallel)
+ *   TEMPLATES  fetch the templates of orders not seen before (parallel)
+ *   PLAN       engine phase 1 -> persist intent -> queue mails, start checks
+ *   CHECKS     Partner Center checks (parallel)
+ *   DECIDE     engine phase 2 with the facts -> persist intent
+ *   PROCESS    re-read each order, POST process if still Querying (parallel)
+ *   FLUSH      send the outbox
+ *   SAVE       persist the outcome
+ *
+ * Every side effect is preceded by a state save that records the intent, and
+ * followed by one that records the outcome.  In --dry-run the engine works
+ * on a copy of the state that is never saved, and nothing is sent.
+ */
+#include "cycle.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine.h"
+#include "log.h"
+#include "store.h"
+#include "util.h"
+
+enum phase {
+        PH_LIST,
+        PH_TEMPLATES,
+        PH_CHECKS,
+        PH_PROCESS,
+        PH_FLUSH,
+        PH_DONE,
+};
+
+struct cycle {
+        struct cycle_env env;
+        cycle_done_fn cb;
+        void *ud;
+        enum phase phase;
+        size_t pending;          /* requests in flight in this phase */
+        bool aborted;
+        bool save_failed;
+
+        struct state *work;      /* env.state, or a private copy in dry-run */
+        struct state *dry_copy;
+        struct eng_params params;
+        int64_t now;
+
+        struct order_list orders;
+        struct rel_fact_list facts;
+        bool token_error_logged;
+        struct cycle_result res;
+};
+
+/* One in-flight request of the cycle. */
+struct op {
+        struct cycle *c;
+        char *order_id;          /* template, process */
+        char *customer_key;      /* check */
+        size_t index;            /* template: index into orders */
+        bool reread_after_post;  /* process: second read after a 4xx */
+        long post_status;
+        char *post_error;
+};
+
+static void advance(struct cycle *c);
+
+static struct op *op_new(struct cycle *c) {
+        struct op *o = calloc(1, sizeof(*o));
+        if (o) {
+                o->c = c;
+                c->pending++;
+        }
+        return o;
+}
+
+/* Releases the op and moves the cycle on when it was the last of its phase. */
+static void op_done(struct op *o) {
+        struct cycle *c = o->c;
+        free(o->order_id);
+        free(o->customer_key);
+        free(o->post_error);
+        free(o);
+        if (--c->pending == 0)
+                advance(c);
+}
+
+/* Records the first fatal error of the cycle as "what: detail". */
+static void set_error(struct cycle *c, int r, const char *what, const char *detail) {
+        if (c->res.r < 0)
+                return;
+        c->res.r = r < 0 ? r : -EIO;
+        if (asprintf(&c->res.error, "%s: %s", what, detail ? detail : "unknown error") < 0)
+                c->res.error = NULL;
+}
+
+static void persist(struct cycle *c, const char *what) {
+        if (c->env.dry_run)
+                return;
+        int r = store_save(c->env.cfg->daemon.state_dir, c->work);
+        if (r < 0) {
+                char buf[16];
+                snprintf(buf, sizeof(buf), "%d", -r);
+                log_event(LOG_ERR, LOG_EV_STATE_SAVE_FAILED,
+                          LOG_FIELDS({ "STATE_DIR", c->env.cfg->daemon.state_dir }, { "ERRNO", buf }),
+                          "Cannot save state in %s (%s): %s; will retry", c->env.cfg->daemon.state_dir,
+                          what, strerror(-r));
+                c->save_failed = true;
+                set_error(c, r, "cannot save state", strerror(-r));
+        }
+}
+
+static void log_action(const struct action *a) {
+        log_event(a->log_priority ? a->log_priority : LOG_INFO, (enum log_event) a->log_event,
+                  LOG_FIELDS({ "ORDER_ID", a->order_id }, { "CUSTOMER_KEY", a->customer_key }),
+                  "%s", a->message ? a->message : "(no message)");
+}
+
+/* ---- mail ---- */
+
+static int64_t order_deadline(const struct cycle *c, const struct tracked_order *t) {
+        return t && t->querying_since ? t->querying_since + c->env.cfg->mail.deadline : 0;
+}
+
+static void queue_mail(struct cycle *c, const struct action *a) {
+        const struct cfg *cfg = c->env.cfg;
+        struct tracked_customer *cust = state_find_customer(c->work, a->customer_key);
+        struct mail_order *mo = NULL;
+        char **links = NULL, **extra = NULL, *err = NULL;
+        size_t n_extra = 0;
+        struct mail_message *msg = NULL;
+        int64_t deadline = 0;
+        int r;
+
+        if (!cust) {
+                log_error("Internal error: mail for unknown customer %s skipped", a->customer_key);
+                return;
+        }
+        mo = calloc(a->n_order_ids ? a->n_order_ids : 1, sizeof(*mo));
+        links = calloc(a->n_order_ids ? a->n_order_ids : 1, sizeof(*links));
+        if (!mo || !links)
+                goto oom;
+        for (size_t i = 0; i < a->n_order_ids; i++) {
+                const struct tracked_order *t = customer_find_order(cust, a->order_ids[i]);
+                const struct order *o = order_list_find(&c->orders, a->order_ids[i]);
+                links[i] = mp_portal_link(cfg->marketplace.portal_url, a->order_ids[i]);
+                mo[i] = (struct mail_order) {
+                        .id = a->order_ids[i],
+                        .product = o ? (o->product_name ? o->product_name : o->product_id) : NULL,
+                        .portal_link = links[i],
+                        .querying_since = t ? t->querying_since : 0,
+                        .deadline = order_deadline(c, t),
+                        .error = o ? o->error_message : NULL,
+                };
+                if (mo[i].deadline && (!deadline || mo[i].deadline < deadline))
+                        deadline = mo[i].deadline;
+                if (cfg->mail.notify_order_contacts && o)
+                        for (size_t k = 0; k < o->n_contacts; k++) {
+                                if (!o->contacts[k].email)
+                                        continue;
+                                char **p = realloc(extra, (n_extra + 1) * sizeof(*extra));
+                                if (!p)
+                                        goto oom;
+                                extra = p;
+                                extra[n_extra++] = o->contacts[k].email;
+                        }
+        }
+
+        struct mail_context ctx = {
+                .kind = a->mail_kind,
+                .customer_name = cust->name,
+                .domain = cust->domain,
+                .tenant_id = cust->tenant_id,
+                .url = cust->relationship_url,
+                .orders = mo,
+                .n_orders = a->n_order_ids,
+                .reminder_number = cust->reminders,
+                .deadline = deadline,
+                .now = c->now,
+                .extra_rcpt = extra,
+                .n_extra_rcpt = n_extra,
+        };
+        const char *first_order = a->n_order_ids ? a->order_ids[0] : NULL;
+        r = mail_render(c->env.templates, &cfg->mail, &ctx, &msg, &err);
+        if (r < 0) {
+                log_event(LOG_ERR, LOG_EV_MAIL_FAILED,
+                          LOG_FIELDS({ "ORDER_ID", first_order }, { "CUSTOMER_KEY", a->customer_key },
+                                     { "MAIL_KIND", mail_kind_to_string(a->mail_kind) }),
+                          "Cannot compose %s mail for %s: %s", mail_kind_to_string(a->mail_kind),
+                          cust->name ? cust->name : a->customer_key, err ? err : strerror(-r));
+                goto out;
+        }
+        if (c->env.dry_run) {
+                printf("---- dry run: %s mail for %s, %zu recipient(s), not sent ----\n%s\n",
+                       mail_kind_to_string(a->mail_kind), a->customer_key, msg->n_rcpt, msg->data);
+                fflush(stdout);
+                c->res.mails_queued++;
+                goto out;
+        }
+        r = mail_outbox_put(c->env.outbox, a->dedup_key, msg, c->now);
+        if (r < 0) {
+                log_event(LOG_ERR, LOG_EV_MAIL_FAILED,
+                          LOG_FIELDS({ "ORDER_ID", first_order }, { "CUSTOMER_KEY", a->customer_key }),
+                          "Cannot queue %s mail for %s: %s", mail_kind_to_string(a->mail_kind),
+                          a->customer_key, strerror(-r));
+                set_error(c, r, "cannot queue mail", strerror(-r));
+        } else if (r == 0) {
+                c->res.mails_queued++;
+                log_event(LOG_INFO, LOG_EV_MAIL_QUEUED,
+                          LOG_FIELDS({ "ORDER_ID", first_order }, { "CUSTOMER_KEY", a->customer_key },
+                                     { "CUSTOMER_DOMAIN", cust->domain }, { "CUSTOMER_TENANT", cust->tenant_id },
+                                     { "MAIL_KIND", mail_kind_to_string(a->mail_kind) },
+                                     { "MESSAGE_ID_MAIL", msg->message_id }),
+                          "Queued %s mail for %s (%zu order%s) to %zu recipient(s)",
+                          mail_kind_to_string(a->mail_kind), cust->name ? cust->name : a->customer_key,
+                          a->n_order_ids, a->n_order_ids == 1 ? "" : "s", msg->n_rcpt);
+        } else
+                log_debug("Mail %s already queued or sent, not queued again", a->dedup_key);
+        goto out;
+oom:
+        log_error("Out of memory composing mail for %s", a->customer_key);
+        set_error(c, -ENOMEM, "out of memory", NULL);
+out:
+        if (links)
+                for (size_t i = 0; i < a->n_order_ids; i++)
+                        free(links[i]);
+        free(links);
+        free(mo);
+        free(extra);
+        free(err);
+        mail_message_free(msg);
+}
+
+/* Performs the NOTIFY and LOG actions of a list; others are left alone. */
+static void perform_simple_actions(struct cycle *c, const struct action_list *l) {
+        for (size_t i = 0; i < l->n; i++) {
+                const struct action *a = &l->items[i];
+                if (a->type == ACTION_LOG)
+                        log_action(a);
+                else if (a->type == ACTION_NOTIFY)
+                        queue_mail(c, a);
+        }
+}
+
+/* After an intent save: act only if the intent is on disk; log regardless. */
+static void perform_logged_actions(struct cycle *c, const struct action_list *l) {
+        if (!c->save_failed) {
+                perform_simple_actions(c, l);
+                return;
+        }
+        for (size_t i = 0; i < l->n; i++)
+                if (l->items[i].type == ACTION_LOG)
+                        log_action(&l->items[i]);
+}
+
+/* ---- checks ---- */
+
+static void on_check(void *ud, int r, const struct pc_check_result *res) {
+        struct op *o = ud;
+        struct cycle *c = o->c;
+        struct rel_fact *f = rel_fact_list_add(&c->facts);
+        struct tracked_customer *cust = state_find_customer(c->work, o->customer_key);
+        const char *name = cust && cust->name ? cust->name : o->customer_key;
+        char st[16];
+
+        snprintf(st, sizeof(st), "%ld", res ? res->status : 0L);
+        if (f) {
+                f->customer_key = strdup(o->customer_key);
+                f->state = res ? res->state : REL_UNKNOWN;
+                f->tenant_id = res && res->tenant_id ? strdup(res->tenant_id) : NULL;
+                f->checked_at = c->now;
+        }
+        const struct log_field *fields =
+                LOG_FIELDS({ "CUSTOMER_KEY", o->customer_key },
+                           { "CUSTOMER_TENANT", res && res->tenant_id ? res->tenant_id : (cust ? cust->tenant_id : NULL) },
+                           { "CUSTOMER_DOMAIN", cust ? cust->domain : NULL }, { "HTTP_STATUS", st });
+        if (!res || res->state == REL_UNKNOWN) {
+                if (res && res->config_error) {
+                        if (!c->token_error_logged)
+                                log_event(LOG_ERR, LOG_EV_TOKEN_FAILED, fields,
+                                          "Partner Center sign-in failed, check [microsoft] tenant, client_id and the client secret: %s",
+                                          res->error ? res->error : "unknown error");
+                        c->token_error_logged = true;
+                } else
+                        log_event(LOG_WARNING, LOG_EV_CHECK_FAILED, fields,
+                                  "Cannot check the relationship of %s: %s", name,
+                                  res && res->error ? res->error : strerror(r < 0 ? -r : EIO));
+        } else if (res->state == REL_ACCEPTED)
+                log_event(LOG_NOTICE, LOG_EV_RELATIONSHIP_ACCEPTED, fields,
+                          "%s accepted the reseller relationship", name);
+        else
+                log_event(LOG_INFO, LOG_EV_RELATIONSHIP_PENDING, fields,
+                          "Relationship with %s still pending (HTTP %ld)", name, res->status);
+        op_done(o);
+}
+
+static void start_checks(struct cycle *c, const struct action_list *l) {
+        for (size_t i = 0; i < l->n && !c->aborted; i++) {
+                const struct action *a = &l->items[i];
+                if (a->type != ACTION_CHECK)
+                        continue;
+                struct op *o = op_new(c);
+                if (!o || !(o->customer_key = strdup(a->customer_key))) {
+                        set_error(c, -ENOMEM, "out of memory", NULL);
+                        if (o)
+                                op_done(o);
+                        continue;
+                }
+                c->res.checks++;
+                int r = pc_check_customer(c->env.pc, a->tenant_id, a->domain, on_check, o);
+                if (r < 0) {
+                        struct pc_check_result res = { .state = REL_UNKNOWN, .error = strerror(-r) };
+                        on_check(o, r, &res);
+                }
+        }
+}
+
+/* ---- process ---- */
+
+static void process_outcome(struct cycle *c, const char *order_id, enum eng_process_result pr,
+                            enum order_status st, const char *detail) {
+        struct action_list out = { 0 };
+        int r = eng_process_outcome(&c->params, c->work, order_id, pr, st, detail, c->now, &out);
+        if (r < 0)
+                log_error("Internal error recording the Process outcome of %s: %s", order_id, strerror(-r));
+        if (pr == ENG_PROCESS_DONE)
+                c->res.processed++;
+        perform_simple_actions(c, &out);
+        action_list_clear(&out);
+}
+
+static void on_reread(void *ud, int r, long status, const char *err, const struct order *order);
+
+static void on_post(void *ud, int r, long status, const char *err, const struct order *order) {
+        struct op *o = ud;
+        struct cycle *c = o->c;
+        char st[16];
+        snprintf(st, sizeof(st), "%ld", status);
+        const struct log_field *fields = LOG_FIELDS({ "ORDER_ID", o->order_id }, { "HTTP_STATUS", st });
+
+        if (r == 0 && status == 200) {
+                log_event(LOG_NOTICE, LOG_EV_ORDER_PROCESSED, fields,
+                          "Order %s processed: %s", o->order_id,
+                          order ? order_status_to_string(order->status) : "Processing");
+                process_outcome(c, o->order_id, ENG_PROCESS_DONE,
+                                order ? order->status : ORDER_STATUS_PROCESSING, NULL);
+                op_done(o);
+                return;
+        }
+        if (r == 0 && status >= 400 && status < 500 && status != 401 && status != 429) {
+                /* The state moved under us (409 or similar): read the order
+                 * again and decide from what it says. */
+                log_event(LOG_WARNING, LOG_EV_PROCESS_FAILED, fields,
+                          "Process of order %s refused (%s), reading the order again", o->order_id,
+                          err ? err : "no detail");
+                o->reread_after_post = true;
+                o->post_status = status;
+                o->post_error = err ? strdup(err) : NULL;
+                if (mp_get_order(c->env.mp, o->order_id, on_reread, o) < 0) {
+                        process_outcome(c, o->order_id, ENG_PROCESS_UNKNOWN, ORDER_STATUS_UNKNOWN, err);
+                        op_done(o);
+                }
+                return;
+        }
+        /* 5xx, timeout, 401, 429: the call may or may not have reached the
+         * platform.  Never retried blindly: the next cycle reads the order
+         * again before any new attempt. */
+        log_event(LOG_ERR, LOG_EV_PROCESS_FAILED, fields,
+                  "Process of order %s failed: %s; the order will be read again next cycle", o->order_id,
+                  err ? err : strerror(r < 0 ? -r : EIO));
+        process_outcome(c, o->order_id, ENG_PROCESS_UNKNOWN, ORDER_STATUS_UNKNOWN, err);
+        op_done(o);
+}
+
+static void on_reread(void *ud, int r, long status, const char *err, const struct order *order) {
+        struct op *o = ud;
+        struct cycle *c = o->c;
+        struct tracked_order *t = state_find_order(c->work, o->order_id, NULL);
+
+        if (r < 0 || status != 200 || !order) {
+                if (r == 0 && status == 404) {
+                        process_outcome(c, o->order_id, ENG_PROCESS_MOVED, ORDER_STATUS_DELETED,
+                                        "order no longer exists");
+                } else {
+                        log_event(LOG_WARNING, LOG_EV_PROCESS_FAILED, LOG_FIELDS({ "ORDER_ID", o->order_id }),
+                                  "Cannot read order %s before Process: %s; will retry next cycle", o->order_id,
+                                  err ? err : strerror(r < 0 ? -r : EIO));
+                        process_outcome(c, o->order_id, ENG_PROCESS_UNKNOWN, ORDER_STATUS_UNKNOWN, err);
+                }
+                op_done(o);
+                return;
+        }
+        bool same_episode = t && t->querying_at_raw && order->querying_at_raw &&
+                            strcmp(t->querying_at_raw, order->querying_at_raw) == 0;
+        if (order->status != ORDER_STATUS_QUERYING || !same_episode) {
+                /* Someone else moved it on: that is a success, not an error. */
+                log_event(LOG_INFO, LOG_EV_ORDER_CLOSED, LOG_FIELDS({ "ORDER_ID", o->order_id }),
+                          "Order %s is already %s, no Process needed", o->order_id,
+                          order_status_to_string(order->status));
+                process_outcome(c, o->order_id, ENG_PROCESS_MOVED, order->status, NULL);
+                op_done(o);
+                return;
+        }
+        if (o->reread_after_post) {
+                process_outcome(c, o->order_id, ENG_PROCESS_STILL_QUERYING, order->status, o->post_error);
+                op_done(o);
+                return;
+        }
+        if (c->env.dry_run) {
+                log_event(LOG_NOTICE, LOG_EV_NONE, LOG_FIELDS({ "ORDER_ID", o->order_id }),
+                          "Dry run: would call Process on order %s", o->order_id);
+                op_done(o);
+                return;
+        }
+        if (mp_process_order(c->env.mp, o->order_id, on_post, o) < 0) {
+                process_outcome(c, o->order_id, ENG_PROCESS_UNKNOWN, ORDER_STATUS_UNKNOWN,
+                                "cannot submit the request");
+                op_done(o);
+        }
+}
+
+static void start_process(struct cycle *c, const struct action_list *l) {
+        for (size_t i = 0; i < l->n && !c->aborted; i++) {
+                const struct action *a = &l->items[i];
+                if (a->type != ACTION_PROCESS)
+                        continue;
+                struct op *o = op_new(c);
+                if (!o || !(o->order_id = strdup(a->order_id))) {
+                        set_error(c, -ENOMEM, "out of memory", NULL);
+                        if (o)
+                                op_done(o);
+                        continue;
+                }
+                /* Only ever POST after reading the order again: it must still
+                 * be Querying, in the same episode. */
+                if (mp_get_order(c->env.mp, o->order_id, on_reread, o) < 0)
+                        op_done(o);
+        }
+}
+
+/* ---- list and templates ---- */
+
+static void on_template(void *ud, int r, long status, const char *err, const char *text) {
+        struct op *o = ud;
+        struct cycle *c = o->c;
+        struct order *ord = &c->orders.items[o->index];
+
+        if (r < 0 || status != 200) {
+                /* Without the template we cannot tell whether it is blocked on
+                 * a relationship: fall back to what the order itself shows. */
+                log_event(LOG_WARNING, LOG_EV_POLL_FAILED, LOG_FIELDS({ "ORDER_ID", ord->id }),
+                          "Cannot fetch the template of order %s: %s", ord->id,
+                          err ? err : strerror(r < 0 ? -r : EIO));
+        } else if (text) {
+                char *url = mp_extract_relationship_url(text);
+                if (url) {
+                        free(ord->relationship_url);
+                        ord->relationship_url = url;
+                }
+        }
+        op_done(o);
+}
+
+static bool template_known(const struct cycle *c, struct order *o) {
+        const struct tracked_order *t = state_find_order(c->work, o->id, NULL);
+        if (!t || t->status == TRACK_CLOSED || !t->querying_at_raw || !o->querying_at_raw)
+                return false;
+        if (strcmp(t->querying_at_raw, o->querying_at_raw) != 0)
+                return false;
+        if ((t->template_id || o->template_id) &&
+            (!t->template_id || !o->template_id || strcmp(t->template_id, o->template_id) != 0))
+                return false;
+        /* Same order, same episode, same template: the URL is what it was. */
+        if (t->relationship_url) {
+                char *u = strdup(t->relationship_url);
+                if (!u)
+                        return false;
+                free(o->relationship_url);
+                o->relationship_url = u;
+        }
+        return true;
+}
+
+static void start_templates(struct cycle *c) {
+        for (size_t i = 0; i < c->orders.n && !c->aborted; i++) {
+                struct order *o = &c->orders.items[i];
+                if (o->status != ORDER_STATUS_QUERYING || template_known(c, o))
+                        continue;
+                struct op *op = op_new(c);
+                if (!op) {
+                        set_error(c, -ENOMEM, "out of memory", NULL);
+                        continue;
+                }
+                op->index = i;
+                int r = mp_get_template(c->env.mp, o->id, on_template, op);
+                if (r < 0)
+                        on_template(op, r, 0, NULL, NULL);
+        }
+}
+
+static void on_list(void *ud, int r, long status, const char *err, struct order_list *orders) {
+        struct op *o = ud;
+        struct cycle *c = o->c;
+        char st[16];
+
+        if (r < 0 || status != 200 || !orders) {
+                snprintf(st, sizeof(st), "%ld", status);
+                log_event(LOG_ERR, LOG_EV_POLL_FAILED,
+                          LOG_FIELDS({ "HTTP_STATUS", st }, { "URL", c->env.cfg->marketplace.url }),
+                          "Cannot list orders: %s", err ? err : strerror(r < 0 ? -r : EIO));
+                set_error(c, r < 0 ? r : -EIO, "cannot list orders", err);
+                c->aborted = true;
+        } else {
+                c->orders = *orders;
+                *orders = (struct order_list) { 0 };
+                c->res.orders_seen = c->orders.n;
+        }
+        op_done(o);
+}
+
+/* Drops relationship URLs that are not on the allow-list, so such orders are
+ * never emailed (phishing through order data). */
+static void filter_urls(struct cycle *c) {
+        const struct cfg_mail *m = &c->env.cfg->mail;
+        for (size_t i = 0; i < c->orders.n; i++) {
+                struct order *o = &c->orders.items[i];
+                if (!o->relationship_url || mail_url_allowed(o->relationship_url, m->url_hosts, m->n_url_hosts))
+                        continue;
+                const struct tracked_order *t = state_find_order(c->work, o->id, NULL);
+                bool known = t && t->status == TRACK_OTHER_QUERY;
+                log_event(known ? LOG_DEBUG : LOG_WARNING, LOG_EV_URL_REJECTED,
+                          LOG_FIELDS({ "ORDER_ID", o->id }),
+                          "Order %s shows a relationship URL on a host that is not allowed; it will not be emailed",
+                          o->id);
+                util_freep(&o->relationship_url);
+        }
+}
+
+/* ---- phases ---- */
+
+static void plan(struct cycle *c) {
+        struct action_list acts = { 0 };
+        int r;
+
+        filter_urls(c);
+        r = eng_decide(&c->params, &c->orders, NULL, c->work, c->now, &acts);
+        if (r < 0) {
+                set_error(c, r, "engine", strerror(-r));
+                action_list_clear(&acts);
+                return;
+        }
+        for (size_t i = 0; i < c->orders.n; i++)
+                if (c->orders.items[i].status == ORDER_STATUS_QUERYING && c->orders.items[i].relationship_url)
+                        c->res.blocked++;
+        /* intent first: what we are about to mail and check is on disk */
+        persist(c, "before notifying");
+        perform_logged_actions(c, &acts);
+        c->phase = PH_CHECKS;
+        start_checks(c, &acts);
+        action_list_clear(&acts);
+}
+
+static void decide(struct cycle *c) {
+        struct action_list acts = { 0 };
+        int r = eng_decide(&c->params, &c->orders, &c->facts, c->work, c->now, &acts);
+        if (r < 0) {
+                set_error(c, r, "engine", strerror(-r));
+                action_list_clear(&acts);
+                return;
+        }
+        persist(c, "before Process");
+        perform_logged_actions(c, &acts);
+        c->phase = PH_PROCESS;
+        /* no Process whose intent is not on disk */
+        if (!c->save_failed)
+                start_process(c, &acts);
+        action_list_clear(&acts);
+}
+
+static void on_flush(void *ud, const struct mail_flush_stats *st) {
+        struct op *o = ud;
+        o->c->res.mails_sent += st->sent;
+        op_done(o);
+}
+
+static void flush(struct cycle *c) {
+        c->phase = PH_FLUSH;
+        if (c->env.dry_run || !c->env.outbox || !c->env.transport)
+                return;
+        struct op *o = op_new(c);
+        if (!o)
+                return;
+        int r = mail_outbox_flush(c->env.outbox, c->env.transport, c->now, on_flush, o);
+        if (r < 0) {
+                log_event(LOG_ERR, LOG_EV_MAIL_FAILED, NULL, "Cannot send queued mail: %s", strerror(-r));
+                op_done(o);
+        }
+}
+
+static void finish(struct cycle *c) {
+        c->phase = PH_DONE;
+        size_t pending = 0;
+        for (size_t i = 0; i < c->work->n_customers; i++) {
+                const struct tracked_customer *cu = &c->work->customers[i];
+                for (size_t k = 0; k < cu->n_orders; k++)
+                        if (cu->orders[k].status == TRACK_BLOCKED && !cu->accepted_at) {
+                                pending++;
+                                break;
+                        }
+        }
+        c->res.customers_pending = pending;
+        if (!c->env.dry_run && c->env.cfg->daemon.retention > 0)
+                store_prune(c->work, c->now - c->env.cfg->daemon.retention);
+        persist(c, "after the cycle");
+        c->cb(c->ud, &c->res);
+        free(c->res.error);
+        order_list_clear(&c->orders);
+        rel_fact_list_clear(&c->facts);
+        state_free(c->dry_copy);
+        free(c);
+}
+
+/* Called whenever a phase has nothing left in flight.  A phase that starts
+ * no request moves straight on to the next. */
+static void advance(struct cycle *c) {
+        while (c->pending == 0 && c->phase != PH_DONE) {
+                if (c->aborted && c->phase < PH_FLUSH) {
+                        finish(c);
+                        return;
+                }
+                switch (c->phase) {
+                case PH_LIST:
+                        c->phase = PH_TEMPLATES;
+                        start_templates(c);
+                        break;
+                case PH_TEMPLATES:
+                        plan(c);          /* -> PH_CHECKS */
+                        if (c->res.r < 0 && c->phase != PH_CHECKS)
+                                c->aborted = true;
+                        break;
+                case PH_CHECKS:
+                        decide(c);        /* -> PH_PROCESS */
+                        break;
+                case PH_PROCESS:
+                        flush(c);         /* -> PH_FLUSH */
+                        break;
+                case PH_FLUSH:
+                        finish(c);
+                        return;
+                case PH_DONE:
+                        return;
+                }
+        }
+}
+
+int cycle_start(const struct cycle_env *env, cycle_done_fn cb, void *ud, struct cycle **ret) {
+        const struct cfg *cfg = env->cfg;
+        struct cycle *c = calloc(1, sizeof(*c));
+        int r;
+
+        if (!c)
+                return -ENOMEM;
+        c->env = *env;
+        c->cb = cb;
+        c->ud = ud;
+        c->now = util_now_wall();
+        c->work = env->state;
+        if (env->dry_run) {
+                c->dry_copy = state_new();
+                if (!c->dry_copy || state_copy(c->dry_copy, env->state) < 0) {
+                        state_free(c->dry_copy);
+                        free(c);
+                        return -ENOMEM;
+                }
+                c->work = c->dry_copy;
+        }
+        c->params = (struct eng_params) {
+                .reminder_interval = cfg->mail.reminder_interval,
+                .max_reminders = cfg->mail.max_reminders,
+                .deadline = cfg->mail.deadline,
+                .deadline_warning = cfg->mail.deadline_warning,
+                .check_schedule = cfg->microsoft.check_schedule,
+                .n_check_schedule = cfg->microsoft.n_check_schedule,
+                .check_all = env->check_all,
+                .have_ops = cfg->mail.n_ops > 0,
+        };
+
+        static const enum order_status statuses[] = { ORDER_STATUS_QUERYING, ORDER_STATUS_DRAFT };
+        struct op *o = op_new(c);
+        if (!o) {
+                state_free(c->dry_copy);
+                free(c);
+                return -ENOMEM;
+        }
+        c->phase = PH_LIST;
+        r = mp_list_orders(env->mp, statuses, 2, on_list, o);
+        if (r < 0) {
+                free(o);
+                state_free(c->dry_copy);
+                free(c);
+                return r;
+        }
+        if (ret)
+                *ret = c;
+        return 0;
+}
+
+void cycle_abort(struct cycle *c) {
+        if (c)
+                c->aborted = true;
+}
