@@ -55,7 +55,9 @@ static const int64_t def_check_schedule[] = { 60, 120, 300, 600, 900 };
 enum kind {
         K_URL_HTTP,      /* https://, or http:// to loopback; one trailing '/' stripped */
         K_URL_SMTP,      /* smtps:// or smtp:// */
-        K_STRING,        /* printable, no control characters */
+        K_STRING,        /* printable, no control characters, <= 256 bytes */
+        K_WORD,          /* printable ASCII without spaces, <= 256 bytes (ids) */
+        K_HOST,          /* a host name or GUID (goes into URL paths) */
         K_PATH,          /* file system path; relative resolves next to the config */
         K_ABS_PATH,      /* must be absolute */
         K_SECRET_PATH,   /* relative resolves in $CREDENTIALS_DIRECTORY or next to the config */
@@ -101,8 +103,8 @@ static const struct key_def keys[] = {
 
         { "microsoft", "login_url",          K_URL_HTTP,       O(microsoft.login_url), 0, 0, 0, 0 },
         { "microsoft", "api_url",            K_URL_HTTP,       O(microsoft.api_url), 0, 0, 0, 0 },
-        { "microsoft", "tenant",             K_STRING,         O(microsoft.tenant), 0, 0, 0, F_REQUIRED },
-        { "microsoft", "client_id",          K_STRING,         O(microsoft.client_id), 0, 0, 0, F_REQUIRED },
+        { "microsoft", "tenant",             K_HOST,           O(microsoft.tenant), 0, 0, 0, F_REQUIRED },
+        { "microsoft", "client_id",          K_WORD,           O(microsoft.client_id), 0, 0, 0, F_REQUIRED },
         { "microsoft", "client_secret_file", K_SECRET_PATH,    O(microsoft.client_secret_file), 0, 0, 0, F_REQUIRED },
         { "microsoft", "ca_file",            K_PATH,           O(microsoft.ca_file), 0, 0, 0, 0 },
         { "microsoft", "token_endpoint",     K_TOKEN_ENDPOINT, O(microsoft.token_endpoint), 0, 0, 0, 0 },
@@ -674,7 +676,23 @@ static void parse_value(struct ctx *c, unsigned line, const struct key_def *k, c
                 set_str(c, k, s);
                 return;
         }
-        case K_STRING: {
+        case K_STRING:
+        case K_WORD:
+        case K_HOST: {
+                const char *bad = NULL;
+                if (strlen(v) > 256)
+                        bad = "too long (more than 256 bytes)";
+                else if (k->kind == K_HOST && !hostname_valid(v, strlen(v)))
+                        bad = "not a tenant id or domain name";
+                else if (k->kind == K_WORD)
+                        for (const char *p = v; *p && !bad; p++)
+                                if (*p <= ' ' || *p >= 0x7f)
+                                        bad = "only printable ASCII without spaces allowed";
+                if (bad) {
+                        add_error(c, line, "[%s] %s: %s: '%s'", k->section, k->key, bad,
+                                  quote(v, q));
+                        return;
+                }
                 set_dup(c, k, v);
                 return;
         }
@@ -747,8 +765,9 @@ static void parse_value(struct ctx *c, unsigned line, const struct key_def *k, c
                         return;
                 }
                 if (r < 0 || sz < (uint64_t) k->min || sz > (uint64_t) k->max) {
-                        add_error(c, line, "[%s] %s: size '%s' out of range (4K..1G)",
-                                  k->section, k->key, quote(v, q));
+                        add_error(c, line, "[%s] %s: size '%s' out of range (%lldK..%lldM)",
+                                  k->section, k->key, quote(v, q), (long long) k->min / 1024,
+                                  (long long) k->max / (1024 * 1024));
                         return;
                 }
                 *(size_t *) field = (size_t) sz;
