@@ -794,6 +794,62 @@ static void test_quoting_in_errors(void **state) {
         expect_only_error(f, 12, "[mail] reminder_interval: invalid duration '5\\x5cx\\x279' (use e.g. 30s, 5min, 24h, 2d)");
 }
 
+/* ---- documentation: the example and partnerd.conf(5) name every key ---- */
+
+static void test_docs_name_every_key(void **state) {
+        static const char *const keys[] = {
+                "[marketplace]", "url", "token_file", "poll_interval", "products", "ca_file",
+                "portal_url",
+                "[microsoft]", "login_url", "api_url", "tenant", "client_id", "client_secret_file",
+                "ca_file", "token_endpoint", "check_schedule",
+                "[mail]", "transport", "smtp_url", "username", "password_file", "ca_file",
+                "sendmail", "from", "to", "cc", "bcc", "ops", "notify_order_contacts",
+                "reminder_interval", "max_reminders", "deadline", "deadline_warning", "templates",
+                "url_hosts",
+                "[daemon]", "state_dir", "retention", "max_parallel", "http_timeout",
+                "connect_timeout", "max_response",
+        };
+        char path[512], *example = NULL, *man = NULL;
+        snprintf(path, sizeof(path), "%s/config/partnerd.conf.example", srcdir());
+        assert_int_equal(util_read_file(path, 1 << 20, &example, NULL), 0);
+        snprintf(path, sizeof(path), "%s/man/partnerd.conf.5", srcdir());
+        assert_int_equal(util_read_file(path, 1 << 20, &man, NULL), 0);
+
+        const char *section = NULL;  /* the example's text of the current section */
+        for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+                char pat[128];
+                if (keys[i][0] == '[') {
+                        snprintf(pat, sizeof(pat), "\n%s\n", keys[i]);
+                        section = strstr(example, pat);
+                        assert_non_null(section);
+                        snprintf(pat, sizeof(pat), ".SH %s SECTION", keys[i]);
+                        assert_non_null(strstr(man, pat));
+                        continue;
+                }
+                /* In the example, set or commented out, in its own section. */
+                const char *next = strstr(section + 1, "\n[");
+                size_t span = next ? (size_t) (next - section) : strlen(section);
+                char *sect = strndup(section, span);
+                assert_non_null(sect);
+                char set[128], commented[128];
+                snprintf(set, sizeof(set), "\n%s = ", keys[i]);
+                snprintf(commented, sizeof(commented), "\n#%s = ", keys[i]);
+                if (!strstr(sect, set) && !strstr(sect, commented))
+                        fprintf(stderr, "example lacks %s\n", keys[i]);
+                assert_true(strstr(sect, set) || strstr(sect, commented));
+                free(sect);
+                /* In the man page, as a tagged paragraph. */
+                char br[128], list[128];
+                snprintf(br, sizeof(br), "\n.BR %s ", keys[i]);
+                snprintf(list, sizeof(list), "\" %s \"", keys[i]);
+                if (!strstr(man, br) && !strstr(man, list))
+                        fprintf(stderr, "man page lacks %s\n", keys[i]);
+                assert_true(strstr(man, br) || strstr(man, list));
+        }
+        free(example);
+        free(man);
+}
+
 /* ---- arbitrary bytes never crash the loader ---- */
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15u;
@@ -877,6 +933,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_file_limits, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_many_errors, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_quoting_in_errors, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_docs_name_every_key, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_fuzz, setup, teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
