@@ -516,6 +516,15 @@ static int check_url(const char *value, bool smtp, const char **ret_msg) {
                 *ret_msg = "out of memory";
                 return -ENOMEM;
         }
+        /* Userinfo is looked for in the text too: a URL curl cannot parse
+         * may still hold a password, and it must not be echoed. */
+        const char *auth = strstr(value, "://");
+        auth = auth ? auth + 3 : value;
+        if (memchr(auth, '@', strcspn(auth, "/?#"))) {
+                *ret_msg = "credentials in the URL are not allowed (use a *_file key)";
+                r = -EPERM;
+                goto out;
+        }
         if (curl_url_set(u, CURLUPART_URL, value, CURLU_NON_SUPPORT_SCHEME) != CURLUE_OK ||
             curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
             curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK || !*host) {
@@ -855,6 +864,17 @@ static const char *section_lookup(const char *name) {
         return NULL;
 }
 
+/* A word that may be a mistyped key (and so is safe to echo). */
+static bool key_name_plausible(const char *key) {
+        size_t n = strlen(key);
+        if (n == 0 || n > 40)
+                return false;
+        for (const char *p = key; *p; p++)
+                if (!isalnum((unsigned char) *p) && *p != '_' && *p != '-' && *p != '.')
+                        return false;
+        return true;
+}
+
 /* Cuts an inline comment: '#' preceded by whitespace. */
 static void strip_inline_comment(char *s) {
         for (char *p = s; *p; p++)
@@ -902,7 +922,8 @@ static void parse_line(struct ctx *c, unsigned line, char *raw, const char **sec
 
         char *eq = strchr(s, '=');
         if (!eq) {
-                add_error(c, line, "expected 'key = value', got '%s'", quote(s, q));
+                /* The line is not echoed: it may be a pasted secret. */
+                add_error(c, line, "expected 'key = value'");
                 return;
         }
         *eq = '\0';
@@ -925,7 +946,10 @@ static void parse_line(struct ctx *c, unsigned line, char *raw, const char **sec
         size_t idx;
         const struct key_def *k = key_lookup(*section, key, &idx);
         if (!k) {
-                add_error(c, line, "unknown key '%s' in [%s]", quote(key, q), *section);
+                if (key_name_plausible(key))
+                        add_error(c, line, "unknown key '%s' in [%s]", key, *section);
+                else  /* not echoed: it may be part of a pasted secret */
+                        add_error(c, line, "invalid key name in [%s]", *section);
                 return;
         }
         if (c->key_line[idx]) {

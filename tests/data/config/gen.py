@@ -45,7 +45,7 @@ CASES = {
     "section-trailing": ("text after a section header", {}, ["[daemon] x"],
                          [(("x", 0), "unexpected text after section header [daemon]")]),
     "no-equals": ("a line without '='", {}, ["just words"],
-                  [(("x", 0), "expected 'key = value', got 'just words'")]),
+                  [(("x", 0), "expected 'key = value'")]),
     "no-key": ("'=' without a key", {}, ["= value"],
                [(("x", 0), "missing key before '='")]),
     "url-invalid": ("not a URL", {}, ["[microsoft]", "api_url = not a url"],
