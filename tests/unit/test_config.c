@@ -430,6 +430,9 @@ static void test_duration_range(void **state) {
         /* The boundary itself is fine. */
         assert_int_equal(load(f, BASE "[marketplace]\npoll_interval = 10s\n"), 0);
         assert_int_equal(f->cfg->marketplace.poll_interval, 10);
+        /* No warning at all. */
+        assert_int_equal(load(f, BASE "deadline_warning = 0\n"), 0);
+        assert_int_equal(f->cfg->mail.deadline_warning, 0);
         /* Cross-key: the warning must come before the deadline. */
         assert_int_equal(load(f, BASE "deadline = 2d\ndeadline_warning = 3d\n"), -EINVAL);
         expect_only_error(f, 13, "[mail] deadline_warning: 3d must be shorter than deadline 2d");
