@@ -183,7 +183,7 @@ struct fake_order *fake_order_find(struct fake_state *s, const char *id) {
 
 int fake_token_issue(struct fake_state *s, char **ret_token) {
         unsigned char raw[24];
-        char hex[2 * sizeof(raw) + 8] = "eyJfake.";
+        char hex[2 * sizeof(raw) + 9] = "eyJfake.";
         int r;
 
         r = util_random_bytes(raw, sizeof(raw));

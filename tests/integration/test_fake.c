@@ -52,12 +52,14 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
         struct ctx *c = *state;
+        /* 0 = clean exit (and, under a sanitizer or valgrind wrapper, no leaks) */
+        int r = harness_fake_stop(&c->fake);
 
-        harness_fake_stop(&c->fake);
         harness_rmrf(c->tmp);
         free(c->tmp);
         free(c->scenario);
         free(c);
+        assert_int_equal(r, 0);
         return 0;
 }
 
