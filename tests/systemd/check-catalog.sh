@@ -23,22 +23,9 @@ logc="$srcdir/lib/log.c"
 KNOWN_FIELDS="MESSAGE PRIORITY MESSAGE_ID ORDER_ID CUSTOMER_TENANT CUSTOMER_DOMAIN CUSTOMER_KEY
 HTTP_STATUS URL MAIL_KIND MESSAGE_ID_MAIL SMTP_CODE ERRNO"
 
-for f in "$catalog" "$logc"; do
-        if [ ! -r "$f" ]; then
-                echo "check-catalog: FAIL: cannot read $f" >&2
-                exit 1
-        fi
-done
-
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/partnerd-catalog.XXXXXX") || exit 1
-trap 'rm -rf "$tmp"' EXIT
-trap 'exit 1' HUP INT TERM
-
-fail=0
-say_fail() {
-        echo "check-catalog: FAIL: $*" >&2
-        fail=1
-}
+# shellcheck source=tests/systemd/common.sh disable=SC1091
+. "$(dirname "$0")/common.sh"
+ts_init check-catalog "$catalog" "$logc"
 
 # ---- 1. ids ---------------------------------------------------------------
 grep -o '"[0-9a-f]\{32\}"' "$logc" | tr -d '"' | sort >"$tmp/code.ids"
@@ -47,26 +34,26 @@ sed -n 's/^-- \([0-9a-f]\{32\}\)$/\1/p' "$catalog" | sort >"$tmp/catalog.ids"
 n_code=$(wc -l <"$tmp/code.ids")
 n_cat=$(wc -l <"$tmp/catalog.ids")
 if [ "$n_code" -eq 0 ]; then
-        say_fail "no MESSAGE_ID found in lib/log.c"
+        ts_fail "no MESSAGE_ID found in lib/log.c"
 fi
 
 # A header line that is not exactly "-- <32 lower-case hex digits>".
 grep -n '^--' "$catalog" | grep -v '^[0-9]*:-- [0-9a-f]\{32\}$' >"$tmp/badhdr"
 while IFS= read -r l; do
-        say_fail "malformed entry header at line ${l%%:*}: ${l#*:}"
+        ts_fail "malformed entry header at line ${l%%:*}: ${l#*:}"
 done <"$tmp/badhdr"
 
 for id in $(uniq -d "$tmp/code.ids"); do
-        say_fail "lib/log.c uses id $id more than once"
+        ts_fail "lib/log.c uses id $id more than once"
 done
 for id in $(uniq -d "$tmp/catalog.ids"); do
-        say_fail "catalog has more than one entry for $id"
+        ts_fail "catalog has more than one entry for $id"
 done
 for id in $(sort -u "$tmp/code.ids" | comm -23 - "$tmp/catalog.ids"); do
-        say_fail "id $id from lib/log.c has no catalog entry"
+        ts_fail "id $id from lib/log.c has no catalog entry"
 done
 for id in $(sort -u "$tmp/catalog.ids" | comm -13 "$tmp/code.ids" -); do
-        say_fail "catalog entry $id is not an id of lib/log.c"
+        ts_fail "catalog entry $id is not an id of lib/log.c"
 done
 
 # ---- 2. entry format -------------------------------------------------------
@@ -96,14 +83,14 @@ inhdr {
 END { finish() }
 ' "$catalog"
 if [ -s "$tmp/fmt" ]; then
-        while IFS= read -r l; do say_fail "$l"; done <"$tmp/fmt"
+        while IFS= read -r l; do ts_fail "$l"; done <"$tmp/fmt"
 fi
 
 # journalctl substitutes @NAME@ with NAME made of A-Z and '_' only.
 grep -v '^#' "$catalog" | grep -o '@[A-Z_]*@' | tr -d '@' | sort -u >"$tmp/used"
 echo "$KNOWN_FIELDS" | tr ' ' '\n' | sed '/^$/d' | sort -u >"$tmp/known"
 for f in $(comm -23 "$tmp/used" "$tmp/known"); do
-        say_fail "catalog uses @$f@, which partnerd never logs"
+        ts_fail "catalog uses @$f@, which partnerd never logs"
 done
 
 echo "check-catalog: $n_code ids in lib/log.c, $n_cat catalog entries"
@@ -116,15 +103,15 @@ if command -v journalctl >/dev/null 2>&1; then
         journalctl --root="$root" --update-catalog >"$tmp/upd.out" 2>"$tmp/upd.err"
         rc=$?
         if [ "$rc" -ne 0 ] || [ -s "$tmp/upd.err" ]; then
-                say_fail "journalctl --update-catalog (exit $rc):"
+                ts_fail "journalctl --update-catalog (exit $rc):"
                 sed 's/^/    /' "$tmp/upd.err" >&2
         elif [ ! -s "$root/var/lib/systemd/catalog/database" ]; then
-                say_fail "journalctl --update-catalog wrote no database"
+                ts_fail "journalctl --update-catalog wrote no database"
         else
                 journalctl --root="$root" --list-catalog 2>"$tmp/list.err" |
                         awk '{ print $1 }' | sort >"$tmp/listed.ids"
                 if ! cmp -s "$tmp/listed.ids" "$tmp/catalog.ids"; then
-                        say_fail "journalctl --list-catalog does not list exactly the catalog's ids"
+                        ts_fail "journalctl --list-catalog does not list exactly the catalog's ids"
                         diff "$tmp/catalog.ids" "$tmp/listed.ids" | sed 's/^/    /' >&2
                 else
                         echo "check-catalog: journalctl --update-catalog (temporary root): $(wc -l <"$tmp/listed.ids") entries compiled"
@@ -134,9 +121,4 @@ else
         echo "check-catalog: note: journalctl not found, compile step skipped"
 fi
 
-if [ "$fail" -ne 0 ]; then
-        echo "check-catalog: FAILED" >&2
-        exit 1
-fi
-echo "check-catalog: OK"
-exit 0
+ts_finish

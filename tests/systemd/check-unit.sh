@@ -27,20 +27,9 @@ fi
 srcdir=${TEST_SRCDIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 unit="$srcdir/systemd/partnerd.service"
 
-if [ ! -r "$unit" ]; then
-        echo "check-unit: FAIL: cannot read $unit" >&2
-        exit 1
-fi
-
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/partnerd-unit.XXXXXX") || exit 1
-trap 'rm -rf "$tmp"' EXIT
-trap 'exit 1' HUP INT TERM
-
-fail=0
-say_fail() {
-        echo "check-unit: FAIL: $*" >&2
-        fail=1
-}
+# shellcheck source=tests/systemd/common.sh disable=SC1091
+. "$(dirname "$0")/common.sh"
+ts_init check-unit "$unit"
 
 echo "check-unit: $(systemd-analyze --version | head -n 1)"
 
@@ -49,7 +38,7 @@ echo "check-unit: $(systemd-analyze --version | head -n 1)"
 # on them).
 while IFS= read -r want; do
         [ -n "$want" ] || continue
-        grep -qxF -- "$want" "$unit" || say_fail "missing line: $want"
+        grep -qxF -- "$want" "$unit" || ts_fail "missing line: $want"
 done <<'EOF'
 Type=notify
 NotifyAccess=main
@@ -72,7 +61,7 @@ CapabilityBoundingSet=
 EOF
 # No secret may ever be passed through the environment.
 if grep -Eiq '^(Environment|EnvironmentFile|PassEnvironment)=' "$unit"; then
-        say_fail "the unit passes environment variables; secrets belong in credentials"
+        ts_fail "the unit passes environment variables; secrets belong in credentials"
 fi
 
 # ---- 2. systemd-analyze verify -------------------------------------------
@@ -110,7 +99,7 @@ fi
         >"$tmp/verify.out" 2>"$tmp/verify.err"
 rc=$?
 if [ "$rc" -ne 0 ] || [ -s "$tmp/verify.err" ]; then
-        say_fail "systemd-analyze verify $man_opt (exit $rc):"
+        ts_fail "systemd-analyze verify $man_opt (exit $rc):"
         sed 's/^/    /' "$tmp/verify.err" "$tmp/verify.out" >&2
 else
         echo "check-unit: systemd-analyze verify $man_opt: clean"
@@ -123,18 +112,13 @@ systemd-analyze security --offline=yes --threshold="$THRESHOLD" --no-pager \
 rc=$?
 score=$(sed -n 's/.*Overall exposure level for [^:]*: \([0-9.]*\).*/\1/p' "$tmp/security.out")
 if [ -z "$score" ]; then
-        say_fail "systemd-analyze security printed no score (exit $rc)"
+        ts_fail "systemd-analyze security printed no score (exit $rc)"
         sed 's/^/    /' "$tmp/security.err" >&2
 elif [ "$rc" -ne 0 ]; then
-        say_fail "exposure $score is above $MAX_EXPOSURE"
+        ts_fail "exposure $score is above $MAX_EXPOSURE"
         grep '✗' "$tmp/security.out" | sed 's/^/    /' >&2
 else
         echo "check-unit: systemd-analyze security: exposure $score (limit $MAX_EXPOSURE)"
 fi
 
-if [ "$fail" -ne 0 ]; then
-        echo "check-unit: FAILED" >&2
-        exit 1
-fi
-echo "check-unit: OK"
-exit 0
+ts_finish
