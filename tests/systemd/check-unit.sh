@@ -4,7 +4,8 @@
 # Static checks of systemd/partnerd.service:
 #   1. the settings partnerd's contract depends on are present;
 #   2. systemd-analyze verify prints nothing on stderr (any warning fails);
-#   3. systemd-analyze security --offline=yes rates it <= 1.5.
+#   3. systemd-analyze security --offline=yes rates it <= 1.5;
+#   4. every ```ini drop-in shown in docs/systemd.md loads without warning.
 #
 # verify needs the ExecStart= binary to exist, so it runs on a temporary
 # copy of the unit whose /usr/sbin/partnerd is replaced by $PARTNERD_BIN (the
@@ -119,6 +120,36 @@ elif [ "$rc" -ne 0 ]; then
         grep '✗' "$tmp/security.out" | sed 's/^/    /' >&2
 else
         echo "check-unit: systemd-analyze security: exposure $score (limit $MAX_EXPOSURE)"
+fi
+
+# ---- 4. the drop-ins shown in docs/systemd.md ------------------------------
+# Each ```ini block must load cleanly on top of the unit (commented-out
+# blocks, like the notify-reload one for systemd >= 253, load as empty).
+doc="$srcdir/docs/systemd.md"
+if [ -r "$doc" ]; then
+        mkdir -p "$tmp/doc"
+        awk -v dir="$tmp/doc" '
+                /^```ini$/ { n++; f = sprintf("%s/%d.conf", dir, n); inblk = 1; next }
+                /^```$/ && inblk { inblk = 0; close(f); next }
+                inblk { print > f }
+        ' "$doc"
+        n_doc=0
+        for conf in "$tmp"/doc/*.conf; do
+                [ -e "$conf" ] || continue
+                n_doc=$((n_doc + 1))
+                d="$tmp/dropin-$n_doc"
+                mkdir -p "$d/partnerd.service.d"
+                cp "$tmp/partnerd.service" "$d/partnerd.service"
+                cp "$conf" "$d/partnerd.service.d/doc.conf"
+                (cd "$d" && systemd-analyze verify --man=no "$d/partnerd.service") \
+                        >"$d/out" 2>"$d/err"
+                rc=$?
+                if [ "$rc" -ne 0 ] || [ -s "$d/err" ]; then
+                        ts_fail "drop-in number $n_doc of docs/systemd.md (exit $rc):"
+                        sed 's/^/    /' "$d/err" "$d/out" >&2
+                fi
+        done
+        echo "check-unit: $n_doc drop-in(s) from docs/systemd.md verified"
 fi
 
 ts_finish
