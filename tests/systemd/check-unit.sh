@@ -94,17 +94,23 @@ if [ -r "$srcdir/man/partnerd.8" ] && [ -r "$srcdir/man/partnerd.conf.5" ] && \
         man_opt=--man=yes
 fi
 
-# verify resolves relative names against the current directory; run it in
-# $tmp so that nothing of the caller's tree is picked up.
-(cd "$tmp" && MANPATH="$tmp/man" systemd-analyze verify "$man_opt" "$tmp/partnerd.service") \
-        >"$tmp/verify.out" 2>"$tmp/verify.err"
-rc=$?
-if [ "$rc" -ne 0 ] || [ -s "$tmp/verify.err" ]; then
-        ts_fail "systemd-analyze verify $man_opt (exit $rc):"
-        sed 's/^/    /' "$tmp/verify.err" "$tmp/verify.out" >&2
-else
+# verify_in DIR MAN_OPT WHAT: verifies DIR/partnerd.service (and the drop-ins
+# in DIR/partnerd.service.d/); any output on stderr is a failure.  It runs
+# in DIR, so that nothing of the caller's tree is picked up.
+verify_in() {
+        (cd "$1" && MANPATH="$tmp/man" systemd-analyze verify "$2" "$1/partnerd.service") \
+                >"$1/verify.out" 2>"$1/verify.err"
+        rc=$?
+        if [ "$rc" -ne 0 ] || [ -s "$1/verify.err" ]; then
+                ts_fail "systemd-analyze verify $2, $3 (exit $rc):"
+                sed 's/^/    /' "$1/verify.err" "$1/verify.out" >&2
+                return 1
+        fi
+        return 0
+}
+
+verify_in "$tmp" "$man_opt" "the unit" &&
         echo "check-unit: systemd-analyze verify $man_opt: clean"
-fi
 
 # ---- 3. systemd-analyze security -----------------------------------------
 # --offline=yes reads the unit file instead of asking the running manager.
@@ -141,15 +147,9 @@ if [ -r "$doc" ]; then
                 mkdir -p "$d/partnerd.service.d"
                 cp "$tmp/partnerd.service" "$d/partnerd.service"
                 cp "$conf" "$d/partnerd.service.d/doc.conf"
-                (cd "$d" && systemd-analyze verify --man=no "$d/partnerd.service") \
-                        >"$d/out" 2>"$d/err"
-                rc=$?
-                if [ "$rc" -ne 0 ] || [ -s "$d/err" ]; then
-                        ts_fail "drop-in number $n_doc of docs/systemd.md (exit $rc):"
-                        sed 's/^/    /' "$d/err" "$d/out" >&2
-                fi
+                verify_in "$d" --man=no "drop-in number $n_doc of docs/systemd.md"
         done
-        echo "check-unit: $n_doc drop-in(s) from docs/systemd.md verified"
+        echo "check-unit: $n_doc drop-in(s) from docs/systemd.md checked"
 fi
 
 ts_finish
