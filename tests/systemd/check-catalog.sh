@@ -21,7 +21,7 @@ logc="$srcdir/lib/log.c"
 # Fields partnerd puts in its journal entries (lib/log.c adds MESSAGE,
 # PRIORITY, SYSLOG_IDENTIFIER and MESSAGE_ID; the callers the rest).
 KNOWN_FIELDS="MESSAGE PRIORITY MESSAGE_ID ORDER_ID CUSTOMER_TENANT CUSTOMER_DOMAIN CUSTOMER_KEY
-HTTP_STATUS URL MAIL_KIND MESSAGE_ID_MAIL SMTP_CODE ERRNO"
+HTTP_STATUS URL MAIL_KIND MESSAGE_ID_MAIL SMTP_CODE ERRNO CONFIG_FILE STATE_DIR ELAPSED_MS"
 
 # shellcheck source=tests/systemd/common.sh disable=SC1091
 . "$(dirname "$0")/common.sh"
