@@ -131,6 +131,7 @@ fi
 # ---- 4. the drop-ins shown in docs/systemd.md ------------------------------
 # Each ```ini block must load cleanly on top of the unit (commented-out
 # blocks, like the notify-reload one for systemd >= 253, load as empty).
+# Their partnerd paths are replaced by the binary verified above.
 doc="$srcdir/docs/systemd.md"
 if [ -r "$doc" ]; then
         mkdir -p "$tmp/doc"
@@ -146,7 +147,8 @@ if [ -r "$doc" ]; then
                 d="$tmp/dropin-$n_doc"
                 mkdir -p "$d/partnerd.service.d"
                 cp "$tmp/partnerd.service" "$d/partnerd.service"
-                cp "$conf" "$d/partnerd.service.d/doc.conf"
+                sed "s|/usr/local/sbin/partnerd|$bin|g; s|/usr/sbin/partnerd|$bin|g" "$conf" \
+                        >"$d/partnerd.service.d/doc.conf"
                 verify_in "$d" --man=no "drop-in number $n_doc of docs/systemd.md"
         done
         echo "check-unit: $n_doc drop-in(s) from docs/systemd.md checked"
