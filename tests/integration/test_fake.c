@@ -105,6 +105,10 @@ static void test_auth_enforced(void **state) {
         assert_int_equal(st, 401);
         assert_int_equal(json_integer_value(json_object_get(j, "status")), 401);
         json_decref(j);
+        j = harness_fake_log(&c->fake);
+        assert_string_equal(str(json_array_get(j, 0), "authorization_kind"), "none");
+        assert_string_equal(str(json_array_get(j, 1), "authorization_kind"), "bearer-bad");
+        json_decref(j);
         j = req(c, "POST", ORDERS "/ORD-1001-0001-0001/process", NULL, "{}", &st, NULL);
         assert_int_equal(st, 401);
         json_decref(j);
