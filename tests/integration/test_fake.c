@@ -463,6 +463,37 @@ static void test_customer_accept(void **state) {
         j = req(c, "GET", "/v1/customers/" TENANT_AUTO, h, NULL, &st, NULL);
         assert_int_equal(st, 200);
         json_decref(j);
+        j = req(c, "GET", "/_fake/tenants", NULL, NULL, &st, NULL);
+        assert_int_equal(st, 200);
+        assert_true(json_is_true(json_object_get(json_array_get(j, 0), "accepted")));
+        assert_false(json_is_true(json_object_get(json_array_get(j, 1), "accepted")));
+        assert_int_equal(json_integer_value(json_object_get(json_array_get(j, 4), "checks")), 2);
+        json_decref(j);
+}
+
+static void auto_accept_fabrikam(json_t *sc) {
+        json_object_set_new(json_array_get(json_object_get(sc, "tenants"), 1), "accept_after_checks",
+                            json_integer(1));
+}
+
+/* An exact Domain search for a pending tenant counts as a check. */
+static void test_accept_after_domain_search(void **state) {
+        struct ctx *c = *state;
+        static const char *const q = "/v1/customers?filter=%7B%22Field%22%3A%22Domain%22%2C%22Value%22%3A%22"
+                                     "fabrikam.onmicrosoft.com%22%2C%22Operator%22%3A%22starts_with%22%7D";
+        char auth[256];
+        const char *h[2] = { NULL, NULL };
+        long st = 0;
+        json_t *j;
+
+        restart_modified(c, auto_accept_fabrikam);
+        h[0] = pc_auth(c, auth, sizeof(auth));
+        j = req(c, "GET", q, h, NULL, &st, NULL);
+        assert_int_equal(json_array_size(json_object_get(j, "items")), 0);
+        json_decref(j);
+        j = req(c, "GET", q, h, NULL, &st, NULL);
+        assert_int_equal(json_array_size(json_object_get(j, "items")), 1);
+        json_decref(j);
 }
 
 static void test_customer_list(void **state) {
@@ -690,6 +721,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_tokens, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_customer_accept, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_customer_list, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_accept_after_domain_search, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_request_log, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_fault_once, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_latency_parallel, setup_latency, teardown),
