@@ -178,8 +178,12 @@ static enum MHD_Result srv_handler(void *cls, struct MHD_Connection *c, const ch
                 memset(big, 'y', (size_t) size);
                 resp = MHD_create_response_from_buffer((size_t) size, big,
                                                        MHD_RESPMEM_MUST_FREE);
-        } else if (strcmp(method, "POST") == 0) {
-                char *echo = util_buf_steal(&sr->upload);
+        } else if (strcmp(method, "GET") != 0) {
+                /* echo "METHOD body" */
+                struct util_buf e;
+                util_buf_init(&e, 2 * 1024 * 1024);
+                util_buf_printf(&e, "%s %s", method, sr->upload.data ? sr->upload.data : "");
+                char *echo = util_buf_steal(&e);
                 resp = MHD_create_response_from_buffer(strlen(echo), echo, MHD_RESPMEM_MUST_FREE);
         } else
                 resp = MHD_create_response_from_buffer(5, (void *) "hello", MHD_RESPMEM_PERSISTENT);
@@ -355,6 +359,22 @@ static void on_done(void *userdata, int r, const struct http_response *resp) {
         res->described = http_describe_error(r, resp);
         res->done++;
 }
+
+static uint16_t closed_port(void) {
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        socklen_t len = sizeof(a);
+        assert_int_equal(bind(fd, (struct sockaddr *) &a, sizeof(a)), 0);
+        assert_int_equal(getsockname(fd, (struct sockaddr *) &a, &len), 0);
+        close(fd);
+        return ntohs(a.sin_port);
+}
+
+struct canceller {
+        struct ctx *c;
+        struct result res;
+        bool free_it;
+};
 
 static const struct http_options fast_opts = {
         .max_attempts = 3,
@@ -557,10 +577,147 @@ static void test_post_not_retried(void **state) {
         assert_int_equal(res.r, 0);
         assert_int_equal(res.status, 503);
         assert_int_equal(res.attempts, 1);
-        assert_string_equal(res.body, "{\"a\":1}");     /* the server echoes the body */
+        assert_string_equal(res.body, "POST {\"a\":1}");        /* the server echoes it */
         assert_int_equal(srv_key("post").count, 1);
         result_clear(&res);
         ctx_done(&c);
+}
+
+static void test_methods(void **state) {
+        struct ctx c;
+        struct result res = { 0 };
+        ctx_init(&c, &fast_opts);
+        struct http_request req = { .method = "PUT", .url = srv_url("/m?key=put"),
+                                    .body = "x=1", .body_len = 3, .idempotent = true };
+        assert_int_equal(http_submit(c.h, &req, on_done, &res), 0);
+        run_until(&c, &res.done, 1);
+        assert_int_equal(res.status, 200);
+        assert_string_equal(res.body, "PUT x=1");
+        result_clear(&res);
+        req = (struct http_request) { .method = "DELETE", .url = srv_url("/m?key=del") };
+        assert_int_equal(http_submit(c.h, &req, on_done, &res), 0);
+        run_until(&c, &res.done, 1);
+        assert_string_equal(res.body, "DELETE ");
+        result_clear(&res);
+        /* POST without a body, binary body with a NUL */
+        req = (struct http_request) { .method = "POST", .url = srv_url("/m?key=post0") };
+        assert_int_equal(http_submit(c.h, &req, on_done, &res), 0);
+        run_until(&c, &res.done, 1);
+        assert_string_equal(res.body, "POST ");
+        result_clear(&res);
+        ctx_done(&c);
+}
+
+/* The per-host queue is ours: a queued request's timeout only starts
+ * when it is sent (curl's own queue would burn it while waiting). */
+static void test_queue_timeout_starts_late(void **state) {
+        struct http_options o = fast_opts;
+        o.max_per_host = 1;
+        o.max_attempts = 1;
+        struct ctx c;
+        struct result res[3] = { 0 };
+        int done = 0;
+        ctx_init(&c, &o);
+        for (int i = 0; i < 3; i++) {
+                struct http_request req = { .method = "GET", .url = srv_url("/s?key=late&delay=400"),
+                                            .idempotent = true, .timeout_ms = 1000 };
+                assert_int_equal(http_submit(c.h, &req, on_done, &res[i]), 0);
+        }
+        while (done < 3 && !c.expired) {
+                uv_run(&c.loop, UV_RUN_ONCE);
+                done = res[0].done + res[1].done + res[2].done;
+        }
+        /* the last one waited for two others (>= 800 ms) and then took
+         * 400 ms itself: more than its 1000 ms timeout in all */
+        assert_true(res[2].elapsed_ms >= 1000);
+        for (int i = 0; i < 3; i++) {
+                assert_int_equal(res[i].r, 0);
+                assert_int_equal(res[i].status, 200);
+                assert_int_equal(res[i].attempts, 1);
+                result_clear(&res[i]);
+        }
+        ctx_done(&c);
+}
+
+/* Hosts are bounded separately: a busy host does not hold another back. */
+static void test_hosts_independent(void **state) {
+        struct http_options o = fast_opts;
+        o.max_per_host = 1;
+        struct ctx c;
+        struct result slow = { 0 }, fast = { 0 };
+        char url[128];
+        ctx_init(&c, &o);
+        get(&c, srv_url("/s?key=hslow&delay=1500"), &slow);
+        snprintf(url, sizeof(url), "http://localhost:%u/ok?key=hfast", srv.port);
+        get(&c, url, &fast);
+        run_until(&c, &fast.done, 1);
+        assert_int_equal(fast.status, 200);
+        assert_int_equal(slow.done, 0);
+        run_until(&c, &slow.done, 1);
+        assert_int_equal(slow.status, 200);
+        result_clear(&slow);
+        result_clear(&fast);
+        ctx_done(&c);
+}
+
+static void test_tls_errors(void **state) {
+        struct ctx c;
+        struct result res = { 0 };
+        char url[128];
+        ctx_init(&c, &fast_opts);
+        /* https:// to a plain-HTTP server: the handshake fails, no retry */
+        snprintf(url, sizeof(url), "https://127.0.0.1:%u/ok?key=tls", srv.port);
+        get(&c, url, &res);
+        run_until(&c, &res.done, 1);
+        assert_int_equal(res.r, -EPROTO);
+        assert_int_equal(res.attempts, 1);
+        assert_int_equal(res.status, 0);
+        assert_non_null(strstr(res.described, "TLS or protocol error"));
+        result_clear(&res);
+        /* a CA file that does not exist */
+        struct http_request req = { .method = "GET", .url = url, .idempotent = true,
+                                    .ca_file = "/nonexistent/ca.pem" };
+        assert_int_equal(http_submit(c.h, &req, on_done, &res), 0);
+        run_until(&c, &res.done, 1);
+        assert_int_equal(res.r, -EPROTO);
+        assert_int_equal(res.attempts, 1);
+        result_clear(&res);
+        ctx_done(&c);
+}
+
+static void on_resubmit(void *userdata, int r, const struct http_response *resp) {
+        struct canceller *k = userdata;
+        on_done(&k->res, r, resp);
+        /* while shutting down nothing new is accepted */
+        struct http_request req = { .method = "GET", .url = srv_url("/ok?key=late_submit") };
+        assert_int_equal(http_submit(k->c->h, &req, on_done, &k->res), -ESHUTDOWN);
+}
+
+static void on_count_cancelled(void *userdata, int r, const struct http_response *resp) {
+        if (r == -ECANCELED)
+                (*(int *) userdata)++;
+}
+
+static void test_limits_and_shutdown_submit(void **state) {
+        struct http_options o = fast_opts;
+        o.max_per_host = 1;
+        struct ctx c;
+        struct canceller k = { .c = &c };
+        char url[128];
+        ctx_init(&c, &o);
+        snprintf(url, sizeof(url), "http://127.0.0.1:%u/x", closed_port());
+        struct http_request req = { .method = "GET", .url = url, .idempotent = true };
+        assert_int_equal(http_submit(c.h, &req, on_resubmit, &k), 0);
+        int n = 1, cancelled = 0;
+        while (http_submit(c.h, &req, on_count_cancelled, &cancelled) == 0)
+                n++;
+        assert_int_equal(http_submit(c.h, &req, on_count_cancelled, &cancelled), -ENOBUFS);
+        assert_true(n >= 1000 && n <= 100000);
+        assert_int_equal(http_pending(c.h), (size_t) n);
+        ctx_done(&c);   /* cancels them all */
+        assert_int_equal(k.res.r, -ECANCELED);
+        assert_int_equal(cancelled, n - 1);
+        result_clear(&k.res);
 }
 
 static void test_size_cap(void **state) {
@@ -609,16 +766,6 @@ static void test_timeout(void **state) {
         assert_string_equal(res.described, "timed out after 200 ms");
         result_clear(&res);
         ctx_done(&c);
-}
-
-static uint16_t closed_port(void) {
-        int fd = socket(AF_INET, SOCK_STREAM, 0);
-        struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-        socklen_t len = sizeof(a);
-        assert_int_equal(bind(fd, (struct sockaddr *) &a, sizeof(a)), 0);
-        assert_int_equal(getsockname(fd, (struct sockaddr *) &a, &len), 0);
-        close(fd);
-        return ntohs(a.sin_port);
 }
 
 static void test_conn_refused(void **state) {
@@ -692,12 +839,6 @@ static void test_free_in_flight(void **state) {
         }
         ctx_done(&c);   /* asserts uv_loop_close() == 0 */
 }
-
-struct canceller {
-        struct ctx *c;
-        struct result res;
-        bool free_it;
-};
 
 static void on_cancel_from_cb(void *userdata, int r, const struct http_response *resp) {
         struct canceller *k = userdata;
@@ -990,6 +1131,11 @@ int main(void) {
                 cmocka_unit_test(test_retry_after),
                 cmocka_unit_test(test_retry_after_capped_and_date),
                 cmocka_unit_test(test_post_not_retried),
+                cmocka_unit_test(test_methods),
+                cmocka_unit_test(test_queue_timeout_starts_late),
+                cmocka_unit_test(test_hosts_independent),
+                cmocka_unit_test(test_tls_errors),
+                cmocka_unit_test(test_limits_and_shutdown_submit),
                 cmocka_unit_test(test_size_cap),
                 cmocka_unit_test(test_timeout),
                 cmocka_unit_test(test_conn_refused),
