@@ -576,6 +576,9 @@ static void attempt_done(struct req *q, CURLcode code) {
         struct http *h = q->h;
         q->code = code;
 
+        long nconn = 0;
+        if (curl_easy_getinfo(q->easy, CURLINFO_NUM_CONNECTS, &nconn) == CURLE_OK && nconn > 0)
+                h->stats.connections += (uint64_t) nconn;
         if (q->is_easy) {
                 finish(q, 0);
                 return;
@@ -584,9 +587,6 @@ static void attempt_done(struct req *q, CURLcode code) {
         long status = 0;
         curl_easy_getinfo(q->easy, CURLINFO_RESPONSE_CODE, &status);
         q->status = status;
-        long nconn = 0;
-        if (curl_easy_getinfo(q->easy, CURLINFO_NUM_CONNECTS, &nconn) == CURLE_OK && nconn > 0)
-                h->stats.connections += (uint64_t) nconn;
         if (status > 0)
                 h->stats.responses++;
         h->stats.bytes_received += q->resp_body.len;

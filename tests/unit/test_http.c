@@ -32,6 +32,8 @@
 #include "http.h"
 #include "util.h"
 
+#define HTTP_DESCRIBE_LIMIT 310         /* ~300 bytes plus "..." */
+
 /* ---- scripted server ---------------------------------------------------- */
 
 #define SRV_KEYS 64
@@ -560,6 +562,11 @@ static void test_retry_after_capped_and_date(void **state) {
         assert_int_equal(res.status, 503);
         assert_int_equal(res.retry_after_ms, 0);        /* a date in the past */
         result_clear(&res);
+        get(&c, srv_url("/r?key=rajunk&status=503&ra=soon"), &res);
+        run_until(&c, &res.done, 1);
+        assert_int_equal(res.status, 503);
+        assert_int_equal(res.retry_after_ms, -1);
+        result_clear(&res);
         ctx_done(&c);
 }
 
@@ -1066,7 +1073,7 @@ static void test_describe_bodies(void **state) {
                 memcpy(big + i, "\xc3\xa9", 2);
         big[100000] = '\0';
         char *d = describe(500, big);
-        assert_true(strlen(d) <= 310);
+        assert_true(strlen(d) <= HTTP_DESCRIBE_LIMIT);
         assert_non_null(strstr(d, "..."));
         assert_int_equal(d[strlen(d) - 4] & 0xc0, 0x80);        /* ends after a full "é" */
         free(d);
@@ -1075,7 +1082,7 @@ static void test_describe_bodies(void **state) {
         memcpy(big, "{\"message\":\"", 12);
         memcpy(big + 4990, "\"}", 3);
         d = describe(400, big);
-        assert_true(strlen(d) <= 310);
+        assert_true(strlen(d) <= HTTP_DESCRIBE_LIMIT);
         assert_true(strncmp(d, "HTTP 400 Bad Request: aaaa", 26) == 0);
         free(d);
         free(big);
@@ -1102,6 +1109,61 @@ static void test_describe_bodies(void **state) {
         d = http_describe_error(-EPROTO, &resp);
         assert_string_equal(d, "TLS or protocol error: evil X-Header: 1");
         free(d);
+}
+
+static bool valid_utf8_no_ctl(const char *s) {
+        const unsigned char *p = (const unsigned char *) s;
+        while (*p) {
+                if (*p < 0x20 || *p == 0x7f)
+                        return false;
+                int n = *p < 0x80 ? 1 : (*p & 0xe0) == 0xc0 ? 2 : (*p & 0xf0) == 0xe0 ? 3 :
+                        (*p & 0xf8) == 0xf0 ? 4 : 0;
+                if (n == 0)
+                        return false;
+                for (int i = 1; i < n; i++)
+                        if ((p[i] & 0xc0) != 0x80)
+                                return false;
+                p += n;
+        }
+        return true;
+}
+
+/* Hostile bodies: random bytes and mangled JSON never crash, and the line
+ * is always short, valid UTF-8 and free of control characters. */
+static void test_describe_hostile(void **state) {
+        static const char *frags[] = {
+                "{", "}", "[", "]", "\"title\":", "\"detail\":", "\"errors\":", "\"error\":",
+                "\"error_description\":", "\"code\":", "\"description\":", "\"message\":",
+                "\"traceId\":", "\"a\\u0000b\"", "\"\\r\\n\"", "null", "1e999", "-1", ",", ":",
+                "\"\xff\xfe\"", "\"\xc3\xa9\"", "\x1b[2J", "\r\n", "\"x\"",
+        };
+        unsigned seed = 12345;
+        char body[600];
+        for (int round = 0; round < 3000; round++) {
+                size_t len = 0;
+                if (round % 2) {
+                        while (len < 500) {
+                                const char *f = frags[rand_r(&seed) % (sizeof(frags) / sizeof(frags[0]))];
+                                size_t n = strlen(f);
+                                memcpy(body + len, f, n);
+                                len += n;
+                                if (rand_r(&seed) % 8 == 0)
+                                        break;
+                        }
+                } else {
+                        len = (size_t) (rand_r(&seed) % 500);
+                        for (size_t i = 0; i < len; i++)
+                                body[i] = (char) (rand_r(&seed) % 255 + 1);
+                }
+                body[len] = '\0';
+                struct http_response resp = { .status = 400 + rand_r(&seed) % 200,
+                                              .body = body, .body_len = len, .attempts = 1 };
+                char *d = http_describe_error(0, &resp);
+                assert_non_null(d);
+                assert_true(strlen(d) <= HTTP_DESCRIBE_LIMIT);
+                assert_true(valid_utf8_no_ctl(d));
+                free(d);
+        }
 }
 
 static void test_escape(void **state) {
@@ -1145,6 +1207,7 @@ int main(void) {
                 cmocka_unit_test(test_url_rules),
                 cmocka_unit_test(test_add_easy),
                 cmocka_unit_test(test_describe_bodies),
+                cmocka_unit_test(test_describe_hostile),
                 cmocka_unit_test(test_escape),
                 cmocka_unit_test(test_async_dns),
         };
