@@ -1166,6 +1166,85 @@ static void test_describe_hostile(void **state) {
         }
 }
 
+/* https against a TLS server on loopback with a throw-away self-signed
+ * certificate (made by /usr/bin/openssl; skipped without it or without
+ * TLS in libmicrohttpd). */
+static void test_https(void **state) {
+        char dir[] = "/tmp/test-http-tls-XXXXXX", cmd[1024], cert[256], key[256];
+        if (access("/usr/bin/openssl", X_OK) != 0 || MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES)
+                skip();
+        assert_non_null(mkdtemp(dir));
+        snprintf(cert, sizeof(cert), "%s/cert.pem", dir);
+        snprintf(key, sizeof(key), "%s/key.pem", dir);
+        snprintf(cmd, sizeof(cmd),
+                 "/usr/bin/openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 "
+                 "-nodes -days 2 -subj /CN=localhost -addext "
+                 "subjectAltName=IP:127.0.0.1,DNS:localhost -keyout %s -out %s >/dev/null 2>&1",
+                 key, cert);
+        assert_int_equal(system(cmd), 0);
+        char *cert_pem = NULL, *key_pem = NULL;
+        size_t n;
+        assert_int_equal(util_read_file(cert, 65536, &cert_pem, &n), 0);
+        assert_int_equal(util_read_file(key, 65536, &key_pem, &n), 0);
+        struct MHD_Daemon *d = MHD_start_daemon(
+                MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_TLS,
+                0, NULL, NULL, srv_handler, NULL,
+                MHD_OPTION_HTTPS_MEM_CERT, cert_pem, MHD_OPTION_HTTPS_MEM_KEY, key_pem,
+                MHD_OPTION_NOTIFY_COMPLETED, srv_completed, NULL,
+                MHD_OPTION_NOTIFY_CONNECTION, srv_notify, NULL, MHD_OPTION_END);
+        assert_non_null(d);
+        uint16_t port = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT)->port;
+
+        struct ctx c;
+        struct result res[4] = { 0 };
+        char url[128];
+        ctx_init(&c, &fast_opts);
+        snprintf(url, sizeof(url), "https://127.0.0.1:%u/ok?key=tls_ok", port);
+        /* not trusted without the CA file */
+        get(&c, url, &res[0]);
+        run_until(&c, &res[0].done, 1);
+        assert_int_equal(res[0].r, -EPROTO);
+        assert_int_equal(res[0].attempts, 1);
+        result_clear(&res[0]);
+        /* trusted with it; sequential requests share one connection */
+        int before = srv_connections();
+        for (int i = 0; i < 2; i++) {
+                struct http_request req = { .method = "GET", .url = url, .idempotent = true,
+                                            .ca_file = cert };
+                assert_int_equal(http_submit(c.h, &req, on_done, &res[i]), 0);
+                run_until(&c, &res[i].done, 1);
+                assert_int_equal(res[i].r, 0);
+                assert_int_equal(res[i].status, 200);
+                assert_string_equal(res[i].body, "hello");
+                result_clear(&res[i]);
+        }
+        assert_int_equal(srv_connections() - before, 1);
+        /* parallel requests (PIPEWAIT on https) and the host name check */
+        snprintf(url, sizeof(url), "https://localhost:%u/s?key=tls_par&delay=50", port);
+        for (int i = 0; i < 4; i++) {
+                struct http_request req = { .method = "GET", .url = url, .idempotent = true,
+                                            .ca_file = cert };
+                assert_int_equal(http_submit(c.h, &req, on_done, &res[i]), 0);
+        }
+        int done = 0;
+        while (done < 4 && !c.expired) {
+                uv_run(&c.loop, UV_RUN_ONCE);
+                done = res[0].done + res[1].done + res[2].done + res[3].done;
+        }
+        for (int i = 0; i < 4; i++) {
+                assert_int_equal(res[i].r, 0);
+                assert_int_equal(res[i].status, 200);
+                result_clear(&res[i]);
+        }
+        ctx_done(&c);
+        MHD_stop_daemon(d);
+        free(cert_pem);
+        free(key_pem);
+        unlink(cert);
+        unlink(key);
+        rmdir(dir);
+}
+
 static void test_escape(void **state) {
         char *s = http_escape("a b&c=d/é~-._Z9");
         assert_string_equal(s, "a%20b%26c%3Dd%2F%C3%A9~-._Z9");
@@ -1207,6 +1286,7 @@ int main(void) {
                 cmocka_unit_test(test_url_rules),
                 cmocka_unit_test(test_add_easy),
                 cmocka_unit_test(test_describe_bodies),
+                cmocka_unit_test(test_https),
                 cmocka_unit_test(test_describe_hostile),
                 cmocka_unit_test(test_escape),
                 cmocka_unit_test(test_async_dns),
