@@ -596,8 +596,18 @@ static void attempt_done(struct req *q, CURLcode code) {
         if (r == -EFBIG)
                 snprintf(q->errbuf, sizeof(q->errbuf), "response larger than %zu bytes",
                          h->opts.max_response);
-        else if (r == -ETIMEDOUT)
-                snprintf(q->errbuf, sizeof(q->errbuf), "timed out after %ld ms", q->timeout_ms);
+        else if (r == -ETIMEDOUT) {
+                /* Which limit hit: the connect timeout when never connected
+                 * (and it is the shorter one), else the transfer timeout. */
+                curl_off_t connect_us = 0;
+                curl_easy_getinfo(q->easy, CURLINFO_CONNECT_TIME_T, &connect_us);
+                if (connect_us == 0 && h->opts.connect_timeout_ms < q->timeout_ms)
+                        snprintf(q->errbuf, sizeof(q->errbuf), "connect timed out after %ld ms",
+                                 h->opts.connect_timeout_ms);
+                else
+                        snprintf(q->errbuf, sizeof(q->errbuf), "timed out after %ld ms",
+                                 q->timeout_ms);
+        }
 
         if (!h->freeing && q->attempts < h->opts.max_attempts && retryable(q)) {
                 long delay = backoff_ms(h, q->attempts);

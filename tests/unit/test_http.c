@@ -518,6 +518,22 @@ static void test_retry_503(void **state) {
         assert_string_equal(res.described, "HTTP 503 Service Unavailable: hello");
         result_clear(&res);
 
+        /* the backoff really waits: equal jitter is at least half the delay */
+        {
+                struct http_options o = fast_opts;
+                o.backoff_base_ms = 300;
+                o.backoff_max_ms = 300;
+                struct ctx c2;
+                ctx_init(&c2, &o);
+                get(&c2, srv_url("/r?key=r503c&status=503,200"), &res);
+                run_until(&c2, &res.done, 1);
+                assert_int_equal(res.status, 200);
+                assert_int_equal(res.attempts, 2);
+                assert_true(res.elapsed_ms >= 150);
+                result_clear(&res);
+                ctx_done(&c2);
+        }
+
         /* 404 is final at once. */
         get(&c, srv_url("/r?key=r404&status=404"), &res);
         run_until(&c, &res.done, 1);
@@ -773,6 +789,40 @@ static void test_timeout(void **state) {
         assert_string_equal(res.described, "timed out after 200 ms");
         result_clear(&res);
         ctx_done(&c);
+}
+
+/* A listener whose accept queue is full: new SYNs are dropped, so a
+ * connect never completes. */
+static void test_connect_timeout(void **state) {
+        int lfd = socket(AF_INET, SOCK_STREAM, 0), fill[4];
+        struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        socklen_t len = sizeof(a);
+        assert_int_equal(bind(lfd, (struct sockaddr *) &a, sizeof(a)), 0);
+        assert_int_equal(listen(lfd, 0), 0);
+        assert_int_equal(getsockname(lfd, (struct sockaddr *) &a, &len), 0);
+        for (int i = 0; i < 4; i++) {
+                fill[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+                (void) connect(fill[i], (struct sockaddr *) &a, sizeof(a));
+        }
+        usleep(50000);
+        struct http_options o = fast_opts;
+        o.connect_timeout_ms = 300;
+        struct ctx c;
+        struct result res = { 0 };
+        char url[128];
+        ctx_init(&c, &o);
+        snprintf(url, sizeof(url), "http://127.0.0.1:%u/x", ntohs(a.sin_port));
+        struct http_request req = { .method = "POST", .url = url };
+        assert_int_equal(http_submit(c.h, &req, on_done, &res), 0);
+        run_until(&c, &res.done, 1);
+        assert_int_equal(res.r, -ETIMEDOUT);
+        assert_int_equal(res.attempts, 1);
+        assert_string_equal(res.described, "connect timed out after 300 ms");
+        result_clear(&res);
+        ctx_done(&c);
+        for (int i = 0; i < 4; i++)
+                close(fill[i]);
+        close(lfd);
 }
 
 static void test_conn_refused(void **state) {
@@ -1279,6 +1329,7 @@ int main(void) {
                 cmocka_unit_test(test_limits_and_shutdown_submit),
                 cmocka_unit_test(test_size_cap),
                 cmocka_unit_test(test_timeout),
+                cmocka_unit_test(test_connect_timeout),
                 cmocka_unit_test(test_conn_refused),
                 cmocka_unit_test(test_request_id_header),
                 cmocka_unit_test(test_free_in_flight),
