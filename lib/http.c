@@ -561,7 +561,6 @@ static void finish(struct req *q, int r) {
         set_state(q, REQ_DONE);
 }
 
-static int start_attempt(struct req *q);
 
 static void on_retry_timer(uv_timer_t *t) {
         struct req *q = t->data;
