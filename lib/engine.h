@@ -43,7 +43,9 @@ int eng_decide(const struct eng_params *p, const struct order_list *orders,
 /* The outcome of a Process call (or of the re-read before it).
  * status: HTTP status of the POST (0 if none), order_status: the order's
  * status re-read or returned.  Updates the tracked order and returns LOG
- * actions (and a CONFIRMATION notify when processed). */
+ * actions (and a CONFIRMATION notify when processed).  -ENOENT for an
+ * untracked order; an order no longer in TRACK_PROCESS_SENT is left alone
+ * (returns 0, no action). */
 enum eng_process_result {
         ENG_PROCESS_DONE = 0,        /* 200: Querying -> Processing */
         ENG_PROCESS_MOVED,           /* re-read/409: already left Querying: closed */
