@@ -45,6 +45,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "jsonx.h"
 #include "util.h"
 
 #define STORE_FILE "state.json"
@@ -52,39 +53,24 @@
 
 /* ---- encoding ----------------------------------------------------------- */
 
-static json_t *jtime(int64_t t) {
-        char buf[UTIL_TIME_MAX];
-        return t ? json_string(util_format_time(t, buf)) : json_null();
-}
-
-static json_t *jstr(const char *s) {
-        return s ? json_string(s) : json_null();
-}
-
-/* json_object_set_new that remembers a failure (NULL value or OOM). */
-static void put(json_t *o, const char *k, json_t *v, bool *ok) {
-        if (!v || json_object_set_new(o, k, v) < 0)
-                *ok = false;
-}
-
 static json_t *order_to_json(const struct tracked_order *t, bool *ok) {
         json_t *o = json_object();
         if (!o) {
                 *ok = false;
                 return NULL;
         }
-        put(o, "id", jstr(t->id), ok);
-        put(o, "status", json_string(track_status_to_string(t->status)), ok);
-        put(o, "querying_at_raw", jstr(t->querying_at_raw), ok);
-        put(o, "querying_since", jtime(t->querying_since), ok);
-        put(o, "first_seen", jtime(t->first_seen), ok);
-        put(o, "process_sent_at", jtime(t->process_sent_at), ok);
-        put(o, "process_attempts", json_integer(t->process_attempts), ok);
-        put(o, "outcome", jstr(t->outcome), ok);
-        put(o, "closed_at", jtime(t->closed_at), ok);
-        put(o, "template_id", jstr(t->template_id), ok);
-        put(o, "relationship_url", jstr(t->relationship_url), ok);
-        put(o, "notified", json_boolean(t->notified), ok);
+        jsonx_put(o, "id", jsonx_str(t->id), ok);
+        jsonx_put(o, "status", json_string(track_status_to_string(t->status)), ok);
+        jsonx_put(o, "querying_at_raw", jsonx_str(t->querying_at_raw), ok);
+        jsonx_put(o, "querying_since", jsonx_time(t->querying_since), ok);
+        jsonx_put(o, "first_seen", jsonx_time(t->first_seen), ok);
+        jsonx_put(o, "process_sent_at", jsonx_time(t->process_sent_at), ok);
+        jsonx_put(o, "process_attempts", json_integer(t->process_attempts), ok);
+        jsonx_put(o, "outcome", jsonx_str(t->outcome), ok);
+        jsonx_put(o, "closed_at", jsonx_time(t->closed_at), ok);
+        jsonx_put(o, "template_id", jsonx_str(t->template_id), ok);
+        jsonx_put(o, "relationship_url", jsonx_str(t->relationship_url), ok);
+        jsonx_put(o, "notified", json_boolean(t->notified), ok);
         return o;
 }
 
@@ -96,28 +82,28 @@ static json_t *customer_to_json(const struct tracked_customer *c, bool *ok) {
                 *ok = false;
                 return NULL;
         }
-        put(o, "key", jstr(c->key), ok);
-        put(o, "tenant_id", jstr(c->tenant_id), ok);
-        put(o, "domain", jstr(c->domain), ok);
-        put(o, "name", jstr(c->name), ok);
-        put(o, "relationship_url", jstr(c->relationship_url), ok);
-        put(o, "first_seen", jtime(c->first_seen), ok);
-        put(o, "notified_at", jtime(c->notified_at), ok);
-        put(o, "last_mail_at", jtime(c->last_mail_at), ok);
-        put(o, "reminders", json_integer(c->reminders), ok);
-        put(o, "final_warning_sent", json_boolean(c->final_warning_sent), ok);
-        put(o, "deadline_passed_logged", json_boolean(c->deadline_passed_logged), ok);
-        put(o, "warned_deadline", jtime(c->warned_deadline), ok);
-        put(o, "confirmation_sent", json_boolean(c->confirmation_sent), ok);
-        put(o, "next_check", jtime(c->next_check), ok);
-        put(o, "check_count", json_integer(c->check_count), ok);
-        put(o, "accepted_at", jtime(c->accepted_at), ok);
+        jsonx_put(o, "key", jsonx_str(c->key), ok);
+        jsonx_put(o, "tenant_id", jsonx_str(c->tenant_id), ok);
+        jsonx_put(o, "domain", jsonx_str(c->domain), ok);
+        jsonx_put(o, "name", jsonx_str(c->name), ok);
+        jsonx_put(o, "relationship_url", jsonx_str(c->relationship_url), ok);
+        jsonx_put(o, "first_seen", jsonx_time(c->first_seen), ok);
+        jsonx_put(o, "notified_at", jsonx_time(c->notified_at), ok);
+        jsonx_put(o, "last_mail_at", jsonx_time(c->last_mail_at), ok);
+        jsonx_put(o, "reminders", json_integer(c->reminders), ok);
+        jsonx_put(o, "final_warning_sent", json_boolean(c->final_warning_sent), ok);
+        jsonx_put(o, "deadline_passed_logged", json_boolean(c->deadline_passed_logged), ok);
+        jsonx_put(o, "warned_deadline", jsonx_time(c->warned_deadline), ok);
+        jsonx_put(o, "confirmation_sent", json_boolean(c->confirmation_sent), ok);
+        jsonx_put(o, "next_check", jsonx_time(c->next_check), ok);
+        jsonx_put(o, "check_count", json_integer(c->check_count), ok);
+        jsonx_put(o, "accepted_at", jsonx_time(c->accepted_at), ok);
         for (size_t i = 0; i < c->n_orders; i++) {
                 json_t *t = order_to_json(&c->orders[i], ok);
                 if (!t || json_array_append_new(orders, t) < 0)
                         *ok = false;
         }
-        put(o, "orders", orders, ok);
+        jsonx_put(o, "orders", orders, ok);
         return o;
 }
 
@@ -129,13 +115,13 @@ int store_to_json(const struct state *s, char **ret) {
                 json_decref(customers);
                 return -ENOMEM;
         }
-        put(root, "version", json_integer(STATE_VERSION), &ok);
+        jsonx_put(root, "version", json_integer(STATE_VERSION), &ok);
         for (size_t i = 0; i < s->n_customers; i++) {
                 json_t *c = customer_to_json(&s->customers[i], &ok);
                 if (!c || json_array_append_new(customers, c) < 0)
                         ok = false;
         }
-        put(root, "customers", customers, &ok);
+        jsonx_put(root, "customers", customers, &ok);
         char *text = ok ? json_dumps(root, JSON_SORT_KEYS | JSON_INDENT(1)) : NULL;
         json_decref(root);
         if (!text)
