@@ -147,9 +147,14 @@ struct ctx {
         struct idx cust;   /* customer key -> a = customer index */
         struct idx ord;    /* order id -> a = customer index, b = order index */
         struct idx poll;   /* order id -> a = index in orders (first occurrence) */
+        char **old_keys;   /* replaced customer keys, still referenced by cust */
+        size_t n_old_keys;
 };
 
 static void ctx_done(struct ctx *x) {
+        for (size_t i = 0; i < x->n_old_keys; i++)
+                free(x->old_keys[i]);
+        free(x->old_keys);
         idx_free(&x->cust);
         idx_free(&x->ord);
         idx_free(&x->poll);
@@ -176,6 +181,29 @@ static int ctx_index_poll(struct ctx *x) {
                         return -ENOMEM;
         }
         return 0;
+}
+
+/* The index of customer key, verified (a re-keyed customer leaves a stale
+ * entry under its old key). */
+static const struct idx_ent *cust_find(const struct ctx *x, const char *key) {
+        const struct idx_ent *e = idx_get(&x->cust, key);
+        return e && strcmp(x->s->customers[e->a].key, key) == 0 ? e : NULL;
+}
+
+/* Gives customer ci a new key, keeping the index valid without a rebuild. */
+static int customer_rekey(struct ctx *x, size_t ci, const char *key) {
+        char *n = strdup(key);
+        char **g = realloc(x->old_keys, (x->n_old_keys + 1) * sizeof(*g));
+        if (!n || !g) {
+                free(n);
+                if (g)
+                        x->old_keys = g;
+                return -ENOMEM;
+        }
+        x->old_keys = g;
+        g[x->n_old_keys++] = x->s->customers[ci].key;
+        x->s->customers[ci].key = n;
+        return idx_put(&x->cust, n, ci, 0);
 }
 
 static const struct order *poll_find(const struct ctx *x, const char *id) {
@@ -371,7 +399,8 @@ static int customer_merge(struct state *s, size_t from, size_t into) {
 }
 
 /* A customer tracked by domain whose orders now carry a tenant id moves to
- * the tenant key (merged into it when that customer exists already). */
+ * the tenant key (merged into it when that customer exists already).
+ * Keeps the state index valid. */
 static int migrate_domain_customers(struct ctx *x) {
         for (size_t i = 0; x->orders && i < x->orders->n; i++) {
                 const struct order *o = &x->orders->items[i];
@@ -388,16 +417,18 @@ static int migrate_domain_customers(struct ctx *x) {
                         return -ENOMEM;
                 }
                 int r = 0;
-                struct tracked_customer *d = state_find_customer(x->s, dkey);
-                if (d) {
-                        size_t di = (size_t) (d - x->s->customers);
-                        struct tracked_customer *t = state_find_customer(x->s, tkey);
-                        if (t)
-                                r = customer_merge(x->s, di, (size_t) (t - x->s->customers));
-                        else {
-                                r = set_str(&d->key, tkey);
+                const struct idx_ent *de = cust_find(x, dkey);
+                if (de) {
+                        size_t di = de->a;
+                        const struct idx_ent *te = cust_find(x, tkey);
+                        if (te) {
+                                r = customer_merge(x->s, di, te->a);
                                 if (r >= 0)
-                                        r = set_str(&d->tenant_id, o->tenant_id);
+                                        r = ctx_index_state(x);   /* positions changed */
+                        } else {
+                                r = customer_rekey(x, di, tkey);
+                                if (r >= 0)
+                                        r = set_str(&x->s->customers[di].tenant_id, o->tenant_id);
                         }
                 }
                 free(dkey);
@@ -409,7 +440,7 @@ static int migrate_domain_customers(struct ctx *x) {
 }
 
 static int get_customer(struct ctx *x, const char *key, size_t *ret_ci) {
-        const struct idx_ent *e = idx_get(&x->cust, key);
+        const struct idx_ent *e = cust_find(x, key);
         if (e) {
                 *ret_ci = e->a;
                 return 0;
@@ -777,9 +808,9 @@ static int customer_pass(struct ctx *x, struct tracked_customer *c) {
 }
 
 static int phase1(struct ctx *x) {
-        int r = migrate_domain_customers(x);
+        int r = ctx_index_state(x);
         if (r >= 0)
-                r = ctx_index_state(x);
+                r = migrate_domain_customers(x);
         for (size_t i = 0; r >= 0 && x->orders && i < x->orders->n; i++) {
                 const struct order *o = &x->orders->items[i];
                 if (!o->id || poll_find(x, o->id) != o)
@@ -796,7 +827,7 @@ static int phase1(struct ctx *x) {
 /* ---- phase 2: relationship facts ----------------------------------------- */
 
 static struct tracked_customer *fact_customer(struct ctx *x, const struct rel_fact *f) {
-        const struct idx_ent *e = idx_get(&x->cust, f->customer_key);
+        const struct idx_ent *e = cust_find(x, f->customer_key);
         if (e)
                 return &x->s->customers[e->a];
         for (size_t i = 0; f->tenant_id && i < x->s->n_customers; i++)

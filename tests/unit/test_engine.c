@@ -760,6 +760,17 @@ static void test_duplicates_and_bad_input(void **unused) {
         assert_int_equal(count(&a, ACTION_CHECK, -1), 1500);
         run1(&p, &ol, s, T0 + 2, &a);
         assert_int_equal(a.n, 0);
+        /* Every customer learns its tenant id at once: 1500 migrations. */
+        for (size_t i = 0; i < ol.n; i++) {
+                char tenant[64];
+                snprintf(tenant, sizeof(tenant), "tenant-%zu", i / 2);
+                ol.items[i].tenant_id = strdup(tenant);
+        }
+        run1(&p, &ol, s, T0 + 3, &a);
+        assert_int_equal(count(&a, ACTION_NOTIFY, -1), 0);
+        assert_int_equal(s->n_customers, 1501);   /* + the customer of the closed order */
+        assert_non_null(state_find_customer(s, "tenant-1499"));
+        assert_int_equal(state_find_customer(s, "tenant-1499")->n_orders, 2);
 
         action_list_clear(&a);
         order_list_clear(&ol);
