@@ -686,7 +686,9 @@ static int reconcile_order(struct ctx *x, const struct order *o) {
                 t->outcome = NULL;
                 t->closed_at = 0;
                 t->status = (enum track_status) cls;
-                if (cls == TRACK_BLOCKED)
+                /* Already named in a mail: the customer was asked, no new
+                 * episode and no new mail. */
+                if (cls == TRACK_BLOCKED && !t->notified)
                         r = start_blocked(x, c, t);
                 break;
         case TRACK_PROCESS_SENT:

@@ -495,13 +495,30 @@ static void test_episodes(void **unused) {
         /* Missing from the poll: closed. */
         run1(&p, &empty, s, T0 + 3 * DAY, &a);
         assert_int_equal(count(&a, ACTION_LOG, LOG_EV_ORDER_CLOSED), 1);
+        assert_int_equal(a.n, 1);
         struct tracked_order *t = state_find_order(s, "ORD-1111-1111-1111", NULL);
         assert_int_equal(t->status, TRACK_CLOSED);
         assert_string_equal(t->outcome, "disappeared");
         assert_int_equal(t->closed_at, T0 + 3 * DAY);
         assert_int_equal(count(&a, ACTION_CHECK, -1), 0);
-        run1(&p, &empty, s, T0 + 4 * DAY, &a);
+        run1(&p, &empty, s, T0 + 3 * DAY + 1, &a);
         assert_int_equal(a.n, 0);
+
+        /* Back with the SAME timestamp (one poll missed it): reopened, same
+         * episode, no new mail. */
+        run1(&p, &ol, s, T0 + 3 * DAY + HOUR, &a);
+        assert_int_equal(count(&a, ACTION_NOTIFY, -1), 0);
+        t = state_find_order(s, "ORD-1111-1111-1111", NULL);
+        assert_int_equal(t->status, TRACK_BLOCKED);
+        assert_null(t->outcome);
+        assert_int_equal(state_find_customer(s, KEY)->reminders, 1);
+        /* ... and its reminders go on where they were. */
+        run1(&p, &ol, s, T0 + 4 * DAY, &a);
+        assert_int_equal(count(&a, ACTION_NOTIFY, MAIL_KIND_REMINDER), 1);
+        assert_int_equal(count(&a, ACTION_NOTIFY, -1), 1);
+        run1(&p, &empty, s, T0 + 4 * DAY + 2, &a);
+        t = state_find_order(s, "ORD-1111-1111-1111", NULL);
+        assert_int_equal(t->status, TRACK_CLOSED);
 
         /* Back in Querying with a new timestamp: new episode, new request. */
         order_list_clear(&ol);
