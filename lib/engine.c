@@ -311,6 +311,13 @@ static struct action *add_notify(struct ctx *x, enum mail_kind kind, const char 
                 a->dedup_key = NULL;
                 return NULL;
         }
+        /* Parts come from remote data (timestamps, ids): keep the key one
+         * printable token of bounded size, deterministically. */
+        for (char *c = a->dedup_key; *c; c++)
+                if ((unsigned char) *c <= ' ' || (unsigned char) *c >= 0x7f)
+                        *c = '_';
+        if (strlen(a->dedup_key) > ENG_DEDUP_KEY_MAX)
+                a->dedup_key[ENG_DEDUP_KEY_MAX] = '\0';
         return a;
 }
 

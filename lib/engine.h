@@ -10,6 +10,8 @@
 
 #include "model.h"
 
+#define ENG_DEDUP_KEY_MAX 256
+
 struct eng_params {
         int64_t reminder_interval;   /* seconds */
         int max_reminders;
@@ -24,10 +26,17 @@ struct eng_params {
 /*
  * Phase 1 (facts == NULL or empty): reconcile the orders seen in this poll
  * with the state (new episodes, closed orders), and return NOTIFY actions
- * (new request, reminder, final warning, draft warning, ops notice) and
- * CHECK actions for the customers that are due.  The state records the
+ * (new request, reminder, final warning, draft warning, ops notice,
+ * confirmation), CHECK actions for the customers that are due, LOG actions,
+ * and ACTION_PROCESS again for an order whose earlier Process outcome was
+ * unknown and which is still Querying in the same episode (the caller
+ * re-reads the order before POSTing; see engine.c).  The state records the
  * intent (notified_at, reminders...) so the caller must persist it before
  * acting.
+ *
+ * Every NOTIFY carries dedup_key "<mail kind>:<customer key or order
+ * id>:<discriminator>", identical when the same decision is re-made from
+ * the same stored state (printable ASCII, at most ENG_DEDUP_KEY_MAX bytes).
  *
  * Phase 2 (facts from the checks): record them and return PROCESS actions
  * for every blocked order of an accepted customer (marking them

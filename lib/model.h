@@ -134,7 +134,9 @@ struct tracked_order {
         int64_t querying_since;   /* parsed audit.querying.at (deadline base) */
         int64_t first_seen;
         int64_t process_sent_at;  /* 0 = never */
-        char *outcome;            /* "processed", "already-moved:<Status>", "failed:<status>"... */
+        char *outcome;            /* closed: "processed", "already-moved:<Status>",
+                                   * "left-querying:<Status>", "left-querying:requeried",
+                                   * "left-draft:<Status>", "disappeared" */
         int64_t closed_at;
         char *template_id;
         char *relationship_url;

@@ -468,6 +468,15 @@ static void test_other_query(void **unused) {
         assert_int_equal(count(&a, ACTION_NOTIFY, MAIL_KIND_NEW_REQUEST), 1);
         assert_int_equal(count(&a, ACTION_CHECK, -1), 1);
 
+        /* Remote text in a dedup key stays one printable token. */
+        add_order(&ol, "ORD-7777-7777-7777", ORDER_STATUS_QUERYING, NULL, "z.example", NULL,
+                  "2026-08-01T09:20:02Z");
+        free(ol.items[ol.n - 1].querying_at_raw);
+        ol.items[ol.n - 1].querying_at_raw = strdup("2026-08-01\r\nBcc: x@evil");
+        run1(&p, &ol, s, T0 + 2 * HOUR + 1, &a);
+        assert_string_equal(find(&a, ACTION_NOTIFY, MAIL_KIND_OPS_NOTICE)->dedup_key,
+                            "ops-notice:ORD-7777-7777-7777:2026-08-01__Bcc:_x@evil");
+
         /* A blocked order naming no customer at all goes to ops. */
         add_order(&ol, "ORD-5555-5555-5555", ORDER_STATUS_QUERYING, NULL, NULL, URL, T0_RAW);
         run1(&p, &ol, s, T0 + 3 * HOUR, &a);

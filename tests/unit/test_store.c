@@ -202,6 +202,44 @@ static void test_from_json_rejects(void **unused) {
         }
 }
 
+/* Every truncation and many byte flips of a valid document: never a
+ * crash, always 0 or -EBADMSG (and a message). */
+static void test_from_json_mutations(void **unused) {
+        struct state *s = sample_state();
+        char *good;
+        assert_int_equal(store_to_json(s, &good), 0);
+        state_free(s);
+        size_t len = strlen(good), accepted = 0;
+        char *buf = malloc(len + 1);
+        static const char flips[] = { '"', ']', '0', '\\', '\0' };
+        for (size_t i = 0; i <= len; i++) {
+                for (size_t f = 0; f <= sizeof(flips); f++) {
+                        struct state *out = NULL;
+                        char *err = NULL;
+                        size_t l = len;
+                        memcpy(buf, good, len + 1);
+                        if (f == sizeof(flips))
+                                l = i;   /* truncation */
+                        else if (i < len)
+                                buf[i] = flips[f];
+                        else
+                                continue;
+                        int r = store_from_json(buf, l, &out, &err);
+                        assert_true(r == 0 || r == -EBADMSG);
+                        if (r == 0) {
+                                assert_non_null(out);
+                                accepted++;
+                        } else
+                                assert_non_null(err);
+                        state_free(out);
+                        free(err);
+                }
+        }
+        assert_true(accepted > 0);   /* e.g. a digit changed inside a value */
+        free(buf);
+        free(good);
+}
+
 static void test_legacy_migration(void **unused) {
         const char *v0 =
                 "{\"orders\":{"
@@ -438,6 +476,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_round_trip),
                 cmocka_unit_test(test_from_json_rejects),
+                cmocka_unit_test(test_from_json_mutations),
                 cmocka_unit_test(test_legacy_migration),
                 cmocka_unit_test(test_load_missing_and_save),
                 cmocka_unit_test(test_corrupt_files_moved_aside),
