@@ -21,15 +21,20 @@
  *     state before performing the actions.  Each NOTIFY carries a stable
  *     dedup key, so a crash between "saved" and "sent" re-emits the same
  *     key and the outbox drops the duplicate.
+ *   - Phases: phase 1 (facts == NULL) reconciles the poll and returns
+ *     mails, checks and logs; phase 2 (facts != NULL, possibly empty when
+ *     no check was due) records the facts and returns every PROCESS.
  *   - Re-sending PROCESS: an order in TRACK_PROCESS_SENT whose outcome was
- *     unknown (5xx, timeout) and which is, in a later poll, still Querying
- *     in the SAME episode (same querying_at_raw) did not leave Querying, so
- *     the earlier call did not take effect (a successful process moves the
- *     order to Processing at once, and a new query would carry a new
- *     timestamp).  The engine then returns ACTION_PROCESS again.  This is
- *     safe only because the cycle always re-reads the order right before
- *     POSTing and posts only if it is still Querying in that episode; a
- *     second POST therefore cannot resume an order twice.
+ *     unknown (5xx, timeout, or a crash after the intent was saved) and
+ *     which is, in a later poll, still Querying in the SAME episode (same
+ *     querying_at_raw) did not leave Querying, so the earlier call did not
+ *     take effect (a successful process moves the order to Processing at
+ *     once, and a new query would carry a new timestamp).  Phase 2 then
+ *     returns ACTION_PROCESS again.  This is safe only because the cycle
+ *     always re-reads the order right before POSTing and posts only if it
+ *     is still Querying in that episode; a second POST therefore cannot
+ *     resume an order twice.  If the order left Querying meanwhile, phase 1
+ *     closes it with its outcome instead.
  *   - ENG_PROCESS_STILL_QUERYING puts the order back to TRACK_BLOCKED.
  *     process_sent_at is kept as history (process_attempts counts the
  *     attempts of the episode).  The customer stays accepted; blocked
@@ -700,9 +705,7 @@ static int reconcile_order(struct ctx *x, const struct order *o) {
                 break;
         case TRACK_PROCESS_SENT:
                 /* Still Querying in the same episode: the earlier call did not
-                 * take effect (see the top of this file).  Ask again; the
-                 * cycle re-reads the order before POSTing. */
-                r = add_process(x, c, t);
+                 * take effect; phase 2 asks again (see the top of this file). */
                 break;
         case TRACK_BLOCKED:
                 if (cls == TRACK_OTHER_QUERY) {
@@ -846,8 +849,32 @@ static struct tracked_customer *fact_customer(struct ctx *x, const struct rel_fa
         return NULL;
 }
 
+/* Orders whose Process outcome stayed unknown (5xx, timeout, crash after
+ * the intent was saved) and that are still Querying in the same episode:
+ * the call did not take effect, ask again.  Orders sent at this very `now`
+ * are the ones just decided, never twice. */
+static int resend_unknown(struct ctx *x) {
+        for (size_t ci = 0; ci < x->s->n_customers; ci++) {
+                struct tracked_customer *c = &x->s->customers[ci];
+                for (size_t oi = 0; oi < c->n_orders; oi++) {
+                        struct tracked_order *t = &c->orders[oi];
+                        const struct order *o = poll_find(x, t->id);
+                        if (t->status != TRACK_PROCESS_SENT || t->process_sent_at >= x->now || !o ||
+                            o->status != ORDER_STATUS_QUERYING ||
+                            !streq0(o->querying_at_raw, t->querying_at_raw))
+                                continue;
+                        int r = add_process(x, c, t);
+                        if (r < 0)
+                                return r;
+                }
+        }
+        return 0;
+}
+
 static int phase2(struct ctx *x, const struct rel_fact_list *facts) {
         int r = ctx_index_state(x);
+        if (r >= 0)
+                r = resend_unknown(x);
         for (size_t fi = 0; r >= 0 && fi < facts->n; fi++) {
                 const struct rel_fact *f = &facts->items[fi];
                 struct tracked_customer *c = fact_customer(x, f);
@@ -899,7 +926,7 @@ int eng_decide(const struct eng_params *p, const struct order_list *orders,
         struct ctx x = { .p = p, .orders = orders, .s = state, .now = now, .out = ret_actions };
         int r = ctx_index_poll(&x);
         if (r >= 0)
-                r = facts && facts->n > 0 ? phase2(&x, facts) : phase1(&x);
+                r = facts ? phase2(&x, facts) : phase1(&x);
         ctx_done(&x);
         return r < 0 ? r : 0;
 }

@@ -24,23 +24,23 @@ struct eng_params {
 };
 
 /*
- * Phase 1 (facts == NULL or empty): reconcile the orders seen in this poll
- * with the state (new episodes, closed orders), and return NOTIFY actions
- * (new request, reminder, final warning, draft warning, ops notice,
- * confirmation), CHECK actions for the customers that are due, LOG actions,
- * and ACTION_PROCESS again for an order whose earlier Process outcome was
- * unknown and which is still Querying in the same episode (the caller
- * re-reads the order before POSTing; see engine.c).  The state records the
- * intent (notified_at, reminders...) so the caller must persist it before
- * acting.
+ * Phase 1 (facts == NULL): reconcile the orders seen in this poll with the
+ * state (new episodes, closed orders), and return NOTIFY actions (new
+ * request, reminder, final warning, draft warning, ops notice,
+ * confirmation), CHECK actions for the customers that are due, and LOG
+ * actions.  Never PROCESS.  The state records the intent (notified_at,
+ * reminders...) so the caller must persist it before acting.
  *
  * Every NOTIFY carries dedup_key "<mail kind>:<customer key or order
  * id>:<discriminator>", identical when the same decision is re-made from
  * the same stored state (printable ASCII, at most ENG_DEDUP_KEY_MAX bytes).
  *
- * Phase 2 (facts from the checks): record them and return PROCESS actions
- * for every blocked order of an accepted customer (marking them
- * TRACK_PROCESS_SENT with process_sent_at = now), plus LOG actions.
+ * Phase 2 (facts != NULL: the results of the checks, possibly none): record
+ * them and return PROCESS actions for every blocked order of an accepted
+ * customer (marking them TRACK_PROCESS_SENT with process_sent_at = now),
+ * PROCESS again for an order whose earlier Process outcome was unknown and
+ * which is still Querying in the same episode (the caller re-reads the
+ * order before POSTing; see engine.c), plus LOG actions.
  *
  * orders is the complete list of Querying and Draft orders of this poll:
  * a tracked order missing from it has left Querying.

@@ -92,11 +92,13 @@ static bool has_process(const struct action_list *l, const char *id) {
         return false;
 }
 
-/* Runs phase 1, replacing *acts. */
+/* Runs phase 1, replacing *acts; phase 1 never returns PROCESS. */
 static void run1(const struct eng_params *p, const struct order_list *ol, struct state *s,
                  int64_t now, struct action_list *acts) {
         action_list_clear(acts);
         assert_int_equal(eng_decide(p, ol, NULL, s, now, acts), 0);
+        for (size_t i = 0; i < acts->n; i++)
+                assert_int_not_equal(acts->items[i].type, ACTION_PROCESS);   /* phase 2 only */
 }
 
 static void run2(const struct eng_params *p, const struct order_list *ol, struct state *s,
@@ -112,6 +114,14 @@ static void run2(const struct eng_params *p, const struct order_list *ol, struct
         action_list_clear(acts);
         assert_int_equal(eng_decide(p, ol, &facts, s, now, acts), 0);
         rel_fact_list_clear(&facts);
+}
+
+/* Phase 2 when no check was due: an empty (non-NULL) fact list. */
+static void run2_empty(const struct eng_params *p, const struct order_list *ol, struct state *s,
+                       int64_t now, struct action_list *acts) {
+        struct rel_fact_list none = { 0 };
+        action_list_clear(acts);
+        assert_int_equal(eng_decide(p, ol, &none, s, now, acts), 0);
 }
 
 static const char *KEY = "domain:contoso.onmicrosoft.com";
@@ -195,10 +205,14 @@ static void test_check_backoff_and_check_all(void **unused) {
         run2(&p, &ol, s, KEY, REL_PENDING, NULL, now, &a);
         assert_int_equal(a.n, 0);
 
-        /* check_all: due on every run. */
+        /* check_all: due on every phase 1; phase 2 never checks. */
         p.check_all = true;
         run1(&p, &ol, s, now + 1, &a);
         assert_int_equal(count(&a, ACTION_CHECK, -1), 1);
+        int cc = state_find_customer(s, KEY)->check_count;
+        run2_empty(&p, &ol, s, now + 1, &a);
+        assert_int_equal(a.n, 0);
+        assert_int_equal(state_find_customer(s, KEY)->check_count, cc);
         run1(&p, &ol, s, now + 2, &a);
         assert_int_equal(count(&a, ACTION_CHECK, -1), 1);
 
@@ -589,16 +603,32 @@ static void test_process_outcomes(void **unused) {
         assert_true(has_process(&a, id));
         assert_int_equal(state_find_order(s, id, NULL)->process_attempts, 2);
 
-        /* 5xx: unknown, stays sent; same episode next poll -> PROCESS again
-         * (the cycle re-reads before posting). */
+        /* 5xx: unknown, stays sent; same episode next cycle -> phase 2 asks
+         * again (the cycle re-reads before posting); phase 1 never does. */
         action_list_clear(&a);
         assert_int_equal(eng_process_outcome(&p, s, id, ENG_PROCESS_UNKNOWN, ORDER_STATUS_UNKNOWN,
                                              "503", due + 1, &a), 0);
         assert_int_equal(state_find_order(s, id, NULL)->status, TRACK_PROCESS_SENT);
         run1(&p, &ol, s, due + 60, &a);
-        assert_true(has_process(&a, id));
+        assert_int_equal(count(&a, ACTION_PROCESS, -1), 0);
         assert_int_equal(count(&a, ACTION_CHECK, -1), 0);
+        run2_empty(&p, &ol, s, due + 60, &a);
+        assert_int_equal(count(&a, ACTION_PROCESS, -1), 1);
+        assert_true(has_process(&a, id));
         assert_int_equal(state_find_order(s, id, NULL)->process_sent_at, due + 60);
+        /* Never twice for the same decision. */
+        run2_empty(&p, &ol, s, due + 60, &a);
+        assert_int_equal(count(&a, ACTION_PROCESS, -1), 0);
+        /* A new query (other timestamp) is a new episode, not a re-send. */
+        action_list_clear(&a);
+        assert_int_equal(eng_process_outcome(&p, s, id, ENG_PROCESS_UNKNOWN, ORDER_STATUS_UNKNOWN,
+                                             NULL, due + 61, &a), 0);
+        free(ol.items[0].querying_at_raw);
+        ol.items[0].querying_at_raw = strdup("2026-08-01T12:00:00Z");
+        run2_empty(&p, &ol, s, due + 62, &a);
+        assert_int_equal(count(&a, ACTION_PROCESS, -1), 0);
+        free(ol.items[0].querying_at_raw);
+        ol.items[0].querying_at_raw = strdup(T0_RAW);
 
         /* Unknown again, then the poll shows it Processing: closed, confirmed. */
         action_list_clear(&a);
@@ -638,18 +668,19 @@ static void test_new_order_for_accepted_customer(void **unused) {
         run1(&p, &ol, s, T0, &a);
         run2(&p, &ol, s, KEY, REL_ACCEPTED, NULL, T0 + 1, &a);
         assert_int_equal(count(&a, ACTION_PROCESS, -1), 1);
-        /* While the first is being processed a second order appears: no
-         * request mail (accepted), checked now and processed. */
+        /* The cycle crashed before the outcome; next cycle a second order
+         * appears: no request mail (accepted), checked now and processed. */
         add_order(&ol, "ORD-2222-2222-2222", ORDER_STATUS_QUERYING, NULL, "contoso.onmicrosoft.com",
                   URL, "2026-08-01T09:30:00Z");
         run1(&p, &ol, s, T0 + 30, &a);
         assert_int_equal(count(&a, ACTION_NOTIFY, -1), 0);
         assert_int_equal(count(&a, ACTION_CHECK, -1), 1);
-        /* The first is still in the poll as Querying, same episode: re-sent. */
+        assert_int_equal(count(&a, ACTION_PROCESS, -1), 0);
+        run2(&p, &ol, s, KEY, REL_ACCEPTED, NULL, T0 + 30, &a);
+        assert_int_equal(count(&a, ACTION_PROCESS, -1), 2);
+        /* the first is still Querying in the same episode: asked again */
         assert_true(has_process(&a, "ORD-1111-1111-1111"));
-        run2(&p, &ol, s, KEY, REL_ACCEPTED, NULL, T0 + 31, &a);
         assert_true(has_process(&a, "ORD-2222-2222-2222"));
-        assert_false(has_process(&a, "ORD-1111-1111-1111"));
 
         action_list_clear(&a);
         order_list_clear(&ol);
