@@ -951,10 +951,8 @@ int eng_process_outcome(const struct eng_params *p, struct state *state, const c
                         return -ENOMEM;
                 t->status = TRACK_CLOSED;
                 t->closed_at = now;
-                r = add_log(&x, LOG_NOTICE, LOG_EV_ORDER_PROCESSED, c->key, t->id,
-                            "Order %s processed: Querying -> Processing", t->id);
-                if (r >= 0)
-                        r = maybe_confirm(&x, c);
+                /* The caller logs the HTTP result (it has the status code). */
+                r = maybe_confirm(&x, c);
                 break;
         case ENG_PROCESS_MOVED:
                 snprintf(outcome, sizeof(outcome), "already-moved:%s", order_status_to_string(order_status));
@@ -970,10 +968,9 @@ int eng_process_outcome(const struct eng_params *p, struct state *state, const c
                 break;
         case ENG_PROCESS_UNKNOWN:
         default:
-                t->status = TRACK_PROCESS_SENT;
-                r = add_log(&x, LOG_WARNING, LOG_EV_PROCESS_FAILED, c->key, t->id,
-                            "Outcome of processing order %s unknown%s%s; re-reading it next cycle",
-                            t->id, detail ? ": " : "", detail ? detail : "");
+                /* Stays TRACK_PROCESS_SENT: phase 2 of a later cycle asks
+                 * again if the order is still Querying in this episode.  The
+                 * caller logs the failure (it has the error). */
                 break;
         }
         return r < 0 ? r : 0;

@@ -50,9 +50,12 @@ int eng_decide(const struct eng_params *p, const struct order_list *orders,
                struct action_list *ret_actions);
 
 /* The outcome of a Process call (or of the re-read before it).
- * status: HTTP status of the POST (0 if none), order_status: the order's
- * status re-read or returned.  Updates the tracked order and returns LOG
- * actions (and a CONFIRMATION notify when processed).  -ENOENT for an
+ * order_status: the order's status re-read or returned.  Updates the
+ * tracked order and returns the CONFIRMATION notify once every order of the
+ * acceptance is settled, plus LOG actions for the engine's own decisions
+ * (MOVED: closed with outcome "already-moved:<Status>"; STILL_QUERYING:
+ * back to blocked, retried after the next check).  DONE and UNKNOWN get no
+ * LOG: the caller logs the HTTP result, which only it knows.  -ENOENT for an
  * untracked order; an order no longer in TRACK_PROCESS_SENT is left alone
  * (returns 0, no action). */
 enum eng_process_result {
