@@ -398,10 +398,8 @@ static void on_reread(void *ud, int r, long status, const char *err, const struc
         bool same_episode = t && t->querying_at_raw && order->querying_at_raw &&
                             strcmp(t->querying_at_raw, order->querying_at_raw) == 0;
         if (order->status != ORDER_STATUS_QUERYING || !same_episode) {
-                /* Someone else moved it on: that is a success, not an error. */
-                log_event(LOG_INFO, LOG_EV_ORDER_CLOSED, LOG_FIELDS({ "ORDER_ID", o->order_id }),
-                          "Order %s is already %s, no Process needed", o->order_id,
-                          order_status_to_string(order->status));
+                /* Someone else moved it on: a success, not an error (the
+                 * engine logs the closed order). */
                 process_outcome(c, o->order_id, ENG_PROCESS_MOVED, order->status, NULL);
                 op_done(o);
                 return;
