@@ -453,6 +453,10 @@ out:
         return r;
 }
 
+bool mail_is_addr_spec(const char *s) {
+        return s && strlen(s) <= MAIL_MAX_ADDRESS && !util_has_ctl(s, false) && addr_spec_valid(s);
+}
+
 /* "Display" <addr> for a header, display encoded when needed. */
 static int append_address(struct util_buf *b, const char *display, const char *addr, size_t *col) {
         int r;

@@ -247,7 +247,7 @@ static void test_header_injection(void **state) {
                 "X\nBcc: evil@x",
                 "X\rBcc: evil@x",
                 "Müller\r\nBcc: evil@x",
-                "a\x01\x1b[31m\x7f" "b\tc",
+                ("a\x01\x1b[31m\x7f" "b\tc"),
                 "\r\n\r\nbody",
         };
         for (size_t i = 0; i < sizeof(evil) / sizeof(evil[0]); i++) {
