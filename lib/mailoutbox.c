@@ -571,6 +571,12 @@ int mail_outbox_put(struct mail_outbox *o, const char *dedup_key, const struct m
         for (size_t i = 0; i < m->n_rcpt; i++)
                 if (!mail_is_addr_spec(m->rcpt[i]))
                         return -EINVAL;
+        /* Forget keys older than the retention period first. */
+        for (size_t i = 0; i < o->n_tombs; i++)
+                if (now > 0 && o->tombs[i].at > 0 && now - o->tombs[i].at > MAIL_OUTBOX_RETENTION) {
+                        (void) tombs_save(o, now);
+                        break;
+                }
         if (tomb_has(o, dedup_key))
                 return 1;
         for (size_t i = 0; i < o->n_entries; i++)

@@ -329,6 +329,7 @@ static void test_refused_recipient(void **state) {
         struct fx f;
         fx_init(&f, harness_smtp_url(srv));
 
+        f.cfg.from = (char *) "\"Zoë Müller, Partner Desk\" <partner-desk@softwareone.example>";
         struct mail_message *m = render(&f, MAIL_KIND_NEW_REQUEST, "Contoso");
         struct sent s = send_one(&f, m);
         assert_true(s.res.ok);
@@ -341,6 +342,7 @@ static void test_refused_recipient(void **state) {
         const char *want[] = { "admins@contoso.example", "desk-copy@softwareone.example",
                                "audit@softwareone.example" };
         assert_envelope(j, want, 3);
+        assert_string_equal(jstr(j, "from_name", NULL), "Zoë Müller, Partner Desk");
         json_decref(j);
         mail_message_free(m);
 
@@ -723,6 +725,104 @@ static void test_sendmail(void **state) {
         fx_done(&f);
 }
 
+/* Restart after crashes at awkward moments, damaged files, giving up. */
+static void test_outbox_recovery(void **state) {
+        struct fx f;
+        fx_init(&f, NULL);
+        char *script = NULL, *outdir = NULL, *sentlog = NULL;
+        assert_true(asprintf(&script, "%s/sendmail", f.tmp) > 0);
+        assert_true(asprintf(&outdir, "%s/outbox", f.tmp) > 0);
+        assert_true(asprintf(&sentlog, "%s/outbox/sent.json", f.tmp) > 0);
+        const char *body = "#!/bin/sh\ncat >/dev/null\necho 'queue busy' >&2\nexit 75\n";
+        assert_int_equal(util_write_file_atomic(script, body, strlen(body), 0700), 0);
+        f.cfg.transport = CFG_TRANSPORT_SENDMAIL;
+        f.cfg.sendmail_path = script;
+        struct mail_transport *t = NULL;
+        assert_int_equal(mail_transport_new(NULL, &f.loop, &f.cfg, &t), 0);
+        struct mail_message *m = render(&f, MAIL_KIND_NEW_REQUEST, "Contoso");
+        int64_t now = 1800000000;
+
+        /* Crash after the tombstone, before the file was removed: the
+         * message is not sent again and the file is cleaned up. */
+        struct mail_outbox *o = NULL;
+        assert_int_equal(mail_outbox_open(f.tmp, &o), 0);
+        assert_int_equal(mail_outbox_put(o, "k:delivered", m, now), 0);
+        assert_int_equal(mail_outbox_put(o, "k:pending", m, now), 0);
+        o = mail_outbox_free(o);
+        const char *tomb = "{\"version\":1,\"keys\":[{\"key\":\"k:delivered\",\"at\":1800000000,\"status\":\"sent\"}]}";
+        assert_int_equal(util_write_file_atomic(sentlog, tomb, strlen(tomb), 0600), 0);
+        /* and a damaged file and a foreign file */
+        char *junk = NULL;
+        assert_true(asprintf(&junk, "%s/000000000001-garbage.msg", outdir) > 0);
+        assert_int_equal(util_write_file_atomic(junk, "not json\nx", 10, 0600), 0);
+        assert_int_equal(mail_outbox_open(f.tmp, &o), 0);
+        assert_int_equal(mail_outbox_pending(o), 1);
+        assert_int_equal(count_files(outdir, ".msg"), 1);
+        assert_int_equal(mail_outbox_put(o, "k:delivered", m, now), 1);
+        assert_int_equal(access(junk, F_OK), -1);
+
+        /* EX_TEMPFAIL until the message is too old: then failed. */
+        struct flushed fl = flush(&f, o, t, now);
+        assert_int_equal(fl.st.retry_later, 1);
+        assert_non_null(strstr(fl.error[0], "queue busy"));
+        assert_int_equal(fl.next_attempt[0], now + 60);
+        fl = flush(&f, o, t, now + 60);
+        assert_int_equal(fl.next_attempt[0], now + 60 + 300);
+        fl = flush(&f, o, t, now + 5 * 86400);
+        assert_int_equal(fl.st.failed, 1);
+        assert_non_null(strstr(fl.error[0], "gave up after 3 attempts"));
+        assert_int_equal(mail_outbox_pending(o), 0);
+        char *faildir = NULL;
+        assert_true(asprintf(&faildir, "%s/outbox/failed", f.tmp) > 0);
+        assert_int_equal(count_files(faildir, ".msg"), 1);
+        assert_int_equal(mail_outbox_put(o, "k:pending", m, now + 6 * 86400), 1);
+
+        /* Tombstones expire after the retention period. */
+        assert_int_equal(mail_outbox_put(o, "k:fresh", m, now + 40 * 86400), 0);
+        fl = flush(&f, o, t, now + 40 * 86400);   /* rewrites sent.json, pruning */
+        o = mail_outbox_free(o);
+        assert_int_equal(mail_outbox_open(f.tmp, &o), 0);
+        char *log = NULL;
+        assert_int_equal(util_read_file(sentlog, 1 << 20, &log, NULL), 0);
+        assert_null(strstr(log, "k:delivered"));
+        free(log);
+        assert_int_equal(mail_outbox_put(o, "k:delivered", m, now + 40 * 86400), 0);
+        /* a failed key too (its file stays in failed/ for the admin) */
+        assert_int_equal(mail_outbox_put(o, "k:pending", m, now + 40 * 86400), 0);
+        assert_int_equal(count_files(faildir, ".msg"), 1);
+
+        /* Flushes do not overlap. */
+        struct flushed a = {};
+        assert_int_equal(mail_outbox_flush(o, t, now + 40 * 86400, on_flushed, &a), 0);
+        assert_int_equal(mail_outbox_flush(o, t, now + 40 * 86400, on_flushed, &a), -EBUSY);
+        run_until(&f, &a.done);
+
+        mail_outbox_free(o);
+        mail_transport_free(t);
+        mail_message_free(m);
+        free(script);
+        free(outdir);
+        free(sentlog);
+        free(junk);
+        free(faildir);
+        fx_done(&f);
+}
+
+static void test_transport_config(void **state) {
+        struct fx f;
+        struct mail_transport *t = NULL;
+        fx_init(&f, "http://127.0.0.1:25");
+        assert_int_equal(mail_transport_new(f.http, &f.loop, &f.cfg, &t), -EINVAL);
+        f.cfg.smtp_url = (char *) "smtps://mail.example:465";
+        assert_int_equal(mail_transport_new(NULL, &f.loop, &f.cfg, &t), -EINVAL);
+        assert_int_equal(mail_transport_new(f.http, &f.loop, &f.cfg, &t), 0);
+        t = mail_transport_free(t);
+        f.cfg.transport = CFG_TRANSPORT_SENDMAIL;
+        assert_int_equal(mail_transport_new(NULL, NULL, &f.cfg, &t), -EINVAL);
+        assert_null(mail_transport_free(NULL));
+        fx_done(&f);
+}
+
 int main(void) {
         signal(SIGPIPE, SIG_IGN);
         const struct CMUnitTest tests[] = {
@@ -734,6 +834,8 @@ int main(void) {
                 cmocka_unit_test(test_outbox_server_down_then_up),
                 cmocka_unit_test(test_outbox_451_then_success_and_5xx),
                 cmocka_unit_test(test_sendmail),
+                cmocka_unit_test(test_outbox_recovery),
+                cmocka_unit_test(test_transport_config),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -54,6 +54,7 @@ def main():
         "to": [str(a.addr_spec) for a in msg["To"].addresses] if msg["To"] else [],
         "cc": [str(a.addr_spec) for a in msg["Cc"].addresses] if msg["Cc"] else [],
         "from": str(msg["From"].addresses[0].addr_spec) if msg["From"] else None,
+        "from_name": str(msg["From"].addresses[0].display_name) if msg["From"] else None,
         "subject": str(msg["Subject"]) if msg["Subject"] else None,
         "content_type": msg.get_content_type(),
         "parts": [p.get_content_type() for p in msg.walk() if not p.is_multipart()],

@@ -866,6 +866,38 @@ static void test_ops_without_ops_list(void **state) {
         mail_templates_free(t);
 }
 
+static void test_from_display_encoded(void **state) {
+        struct mail_templates *t = NULL;
+        struct cfg_errors errs = {};
+        struct cfg_mail cfg = test_cfg();
+        struct mail_message *m = NULL;
+        char *err = NULL;
+        struct parsed p = {};
+
+        assert_int_equal(mail_templates_load(NULL, template_dir(), &t, &errs), 0);
+        cfg.from = (char *) "\"Zoë Müller, Partner Desk\" <desk@softwareone.example>";
+        char *to[] = { (char *) "\"Admin, \\\"Main\\\"\" <a@contoso.example>" };
+        cfg.to = to;
+        cfg.n_to = 1;
+        struct mail_context ctx = hostile_ctx(MAIL_KIND_NEW_REQUEST);
+        assert_int_equal(mail_render(t, &cfg, &ctx, &m, &err), 0);
+        parse_message(m, &p);
+        char *from = header_get(p.headers, "From");
+        /* encoded display name, bare addr-spec after it, never encoded */
+        assert_true(strncmp(from, "=?UTF-8?B?", 10) == 0);
+        assert_non_null(strstr(from, " <desk@softwareone.example>"));
+        char *d = decode_header(from);
+        assert_string_equal(d, "Zoë Müller, Partner Desk <desk@softwareone.example>");
+        free(d);
+        free(from);
+        char *tov = header_get(p.headers, "To");
+        assert_string_equal(tov, "\"Admin, \\\"Main\\\"\" <a@contoso.example>");
+        free(tov);
+        parsed_free(&p);
+        mail_message_free(m);
+        mail_templates_free(t);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_header_ascii),
@@ -878,6 +910,7 @@ int main(void) {
                 cmocka_unit_test(test_render_refusals),
                 cmocka_unit_test(test_template_override_and_errors),
                 cmocka_unit_test(test_ops_without_ops_list),
+                cmocka_unit_test(test_from_display_encoded),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
