@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "apiutil.h"
 #include "log.h"
 #include "util.h"
 
@@ -73,11 +74,6 @@
 #define MP_ID_MAX               64
 /* ---------------------------------------------------------------------- */
 
-static inline void freep(void *p) {
-        free(*(void **) p);
-}
-#define _cleanup_free_ __attribute__((cleanup(freep)))
-
 /* ======================================================================
  * Small string helpers
  * ====================================================================== */
@@ -114,21 +110,6 @@ static char *dup_clean(const char *s, size_t max) {
         return p;
 }
 
-static const char *jstr(const json_t *obj, const char *key) {
-        const json_t *v = json_is_object(obj) ? json_object_get(obj, key) : NULL;
-        return json_is_string(v) ? json_string_value(v) : NULL;
-}
-
-static const json_t *jobj(const json_t *obj, const char *key) {
-        const json_t *v = json_is_object(obj) ? json_object_get(obj, key) : NULL;
-        return json_is_object(v) ? v : NULL;
-}
-
-static const json_t *jarr(const json_t *obj, const char *key) {
-        const json_t *v = json_is_object(obj) ? json_object_get(obj, key) : NULL;
-        return json_is_array(v) ? v : NULL;
-}
-
 static bool ascii_prefix_ci(const char *s, const char *prefix) {
         return strncasecmp(s, prefix, strlen(prefix)) == 0;
 }
@@ -160,30 +141,17 @@ static bool plain_id_valid(const char *id) {
         return true;
 }
 
-static bool guid_valid(const char *s) {
-        if (!s || strlen(s) != 36)
-                return false;
-        for (int i = 0; i < 36; i++) {
-                if (i == 8 || i == 13 || i == 18 || i == 23) {
-                        if (s[i] != '-')
-                                return false;
-                } else if (!isxdigit((unsigned char) s[i]))
-                        return false;
-        }
-        return true;
-}
-
 /* ======================================================================
  * Order parsing
  * ====================================================================== */
 
 /* The parameter with this externalId in parameters.<phase>, or NULL. */
 static const json_t *find_param(const json_t *order, const char *phase, const char *external_id) {
-        const json_t *arr = jarr(jobj(order, "parameters"), phase);
+        const json_t *arr = api_json_arr(api_json_obj(order, "parameters"), phase);
         size_t i;
         const json_t *p;
         json_array_foreach(arr, i, p) {
-                const char *eid = jstr(p, "externalId");
+                const char *eid = api_json_str(p, "externalId");
                 if (eid && strcmp(eid, external_id) == 0)
                         return p;
         }
@@ -193,7 +161,7 @@ static const json_t *find_param(const json_t *order, const char *phase, const ch
 /* A string parameter value, trimmed; NULL when absent, empty or not a
  * string. */
 static char *param_string(const json_t *order, const char *phase, const char *external_id) {
-        return dup_clean(jstr(find_param(order, phase, external_id), "value"), MP_STR_MAX);
+        return dup_clean(api_json_str(find_param(order, phase, external_id), "value"), MP_STR_MAX);
 }
 
 static char *parse_domain(const json_t *order) {
@@ -217,7 +185,7 @@ static char *parse_domain(const json_t *order) {
 static char *parse_tenant_id(const json_t *order) {
         char *t = param_string(order, "fulfillment", MP_PAR_TENANT_ID);
         /* Only a GUID names a tenant; junk falls back to the domain. */
-        if (t && !guid_valid(t)) {
+        if (t && !api_guid_valid(t)) {
                 free(t);
                 return NULL;
         }
@@ -235,21 +203,21 @@ static bool email_plausible(const char *e) {
 }
 
 static int parse_contacts(const json_t *order, struct order *o) {
-        const json_t *arr = jarr(jobj(order, "parameters"), "ordering");
+        const json_t *arr = api_json_arr(api_json_obj(order, "parameters"), "ordering");
         size_t i;
         const json_t *p;
         json_array_foreach(arr, i, p) {
-                const char *type = jstr(p, "type");
-                const json_t *v = jobj(p, "value");
+                const char *type = api_json_str(p, "type");
+                const json_t *v = api_json_obj(p, "value");
                 if (!type || !v || strcasecmp(type, MP_PAR_TYPE_CONTACT) != 0)
                         continue;
                 if (o->n_contacts >= MP_MAX_CONTACTS)
                         break;
-                _cleanup_free_ char *email = dup_clean(jstr(v, "email"), 254);
+                _cleanup_free_ char *email = dup_clean(api_json_str(v, "email"), 254);
                 if (!email_plausible(email))
                         continue;
-                _cleanup_free_ char *first = dup_clean(jstr(v, "firstName"), 256);
-                _cleanup_free_ char *last = dup_clean(jstr(v, "lastName"), 256);
+                _cleanup_free_ char *first = dup_clean(api_json_str(v, "firstName"), 256);
+                _cleanup_free_ char *last = dup_clean(api_json_str(v, "lastName"), 256);
                 char *name = NULL;
                 if (first || last) {
                         if (asprintf(&name, "%s%s%s", first ? first : "",
@@ -283,14 +251,14 @@ static void error_append(struct util_buf *b, const char *msg) {
 static char *parse_error_text(const json_t *order) {
         struct util_buf b;
         util_buf_init(&b, MP_ERROR_MAX);
-        error_append(&b, jstr(jobj(order, "error"), "message"));
+        error_append(&b, api_json_str(api_json_obj(order, "error"), "message"));
         static const char *const phases[] = { "ordering", "fulfillment" };
         for (size_t k = 0; k < 2; k++) {
-                const json_t *arr = jarr(jobj(order, "parameters"), phases[k]);
+                const json_t *arr = api_json_arr(api_json_obj(order, "parameters"), phases[k]);
                 size_t i;
                 const json_t *p;
                 json_array_foreach(arr, i, p)
-                        error_append(&b, jstr(jobj(p, "error"), "message"));
+                        error_append(&b, api_json_str(api_json_obj(p, "error"), "message"));
         }
         if (b.len == 0) {
                 util_buf_free(&b);
@@ -300,7 +268,7 @@ static char *parse_error_text(const json_t *order) {
 }
 
 static int64_t parse_audit_time(const json_t *order, const char *event, char **ret_raw) {
-        const char *at = jstr(jobj(jobj(order, "audit"), event), "at");
+        const char *at = api_json_str(api_json_obj(api_json_obj(order, "audit"), event), "at");
         int64_t t = 0;
         if (ret_raw)
                 *ret_raw = dup_clean(at, 64);
@@ -328,30 +296,30 @@ int mp_parse_order(const json_t *obj, struct order *o, char **ret_err) {
         if (!json_is_object(obj))
                 return fail_field(ret_err, "(object)", NULL);
 
-        const char *id = jstr(obj, "id");
+        const char *id = api_json_str(obj, "id");
         if (!mp_order_id_valid(id))
                 return fail_field(ret_err, "id", NULL);
-        const char *status = jstr(obj, "status");
+        const char *status = api_json_str(obj, "status");
         if (!status)
                 return fail_field(ret_err, "status", id);
 
-        const json_t *product = jobj(obj, "product");
-        if (!jstr(product, "id"))
-                product = jobj(jobj(obj, "agreement"), "product");
-        const json_t *agreement = jobj(obj, "agreement");
-        const json_t *buyer = jobj(obj, "buyer");
-        const json_t *client = jobj(obj, "client");
+        const json_t *product = api_json_obj(obj, "product");
+        if (!api_json_str(product, "id"))
+                product = api_json_obj(api_json_obj(obj, "agreement"), "product");
+        const json_t *agreement = api_json_obj(obj, "agreement");
+        const json_t *buyer = api_json_obj(obj, "buyer");
+        const json_t *client = api_json_obj(obj, "client");
 
         o->status = order_status_from_string(status);
         o->id = strdup(id);
-        o->type = dup_clean(jstr(obj, "type"), MP_ID_MAX);
-        o->product_id = dup_clean(jstr(product, "id"), MP_ID_MAX);
-        o->product_name = dup_clean(jstr(product, "name"), MP_STR_MAX);
-        o->agreement_id = dup_clean(jstr(agreement, "id"), MP_ID_MAX);
-        o->agreement_name = dup_clean(jstr(agreement, "name"), MP_STR_MAX);
-        o->client_name = dup_clean(jstr(client, "name"), MP_STR_MAX);
-        o->buyer_id = dup_clean(jstr(buyer, "id"), MP_ID_MAX);
-        o->buyer_name = dup_clean(jstr(buyer, "name"), MP_STR_MAX);
+        o->type = dup_clean(api_json_str(obj, "type"), MP_ID_MAX);
+        o->product_id = dup_clean(api_json_str(product, "id"), MP_ID_MAX);
+        o->product_name = dup_clean(api_json_str(product, "name"), MP_STR_MAX);
+        o->agreement_id = dup_clean(api_json_str(agreement, "id"), MP_ID_MAX);
+        o->agreement_name = dup_clean(api_json_str(agreement, "name"), MP_STR_MAX);
+        o->client_name = dup_clean(api_json_str(client, "name"), MP_STR_MAX);
+        o->buyer_id = dup_clean(api_json_str(buyer, "id"), MP_ID_MAX);
+        o->buyer_name = dup_clean(api_json_str(buyer, "name"), MP_STR_MAX);
         o->tenant_id = parse_tenant_id(obj);
         o->domain = parse_domain(obj);
         o->company_name = param_string(obj, "ordering", MP_PAR_COMPANY_NAME);
@@ -360,7 +328,7 @@ int mp_parse_order(const json_t *obj, struct order *o, char **ret_err) {
         o->error_message = parse_error_text(obj);
         o->querying_at = parse_audit_time(obj, "querying", &o->querying_at_raw);
         o->created_at = parse_audit_time(obj, "created", NULL);
-        o->template_id = dup_clean(jstr(jobj(obj, "template"), "id"), MP_ID_MAX);
+        o->template_id = dup_clean(api_json_str(api_json_obj(obj, "template"), "id"), MP_ID_MAX);
         if (!o->id) {
                 r = -ENOMEM;
                 goto fail;
@@ -392,7 +360,7 @@ static int parse_page(const char *body, size_t len, struct order_list *orders,
                 *ret_items = 0;
 
         json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
-        const json_t *data = jarr(root, "data");
+        const json_t *data = api_json_arr(root, "data");
         if (!data) {
                 if (ret_err && asprintf(ret_err, "order list: %s",
                                         root ? "no \"data\" array" : "invalid JSON") < 0)
@@ -401,7 +369,7 @@ static int parse_page(const char *body, size_t len, struct order_list *orders,
                 return -EBADMSG;
         }
 
-        const json_t *pag = jobj(jobj(root, "$meta"), "pagination");
+        const json_t *pag = api_json_obj(api_json_obj(root, "$meta"), "pagination");
         const json_t *t = json_is_object(pag) ? json_object_get(pag, "total") : NULL;
         if (json_is_integer(t) && json_integer_value(t) >= 0)
                 *ret_total = json_integer_value(t) > LONG_MAX ? LONG_MAX : (long) json_integer_value(t);
@@ -593,17 +561,17 @@ char *mp_extract_relationship_url_from_order(const json_t *obj) {
         int r = 0;
 
         for (size_t k = 0; k < 2 && r >= 0 && !reseller; k++) {
-                const json_t *arr = jarr(jobj(obj, "parameters"), phases[k]);
+                const json_t *arr = api_json_arr(api_json_obj(obj, "parameters"), phases[k]);
                 size_t i;
                 const json_t *p;
                 json_array_foreach(arr, i, p) {
-                        r = scan_urls(jstr(p, "value"), &reseller, &gdap);
+                        r = scan_urls(api_json_str(p, "value"), &reseller, &gdap);
                         if (r < 0 || reseller)
                                 break;
                 }
         }
         if (r >= 0 && !reseller)
-                r = scan_urls(jstr(jobj(obj, "error"), "message"), &reseller, &gdap);
+                r = scan_urls(api_json_str(api_json_obj(obj, "error"), "message"), &reseller, &gdap);
         if (r < 0) {
                 free(reseller);
                 free(gdap);
@@ -829,15 +797,6 @@ struct mp_client *mp_client_free(struct mp_client *c) {
         return NULL;
 }
 
-/* Path of url (from the first '/' after the authority, up to '?'). */
-static char *url_path(const char *url) {
-        const char *s = strstr(url, "://");
-        s = s ? strchr(s + 3, '/') : NULL;
-        if (!s)
-                return strdup("/");
-        return strndup(s, strcspn(s, "?#"));
-}
-
 static void req_free(struct mp_req *q) {
         if (!q)
                 return;
@@ -859,7 +818,7 @@ static int req_submit(struct mp_client *c, struct mp_req *q, const char *url, co
         const char *headers[6] = { c->auth_header, accept_header, ua_header, NULL };
         if (body)
                 headers[3] = json_ct_header;
-        q->path = url_path(url);
+        q->path = api_url_path(url);
         if (!q->path)
                 return -ENOMEM;
         struct http_request req = {
@@ -1195,15 +1154,15 @@ static void contact_done(struct mp_req *q, int r, const struct http_response *re
                 req_fail(q, -EBADMSG, status, describe_msg(q, "invalid JSON"));
                 return;
         }
-        const json_t *ct = jobj(j, "contact");
+        const json_t *ct = api_json_obj(j, "contact");
         struct order_contact contact = { 0 };
-        contact.email = dup_clean(jstr(ct, "email"), 254);
+        contact.email = dup_clean(api_json_str(ct, "email"), 254);
         if (!email_plausible(contact.email))
                 util_freep(&contact.email);
-        contact.name = dup_clean(jstr(ct, "name"), 256);
+        contact.name = dup_clean(api_json_str(ct, "name"), 256);
         if (!contact.name) {
-                _cleanup_free_ char *first = dup_clean(jstr(ct, "firstName"), 256);
-                _cleanup_free_ char *last = dup_clean(jstr(ct, "lastName"), 256);
+                _cleanup_free_ char *first = dup_clean(api_json_str(ct, "firstName"), 256);
+                _cleanup_free_ char *last = dup_clean(api_json_str(ct, "lastName"), 256);
                 if ((first || last) &&
                     asprintf(&contact.name, "%s%s%s", first ? first : "",
                              first && last ? " " : "", last ? last : "") < 0)
