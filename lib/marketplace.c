@@ -43,7 +43,7 @@
 /* Stable paging order (audit must be selected to sort on it) [C]. */
 #define MP_LIST_ORDER           "audit.created.at"
 /* Filter on the agreement's product [O SDK poll]. */
-#define MP_RQL_PRODUCT_FIELD    "agreement.product.id"
+#define MP_RQL_PRODUCT_FIELD    "product.id"
 /* RQL structure characters sent literally; values are double-quoted and
  * percent-encoded except RFC 3986 unreserved characters [C rql tips]. */
 #define MP_RQL_QUOTE            "\""

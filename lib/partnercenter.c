@@ -845,8 +845,8 @@ int pc_check_customer(struct pc_client *c, const char *tenant_id, const char *do
                         goto fail;
                 }
         } else {
-                k->domain = strdup(domain);
-                _cleanup_free_ char *filter = pc_build_domain_filter(domain);
+                k->domain = util_ascii_lower(strdup(domain));
+                _cleanup_free_ char *filter = k->domain ? pc_build_domain_filter(k->domain) : NULL;
                 if (!k->domain || !filter ||
                     asprintf(&url, "%s/customers?size=%d&filter=%s", c->api_url,
                              PC_SEARCH_PAGE_SIZE, filter) < 0) {

@@ -378,14 +378,14 @@ static void test_rql_and_urls(void **state) {
         free(s);
         s = mp_build_rql(qd, 2, prods, 2);
         assert_string_equal(s, "and(in(status,(\"Querying\",\"Draft\")),"
-                               "in(agreement.product.id,(\"PRD-1528-2110\",\"PRD-5832-8010\")))");
+                               "in(product.id,(\"PRD-1528-2110\",\"PRD-5832-8010\")))");
         free(s);
         s = mp_build_rql(q, 1, prods, 1);
-        assert_string_equal(s, "and(eq(status,\"Querying\"),eq(agreement.product.id,\"PRD-1528-2110\"))");
+        assert_string_equal(s, "and(eq(status,\"Querying\"),eq(product.id,\"PRD-1528-2110\"))");
         free(s);
         const char *odd[] = { "a b\"(),&" };
         s = mp_build_rql(q, 1, odd, 1);
-        assert_string_equal(s, "and(eq(status,\"Querying\"),eq(agreement.product.id,"
+        assert_string_equal(s, "and(eq(status,\"Querying\"),eq(product.id,"
                                "\"a%20b%22%28%29%2C%26\"))");
         free(s);
         enum order_status bad[] = { ORDER_STATUS_UNKNOWN };
