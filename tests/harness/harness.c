@@ -178,6 +178,7 @@ int harness_fake_start_args(const char *scenario_path, const char *const *extra_
         char *bin = harness_getenv_path("FAKEPLATFORM_BIN", "fakeplatform");
         char pf[4096], out[4096], err[4096], log[4096];
         const char *argv[32] = { 0 };
+        char *wrap = util_strdup0(getenv("FAKEPLATFORM_WRAPPER")), *save = NULL, *w;
         size_t n = 0;
         int r;
 
@@ -185,12 +186,16 @@ int harness_fake_start_args(const char *scenario_path, const char *const *extra_
         fake->dir = harness_tmpdir();
         if (!bin || !fake->dir) {
                 free(bin);
+                free(wrap);
                 return -ENOMEM;
         }
         snprintf(pf, sizeof(pf), "%s/port", fake->dir);
         snprintf(out, sizeof(out), "%s/stdout", fake->dir);
         snprintf(err, sizeof(err), "%s/stderr", fake->dir);
         snprintf(log, sizeof(log), "%s/requests.jsonl", fake->dir);
+        /* e.g. FAKEPLATFORM_WRAPPER="valgrind -q --error-exitcode=99" */
+        for (w = wrap ? strtok_r(wrap, " ", &save) : NULL; w && n < 16; w = strtok_r(NULL, " ", &save))
+                argv[n++] = w;
         argv[n++] = bin;
         argv[n++] = "--scenario";
         argv[n++] = scenario_path;
@@ -204,6 +209,7 @@ int harness_fake_start_args(const char *scenario_path, const char *const *extra_
                 argv[n++] = extra_args[i];
         fake->pid = harness_spawn((char *const *) argv, NULL, out, err);
         free(bin);
+        free(wrap);
         if (fake->pid < 0) {
                 r = fake->pid;
                 fake->pid = 0;
