@@ -105,8 +105,12 @@ static json_t *tenant_json(const char *id, const char *domain, const char *state
 static int write_scenario(const char *path) {
         json_t *orders = json_array(), *tenants = json_array();
         int i = 0;
-        for (int k = 0; k < N_QUERYING; k++, i++)
-                json_array_append_new(orders, order_json(i, "Querying", PRD_AZURE));
+        for (int k = 0; k < N_QUERYING; k++, i++) {
+                json_t *o = order_json(i, "Querying", PRD_AZURE);
+                if (i == 3)     /* this one's template comes as raw text/markdown */
+                        json_object_set_new(o, "x-fake-template-raw", json_true());
+                json_array_append_new(orders, o);
+        }
         for (int k = 0; k < N_OTHER; k++, i++)
                 json_array_append_new(orders, order_json(i, "Querying", PRD_OTHER));
         for (int k = 0; k < N_DRAFT; k++, i++)
@@ -382,9 +386,10 @@ static void on_text(void *ud, int r, long status, const char *err, const char *t
 static void test_template(void **state) {
         struct env *e = *state;
         struct mp_client *c = mp_new(e, MP_TOKEN, NULL, 0, false);
-        /* order 1: markdown template, order 2: HTML template (JSON-string bodies) */
-        const char *ids[] = { "ORD-1000-0001-0007", "ORD-1000-0002-0007" };
-        for (size_t i = 0; i < 2; i++) {
+        /* order 1: markdown template, order 2: HTML template (JSON-string
+         * bodies), order 3: markdown as a raw text body */
+        const char *ids[] = { "ORD-1000-0001-0007", "ORD-1000-0002-0007", "ORD-1000-0003-0007" };
+        for (size_t i = 0; i < 3; i++) {
                 struct text_res res = { 0 };
                 assert_int_equal(mp_get_template(c, ids[i], on_text, &res), 0);
                 run_until(e, &res.done, 1);
@@ -392,6 +397,7 @@ static void test_template(void **state) {
                 assert_int_equal(res.status, 200);
                 assert_non_null(res.text);
                 assert_null(strstr(res.text, "{{"));
+                assert_true(res.text[0] == '#' || res.text[0] == '<');  /* decoded, not "\"..." */
                 char *u = mp_extract_relationship_url(res.text);
                 assert_non_null(u);
                 assert_string_equal(u, REL_URL);
