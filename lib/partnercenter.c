@@ -43,10 +43,12 @@
 #define PC_REFRESH_MARGIN_MS    (5 * 60 * 1000)
 /* ... or at half-life for tokens shorter than twice the margin. */
 #define PC_SHORT_TOKEN_MS       (2 * PC_REFRESH_MARGIN_MS)
-/* Entra errors that mean "fix the configuration" [DOC error response;
+/* Entra errors (400/401 from the token endpoint) that retrying cannot
+ * fix: wrong secret, app or tenant, consent missing [DOC error response;
  * ASSUMED beyond invalid_client]. */
 static const char *const pc_config_errors[] = {
-        "invalid_client", "invalid_grant", "unauthorized_client", NULL,
+        "invalid_client", "invalid_grant", "unauthorized_client", "invalid_request",
+        "invalid_scope", "invalid_resource", "unsupported_grant_type", NULL,
 };
 /* How long a configuration failure blocks new token requests [policy]. */
 #define PC_CONFIG_FAIL_COOLDOWN_MS (10 * 60 * 1000)

@@ -102,7 +102,7 @@ static json_t *tenant_json(const char *id, const char *domain, const char *state
         return t;
 }
 
-static int write_scenario(const char *path) {
+static int write_scenario(const char *path, int expires_in) {
         json_t *orders = json_array(), *tenants = json_array();
         int i = 0;
         for (int k = 0; k < N_QUERYING; k++, i++) {
@@ -137,7 +137,7 @@ static int write_scenario(const char *path) {
                 " s:[{s:s s:s s:{s:s s:s}}] s:o}",
                 "marketplace", "token", MP_TOKEN,
                 "microsoft", "tenant", MS_TENANT, "client_id", CLIENT_ID,
-                "client_secret", CLIENT_SECRET, "expires_in", 3600,
+                "client_secret", CLIENT_SECRET, "expires_in", expires_in,
                 "tenants", tenants,
                 "templates",
                 "TPL-0000-0000-0001", "## Required action\n\nOpen [the link]({{ PAR-1528-2110-0099 }}) "
@@ -167,7 +167,7 @@ static int setup(void **state) {
                 return -1;
         e->dir = harness_tmpdir();
         if (!e->dir || asprintf(&e->scenario, "%s/scenario.json", e->dir) < 0 ||
-            write_scenario(e->scenario) < 0 || harness_fake_start(e->scenario, &e->fake) < 0)
+            write_scenario(e->scenario, 3600) < 0 || harness_fake_start(e->scenario, &e->fake) < 0)
                 return -1;
         e->fake_up = true;
         if (uv_loop_init(&e->loop) < 0)
@@ -362,6 +362,86 @@ static void test_list_unauthorized(void **state) {
         assert_non_null(strstr(res.err, "GET /public/v1/commerce/orders: HTTP 401"));
         assert_null(strstr(res.err, "wrong-token"));
         assert_null(strstr(res.err, "eq("));     /* no query in the message */
+        list_res_clear(&res);
+        mp_client_free(c);
+}
+
+/* A body of n minimal orders with ids 0..n-1 and the given $meta. */
+static char *page_body(int n, json_t *meta) {
+        json_t *data = json_array();
+        for (int i = 0; i < n; i++) {
+                char id[32];
+                snprintf(id, sizeof(id), "ORD-%04d-%04d-%04d", 1000 + i / 10000, i % 10000, 7);
+                json_array_append_new(data, json_pack("{s:s s:s}", "id", id, "status", "Querying"));
+        }
+        json_t *root = json_pack("{s:o}", "data", data);
+        if (meta)
+                json_object_set_new(root, "$meta", meta);
+        char *s = json_dumps(root, JSON_COMPACT);
+        json_decref(root);
+        return s;
+}
+
+/* Adds a one-shot 200 fault on the list route for the page at offset. */
+static void fault_page(struct env *e, const char *offset_match, const char *body) {
+        json_t *f = json_pack("{s:s s:s s:i s:s}", "route", "orders", "match", offset_match,
+                              "status", 200, "body", body);
+        char *js = json_dumps(f, JSON_COMPACT);
+        assert_int_equal(harness_fake_fault(&e->fake, js), 0);
+        free(js);
+        json_decref(f);
+}
+
+static void test_list_without_total(void **state) {
+        struct env *e = *state;
+        struct mp_client *c = mp_new(e, MP_TOKEN, NULL, 0, false);
+        enum order_status q[] = { ORDER_STATUS_QUERYING };
+        struct list_res res = { 0 };
+
+        /* the first page has no total: the rest comes one page at a time
+         * until a short page (the real pages 2 and 3 follow) */
+        char *body = page_body(100, NULL);
+        fault_page(e, "offset=0", body);
+        free(body);
+        assert_int_equal(mp_list_orders(c, q, 1, on_list, &res), 0);
+        run_until(e, &res.done, 1);
+        assert_int_equal(res.r, 0);
+        assert_int_equal(res.orders.n, N_QUERYING + N_OTHER);
+        for (size_t i = 0; i < res.orders.n; i++)
+                assert_int_equal(order_index(res.orders.items[i].id), (int) i);
+        list_res_clear(&res);
+        assert_int_equal(harness_fake_count(&e->fake, "GET", "/commerce/orders"), 3);
+
+        /* a hostile total is refused after one request */
+        body = page_body(1, json_pack("{s:{s:i s:i s:I}}", "pagination", "offset", 0, "limit", 100,
+                                      "total", (json_int_t) 4000000000LL));
+        fault_page(e, "offset=0", body);
+        free(body);
+        assert_int_equal(mp_list_orders(c, q, 1, on_list, &res), 0);
+        run_until(e, &res.done, 1);
+        assert_int_equal(res.r, -E2BIG);
+        assert_int_equal(res.orders.n, 0);
+        assert_non_null(strstr(res.err, "exceeds"));
+        list_res_clear(&res);
+        assert_int_equal(harness_fake_count(&e->fake, "GET", "/commerce/orders"), 4);
+
+        /* junk instead of a page */
+        fault_page(e, "offset=0", "<html>gateway</html>");
+        assert_int_equal(mp_list_orders(c, q, 1, on_list, &res), 0);
+        run_until(e, &res.done, 1);
+        assert_int_equal(res.r, -EBADMSG);
+        assert_non_null(strstr(res.err, "GET /public/v1/commerce/orders: order list: invalid JSON"));
+        list_res_clear(&res);
+
+        /* a failing later page fails the whole list (after http's retries) */
+        assert_int_equal(harness_fake_fault(&e->fake, "{\"route\":\"orders\",\"match\":\"offset=200\","
+                                            "\"status\":500,\"times\":0}"), 0);
+        assert_int_equal(mp_list_orders(c, q, 1, on_list, &res), 0);
+        run_until(e, &res.done, 1);
+        assert_true(res.r < 0);
+        assert_int_equal(res.status, 500);
+        assert_int_equal(res.orders.n, 0);
+        assert_non_null(strstr(res.err, "HTTP 500"));
         list_res_clear(&res);
         mp_client_free(c);
 }
@@ -581,16 +661,21 @@ static void check_res_clear(struct check_res *c) {
         *c = (struct check_res) { 0 };
 }
 
-static struct pc_client *pc_new(struct env *e, const char *secret, int endpoint) {
+static struct pc_client *pc_new_tenant(struct env *e, const char *tenant, const char *secret,
+                                       int endpoint) {
         char api[128];
         snprintf(api, sizeof(api), "%s/v1", fake_url(e));
         struct pc_options o = {
-                .login_url = fake_url(e), .api_url = api, .tenant = MS_TENANT,
+                .login_url = fake_url(e), .api_url = api, .tenant = tenant,
                 .client_id = CLIENT_ID, .client_secret = secret, .token_endpoint = endpoint,
         };
         struct pc_client *c = NULL;
         assert_int_equal(pc_client_new(e->h, &o, &c), 0);
         return c;
+}
+
+static struct pc_client *pc_new(struct env *e, const char *secret, int endpoint) {
+        return pc_new_tenant(e, MS_TENANT, secret, endpoint);
 }
 
 static void check_one(struct env *e, struct pc_client *c, const char *tenant, const char *domain,
@@ -807,12 +892,63 @@ static void test_pc_invalid_client(void **state) {
         assert_int_equal(harness_fake_count(&e->fake, "POST", "/oauth2/token"), 1);
         assert_int_equal(harness_fake_count(&e->fake, NULL, "/v1/customers"), 0);
 
+        /* a wrong partner tenant is a configuration error as well */
+        struct pc_client *c2 = pc_new_tenant(e, "wrong.onmicrosoft.com", CLIENT_SECRET, 1);
+        check_one(e, c2, T_ACCEPTED, NULL, &res);
+        assert_true(res.config_error);
+        assert_int_equal(res.status, 400);
+        assert_non_null(strstr(res.error, "POST /wrong.onmicrosoft.com/oauth2/token: HTTP 400: "
+                                          "invalid_request: AADSTS90002"));
+        check_res_clear(&res);
+        pc_client_free(c2);
+
         /* freed with a deferred completion pending: no callback */
         res = (struct check_res) { 0 };
         assert_int_equal(pc_check_customer(c, T_ACCEPTED, NULL, on_check, &res), 0);
         pc_client_free(c);
         uv_run(&e->loop, UV_RUN_NOWAIT);
         assert_int_equal(res.done, 0);
+}
+
+static void on_sleep(uv_timer_t *t) {
+        (*(int *) t->data)++;
+}
+
+/* Waits at least ms on the loop. */
+static void run_for(struct env *e, uint64_t ms) {
+        uv_timer_t t;
+        int fired = 0;
+        uv_timer_init(&e->loop, &t);
+        t.data = &fired;
+        uv_timer_start(&t, on_sleep, ms, 0);
+        run_until(e, &fired, 1);
+        uv_close((uv_handle_t *) &t, NULL);
+        uv_run(&e->loop, UV_RUN_NOWAIT);
+}
+
+static void test_pc_short_token(void **state) {
+        struct env *e = *state;
+        /* restart the fake with 2 s tokens: refreshed at half-life */
+        assert_int_equal(harness_fake_stop(&e->fake), 0);
+        e->fake_up = false;
+        assert_int_equal(write_scenario(e->scenario, 2), 0);
+        assert_int_equal(harness_fake_start(e->scenario, &e->fake), 0);
+        e->fake_up = true;
+
+        struct pc_client *c = pc_new(e, CLIENT_SECRET, 1);
+        struct check_res res;
+        check_one(e, c, T_ACCEPTED, NULL, &res);
+        assert_int_equal(res.state, REL_ACCEPTED);
+        check_res_clear(&res);
+        check_one(e, c, T_ACCEPTED, NULL, &res);
+        check_res_clear(&res);
+        assert_int_equal(harness_fake_count(&e->fake, "POST", "/oauth2/token"), 1);
+        run_for(e, 1100);
+        check_one(e, c, T_ACCEPTED, NULL, &res);
+        assert_int_equal(res.state, REL_ACCEPTED);
+        check_res_clear(&res);
+        assert_int_equal(harness_fake_count(&e->fake, "POST", "/oauth2/token"), 2);
+        pc_client_free(c);
 }
 
 /* A client freed while a token request and checks are in flight. */
@@ -833,6 +969,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_list_paged_parallel, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_list_product_filter, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_list_unauthorized, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_list_without_total, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_template, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_get_and_process, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_buyer_contact, setup, teardown),
@@ -842,6 +979,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_pc_pending_then_accepted, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_pc_domain_paged, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_pc_invalid_client, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_pc_short_token, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_pc_free_in_flight, setup, teardown),
         };
         const char *filter = getenv("TEST_FILTER");
