@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include <systemd/sd-daemon.h>
@@ -104,6 +105,14 @@ static int services_open(struct service *s, struct services *sv, unsigned flags)
                 .ca_file = cfg->microsoft.ca_file,
                 .token_endpoint = cfg->microsoft.token_endpoint,
         };
+        /* The state directory is ours: create it when missing, private, as
+         * StateDirectory= does under systemd (the outbox lives in it). */
+        if (mkdir(cfg->daemon.state_dir, 0700) < 0 && errno != EEXIST) {
+                r = -errno;
+                log_event(LOG_ERR, LOG_EV_NONE, LOG_FIELDS({ "STATE_DIR", cfg->daemon.state_dir }),
+                          "Cannot create the state directory %s: %s", cfg->daemon.state_dir, strerror(-r));
+                goto fail;
+        }
         if ((r = mp_client_new(sv->http, &mo, &sv->mp)) < 0 ||
             (r = pc_client_new(sv->http, &po, &sv->pc)) < 0 ||
             (r = mail_transport_new(sv->http, &s->loop, &cfg->mail, &sv->transport)) < 0 ||
