@@ -529,6 +529,9 @@ static void test_stop(void **state) {
         struct env *e = *state;
         struct stat st;
 
+        /* no state directory yet: partnerd makes it, private */
+        harness_rmrf(e->pd->state_dir);
+        assert_int_not_equal(access(e->pd->state_dir, F_OK), 0);
         start_daemon(e, NULL, "2000000");
         ssize_t ready = wait_line(e, 0, "READY=1", START_TIMEOUT_MS);
         assert_true(ready >= 0);
@@ -538,6 +541,9 @@ static void test_stop(void **state) {
         notify_read(&e->notify, 0);
         assert_true(notify_count(&e->notify, from, "STOPPING=1") >= 1);
         assert_int_equal(notify_count(&e->notify, from, "READY=1"), 0);
+        assert_int_equal(stat(e->pd->state_dir, &st), 0);
+        assert_true(S_ISDIR(st.st_mode));
+        assert_int_equal(st.st_mode & 07777, 0700);
         char *path = state_file(e);
         assert_int_equal(stat(path, &st), 0);
         assert_true(S_ISREG(st.st_mode) && st.st_size > 0);
