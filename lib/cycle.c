@@ -593,11 +593,17 @@ static void flush(struct cycle *c) {
         struct op *o = op_new(c);
         if (!o)
                 return;
+        /* on_flush runs from within the call when nothing is due (and
+         * op_done on an error): hold the phase open so that it cannot
+         * advance() to finish() and free the cycle under our caller,
+         * advance(), which moves on itself once we return. */
+        c->pending++;
         int r = mail_outbox_flush(c->env.outbox, c->env.transport, c->now, on_flush, o);
         if (r < 0) {
                 log_event(LOG_ERR, LOG_EV_MAIL_FAILED, NULL, "Cannot send queued mail: %s", strerror(-r));
                 op_done(o);
         }
+        c->pending--;
 }
 
 static void finish(struct cycle *c) {
