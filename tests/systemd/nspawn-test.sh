@@ -89,6 +89,7 @@ CT_SRC=/opt/partnerd/src
 CONTOSO=6f1c2a7e-0b8d-4c55-9e41-2d7f0a3b9c10
 ORDER=ORD-1001-0001-0001
 ID_RELOADED=8bfe374430ef46a0af149a3ac4322e7f
+ID_CONFIG_INVALID=c376bfb1c645432c9dbbfa29ee7a5889
 
 # Secrets of the scenario: they must never show.
 secrets=$(/usr/bin/python3 -c '
@@ -335,18 +336,30 @@ done
 [ -e "$tmp/secret-leak" ] && ts_fail "a secret leaked"
 
 # ---- 4. reload -----------------------------------------------------------
-reloads() {
-        journal -o cat "MESSAGE_ID=$ID_RELOADED" | wc -l
+count_id() {   # count_id MESSAGE_ID: partnerd's journal entries with it
+        journal -o cat "MESSAGE_ID=$1" | wc -l
 }
-r0=$(reloads)
+r0=$(count_id "$ID_RELOADED")
 in_ct systemctl reload partnerd.service || ts_fail "systemctl reload failed"
 reloaded() {
-        [ "$(reloads)" -gt "$r0" ]
+        [ "$(count_id "$ID_RELOADED")" -gt "$r0" ]
 }
 wait_for 10 "reloaded" reloaded || ts_fail "no 'reloaded' journal entry after systemctl reload"
+# An invalid file: with a validating ExecReload= (--check-config) the
+# reload fails; without one partnerd refuses it itself (config-invalid).
+# Either way the running daemon and its configuration stay.
+c0=$(count_id "$ID_CONFIG_INVALID")
 write_config 1s || fatal "cannot write the configuration"
-if in_ct systemctl reload partnerd.service 2>/dev/null; then
-        ts_fail "systemctl reload succeeded with an invalid configuration"
+if grep -q '^ExecReload=.*--check-config' "$srcdir/systemd/partnerd.service"; then
+        if in_ct systemctl reload partnerd.service 2>/dev/null; then
+                ts_fail "systemctl reload succeeded with an invalid configuration"
+        fi
+else
+        in_ct systemctl reload partnerd.service || ts_fail "systemctl reload failed"
+        refused() {
+                [ "$(count_id "$ID_CONFIG_INVALID")" -gt "$c0" ]
+        }
+        wait_for 10 "invalid file refused" refused || ts_fail "no 'config-invalid' entry for an invalid file"
 fi
 [ "$(show ActiveState)" = active ] || ts_fail "partnerd is $(show ActiveState) after a failed reload"
 [ "$(show MainPID)" = "$main_pid" ] || ts_fail "partnerd was restarted by a failed reload"
