@@ -299,8 +299,8 @@ static void on_check(void *ud, int r, const struct pc_check_result *res) {
                                   "Cannot check the relationship of %s: %s", name,
                                   res && res->error ? res->error : strerror(r < 0 ? -r : EIO));
         } else if (res->state == REL_ACCEPTED)
-                log_event(LOG_NOTICE, LOG_EV_RELATIONSHIP_ACCEPTED, fields,
-                          "%s accepted the reseller relationship", name);
+                /* the engine logs the acceptance itself, once */
+                log_debug("Partner Center reports %s as a reseller customer", name);
         else
                 log_event(LOG_INFO, LOG_EV_RELATIONSHIP_PENDING, fields,
                           "Relationship with %s still pending (HTTP %ld)", name, res->status);
