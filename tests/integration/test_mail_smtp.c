@@ -527,6 +527,9 @@ static void test_outbox_server_down_then_up(void **state) {
         assert_int_equal(mail_outbox_put(o, "new-request:contoso:ep1", m, now), 1);
         assert_int_equal(mail_outbox_pending(o), 1);
         assert_int_equal(count_files(outdir, ".msg"), 1);
+        char cmd[4400];
+        snprintf(cmd, sizeof(cmd), "test \"$(stat -c %%a %s/*.msg)\" = 600", outdir);
+        assert_int_equal(system(cmd), 0);
 
         struct flushed fl = flush(&f, o, t, now);
         assert_int_equal(fl.st.retry_later, 1);
