@@ -675,7 +675,7 @@ static void test_render_every_kind(void **state) {
                 }
                 /* days_left: deadline - now = 396000 s -> 5 days (rounded up) */
                 if (k == MAIL_KIND_NEW_REQUEST)
-                        assert_non_null(strstr(p.text, "(5 days left)"));
+                        assert_non_null(strstr(p.text, "(days left: 5)"));
                 parsed_free(&p);
                 mail_message_free(m);
         }
