@@ -5,7 +5,11 @@
  * test time, and a fake sendmail script.  Every received message is parsed
  * with Python's email package (tests/tools/mailparse.py).
  */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <ifaddrs.h>
+#include <net/if.h>
+#include <netinet/in.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -320,6 +324,87 @@ static void test_starttls_auth(void **state) {
         free(ca);
         free(cert);
         free(key);
+}
+
+static void test_smtps_implicit_tls(void **state) {
+        struct harness_smtp *srv = NULL;
+        char *certdir = harness_smtp_mkdtemp(), *ca, *cert, *key;
+        assert_non_null(certdir);
+        if (harness_smtp_make_certs(certdir) < 0)
+                fail_msg("openssl could not make the test certificates");
+        assert_true(asprintf(&ca, "%s/ca.pem", certdir) > 0);
+        assert_true(asprintf(&cert, "%s/server.pem", certdir) > 0);
+        assert_true(asprintf(&key, "%s/server.key", certdir) > 0);
+        struct harness_smtp_options o = { .tls_cert = cert, .tls_key = key, .implicit_tls = true,
+                                          .auth = "mailer:pw" };
+        assert_int_equal(harness_smtp_start(&o, &srv), 0);
+        assert_true(strncmp(harness_smtp_url(srv), "smtps://", 8) == 0);
+
+        struct fx f;
+        fx_init(&f, harness_smtp_url(srv));
+        f.cfg.username = (char *) "mailer";
+        f.cfg.password = (char *) "pw";
+        f.cfg.ca_file = ca;
+        struct mail_message *m = render(&f, MAIL_KIND_DRAFT_WARNING, "Contoso");
+        struct sent s = send_one(&f, m);
+        if (!s.res.ok)
+                fail_msg("send failed: %s", s.error);
+        json_t *j = harness_smtp_parse(srv, 0);
+        check_received(j, m, true);
+        assert_string_equal(jstr(j, "envelope", "auth_user"), "mailer");
+        json_t *tr = json_object_get(json_object_get(j, "envelope"), "transcript");
+        assert_string_not_equal(json_string_value(json_array_get(tr, 0)), "STARTTLS");
+        json_decref(j);
+
+        /* The certificate must match the host name in the URL. */
+        char url[128];
+        snprintf(url, sizeof(url), "smtps://127.0.0.2:%d", harness_smtp_port(srv));
+        f.cfg.smtp_url = url;
+        s = send_one(&f, m);
+        assert_false(s.res.ok);
+        assert_false(s.res.permanent);
+        assert_int_equal(harness_smtp_count(srv), 1);
+
+        mail_message_free(m);
+        fx_done(&f);
+        harness_smtp_stop(srv);
+        harness_smtp_rm_rf(certdir);
+        free(certdir);
+        free(ca);
+        free(cert);
+        free(key);
+}
+
+/* A non-loopback smtp:// relay without STARTTLS is never used in plaintext. */
+static void test_starttls_required(void **state) {
+        struct ifaddrs *ifa = NULL;
+        char host[INET_ADDRSTRLEN] = "";
+        assert_int_equal(getifaddrs(&ifa), 0);
+        for (struct ifaddrs *i = ifa; i; i = i->ifa_next)
+                if (i->ifa_addr && i->ifa_addr->sa_family == AF_INET && !(i->ifa_flags & IFF_LOOPBACK) &&
+                    (i->ifa_flags & IFF_UP)) {
+                        inet_ntop(AF_INET, &((struct sockaddr_in *) i->ifa_addr)->sin_addr, host, sizeof(host));
+                        break;
+                }
+        freeifaddrs(ifa);
+        if (!host[0]) {
+                print_message("no non-loopback IPv4 address: skipped\n");
+                skip();
+        }
+        struct harness_smtp *srv = NULL;
+        struct harness_smtp_options o = { .host = host };
+        assert_int_equal(harness_smtp_start(&o, &srv), 0);
+        struct fx f;
+        fx_init(&f, harness_smtp_url(srv));
+        struct mail_message *m = render(&f, MAIL_KIND_NEW_REQUEST, "Contoso");
+        struct sent s = send_one(&f, m);
+        assert_false(s.res.ok);
+        assert_false(s.res.permanent);
+        assert_non_null(strcasestr(s.error, "TLS"));
+        assert_int_equal(harness_smtp_count(srv), 0);
+        mail_message_free(m);
+        fx_done(&f);
+        harness_smtp_stop(srv);
 }
 
 static void test_refused_recipient(void **state) {
@@ -862,6 +947,8 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_plain_loopback),
                 cmocka_unit_test(test_starttls_auth),
+                cmocka_unit_test(test_smtps_implicit_tls),
+                cmocka_unit_test(test_starttls_required),
                 cmocka_unit_test(test_refused_recipient),
                 cmocka_unit_test(test_dot_stuffing_long_lines),
                 cmocka_unit_test(test_envelope_injection),
