@@ -192,6 +192,30 @@ static void assert_envelope(json_t *j, const char *const *want, size_t n) {
 
 /* ---- SMTP ---------------------------------------------------------------- */
 
+/* A test CA and a server certificate for 127.0.0.1/localhost. */
+struct certs {
+        char *dir, *ca, *cert, *key;
+};
+
+static struct certs certs_make(void) {
+        struct certs c = { .dir = harness_smtp_mkdtemp() };
+        assert_non_null(c.dir);
+        if (harness_smtp_make_certs(c.dir) < 0)
+                fail_msg("openssl could not make the test certificates");
+        assert_true(asprintf(&c.ca, "%s/ca.pem", c.dir) > 0);
+        assert_true(asprintf(&c.cert, "%s/server.pem", c.dir) > 0);
+        assert_true(asprintf(&c.key, "%s/server.key", c.dir) > 0);
+        return c;
+}
+
+static void certs_free(struct certs *c) {
+        harness_smtp_rm_rf(c->dir);
+        free(c->dir);
+        free(c->ca);
+        free(c->cert);
+        free(c->key);
+}
+
 static void test_plain_loopback(void **state) {
         struct harness_smtp *srv = NULL;
         struct fx f;
@@ -265,13 +289,8 @@ static void test_plain_loopback(void **state) {
 
 static void test_starttls_auth(void **state) {
         struct harness_smtp *srv = NULL;
-        char *certdir = harness_smtp_mkdtemp(), *ca, *cert, *key;
-        assert_non_null(certdir);
-        if (harness_smtp_make_certs(certdir) < 0)
-                fail_msg("openssl could not make the test certificates");
-        assert_true(asprintf(&ca, "%s/ca.pem", certdir) > 0);
-        assert_true(asprintf(&cert, "%s/server.pem", certdir) > 0);
-        assert_true(asprintf(&key, "%s/server.key", certdir) > 0);
+        struct certs c = certs_make();
+        char *ca = c.ca, *cert = c.cert, *key = c.key;
         struct harness_smtp_options o = { .tls_cert = cert, .tls_key = key, .auth = "mailer:s3cret pass" };
         assert_int_equal(harness_smtp_start(&o, &srv), 0);
 
@@ -319,22 +338,13 @@ static void test_starttls_auth(void **state) {
         mail_message_free(m);
         fx_done(&f);
         harness_smtp_stop(srv);
-        harness_smtp_rm_rf(certdir);
-        free(certdir);
-        free(ca);
-        free(cert);
-        free(key);
+        certs_free(&c);
 }
 
 static void test_smtps_implicit_tls(void **state) {
         struct harness_smtp *srv = NULL;
-        char *certdir = harness_smtp_mkdtemp(), *ca, *cert, *key;
-        assert_non_null(certdir);
-        if (harness_smtp_make_certs(certdir) < 0)
-                fail_msg("openssl could not make the test certificates");
-        assert_true(asprintf(&ca, "%s/ca.pem", certdir) > 0);
-        assert_true(asprintf(&cert, "%s/server.pem", certdir) > 0);
-        assert_true(asprintf(&key, "%s/server.key", certdir) > 0);
+        struct certs c = certs_make();
+        char *ca = c.ca, *cert = c.cert, *key = c.key;
         struct harness_smtp_options o = { .tls_cert = cert, .tls_key = key, .implicit_tls = true,
                                           .auth = "mailer:pw" };
         assert_int_equal(harness_smtp_start(&o, &srv), 0);
@@ -368,11 +378,7 @@ static void test_smtps_implicit_tls(void **state) {
         mail_message_free(m);
         fx_done(&f);
         harness_smtp_stop(srv);
-        harness_smtp_rm_rf(certdir);
-        free(certdir);
-        free(ca);
-        free(cert);
-        free(key);
+        certs_free(&c);
 }
 
 /* A non-loopback smtp:// relay without STARTTLS is never used in plaintext. */
