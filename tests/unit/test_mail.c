@@ -331,6 +331,80 @@ static void test_qp(void **state) {
         free(q);
 }
 
+/* Deterministic pseudo-random inputs: the properties hold for all. */
+static uint32_t rnd_state = 2463534242u;
+static uint32_t rnd(void) {
+        rnd_state ^= rnd_state << 13;
+        rnd_state ^= rnd_state >> 17;
+        rnd_state ^= rnd_state << 5;
+        return rnd_state;
+}
+
+static size_t random_text(char *buf, size_t max) {
+        static const char *const pieces[] = {
+                "a", "Z", " ", "  ", "=", "?", "=?", "?=", ".", "\t", "\n", "\r", "\r\n", "\x01", "\x7f",
+                "ü", "é", "日", "本", "😀", "\xff", "\xc3", "\xe6\x97", "<", "&", "\"", "Bcc: x",
+        };
+        size_t n = 0, k = rnd() % 60;
+        for (size_t i = 0; i < k; i++) {
+                const char *p = pieces[rnd() % (sizeof(pieces) / sizeof(pieces[0]))];
+                size_t l = strlen(p);
+                if (n + l + 1 > max)
+                        break;
+                memcpy(buf + n, p, l);
+                n += l;
+        }
+        buf[n] = '\0';
+        return n;
+}
+
+static void test_encoding_properties(void **state) {
+        char in[512];
+        for (int iter = 0; iter < 3000; iter++) {
+                random_text(in, sizeof(in));
+                size_t name_len = rnd() % 40;
+                char *h = mail_encode_header(in, name_len);
+                assert_non_null(h);
+                size_t col = name_len;
+                for (const char *p = h; *p; p++) {
+                        if (*p == '\r') {
+                                assert_int_equal(p[1], '\n');
+                                assert_int_equal(p[2], ' ');
+                                col = 0;
+                                p++;
+                                continue;
+                        }
+                        assert_true((unsigned char) *p >= 0x20 && (unsigned char) *p < 0x7f);
+                        assert_true(++col <= 998);
+                }
+                char *d = decode_header(h);   /* checks word length and UTF-8 */
+                assert_true(valid_utf8(d, strlen(d)));
+                for (const char *p = d; *p; p++)
+                        assert_true((unsigned char) *p >= 0x20 && *p != 0x7f);
+                free(d);
+                free(h);
+
+                /* QP round-trips any bytes without CR (CRLF and LF are
+                 * both line ends). */
+                size_t n = random_text(in, sizeof(in) - 2);
+                size_t j = 0;
+                for (size_t i = 0; i < n; i++)
+                        if (in[i] != '\r')
+                                in[j++] = in[i];
+                in[j] = '\0';
+                char *q = mail_encode_qp(in);
+                assert_crlf_only(q, strlen(q));
+                char *back = decode_qp(q);
+                if (j > 0 && in[j - 1] != '\n') {
+                        in[j] = '\n';
+                        in[j + 1] = '\0';
+                }
+                assert_string_equal(back, in);
+                free(back);
+                free(q);
+        }
+}
+
 /* ---- addresses ---- */
 
 static void test_address(void **state) {
@@ -904,6 +978,7 @@ int main(void) {
                 cmocka_unit_test(test_header_utf8),
                 cmocka_unit_test(test_header_injection),
                 cmocka_unit_test(test_qp),
+                cmocka_unit_test(test_encoding_properties),
                 cmocka_unit_test(test_address),
                 cmocka_unit_test(test_url_allowed),
                 cmocka_unit_test(test_render_every_kind),
