@@ -147,6 +147,24 @@ static void assert_crlf_only(const char *s, size_t len) {
         }
 }
 
+/* Every physical line of an encoded header value (the first starting at
+ * column name_len) is at most max long and made of printable ASCII;
+ * folds are CRLF SP. */
+static void assert_header_lines(const char *h, size_t name_len, size_t max) {
+        size_t col = name_len;
+        for (const char *p = h; *p; p++) {
+                if (*p == '\r') {
+                        assert_int_equal(p[1], '\n');
+                        assert_int_equal(p[2], ' ');
+                        col = 0;
+                        p++;
+                        continue;
+                }
+                assert_true((unsigned char) *p >= 0x20 && (unsigned char) *p < 0x7f);
+                assert_true(++col <= max);
+        }
+}
+
 /* ---- header encoding ---- */
 
 static void test_header_ascii(void **state) {
@@ -160,18 +178,7 @@ static void test_header_ascii(void **state) {
                 strcat(longs, "word12345 ");
         h = mail_encode_header(longs, 9);
         assert_non_null(strstr(h, "\r\n "));
-        size_t col = 9;
-        for (const char *p = h; *p; p++) {
-                if (*p == '\r') {
-                        assert_int_equal(p[1], '\n');
-                        assert_int_equal(p[2], ' ');
-                        col = 0;
-                        p++;
-                        continue;
-                }
-                col++;
-                assert_true(col <= 78);
-        }
+        assert_header_lines(h, 9, 78);
         char *d = decode_header(h);
         char *exp = strdup(longs);
         exp[strlen(exp) - 1] = '\0';  /* trailing space trimmed */
@@ -208,16 +215,7 @@ static void test_header_utf8(void **state) {
         for (const char *p = h; (p = strstr(p, "=?UTF-8?B?")); p++)
                 words++;
         assert_true(words >= 4);
-        /* every physical line <= 76 */
-        size_t col = 9;
-        for (const char *p = h; *p; p++) {
-                if (*p == '\r') {
-                        col = 0;
-                        p++;
-                        continue;
-                }
-                assert_true(++col <= 76);
-        }
+        assert_header_lines(h, 9, 76);
         d = decode_header(h);
         assert_string_equal(d, jp);
         free(d);
@@ -365,18 +363,7 @@ static void test_encoding_properties(void **state) {
                 size_t name_len = rnd() % 40;
                 char *h = mail_encode_header(in, name_len);
                 assert_non_null(h);
-                size_t col = name_len;
-                for (const char *p = h; *p; p++) {
-                        if (*p == '\r') {
-                                assert_int_equal(p[1], '\n');
-                                assert_int_equal(p[2], ' ');
-                                col = 0;
-                                p++;
-                                continue;
-                        }
-                        assert_true((unsigned char) *p >= 0x20 && (unsigned char) *p < 0x7f);
-                        assert_true(++col <= 998);
-                }
+                assert_header_lines(h, name_len, 998);
                 char *d = decode_header(h);   /* checks word length and UTF-8 */
                 assert_true(valid_utf8(d, strlen(d)));
                 for (const char *p = d; *p; p++)
