@@ -66,8 +66,8 @@ struct service {
  * the transport and the outbox, which must still exist. */
 static void services_free(struct services *sv) {
         sv->http = http_free(sv->http);
-        sv->outbox = mail_outbox_free(sv->outbox);
         sv->transport = mail_transport_free(sv->transport);
+        sv->outbox = mail_outbox_free(sv->outbox);
         sv->pc = pc_client_free(sv->pc);
         sv->mp = mp_client_free(sv->mp);
         sv->templates = mail_templates_free(sv->templates);
