@@ -588,8 +588,40 @@ static void decide(struct cycle *c) {
         action_list_clear(&acts);
 }
 
+static void log_flush_item(const struct mail_flush_item *it) {
+        char code[16], when[UTIL_TIME_MAX];
+        snprintf(code, sizeof(code), "%ld", it->smtp_code);
+        const struct log_field *fields =
+                LOG_FIELDS({ "MESSAGE_ID_MAIL", it->message_id }, { "MAIL_DEDUP_KEY", it->dedup_key },
+                           { "SMTP_CODE", it->smtp_code ? code : NULL }, { "MAIL_RCPT", it->rcpt });
+        switch (it->outcome) {
+        case MAIL_FLUSH_SENT:
+                if (it->n_refused)
+                        log_event(LOG_WARNING, LOG_EV_MAIL_SENT, fields,
+                                  "Mail \"%s\" sent, but %zu recipient(s) refused: %s", it->subject,
+                                  it->n_refused, it->error ? it->error : "no reason given");
+                else
+                        log_event(LOG_INFO, LOG_EV_MAIL_SENT, fields, "Mail \"%s\" sent to %s",
+                                  it->subject, it->rcpt);
+                break;
+        case MAIL_FLUSH_RETRY:
+                log_event(LOG_WARNING, LOG_EV_MAIL_FAILED, fields,
+                          "Mail \"%s\" not sent (attempt %d): %s; next attempt at %s", it->subject,
+                          it->attempts, it->error ? it->error : "unknown error",
+                          util_format_time(it->next_attempt, when));
+                break;
+        case MAIL_FLUSH_FAILED:
+                log_event(LOG_ERR, LOG_EV_MAIL_FAILED, fields,
+                          "Mail \"%s\" to %s failed permanently after %d attempt(s): %s; kept in outbox/failed",
+                          it->subject, it->rcpt, it->attempts, it->error ? it->error : "unknown error");
+                break;
+        }
+}
+
 static void on_flush(void *ud, const struct mail_flush_stats *st) {
         struct op *o = ud;
+        for (size_t i = 0; i < st->n_items; i++)
+                log_flush_item(&st->items[i]);
         o->c->res.mails_sent += st->sent;
         op_done(o);
 }
