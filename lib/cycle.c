@@ -5,15 +5,16 @@
  *
  *   LIST       list Querying and Draft orders (pages in parallel)
  *   TEMPLATES  fetch the templates of orders not seen before (parallel)
- *   PLAN       engine phase 1 -> persist intent -> queue mails, start checks
+ *   PLAN       engine phase 1 -> queue mails (outbox) -> persist, start checks
  *   CHECKS     Partner Center checks (parallel)
  *   DECIDE     engine phase 2 with the facts -> persist intent
  *   PROCESS    re-read each order, POST process if still Querying (parallel)
  *   FLUSH      send the outbox
  *   SAVE       persist the outcome
  *
- * Every side effect is preceded by a state save that records the intent, and
- * followed by one that records the outcome.  In --dry-run the engine works
+ * Every side effect is preceded by a durable record of the intent (the
+ * state save before Process; the outbox file for a mail) and followed by a
+ * save that records the outcome.  In --dry-run the engine works
  * on a copy of the state that is never saved, and nothing is sent.
  */
 #include "cycle.h"
@@ -563,9 +564,14 @@ static void plan(struct cycle *c) {
         for (size_t i = 0; i < c->orders.n; i++)
                 if (c->orders.items[i].status == ORDER_STATUS_QUERYING && c->orders.items[i].relationship_url)
                         c->res.blocked++;
-        /* intent first: what we are about to mail and check is on disk */
-        persist(c, "before notifying");
-        perform_logged_actions(c, &acts);
+        /* Mails first: the outbox is their durable intent.  Saving the state
+         * first would lose every mail decided in the window between the two
+         * writes (a crash there leaves notified_at set and no mail queued).
+         * This way a crash before the save below makes the same decisions
+         * again next cycle and the outbox drops keys it already holds (at
+         * worst one duplicate, when a key embeds this cycle's clock). */
+        perform_simple_actions(c, &acts);
+        persist(c, "after queueing mail");
         c->phase = PH_CHECKS;
         start_checks(c, &acts);
         action_list_clear(&acts);
