@@ -257,10 +257,10 @@ static json_t *jstr(const char *v) {
 }
 
 /* Called with the lock held. */
-void fake_log_request(struct fake_state *s, const struct fake_req *rq, int status) {
+void fake_log_request(struct fake_state *s, const struct fake_req *rq, int status, uint64_t bytes) {
         json_t *rec;
 
-        rec = json_pack("{sI s:o s:o s:o s:i s:o s:o s:s s:b sI}",
+        rec = json_pack("{sI s:o s:o s:o s:i s:o s:o s:s s:b sI sI}",
                         "seq", (json_int_t) ++s->seq,
                         "method", jstr(rq->method),
                         "path", jstr(rq->path),
@@ -270,7 +270,8 @@ void fake_log_request(struct fake_state *s, const struct fake_req *rq, int statu
                         "ms_correlation_id", jstr(rq->ms_correlation_id),
                         "authorization_kind", auth_kind(s, rq),
                         "continuation", rq->continuation != NULL,
-                        "t_ms", (json_int_t) (util_now_mono_ms() - s->start_ms));
+                        "t_ms", (json_int_t) (util_now_mono_ms() - s->start_ms),
+                        "bytes", (json_int_t) bytes);
         if (!rec)
                 return;
         if (s->log_file) {
