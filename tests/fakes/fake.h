@@ -108,6 +108,14 @@ struct fake_state {
         size_t n_tenants;
         struct fake_order *orders;
         size_t n_orders;
+        json_t *order_index;    /* object id -> integer index into orders */
+        uint64_t orders_gen;    /* bumped by every order change */
+        struct {                /* the last list's sorted matches (not owned) */
+                char *key;      /* query without limit/offset */
+                uint64_t gen;
+                json_t **hits;
+                size_t n;
+        } list_cache;
 
         /* runtime */
         struct fake_token tokens[FAKE_MAX_TOKENS];

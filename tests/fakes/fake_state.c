@@ -123,7 +123,17 @@ int fake_state_load(struct fake_state *s, const char *path, char **ret_err) {
                 if (r < 0)
                         goto out;
         }
-        r = (s->tenants && s->orders) ? 0 : -ENOMEM;
+        /* ids never change after loading; the first order of an id wins */
+        s->order_index = json_object();
+        for (i = 0; s->order_index && i < s->n_orders; i++) {
+                const char *id = json_string_value(json_object_get(s->orders[i].obj, "id"));
+                if (id && !json_object_get(s->order_index, id) &&
+                    json_object_set_new(s->order_index, id, json_integer((json_int_t) i)) < 0) {
+                        r = -ENOMEM;
+                        goto out;
+                }
+        }
+        r = (s->tenants && s->orders && s->order_index) ? 0 : -ENOMEM;
 out:
         json_decref(root);
         return r;
@@ -146,6 +156,9 @@ void fake_state_free(struct fake_state *s) {
         for (i = 0; i < s->n_orders; i++)
                 json_decref(s->orders[i].obj);
         free(s->orders);
+        json_decref(s->order_index);
+        free(s->list_cache.key);
+        free(s->list_cache.hits);
         for (i = 0; i < s->n_tokens; i++)
                 free(s->tokens[i].token);
         for (i = 0; i < s->n_conts; i++) {
@@ -175,10 +188,9 @@ struct fake_tenant *fake_tenant_find(struct fake_state *s, const char *id_or_dom
 }
 
 struct fake_order *fake_order_find(struct fake_state *s, const char *id) {
-        for (size_t i = 0; id && i < s->n_orders; i++)
-                if (strcmp(json_string_value(json_object_get(s->orders[i].obj, "id")), id) == 0)
-                        return &s->orders[i];
-        return NULL;
+        json_t *i = id && s->order_index ? json_object_get(s->order_index, id) : NULL;
+
+        return json_is_integer(i) ? &s->orders[json_integer_value(i)] : NULL;
 }
 
 int fake_token_issue(struct fake_state *s, char **ret_token) {
