@@ -43,6 +43,7 @@ struct cycle {
         void *ud;
         enum phase phase;
         size_t pending;          /* requests in flight in this phase */
+        bool advancing;          /* inside advance(): completions only count down */
         bool aborted;
         bool save_failed;
 
@@ -86,7 +87,9 @@ static void op_done(struct op *o) {
         free(o->customer_key);
         free(o->post_error);
         free(o);
-        if (--c->pending == 0)
+        /* A request may complete synchronously (e.g. a flush with nothing
+         * due): the advance() loop already running picks that up. */
+        if (--c->pending == 0 && !c->advancing)
                 advance(c);
 }
 
@@ -196,8 +199,13 @@ static void queue_mail(struct cycle *c, const struct action *a) {
                 goto out;
         }
         if (c->env.dry_run) {
-                printf("---- dry run: %s mail for %s, %zu recipient(s), not sent ----\n%s\n",
-                       mail_kind_to_string(a->mail_kind), a->customer_key, msg->n_rcpt, msg->data);
+                /* readable, not the quoted-printable wire form */
+                printf("---- dry run: %s mail for %s, not sent ----\nFrom: %s\nTo:",
+                       mail_kind_to_string(a->mail_kind), cust->name ? cust->name : a->customer_key,
+                       cfg->mail.from);
+                for (size_t i = 0; i < msg->n_rcpt; i++)
+                        printf("%s %s", i ? "," : "", msg->rcpt[i]);
+                printf("\nSubject: %s\n\n%s\n", msg->subject, msg->text ? msg->text : "");
                 fflush(stdout);
                 c->res.mails_queued++;
                 goto out;
@@ -398,10 +406,8 @@ static void on_reread(void *ud, int r, long status, const char *err, const struc
         bool same_episode = t && t->querying_at_raw && order->querying_at_raw &&
                             strcmp(t->querying_at_raw, order->querying_at_raw) == 0;
         if (order->status != ORDER_STATUS_QUERYING || !same_episode) {
-                /* Someone else moved it on: that is a success, not an error. */
-                log_event(LOG_INFO, LOG_EV_ORDER_CLOSED, LOG_FIELDS({ "ORDER_ID", o->order_id }),
-                          "Order %s is already %s, no Process needed", o->order_id,
-                          order_status_to_string(order->status));
+                /* Someone else moved it on: a success, not an error (the
+                 * engine logs the closed order). */
                 process_outcome(c, o->order_id, ENG_PROCESS_MOVED, order->status, NULL);
                 op_done(o);
                 return;
@@ -628,6 +634,7 @@ static void finish(struct cycle *c) {
 /* Called whenever a phase has nothing left in flight.  A phase that starts
  * no request moves straight on to the next. */
 static void advance(struct cycle *c) {
+        c->advancing = true;
         while (c->pending == 0 && c->phase != PH_DONE) {
                 if (c->aborted && c->phase < PH_FLUSH) {
                         finish(c);
@@ -656,6 +663,7 @@ static void advance(struct cycle *c) {
                         return;
                 }
         }
+        c->advancing = false;
 }
 
 int cycle_start(const struct cycle_env *env, cycle_done_fn cb, void *ud, struct cycle **ret) {
