@@ -127,8 +127,9 @@ class Sink:
     """The SMTP sink (bench/smtpsink.py, aiosmtpd) as a child process."""
 
     def __init__(self, tmp):
-        self.count_file = os.path.join(tmp, "smtp-count")
-        port_file = os.path.join(tmp, "smtp-port")
+        d = tempfile.mkdtemp(prefix="smtp-", dir=tmp)
+        self.count_file = os.path.join(d, "count")
+        port_file = os.path.join(d, "port")
         open(self.count_file, "w").close()
         self.proc = subprocess.Popen([PY, os.path.join(HERE, "smtpsink.py"), port_file,
                                       self.count_file])
@@ -194,10 +195,19 @@ def write_secret(path, value):
         f.write(value)
 
 
-def write_config(dirpath, sc, fake, sink, state_dir, parallel, poll="10min"):
+def templates_dir(pd_bin):
+    """The shipped mail templates of the tree partnerd was built in (the
+    binary is {src}/build/partnerd), else of this tree."""
+    for d in (os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(pd_bin))), "config",
+                           "templates"), os.path.join(SRC, "config", "templates")):
+        if os.path.isdir(d):
+            return d
+    return None
+
+
+def write_config(dirpath, sc, fake, sink, state_dir, parallel, templates, poll="10min"):
     write_secret(os.path.join(dirpath, "marketplace-token"), sc["marketplace"]["token"])
     write_secret(os.path.join(dirpath, "partner-center-secret"), sc["microsoft"]["client_secret"])
-    templates = os.path.join(SRC, "config", "templates")
     conf = os.path.join(dirpath, "partnerd.conf")
     with open(conf, "w") as f:
         f.write("[marketplace]\nurl = %s/public/v1\ntoken_file = marketplace-token\n"
@@ -208,7 +218,7 @@ def write_config(dirpath, sc, fake, sink, state_dir, parallel, poll="10min"):
         f.write("[mail]\nsmtp_url = smtp://127.0.0.1:%d\n"
                 "from = CSP orders <partnerd@softwareone.example>\n"
                 "to = admin1@example.test, admin2@example.test\n" % sink.port)
-        if os.path.isdir(templates):
+        if templates:
             f.write("templates = %s\n" % templates)
         f.write("\n[daemon]\nstate_dir = %s\nmax_parallel = %d\n" % (state_dir, parallel))
     return conf
@@ -223,22 +233,38 @@ def child_env(notify_socket=None):
     return env
 
 
-def run_once(pd_bin, conf, stderr_path):
-    """partnerd --once: wall time and the child's rusage (wait4)."""
+def spawn_helper(tmp):
+    """bench/spawn.c: runs partnerd and reports its wait4() rusage.  Built by
+    `make bench` (BENCH_SPAWN_BIN); otherwise compiled here with $CC."""
+    b = os.environ.get("BENCH_SPAWN_BIN")
+    if b:
+        if not os.access(b, os.X_OK):
+            die("BENCH_SPAWN_BIN %s is not an executable" % b)
+        return b
+    b = os.path.join(tmp, "bench-spawn")
+    cc = os.environ.get("CC") or "cc"
+    r = subprocess.run([cc, "-O2", "-o", b, os.path.join(HERE, "spawn.c")])
+    if r.returncode != 0:
+        die("cannot build bench/spawn.c with %s" % cc)
+    return b
+
+
+def run_once(spawn, pd_bin, conf, stderr_path):
+    """partnerd --once under bench-spawn: wall time and the child's rusage.
+    Not forked from this process: see bench/spawn.c for why."""
+    out = stderr_path + ".rusage"
     with open(stderr_path, "w") as err:
-        t0 = time.monotonic()
-        proc = subprocess.Popen([pd_bin, "--config", conf, "--once"], stdout=subprocess.DEVNULL,
-                                stderr=err, env=child_env())
-        _, status, ru = os.wait4(proc.pid, 0)
-        wall = time.monotonic() - t0
-        proc.returncode = os.waitstatus_to_exitcode(status)
-    return {"wall": wall, "exit": proc.returncode, "maxrss_kib": ru.ru_maxrss,
-            "cpu": ru.ru_utime + ru.ru_stime, "utime": ru.ru_utime, "stime": ru.ru_stime}
+        subprocess.run([spawn, out, pd_bin, "--config", conf, "--once"],
+                       stdout=subprocess.DEVNULL, stderr=err, env=child_env(), check=True)
+    with open(out) as f:
+        r = json.load(f)
+    r["cpu"] = r["utime"] + r["stime"]
+    return r
 
 
-def measure_cycle(name, pd_bin, conf, fake, sink, tmp, latency, parallel):
+def measure_cycle(name, spawn, pd_bin, conf, fake, sink, tmp, latency, parallel):
     mark, mails0 = fake.mark(), sink.count()
-    res = run_once(pd_bin, conf, os.path.join(tmp, "partnerd-%s.err" % name))
+    res = run_once(spawn, pd_bin, conf, os.path.join(tmp, "partnerd-%s.err" % name))
     time.sleep(0.05)        # the fake writes its log line after answering
     recs = fake.records(mark)
     kinds = count_kinds(recs)
@@ -249,8 +275,8 @@ def measure_cycle(name, pd_bin, conf, fake, sink, tmp, latency, parallel):
                lower_bound=lower_bound(kinds, latency, parallel))
     if res["exit"] != 0:
         with open(os.path.join(tmp, "partnerd-%s.err" % name)) as f:
-            tail = f.read()[-2000:]
-        log("partnerd %s cycle exited %d:\n%s" % (name, res["exit"], tail))
+            tail = f.read()[-3000:]
+        die("partnerd %s cycle exited %d:\n%s" % (name, res["exit"], tail))
     return res
 
 
@@ -300,11 +326,11 @@ def proc_status(pid, key):
     return "?"
 
 
-def measure_idle(pd_bin, sc, fake, sink, tmp, state_src, parallel, seconds):
+def measure_idle(pd_bin, sc, fake, sink, tmp, state_src, parallel, templates, seconds):
     d = tempfile.mkdtemp(prefix="idle-", dir=tmp)
     state = os.path.join(d, "state")
     shutil.copytree(state_src, state)
-    conf = write_config(d, sc, fake, sink, state, parallel, poll="10min")
+    conf = write_config(d, sc, fake, sink, state, parallel, templates, poll="10min")
     sock_path = os.path.join(d, "notify")
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(sock_path)
@@ -362,7 +388,9 @@ def report(results, idle, cfg):
     L, C = cfg["latency"], cfg["parallel"]
     out = []
     out.append("Fake latency L = %d ms per request, parallelism C = %d (max_parallel); "
-               "fake parallel check: %s." % (L, C, cfg["parallel_check"]))
+               "fake parallel check: %s. Machine: %s CPUs, load average %s at the start, "
+               "%s at the end." % (L, C, cfg["parallel_check"], os.cpu_count(), cfg["load_start"],
+                                   cfg["load_end"]))
     out.append("")
     out.append("| N | run | wall | requests | bytes recv | peak RSS | CPU (u+s) | lower bound | "
                "wall / bound | seq / wall |")
@@ -398,7 +426,9 @@ def report(results, idle, cfg):
         e = r["expected"]
         for name in ("cold", "warm"):
             c = r[name]
-            exp = ("%d Process, %d mails" % (e["process"], e["pending"]) if name == "cold"
+            exp = ("%d Process; %d pending + %d accepted customers" % (e["process"], e["pending"],
+                                                                      e["accepted"])
+                   if name == "cold"
                    else "0 templates, 0 Process, 0 mails")
             out.append("| %d | %s | %s | %d | %s | %s |"
                        % (r["n"], name, kinds_str(c["kinds"]), c["mails"],
@@ -458,6 +488,11 @@ def parallel_check(fake_bin, tmp, latency):
     return "32 concurrent requests in %.0f ms (serial would be %d ms)" % (ms, serial)
 
 
+def loadavg():
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
 def update_readme(table):
     path = os.path.join(HERE, "README.md")
     begin, end = "<!-- bench-results-begin -->", "<!-- bench-results-end -->"
@@ -494,9 +529,11 @@ def main():
     os.makedirs(outdir, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix="partnerd-bench-")
     t_start = time.monotonic()
-    cfg = {"latency": latency, "parallel": parallel}
+    cfg = {"latency": latency, "parallel": parallel, "load_start": loadavg()}
+    templates = templates_dir(pd_bin)
     results, idle = [], None
     try:
+        spawn = spawn_helper(tmp)
         cfg["parallel_check"] = parallel_check(fake_bin, tmp, latency)
         log(cfg["parallel_check"])
         for i, n in enumerate(sizes):
@@ -511,17 +548,18 @@ def main():
             fake, sink = Fake(fake_bin, scenario, d, latency), Sink(d)
             try:
                 state = os.path.join(d, "state")
-                conf = write_config(d, sc, fake, sink, state, parallel)
+                conf = write_config(d, sc, fake, sink, state, parallel, templates)
                 log("N=%d: cold cycle" % n)
-                r["cold"] = measure_cycle("cold", pd_bin, conf, fake, sink, d, latency, parallel)
+                r["cold"] = measure_cycle("cold", spawn, pd_bin, conf, fake, sink, d, latency, parallel)
                 log("N=%d: cold %.2f s, %d requests" % (n, r["cold"]["wall"], r["cold"]["requests"]))
                 r["processed"] = sum(1 for o in fake.get("/_fake/orders")
                                      if o.get("status") == "Processing")
-                r["warm"] = measure_cycle("warm", pd_bin, conf, fake, sink, d, latency, parallel)
+                r["warm"] = measure_cycle("warm", spawn, pd_bin, conf, fake, sink, d, latency, parallel)
                 log("N=%d: warm %.2f s, %d requests" % (n, r["warm"]["wall"], r["warm"]["requests"]))
                 if last and idle_s > 0:
                     log("N=%d: idle daemon for %d s" % (n, idle_s))
-                    idle = measure_idle(pd_bin, sc, fake, sink, d, state, parallel, idle_s)
+                    idle = measure_idle(pd_bin, sc, fake, sink, d, state, parallel, templates,
+                                        idle_s)
                     idle["n"] = n
             finally:
                 fake.close()
@@ -545,6 +583,7 @@ def main():
             log("kept %s" % tmp)
         else:
             shutil.rmtree(tmp, ignore_errors=True)
+    cfg["load_end"] = loadavg()
     table = report(results, idle, cfg)
     with open(os.path.join(outdir, "results.md"), "w") as f:
         f.write(table)
