@@ -12,6 +12,11 @@
  *   FLUSH      send the outbox
  *   SAVE       persist the outcome
  *
+ * A phase keeps at most CYCLE_WINDOW_PER_SLOT x max_parallel requests in
+ * flight and starts the next as one completes: 10,000 templates neither
+ * overflow the http queue (HTTP_MAX_REQUESTS) nor sit there as 10,000
+ * curl handles.
+ *
  * Every side effect is preceded by a durable record of the intent (the
  * state save before Process; the outbox file for a mail) and followed by a
  * save that records the outcome.  In --dry-run the engine works
@@ -29,6 +34,10 @@
 #include "store.h"
 #include "util.h"
 
+/* Requests in flight per phase, per parallel slot of lib/http: enough that
+ * the per-host queue never runs dry between a completion and its refill. */
+#define CYCLE_WINDOW_PER_SLOT 2
+
 enum phase {
         PH_LIST,
         PH_TEMPLATES,
@@ -44,7 +53,11 @@ struct cycle {
         void *ud;
         enum phase phase;
         size_t pending;          /* requests in flight in this phase */
+        size_t window;           /* at most this many in flight */
         bool advancing;          /* inside advance(): completions only count down */
+        bool filling;            /* inside fill(): completions only count down */
+        struct action_list todo; /* CHECK or PROCESS actions of the phase */
+        size_t next;             /* next todo item (or order, for templates) to start */
         bool aborted;
         bool save_failed;
 
@@ -71,6 +84,7 @@ struct op {
 };
 
 static void advance(struct cycle *c);
+static void fill(struct cycle *c);
 
 static struct op *op_new(struct cycle *c) {
         struct op *o = calloc(1, sizeof(*o));
@@ -88,9 +102,11 @@ static void op_done(struct op *o) {
         free(o->customer_key);
         free(o->post_error);
         free(o);
+        c->pending--;
         /* A request may complete synchronously (e.g. a flush with nothing
-         * due): the advance() loop already running picks that up. */
-        if (--c->pending == 0 && !c->advancing)
+         * due): the fill() or advance() loop already running picks that up. */
+        fill(c);
+        if (c->pending == 0 && !c->filling && !c->advancing)
                 advance(c);
 }
 
@@ -308,24 +324,19 @@ static void on_check(void *ud, int r, const struct pc_check_result *res) {
         op_done(o);
 }
 
-static void start_checks(struct cycle *c, const struct action_list *l) {
-        for (size_t i = 0; i < l->n && !c->aborted; i++) {
-                const struct action *a = &l->items[i];
-                if (a->type != ACTION_CHECK)
-                        continue;
-                struct op *o = op_new(c);
-                if (!o || !(o->customer_key = strdup(a->customer_key))) {
-                        set_error(c, -ENOMEM, "out of memory", NULL);
-                        if (o)
-                                op_done(o);
-                        continue;
-                }
-                c->res.checks++;
-                int r = pc_check_customer(c->env.pc, a->tenant_id, a->domain, on_check, o);
-                if (r < 0) {
-                        struct pc_check_result res = { .state = REL_UNKNOWN, .error = strerror(-r) };
-                        on_check(o, r, &res);
-                }
+static void start_check(struct cycle *c, const struct action *a) {
+        struct op *o = op_new(c);
+        if (!o || !(o->customer_key = strdup(a->customer_key))) {
+                set_error(c, -ENOMEM, "out of memory", NULL);
+                if (o)
+                        op_done(o);
+                return;
+        }
+        c->res.checks++;
+        int r = pc_check_customer(c->env.pc, a->tenant_id, a->domain, on_check, o);
+        if (r < 0) {
+                struct pc_check_result res = { .state = REL_UNKNOWN, .error = strerror(-r) };
+                on_check(o, r, &res);
         }
 }
 
@@ -431,23 +442,18 @@ static void on_reread(void *ud, int r, long status, const char *err, const struc
         }
 }
 
-static void start_process(struct cycle *c, const struct action_list *l) {
-        for (size_t i = 0; i < l->n && !c->aborted; i++) {
-                const struct action *a = &l->items[i];
-                if (a->type != ACTION_PROCESS)
-                        continue;
-                struct op *o = op_new(c);
-                if (!o || !(o->order_id = strdup(a->order_id))) {
-                        set_error(c, -ENOMEM, "out of memory", NULL);
-                        if (o)
-                                op_done(o);
-                        continue;
-                }
-                /* Only ever POST after reading the order again: it must still
-                 * be Querying, in the same episode. */
-                if (mp_get_order(c->env.mp, o->order_id, on_reread, o) < 0)
+static void start_process(struct cycle *c, const struct action *a) {
+        struct op *o = op_new(c);
+        if (!o || !(o->order_id = strdup(a->order_id))) {
+                set_error(c, -ENOMEM, "out of memory", NULL);
+                if (o)
                         op_done(o);
+                return;
         }
+        /* Only ever POST after reading the order again: it must still
+         * be Querying, in the same episode. */
+        if (mp_get_order(c->env.mp, o->order_id, on_reread, o) < 0)
+                op_done(o);
 }
 
 /* ---- list and templates ---- */
@@ -493,21 +499,69 @@ static bool template_known(const struct cycle *c, struct order *o) {
         return true;
 }
 
-static void start_templates(struct cycle *c) {
-        for (size_t i = 0; i < c->orders.n && !c->aborted; i++) {
-                struct order *o = &c->orders.items[i];
-                if (o->status != ORDER_STATUS_QUERYING || template_known(c, o))
-                        continue;
-                struct op *op = op_new(c);
-                if (!op) {
-                        set_error(c, -ENOMEM, "out of memory", NULL);
-                        continue;
-                }
-                op->index = i;
-                int r = mp_get_template(c->env.mp, o->id, on_template, op);
-                if (r < 0)
-                        on_template(op, r, 0, NULL, NULL);
+static void start_template(struct cycle *c, size_t i) {
+        struct op *op = op_new(c);
+        if (!op) {
+                set_error(c, -ENOMEM, "out of memory", NULL);
+                return;
         }
+        op->index = i;
+        int r = mp_get_template(c->env.mp, c->orders.items[i].id, on_template, op);
+        if (r < 0)
+                on_template(op, r, 0, NULL, NULL);
+}
+
+/* Starts the phase's next request; false when it has none left. */
+static bool start_next(struct cycle *c) {
+        if (c->aborted)
+                return false;
+        if (c->phase == PH_TEMPLATES) {
+                while (c->next < c->orders.n) {
+                        size_t i = c->next++;
+                        struct order *o = &c->orders.items[i];
+                        if (o->status == ORDER_STATUS_QUERYING && !template_known(c, o)) {
+                                start_template(c, i);
+                                return true;
+                        }
+                }
+                return false;
+        }
+        enum action_type want = c->phase == PH_CHECKS ? ACTION_CHECK :
+                                c->phase == PH_PROCESS ? ACTION_PROCESS : ACTION_LOG;
+        while (want != ACTION_LOG && c->next < c->todo.n) {
+                const struct action *a = &c->todo.items[c->next++];
+                if (a->type != want)
+                        continue;
+                if (want == ACTION_CHECK)
+                        start_check(c, a);
+                else
+                        start_process(c, a);
+                return true;
+        }
+        return false;
+}
+
+/* Keeps the window full.  Completions inside (a request that fails at
+ * submission) only count down; this loop goes on. */
+static void fill(struct cycle *c) {
+        if (c->filling)
+                return;
+        c->filling = true;
+        while (c->pending < c->window && start_next(c))
+                ;
+        c->filling = false;
+}
+
+/* Enters a phase whose requests fill() starts; todo (may be NULL) is moved. */
+static void begin_phase(struct cycle *c, enum phase ph, struct action_list *todo) {
+        action_list_clear(&c->todo);
+        if (todo) {
+                c->todo = *todo;
+                *todo = (struct action_list) { 0 };
+        }
+        c->phase = ph;
+        c->next = 0;
+        fill(c);
 }
 
 static void on_list(void *ud, int r, long status, const char *err, struct order_list *orders) {
@@ -572,9 +626,7 @@ static void plan(struct cycle *c) {
          * worst one duplicate, when a key embeds this cycle's clock). */
         perform_simple_actions(c, &acts);
         persist(c, "after queueing mail");
-        c->phase = PH_CHECKS;
-        start_checks(c, &acts);
-        action_list_clear(&acts);
+        begin_phase(c, PH_CHECKS, &acts);
 }
 
 static void decide(struct cycle *c) {
@@ -587,11 +639,10 @@ static void decide(struct cycle *c) {
         }
         persist(c, "before Process");
         perform_logged_actions(c, &acts);
-        c->phase = PH_PROCESS;
         /* no Process whose intent is not on disk */
-        if (!c->save_failed)
-                start_process(c, &acts);
-        action_list_clear(&acts);
+        if (c->save_failed)
+                action_list_clear(&acts);
+        begin_phase(c, PH_PROCESS, &acts);
 }
 
 static void log_flush_item(const struct mail_flush_item *it) {
@@ -633,7 +684,7 @@ static void on_flush(void *ud, const struct mail_flush_stats *st) {
 }
 
 static void flush(struct cycle *c) {
-        c->phase = PH_FLUSH;
+        begin_phase(c, PH_FLUSH, NULL);
         if (c->env.dry_run || !c->env.outbox || !c->env.transport)
                 return;
         struct op *o = op_new(c);
@@ -663,6 +714,7 @@ static void finish(struct cycle *c) {
         persist(c, "after the cycle");
         c->cb(c->ud, &c->res);
         free(c->res.error);
+        action_list_clear(&c->todo);
         order_list_clear(&c->orders);
         rel_fact_list_clear(&c->facts);
         state_free(c->dry_copy);
@@ -680,8 +732,7 @@ static void advance(struct cycle *c) {
                 }
                 switch (c->phase) {
                 case PH_LIST:
-                        c->phase = PH_TEMPLATES;
-                        start_templates(c);
+                        begin_phase(c, PH_TEMPLATES, NULL);
                         break;
                 case PH_TEMPLATES:
                         plan(c);          /* -> PH_CHECKS */
@@ -715,6 +766,8 @@ int cycle_start(const struct cycle_env *env, cycle_done_fn cb, void *ud, struct 
         c->cb = cb;
         c->ud = ud;
         c->now = util_now_wall();
+        c->window = (size_t) (cfg->daemon.max_parallel > 0 ? cfg->daemon.max_parallel : 1) *
+                    CYCLE_WINDOW_PER_SLOT;
         c->work = env->state;
         if (env->dry_run) {
                 c->dry_copy = state_new();
