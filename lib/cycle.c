@@ -5,15 +5,21 @@
  *
  *   LIST       list Querying and Draft orders (pages in parallel)
  *   TEMPLATES  fetch the templates of orders not seen before (parallel)
- *   PLAN       engine phase 1 -> persist intent -> queue mails, start checks
+ *   PLAN       engine phase 1 -> queue mails (outbox) -> persist, start checks
  *   CHECKS     Partner Center checks (parallel)
  *   DECIDE     engine phase 2 with the facts -> persist intent
  *   PROCESS    re-read each order, POST process if still Querying (parallel)
  *   FLUSH      send the outbox
  *   SAVE       persist the outcome
  *
- * Every side effect is preceded by a state save that records the intent, and
- * followed by one that records the outcome.  In --dry-run the engine works
+ * A phase keeps at most CYCLE_WINDOW_PER_SLOT x max_parallel requests in
+ * flight and starts the next as one completes: 10,000 templates neither
+ * overflow the http queue (HTTP_MAX_REQUESTS) nor sit there as 10,000
+ * curl handles.
+ *
+ * Every side effect is preceded by a durable record of the intent (the
+ * state save before Process; the outbox file for a mail) and followed by a
+ * save that records the outcome.  In --dry-run the engine works
  * on a copy of the state that is never saved, and nothing is sent.
  */
 #include "cycle.h"
@@ -27,6 +33,10 @@
 #include "log.h"
 #include "store.h"
 #include "util.h"
+
+/* Requests in flight per phase, per parallel slot of lib/http: enough that
+ * the per-host queue never runs dry between a completion and its refill. */
+#define CYCLE_WINDOW_PER_SLOT 2
 
 enum phase {
         PH_LIST,
@@ -43,6 +53,11 @@ struct cycle {
         void *ud;
         enum phase phase;
         size_t pending;          /* requests in flight in this phase */
+        size_t window;           /* at most this many in flight */
+        bool advancing;          /* inside advance(): completions only count down */
+        bool filling;            /* inside fill(): completions only count down */
+        struct action_list todo; /* CHECK or PROCESS actions of the phase */
+        size_t next;             /* next todo item (or order, for templates) to start */
         bool aborted;
         bool save_failed;
 
@@ -69,6 +84,7 @@ struct op {
 };
 
 static void advance(struct cycle *c);
+static void fill(struct cycle *c);
 
 static struct op *op_new(struct cycle *c) {
         struct op *o = calloc(1, sizeof(*o));
@@ -86,7 +102,11 @@ static void op_done(struct op *o) {
         free(o->customer_key);
         free(o->post_error);
         free(o);
-        if (--c->pending == 0)
+        c->pending--;
+        /* A request may complete synchronously (e.g. a flush with nothing
+         * due): the fill() or advance() loop already running picks that up. */
+        fill(c);
+        if (c->pending == 0 && !c->filling && !c->advancing)
                 advance(c);
 }
 
@@ -196,8 +216,13 @@ static void queue_mail(struct cycle *c, const struct action *a) {
                 goto out;
         }
         if (c->env.dry_run) {
-                printf("---- dry run: %s mail for %s, %zu recipient(s), not sent ----\n%s\n",
-                       mail_kind_to_string(a->mail_kind), a->customer_key, msg->n_rcpt, msg->data);
+                /* readable, not the quoted-printable wire form */
+                printf("---- dry run: %s mail for %s, not sent ----\nFrom: %s\nTo:",
+                       mail_kind_to_string(a->mail_kind), cust->name ? cust->name : a->customer_key,
+                       cfg->mail.from);
+                for (size_t i = 0; i < msg->n_rcpt; i++)
+                        printf("%s %s", i ? "," : "", msg->rcpt[i]);
+                printf("\nSubject: %s\n\n%s\n", msg->subject, msg->text ? msg->text : "");
                 fflush(stdout);
                 c->res.mails_queued++;
                 goto out;
@@ -291,32 +316,27 @@ static void on_check(void *ud, int r, const struct pc_check_result *res) {
                                   "Cannot check the relationship of %s: %s", name,
                                   res && res->error ? res->error : strerror(r < 0 ? -r : EIO));
         } else if (res->state == REL_ACCEPTED)
-                log_event(LOG_NOTICE, LOG_EV_RELATIONSHIP_ACCEPTED, fields,
-                          "%s accepted the reseller relationship", name);
+                /* the engine logs the acceptance itself, once */
+                log_debug("Partner Center reports %s as a reseller customer", name);
         else
                 log_event(LOG_INFO, LOG_EV_RELATIONSHIP_PENDING, fields,
                           "Relationship with %s still pending (HTTP %ld)", name, res->status);
         op_done(o);
 }
 
-static void start_checks(struct cycle *c, const struct action_list *l) {
-        for (size_t i = 0; i < l->n && !c->aborted; i++) {
-                const struct action *a = &l->items[i];
-                if (a->type != ACTION_CHECK)
-                        continue;
-                struct op *o = op_new(c);
-                if (!o || !(o->customer_key = strdup(a->customer_key))) {
-                        set_error(c, -ENOMEM, "out of memory", NULL);
-                        if (o)
-                                op_done(o);
-                        continue;
-                }
-                c->res.checks++;
-                int r = pc_check_customer(c->env.pc, a->tenant_id, a->domain, on_check, o);
-                if (r < 0) {
-                        struct pc_check_result res = { .state = REL_UNKNOWN, .error = strerror(-r) };
-                        on_check(o, r, &res);
-                }
+static void start_check(struct cycle *c, const struct action *a) {
+        struct op *o = op_new(c);
+        if (!o || !(o->customer_key = strdup(a->customer_key))) {
+                set_error(c, -ENOMEM, "out of memory", NULL);
+                if (o)
+                        op_done(o);
+                return;
+        }
+        c->res.checks++;
+        int r = pc_check_customer(c->env.pc, a->tenant_id, a->domain, on_check, o);
+        if (r < 0) {
+                struct pc_check_result res = { .state = REL_UNKNOWN, .error = strerror(-r) };
+                on_check(o, r, &res);
         }
 }
 
@@ -422,23 +442,18 @@ static void on_reread(void *ud, int r, long status, const char *err, const struc
         }
 }
 
-static void start_process(struct cycle *c, const struct action_list *l) {
-        for (size_t i = 0; i < l->n && !c->aborted; i++) {
-                const struct action *a = &l->items[i];
-                if (a->type != ACTION_PROCESS)
-                        continue;
-                struct op *o = op_new(c);
-                if (!o || !(o->order_id = strdup(a->order_id))) {
-                        set_error(c, -ENOMEM, "out of memory", NULL);
-                        if (o)
-                                op_done(o);
-                        continue;
-                }
-                /* Only ever POST after reading the order again: it must still
-                 * be Querying, in the same episode. */
-                if (mp_get_order(c->env.mp, o->order_id, on_reread, o) < 0)
+static void start_process(struct cycle *c, const struct action *a) {
+        struct op *o = op_new(c);
+        if (!o || !(o->order_id = strdup(a->order_id))) {
+                set_error(c, -ENOMEM, "out of memory", NULL);
+                if (o)
                         op_done(o);
+                return;
         }
+        /* Only ever POST after reading the order again: it must still
+         * be Querying, in the same episode. */
+        if (mp_get_order(c->env.mp, o->order_id, on_reread, o) < 0)
+                op_done(o);
 }
 
 /* ---- list and templates ---- */
@@ -484,21 +499,69 @@ static bool template_known(const struct cycle *c, struct order *o) {
         return true;
 }
 
-static void start_templates(struct cycle *c) {
-        for (size_t i = 0; i < c->orders.n && !c->aborted; i++) {
-                struct order *o = &c->orders.items[i];
-                if (o->status != ORDER_STATUS_QUERYING || template_known(c, o))
-                        continue;
-                struct op *op = op_new(c);
-                if (!op) {
-                        set_error(c, -ENOMEM, "out of memory", NULL);
-                        continue;
-                }
-                op->index = i;
-                int r = mp_get_template(c->env.mp, o->id, on_template, op);
-                if (r < 0)
-                        on_template(op, r, 0, NULL, NULL);
+static void start_template(struct cycle *c, size_t i) {
+        struct op *op = op_new(c);
+        if (!op) {
+                set_error(c, -ENOMEM, "out of memory", NULL);
+                return;
         }
+        op->index = i;
+        int r = mp_get_template(c->env.mp, c->orders.items[i].id, on_template, op);
+        if (r < 0)
+                on_template(op, r, 0, NULL, NULL);
+}
+
+/* Starts the phase's next request; false when it has none left. */
+static bool start_next(struct cycle *c) {
+        if (c->aborted)
+                return false;
+        if (c->phase == PH_TEMPLATES) {
+                while (c->next < c->orders.n) {
+                        size_t i = c->next++;
+                        struct order *o = &c->orders.items[i];
+                        if (o->status == ORDER_STATUS_QUERYING && !template_known(c, o)) {
+                                start_template(c, i);
+                                return true;
+                        }
+                }
+                return false;
+        }
+        enum action_type want = c->phase == PH_CHECKS ? ACTION_CHECK :
+                                c->phase == PH_PROCESS ? ACTION_PROCESS : ACTION_LOG;
+        while (want != ACTION_LOG && c->next < c->todo.n) {
+                const struct action *a = &c->todo.items[c->next++];
+                if (a->type != want)
+                        continue;
+                if (want == ACTION_CHECK)
+                        start_check(c, a);
+                else
+                        start_process(c, a);
+                return true;
+        }
+        return false;
+}
+
+/* Keeps the window full.  Completions inside (a request that fails at
+ * submission) only count down; this loop goes on. */
+static void fill(struct cycle *c) {
+        if (c->filling)
+                return;
+        c->filling = true;
+        while (c->pending < c->window && start_next(c))
+                ;
+        c->filling = false;
+}
+
+/* Enters a phase whose requests fill() starts; todo (may be NULL) is moved. */
+static void begin_phase(struct cycle *c, enum phase ph, struct action_list *todo) {
+        action_list_clear(&c->todo);
+        if (todo) {
+                c->todo = *todo;
+                *todo = (struct action_list) { 0 };
+        }
+        c->phase = ph;
+        c->next = 0;
+        fill(c);
 }
 
 static void on_list(void *ud, int r, long status, const char *err, struct order_list *orders) {
@@ -555,12 +618,15 @@ static void plan(struct cycle *c) {
         for (size_t i = 0; i < c->orders.n; i++)
                 if (c->orders.items[i].status == ORDER_STATUS_QUERYING && c->orders.items[i].relationship_url)
                         c->res.blocked++;
-        /* intent first: what we are about to mail and check is on disk */
-        persist(c, "before notifying");
-        perform_logged_actions(c, &acts);
-        c->phase = PH_CHECKS;
-        start_checks(c, &acts);
-        action_list_clear(&acts);
+        /* Mails first: the outbox is their durable intent.  Saving the state
+         * first would lose every mail decided in the window between the two
+         * writes (a crash there leaves notified_at set and no mail queued).
+         * This way a crash before the save below makes the same decisions
+         * again next cycle and the outbox drops keys it already holds (at
+         * worst one duplicate, when a key embeds this cycle's clock). */
+        perform_simple_actions(c, &acts);
+        persist(c, "after queueing mail");
+        begin_phase(c, PH_CHECKS, &acts);
 }
 
 static void decide(struct cycle *c) {
@@ -573,37 +639,62 @@ static void decide(struct cycle *c) {
         }
         persist(c, "before Process");
         perform_logged_actions(c, &acts);
-        c->phase = PH_PROCESS;
         /* no Process whose intent is not on disk */
-        if (!c->save_failed)
-                start_process(c, &acts);
-        action_list_clear(&acts);
+        if (c->save_failed)
+                action_list_clear(&acts);
+        begin_phase(c, PH_PROCESS, &acts);
+}
+
+static void log_flush_item(const struct mail_flush_item *it) {
+        char code[16], when[UTIL_TIME_MAX];
+        snprintf(code, sizeof(code), "%ld", it->smtp_code);
+        const struct log_field *fields =
+                LOG_FIELDS({ "MESSAGE_ID_MAIL", it->message_id }, { "MAIL_DEDUP_KEY", it->dedup_key },
+                           { "SMTP_CODE", it->smtp_code ? code : NULL }, { "MAIL_RCPT", it->rcpt });
+        switch (it->outcome) {
+        case MAIL_FLUSH_SENT:
+                if (it->n_refused)
+                        log_event(LOG_WARNING, LOG_EV_MAIL_SENT, fields,
+                                  "Mail \"%s\" sent, but %zu recipient(s) refused: %s", it->subject,
+                                  it->n_refused, it->error ? it->error : "no reason given");
+                else
+                        log_event(LOG_INFO, LOG_EV_MAIL_SENT, fields, "Mail \"%s\" sent to %s",
+                                  it->subject, it->rcpt);
+                break;
+        case MAIL_FLUSH_RETRY:
+                log_event(LOG_WARNING, LOG_EV_MAIL_FAILED, fields,
+                          "Mail \"%s\" not sent (attempt %d): %s; next attempt at %s", it->subject,
+                          it->attempts, it->error ? it->error : "unknown error",
+                          util_format_time(it->next_attempt, when));
+                break;
+        case MAIL_FLUSH_FAILED:
+                log_event(LOG_ERR, LOG_EV_MAIL_FAILED, fields,
+                          "Mail \"%s\" to %s failed permanently after %d attempt(s): %s; kept in outbox/failed",
+                          it->subject, it->rcpt, it->attempts, it->error ? it->error : "unknown error");
+                break;
+        }
 }
 
 static void on_flush(void *ud, const struct mail_flush_stats *st) {
         struct op *o = ud;
+        for (size_t i = 0; i < st->n_items; i++)
+                log_flush_item(&st->items[i]);
         o->c->res.mails_sent += st->sent;
         op_done(o);
 }
 
 static void flush(struct cycle *c) {
-        c->phase = PH_FLUSH;
+        begin_phase(c, PH_FLUSH, NULL);
         if (c->env.dry_run || !c->env.outbox || !c->env.transport)
                 return;
         struct op *o = op_new(c);
         if (!o)
                 return;
-        /* on_flush runs from within the call when nothing is due (and
-         * op_done on an error): hold the phase open so that it cannot
-         * advance() to finish() and free the cycle under our caller,
-         * advance(), which moves on itself once we return. */
-        c->pending++;
         int r = mail_outbox_flush(c->env.outbox, c->env.transport, c->now, on_flush, o);
         if (r < 0) {
                 log_event(LOG_ERR, LOG_EV_MAIL_FAILED, NULL, "Cannot send queued mail: %s", strerror(-r));
                 op_done(o);
         }
-        c->pending--;
 }
 
 static void finish(struct cycle *c) {
@@ -623,6 +714,7 @@ static void finish(struct cycle *c) {
         persist(c, "after the cycle");
         c->cb(c->ud, &c->res);
         free(c->res.error);
+        action_list_clear(&c->todo);
         order_list_clear(&c->orders);
         rel_fact_list_clear(&c->facts);
         state_free(c->dry_copy);
@@ -632,6 +724,7 @@ static void finish(struct cycle *c) {
 /* Called whenever a phase has nothing left in flight.  A phase that starts
  * no request moves straight on to the next. */
 static void advance(struct cycle *c) {
+        c->advancing = true;
         while (c->pending == 0 && c->phase != PH_DONE) {
                 if (c->aborted && c->phase < PH_FLUSH) {
                         finish(c);
@@ -639,8 +732,7 @@ static void advance(struct cycle *c) {
                 }
                 switch (c->phase) {
                 case PH_LIST:
-                        c->phase = PH_TEMPLATES;
-                        start_templates(c);
+                        begin_phase(c, PH_TEMPLATES, NULL);
                         break;
                 case PH_TEMPLATES:
                         plan(c);          /* -> PH_CHECKS */
@@ -660,6 +752,7 @@ static void advance(struct cycle *c) {
                         return;
                 }
         }
+        c->advancing = false;
 }
 
 int cycle_start(const struct cycle_env *env, cycle_done_fn cb, void *ud, struct cycle **ret) {
@@ -673,6 +766,8 @@ int cycle_start(const struct cycle_env *env, cycle_done_fn cb, void *ud, struct 
         c->cb = cb;
         c->ud = ud;
         c->now = util_now_wall();
+        c->window = (size_t) (cfg->daemon.max_parallel > 0 ? cfg->daemon.max_parallel : 1) *
+                    CYCLE_WINDOW_PER_SLOT;
         c->work = env->state;
         if (env->dry_run) {
                 c->dry_copy = state_new();

@@ -69,6 +69,7 @@ struct mail_message {
         char **rcpt;                 /* every envelope recipient (to, cc, bcc), addr-specs */
         size_t n_rcpt;
         char *subject;               /* decoded, for logs */
+        char *text;                  /* the plain-text part, decoded (dry run, logs) */
         char *data;                  /* full RFC 5322 message, CRLF line ends */
         size_t len;
 };
@@ -79,6 +80,9 @@ struct mail_message *mail_message_free(struct mail_message *m);
  * when a value cannot be used safely (e.g. URL not allowed). */
 int mail_render(const struct mail_templates *t, const struct cfg_mail *cfg,
                 const struct mail_context *ctx, struct mail_message **ret, char **ret_err);
+
+/* The --send-test-mail message, composed like every real mail. */
+int mail_render_test(const struct cfg_mail *cfg, int64_t now, struct mail_message **ret, char **ret_err);
 
 /* ---- building blocks (unit-tested, fuzzed) ---- */
 /* Header value: RFC 2047 encoded words (<= 75 chars each, split on UTF-8

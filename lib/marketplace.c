@@ -333,6 +333,10 @@ int mp_parse_order(const json_t *obj, struct order *o, char **ret_err) {
         o->querying_at = parse_audit_time(obj, "querying", &o->querying_at_raw);
         o->created_at = parse_audit_time(obj, "created", NULL);
         o->template_id = dup_clean(api_json_str(api_json_obj(obj, "template"), "id"), MP_ID_MAX);
+        /* What the order itself shows (parameters, error): all a Draft has;
+         * for a Querying order the rendered template, fetched separately,
+         * takes precedence. */
+        o->relationship_url = mp_extract_relationship_url_from_order(obj);
         if (!o->id) {
                 r = -ENOMEM;
                 goto fail;

@@ -287,7 +287,9 @@ static void test_list_paged_parallel(void **state) {
                 assert_non_null(o->querying_at_raw);
                 assert_true(o->created_at > 0);
                 assert_int_equal(o->n_contacts, 1);
-                assert_null(o->relationship_url);
+                /* what the order itself shows: the hidden URL parameter */
+                assert_non_null(o->relationship_url);
+                assert_string_equal(o->relationship_url, REL_URL);
         }
 
         json_t *log = harness_fake_log(&e->fake), *rec;

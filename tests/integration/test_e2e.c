@@ -161,6 +161,7 @@ static void test_three_runs(void **state) {
                         ops++;
                         assert_true(rcpts_are(rcpt, "ops@example.test", NULL));
                         assert_null(strstr(text, "https://admin.microsoft.com"));
+                        json_decref(m);
                         continue;
                 }
                 assert_true(rcpts_are(rcpt, "admin1@example.test", "admin2@example.test"));
