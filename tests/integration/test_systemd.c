@@ -13,8 +13,10 @@
  *                         refused with its reason and the daemon goes on
  *                         polling with the old configuration
  *  stop / stop_mid_cycle  SIGTERM: STOPPING=1, exit 0, state file written
- *  no_ready_*             a bad configuration (78) or an unreadable state
- *                         (1) never reports READY=1
+ *                         (in a state directory partnerd created, 0700)
+ *  no_ready_*             a bad configuration (78, its reason as a "<3>"
+ *                         line) or an unreadable state (1) never reports
+ *                         READY=1
  *  stderr_priority_prefix without the journal every stderr line is "<N>..."
  *
  * Every datagram and every output is searched for the scenario's secrets.
@@ -276,8 +278,8 @@ static int teardown(void **state) {
         return 0;
 }
 
-/* Starts partnerd in daemon mode with NOTIFY_SOCKET and the extra
- * variables (NULL-terminated, may be NULL). */
+/* Starts partnerd with args (NULL-terminated, may be NULL) and
+ * NOTIFY_SOCKET, plus WATCHDOG_USEC when watchdog_usec is not NULL. */
 static void start_daemon(struct env *e, const char *const *args, const char *watchdog_usec) {
         char wd[64];
         const char *env[3] = { e->notify.env, NULL, NULL };
