@@ -97,6 +97,13 @@ import json, sys
 s = json.load(open(sys.argv[1]))
 print(s["marketplace"]["token"]); print(s["microsoft"]["client_secret"])' "$srcdir/tests/scenarios/basic.json") ||
         { echo "nspawn-test: FAIL: cannot read the scenario" >&2; exit 1; }
+ms_ids=$(/usr/bin/python3 -c '
+import json, sys
+m = json.load(open(sys.argv[1]))["microsoft"]
+print(m["tenant"], m["client_id"])' "$srcdir/tests/scenarios/basic.json") ||
+        { echo "nspawn-test: FAIL: cannot read the scenario" >&2; exit 1; }
+ms_tenant=${ms_ids% *}
+ms_client_id=${ms_ids#* }
 
 # set by ts_init in common.sh
 tmp=${tmp:?}
@@ -226,8 +233,8 @@ poll_interval = $1
 [microsoft]
 login_url = $fake_url
 api_url = $fake_url/v1
-tenant = partner.onmicrosoft.com
-client_id = 5f0c5b2e-9a55-4f7e-8d3e-1c2b3a4d5e6f
+tenant = $ms_tenant
+client_id = $ms_client_id
 client_secret_file = partner-center-secret
 check_schedule = 10s
 
