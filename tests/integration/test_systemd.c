@@ -218,7 +218,7 @@ struct env {
         int status;                /* its exit status once reaped */
 };
 
-static int setup_with(void **state, const char *const *fake_args) {
+static int setup_env(void **state, const char *const *fake_args) {
         struct env *e = calloc(1, sizeof(*e));
         json_t *sc = NULL;
 
@@ -248,6 +248,17 @@ static int setup_with(void **state, const char *const *fake_args) {
         if (harness_pd_setup(&o, &e->pd) < 0 || notify_open(&e->notify) < 0)
                 return -1;
         return 0;
+}
+
+static int teardown(void **state);
+
+/* cmocka runs no teardown after a failed setup: clean up here. */
+static int setup_with(void **state, const char *const *fake_args) {
+        if (setup_env(state, fake_args) == 0)
+                return 0;
+        (void) teardown(state);
+        *state = NULL;
+        return -1;
 }
 
 static int setup(void **state) {
@@ -659,9 +670,10 @@ static void test_stderr_priority_prefix(void **state) {
         for (size_t k = 0; k < 2; k++) {
                 const char *args[] = { "--once", "--verbose", NULL };
                 int status = -1;
-                pid_t pid = harness_pd_spawn_env(e->pd, args, envs[k]);
-                assert_true(pid > 0);
-                assert_int_equal(harness_wait(pid, CYCLE_TIMEOUT_MS, &status), 0);
+                e->pid = harness_pd_spawn_env(e->pd, args, envs[k]);   /* teardown kills it on failure */
+                assert_true(e->pid > 0);
+                assert_int_equal(harness_wait(e->pid, CYCLE_TIMEOUT_MS, &status), 0);
+                e->pid = 0;
                 assert_int_equal(status, 0);
                 char *err = stderr_of(e);
                 size_t lines = 0;
