@@ -5,7 +5,9 @@
  *
  *   LIST       list Querying and Draft orders (pages in parallel)
  *   TEMPLATES  fetch the templates of orders not seen before (parallel)
- *   PLAN       engine phase 1 -> queue mails (outbox) -> persist, start checks
+ *   PLAN       engine phase 1
+ *   CONTACTS   buyers' contacts of the orders to mail (notify_order_contacts)
+ *              -> queue mails (outbox) -> persist, start checks
  *   CHECKS     Partner Center checks (parallel)
  *   DECIDE     engine phase 2 with the facts -> persist intent
  *   PROCESS    re-read each order, POST process if still Querying (parallel)
@@ -41,6 +43,7 @@
 enum phase {
         PH_LIST,
         PH_TEMPLATES,
+        PH_CONTACTS,
         PH_CHECKS,
         PH_PROCESS,
         PH_FLUSH,
@@ -68,6 +71,12 @@ struct cycle {
 
         struct order_list orders;
         struct rel_fact_list facts;
+        struct action_list planned;   /* phase 1 actions, waiting for the contacts */
+        struct buyer {
+                char *id;
+                char *email;          /* NULL: none, or it could not be read */
+        } *buyers;
+        size_t n_buyers;
         bool token_error_logged;
         struct cycle_result res;
 };
@@ -77,7 +86,7 @@ struct op {
         struct cycle *c;
         char *order_id;          /* template, process */
         char *customer_key;      /* check */
-        size_t index;            /* template: index into orders */
+        size_t index;            /* template: index into orders; contact: into buyers */
         bool reread_after_post;  /* process: second read after a 4xx */
         long post_status;
         char *post_error;
@@ -147,6 +156,13 @@ static int64_t order_deadline(const struct cycle *c, const struct tracked_order 
         return t && t->querying_since ? t->querying_since + c->env.cfg->mail.deadline : 0;
 }
 
+static const char *buyer_email(const struct cycle *c, const char *buyer_id) {
+        for (size_t i = 0; buyer_id && i < c->n_buyers; i++)
+                if (strcmp(c->buyers[i].id, buyer_id) == 0)
+                        return c->buyers[i].email;
+        return NULL;
+}
+
 static void queue_mail(struct cycle *c, const struct action *a) {
         const struct cfg *cfg = c->env.cfg;
         struct tracked_customer *cust = state_find_customer(c->work, a->customer_key);
@@ -179,16 +195,19 @@ static void queue_mail(struct cycle *c, const struct action *a) {
                 };
                 if (mo[i].deadline && (!deadline || mo[i].deadline < deadline))
                         deadline = mo[i].deadline;
-                if (cfg->mail.notify_order_contacts && o)
-                        for (size_t k = 0; k < o->n_contacts; k++) {
-                                if (!o->contacts[k].email)
+                if (cfg->mail.notify_order_contacts && o) {
+                        const char *buyer = buyer_email(c, o->buyer_id);
+                        for (size_t k = 0; k <= o->n_contacts; k++) {
+                                const char *e = k < o->n_contacts ? o->contacts[k].email : buyer;
+                                if (!e)
                                         continue;
                                 char **p = realloc(extra, (n_extra + 1) * sizeof(*extra));
                                 if (!p)
                                         goto oom;
                                 extra = p;
-                                extra[n_extra++] = o->contacts[k].email;
+                                extra[n_extra++] = (char *) e;
                         }
+                }
         }
 
         struct mail_context ctx = {
@@ -512,9 +531,39 @@ static void start_template(struct cycle *c, size_t i) {
 }
 
 /* Starts the phase's next request; false when it has none left. */
+static void on_buyer(void *ud, int r, long status, const char *err, const struct order_contact *contact) {
+        struct op *o = ud;
+        struct cycle *c = o->c;
+        struct buyer *b = &c->buyers[o->index];
+        if (r < 0 || status != 200)
+                log_warning("Cannot read the contact of buyer %s: %s; mailing the configured recipients only",
+                            b->id, err ? err : strerror(r < 0 ? -r : EIO));
+        else if (contact && contact->email && !(b->email = strdup(contact->email)))
+                set_error(c, -ENOMEM, "out of memory", NULL);
+        op_done(o);
+}
+
+static void start_buyer(struct cycle *c, size_t i) {
+        struct op *o = op_new(c);
+        if (!o) {
+                set_error(c, -ENOMEM, "out of memory", NULL);
+                return;
+        }
+        o->index = i;
+        int r = mp_get_buyer_contact(c->env.mp, c->buyers[i].id, on_buyer, o);
+        if (r < 0)
+                on_buyer(o, r, 0, strerror(-r), NULL);
+}
+
 static bool start_next(struct cycle *c) {
         if (c->aborted)
                 return false;
+        if (c->phase == PH_CONTACTS) {
+                if (c->next >= c->n_buyers)
+                        return false;
+                start_buyer(c, c->next++);
+                return true;
+        }
         if (c->phase == PH_TEMPLATES) {
                 while (c->next < c->orders.n) {
                         size_t i = c->next++;
@@ -604,6 +653,15 @@ static void filter_urls(struct cycle *c) {
 
 /* ---- phases ---- */
 
+static int collect_buyers(struct cycle *c);
+
+static bool buyer_known(const struct cycle *c, const char *id) {
+        for (size_t i = 0; i < c->n_buyers; i++)
+                if (strcmp(c->buyers[i].id, id) == 0)
+                        return true;
+        return false;
+}
+
 static void plan(struct cycle *c) {
         struct action_list acts = { 0 };
         int r;
@@ -618,6 +676,39 @@ static void plan(struct cycle *c) {
         for (size_t i = 0; i < c->orders.n; i++)
                 if (c->orders.items[i].status == ORDER_STATUS_QUERYING && c->orders.items[i].relationship_url)
                         c->res.blocked++;
+        c->planned = acts;
+        if (c->env.cfg->mail.notify_order_contacts && collect_buyers(c) < 0)
+                set_error(c, -ENOMEM, "out of memory", NULL);
+        /* the buyers' contacts first, when there is someone to mail */
+        begin_phase(c, PH_CONTACTS, NULL);
+}
+
+/* The buyers of every order a mail of this cycle names, once each. */
+static int collect_buyers(struct cycle *c) {
+        for (size_t i = 0; i < c->planned.n; i++) {
+                const struct action *a = &c->planned.items[i];
+                if (a->type != ACTION_NOTIFY)
+                        continue;
+                for (size_t k = 0; k < a->n_order_ids; k++) {
+                        const struct order *o = order_list_find(&c->orders, a->order_ids[k]);
+                        if (!o || !o->buyer_id || buyer_known(c, o->buyer_id))
+                                continue;
+                        struct buyer *p = realloc(c->buyers, (c->n_buyers + 1) * sizeof(*p));
+                        if (!p)
+                                return -ENOMEM;
+                        c->buyers = p;
+                        p[c->n_buyers] = (struct buyer) { .id = strdup(o->buyer_id) };
+                        if (!p[c->n_buyers].id)
+                                return -ENOMEM;
+                        c->n_buyers++;
+                }
+        }
+        return 0;
+}
+
+static void plan_mail(struct cycle *c) {
+        struct action_list acts = c->planned;
+        c->planned = (struct action_list) { 0 };
         /* Mails first: the outbox is their durable intent.  Saving the state
          * first would lose every mail decided in the window between the two
          * writes (a crash there leaves notified_at set and no mail queued).
@@ -717,6 +808,12 @@ static void finish(struct cycle *c) {
         action_list_clear(&c->todo);
         order_list_clear(&c->orders);
         rel_fact_list_clear(&c->facts);
+        action_list_clear(&c->planned);
+        for (size_t i = 0; i < c->n_buyers; i++) {
+                free(c->buyers[i].id);
+                free(c->buyers[i].email);
+        }
+        free(c->buyers);
         state_free(c->dry_copy);
         free(c);
 }
@@ -726,6 +823,12 @@ static void finish(struct cycle *c) {
 static void advance(struct cycle *c) {
         c->advancing = true;
         while (c->pending == 0 && c->phase != PH_DONE) {
+                if (c->aborted && c->phase == PH_CONTACTS) {
+                        /* decided mails are queued before the state says
+                         * they were: never save one without the other */
+                        plan_mail(c);
+                        continue;
+                }
                 if (c->aborted && c->phase < PH_FLUSH) {
                         finish(c);
                         return;
@@ -735,9 +838,12 @@ static void advance(struct cycle *c) {
                         begin_phase(c, PH_TEMPLATES, NULL);
                         break;
                 case PH_TEMPLATES:
-                        plan(c);          /* -> PH_CHECKS */
-                        if (c->res.r < 0 && c->phase != PH_CHECKS)
+                        plan(c);          /* -> PH_CONTACTS */
+                        if (c->res.r < 0 && c->phase != PH_CONTACTS)
                                 c->aborted = true;
+                        break;
+                case PH_CONTACTS:
+                        plan_mail(c);     /* -> PH_CHECKS */
                         break;
                 case PH_CHECKS:
                         decide(c);        /* -> PH_PROCESS */
