@@ -330,10 +330,13 @@ static void on_check(void *ud, int r, const struct pc_check_result *res) {
                                           "Partner Center sign-in failed, check [microsoft] tenant, client_id and the client secret: %s",
                                           res->error ? res->error : "unknown error");
                         c->token_error_logged = true;
-                } else
+                        set_error(c, -EACCES, "Partner Center sign-in failed", res->error);
+                } else {
+                        const char *why = res && res->error ? res->error : strerror(r < 0 ? -r : EIO);
                         log_event(LOG_WARNING, LOG_EV_CHECK_FAILED, fields,
-                                  "Cannot check the relationship of %s: %s", name,
-                                  res && res->error ? res->error : strerror(r < 0 ? -r : EIO));
+                                  "Cannot check the relationship of %s: %s", name, why);
+                        set_error(c, r < 0 ? r : -EIO, "relationship check failed", why);
+                }
         } else if (res->state == REL_ACCEPTED)
                 /* the engine logs the acceptance itself, once */
                 log_debug("Partner Center reports %s as a reseller customer", name);
@@ -412,6 +415,7 @@ static void on_post(void *ud, int r, long status, const char *err, const struct 
         log_event(LOG_ERR, LOG_EV_PROCESS_FAILED, fields,
                   "Process of order %s failed: %s; the order will be read again next cycle", o->order_id,
                   err ? err : strerror(r < 0 ? -r : EIO));
+        set_error(c, r < 0 ? r : -EIO, "Process failed", err ? err : strerror(r < 0 ? -r : EIO));
         process_outcome(c, o->order_id, ENG_PROCESS_UNKNOWN, ORDER_STATUS_UNKNOWN, err);
         op_done(o);
 }
@@ -428,6 +432,8 @@ static void on_reread(void *ud, int r, long status, const char *err, const struc
                 } else {
                         log_event(LOG_WARNING, LOG_EV_PROCESS_FAILED, LOG_FIELDS({ "ORDER_ID", o->order_id }),
                                   "Cannot read order %s before Process: %s; will retry next cycle", o->order_id,
+                                  err ? err : strerror(r < 0 ? -r : EIO));
+                        set_error(c, r < 0 ? r : -EIO, "cannot read an order before Process",
                                   err ? err : strerror(r < 0 ? -r : EIO));
                         process_outcome(c, o->order_id, ENG_PROCESS_UNKNOWN, ORDER_STATUS_UNKNOWN, err);
                 }
@@ -484,10 +490,16 @@ static void on_template(void *ud, int r, long status, const char *err, const cha
 
         if (r < 0 || status != 200) {
                 /* Without the template we cannot tell whether it is blocked on
-                 * a relationship: fall back to what the order itself shows. */
+                 * a relationship: what the order itself shows is enough when
+                 * it carries the URL; otherwise decide nothing about it now
+                 * (it must not pass for "Querying for another reason"). */
                 log_event(LOG_WARNING, LOG_EV_POLL_FAILED, LOG_FIELDS({ "ORDER_ID", ord->id }),
-                          "Cannot fetch the template of order %s: %s", ord->id,
-                          err ? err : strerror(r < 0 ? -r : EIO));
+                          "Cannot fetch the template of order %s: %s; %s", ord->id,
+                          err ? err : strerror(r < 0 ? -r : EIO),
+                          ord->relationship_url ? "using the URL the order shows" : "will retry next cycle");
+                if (!ord->relationship_url)
+                        ord->incomplete = true;
+                set_error(c, r < 0 ? r : -EIO, "cannot fetch a template", err);
         } else if (text) {
                 char *url = mp_extract_relationship_url(text);
                 if (url) {
