@@ -45,7 +45,7 @@ echo "fake platform on http://127.0.0.1:$fport"
 
 say "Starting an SMTP server (aiosmtpd) that stores mail in $work/mail"
 mkdir -p "$work/mail"
-"$PY" "$top/tests/tools/smtpd.py" --port 0 --port-file "$work/smtp.port" --maildir "$work/mail" \
+"$PY" "$top/tests/tools/smtpd.py" --port 0 --port-file "$work/smtp.port" --dir "$work/mail" \
         >"$work/smtp.out" 2>&1 &
 smtp_pid=$!
 wait_file "$work/smtp.port"

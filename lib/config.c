@@ -1,0 +1,1267 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * config: partnerd.conf(5) loader.
+ *
+ * The file is read whole (capped), split into lines, and every line is
+ * checked (UTF-8, control characters, length) before it is parsed.  Keys
+ * are described by one table (section, key, kind, field offset, range);
+ * each value is parsed straight into struct cfg, over the defaults.  After
+ * the last line come the cross-key checks (required keys, transport needs
+ * smtp_url, deadline_warning < deadline, ...) and the secrets.  Every
+ * problem is collected; nothing stops at the first error.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+
+#include "config.h"
+#include "util.h"
+
+#define CFG_FILE_MAX     (1024 * 1024)   /* whole file */
+#define CFG_LINE_MAX     4096            /* one line, without its line end */
+#define CFG_LIST_MAX     256             /* items in one list value */
+#define CFG_QUOTE_MAX    64              /* value bytes echoed in an error */
+
+/* Defaults (documented in config.h and partnerd.conf(5)). */
+#define DEF_LOGIN_URL       "https://login.microsoftonline.com"
+#define DEF_API_URL         "https://api.partnercenter.microsoft.com/v1"
+#define DEF_PORTAL_URL      "https://portal.platform.softwareone.com"
+#define DEF_SENDMAIL        "/usr/sbin/sendmail"
+#define DEF_URL_HOST        "admin.microsoft.com"
+#define DEF_STATE_DIR       "/var/lib/partnerd"
+#define DEF_POLL_INTERVAL   (5 * UTIL_SEC_PER_MIN)
+#define DEF_REMINDER        (24 * UTIL_SEC_PER_HOUR)
+#define DEF_MAX_REMINDERS   5
+/* [ASSUMED] the Marketplace cancels a Querying order after 15 days; the
+ * deadline is counted from audit.querying.at.  One place to change it. */
+#define DEF_DEADLINE        (15 * UTIL_SEC_PER_DAY)
+#define DEF_DEADLINE_WARN   (3 * UTIL_SEC_PER_DAY)
+#define DEF_RETENTION       (30 * UTIL_SEC_PER_DAY)
+#define DEF_MAX_PARALLEL    16
+#define DEF_HTTP_TIMEOUT    60
+#define DEF_CONNECT_TIMEOUT 10
+#define DEF_MAX_RESPONSE    ((size_t) 16 * 1024 * 1024)
+static const int64_t def_check_schedule[] = { 60, 120, 300, 600, 900 };
+
+enum kind {
+        K_URL_HTTP,      /* https://, or http:// to loopback; one trailing '/' stripped */
+        K_URL_SMTP,      /* smtps:// or smtp:// */
+        K_STRING,        /* printable, no control characters, <= 256 bytes */
+        K_WORD,          /* printable ASCII without spaces, <= 256 bytes (ids) */
+        K_HOST,          /* a host name or GUID (goes into URL paths) */
+        K_PATH,          /* file system path; relative resolves next to the config */
+        K_ABS_PATH,      /* must be absolute */
+        K_SECRET_PATH,   /* relative resolves in $CREDENTIALS_DIRECTORY or next to the config */
+        K_DURATION,      /* int64_t seconds, range min..max */
+        K_DURATION_LIST, /* int64_t * + size_t count */
+        K_INT,           /* int, range min..max */
+        K_SIZE,          /* size_t bytes, range min..max */
+        K_BOOL,
+        K_ADDRESS,       /* one mail address */
+        K_ADDRESS_LIST,  /* char ** + size_t count */
+        K_PRODUCT_LIST,  /* char ** + size_t count */
+        K_HOST_LIST,     /* char ** + size_t count, lower-cased */
+        K_TRANSPORT,
+        K_TOKEN_ENDPOINT,
+};
+
+enum {
+        F_REQUIRED = 1 << 0,
+};
+
+struct key_def {
+        const char *section;
+        const char *key;
+        enum kind kind;
+        size_t off;       /* of the value in struct cfg */
+        size_t off_n;     /* of the count for lists */
+        int64_t min, max; /* durations, ints, sizes */
+        unsigned flags;
+};
+
+#define O(f) offsetof(struct cfg, f)
+#define MIN_ (UTIL_SEC_PER_MIN)
+#define HOUR_ (UTIL_SEC_PER_HOUR)
+#define DAY_ (UTIL_SEC_PER_DAY)
+
+static const struct key_def keys[] = {
+        { "marketplace", "url",            K_URL_HTTP,     O(marketplace.url), 0, 0, 0, F_REQUIRED },
+        { "marketplace", "token_file",     K_SECRET_PATH,  O(marketplace.token_file), 0, 0, 0, F_REQUIRED },
+        { "marketplace", "poll_interval",  K_DURATION,     O(marketplace.poll_interval), 0, 10, DAY_, 0 },
+        { "marketplace", "products",       K_PRODUCT_LIST, O(marketplace.products), O(marketplace.n_products), 0, 0, 0 },
+        { "marketplace", "ca_file",        K_PATH,         O(marketplace.ca_file), 0, 0, 0, 0 },
+        { "marketplace", "portal_url",     K_URL_HTTP,     O(marketplace.portal_url), 0, 0, 0, 0 },
+
+        { "microsoft", "login_url",          K_URL_HTTP,       O(microsoft.login_url), 0, 0, 0, 0 },
+        { "microsoft", "api_url",            K_URL_HTTP,       O(microsoft.api_url), 0, 0, 0, 0 },
+        { "microsoft", "tenant",             K_HOST,           O(microsoft.tenant), 0, 0, 0, F_REQUIRED },
+        { "microsoft", "client_id",          K_WORD,           O(microsoft.client_id), 0, 0, 0, F_REQUIRED },
+        { "microsoft", "client_secret_file", K_SECRET_PATH,    O(microsoft.client_secret_file), 0, 0, 0, F_REQUIRED },
+        { "microsoft", "ca_file",            K_PATH,           O(microsoft.ca_file), 0, 0, 0, 0 },
+        { "microsoft", "token_endpoint",     K_TOKEN_ENDPOINT, O(microsoft.token_endpoint), 0, 0, 0, 0 },
+        { "microsoft", "check_schedule",     K_DURATION_LIST,  O(microsoft.check_schedule), O(microsoft.n_check_schedule), 10, DAY_, 0 },
+
+        { "mail", "transport",             K_TRANSPORT,    O(mail.transport), 0, 0, 0, 0 },
+        { "mail", "smtp_url",              K_URL_SMTP,     O(mail.smtp_url), 0, 0, 0, 0 },
+        { "mail", "username",              K_STRING,       O(mail.username), 0, 0, 0, 0 },
+        { "mail", "password_file",         K_SECRET_PATH,  O(mail.password_file), 0, 0, 0, 0 },
+        { "mail", "ca_file",               K_PATH,         O(mail.ca_file), 0, 0, 0, 0 },
+        { "mail", "sendmail",              K_ABS_PATH,     O(mail.sendmail_path), 0, 0, 0, 0 },
+        { "mail", "from",                  K_ADDRESS,      O(mail.from), 0, 0, 0, F_REQUIRED },
+        { "mail", "to",                    K_ADDRESS_LIST, O(mail.to), O(mail.n_to), 0, 0, F_REQUIRED },
+        { "mail", "cc",                    K_ADDRESS_LIST, O(mail.cc), O(mail.n_cc), 0, 0, 0 },
+        { "mail", "bcc",                   K_ADDRESS_LIST, O(mail.bcc), O(mail.n_bcc), 0, 0, 0 },
+        { "mail", "ops",                   K_ADDRESS_LIST, O(mail.ops), O(mail.n_ops), 0, 0, 0 },
+        { "mail", "notify_order_contacts", K_BOOL,         O(mail.notify_order_contacts), 0, 0, 0, 0 },
+        { "mail", "reminder_interval",     K_DURATION,     O(mail.reminder_interval), 0, 10, 30 * DAY_, 0 },
+        { "mail", "max_reminders",         K_INT,          O(mail.max_reminders), 0, 0, 100, 0 },
+        { "mail", "deadline",              K_DURATION,     O(mail.deadline), 0, MIN_, 90 * DAY_, 0 },
+        { "mail", "deadline_warning",      K_DURATION,     O(mail.deadline_warning), 0, 0, 90 * DAY_, 0 },
+        { "mail", "templates",             K_PATH,         O(mail.template_dir), 0, 0, 0, 0 },
+        { "mail", "url_hosts",             K_HOST_LIST,    O(mail.url_hosts), O(mail.n_url_hosts), 0, 0, 0 },
+
+        { "daemon", "state_dir",       K_ABS_PATH, O(daemon.state_dir), 0, 0, 0, 0 },
+        { "daemon", "retention",       K_DURATION, O(daemon.retention), 0, HOUR_, 3650 * DAY_, 0 },
+        { "daemon", "max_parallel",    K_INT,      O(daemon.max_parallel), 0, 1, 256, 0 },
+        { "daemon", "http_timeout",    K_DURATION, O(daemon.http_timeout), 0, 1, HOUR_, 0 },
+        { "daemon", "connect_timeout", K_DURATION, O(daemon.connect_timeout), 0, 1, 5 * MIN_, 0 },
+        { "daemon", "max_response",    K_SIZE,     O(daemon.max_response), 0, 4096, INT64_C(1) << 30, 0 },
+};
+
+#define N_KEYS (sizeof(keys) / sizeof(keys[0]))
+
+static const char *const sections[] = { "marketplace", "microsoft", "mail", "daemon" };
+
+struct ctx {
+        const char *path;
+        unsigned flags;
+        struct cfg *cfg;
+        struct cfg_errors *errors;
+        size_t n_errors;
+        bool oom;
+        unsigned key_line[N_KEYS];  /* 0: not set in the file */
+};
+
+/* ---- messages ---- */
+
+/* Appends "FILE:LINE: message" to a string vector. */
+__attribute__((format(printf, 5, 0)))
+static void vappend(struct ctx *c, char ***items, size_t *n, unsigned line, const char *fmt,
+                    va_list ap) {
+        char *msg = NULL, *full = NULL;
+
+        if (vasprintf(&msg, fmt, ap) < 0) {
+                c->oom = true;
+                return;
+        }
+        char **p = reallocarray(*items, *n + 1, sizeof(char *));
+        if (p)
+                *items = p;
+        if (!p || asprintf(&full, "%s:%u: %s", c->path, line, msg) < 0)
+                c->oom = true;
+        else
+                (*items)[(*n)++] = full;
+        free(msg);
+}
+
+__attribute__((format(printf, 3, 4)))
+static void add_error(struct ctx *c, unsigned line, const char *fmt, ...) {
+        va_list ap;
+
+        c->n_errors++;
+        if (!c->errors)  /* the caller wants no text; the count is enough */
+                return;
+        va_start(ap, fmt);
+        vappend(c, &c->errors->items, &c->errors->n, line, fmt, ap);
+        va_end(ap);
+}
+
+__attribute__((format(printf, 3, 4)))
+static void add_warning(struct ctx *c, unsigned line, const char *fmt, ...) {
+        va_list ap;
+        va_start(ap, fmt);
+        vappend(c, &c->cfg->warnings, &c->cfg->n_warnings, line, fmt, ap);
+        va_end(ap);
+}
+
+/* A value echoed in an error: printable ASCII kept, other bytes as \xNN,
+ * cut after CFG_QUOTE_MAX bytes.  out must hold CFG_QUOTE_MAX * 4 + 4. */
+#define QUOTE_BUF (CFG_QUOTE_MAX * 4 + 4)
+static const char *quote(const char *s, char out[static QUOTE_BUF]) {
+        size_t o = 0, i;
+        for (i = 0; s[i] && i < CFG_QUOTE_MAX; i++) {
+                unsigned char ch = (unsigned char) s[i];
+                if (ch >= 0x20 && ch < 0x7f && ch != '\\' && ch != '\'')
+                        out[o++] = (char) ch;
+                else
+                        o += (size_t) snprintf(out + o, 5, "\\x%02x", ch);
+        }
+        if (s[i])
+                out[o++] = '.', out[o++] = '.', out[o++] = '.';
+        out[o] = '\0';
+        return out;
+}
+
+void cfg_errors_clear(struct cfg_errors *e) {
+        if (!e)
+                return;
+        for (size_t i = 0; i < e->n; i++)
+                free(e->items[i]);
+        free(e->items);
+        e->items = NULL;
+        e->n = 0;
+}
+
+/* ---- freeing ---- */
+
+static void strv_free(char **v, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                free(v[i]);
+        free(v);
+}
+
+static void secret_free(char *s) {
+        if (s) {
+                explicit_bzero(s, strlen(s));
+                free(s);
+        }
+}
+
+struct cfg *cfg_free(struct cfg *c) {
+        if (!c)
+                return NULL;
+        free(c->path);
+        free(c->dir);
+
+        free(c->marketplace.url);
+        secret_free(c->marketplace.token);
+        free(c->marketplace.token_file);
+        strv_free(c->marketplace.products, c->marketplace.n_products);
+        free(c->marketplace.ca_file);
+        free(c->marketplace.portal_url);
+
+        free(c->microsoft.login_url);
+        free(c->microsoft.api_url);
+        free(c->microsoft.tenant);
+        free(c->microsoft.client_id);
+        secret_free(c->microsoft.client_secret);
+        free(c->microsoft.client_secret_file);
+        free(c->microsoft.ca_file);
+        free(c->microsoft.check_schedule);
+
+        free(c->mail.smtp_url);
+        free(c->mail.username);
+        secret_free(c->mail.password);
+        free(c->mail.password_file);
+        free(c->mail.ca_file);
+        free(c->mail.sendmail_path);
+        free(c->mail.from);
+        strv_free(c->mail.to, c->mail.n_to);
+        strv_free(c->mail.cc, c->mail.n_cc);
+        strv_free(c->mail.bcc, c->mail.n_bcc);
+        strv_free(c->mail.ops, c->mail.n_ops);
+        free(c->mail.template_dir);
+        strv_free(c->mail.url_hosts, c->mail.n_url_hosts);
+
+        free(c->daemon.state_dir);
+
+        strv_free(c->warnings, c->n_warnings);
+        free(c);
+        return NULL;
+}
+
+/* ---- small validators ---- */
+
+/* Strict UTF-8 (no overlongs, no surrogates, <= U+10FFFF). */
+static bool utf8_valid(const unsigned char *s, size_t n) {
+        size_t i = 0;
+        while (i < n) {
+                unsigned char c = s[i];
+                size_t len;
+                uint32_t cp;
+                if (c < 0x80) {
+                        i++;
+                        continue;
+                } else if ((c & 0xe0) == 0xc0) {
+                        len = 2;
+                        cp = c & 0x1f;
+                } else if ((c & 0xf0) == 0xe0) {
+                        len = 3;
+                        cp = c & 0x0f;
+                } else if ((c & 0xf8) == 0xf0) {
+                        len = 4;
+                        cp = c & 0x07;
+                } else
+                        return false;
+                if (n - i < len)
+                        return false;
+                for (size_t k = 1; k < len; k++) {
+                        if ((s[i + k] & 0xc0) != 0x80)
+                                return false;
+                        cp = (cp << 6) | (s[i + k] & 0x3f);
+                }
+                if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) ||
+                    (len == 4 && cp < 0x10000) || cp > 0x10ffff ||
+                    (cp >= 0xd800 && cp <= 0xdfff))
+                        return false;
+                i += len;
+        }
+        return true;
+}
+
+static bool is_atext(char ch) {
+        return isalnum((unsigned char) ch) || (ch && strchr("!#$%&'*+-/=?^_`{|}~", ch));
+}
+
+/* One host name: labels of [A-Za-z0-9-], no leading/trailing '-', each
+ * 1..63, total <= 253. */
+static bool hostname_valid(const char *s, size_t n) {
+        size_t label = 0;
+        if (n == 0 || n > 253)
+                return false;
+        for (size_t i = 0; i < n; i++) {
+                char ch = s[i];
+                if (ch == '.') {
+                        if (label == 0 || s[i - 1] == '-')
+                                return false;
+                        label = 0;
+                } else if (isalnum((unsigned char) ch) || ch == '-') {
+                        if (ch == '-' && label == 0)
+                                return false;
+                        if (++label > 63)
+                                return false;
+                } else
+                        return false;
+        }
+        return label > 0 && s[n - 1] != '-';
+}
+
+/* addr-spec "local@domain": dot-atom local part (<= 64), host name domain,
+ * total <= 254. */
+static bool addr_spec_valid(const char *s, size_t n) {
+        const char *at = memchr(s, '@', n);
+        if (!at || n > 254 || memchr(at + 1, '@', n - (size_t) (at - s) - 1))
+                return false;
+        size_t ll = (size_t) (at - s);
+        if (ll == 0 || ll > 64 || s[0] == '.' || s[ll - 1] == '.')
+                return false;
+        for (size_t i = 0; i < ll; i++) {
+                if (s[i] == '.') {
+                        if (s[i + 1] == '.')
+                                return false;
+                } else if (!is_atext(s[i]))
+                        return false;
+        }
+        return hostname_valid(at + 1, n - ll - 1);
+}
+
+/* "local@domain" or "Display Name <local@domain>".  The display name is
+ * printable (UTF-8 allowed), without '<', '>', '"', '\\' or ','. */
+static bool address_valid(const char *s) {
+        size_t n = strlen(s);
+        if (n == 0 || n > 512 || util_has_ctl(s, false))
+                return false;
+        const char *lt = strchr(s, '<');
+        if (!lt)
+                return addr_spec_valid(s, n);
+        if (s[n - 1] != '>')
+                return false;
+        for (const char *p = s; p < lt; p++)
+                if (strchr("<>\"\\,", *p))
+                        return false;
+        const char *a = lt + 1;
+        size_t al = (size_t) (s + n - 1 - a);
+        if (memchr(a, '<', al) || memchr(a, '>', al))
+                return false;
+        return addr_spec_valid(a, al);
+}
+
+static bool product_valid(const char *s) {
+        if (!*s || strlen(s) > 64)
+                return false;
+        for (const char *p = s; *p; p++)
+                if (!isalnum((unsigned char) *p) && *p != '-')
+                        return false;
+        return true;
+}
+
+/* ---- value parsers ---- */
+
+static char *trim(char *s) {
+        while (*s == ' ' || *s == '\t')
+                s++;
+        size_t n = strlen(s);
+        while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t'))
+                s[--n] = '\0';
+        return s;
+}
+
+/* Splits a comma-separated value into trimmed items; an empty item is an
+ * error (-EINVAL), more than CFG_LIST_MAX is -E2BIG. */
+static int split_list(const char *value, char ***ret, size_t *ret_n) {
+        char *copy = strdup(value);
+        char **v = NULL;
+        size_t n = 0;
+        int r = 0;
+
+        if (!copy)
+                return -ENOMEM;
+        /* strtok would merge ",,": walk by hand. */
+        char *p = copy;
+        for (;;) {
+                char *comma = strchr(p, ',');
+                if (comma)
+                        *comma = '\0';
+                char *item = trim(p);
+                if (!*item) {
+                        r = -EINVAL;
+                        break;
+                }
+                if (n >= CFG_LIST_MAX) {
+                        r = -E2BIG;
+                        break;
+                }
+                char **nv = reallocarray(v, n + 1, sizeof(char *));
+                if (!nv) {
+                        r = -ENOMEM;
+                        break;
+                }
+                v = nv;
+                if (!(v[n] = strdup(item))) {
+                        r = -ENOMEM;
+                        break;
+                }
+                n++;
+                if (!comma)
+                        break;
+                p = comma + 1;
+        }
+        free(copy);
+        if (r < 0) {
+                strv_free(v, n);
+                return r;
+        }
+        *ret = v;
+        *ret_n = n;
+        return 0;
+}
+
+/* Size: bytes, or a number with K, M or G (powers of 1024), optionally
+ * followed by "B" or "iB". */
+static int parse_size(const char *s, uint64_t *ret) {
+        if (!isdigit((unsigned char) *s))
+                return -EINVAL;
+        errno = 0;
+        char *end;
+        unsigned long long v = strtoull(s, &end, 10);
+        if (errno == ERANGE)
+                return -ERANGE;
+        while (*end == ' ')
+                end++;
+        uint64_t mult = 1;
+        switch (*end) {
+        case 'k': case 'K': mult = 1024; end++; break;
+        case 'm': case 'M': mult = 1024 * 1024; end++; break;
+        case 'g': case 'G': mult = 1024 * 1024 * 1024; end++; break;
+        default: break;
+        }
+        if (mult > 1 && *end == 'i')
+                end++;
+        if (*end == 'B')
+                end++;
+        if (*end)
+                return -EINVAL;
+        if (v > UINT64_MAX / mult)
+                return -ERANGE;
+        *ret = v * mult;
+        return 0;
+}
+
+static int parse_bool(const char *s, bool *ret) {
+        static const char *const yes[] = { "yes", "true", "on", "1" };
+        static const char *const no[] = { "no", "false", "off", "0" };
+        for (size_t i = 0; i < 4; i++) {
+                if (util_streq_ci(s, yes[i])) {
+                        *ret = true;
+                        return 0;
+                }
+                if (util_streq_ci(s, no[i])) {
+                        *ret = false;
+                        return 0;
+                }
+        }
+        return -EINVAL;
+}
+
+/* Validates a URL with libcurl's parser.  smtp: smtps:// or smtp://, else
+ * https:// or http:// to a loopback host.  No userinfo, query or fragment.
+ * On error, *ret_msg is a static description; -EPERM when the URL holds
+ * credentials (the value must then not be echoed). */
+static int check_url(const char *value, bool smtp, const char **ret_msg) {
+        CURLU *u = curl_url();
+        char *scheme = NULL, *host = NULL, *user = NULL, *pass = NULL, *query = NULL,
+             *frag = NULL;
+        int r = -EINVAL;
+
+        if (!u) {
+                *ret_msg = "out of memory";
+                return -ENOMEM;
+        }
+        /* Userinfo is looked for in the text too: a URL curl cannot parse
+         * may still hold a password, and it must not be echoed. */
+        const char *auth = strstr(value, "://");
+        auth = auth ? auth + 3 : value;
+        if (memchr(auth, '@', strcspn(auth, "/?#"))) {
+                *ret_msg = "credentials in the URL are not allowed (use a *_file key)";
+                r = -EPERM;
+                goto out;
+        }
+        if (curl_url_set(u, CURLUPART_URL, value, CURLU_NON_SUPPORT_SCHEME) != CURLUE_OK ||
+            curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+            curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK || !*host) {
+                *ret_msg = "not a valid URL";
+                goto out;
+        }
+        /* The scheme must be written out: curl would guess one. */
+        if (strncasecmp(value, scheme, strlen(scheme)) != 0 ||
+            strncmp(value + strlen(scheme), "://", 3) != 0) {
+                *ret_msg = "not a valid URL";
+                goto out;
+        }
+        if (curl_url_get(u, CURLUPART_USER, &user, 0) == CURLUE_OK ||
+            curl_url_get(u, CURLUPART_PASSWORD, &pass, 0) == CURLUE_OK) {
+                *ret_msg = "credentials in the URL are not allowed (use a *_file key)";
+                r = -EPERM;
+                goto out;
+        }
+        if (curl_url_get(u, CURLUPART_QUERY, &query, 0) == CURLUE_OK ||
+            curl_url_get(u, CURLUPART_FRAGMENT, &frag, 0) == CURLUE_OK) {
+                *ret_msg = "a query or fragment is not allowed";
+                goto out;
+        }
+        if (smtp) {
+                if (!util_streq_ci(scheme, "smtps") && !util_streq_ci(scheme, "smtp")) {
+                        *ret_msg = "must be smtps:// or smtp:// (STARTTLS)";
+                        goto out;
+                }
+        } else if (util_streq_ci(scheme, "http")) {
+                if (!util_host_is_loopback(host)) {
+                        *ret_msg = "http:// is only allowed to a loopback host; use https://";
+                        goto out;
+                }
+        } else if (!util_streq_ci(scheme, "https")) {
+                *ret_msg = "must be an https:// URL";
+                goto out;
+        }
+        r = 0;
+out:
+        curl_free(scheme);
+        curl_free(host);
+        curl_free(user);
+        curl_free(pass);
+        curl_free(query);
+        curl_free(frag);
+        curl_url_cleanup(u);
+        return r;
+}
+
+/* dir + "/" + rel */
+static char *path_join(const char *dir, const char *rel) {
+        char *s = NULL;
+        if (asprintf(&s, "%s/%s", dir, rel) < 0)
+                return NULL;
+        return s;
+}
+
+static void set_str(struct ctx *c, const struct key_def *k, char *s) {
+        char **field = (char **) ((char *) c->cfg + k->off);
+        free(*field);
+        *field = s;
+}
+
+static void set_dup(struct ctx *c, const struct key_def *k, const char *v) {
+        char *s = strdup(v);
+        if (!s)
+                c->oom = true;
+        else
+                set_str(c, k, s);
+}
+
+/* split_list() for key k, reporting its errors. */
+static bool split_value(struct ctx *c, unsigned line, const struct key_def *k, const char *v,
+                        char ***ret, size_t *ret_n) {
+        int r = split_list(v, ret, ret_n);
+        if (r == -ENOMEM)
+                c->oom = true;
+        else if (r < 0)
+                add_error(c, line, "[%s] %s: %s", k->section, k->key,
+                          r == -E2BIG ? "too many entries" : "empty entry in list");
+        return r >= 0;
+}
+
+static void set_strv(struct ctx *c, const struct key_def *k, char **v, size_t n) {
+        char ***field = (char ***) ((char *) c->cfg + k->off);
+        size_t *count = (size_t *) ((char *) c->cfg + k->off_n);
+        strv_free(*field, *count);
+        *field = v;
+        *count = n;
+}
+
+static void range_error(struct ctx *c, unsigned line, const struct key_def *k, const char *v) {
+        char lo[32], hi[32], q[QUOTE_BUF];
+        util_format_duration(k->min, lo, sizeof(lo));
+        util_format_duration(k->max, hi, sizeof(hi));
+        add_error(c, line, "[%s] %s: duration '%s' out of range (%s..%s)",
+                  k->section, k->key, quote(v, q), lo, hi);
+}
+
+static bool parse_one_duration(struct ctx *c, unsigned line, const struct key_def *k,
+                               const char *v, int64_t *ret) {
+        char q[QUOTE_BUF];
+        int64_t d;
+        int r = util_parse_duration(v, &d);
+        if (r == -ERANGE || (r == 0 && (d < k->min || d > k->max))) {
+                range_error(c, line, k, v);
+                return false;
+        }
+        if (r < 0) {
+                add_error(c, line, "[%s] %s: invalid duration '%s' (use e.g. 30s, 5min, 24h, 2d)",
+                          k->section, k->key, quote(v, q));
+                return false;
+        }
+        *ret = d;
+        return true;
+}
+
+/* Parses one value into the cfg.  Errors are added to c. */
+static void parse_value(struct ctx *c, unsigned line, const struct key_def *k, const char *v) {
+        void *field = (char *) c->cfg + k->off;
+        char q[QUOTE_BUF];
+        const char *msg = NULL;
+        char **list = NULL;
+        size_t n = 0;
+        int r;
+
+        if (!*v) {
+                add_error(c, line, "[%s] %s: empty value", k->section, k->key);
+                return;
+        }
+        if (util_has_ctl(v, false)) {
+                add_error(c, line, "[%s] %s: control character in value", k->section, k->key);
+                return;
+        }
+
+        switch (k->kind) {
+        case K_URL_HTTP:
+        case K_URL_SMTP: {
+                r = check_url(v, k->kind == K_URL_SMTP, &msg);
+                if (r == -ENOMEM) {
+                        c->oom = true;
+                        return;
+                }
+                if (r < 0 && r != -EPERM)
+                        add_error(c, line, "[%s] %s: %s: '%s'", k->section, k->key, msg, quote(v, q));
+                if (r == -EPERM)  /* the value holds credentials: not echoed */
+                        add_error(c, line, "[%s] %s: %s", k->section, k->key, msg);
+                if (r < 0)
+                        return;
+                char *s = strdup(v);
+                if (!s) {
+                        c->oom = true;
+                        return;
+                }
+                size_t len = strlen(s);
+                if (k->kind == K_URL_HTTP && len > 0 && s[len - 1] == '/')
+                        s[len - 1] = '\0';
+                set_str(c, k, s);
+                return;
+        }
+        case K_STRING:
+        case K_WORD:
+        case K_HOST: {
+                const char *bad = NULL;
+                if (strlen(v) > 256)
+                        bad = "too long (more than 256 bytes)";
+                else if (k->kind == K_HOST && !hostname_valid(v, strlen(v)))
+                        bad = "not a tenant id or domain name";
+                else if (k->kind == K_WORD)
+                        for (const char *p = v; *p && !bad; p++)
+                                if (*p <= ' ' || *p >= 0x7f)
+                                        bad = "only printable ASCII without spaces allowed";
+                if (bad) {
+                        add_error(c, line, "[%s] %s: %s: '%s'", k->section, k->key, bad,
+                                  quote(v, q));
+                        return;
+                }
+                set_dup(c, k, v);
+                return;
+        }
+        case K_PATH:
+        case K_ABS_PATH:
+        case K_SECRET_PATH: {
+                if (k->kind == K_ABS_PATH && v[0] != '/') {
+                        add_error(c, line, "[%s] %s: '%s' is not an absolute path",
+                                  k->section, k->key, quote(v, q));
+                        return;
+                }
+                if (strlen(v) >= PATH_MAX) {
+                        add_error(c, line, "[%s] %s: path too long", k->section, k->key);
+                        return;
+                }
+                /* Stored as written; resolved after the whole file is read. */
+                set_dup(c, k, v);
+                return;
+        }
+        case K_DURATION: {
+                int64_t d;
+                if (parse_one_duration(c, line, k, v, &d))
+                        *(int64_t *) field = d;
+                return;
+        }
+        case K_DURATION_LIST: {
+                if (!split_value(c, line, k, v, &list, &n))
+                        return;
+                int64_t *d = calloc(n, sizeof(int64_t));
+                bool ok = d != NULL;
+                if (!d)
+                        c->oom = true;
+                for (size_t i = 0; ok && i < n; i++)
+                        ok = parse_one_duration(c, line, k, list[i], &d[i]);
+                strv_free(list, n);
+                if (!ok) {
+                        free(d);
+                        return;
+                }
+                int64_t **f = field;
+                size_t *count = (size_t *) ((char *) c->cfg + k->off_n);
+                free(*f);
+                *f = d;
+                *count = n;
+                return;
+        }
+        case K_INT: {
+                char *end;
+                errno = 0;
+                long long x = isdigit((unsigned char) v[0]) ? strtoll(v, &end, 10) : 0;
+                if (!isdigit((unsigned char) v[0]) || *end) {
+                        add_error(c, line, "[%s] %s: invalid number '%s'", k->section, k->key,
+                                  quote(v, q));
+                        return;
+                }
+                if (errno == ERANGE || x < k->min || x > k->max) {
+                        add_error(c, line, "[%s] %s: %s out of range (%lld..%lld)", k->section,
+                                  k->key, quote(v, q), (long long) k->min, (long long) k->max);
+                        return;
+                }
+                *(int *) field = (int) x;
+                return;
+        }
+        case K_SIZE: {
+                uint64_t sz;
+                r = parse_size(v, &sz);
+                if (r == -EINVAL) {
+                        add_error(c, line, "[%s] %s: invalid size '%s' (use e.g. 512K, 16M)",
+                                  k->section, k->key, quote(v, q));
+                        return;
+                }
+                if (r < 0 || sz < (uint64_t) k->min || sz > (uint64_t) k->max) {
+                        add_error(c, line, "[%s] %s: size '%s' out of range (%lldK..%lldM)",
+                                  k->section, k->key, quote(v, q), (long long) k->min / 1024,
+                                  (long long) k->max / (1024 * 1024));
+                        return;
+                }
+                *(size_t *) field = (size_t) sz;
+                return;
+        }
+        case K_BOOL:
+                if (parse_bool(v, (bool *) field) < 0)
+                        add_error(c, line, "[%s] %s: invalid boolean '%s' (use yes or no)",
+                                  k->section, k->key, quote(v, q));
+                return;
+        case K_ADDRESS: {
+                if (!address_valid(v)) {
+                        add_error(c, line, "[%s] %s: invalid address '%s'", k->section, k->key,
+                                  quote(v, q));
+                        return;
+                }
+                set_dup(c, k, v);
+                return;
+        }
+        case K_ADDRESS_LIST:
+        case K_PRODUCT_LIST:
+        case K_HOST_LIST: {
+                if (!split_value(c, line, k, v, &list, &n))
+                        return;
+                bool ok = true;
+                for (size_t i = 0; i < n; i++) {
+                        const char *what = NULL;
+                        if (k->kind == K_ADDRESS_LIST && !address_valid(list[i]))
+                                what = "address";
+                        else if (k->kind == K_PRODUCT_LIST && !product_valid(list[i]))
+                                what = "product id";
+                        else if (k->kind == K_HOST_LIST &&
+                                 !hostname_valid(list[i], strlen(list[i])))
+                                what = "host name";
+                        if (what) {
+                                add_error(c, line, "[%s] %s: invalid %s '%s'", k->section,
+                                          k->key, what, quote(list[i], q));
+                                ok = false;
+                        } else if (k->kind == K_HOST_LIST)
+                                util_ascii_lower(list[i]);
+                }
+                if (!ok) {
+                        strv_free(list, n);
+                        return;
+                }
+                set_strv(c, k, list, n);
+                return;
+        }
+        case K_TRANSPORT:
+                if (strcmp(v, "smtp") == 0)
+                        *(enum cfg_transport *) field = CFG_TRANSPORT_SMTP;
+                else if (strcmp(v, "sendmail") == 0)
+                        *(enum cfg_transport *) field = CFG_TRANSPORT_SENDMAIL;
+                else
+                        add_error(c, line, "[%s] %s: invalid value '%s' (use smtp or sendmail)",
+                                  k->section, k->key, quote(v, q));
+                return;
+        case K_TOKEN_ENDPOINT:
+                if (strcmp(v, "v1") == 0 || strcmp(v, "1") == 0)
+                        *(int *) field = 1;
+                else if (strcmp(v, "v2") == 0 || strcmp(v, "2") == 0)
+                        *(int *) field = 2;
+                else
+                        add_error(c, line, "[%s] %s: invalid value '%s' (use v1 or v2)",
+                                  k->section, k->key, quote(v, q));
+                return;
+        }
+}
+
+/* ---- the file ---- */
+
+static const struct key_def *key_lookup(const char *section, const char *key, size_t *ret_idx) {
+        for (size_t i = 0; i < N_KEYS; i++)
+                if (strcmp(keys[i].section, section) == 0 && strcmp(keys[i].key, key) == 0) {
+                        *ret_idx = i;
+                        return &keys[i];
+                }
+        return NULL;
+}
+
+static const char *section_lookup(const char *name) {
+        for (size_t i = 0; i < sizeof(sections) / sizeof(sections[0]); i++)
+                if (strcmp(sections[i], name) == 0)
+                        return sections[i];
+        return NULL;
+}
+
+/* A word that may be a mistyped key (and so is safe to echo). */
+static bool key_name_plausible(const char *key) {
+        size_t n = strlen(key);
+        if (n == 0 || n > 40)
+                return false;
+        for (const char *p = key; *p; p++)
+                if (!isalnum((unsigned char) *p) && *p != '_' && *p != '-' && *p != '.')
+                        return false;
+        return true;
+}
+
+/* Cuts an inline comment: '#' preceded by whitespace. */
+static void strip_inline_comment(char *s) {
+        for (char *p = s; *p; p++)
+                if (*p == '#' && p > s && (p[-1] == ' ' || p[-1] == '\t')) {
+                        *p = '\0';
+                        return;
+                }
+}
+
+/* section: the current one; NULL before any header, "" inside an unknown
+ * section (its keys are not reported again). */
+static void parse_line(struct ctx *c, unsigned line, char *raw, const char **section) {
+        char q[QUOTE_BUF];
+        char *s = trim(raw);
+
+        if (!*s || *s == '#' || *s == ';')
+                return;
+
+        if (*s == '[') {
+                char *close = strchr(s, ']');
+                if (!close) {
+                        add_error(c, line, "invalid section header '%s' (missing ']')", quote(s, q));
+                        *section = "";
+                        return;
+                }
+                *close = '\0';
+                char *rest = close + 1;
+                strip_inline_comment(rest);
+                char *name = trim(s + 1);
+                if (*trim(rest)) {
+                        add_error(c, line, "unexpected text after section header [%s]",
+                                  quote(name, q));
+                        *section = "";
+                        return;
+                }
+                const char *known = section_lookup(name);
+                if (!known) {
+                        add_error(c, line, "unknown section [%s]", quote(name, q));
+                        *section = "";
+                        return;
+                }
+                *section = known;
+                return;
+        }
+
+        char *eq = strchr(s, '=');
+        if (!eq) {
+                /* The line is not echoed: it may be a pasted secret. */
+                add_error(c, line, "expected 'key = value'");
+                return;
+        }
+        *eq = '\0';
+        char *key = trim(s);
+        char *value = eq + 1;
+        strip_inline_comment(value);
+        value = trim(value);
+
+        if (!*key) {
+                add_error(c, line, "missing key before '='");
+                return;
+        }
+        if (!*section) {
+                add_error(c, line, "key '%s' outside any section", quote(key, q));
+                return;
+        }
+        if (!**section)
+                return;  /* inside an unknown section, already reported */
+
+        size_t idx;
+        const struct key_def *k = key_lookup(*section, key, &idx);
+        if (!k) {
+                if (key_name_plausible(key))
+                        add_error(c, line, "unknown key '%s' in [%s]", key, *section);
+                else  /* not echoed: it may be part of a pasted secret */
+                        add_error(c, line, "invalid key name in [%s]", *section);
+                return;
+        }
+        if (c->key_line[idx]) {
+                add_error(c, line, "[%s] %s: duplicate key (first set on line %u)",
+                          k->section, k->key, c->key_line[idx]);
+                return;
+        }
+        c->key_line[idx] = line;
+        parse_value(c, line, k, value);
+}
+
+static void parse_text(struct ctx *c, char *text, size_t len) {
+        const char *section = NULL;
+        unsigned line = 0;
+        size_t pos = 0;
+
+        /* A UTF-8 byte order mark is tolerated. */
+        if (len >= 3 && memcmp(text, "\xef\xbb\xbf", 3) == 0)
+                pos = 3;
+
+        while (pos < len) {
+                char *start = text + pos;
+                char *nl = memchr(start, '\n', len - pos);
+                size_t n = nl ? (size_t) (nl - start) : len - pos;
+                pos += n + (nl ? 1 : 0);
+                line++;
+
+                if (n > 0 && start[n - 1] == '\r')
+                        n--;
+                if (n > CFG_LINE_MAX) {
+                        add_error(c, line, "line too long (more than %d bytes)", CFG_LINE_MAX);
+                        continue;
+                }
+                if (memchr(start, '\0', n)) {
+                        add_error(c, line, "NUL byte in line");
+                        continue;
+                }
+                if (!utf8_valid((const unsigned char *) start, n)) {
+                        add_error(c, line, "invalid UTF-8");
+                        continue;
+                }
+                start[n] = '\0';
+                if (util_has_ctl(start, true)) {
+                        add_error(c, line, "control character in line");
+                        continue;
+                }
+                parse_line(c, line, start, &section);
+        }
+}
+
+/* ---- after the file ---- */
+
+static int set_defaults(struct cfg *cfg) {
+        cfg->marketplace.poll_interval = DEF_POLL_INTERVAL;
+        cfg->microsoft.token_endpoint = 1;
+        cfg->mail.transport = CFG_TRANSPORT_SMTP;
+        cfg->mail.notify_order_contacts = false;
+        cfg->mail.reminder_interval = DEF_REMINDER;
+        cfg->mail.max_reminders = DEF_MAX_REMINDERS;
+        cfg->mail.deadline = DEF_DEADLINE;
+        cfg->mail.deadline_warning = DEF_DEADLINE_WARN;
+        cfg->daemon.retention = DEF_RETENTION;
+        cfg->daemon.max_parallel = DEF_MAX_PARALLEL;
+        cfg->daemon.http_timeout = DEF_HTTP_TIMEOUT;
+        cfg->daemon.connect_timeout = DEF_CONNECT_TIMEOUT;
+        cfg->daemon.max_response = DEF_MAX_RESPONSE;
+
+        size_t ns = sizeof(def_check_schedule) / sizeof(def_check_schedule[0]);
+        cfg->microsoft.check_schedule = malloc(sizeof(def_check_schedule));
+        cfg->marketplace.portal_url = strdup(DEF_PORTAL_URL);
+        cfg->microsoft.login_url = strdup(DEF_LOGIN_URL);
+        cfg->microsoft.api_url = strdup(DEF_API_URL);
+        cfg->mail.sendmail_path = strdup(DEF_SENDMAIL);
+        cfg->mail.url_hosts = calloc(1, sizeof(char *));
+        if (!cfg->microsoft.check_schedule || !cfg->marketplace.portal_url ||
+            !cfg->microsoft.login_url || !cfg->microsoft.api_url || !cfg->mail.sendmail_path ||
+            !cfg->mail.url_hosts)
+                return -ENOMEM;
+        memcpy(cfg->microsoft.check_schedule, def_check_schedule, sizeof(def_check_schedule));
+        cfg->microsoft.n_check_schedule = ns;
+        if (!(cfg->mail.url_hosts[0] = strdup(DEF_URL_HOST)))
+                return -ENOMEM;
+        cfg->mail.n_url_hosts = 1;
+        return 0;
+}
+
+static const struct key_def *key_by_name(const char *section, const char *key, unsigned *ret_line,
+                                         const struct ctx *c) {
+        size_t idx = 0;
+        const struct key_def *k = key_lookup(section, key, &idx);
+        *ret_line = k ? c->key_line[idx] : 0;
+        return k;
+}
+
+static void resolve_state_dir(struct ctx *c) {
+        unsigned line;
+        key_by_name("daemon", "state_dir", &line, c);
+        if (line)
+                return;  /* set in the file: it wins */
+        const char *env = getenv("STATE_DIRECTORY");
+        char *s;
+        if (env && *env) {
+                /* Several directories are ':'-separated; the first is ours. */
+                size_t n = strcspn(env, ":");
+                s = strndup(env, n);
+                if (s && s[0] != '/') {
+                        char q[QUOTE_BUF];
+                        add_error(c, 0, "[daemon] state_dir: $STATE_DIRECTORY '%s' is not an absolute path",
+                                  quote(s, q));
+                        free(s);
+                        return;
+                }
+        } else
+                s = strdup(DEF_STATE_DIR);
+        if (!s) {
+                c->oom = true;
+                return;
+        }
+        c->cfg->daemon.state_dir = s;
+}
+
+/* Makes a relative path field absolute, against base. */
+static void resolve_path(struct ctx *c, char **field, const char *base) {
+        if (!*field || (*field)[0] == '/')
+                return;
+        char *s = path_join(base, *field);
+        if (!s) {
+                c->oom = true;
+                return;
+        }
+        free(*field);
+        *field = s;
+}
+
+static void load_secret(struct ctx *c, const char *section, const char *key, char *path,
+                        char **ret) {
+        unsigned line;
+        bool world = false;
+        char *s = NULL;
+        int r;
+
+        key_by_name(section, key, &line, c);
+        r = util_read_secret(path, &s, &world);
+        if (r == -ENOMEM) {
+                c->oom = true;
+                return;
+        }
+        if (r == -EBADMSG) {
+                add_error(c, line, "[%s] %s: %s is empty or contains control characters",
+                          section, key, path);
+                return;
+        }
+        if (r == -EINVAL) {
+                add_error(c, line, "[%s] %s: %s is not a regular file", section, key, path);
+                return;
+        }
+        if (r == -EFBIG) {
+                add_error(c, line, "[%s] %s: %s is too large for a secret", section, key, path);
+                return;
+        }
+        if (r < 0) {
+                add_error(c, line, "[%s] %s: cannot read %s: %s", section, key, path, strerror(-r));
+                return;
+        }
+        if (world) {
+                struct stat st;
+                unsigned mode = stat(path, &st) == 0 ? (unsigned) (st.st_mode & 07777) : 0;
+                add_warning(c, line, "secret file %s readable by others (mode %04o); chmod 0600",
+                            path, mode);
+        }
+        secret_free(*ret);
+        *ret = s;
+}
+
+static void check_file_readable(struct ctx *c, const char *section, const char *key,
+                                const char *path) {
+        unsigned line;
+        if (!path || (c->flags & CFG_NO_SECRETS))
+                return;
+        key_by_name(section, key, &line, c);
+        if (access(path, R_OK) < 0)
+                add_error(c, line, "[%s] %s: cannot read %s: %s", section, key, path,
+                          strerror(errno));
+}
+
+static void finish(struct ctx *c) {
+        struct cfg *cfg = c->cfg;
+        unsigned line;
+
+        /* Required keys. */
+        for (size_t i = 0; i < N_KEYS; i++)
+                if ((keys[i].flags & F_REQUIRED) && !c->key_line[i])
+                        add_error(c, 0, "[%s] %s: missing required key", keys[i].section,
+                                  keys[i].key);
+        key_by_name("mail", "smtp_url", &line, c);
+        if (cfg->mail.transport == CFG_TRANSPORT_SMTP && !line)
+                add_error(c, 0, "[mail] smtp_url: missing required key (transport = smtp)");
+
+        unsigned lu, lp;
+        key_by_name("mail", "username", &lu, c);
+        key_by_name("mail", "password_file", &lp, c);
+        if (lu && !lp)
+                add_error(c, lu, "[mail] username: set without password_file");
+        if (lp && !lu)
+                add_error(c, lp, "[mail] password_file: set without username");
+
+        key_by_name("mail", "deadline_warning", &line, c);
+        if (cfg->mail.deadline_warning >= cfg->mail.deadline) {
+                char w[32], d[32];
+                util_format_duration(cfg->mail.deadline_warning, w, sizeof(w));
+                util_format_duration(cfg->mail.deadline, d, sizeof(d));
+                add_error(c, line, "[mail] deadline_warning: %s must be shorter than deadline %s",
+                          w, d);
+        }
+        key_by_name("daemon", "connect_timeout", &line, c);
+        if (cfg->daemon.connect_timeout > cfg->daemon.http_timeout)
+                add_error(c, line, "[daemon] connect_timeout: longer than http_timeout");
+
+        resolve_state_dir(c);
+
+        /* Plain paths resolve next to the config file. */
+        resolve_path(c, &cfg->marketplace.ca_file, cfg->dir);
+        resolve_path(c, &cfg->microsoft.ca_file, cfg->dir);
+        resolve_path(c, &cfg->mail.ca_file, cfg->dir);
+        resolve_path(c, &cfg->mail.template_dir, cfg->dir);
+        check_file_readable(c, "marketplace", "ca_file", cfg->marketplace.ca_file);
+        check_file_readable(c, "microsoft", "ca_file", cfg->microsoft.ca_file);
+        check_file_readable(c, "mail", "ca_file", cfg->mail.ca_file);
+
+        /* Secrets resolve in $CREDENTIALS_DIRECTORY, else next to the config. */
+        const char *creds = getenv("CREDENTIALS_DIRECTORY");
+        const char *base = creds && *creds ? creds : cfg->dir;
+        resolve_path(c, &cfg->marketplace.token_file, base);
+        resolve_path(c, &cfg->microsoft.client_secret_file, base);
+        resolve_path(c, &cfg->mail.password_file, base);
+        if (c->flags & CFG_NO_SECRETS)
+                return;
+        if (cfg->marketplace.token_file)
+                load_secret(c, "marketplace", "token_file", cfg->marketplace.token_file,
+                            &cfg->marketplace.token);
+        if (cfg->microsoft.client_secret_file)
+                load_secret(c, "microsoft", "client_secret_file", cfg->microsoft.client_secret_file,
+                            &cfg->microsoft.client_secret);
+        if (cfg->mail.password_file)
+                load_secret(c, "mail", "password_file", cfg->mail.password_file,
+                            &cfg->mail.password);
+}
+
+/* The absolute directory of path (as written when it cannot be resolved). */
+static char *dir_of(const char *path) {
+        const char *slash = strrchr(path, '/');
+        char *d;
+        if (!slash)
+                d = strdup(".");
+        else if (slash == path)
+                d = strdup("/");
+        else
+                d = strndup(path, (size_t) (slash - path));
+        if (!d)
+                return NULL;
+        char *abs = realpath(d, NULL);
+        if (abs) {
+                free(d);
+                return abs;
+        }
+        return d;
+}
+
+int cfg_load(const char *path, unsigned flags, struct cfg **ret, struct cfg_errors *errors) {
+        struct ctx c = { .path = path, .flags = flags, .errors = errors };
+        char *text = NULL;
+        size_t len = 0;
+        int r;
+
+        *ret = NULL;
+        c.cfg = calloc(1, sizeof(struct cfg));
+        if (!c.cfg)
+                return -ENOMEM;
+        c.cfg->path = strdup(path);
+        c.cfg->dir = dir_of(path);
+        if (!c.cfg->path || !c.cfg->dir || set_defaults(c.cfg) < 0) {
+                r = -ENOMEM;
+                goto out;
+        }
+
+        r = util_read_file(path, CFG_FILE_MAX, &text, &len);
+        if (r == -EFBIG) {
+                add_error(&c, 0, "file too large (more than %d bytes)", CFG_FILE_MAX);
+                goto out;
+        }
+        if (r < 0) {
+                add_error(&c, 0, "cannot read: %s", strerror(-r));
+                goto out;
+        }
+
+        parse_text(&c, text, len);
+        finish(&c);
+
+        if (c.oom)
+                r = -ENOMEM;
+        else if (c.n_errors > 0)
+                r = -EINVAL;
+        else {
+                *ret = c.cfg;
+                c.cfg = NULL;
+                r = 0;
+        }
+out:
+        if (text) {
+                explicit_bzero(text, len);
+                free(text);
+        }
+        cfg_free(c.cfg);
+        return r;
+}

@@ -1,0 +1,1398 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * http: one curl multi handle driven by libuv (multi_socket API).
+ *
+ * Shape (after curl's docs/examples/multi-uv.c, with its pitfalls fixed):
+ *  - the socket callback keeps one uv_poll_t per curl socket (stored with
+ *    curl_multi_assign), the timer callback only (re)arms one uv_timer_t;
+ *    neither calls back into curl.
+ *  - every curl_multi_socket_action() is followed by draining
+ *    curl_multi_info_read(); finished requests go to a "done" list whose
+ *    callbacks run from the loop (dispatch()), so callbacks may submit new
+ *    requests or cancel everything.
+ *  - the per-host bound is ours (a FIFO queue): a request's CURLOPT_TIMEOUT
+ *    only starts when it is really handed to curl.
+ *  - retries of idempotent requests wait on a per-request uv timer.
+ */
+#include "http.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <jansson.h>
+
+#include "util.h"
+
+#ifndef PARTNERD_VERSION
+#define PARTNERD_VERSION "0"
+#endif
+
+#define HTTP_DEFAULT_MAX_PER_HOST     16
+#define HTTP_DEFAULT_CONNECT_TIMEOUT  10000L
+#define HTTP_DEFAULT_TIMEOUT          60000L
+#define HTTP_DEFAULT_MAX_RESPONSE     ((size_t) 16 * 1024 * 1024)
+#define HTTP_DEFAULT_MAX_ATTEMPTS     4
+#define HTTP_DEFAULT_BACKOFF_BASE     500L
+#define HTTP_DEFAULT_BACKOFF_MAX      30000L
+#define HTTP_DEFAULT_RETRY_AFTER_MAX  120000L
+
+#define HTTP_MAX_REQUESTS        4096                 /* queued + running + waiting */
+#define HTTP_MAX_HEADER_BYTES    (64 * 1024)          /* response header block */
+#define HTTP_MAX_HEADER_VALUE    256                  /* captured header values */
+#define HTTP_MAX_REQ_HEADERS     64
+#define HTTP_MAX_URL             8192
+#define HTTP_DESCRIBE_MAX        300                  /* bytes of a described error */
+#define HTTP_DESCRIBE_PARSE_MAX  (1024 * 1024)        /* larger bodies are not parsed */
+
+/* ---- intrusive list ---------------------------------------------------- */
+
+struct link {
+        struct link *prev, *next;
+};
+
+static void list_init(struct link *head) {
+        head->prev = head->next = head;
+}
+
+static bool list_empty(const struct link *head) {
+        return head->next == head;
+}
+
+static void list_del(struct link *l) {
+        l->prev->next = l->next;
+        l->next->prev = l->prev;
+        l->prev = l->next = l;
+}
+
+static void list_add_tail(struct link *head, struct link *l) {
+        l->prev = head->prev;
+        l->next = head;
+        head->prev->next = l;
+        head->prev = l;
+}
+
+#define link_entry(ptr, type, member) \
+        ((type *) (void *) ((char *) (ptr) - offsetof(type, member)))
+
+/* ---- types ------------------------------------------------------------- */
+
+enum req_state {
+        REQ_QUEUED,     /* waiting for a per-host slot */
+        REQ_RUNNING,    /* added to the multi handle */
+        REQ_BACKOFF,    /* waiting for its retry timer */
+        REQ_DONE,       /* result ready, callback pending */
+};
+
+struct http_timer {
+        uv_timer_t timer;       /* first member: freed from the close callback */
+};
+
+struct http_sock {
+        uv_poll_t poll;
+        curl_socket_t fd;
+        struct http *h;
+        struct link link;       /* h->socks */
+        bool closing;
+};
+
+struct req {
+        struct http *h;
+        struct link link;               /* in one of h's state lists */
+        enum req_state state;
+        bool is_easy;                   /* http_add_easy() transfer */
+
+        CURL *easy;
+        char *method;
+        char *url;
+        char *host;                     /* "host:port" key of the per-host bound */
+        char **headers;
+        size_t n_headers;
+        char *body;
+        size_t body_len;
+        bool idempotent;
+        char *ca_file;
+        long timeout_ms;
+        char *request_id_header;
+        bool plaintext;
+
+        struct curl_slist *slist;
+        struct util_buf resp_body;
+        size_t header_bytes;
+        bool too_big;
+        char *content_type;
+        char *request_id;
+        char *correlation_id;
+        long retry_after_ms;
+        char errbuf[CURL_ERROR_SIZE];
+        char uuid[37];
+        bool last_timed_out;
+
+        int attempts;
+        uint64_t started_ms;
+        struct http_timer *retry_timer;
+
+        /* result */
+        int r;
+        CURLcode code;
+        long status;
+
+        http_done_fn cb;
+        http_easy_done_fn easy_cb;
+        void *userdata;
+};
+
+struct http {
+        uv_loop_t *loop;
+        CURLM *multi;
+        struct http_timer *timer;       /* curl's timeout */
+        struct http_timer *defer;       /* results to deliver from the loop */
+        struct http_options opts;
+        char *user_agent;
+
+        struct link queued, running, backoff, done;
+        struct link socks;
+        size_t n_reqs;
+
+        struct http_stats stats;
+        unsigned dispatching;
+        bool freeing;
+        bool free_pending;
+};
+
+static void drain(struct http *h);
+static void kick(struct http *h);
+static void dispatch(struct http *h);
+static void teardown(struct http *h);
+
+/* ---- helpers ----------------------------------------------------------- */
+
+bool http_async_dns(void) {
+        const curl_version_info_data *v = curl_version_info(CURLVERSION_NOW);
+        return v && (v->features & CURL_VERSION_ASYNCHDNS);
+}
+
+static void timer_close_cb(uv_handle_t *handle) {
+        free(handle);   /* struct http_timer starts with the uv_timer_t */
+}
+
+static void sock_close_cb(uv_handle_t *handle) {
+        free(link_entry(handle, struct http_sock, poll));
+}
+
+static void sock_close(struct http_sock *s) {
+        if (s->closing)
+                return;
+        s->closing = true;
+        list_del(&s->link);
+        uv_poll_stop(&s->poll);
+        uv_close((uv_handle_t *) &s->poll, sock_close_cb);
+}
+
+static int host_running(struct http *h, const char *host) {
+        int n = 0;
+        for (struct link *l = h->running.next; l != &h->running; l = l->next) {
+                struct req *q = link_entry(l, struct req, link);
+                if (!q->is_easy && q->host && strcmp(q->host, host) == 0)
+                        n++;
+        }
+        return n;
+}
+
+static void set_state(struct req *q, enum req_state st) {
+        struct http *h = q->h;
+        struct link *head = st == REQ_QUEUED ? &h->queued :
+                            st == REQ_RUNNING ? &h->running :
+                            st == REQ_BACKOFF ? &h->backoff : &h->done;
+        list_del(&q->link);
+        list_add_tail(head, &q->link);
+        q->state = st;
+}
+
+static void req_reset_response(struct req *q) {
+        util_buf_free(&q->resp_body);
+        util_buf_init(&q->resp_body, q->h->opts.max_response);
+        q->header_bytes = 0;
+        q->too_big = false;
+        util_freep(&q->content_type);
+        util_freep(&q->request_id);
+        util_freep(&q->correlation_id);
+        q->retry_after_ms = -1;
+        q->errbuf[0] = '\0';
+        q->status = 0;
+}
+
+static void req_free(struct req *q) {
+        if (!q)
+                return;
+        list_del(&q->link);
+        if (q->h)
+                q->h->n_reqs--;
+        if (q->retry_timer) {
+                uv_timer_stop(&q->retry_timer->timer);
+                uv_close((uv_handle_t *) &q->retry_timer->timer, timer_close_cb);
+        }
+        if (!q->is_easy && q->easy)
+                curl_easy_cleanup(q->easy);
+        curl_slist_free_all(q->slist);
+        free(q->method);
+        free(q->url);
+        free(q->host);
+        for (size_t i = 0; i < q->n_headers; i++)
+                free(q->headers[i]);
+        free(q->headers);
+        free(q->body);
+        free(q->ca_file);
+        free(q->request_id_header);
+        util_buf_free(&q->resp_body);
+        free(q->content_type);
+        free(q->request_id);
+        free(q->correlation_id);
+        free(q);
+}
+
+/* ---- curl -> libuv glue ------------------------------------------------ */
+
+static void on_timeout(uv_timer_t *t) {
+        struct http *h = t->data;
+        int running;
+        curl_multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+        drain(h);
+}
+
+static void on_defer(uv_timer_t *t) {
+        struct http *h = t->data;
+        kick(h);
+        dispatch(h);
+}
+
+static int timer_function(CURLM *multi, long timeout_ms, void *userp) {
+        struct http *h = userp;
+        /* Only (re)arm our timer: calling curl from here would recurse. */
+        if (timeout_ms < 0)
+                uv_timer_stop(&h->timer->timer);
+        else if (uv_timer_start(&h->timer->timer, on_timeout, (uint64_t) timeout_ms, 0) < 0)
+                return -1;
+        return 0;
+}
+
+static void on_poll(uv_poll_t *p, int status, int events) {
+        struct http_sock *s = link_entry(p, struct http_sock, poll);
+        struct http *h = s->h;
+        curl_socket_t fd = s->fd;
+        int flags = 0, running;
+
+        if (status < 0)
+                flags = CURL_CSELECT_ERR;
+        else {
+                if (events & UV_READABLE)
+                        flags |= CURL_CSELECT_IN;
+                if (events & UV_WRITABLE)
+                        flags |= CURL_CSELECT_OUT;
+        }
+        /* s may be closed by the socket callback from here on. */
+        curl_multi_socket_action(h->multi, fd, flags, &running);
+        drain(h);
+}
+
+static int socket_function(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp) {
+        struct http *h = userp;
+        struct http_sock *s = socketp;
+
+        if (what == CURL_POLL_REMOVE) {
+                /* socketp may be NULL for a socket never announced. */
+                if (s) {
+                        sock_close(s);
+                        curl_multi_assign(h->multi, fd, NULL);
+                }
+                return 0;
+        }
+
+        if (!s) {
+                s = calloc(1, sizeof(*s));
+                if (!s)
+                        return -1;
+                if (uv_poll_init_socket(h->loop, &s->poll, fd) < 0) {
+                        free(s);
+                        return -1;
+                }
+                s->fd = fd;
+                s->h = h;
+                list_add_tail(&h->socks, &s->link);
+                curl_multi_assign(h->multi, fd, s);
+        }
+
+        int events = 0;
+        if (what == CURL_POLL_IN || what == CURL_POLL_INOUT)
+                events |= UV_READABLE;
+        if (what == CURL_POLL_OUT || what == CURL_POLL_INOUT)
+                events |= UV_WRITABLE;
+        if (uv_poll_start(&s->poll, events, on_poll) < 0)
+                return -1;
+        return 0;
+}
+
+/* ---- per-transfer curl callbacks --------------------------------------- */
+
+static size_t write_cb(char *ptr, size_t size, size_t nmemb, void *userdata) {
+        struct req *q = userdata;
+        size_t n = size * nmemb;
+        if (util_buf_append(&q->resp_body, ptr, n) < 0) {
+                q->too_big = true;
+                return 0;       /* short write aborts the transfer */
+        }
+        return n;
+}
+
+static char *header_value_dup(const char *v, size_t len) {
+        while (len > 0 && (*v == ' ' || *v == '\t')) {
+                v++;
+                len--;
+        }
+        while (len > 0 && (v[len - 1] == ' ' || v[len - 1] == '\t' ||
+                           v[len - 1] == '\r' || v[len - 1] == '\n'))
+                len--;
+        if (len == 0 || len > HTTP_MAX_HEADER_VALUE)
+                return NULL;
+        for (size_t i = 0; i < len; i++)
+                if ((unsigned char) v[i] < 0x20 || v[i] == 0x7f)
+                        return NULL;
+        return strndup(v, len);
+}
+
+/* Retry-After: delay-seconds or an HTTP-date; -1 when absent or junk. */
+static long parse_retry_after(const char *v, long cap) {
+        if (!v || !*v)
+                return -1;
+        long ms;
+        if (isdigit((unsigned char) v[0])) {
+                char *end;
+                errno = 0;
+                unsigned long long sec = strtoull(v, &end, 10);
+                if (*end != '\0')
+                        return -1;
+                if (errno == ERANGE || sec > (unsigned long long) cap / 1000 + 1)
+                        return cap;
+                ms = (long) sec * 1000;
+        } else {
+                time_t t = curl_getdate(v, NULL);
+                if (t == (time_t) -1)
+                        return -1;
+                time_t now = time(NULL);
+                if (t <= now)
+                        return 0;
+                if ((unsigned long long) (t - now) > (unsigned long long) cap / 1000 + 1)
+                        return cap;
+                ms = (long) (t - now) * 1000;
+        }
+        return ms > cap ? cap : ms;
+}
+
+static size_t header_cb(char *buf, size_t size, size_t nitems, void *userdata) {
+        struct req *q = userdata;
+        size_t n = size * nitems;
+
+        q->header_bytes += n;
+        if (q->header_bytes > HTTP_MAX_HEADER_BYTES) {
+                q->too_big = true;
+                return 0;
+        }
+        if (n >= 5 && memcmp(buf, "HTTP/", 5) == 0) {
+                /* A new response (after 100 Continue, say): forget the old headers. */
+                util_freep(&q->content_type);
+                util_freep(&q->request_id);
+                util_freep(&q->correlation_id);
+                q->retry_after_ms = -1;
+                return n;
+        }
+        const char *colon = memchr(buf, ':', n);
+        if (!colon)
+                return n;
+        size_t nlen = (size_t) (colon - buf);
+        const char *v = colon + 1;
+        size_t vlen = n - nlen - 1;
+        char **slot = NULL;
+
+#define HDR_IS(name) (nlen == strlen(name) && strncasecmp(buf, name, nlen) == 0)
+        if (HDR_IS("content-type"))
+                slot = &q->content_type;
+        else if (HDR_IS("ms-correlationid"))
+                slot = &q->correlation_id;
+        else if (HDR_IS("ms-requestid") || HDR_IS("x-ms-request-id") || HDR_IS("x-request-id") ||
+                 HDR_IS("request-id") || HDR_IS("x-correlation-id") || HDR_IS("traceparent")) {
+                if (q->request_id)
+                        return n;       /* first one wins */
+                slot = &q->request_id;
+        } else if (HDR_IS("retry-after")) {
+                char *s = header_value_dup(v, vlen);
+                q->retry_after_ms = parse_retry_after(s, q->h->opts.retry_after_max_ms);
+                free(s);
+                return n;
+        }
+#undef HDR_IS
+        if (slot) {
+                free(*slot);
+                *slot = header_value_dup(v, vlen);
+        }
+        return n;
+}
+
+/* ---- results ----------------------------------------------------------- */
+
+static int curlcode_to_errno(CURLcode c, bool too_big) {
+        switch (c) {
+        case CURLE_OK:
+                return 0;
+        case CURLE_OPERATION_TIMEDOUT:
+                return -ETIMEDOUT;
+        case CURLE_COULDNT_CONNECT:
+                return -ECONNREFUSED;
+        case CURLE_RECV_ERROR:
+        case CURLE_SEND_ERROR:
+        case CURLE_GOT_NOTHING:
+        case CURLE_PARTIAL_FILE:
+                return -ECONNRESET;
+        case CURLE_COULDNT_RESOLVE_HOST:
+        case CURLE_COULDNT_RESOLVE_PROXY:
+                return -EHOSTUNREACH;
+        case CURLE_FILESIZE_EXCEEDED:
+                return -EFBIG;
+        case CURLE_WRITE_ERROR:
+                return too_big ? -EFBIG : -EIO;
+        case CURLE_OUT_OF_MEMORY:
+                return -ENOMEM;
+        case CURLE_ABORTED_BY_CALLBACK:
+                return -ECANCELED;
+        case CURLE_URL_MALFORMAT:
+                return -EINVAL;
+        case CURLE_UNSUPPORTED_PROTOCOL:
+        case CURLE_SSL_CONNECT_ERROR:
+        case CURLE_PEER_FAILED_VERIFICATION:
+        case CURLE_SSL_CERTPROBLEM:
+        case CURLE_SSL_CIPHER:
+        case CURLE_SSL_CACERT_BADFILE:
+        case CURLE_SSL_ENGINE_NOTFOUND:
+        case CURLE_SSL_ENGINE_SETFAILED:
+        case CURLE_SSL_ENGINE_INITFAILED:
+        case CURLE_SSL_SHUTDOWN_FAILED:
+        case CURLE_SSL_CRL_BADFILE:
+        case CURLE_SSL_ISSUER_ERROR:
+        case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+        case CURLE_SSL_INVALIDCERTSTATUS:
+        case CURLE_SSL_CLIENTCERT:
+        case CURLE_USE_SSL_FAILED:
+        case CURLE_HTTP2:
+        case CURLE_HTTP2_STREAM:
+        case CURLE_WEIRD_SERVER_REPLY:
+        case CURLE_TOO_MANY_REDIRECTS:
+        case CURLE_BAD_CONTENT_ENCODING:
+                return -EPROTO;
+        case CURLE_LOGIN_DENIED:
+                return -EACCES;
+        default:
+                return -EIO;
+        }
+}
+
+static bool retryable(const struct req *q) {
+        if (!q->idempotent || q->is_easy)
+                return false;
+        switch (q->code) {
+        case CURLE_OK:
+                return q->status == 429 || q->status == 502 || q->status == 503 ||
+                       q->status == 504;
+        case CURLE_COULDNT_CONNECT:
+        case CURLE_RECV_ERROR:
+        case CURLE_SEND_ERROR:
+        case CURLE_GOT_NOTHING:
+        case CURLE_PARTIAL_FILE:
+        case CURLE_OPERATION_TIMEDOUT:
+                return true;
+        default:
+                return false;
+        }
+}
+
+static long backoff_ms(const struct http *h, int attempt) {
+        /* Equal jitter: half the exponential delay fixed, half random. */
+        long d = h->opts.backoff_base_ms;
+        for (int i = 1; i < attempt && d < h->opts.backoff_max_ms; i++)
+                d *= 2;
+        if (d > h->opts.backoff_max_ms)
+                d = h->opts.backoff_max_ms;
+        uint32_t rnd = 0;
+        (void) util_random_bytes(&rnd, sizeof(rnd));
+        long half = d / 2;
+        return half + (half > 0 ? (long) (rnd % (uint32_t) (half + 1)) : 0);
+}
+
+static void finish(struct req *q, int r) {
+        q->r = r;
+        set_state(q, REQ_DONE);
+}
+
+static int start_attempt(struct req *q);
+
+static void on_retry_timer(uv_timer_t *t) {
+        struct req *q = t->data;
+        struct http *h = q->h;
+        set_state(q, REQ_QUEUED);
+        kick(h);
+        dispatch(h);
+}
+
+/* A transfer of q ended (removed from the multi already). */
+static void attempt_done(struct req *q, CURLcode code) {
+        struct http *h = q->h;
+        q->code = code;
+
+        if (q->is_easy) {
+                finish(q, 0);
+                return;
+        }
+
+        long status = 0;
+        curl_easy_getinfo(q->easy, CURLINFO_RESPONSE_CODE, &status);
+        q->status = status;
+        long nconn = 0;
+        if (curl_easy_getinfo(q->easy, CURLINFO_NUM_CONNECTS, &nconn) == CURLE_OK && nconn > 0)
+                h->stats.connections += (uint64_t) nconn;
+        if (status > 0)
+                h->stats.responses++;
+        h->stats.bytes_received += q->resp_body.len;
+        q->last_timed_out = code == CURLE_OPERATION_TIMEDOUT;
+
+        int r = curlcode_to_errno(code, q->too_big);
+        if (r == -EFBIG)
+                snprintf(q->errbuf, sizeof(q->errbuf), "response larger than %zu bytes",
+                         h->opts.max_response);
+        else if (r == -ETIMEDOUT)
+                snprintf(q->errbuf, sizeof(q->errbuf), "timed out after %ld ms", q->timeout_ms);
+
+        if (!h->freeing && q->attempts < h->opts.max_attempts && retryable(q)) {
+                long delay = backoff_ms(h, q->attempts);
+                if (q->retry_after_ms >= 0 && code == CURLE_OK)
+                        delay = q->retry_after_ms;
+                if (!q->retry_timer) {
+                        q->retry_timer = calloc(1, sizeof(*q->retry_timer));
+                        if (!q->retry_timer ||
+                            uv_timer_init(h->loop, &q->retry_timer->timer) < 0) {
+                                util_freep(&q->retry_timer);
+                                finish(q, r);
+                                return;
+                        }
+                        q->retry_timer->timer.data = q;
+                }
+                h->stats.retries++;
+                set_state(q, REQ_BACKOFF);
+                uv_timer_start(&q->retry_timer->timer, on_retry_timer, (uint64_t) delay, 0);
+                return;
+        }
+        finish(q, r);
+}
+
+static void drain(struct http *h) {
+        CURLMsg *msg;
+        int left;
+        while ((msg = curl_multi_info_read(h->multi, &left))) {
+                if (msg->msg != CURLMSG_DONE)
+                        continue;
+                CURL *easy = msg->easy_handle;
+                CURLcode code = msg->data.result;
+                struct req *q = NULL;
+                curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **) &q);
+                curl_multi_remove_handle(h->multi, easy);       /* msg is gone now */
+                if (q && q->state == REQ_RUNNING)
+                        attempt_done(q, code);
+        }
+        kick(h);
+        dispatch(h);
+}
+
+/* ---- starting transfers ------------------------------------------------ */
+
+static int build_slist(struct req *q) {
+        struct curl_slist *l = NULL, *t;
+        for (size_t i = 0; i < q->n_headers; i++) {
+                t = curl_slist_append(l, q->headers[i]);
+                if (!t)
+                        goto oom;
+                l = t;
+        }
+        /* no "Expect: 100-continue" round trip */
+        t = curl_slist_append(l, "Expect:");
+        if (!t)
+                goto oom;
+        l = t;
+        if (q->request_id_header) {
+                if (!q->last_timed_out || !q->uuid[0])
+                        if (util_uuid4(q->uuid) < 0)
+                                goto oom;
+                char line[256];
+                snprintf(line, sizeof(line), "%s: %s", q->request_id_header, q->uuid);
+                t = curl_slist_append(l, line);
+                if (!t)
+                        goto oom;
+                l = t;
+        }
+        curl_slist_free_all(q->slist);
+        q->slist = l;
+        return 0;
+oom:
+        curl_slist_free_all(l);
+        return -ENOMEM;
+}
+
+static int setup_easy(struct req *q) {
+        struct http *h = q->h;
+        CURL *e = q->easy;
+        const char *protos = q->plaintext ? "http,https" : "https";
+        CURLcode c = CURLE_OK;
+        int r = build_slist(q);
+        if (r < 0)
+                return r;
+
+#define SET(opt, val) do { if (c == CURLE_OK) c = curl_easy_setopt(e, opt, val); } while (0)
+        SET(CURLOPT_URL, q->url);
+        SET(CURLOPT_PRIVATE, q);
+        SET(CURLOPT_NOSIGNAL, 1L);
+        SET(CURLOPT_PROTOCOLS_STR, protos);
+        SET(CURLOPT_REDIR_PROTOCOLS_STR, protos);
+        SET(CURLOPT_FOLLOWLOCATION, 0L);
+        SET(CURLOPT_SSL_VERIFYPEER, 1L);
+        SET(CURLOPT_SSL_VERIFYHOST, 2L);
+        if (q->ca_file)
+                SET(CURLOPT_CAINFO, q->ca_file);
+        SET(CURLOPT_CONNECTTIMEOUT_MS, h->opts.connect_timeout_ms);
+        SET(CURLOPT_TIMEOUT_MS, q->timeout_ms);
+        /* Wait for a connection that may multiplex (h2 via ALPN) instead of
+         * opening another.  Not for plain http: without ALPN curl learns the
+         * protocol only from the first response, so everything would queue
+         * behind it. */
+        SET(CURLOPT_PIPEWAIT, q->plaintext ? 0L : 1L);
+        SET(CURLOPT_TCP_KEEPALIVE, 1L);
+        SET(CURLOPT_USERAGENT, h->user_agent);
+        SET(CURLOPT_ERRORBUFFER, q->errbuf);
+        SET(CURLOPT_WRITEFUNCTION, write_cb);
+        SET(CURLOPT_WRITEDATA, q);
+        SET(CURLOPT_HEADERFUNCTION, header_cb);
+        SET(CURLOPT_HEADERDATA, q);
+        SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t) h->opts.max_response);
+        SET(CURLOPT_ACCEPT_ENCODING, "");
+        SET(CURLOPT_HTTPHEADER, q->slist);
+        if (strcmp(q->method, "GET") == 0)
+                SET(CURLOPT_HTTPGET, 1L);
+        else if (strcmp(q->method, "HEAD") == 0)
+                SET(CURLOPT_NOBODY, 1L);
+        else {
+                if (q->body || strcmp(q->method, "POST") == 0) {
+                        SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) q->body_len);
+                        SET(CURLOPT_POSTFIELDS, q->body ? q->body : "");
+                }
+                if (strcmp(q->method, "POST") != 0)
+                        SET(CURLOPT_CUSTOMREQUEST, q->method);
+        }
+#undef SET
+        return c == CURLE_OK ? 0 : -EINVAL;
+}
+
+static int start_attempt(struct req *q) {
+        struct http *h = q->h;
+        req_reset_response(q);
+        int r = setup_easy(q);
+        if (r < 0)
+                return r;
+        set_state(q, REQ_RUNNING);
+        if (curl_multi_add_handle(h->multi, q->easy) != CURLM_OK) {
+                set_state(q, REQ_QUEUED);
+                return -ENOMEM;
+        }
+        q->attempts++;
+        h->stats.requests++;
+        return 0;
+}
+
+/* Starts queued requests whose host has a free slot, oldest first. */
+static void kick(struct http *h) {
+        struct link *l = h->queued.next;
+        while (l != &h->queued) {
+                struct req *q = link_entry(l, struct req, link);
+                l = l->next;
+                if (host_running(h, q->host) >= h->opts.max_per_host)
+                        continue;
+                int r = start_attempt(q);
+                if (r < 0)
+                        finish(q, r);
+        }
+}
+
+static void dispatch(struct http *h) {
+        if (h->dispatching)
+                return;         /* the outer dispatch picks new results up */
+        h->dispatching++;
+        while (!list_empty(&h->done)) {
+                struct req *q = link_entry(h->done.next, struct req, link);
+                list_del(&q->link);
+                if (q->is_easy) {
+                        if (q->easy_cb)
+                                q->easy_cb(q->userdata, q->easy, q->code);
+                } else if (q->cb) {
+                        struct http_response resp = {
+                                .status = q->status,
+                                .body = q->resp_body.data ? q->resp_body.data : (char *) "",
+                                .body_len = q->resp_body.len,
+                                .content_type = q->content_type,
+                                .request_id = q->request_id,
+                                .correlation_id = q->correlation_id,
+                                .retry_after_ms = q->retry_after_ms,
+                                .curl_code = q->code,
+                                .attempts = q->attempts,
+                                .elapsed_ms = util_now_mono_ms() - q->started_ms,
+                        };
+                        memcpy(resp.error, q->errbuf, sizeof(resp.error));
+                        resp.error[sizeof(resp.error) - 1] = '\0';
+                        q->cb(q->userdata, q->r, &resp);
+                }
+                req_free(q);
+        }
+        h->dispatching--;
+        if (h->free_pending)
+                teardown(h);    /* http_free() was called from a callback */
+}
+
+/* ---- public API -------------------------------------------------------- */
+
+int http_new(uv_loop_t *loop, const struct http_options *opts, struct http **ret) {
+        if (!loop || !ret)
+                return -EINVAL;
+        if (!http_async_dns())
+                return -ENOTSUP;       /* a blocking resolver would stall the loop */
+        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+                return -ENOMEM;
+
+        struct http *h = calloc(1, sizeof(*h));
+        if (!h) {
+                curl_global_cleanup();
+                return -ENOMEM;
+        }
+        h->loop = loop;
+        list_init(&h->queued);
+        list_init(&h->running);
+        list_init(&h->backoff);
+        list_init(&h->done);
+        list_init(&h->socks);
+        if (opts)
+                h->opts = *opts;
+#define DEF(f, v) do { if (h->opts.f <= 0) h->opts.f = (v); } while (0)
+        DEF(max_per_host, HTTP_DEFAULT_MAX_PER_HOST);
+        DEF(connect_timeout_ms, HTTP_DEFAULT_CONNECT_TIMEOUT);
+        DEF(timeout_ms, HTTP_DEFAULT_TIMEOUT);
+        DEF(max_response, HTTP_DEFAULT_MAX_RESPONSE);
+        DEF(max_attempts, HTTP_DEFAULT_MAX_ATTEMPTS);
+        DEF(backoff_base_ms, HTTP_DEFAULT_BACKOFF_BASE);
+        DEF(backoff_max_ms, HTTP_DEFAULT_BACKOFF_MAX);
+        DEF(retry_after_max_ms, HTTP_DEFAULT_RETRY_AFTER_MAX);
+#undef DEF
+        h->opts.user_agent = NULL;
+        h->user_agent = strdup(opts && opts->user_agent ? opts->user_agent
+                                                        : "partnerd/" PARTNERD_VERSION);
+        h->timer = calloc(1, sizeof(*h->timer));
+        h->defer = calloc(1, sizeof(*h->defer));
+        h->multi = curl_multi_init();
+        if (!h->user_agent || !h->timer || !h->defer || !h->multi)
+                goto oom;
+        /* uv_timer_init() cannot fail on Linux; both are closed together. */
+        uv_timer_init(loop, &h->timer->timer);
+        uv_timer_init(loop, &h->defer->timer);
+        h->timer->timer.data = h;
+        h->defer->timer.data = h;
+
+        curl_multi_setopt(h->multi, CURLMOPT_SOCKETFUNCTION, socket_function);
+        curl_multi_setopt(h->multi, CURLMOPT_SOCKETDATA, h);
+        curl_multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, timer_function);
+        curl_multi_setopt(h->multi, CURLMOPT_TIMERDATA, h);
+        curl_multi_setopt(h->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long) h->opts.max_per_host);
+        curl_multi_setopt(h->multi, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
+        *ret = h;
+        return 0;
+oom:
+        if (h->multi)
+                curl_multi_cleanup(h->multi);
+        free(h->timer);
+        free(h->defer);
+        free(h->user_agent);
+        free(h);
+        curl_global_cleanup();
+        return -ENOMEM;
+}
+
+static void cancel_req(struct req *q) {
+        struct http *h = q->h;
+        if (q->state == REQ_RUNNING)
+                curl_multi_remove_handle(h->multi, q->easy);
+        if (q->retry_timer)
+                uv_timer_stop(&q->retry_timer->timer);
+        if (q->is_easy)
+                q->code = CURLE_ABORTED_BY_CALLBACK;
+        else if (q->errbuf[0] == '\0' || q->state != REQ_DONE)
+                snprintf(q->errbuf, sizeof(q->errbuf), "cancelled");
+        finish(q, -ECANCELED);
+}
+
+static void cancel_list(struct link *head) {
+        while (!list_empty(head))
+                cancel_req(link_entry(head->next, struct req, link));
+}
+
+static void cancel_all(struct http *h) {
+        cancel_list(&h->queued);
+        cancel_list(&h->backoff);
+        cancel_list(&h->running);
+}
+
+void http_cancel_all(struct http *h) {
+        if (!h)
+                return;
+        cancel_all(h);
+        dispatch(h);
+}
+
+static void teardown(struct http *h) {
+        /* Every request has been delivered: http_submit refuses work while
+         * freeing, so the lists are empty. */
+        curl_multi_cleanup(h->multi);   /* may call our socket/timer callbacks */
+        h->multi = NULL;
+        while (!list_empty(&h->socks))
+                sock_close(link_entry(h->socks.next, struct http_sock, link));
+        uv_timer_stop(&h->timer->timer);
+        uv_close((uv_handle_t *) &h->timer->timer, timer_close_cb);
+        uv_timer_stop(&h->defer->timer);
+        uv_close((uv_handle_t *) &h->defer->timer, timer_close_cb);
+        free(h->user_agent);
+        free(h);
+        curl_global_cleanup();
+}
+
+struct http *http_free(struct http *h) {
+        if (!h || h->freeing)
+                return NULL;    /* NULL, or a nested call from a callback */
+        h->freeing = true;
+        if (h->dispatching) {
+                /* called from a callback: the outer dispatch finishes the job */
+                h->free_pending = true;
+                cancel_all(h);
+                return NULL;
+        }
+        http_cancel_all(h);
+        teardown(h);
+        return NULL;
+}
+
+static int url_host_key(const char *url, char **ret) {
+        CURLU *u = curl_url();
+        char *host = NULL, *port = NULL;
+        int r = -EINVAL;
+        if (!u)
+                return -ENOMEM;
+        if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
+            curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK ||
+            curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) != CURLUE_OK)
+                goto out;
+        if (asprintf(ret, "%s:%s", host, port) < 0) {
+                r = -ENOMEM;
+                goto out;
+        }
+        util_ascii_lower(*ret);
+        r = 0;
+out:
+        curl_free(host);
+        curl_free(port);
+        curl_url_cleanup(u);
+        return r;
+}
+
+static bool method_ok(const char *m) {
+        size_t n = strlen(m);
+        if (n == 0 || n > 16)
+                return false;
+        for (size_t i = 0; i < n; i++)
+                if (!isupper((unsigned char) m[i]))
+                        return false;
+        return true;
+}
+
+static struct req *req_alloc(struct http *h) {
+        struct req *q = calloc(1, sizeof(*q));
+        if (!q)
+                return NULL;
+        q->h = h;
+        list_init(&q->link);
+        util_buf_init(&q->resp_body, h->opts.max_response);
+        q->retry_after_ms = -1;
+        q->started_ms = util_now_mono_ms();
+        h->n_reqs++;
+        return q;
+}
+
+int http_submit(struct http *h, const struct http_request *req, http_done_fn cb, void *userdata) {
+        if (!h || !req || !req->url || !cb)
+                return -EINVAL;
+        if (h->freeing)
+                return -ESHUTDOWN;
+        if (h->n_reqs >= HTTP_MAX_REQUESTS)
+                return -ENOBUFS;
+        const char *method = req->method ? req->method : "GET";
+        if (!method_ok(method) || strlen(req->url) > HTTP_MAX_URL)
+                return -EINVAL;
+        bool plaintext;
+        int r = http_check_url(req->url, false, &plaintext);
+        if (r < 0)
+                return r;
+        if (req->request_id_header && (util_has_ctl(req->request_id_header, false) ||
+                                       strlen(req->request_id_header) > 64 ||
+                                       strchr(req->request_id_header, ':')))
+                return -EINVAL;
+
+        struct req *q = req_alloc(h);
+        if (!q)
+                return -ENOMEM;
+        q->plaintext = plaintext;
+        q->idempotent = req->idempotent;
+        q->timeout_ms = req->timeout_ms > 0 ? req->timeout_ms : h->opts.timeout_ms;
+        q->cb = cb;
+        q->userdata = userdata;
+        q->method = strdup(method);
+        q->url = strdup(req->url);
+        q->ca_file = util_strdup0(req->ca_file);
+        q->request_id_header = util_strdup0(req->request_id_header);
+        if (!q->method || !q->url || (req->ca_file && !q->ca_file) ||
+            (req->request_id_header && !q->request_id_header))
+                goto nomem;
+        r = url_host_key(req->url, &q->host);
+        if (r < 0)
+                goto fail;
+        if (req->headers) {
+                size_t n = 0;
+                while (req->headers[n])
+                        n++;
+                if (n > HTTP_MAX_REQ_HEADERS) {
+                        r = -E2BIG;
+                        goto fail;
+                }
+                q->headers = calloc(n + 1, sizeof(char *));
+                if (!q->headers)
+                        goto nomem;
+                for (size_t i = 0; i < n; i++) {
+                        if (util_has_ctl(req->headers[i], true) || !strchr(req->headers[i], ':')) {
+                                r = -EINVAL;
+                                goto fail;
+                        }
+                        q->headers[i] = strdup(req->headers[i]);
+                        if (!q->headers[i])
+                                goto nomem;
+                        q->n_headers++;
+                }
+        }
+        if (req->body) {
+                q->body = malloc(req->body_len + 1);
+                if (!q->body)
+                        goto nomem;
+                memcpy(q->body, req->body, req->body_len);
+                q->body[req->body_len] = '\0';
+                q->body_len = req->body_len;
+        }
+        q->easy = curl_easy_init();
+        if (!q->easy)
+                goto nomem;
+
+        set_state(q, REQ_QUEUED);
+        kick(h);
+        /* kick() may have failed to start it: report that through the callback. */
+        if (!h->dispatching && !list_empty(&h->done))
+                uv_timer_start(&h->defer->timer, on_defer, 0, 0);
+        return 0;
+nomem:
+        r = -ENOMEM;
+fail:
+        req_free(q);
+        return r;
+}
+
+int http_add_easy(struct http *h, CURL *easy, http_easy_done_fn cb, void *userdata) {
+        if (!h || !easy || !cb)
+                return -EINVAL;
+        if (h->freeing)
+                return -ESHUTDOWN;
+        if (h->n_reqs >= HTTP_MAX_REQUESTS)
+                return -ENOBUFS;
+        struct req *q = req_alloc(h);
+        if (!q)
+                return -ENOMEM;
+        q->is_easy = true;
+        q->easy = easy;
+        q->easy_cb = cb;
+        q->userdata = userdata;
+        curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(easy, CURLOPT_PRIVATE, q);
+        set_state(q, REQ_RUNNING);
+        if (curl_multi_add_handle(h->multi, easy) != CURLM_OK) {
+                q->easy = NULL;
+                req_free(q);
+                return -ENOMEM;
+        }
+        h->stats.requests++;
+        return 0;
+}
+
+size_t http_pending(const struct http *h) {
+        return h ? h->n_reqs : 0;
+}
+
+void http_get_stats(const struct http *h, struct http_stats *ret) {
+        if (!ret)
+                return;
+        *ret = h ? h->stats : (struct http_stats) { 0 };
+}
+
+/* ---- URLs --------------------------------------------------------------- */
+
+int http_check_url(const char *url, bool allow_smtp, bool *ret_plaintext) {
+        CURLU *u = NULL;
+        char *scheme = NULL, *host = NULL, *user = NULL, *pass = NULL;
+        bool plaintext = false;
+        int r = -EINVAL;
+
+        if (!url || !*url || strlen(url) > HTTP_MAX_URL)
+                return -EINVAL;
+        for (const char *p = url; *p; p++)
+                if ((unsigned char) *p <= 0x20 || *p == 0x7f)
+                        return -EINVAL;         /* controls, CR/LF, spaces */
+        u = curl_url();
+        if (!u)
+                return -ENOMEM;
+        if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK)
+                goto out;
+        if (curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+            curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK || !host || !*host)
+                goto out;
+        /* No credentials in URLs: they would end up in logs. */
+        if (curl_url_get(u, CURLUPART_USER, &user, 0) != CURLUE_NO_USER ||
+            curl_url_get(u, CURLUPART_PASSWORD, &pass, 0) != CURLUE_NO_PASSWORD)
+                goto out;
+        if (strcmp(scheme, "https") == 0)
+                plaintext = false;
+        else if (strcmp(scheme, "http") == 0) {
+                if (!util_host_is_loopback(host))
+                        goto out;
+                plaintext = true;
+        } else if (allow_smtp && strcmp(scheme, "smtps") == 0)
+                plaintext = false;
+        else if (allow_smtp && strcmp(scheme, "smtp") == 0)
+                plaintext = true;       /* STARTTLS is the mail module's business */
+        else
+                goto out;
+        if (ret_plaintext)
+                *ret_plaintext = plaintext;
+        r = 0;
+out:
+        curl_free(scheme);
+        curl_free(host);
+        curl_free(user);
+        curl_free(pass);
+        curl_url_cleanup(u);
+        return r;
+}
+
+char *http_escape(const char *s) {
+        static const char hex[] = "0123456789ABCDEF";
+        if (!s)
+                return NULL;
+        size_t n = strlen(s);
+        if (n > (SIZE_MAX - 1) / 3)
+                return NULL;
+        char *out = malloc(n * 3 + 1), *o = out;
+        if (!out)
+                return NULL;
+        for (const unsigned char *p = (const unsigned char *) s; *p; p++) {
+                if (isalnum(*p) || *p == '-' || *p == '.' || *p == '_' || *p == '~')
+                        *o++ = (char) *p;
+                else {
+                        *o++ = '%';
+                        *o++ = hex[*p >> 4];
+                        *o++ = hex[*p & 15];
+                }
+        }
+        *o = '\0';
+        return out;
+}
+
+/* ---- error descriptions ------------------------------------------------- */
+
+static const char *reason_phrase(long status) {
+        switch (status) {
+        case 400: return "Bad Request";
+        case 401: return "Unauthorized";
+        case 403: return "Forbidden";
+        case 404: return "Not Found";
+        case 405: return "Method Not Allowed";
+        case 406: return "Not Acceptable";
+        case 408: return "Request Timeout";
+        case 409: return "Conflict";
+        case 410: return "Gone";
+        case 412: return "Precondition Failed";
+        case 413: return "Payload Too Large";
+        case 415: return "Unsupported Media Type";
+        case 422: return "Unprocessable Entity";
+        case 429: return "Too Many Requests";
+        case 500: return "Internal Server Error";
+        case 501: return "Not Implemented";
+        case 502: return "Bad Gateway";
+        case 503: return "Service Unavailable";
+        case 504: return "Gateway Timeout";
+        default: return NULL;
+        }
+}
+
+/* Length of a valid UTF-8 sequence at p (at most n bytes), 0 if invalid. */
+static size_t utf8_len(const unsigned char *p, size_t n) {
+        size_t len;
+        uint32_t cp;
+        if (p[0] < 0x80)
+                return 1;
+        if ((p[0] & 0xe0) == 0xc0) {
+                len = 2;
+                cp = p[0] & 0x1f;
+        } else if ((p[0] & 0xf0) == 0xe0) {
+                len = 3;
+                cp = p[0] & 0x0f;
+        } else if ((p[0] & 0xf8) == 0xf0) {
+                len = 4;
+                cp = p[0] & 0x07;
+        } else
+                return 0;
+        if (len > n)
+                return 0;
+        for (size_t i = 1; i < len; i++) {
+                if ((p[i] & 0xc0) != 0x80)
+                        return 0;
+                cp = (cp << 6) | (p[i] & 0x3f);
+        }
+        if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
+            cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+                return 0;
+        if (len == 2 && cp < 0xa0)
+                return 0;       /* C1 controls */
+        return len;
+}
+
+/* Copies s into a fresh string: controls become spaces, runs of blanks
+ * collapse, invalid UTF-8 becomes U+FFFD; clipped to max bytes on a
+ * character boundary with "..." appended. */
+static char *sanitise(const char *s, size_t n, size_t max) {
+        struct util_buf b;
+        const unsigned char *p = (const unsigned char *) s;
+        bool space = true, clipped = false;
+
+        util_buf_init(&b, max + 16);
+        for (size_t i = 0; i < n;) {
+                size_t l = utf8_len(p + i, n - i);
+                const char *piece = (const char *) p + i;
+                size_t plen = l;
+                if (l == 0) {
+                        piece = "\xef\xbf\xbd";
+                        plen = 3;
+                        l = 1;
+                } else if (l == 1 && (p[i] < 0x20 || p[i] == 0x7f || p[i] == ' ')) {
+                        i++;
+                        if (!space) {
+                                space = true;
+                                piece = " ";
+                                plen = 1;
+                        } else
+                                continue;
+                        if (b.len + 1 > max) {
+                                clipped = true;
+                                break;
+                        }
+                        util_buf_append(&b, piece, plen);
+                        continue;
+                }
+                if (b.len + plen > max) {
+                        clipped = true;
+                        break;
+                }
+                space = false;
+                util_buf_append(&b, piece, plen);
+                i += l;
+        }
+        while (b.len > 0 && b.data[b.len - 1] == ' ')
+                b.data[--b.len] = '\0';
+        if (clipped)
+                util_buf_puts(&b, "...");
+        return util_buf_steal(&b);
+}
+
+static const char *jstr(json_t *o, const char *key) {
+        json_t *v = json_object_get(o, key);
+        return json_is_string(v) && json_string_length(v) > 0 ? json_string_value(v) : NULL;
+}
+
+/* Appends "; msg" unless msg is already part of the text. */
+static void add_unique(struct util_buf *b, const char *sep, const char *msg) {
+        if (!msg || !*msg || (b->data && strstr(b->data, msg)))
+                return;
+        if (b->len > 0)
+                util_buf_puts(b, sep);
+        util_buf_puts(b, msg);
+}
+
+static void describe_errors(struct util_buf *b, json_t *errors, const char *first_sep) {
+        int n = 0;
+        if (json_is_object(errors)) {
+                const char *key;
+                json_t *v;
+                json_object_foreach(errors, key, v) {
+                        if (n++ >= 3)
+                                break;
+                        const char *msg = json_is_string(v) ? json_string_value(v) :
+                                          json_is_array(v) && json_is_string(json_array_get(v, 0)) ?
+                                          json_string_value(json_array_get(v, 0)) : NULL;
+                        if (!msg || (b->data && strstr(b->data, msg)))
+                                continue;
+                        if (b->len > 0)
+                                util_buf_puts(b, n == 1 ? first_sep : "; ");
+                        util_buf_printf(b, "%s: %s", key, msg);
+                }
+        } else if (json_is_array(errors)) {
+                size_t i;
+                json_t *v;
+                json_array_foreach(errors, i, v) {
+                        if (n++ >= 3)
+                                break;
+                        const char *msg = json_is_string(v) ? json_string_value(v) :
+                                          jstr(v, "message");
+                        size_t before = b->len;
+                        add_unique(b, first_sep, msg);
+                        if (b->len != before)
+                                first_sep = "; ";
+                }
+        }
+}
+
+static void describe_first_line(struct util_buf *b, const char *s) {
+        size_t n = strcspn(s, "\r\n");
+        util_buf_append(b, s, n);
+}
+
+/* The message part of a JSON error body; false if the shape is unknown. */
+static bool describe_json(struct util_buf *b, json_t *o) {
+        if (!json_is_object(o))
+                return false;
+        json_t *err = json_object_get(o, "error");
+        const char *title = jstr(o, "title"), *detail = jstr(o, "detail");
+        const char *message = jstr(o, "message"), *description = jstr(o, "description");
+        json_t *code = json_object_get(o, "code");
+        json_t *errors = json_object_get(o, "errors");
+
+        if (!detail)
+                detail = jstr(o, "details");
+        if (json_is_string(err)) {
+                /* Entra ID: {"error":"invalid_client","error_description":"AADSTS...\r\nTrace ID..."} */
+                util_buf_puts(b, json_string_value(err));
+                const char *d = jstr(o, "error_description");
+                if (d) {
+                        util_buf_puts(b, ": ");
+                        describe_first_line(b, d);
+                }
+        } else if (json_is_object(err) && (jstr(err, "message") || jstr(err, "code"))) {
+                /* OData / Graph style {"error":{"code":..,"message":..}} */
+                add_unique(b, ": ", jstr(err, "code"));
+                add_unique(b, ": ", jstr(err, "message"));
+        } else if (title || detail) {
+                /* RFC 7807 problem details (Marketplace) */
+                add_unique(b, ": ", title);
+                add_unique(b, ": ", detail);
+                describe_errors(b, errors, detail ? "; " : ": ");
+        } else if (description) {
+                /* Partner Center {code, description} */
+                util_buf_puts(b, description);
+                if (json_is_integer(code))
+                        util_buf_printf(b, " (code %lld)", (long long) json_integer_value(code));
+                else if (json_is_string(code) && json_string_length(code) > 0)
+                        util_buf_printf(b, " (code %s)", json_string_value(code));
+        } else if (message) {
+                /* gateway {statusCode, message} */
+                util_buf_puts(b, message);
+        } else if (errors)
+                describe_errors(b, errors, "; ");
+        if (b->len == 0)
+                return false;
+        const char *trace = jstr(o, "traceId");
+        if (trace)
+                util_buf_printf(b, " (trace %s)", trace);
+        return true;
+}
+
+static const char *errno_phrase(int r) {
+        switch (r) {
+        case -ECONNREFUSED: return "connection refused";
+        case -ETIMEDOUT: return "timed out";
+        case -ECONNRESET: return "connection reset";
+        case -EFBIG: return "response too large";
+        case -EHOSTUNREACH: return "could not resolve host";
+        case -EPROTO: return "TLS or protocol error";
+        case -ECANCELED: return "cancelled";
+        case -ESHUTDOWN: return "shutting down";
+        case -ENOMEM: return "out of memory";
+        case -EINVAL: return "invalid request";
+        default: return NULL;
+        }
+}
+
+char *http_describe_error(int r, const struct http_response *resp) {
+        struct util_buf b;
+        util_buf_init(&b, 64 * 1024);
+
+        if (r < 0 || !resp || resp->status <= 0) {
+                const char *phrase = r < 0 ? errno_phrase(r) : "no response";
+                const char *detail = resp && resp->error[0] ? resp->error : NULL;
+                if (!phrase)
+                        phrase = strerror(-r);
+                if (detail && (r == -ETIMEDOUT || r == -EFBIG || r == -ECANCELED))
+                        util_buf_puts(&b, detail);      /* our own, already human */
+                else if (detail)
+                        util_buf_printf(&b, "%s: %s", phrase, detail);
+                else
+                        util_buf_puts(&b, phrase);
+                if (resp && resp->attempts > 1)
+                        util_buf_printf(&b, " (%d attempts)", resp->attempts);
+        } else {
+                const char *reason = reason_phrase(resp->status);
+                util_buf_printf(&b, "HTTP %ld%s%s", resp->status, reason ? " " : "",
+                                reason ? reason : "");
+                const char *body = resp->body ? resp->body : "";
+                size_t len = resp->body ? resp->body_len : 0;
+                struct util_buf m;
+                util_buf_init(&m, 16 * 1024);
+                json_t *o = NULL;
+                if (len > 0 && len <= HTTP_DESCRIBE_PARSE_MAX)
+                        o = json_loadb(body, len, 0, NULL);
+                if (!describe_json(&m, o) && len > 0) {
+                        util_buf_free(&m);
+                        util_buf_init(&m, 16 * 1024);
+                        util_buf_append(&m, body, len < 1024 ? len : 1024);
+                }
+                json_decref(o);
+                if (m.len > 0) {
+                        util_buf_puts(&b, ": ");
+                        util_buf_append(&b, m.data, m.len);
+                }
+                util_buf_free(&m);
+        }
+        char *out = sanitise(b.data ? b.data : "", b.len, HTTP_DESCRIBE_MAX);
+        util_buf_free(&b);
+        return out;
+}

@@ -1,0 +1,275 @@
+/* SPDX-License-Identifier: MIT */
+/* fakeplatform: scenario loading, tenants, issued tokens, request log. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "fake.h"
+#include "util.h"
+
+#define SCENARIO_MAX (16 * 1024 * 1024)
+
+static char *dup_str(json_t *obj, const char *key, const char *def) {
+        const char *v = json_string_value(json_object_get(obj, key));
+        return util_strdup0(v ? v : def);
+}
+
+static int err(char **ret_err, const char *msg, const char *what) {
+        if (asprintf(ret_err, "%s%s", msg, what) < 0)
+                *ret_err = NULL;
+        return -EINVAL;
+}
+
+static int load_tenant(struct fake_tenant *t, json_t *j, char **ret_err) {
+        char uuid[37];
+
+        if (!json_is_object(j) || !json_is_string(json_object_get(j, "id")))
+                return err(ret_err, "tenant without string \"id\"", "");
+        t->id = dup_str(j, "id", NULL);
+        t->domain = dup_str(j, "domain", "");
+        t->name = dup_str(j, "name", t->domain);
+        t->relationship = dup_str(j, "relationship", "reseller");
+        util_uuid4(uuid);
+        t->commerce_id = dup_str(j, "commerce_id", uuid);
+        t->accepted = util_streq_ci(json_string_value(json_object_get(j, "state")), "accepted");
+        t->accept_after_checks = (int) json_integer_value(json_object_get(j, "accept_after_checks"));
+        t->pending_status = (int) json_integer_value(json_object_get(j, "pending_status"));
+        if (t->pending_status != 403)
+                t->pending_status = 404;
+        return 0;
+}
+
+static int load_order(struct fake_order *o, json_t *j, char **ret_err) {
+        if (!json_is_object(j) || !json_is_string(json_object_get(j, "id")))
+                return err(ret_err, "order without string \"id\"", "");
+        o->obj = json_deep_copy(j);
+        o->template_raw = json_is_true(json_object_get(j, "x-fake-template-raw"));
+        o->revision = (int) json_integer_value(json_object_get(j, "x-fake-revision"));
+        if (json_is_integer(json_object_get(j, "revision")))
+                o->revision = (int) json_integer_value(json_object_get(j, "revision"));
+        if (o->revision <= 0)
+                o->revision = 1;
+        json_object_del(o->obj, "revision");    /* not in the schema */
+        fake_strip_private(o->obj);
+        return 0;
+}
+
+static int load_microsoft(struct fake_state *s, json_t *ms) {
+        s->ms_tenant = dup_str(ms, "tenant", "partner.onmicrosoft.com");
+        s->client_id = dup_str(ms, "client_id", "00000000-0000-0000-0000-000000000001");
+        s->client_secret = dup_str(ms, "client_secret", "secret");
+        s->expires_in = (int) json_integer_value(json_object_get(ms, "expires_in"));
+        if (s->expires_in <= 0)
+                s->expires_in = 3600;
+        return 0;
+}
+
+static int load_mp(struct fake_state *s, json_t *root, char **ret_err) {
+        const char *tok = json_string_value(json_object_get(json_object_get(root, "marketplace"), "token"));
+        const char *fa = json_string_value(json_object_get(root, "querying_fail_after"));
+
+        s->mp_token = util_strdup0(tok ? tok : "idt:TKN-0000-0001:secret");
+        /* "idt:TKN-XXXX-XXXX:secret" -> "TKN-XXXX-XXXX" for audit.by */
+        const char *p = strstr(s->mp_token, "TKN-");
+        s->mp_token_id = strndup(p ? p : "TKN-0000-0000", p ? strcspn(p, ":") : 13);
+        if (fa && util_parse_duration(fa, &s->querying_fail_after) < 0)
+                return err(ret_err, "bad querying_fail_after: ", fa);
+        s->templates = json_incref(json_object_get(root, "templates"));
+        if (!json_is_object(s->templates)) {
+                json_decref(s->templates);
+                s->templates = json_object();
+        }
+        s->buyers = json_incref(json_object_get(root, "buyers"));
+        if (!json_is_array(s->buyers)) {
+                json_decref(s->buyers);
+                s->buyers = json_array();
+        }
+        return 0;
+}
+
+int fake_state_load(struct fake_state *s, const char *path, char **ret_err) {
+        json_error_t jerr;
+        json_t *root, *arr;
+        size_t i;
+        int r;
+
+        *ret_err = NULL;
+        root = json_load_file(path, 0, &jerr);
+        if (!root) {
+                if (asprintf(ret_err, "%s:%d: %s", path, jerr.line, jerr.text) < 0)
+                        *ret_err = NULL;
+                return -EINVAL;
+        }
+        s->log = json_array();
+        s->start_ms = util_now_mono_ms();
+        r = load_mp(s, root, ret_err);
+        if (r < 0)
+                goto out;
+        load_microsoft(s, json_object_get(root, "microsoft"));
+
+        arr = json_object_get(root, "tenants");
+        s->tenants = calloc(json_array_size(arr) + 1, sizeof(*s->tenants));
+        for (i = 0; s->tenants && i < json_array_size(arr); i++, s->n_tenants++) {
+                r = load_tenant(&s->tenants[i], json_array_get(arr, i), ret_err);
+                if (r < 0)
+                        goto out;
+        }
+        arr = json_object_get(root, "orders");
+        s->orders = calloc(json_array_size(arr) + 1, sizeof(*s->orders));
+        for (i = 0; s->orders && i < json_array_size(arr); i++, s->n_orders++) {
+                r = load_order(&s->orders[i], json_array_get(arr, i), ret_err);
+                if (r < 0)
+                        goto out;
+        }
+        r = (s->tenants && s->orders) ? 0 : -ENOMEM;
+out:
+        json_decref(root);
+        return r;
+}
+
+static void tenant_free(struct fake_tenant *t) {
+        free(t->id);
+        free(t->domain);
+        free(t->name);
+        free(t->relationship);
+        free(t->commerce_id);
+}
+
+void fake_state_free(struct fake_state *s) {
+        size_t i;
+
+        for (i = 0; i < s->n_tenants; i++)
+                tenant_free(&s->tenants[i]);
+        free(s->tenants);
+        for (i = 0; i < s->n_orders; i++)
+                json_decref(s->orders[i].obj);
+        free(s->orders);
+        for (i = 0; i < s->n_tokens; i++)
+                free(s->tokens[i].token);
+        for (i = 0; i < s->n_conts; i++) {
+                free(s->conts[i].token);
+                free(s->conts[i].field);
+                free(s->conts[i].value);
+        }
+        for (i = 0; i < s->n_faults; i++)
+                fake_fault_clear(&s->faults[i]);
+        free(s->faults);
+        json_decref(s->templates);
+        json_decref(s->buyers);
+        json_decref(s->log);
+        free(s->mp_token);
+        free(s->mp_token_id);
+        free(s->ms_tenant);
+        free(s->client_id);
+        free(s->client_secret);
+}
+
+struct fake_tenant *fake_tenant_find(struct fake_state *s, const char *id_or_domain) {
+        for (size_t i = 0; id_or_domain && i < s->n_tenants; i++)
+                if (util_streq_ci(s->tenants[i].id, id_or_domain) ||
+                    util_streq_ci(s->tenants[i].domain, id_or_domain))
+                        return &s->tenants[i];
+        return NULL;
+}
+
+struct fake_order *fake_order_find(struct fake_state *s, const char *id) {
+        for (size_t i = 0; id && i < s->n_orders; i++)
+                if (strcmp(json_string_value(json_object_get(s->orders[i].obj, "id")), id) == 0)
+                        return &s->orders[i];
+        return NULL;
+}
+
+int fake_token_issue(struct fake_state *s, char **ret_token) {
+        unsigned char raw[24];
+        char hex[2 * sizeof(raw) + 9] = "eyJfake.";
+        int r;
+
+        r = util_random_bytes(raw, sizeof(raw));
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < sizeof(raw); i++)
+                snprintf(hex + 8 + 2 * i, 3, "%02x", raw[i]);
+        if (s->n_tokens == FAKE_MAX_TOKENS) {   /* forget the oldest */
+                free(s->tokens[0].token);
+                memmove(&s->tokens[0], &s->tokens[1], (FAKE_MAX_TOKENS - 1) * sizeof(s->tokens[0]));
+                s->n_tokens--;
+        }
+        s->tokens[s->n_tokens] = (struct fake_token) {
+                .token = strdup(hex),
+                .expires_mono_ms = util_now_mono_ms() + (uint64_t) s->expires_in * 1000,
+        };
+        if (!s->tokens[s->n_tokens].token)
+                return -ENOMEM;
+        *ret_token = s->tokens[s->n_tokens++].token;
+        return 0;
+}
+
+bool fake_token_valid(struct fake_state *s, const char *token) {
+        uint64_t now = util_now_mono_ms();
+
+        for (size_t i = 0; token && i < s->n_tokens; i++)
+                if (strcmp(s->tokens[i].token, token) == 0)
+                        return s->tokens[i].expires_mono_ms > now;
+        return false;
+}
+
+const char *fake_bearer(const char *authorization) {
+        if (!authorization || strncasecmp(authorization, "Bearer ", 7) != 0)
+                return NULL;
+        return authorization + 7;
+}
+
+void fake_sleep_ms(struct fake_state *s, int ms) {
+        uint64_t end = util_now_mono_ms() + (uint64_t) (ms > 0 ? ms : 0);
+
+        /* small steps so SIGTERM is not held up by a long stall */
+        while (!atomic_load(&s->stopping)) {
+                uint64_t now = util_now_mono_ms();
+                if (now >= end)
+                        break;
+                uint64_t step = end - now > 20 ? 20 : end - now;
+                struct timespec ts = { .tv_nsec = (long) step * 1000000L };
+                nanosleep(&ts, NULL);
+        }
+}
+
+static const char *auth_kind(struct fake_state *s, const struct fake_req *rq) {
+        const char *b;
+
+        if (!rq->authorization)
+                return "none";
+        b = fake_bearer(rq->authorization);
+        if (b && ((s->mp_token && strcmp(b, s->mp_token) == 0) || fake_token_valid(s, b)))
+                return "bearer-ok";
+        return "bearer-bad";
+}
+
+/* Called with the lock held. */
+void fake_log_request(struct fake_state *s, const struct fake_req *rq, int status) {
+        json_t *rec;
+
+        rec = json_pack("{sI s:s s:s s:s s:i s:o s:o s:s s:b sI}",
+                        "seq", (json_int_t) ++s->seq,
+                        "method", rq->method,
+                        "path", rq->path,
+                        "query", rq->query,
+                        "status", status,
+                        "ms_request_id", rq->ms_request_id ? json_string(rq->ms_request_id) : json_null(),
+                        "ms_correlation_id", rq->ms_correlation_id ? json_string(rq->ms_correlation_id) : json_null(),
+                        "authorization_kind", auth_kind(s, rq),
+                        "continuation", rq->continuation != NULL,
+                        "t_ms", (json_int_t) (util_now_mono_ms() - s->start_ms));
+        if (!rec)
+                return;
+        if (s->log_file) {
+                char *line = json_dumps(rec, JSON_COMPACT);
+                if (line) {
+                        fprintf(s->log_file, "%s\n", line);
+                        fflush(s->log_file);
+                        free(line);
+                }
+        }
+        json_array_append_new(s->log, rec);
+}

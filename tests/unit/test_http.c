@@ -1,0 +1,1008 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * lib/http against a real HTTP server on loopback: an in-process
+ * libmicrohttpd daemon (thread per connection) whose behaviour is scripted
+ * by the query string of each request:
+ *
+ *   key=NAME       per-key request counter and recorded X-Request-Id values
+ *   status=A,B,C   status of the 1st, 2nd, 3rd... request of that key (last repeats)
+ *   delay=MS       sleep before answering; delay1=MS only for the first request
+ *   ra=VALUE       Retry-After header on non-2xx answers
+ *   size=N         body of N bytes with Content-Length; chunked=N without
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+#include <cmocka.h>
+#include <microhttpd.h>
+
+#include "http.h"
+#include "util.h"
+
+/* ---- scripted server ---------------------------------------------------- */
+
+#define SRV_KEYS 64
+#define SRV_IDS 8
+
+struct srv_key {
+        char name[48];
+        int count;
+        int n_ids;
+        char ids[SRV_IDS][64];
+};
+
+static struct {
+        struct MHD_Daemon *d;
+        uint16_t port;
+        pthread_mutex_t lock;
+        int connections;        /* TCP connections accepted */
+        int active, max_active; /* requests being answered */
+        struct srv_key keys[SRV_KEYS];
+        atomic_bool stopping;
+} srv = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+struct srv_req {
+        bool started;
+        struct util_buf upload;
+};
+
+static struct srv_key *srv_key_get(const char *name) {
+        for (int i = 0; i < SRV_KEYS; i++) {
+                if (strcmp(srv.keys[i].name, name) == 0)
+                        return &srv.keys[i];
+                if (!srv.keys[i].name[0]) {
+                        snprintf(srv.keys[i].name, sizeof(srv.keys[i].name), "%s", name);
+                        return &srv.keys[i];
+                }
+        }
+        return NULL;
+}
+
+/* Snapshot of a key's counters. */
+static struct srv_key srv_key(const char *name) {
+        struct srv_key k = { 0 };
+        pthread_mutex_lock(&srv.lock);
+        struct srv_key *p = srv_key_get(name);
+        if (p)
+                k = *p;
+        pthread_mutex_unlock(&srv.lock);
+        return k;
+}
+
+static int srv_connections(void) {
+        pthread_mutex_lock(&srv.lock);
+        int n = srv.connections;
+        pthread_mutex_unlock(&srv.lock);
+        return n;
+}
+
+static void srv_sleep(long ms) {
+        for (long t = 0; t < ms && !atomic_load(&srv.stopping); t += 5)
+                usleep(5000);
+}
+
+static long arg_long(struct MHD_Connection *c, const char *name, long def) {
+        const char *v = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, name);
+        return v ? strtol(v, NULL, 10) : def;
+}
+
+static long pick_status(const char *list, int index) {
+        long st = 200;
+        const char *p = list;
+        for (int i = 0; p && *p; i++) {
+                st = strtol(p, NULL, 10);
+                if (i == index)
+                        break;
+                p = strchr(p, ',');
+                if (p)
+                        p++;
+        }
+        return st;
+}
+
+static ssize_t chunk_cb(void *cls, uint64_t pos, char *buf, size_t max) {
+        size_t *total = cls;
+        if (pos >= *total)
+                return MHD_CONTENT_READER_END_OF_STREAM;
+        size_t n = *total - (size_t) pos;
+        if (n > max)
+                n = max;
+        memset(buf, 'x', n);
+        return (ssize_t) n;
+}
+
+static enum MHD_Result srv_handler(void *cls, struct MHD_Connection *c, const char *url,
+                                   const char *method, const char *version,
+                                   const char *upload_data, size_t *upload_data_size,
+                                   void **con_cls) {
+        struct srv_req *sr = *con_cls;
+        if (!sr) {
+                sr = calloc(1, sizeof(*sr));
+                util_buf_init(&sr->upload, 1024 * 1024);
+                *con_cls = sr;
+                return MHD_YES;
+        }
+        if (*upload_data_size) {
+                util_buf_append(&sr->upload, upload_data, *upload_data_size);
+                *upload_data_size = 0;
+                return MHD_YES;
+        }
+
+        const char *key = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "key");
+        const char *statuses = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "status");
+        const char *reqid = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Request-Id");
+        int index = 0;
+
+        pthread_mutex_lock(&srv.lock);
+        struct srv_key *k = srv_key_get(key ? key : "-");
+        if (k) {
+                index = k->count++;
+                if (reqid && k->n_ids < SRV_IDS)
+                        snprintf(k->ids[k->n_ids++], sizeof(k->ids[0]), "%s", reqid);
+        }
+        if (++srv.active > srv.max_active)
+                srv.max_active = srv.active;
+        pthread_mutex_unlock(&srv.lock);
+
+        srv_sleep(arg_long(c, "delay", 0));
+        if (index == 0)
+                srv_sleep(arg_long(c, "delay1", 0));
+
+        pthread_mutex_lock(&srv.lock);
+        srv.active--;
+        pthread_mutex_unlock(&srv.lock);
+
+        long status = pick_status(statuses, index);
+        long size = arg_long(c, "size", -1), chunked = arg_long(c, "chunked", -1);
+        struct MHD_Response *resp;
+        if (chunked >= 0) {
+                size_t *total = malloc(sizeof(*total));
+                *total = (size_t) chunked;
+                resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, chunk_cb, total,
+                                                         free);
+        } else if (size >= 0) {
+                char *big = malloc((size_t) size + 1);
+                memset(big, 'y', (size_t) size);
+                resp = MHD_create_response_from_buffer((size_t) size, big,
+                                                       MHD_RESPMEM_MUST_FREE);
+        } else if (strcmp(method, "POST") == 0) {
+                char *echo = util_buf_steal(&sr->upload);
+                resp = MHD_create_response_from_buffer(strlen(echo), echo, MHD_RESPMEM_MUST_FREE);
+        } else
+                resp = MHD_create_response_from_buffer(5, (void *) "hello", MHD_RESPMEM_PERSISTENT);
+        MHD_add_response_header(resp, "Content-Type", "text/plain");
+        MHD_add_response_header(resp, "MS-RequestId", "srv-req-1");
+        MHD_add_response_header(resp, "MS-CorrelationId", "srv-corr-1");
+        const char *ra = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "ra");
+        if (ra && status >= 300)
+                MHD_add_response_header(resp, "Retry-After", ra);
+        enum MHD_Result ret = MHD_queue_response(c, (unsigned) status, resp);
+        MHD_destroy_response(resp);
+        return ret;
+}
+
+static void srv_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+                          enum MHD_RequestTerminationCode toe) {
+        struct srv_req *sr = *con_cls;
+        if (sr) {
+                util_buf_free(&sr->upload);
+                free(sr);
+                *con_cls = NULL;
+        }
+}
+
+static void srv_notify(void *cls, struct MHD_Connection *c, void **socket_context,
+                       enum MHD_ConnectionNotificationCode toe) {
+        if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+                pthread_mutex_lock(&srv.lock);
+                srv.connections++;
+                pthread_mutex_unlock(&srv.lock);
+        }
+}
+
+static int srv_start(void **state) {
+        signal(SIGPIPE, SIG_IGN);
+        srv.d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION,
+                                 0, NULL, NULL, srv_handler, NULL,
+                                 MHD_OPTION_NOTIFY_COMPLETED, srv_completed, NULL,
+                                 MHD_OPTION_NOTIFY_CONNECTION, srv_notify, NULL,
+                                 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned) 30,
+                                 MHD_OPTION_SOCK_ADDR, NULL,
+                                 MHD_OPTION_END);
+        if (!srv.d)
+                return -1;
+        const union MHD_DaemonInfo *info = MHD_get_daemon_info(srv.d, MHD_DAEMON_INFO_BIND_PORT);
+        if (!info || info->port == 0)
+                return -1;
+        srv.port = info->port;
+        return 0;
+}
+
+static int srv_stop(void **state) {
+        atomic_store(&srv.stopping, true);
+        if (srv.d)
+                MHD_stop_daemon(srv.d);
+        srv.d = NULL;
+        return 0;
+}
+
+static char *srv_url(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static char *srv_url(const char *fmt, ...) {
+        static char bufs[8][512];
+        static int next;
+        char *b = bufs[next++ % 8];
+        char path[400];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(path, sizeof(path), fmt, ap);
+        va_end(ap);
+        snprintf(b, 512, "http://127.0.0.1:%u%s", srv.port, path);
+        return b;
+}
+
+/* ---- client side helpers ------------------------------------------------ */
+
+struct ctx {
+        uv_loop_t loop;
+        uv_timer_t watchdog;
+        bool expired;
+        int ticks;
+        struct http *h;
+};
+
+struct result {
+        int done;
+        int r;
+        long status;
+        char *body;
+        size_t body_len;
+        char *content_type, *request_id, *correlation_id;
+        long retry_after_ms;
+        int attempts;
+        uint64_t elapsed_ms;
+        char error[CURL_ERROR_SIZE];
+        char *described;
+};
+
+/* Ticks every 10 ms so that UV_RUN_ONCE never sleeps long; gives up after 20 s. */
+static void on_watchdog(uv_timer_t *t) {
+        struct ctx *c = t->data;
+        if (++c->ticks < 2000)
+                return;
+        c->expired = true;
+        struct http_stats st;
+        http_get_stats(c->h, &st);
+        fprintf(stderr, "watchdog: pending %zu requests %lu responses %lu retries %lu conns %lu\n",
+                http_pending(c->h), (unsigned long) st.requests, (unsigned long) st.responses,
+                (unsigned long) st.retries, (unsigned long) st.connections);
+}
+
+static void ctx_init(struct ctx *c, const struct http_options *o) {
+        memset(c, 0, sizeof(*c));
+        assert_int_equal(uv_loop_init(&c->loop), 0);
+        uv_timer_init(&c->loop, &c->watchdog);
+        c->watchdog.data = c;
+        uv_timer_start(&c->watchdog, on_watchdog, 10, 10);
+        assert_int_equal(http_new(&c->loop, o, &c->h), 0);
+}
+
+/* Runs the loop until *counter reaches target (or the watchdog fires). */
+static void run_until(struct ctx *c, const int *counter, int target) {
+        while (*counter < target && !c->expired)
+                uv_run(&c->loop, UV_RUN_ONCE);
+        assert_false(c->expired);
+}
+
+static void on_sleep(uv_timer_t *t) {
+        *(bool *) t->data = true;
+}
+
+static void run_for(struct ctx *c, uint64_t ms) {
+        uv_timer_t t;
+        bool fired = false;
+        uv_timer_init(&c->loop, &t);
+        t.data = &fired;
+        uv_timer_start(&t, on_sleep, ms, 0);
+        while (!fired)
+                uv_run(&c->loop, UV_RUN_ONCE);
+        uv_close((uv_handle_t *) &t, NULL);
+        uv_run(&c->loop, UV_RUN_NOWAIT);
+}
+
+static void ctx_done(struct ctx *c) {
+        c->h = http_free(c->h);
+        uv_close((uv_handle_t *) &c->watchdog, NULL);
+        uv_run(&c->loop, UV_RUN_DEFAULT);
+        assert_int_equal(uv_loop_close(&c->loop), 0);
+}
+
+static void result_clear(struct result *res) {
+        free(res->body);
+        free(res->content_type);
+        free(res->request_id);
+        free(res->correlation_id);
+        free(res->described);
+        memset(res, 0, sizeof(*res));
+}
+
+static void on_done(void *userdata, int r, const struct http_response *resp) {
+        struct result *res = userdata;
+        assert_non_null(resp);
+        res->r = r;
+        res->status = resp->status;
+        res->body = strndup(resp->body, resp->body_len);
+        res->body_len = resp->body_len;
+        res->content_type = util_strdup0(resp->content_type);
+        res->request_id = util_strdup0(resp->request_id);
+        res->correlation_id = util_strdup0(resp->correlation_id);
+        res->retry_after_ms = resp->retry_after_ms;
+        res->attempts = resp->attempts;
+        res->elapsed_ms = resp->elapsed_ms;
+        memcpy(res->error, resp->error, sizeof(res->error));
+        res->described = http_describe_error(r, resp);
+        res->done++;
+}
+
+static const struct http_options fast_opts = {
+        .max_attempts = 3,
+        .backoff_base_ms = 20,
+        .backoff_max_ms = 100,
+        .connect_timeout_ms = 2000,
+        .timeout_ms = 5000,
+};
+
+static void get(struct ctx *c, const char *url, struct result *res) {
+        struct http_request req = { .method = "GET", .url = url, .idempotent = true };
+        assert_int_equal(http_submit(c->h, &req, on_done, res), 0);
+}
+
+/* ---- tests with the server ---------------------------------------------- */
+
+static void test_get_ok(void **state) {
+        struct ctx c;
+        struct result res = { 0 };
+        ctx_init(&c, &fast_opts);
+        get(&c, srv_url("/ok?key=get_ok"), &res);
+        assert_int_equal(http_pending(c.h), 1);
+        run_until(&c, &res.done, 1);
+        assert_int_equal(res.r, 0);
+        assert_int_equal(res.status, 200);
+        assert_string_equal(res.body, "hello");
+        assert_int_equal(res.body_len, 5);
+        assert_string_equal(res.content_type, "text/plain");
+        assert_string_equal(res.request_id, "srv-req-1");
+        assert_string_equal(res.correlation_id, "srv-corr-1");
+        assert_int_equal(res.retry_after_ms, -1);
+        assert_int_equal(res.attempts, 1);
+        assert_int_equal(http_pending(c.h), 0);
+        struct http_stats st;
+        http_get_stats(c.h, &st);
+        assert_int_equal(st.requests, 1);
+        assert_int_equal(st.responses, 1);
+        assert_int_equal(st.bytes_received, 5);
+        assert_int_equal(st.retries, 0);
+        assert_int_equal(st.connections, 1);
+        assert_int_equal(srv_key("get_ok").count, 1);
+        result_clear(&res);
+        ctx_done(&c);
+}
+
+static void test_parallel_bound(void **state) {
+        struct http_options o = fast_opts;
+        o.max_per_host = 4;
+        struct ctx c;
+        struct result res[16] = { 0 };
+        int done = 0;
+        ctx_init(&c, &o);
+        pthread_mutex_lock(&srv.lock);
+        srv.max_active = 0;
+        pthread_mutex_unlock(&srv.lock);
+        for (int i = 0; i < 16; i++)
+                get(&c, srv_url("/slow?key=bound&delay=100"), &res[i]);
+        assert_int_equal(http_pending(c.h), 16);
+        while (done < 16 && !c.expired) {
+                uv_run(&c.loop, UV_RUN_ONCE);
+                done = 0;
+                for (int i = 0; i < 16; i++)
+                        done += res[i].done;
+        }
+        assert_int_equal(done, 16);
+        for (int i = 0; i < 16; i++) {
+                assert_int_equal(res[i].r, 0);
+                assert_int_equal(res[i].status, 200);
+                result_clear(&res[i]);
+        }
+        pthread_mutex_lock(&srv.lock);
+        int max_active = srv.max_active;
+        pthread_mutex_unlock(&srv.lock);
+        assert_true(max_active <= 4);
+        assert_true(max_active >= 2);   /* they did run in parallel */
+        assert_int_equal(srv_key("bound").count, 16);
+        ctx_done(&c);
+}
+
+struct chain {
+        struct ctx *c;
+        struct result first, second;
+};
+
+static void on_first(void *userdata, int r, const struct http_response *resp) {
+        struct chain *ch = userdata;
+        on_done(&ch->first, r, resp);
+        /* Submitting from a callback is allowed. */
+        get(ch->c, srv_url("/ok?key=chain2"), &ch->second);
+}
+
+static void test_reuse_and_chain(void **state) {
+        struct ctx c;
+        struct chain ch = { .c = &c };
+        ctx_init(&c, &fast_opts);
+        int before = srv_connections();
+        struct http_request req = { .method = "GET", .url = srv_url("/ok?key=chain1"),
+                                    .idempotent = true };
+        assert_int_equal(http_submit(c.h, &req, on_first, &ch), 0);
+        run_until(&c, &ch.second.done, 1);
+        assert_int_equal(ch.first.status, 200);
+        assert_int_equal(ch.second.status, 200);
+        assert_string_equal(ch.second.body, "hello");
+        /* one connection for both requests */
+        assert_int_equal(srv_connections() - before, 1);
+        struct http_stats st;
+        http_get_stats(c.h, &st);
+        assert_int_equal(st.requests, 2);
+        assert_int_equal(st.connections, 1);
+        result_clear(&ch.first);
+        result_clear(&ch.second);
+        ctx_done(&c);
+}
+
+static void test_retry_503(void **state) {
+        struct ctx c;
+        struct result res = { 0 };
+        ctx_init(&c, &fast_opts);
+        get(&c, srv_url("/r?key=r503&status=503,503,200"), &res);
+        run_until(&c, &res.done, 1);
+        assert_int_equal(res.r, 0);
+        assert_int_equal(res.status, 200);
+        assert_int_equal(res.attempts, 3);
+        assert_int_equal(srv_key("r503").count, 3);
+        struct http_stats st;
+        http_get_stats(c.h, &st);
+        assert_int_equal(st.requests, 3);
+        assert_int_equal(st.responses, 3);
+        assert_int_equal(st.retries, 2);
+        result_clear(&res);
+
+        /* Out of attempts: the last 503 is delivered. */
+        get(&c, srv_url("/r?key=r503b&status=503"), &res);
+        run_until(&c, &res.done, 1);
+        assert_int_equal(res.r, 0);
+        assert_int_equal(res.status, 503);
+        assert_int_equal(res.attempts, 3);
+        assert_int_equal(srv_key("r503b").count, 3);
+        assert_string_equal(res.described, "HTTP 503 Service Unavailable: hello");
+        result_clear(&res);
+
+        /* 404 is final at once. */
+        get(&c, srv_url("/r?key=r404&status=404"), &res);
+        run_until(&c, &res.done, 1);
+        assert_int_equal(res.status, 404);
+        assert_int_equal(res.attempts, 1);
+        result_clear(&res);
+        ctx_done(&c);
+}
+
+static void test_retry_after(void **state) {
+        struct ctx c;
+        struct result res = { 0 };
+        ctx_init(&c, &fast_opts);
+        uint64_t t0 = util_now_mono_ms();
+        get(&c, srv_url("/r?key=ra&status=429,200&ra=1"), &res);
+        run_until(&c, &res.done, 1);
+        uint64_t waited = util_now_mono_ms() - t0;
+        assert_int_equal(res.r, 0);
+        assert_int_equal(res.status, 200);
+        assert_int_equal(res.attempts, 2);
+        assert_true(waited >= 950);
+        assert_true(res.elapsed_ms >= 950);
+        result_clear(&res);
+        ctx_done(&c);
+}
+
+static void test_retry_after_capped_and_date(void **state) {
+        struct http_options o = fast_opts;
+        o.retry_after_max_ms = 50;
+        o.max_attempts = 1;
+        struct ctx c;
+        struct result res = { 0 };
+        ctx_init(&c, &o);
+        get(&c, srv_url("/r?key=racap&status=429&ra=3600"), &res);
+        run_until(&c, &res.done, 1);
+        assert_int_equal(res.status, 429);
+        assert_int_equal(res.retry_after_ms, 50);
+        result_clear(&res);
+        get(&c, srv_url("/r?key=radate&status=503&ra=Wed,%%2021%%20Oct%%202015%%2007:28:00%%20GMT"),
+            &res);
+        run_until(&c, &res.done, 1);
+        assert_int_equal(res.status, 503);
+        assert_int_equal(res.retry_after_ms, 0);        /* a date in the past */
+        result_clear(&res);
+        ctx_done(&c);
+}
+
+static void test_post_not_retried(void **state) {
+        struct ctx c;
+        struct result res = { 0 };
+        ctx_init(&c, &fast_opts);
+        const char *headers[] = { "Content-Type: application/json", NULL };
+        struct http_request req = {
+                .method = "POST", .url = srv_url("/p?key=post&status=503"),
+                .headers = headers, .body = "{\"a\":1}", .body_len = 7,
+        };
+        assert_int_equal(http_submit(c.h, &req, on_done, &res), 0);
+        run_until(&c, &res.done, 1);
+        assert_int_equal(res.r, 0);
+        assert_int_equal(res.status, 503);
+        assert_int_equal(res.attempts, 1);
+        assert_string_equal(res.body, "{\"a\":1}");     /* the server echoes the body */
+        assert_int_equal(srv_key("post").count, 1);
+        result_clear(&res);
+        ctx_done(&c);
+}
+
+static void test_size_cap(void **state) {
+        struct http_options o = fast_opts;
+        o.max_response = 1000;
+        struct ctx c;
+        struct result res = { 0 };
+        ctx_init(&c, &o);
+        /* Content-Length known */
+        get(&c, srv_url("/big?key=big1&size=100000"), &res);
+        run_until(&c, &res.done, 1);
+        assert_int_equal(res.r, -EFBIG);
+        assert_int_equal(res.attempts, 1);
+        assert_true(res.body_len <= 1000);
+        assert_string_equal(res.described, "response larger than 1000 bytes");
+        result_clear(&res);
+        /* chunked: the write callback aborts */
+        get(&c, srv_url("/big?key=big2&chunked=1000000"), &res);
+        run_until(&c, &res.done, 1);
+        assert_int_equal(res.r, -EFBIG);
+        assert_true(res.body_len <= 1000);
+        struct http_stats st;
+        http_get_stats(c.h, &st);
+        assert_true(st.bytes_received <= 2000);
+        result_clear(&res);
+        /* exactly at the cap is fine */
+        get(&c, srv_url("/big?key=big3&size=1000"), &res);
+        run_until(&c, &res.done, 1);
+        assert_int_equal(res.r, 0);
+        assert_int_equal(res.body_len, 1000);
+        result_clear(&res);
+        ctx_done(&c);
+}
+
+static void test_timeout(void **state) {
+        struct ctx c;
+        struct result res = { 0 };
+        ctx_init(&c, &fast_opts);
+        struct http_request req = { .method = "GET", .url = srv_url("/t?key=to&delay=1500"),
+                                    .timeout_ms = 200 };
+        assert_int_equal(http_submit(c.h, &req, on_done, &res), 0);
+        run_until(&c, &res.done, 1);
+        assert_int_equal(res.r, -ETIMEDOUT);
+        assert_int_equal(res.attempts, 1);
+        assert_true(res.elapsed_ms < 1400);
+        assert_string_equal(res.described, "timed out after 200 ms");
+        result_clear(&res);
+        ctx_done(&c);
+}
+
+static uint16_t closed_port(void) {
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        socklen_t len = sizeof(a);
+        assert_int_equal(bind(fd, (struct sockaddr *) &a, sizeof(a)), 0);
+        assert_int_equal(getsockname(fd, (struct sockaddr *) &a, &len), 0);
+        close(fd);
+        return ntohs(a.sin_port);
+}
+
+static void test_conn_refused(void **state) {
+        struct ctx c;
+        struct result res = { 0 };
+        char url[128];
+        ctx_init(&c, &fast_opts);
+        snprintf(url, sizeof(url), "http://127.0.0.1:%u/x", closed_port());
+        get(&c, url, &res);
+        run_until(&c, &res.done, 1);
+        assert_int_equal(res.r, -ECONNREFUSED);
+        assert_int_equal(res.status, 0);
+        assert_int_equal(res.attempts, 3);
+        assert_non_null(strstr(res.described, "connection refused"));
+        assert_non_null(strstr(res.described, "(3 attempts)"));
+        struct http_stats st;
+        http_get_stats(c.h, &st);
+        assert_int_equal(st.retries, 2);
+        assert_int_equal(st.responses, 0);
+        result_clear(&res);
+        ctx_done(&c);
+}
+
+static void test_request_id_header(void **state) {
+        struct ctx c;
+        struct result res = { 0 };
+        ctx_init(&c, &fast_opts);
+        struct http_request req = { .method = "GET",
+                                    .url = srv_url("/r?key=rid&status=503,503,200"),
+                                    .idempotent = true, .request_id_header = "X-Request-Id" };
+        assert_int_equal(http_submit(c.h, &req, on_done, &res), 0);
+        run_until(&c, &res.done, 1);
+        assert_int_equal(res.attempts, 3);
+        struct srv_key k = srv_key("rid");
+        assert_int_equal(k.n_ids, 3);
+        for (int i = 0; i < 3; i++) {
+                assert_int_equal(strlen(k.ids[i]), 36);
+                for (int j = 0; j < i; j++)
+                        assert_string_not_equal(k.ids[i], k.ids[j]);
+        }
+        result_clear(&res);
+
+        /* after a timeout the same id is sent again */
+        req.url = srv_url("/r?key=rid2&delay1=1500");
+        req.timeout_ms = 300;
+        assert_int_equal(http_submit(c.h, &req, on_done, &res), 0);
+        run_until(&c, &res.done, 1);
+        assert_int_equal(res.r, 0);
+        assert_int_equal(res.attempts, 2);
+        k = srv_key("rid2");
+        assert_int_equal(k.n_ids, 2);
+        assert_string_equal(k.ids[0], k.ids[1]);
+        result_clear(&res);
+        ctx_done(&c);
+}
+
+static void test_free_in_flight(void **state) {
+        struct ctx c;
+        struct result res[5] = { 0 };
+        ctx_init(&c, &fast_opts);
+        for (int i = 0; i < 4; i++)
+                get(&c, srv_url("/s?key=inflight&delay=1000"), &res[i]);
+        get(&c, srv_url("/s?key=inflight_backoff&status=503&ra=10"), &res[4]);
+        run_for(&c, 150);
+        assert_int_equal(http_pending(c.h), 5);
+        c.h = http_free(c.h);
+        for (int i = 0; i < 5; i++) {
+                assert_int_equal(res[i].done, 1);
+                assert_int_equal(res[i].r, -ECANCELED);
+                result_clear(&res[i]);
+        }
+        ctx_done(&c);   /* asserts uv_loop_close() == 0 */
+}
+
+struct canceller {
+        struct ctx *c;
+        struct result res;
+        bool free_it;
+};
+
+static void on_cancel_from_cb(void *userdata, int r, const struct http_response *resp) {
+        struct canceller *k = userdata;
+        on_done(&k->res, r, resp);
+        if (k->free_it)
+                k->c->h = http_free(k->c->h);
+        else
+                http_cancel_all(k->c->h);
+        /* nothing new is accepted while shutting down */
+        if (k->free_it) {
+                struct result dummy = { 0 };
+                assert_null(k->c->h);
+                (void) dummy;
+        }
+}
+
+static void test_cancel_from_callback(void **state) {
+        for (int mode = 0; mode < 2; mode++) {
+                struct ctx c;
+                struct canceller k = { .c = &c, .free_it = mode == 1 };
+                struct result slow[3] = { 0 };
+                ctx_init(&c, &fast_opts);
+                for (int i = 0; i < 3; i++)
+                        get(&c, srv_url("/s?key=cancelcb&delay=1000"), &slow[i]);
+                struct http_request req = { .method = "GET", .url = srv_url("/ok?key=cancelfast"),
+                                            .idempotent = true };
+                assert_int_equal(http_submit(c.h, &req, on_cancel_from_cb, &k), 0);
+                run_until(&c, &k.res.done, 1);
+                assert_int_equal(k.res.status, 200);
+                for (int i = 0; i < 3; i++) {
+                        assert_int_equal(slow[i].done, 1);
+                        assert_int_equal(slow[i].r, -ECANCELED);
+                        result_clear(&slow[i]);
+                }
+                result_clear(&k.res);
+                if (c.h)
+                        assert_int_equal(http_pending(c.h), 0);
+                ctx_done(&c);
+        }
+}
+
+static void test_url_rules(void **state) {
+        bool plain = true;
+        assert_int_equal(http_check_url("https://api.example.com/v1/x?a=b", false, &plain), 0);
+        assert_false(plain);
+        assert_int_equal(http_check_url("http://127.0.0.1:8080/x", false, &plain), 0);
+        assert_true(plain);
+        assert_int_equal(http_check_url("http://localhost/x", false, &plain), 0);
+        assert_int_equal(http_check_url("http://[::1]:9/x", false, &plain), 0);
+        assert_int_equal(http_check_url("http://example.com/x", false, &plain), -EINVAL);
+        assert_int_equal(http_check_url("http://127.0.0.1.example.com/x", false, &plain), -EINVAL);
+        assert_int_equal(http_check_url("ftp://example.com/x", false, &plain), -EINVAL);
+        assert_int_equal(http_check_url("file:///etc/passwd", false, &plain), -EINVAL);
+        assert_int_equal(http_check_url("https://user:pw@example.com/", false, &plain), -EINVAL);
+        assert_int_equal(http_check_url("https://user@example.com/", false, &plain), -EINVAL);
+        assert_int_equal(http_check_url("https://example.com/a\r\nX: y", false, &plain), -EINVAL);
+        assert_int_equal(http_check_url("https://example.com/a\tb", false, &plain), -EINVAL);
+        assert_int_equal(http_check_url("https://", false, &plain), -EINVAL);
+        assert_int_equal(http_check_url("https://:443/x", false, &plain), -EINVAL);
+        assert_int_equal(http_check_url("not a url", false, &plain), -EINVAL);
+        assert_int_equal(http_check_url("", false, &plain), -EINVAL);
+        assert_int_equal(http_check_url(NULL, false, &plain), -EINVAL);
+        assert_int_equal(http_check_url("smtps://mail.example.com:465", false, &plain), -EINVAL);
+        assert_int_equal(http_check_url("smtps://mail.example.com:465", true, &plain), 0);
+        assert_false(plain);
+        assert_int_equal(http_check_url("smtp://mail.example.com:587", true, &plain), 0);
+        assert_true(plain);
+        assert_int_equal(http_check_url("smtp://u:p@mail.example.com", true, &plain), -EINVAL);
+
+        /* http_submit refuses without touching the network */
+        struct ctx c;
+        struct result res = { 0 };
+        ctx_init(&c, &fast_opts);
+        struct http_request req = { .method = "GET", .url = "http://example.com/x" };
+        assert_int_equal(http_submit(c.h, &req, on_done, &res), -EINVAL);
+        req.url = "https://example.com/x";
+        req.method = "GE T";
+        assert_int_equal(http_submit(c.h, &req, on_done, &res), -EINVAL);
+        const char *bad_headers[] = { "X-A: b\r\nX-Injected: 1", NULL };
+        req.method = "GET";
+        req.headers = bad_headers;
+        assert_int_equal(http_submit(c.h, &req, on_done, &res), -EINVAL);
+        assert_int_equal(http_pending(c.h), 0);
+        struct http_stats st;
+        http_get_stats(c.h, &st);
+        assert_int_equal(st.requests, 0);
+        assert_int_equal(res.done, 0);
+        ctx_done(&c);
+}
+
+struct easy_result {
+        int done;
+        CURLcode code;
+        CURL *easy;
+        struct util_buf body;
+};
+
+static size_t easy_write(char *p, size_t size, size_t n, void *ud) {
+        struct easy_result *er = ud;
+        util_buf_append(&er->body, p, size * n);
+        return size * n;
+}
+
+static void on_easy(void *userdata, CURL *easy, CURLcode result) {
+        struct easy_result *er = userdata;
+        er->easy = easy;
+        er->code = result;
+        er->done++;
+}
+
+static void test_add_easy(void **state) {
+        struct ctx c;
+        struct easy_result er = { 0 }, er2 = { 0 };
+        util_buf_init(&er.body, 4096);
+        util_buf_init(&er2.body, 4096);
+        ctx_init(&c, &fast_opts);
+        CURL *e = curl_easy_init();
+        curl_easy_setopt(e, CURLOPT_URL, srv_url("/ok?key=easy"));
+        curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, easy_write);
+        curl_easy_setopt(e, CURLOPT_WRITEDATA, &er);
+        assert_int_equal(http_add_easy(c.h, e, on_easy, &er), 0);
+        assert_int_equal(http_pending(c.h), 1);
+        run_until(&c, &er.done, 1);
+        assert_int_equal(er.code, CURLE_OK);
+        assert_ptr_equal(er.easy, e);
+        long code = 0;
+        curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &code);
+        assert_int_equal(code, 200);
+        assert_string_equal(er.body.data, "hello");
+        assert_int_equal(http_pending(c.h), 0);
+        curl_easy_cleanup(e);
+
+        /* a transfer still running at shutdown is aborted */
+        CURL *e2 = curl_easy_init();
+        curl_easy_setopt(e2, CURLOPT_URL, srv_url("/s?key=easy2&delay=1000"));
+        curl_easy_setopt(e2, CURLOPT_WRITEFUNCTION, easy_write);
+        curl_easy_setopt(e2, CURLOPT_WRITEDATA, &er2);
+        assert_int_equal(http_add_easy(c.h, e2, on_easy, &er2), 0);
+        run_for(&c, 100);
+        c.h = http_free(c.h);
+        assert_int_equal(er2.done, 1);
+        assert_int_equal(er2.code, CURLE_ABORTED_BY_CALLBACK);
+        curl_easy_cleanup(e2);
+        util_buf_free(&er.body);
+        util_buf_free(&er2.body);
+        ctx_done(&c);
+}
+
+/* ---- pure tests ---------------------------------------------------------- */
+
+static char *describe(long status, const char *body) {
+        struct http_response resp = {
+                .status = status, .body = (char *) body, .body_len = strlen(body),
+                .retry_after_ms = -1, .attempts = 1,
+        };
+        return http_describe_error(0, &resp);
+}
+
+#define assert_describes(status, body, expected) do { \
+                char *_d = describe(status, body); \
+                assert_string_equal(_d, expected); \
+                free(_d); \
+        } while (0)
+
+static void test_describe_bodies(void **state) {
+        /* Marketplace problem details, errors as array (duplicate message dropped) */
+        assert_describes(409,
+                "{\"type\":\"https://x/errors#MPT\",\"title\":\"Order status transition not allowed\","
+                "\"status\":409,\"detail\":\"Order ORD-1 is in status Completed\","
+                "\"traceId\":\"00-ab12-cd-00\","
+                "\"errors\":[{\"message\":\"Order ORD-1 is in status Completed\"}]}",
+                "HTTP 409 Conflict: Order status transition not allowed: Order ORD-1 is in status "
+                "Completed (trace 00-ab12-cd-00)");
+        /* errors as object, "details" spelling */
+        assert_describes(400,
+                "{\"title\":\"Bad request\",\"details\":\"RQL is invalid\","
+                "\"errors\":{\"mistake\":[\"Unknown expression group.\"]}}",
+                "HTTP 400 Bad Request: Bad request: RQL is invalid; mistake: Unknown expression group.");
+        /* array errors with extra messages, no detail */
+        assert_describes(400,
+                "{\"title\":\"Order update failed\",\"errors\":[{\"message\":\"External ID is too long\","
+                "\"properties\":[\"externalId\"]},{\"message\":\"Bad notes\"}, 5, null]}",
+                "HTTP 400 Bad Request: Order update failed: External ID is too long; Bad notes");
+        /* gateway */
+        assert_describes(429,
+                "{\"statusCode\":429,\"message\":\"Rate limit is exceeded. Try again in 2 seconds.\"}",
+                "HTTP 429 Too Many Requests: Rate limit is exceeded. Try again in 2 seconds.");
+        /* Partner Center, code as number and as string */
+        assert_describes(403,
+                "{\"code\":20002,\"description\":\"No relationship between caller and account.\","
+                "\"data\":[],\"source\":\"PartnerFD\"}",
+                "HTTP 403 Forbidden: No relationship between caller and account. (code 20002)");
+        assert_describes(401, "{\"code\":\"800001\",\"description\":\"Partner Token missing\"}",
+                         "HTTP 401 Unauthorized: Partner Token missing (code 800001)");
+        /* Entra ID: first line of error_description only */
+        assert_describes(401,
+                "{\"error\":\"invalid_client\",\"error_description\":\"AADSTS7000215: Invalid client "
+                "secret provided.\\r\\nTrace ID: abc\\r\\nCorrelation ID: def\","
+                "\"error_codes\":[7000215]}",
+                "HTTP 401 Unauthorized: invalid_client: AADSTS7000215: Invalid client secret provided.");
+        /* OData style */
+        assert_describes(404, "{\"error\":{\"code\":\"NotFound\",\"message\":\"No such thing\"}}",
+                         "HTTP 404 Not Found: NotFound: No such thing");
+        /* empty body, unknown status */
+        assert_describes(503, "", "HTTP 503 Service Unavailable");
+        assert_describes(599, "", "HTTP 599");
+        /* JSON of an unknown shape, wrong types: the raw text */
+        assert_describes(500, "{\"title\":5,\"detail\":null}",
+                         "HTTP 500 Internal Server Error: {\"title\":5,\"detail\":null}");
+        assert_describes(500, "[1,2]", "HTTP 500 Internal Server Error: [1,2]");
+        /* non-JSON, controls collapsed */
+        assert_describes(502, "<html>\r\n<body>Bad\tgateway</body>\r\n</html>\r\n",
+                         "HTTP 502 Bad Gateway: <html> <body>Bad gateway</body> </html>");
+        /* control characters in JSON strings never survive */
+        assert_describes(400, "{\"title\":\"a\\u0007b\\nc\\u001b[31m\"}",
+                         "HTTP 400 Bad Request: a b c [31m");
+        /* invalid UTF-8 is replaced */
+        assert_describes(500, "caf\xc3\xa9 \xff\xfe ok \xc3",
+                         "HTTP 500 Internal Server Error: caf\xc3\xa9 \xef\xbf\xbd\xef\xbf\xbd ok "
+                         "\xef\xbf\xbd");
+
+        /* a long body is clipped (and never split inside a character) */
+        char *big = malloc(100001);
+        for (int i = 0; i < 100000; i += 2)
+                memcpy(big + i, "\xc3\xa9", 2);
+        big[100000] = '\0';
+        char *d = describe(500, big);
+        assert_true(strlen(d) <= 310);
+        assert_non_null(strstr(d, "..."));
+        assert_int_equal(d[strlen(d) - 4] & 0xc0, 0x80);        /* ends after a full "é" */
+        free(d);
+        /* a long JSON message too */
+        memset(big, 'a', 5000);
+        memcpy(big, "{\"message\":\"", 12);
+        memcpy(big + 4990, "\"}", 3);
+        d = describe(400, big);
+        assert_true(strlen(d) <= 310);
+        assert_true(strncmp(d, "HTTP 400 Bad Request: aaaa", 26) == 0);
+        free(d);
+        free(big);
+
+        /* no response */
+        struct http_response resp = { .retry_after_ms = -1, .attempts = 4 };
+        snprintf(resp.error, sizeof(resp.error), "Failed to connect to 127.0.0.1 port 9");
+        d = http_describe_error(-ECONNREFUSED, &resp);
+        assert_string_equal(d, "connection refused: Failed to connect to 127.0.0.1 port 9 (4 attempts)");
+        free(d);
+        resp.attempts = 1;
+        snprintf(resp.error, sizeof(resp.error), "timed out after 5000 ms");
+        d = http_describe_error(-ETIMEDOUT, &resp);
+        assert_string_equal(d, "timed out after 5000 ms");
+        free(d);
+        resp.error[0] = '\0';
+        d = http_describe_error(-EHOSTUNREACH, &resp);
+        assert_string_equal(d, "could not resolve host");
+        free(d);
+        d = http_describe_error(-ECANCELED, NULL);
+        assert_string_equal(d, "cancelled");
+        free(d);
+        snprintf(resp.error, sizeof(resp.error), "evil\r\nX-Header: 1");
+        d = http_describe_error(-EPROTO, &resp);
+        assert_string_equal(d, "TLS or protocol error: evil X-Header: 1");
+        free(d);
+}
+
+static void test_escape(void **state) {
+        char *s = http_escape("a b&c=d/é~-._Z9");
+        assert_string_equal(s, "a%20b%26c%3Dd%2F%C3%A9~-._Z9");
+        free(s);
+        s = http_escape("");
+        assert_string_equal(s, "");
+        free(s);
+        assert_null(http_escape(NULL));
+}
+
+static void test_async_dns(void **state) {
+        /* the build's curl has it; http_new relies on it */
+        assert_true(http_async_dns());
+        struct http *h = NULL;
+        assert_int_equal(http_new(NULL, NULL, &h), -EINVAL);
+        assert_null(http_free(NULL));
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_get_ok),
+                cmocka_unit_test(test_parallel_bound),
+                cmocka_unit_test(test_reuse_and_chain),
+                cmocka_unit_test(test_retry_503),
+                cmocka_unit_test(test_retry_after),
+                cmocka_unit_test(test_retry_after_capped_and_date),
+                cmocka_unit_test(test_post_not_retried),
+                cmocka_unit_test(test_size_cap),
+                cmocka_unit_test(test_timeout),
+                cmocka_unit_test(test_conn_refused),
+                cmocka_unit_test(test_request_id_header),
+                cmocka_unit_test(test_free_in_flight),
+                cmocka_unit_test(test_cancel_from_callback),
+                cmocka_unit_test(test_url_rules),
+                cmocka_unit_test(test_add_easy),
+                cmocka_unit_test(test_describe_bodies),
+                cmocka_unit_test(test_escape),
+                cmocka_unit_test(test_async_dns),
+        };
+        if (getenv("TEST_FILTER"))
+                cmocka_set_test_filter(getenv("TEST_FILTER"));
+        return cmocka_run_group_tests(tests, srv_start, srv_stop);
+}
