@@ -169,7 +169,7 @@ for f in /usr/sbin/partnerd /lib/systemd/system/partnerd.service /etc/partnerd/p
          /usr/share/man/man8/partnerd.8.gz /usr/share/man/man5/partnerd.conf.5.gz \
          /usr/lib/systemd/catalog/partnerd.catalog /usr/share/doc/partnerd/README.Debian \
          /usr/share/doc/partnerd/README.md.gz /usr/share/doc/partnerd/changelog.gz \
-         /usr/share/doc/partnerd/copyright /usr/share/doc/partnerd/systemd.md; do
+         /usr/share/doc/partnerd/copyright /usr/share/doc/partnerd/systemd.md.gz; do
         check "installed $f" C test -s "$f"
 done
 check "templates installed in /usr/share/partnerd/templates" \
