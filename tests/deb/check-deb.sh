@@ -35,6 +35,13 @@ check() {  # check DESCRIPTION COMMAND...: a check that must succeed
         d=$1; shift
         if "$@" >/dev/null 2>&1; then ok "$d"; else bad "$d"; fi
 }
+wait_for() {  # wait_for SECONDS COMMAND...: until the command succeeds
+        t=$1; shift; i=0
+        until "$@" >/dev/null 2>&1; do
+                i=$((i + 1)); [ $i -ge "$t" ] && return 1
+                sleep 1
+        done
+}
 die()  { echo "check-deb: $*" >&2; exit 1; }
 skip() { echo "check-deb: SKIP: $*"; exit 0; }
 say()  { printf '\n== %s\n' "$*"; }
@@ -226,7 +233,7 @@ with open(os.path.join(root, "etc/partnerd/partnerd.conf"), "w") as f:
 [marketplace]
 url = http://127.0.0.1:{fport}/public/v1
 token_file = marketplace-token
-poll_interval = 5s
+poll_interval = 10s
 
 [microsoft]
 login_url = http://127.0.0.1:{fport}
@@ -234,7 +241,7 @@ api_url = http://127.0.0.1:{fport}/v1
 tenant = {s["microsoft"]["tenant"]}
 client_id = {s["microsoft"]["client_id"]}
 client_secret_file = partner-center-secret
-check_schedule = 5s
+check_schedule = 10s
 
 [mail]
 smtp_url = smtp://127.0.0.1:{sport}
@@ -244,6 +251,11 @@ reminder_interval = 24h
 max_reminders = 5
 """)
 EOF
+# A local template override, as README.Debian describes: every subject gets a mark.
+C sh -c 'mkdir -p /etc/partnerd/templates &&
+         for f in /usr/share/partnerd/templates/*.subject; do
+                 sed "1s/^/[local] /" "$f" >"/etc/partnerd/templates/${f##*/}"
+         done'
 check "the secrets are root-only files in /etc/credstore" \
         C sh -c '[ "$(stat -c %a /etc/credstore/marketplace-token)" = 600 ] && [ "$(stat -c %a /etc/credstore)" = 700 ]'
 C systemctl enable --now partnerd.service >"$work/start.log" 2>&1 || true
@@ -284,10 +296,17 @@ else
         bad "no Querying order was processed within 90 s"
         C journalctl -u partnerd.service --no-pager -n 40 >&2 || true
 fi
-check "mail reached the SMTP server" sh -c "ls '$work/mail'/*.eml"
+check "mail reached the SMTP server" wait_for 30 sh -c "ls '$work/mail'/*.eml"
+check "the mails use the override in /etc/partnerd/templates" "$PY" - "$work/mail" <<'EOF'
+import email, email.policy, glob, sys
+subjects = [email.message_from_binary_file(open(f, "rb"), policy=email.policy.default)["Subject"]
+            for f in glob.glob(sys.argv[1] + "/*.eml")]
+print(subjects)
+sys.exit(0 if subjects and all(s.startswith("[local] ") for s in subjects) else 1)
+EOF
 check "the service logs to the journal" C sh -c 'journalctl -u partnerd.service -q --no-pager | grep -q .'
 check "the state lives in /var/lib/private/partnerd (DynamicUser)" C test -d /var/lib/private/partnerd
-sleep 6   # one more poll cycle, so the state is written after the processing
+sleep 11  # one more poll cycle, so the state is written after the processing
 state_before=$(C sh -c 'cat /var/lib/private/partnerd/state.json 2>/dev/null' | md5sum)
 status_before=$(C partnerd status 2>&1 || true)
 echo "partnerd status before the upgrade:"; echo "$status_before" | sed 's/^/    /'
@@ -312,7 +331,7 @@ check "the state file survived the upgrade" C test -s /var/lib/private/partnerd/
 for o in $processed; do
         check "partnerd status still knows $o after the upgrade" C sh -c "partnerd status | grep -q '$o'"
 done
-sleep 12  # two poll cycles of the new version
+sleep 22  # two poll cycles of the new version
 orders_now=$(fake_orders 2>/dev/null || true)
 echo "$orders_now" | sed 's/^/    fake: /'
 calls=$(echo "$orders_now" | awk '$3 > 1 { print $1 "=" $3 }')
