@@ -37,9 +37,11 @@ struct mp_client *mp_client_free(struct mp_client *c);
 
 /* Lists every order in one of the given statuses (all pages: the first
  * page gives total, the rest are fetched in parallel).  Orders come with
- * parameters, audit and template ref; relationship_url is NOT filled (the
- * template is a separate call).  *orders is owned by the callee of cb: it
- * may move the items out (order_list_clear afterwards is still needed). */
+ * parameters, audit and template ref; relationship_url is what the order
+ * itself shows (parameters, error): the template, a separate call, takes
+ * precedence for Querying orders.  orders is never NULL (empty on failure).
+ * cb may move items (or the whole list) out, leaving zeroed structs behind;
+ * marketplace calls order_list_clear() on it after cb returns. */
 typedef void (*mp_list_fn)(void *ud, int r, long status, const char *err,
                            struct order_list *orders);
 int mp_list_orders(struct mp_client *c, const enum order_status *statuses, size_t n_statuses,
@@ -82,3 +84,21 @@ char *mp_extract_relationship_url_from_order(const json_t *obj);
 char *mp_portal_link(const char *portal_base, const char *order_id);
 /* true for ORD-dddd-dddd-dddd(-dddd) */
 bool mp_order_id_valid(const char *id);
+
+/* Which kind of acceptance URL a (clean) URL is: the reseller invitation
+ * (direct or indirect) or the GDAP invitation.  mp_extract_* return the
+ * reseller kind when the text holds both. */
+enum mp_url_kind {
+        MP_URL_NONE = 0,
+        MP_URL_RESELLER,
+        MP_URL_GDAP,
+};
+enum mp_url_kind mp_relationship_url_kind(const char *url);
+/* "https://host[/public/v1][/]" -> "https://host/public/v1"; NULL on junk. */
+char *mp_normalize_base_url(const char *url);
+/* The RQL filter for the list query, values double-quoted and
+ * percent-encoded: eq(status,"Querying") or
+ * and(in(status,("Querying","Draft")),in(agreement.product.id,(...))).
+ * NULL on an empty/invalid status set. */
+char *mp_build_rql(const enum order_status *statuses, size_t n_statuses,
+                   const char *const *products, size_t n_products);
