@@ -209,9 +209,10 @@ fi
 say "Configure for the fake platform, secrets in /etc/credstore, start"
 mkdir -p "$work/mail"
 rm -f "$work/fake.port" "$work/smtp.port" "$work/mail"/*
-N "$fake_bin" --scenario "$scenario" --port 0 --port-file "$work/fake.port" >"$work/fake.log" 2>&1 &
+# Not through N: $! must be the server itself (nsenter execs it) for cleanup.
+nsenter -t "$pid1" -n "$fake_bin" --scenario "$scenario" --port 0 --port-file "$work/fake.port" >"$work/fake.log" 2>&1 &
 fake_pid=$!
-N "$PY" "$top/tests/tools/smtpd.py" --port 0 --port-file "$work/smtp.port" --dir "$work/mail" \
+nsenter -t "$pid1" -n "$PY" "$top/tests/tools/smtpd.py" --port 0 --port-file "$work/smtp.port" --dir "$work/mail" \
         >"$work/smtp.log" 2>&1 &
 smtp_pid=$!
 i=0
