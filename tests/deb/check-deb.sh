@@ -265,10 +265,22 @@ C sh -c 'mkdir -p /etc/partnerd/templates &&
          done'
 check "the secrets are root-only files in /etc/credstore" \
         C sh -c '[ "$(stat -c %a /etc/credstore/marketplace-token)" = 600 ] && [ "$(stat -c %a /etc/credstore)" = 700 ]'
+out=$(C env CREDENTIALS_DIRECTORY=/etc/credstore partnerd --check-config 2>&1 || true)
+if [ "$out" = "configuration OK" ]; then
+        ok "CREDENTIALS_DIRECTORY=/etc/credstore partnerd --check-config (README.Debian): $out"
+else
+        bad "partnerd --check-config: $out"
+fi
 C systemctl enable --now partnerd.service >"$work/start.log" 2>&1 || true
 check "systemctl enable --now partnerd: the service is active" \
         C sh -c '[ "$(systemctl is-active partnerd.service)" = active ]'
 check "the service is enabled" C sh -c '[ "$(systemctl is-enabled partnerd.service)" = enabled ]'
+if C systemctl reload partnerd.service >/dev/null 2>&1; then
+        ok "systemctl reload partnerd succeeds"
+else
+        bad "systemctl reload partnerd fails; the journal says:"
+        C journalctl -u partnerd.service --no-pager -o cat -n 6 | sed 's/^/    /'
+fi
 
 # fake_orders: the orders the fake platform holds now, one "ID STATUS PROCESS_CALLS"
 # line each; the calls are counted in the fake's request log.
