@@ -277,6 +277,8 @@ check "systemctl enable --now partnerd: the service is active" \
 check "the service is enabled" C sh -c '[ "$(systemctl is-enabled partnerd.service)" = enabled ]'
 if C systemctl reload partnerd.service >/dev/null 2>&1; then
         ok "systemctl reload partnerd succeeds"
+        check "the daemon reloaded its configuration (journal)" \
+                wait_for 10 C sh -c 'journalctl -u partnerd.service -o cat --no-pager | grep -q "^Configuration reloaded"'
 else
         bad "systemctl reload partnerd fails; the journal says:"
         C journalctl -u partnerd.service --no-pager -o cat -n 6 | sed 's/^/    /'
