@@ -1,22 +1,29 @@
 #!/bin/sh
 # Verifies the build and test dependencies; on Debian as root installs the
 # missing packages, otherwise prints the exact command to run.
+# `deps.sh chromium`: only the browser `make check-html` needs.
 set -eu
 
-PKGS="build-essential pkg-config libcurl4-openssl-dev libjansson-dev libuv1-dev libsystemd-dev \
+missing=""
+if [ "${1:-}" = chromium ]; then
+        PKGS="chromium fonts-liberation"   # the fonts are only a Recommends
+        command -v chromium >/dev/null 2>&1 || missing=" chromium"
+        [ -d /usr/share/fonts/truetype/liberation ] || missing="$missing fonts-liberation"
+else
+        PKGS="build-essential pkg-config libcurl4-openssl-dev libjansson-dev libuv1-dev libsystemd-dev \
 libcmocka-dev libmicrohttpd-dev python3 python3-aiosmtpd python3-jsonschema openssl valgrind \
 ca-certificates"
 
-missing=""
-have_pc() { command -v pkg-config >/dev/null 2>&1 && pkg-config --exists "$1"; }
-for pc in libcurl jansson libuv libsystemd cmocka libmicrohttpd; do
-        have_pc "$pc" || missing="$missing $pc"
-done
-[ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import aiosmtpd, jsonschema' 2>/dev/null \
-        || missing="$missing python3-aiosmtpd/python3-jsonschema"
-for cmd in openssl valgrind cc make; do
-        command -v "$cmd" >/dev/null 2>&1 || missing="$missing $cmd"
-done
+        have_pc() { command -v pkg-config >/dev/null 2>&1 && pkg-config --exists "$1"; }
+        for pc in libcurl jansson libuv libsystemd cmocka libmicrohttpd; do
+                have_pc "$pc" || missing="$missing $pc"
+        done
+        [ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import aiosmtpd, jsonschema' 2>/dev/null \
+                || missing="$missing python3-aiosmtpd/python3-jsonschema"
+        for cmd in openssl valgrind cc make; do
+                command -v "$cmd" >/dev/null 2>&1 || missing="$missing $cmd"
+        done
+fi
 
 [ -z "$missing" ] && exit 0
 
