@@ -788,6 +788,17 @@ static int set_value(struct render_values *rv, const char *name, const char *val
         return 0;
 }
 
+/* The HTML order rows.  Every cell has a class, and the labels only a phone
+ * layout shows (a template's @media rule displaying span.order-label, when
+ * it stacks the cells and hides the column headings) are hidden by default;
+ * the order id never wraps. */
+#define ORDER_LABEL(s)  "<span class=\"order-label\" style=\"display:none;\">" s "</span>"
+
+static int order_td(struct util_buf *h, const char *cls, const char *style) {
+        return util_buf_printf(h, "<td class=\"order-%s\" style=\"padding:6px 8px;border-bottom:1px solid #e0e0e0;"
+                               "font-size:14px;vertical-align:top;%s\">", cls, style);
+}
+
 static int build_order_lists(struct render_values *rv, const struct mail_context *ctx) {
         struct util_buf t, h, lt, lh;
         int r = 0;
@@ -826,29 +837,43 @@ static int build_order_lists(struct render_values *rv, const struct mail_context
                         r = util_buf_printf(&t, "    Reason: %s\n", err);
 
                 /* HTML row */
-                const char *td = "<td style=\"padding:6px 8px;border-bottom:1px solid #e0e0e0;"
-                                 "font-size:14px;vertical-align:top;\">";
                 if (r >= 0)
-                        r = util_buf_printf(&h, "<tr>%s", td);
+                        r = util_buf_puts(&h, "<tr class=\"order\">");
+                if (r >= 0)
+                        r = order_td(&h, "id", "white-space:nowrap;");
                 if (r >= 0)
                         r = html_escape_append(&h, id);
                 if (r >= 0)
-                        r = util_buf_printf(&h, "</td>%s", td);
+                        r = util_buf_puts(&h, "</td>");
+                if (r >= 0)
+                        r = order_td(&h, "product", "");
                 if (r >= 0)
                         r = html_escape_append(&h, product);
                 if (r >= 0)
-                        r = util_buf_printf(&h, "</td>%s", td);
+                        r = util_buf_puts(&h, "</td>");
+                if (r >= 0)
+                        r = order_td(&h, "portal", "");
                 if (r >= 0 && link) {
                         r = util_buf_puts(&h, "<a href=\"");
                         if (r >= 0)
                                 r = html_escape_append(&h, o->portal_link);
                         if (r >= 0)
-                                r = util_buf_puts(&h, "\" style=\"color:#0b57d0;\">Open</a>");
+                                r = util_buf_puts(&h, "\" style=\"color:#0b57d0;\">Open"
+                                                      ORDER_LABEL(" in the portal") "</a>");
                 }
                 if (r >= 0)
-                        r = util_buf_printf(&h, "</td>%s%s</td>%s%s</td></tr>\n", td, since, td, dl);
+                        r = util_buf_puts(&h, "</td>");
+                if (r >= 0)
+                        r = order_td(&h, "since", "");
+                if (r >= 0)
+                        r = util_buf_printf(&h, ORDER_LABEL("Waiting since ") "%s</td>", since);
+                if (r >= 0)
+                        r = order_td(&h, "deadline", "");
+                if (r >= 0)
+                        r = util_buf_printf(&h, ORDER_LABEL("Deadline ") "%s</td></tr>\n", dl);
                 if (r >= 0 && err && *err) {
-                        r = util_buf_puts(&h, "<tr><td colspan=\"5\" style=\"padding:2px 8px 8px;"
+                        r = util_buf_puts(&h, "<tr class=\"order-reason\"><td colspan=\"5\" "
+                                              "class=\"order-reason\" style=\"padding:2px 8px 8px;"
                                               "font-size:14px;color:#8a1c1c;\">Reason: ");
                         if (r >= 0)
                                 r = html_escape_append(&h, err);

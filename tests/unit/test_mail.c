@@ -711,6 +711,9 @@ static void test_render_every_kind(void **state) {
                 }
                 assert_non_null(strstr(p.text, "partner-desk@softwareone.example"));
                 assert_non_null(strstr(p.html, "max-width:600px"));
+                /* the class names the templates' phone layout relies on */
+                assert_non_null(strstr(p.html, "<tr class=\"order\"><td class=\"order-id\""));
+                assert_non_null(strstr(p.html, "<span class=\"order-label\" style=\"display:none;\">Deadline "));
                 switch (k) {
                 case MAIL_KIND_FINAL_WARNING:
                         assert_non_null(strstr(p.text, "the platform will fail the order"));
