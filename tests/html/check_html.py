@@ -291,35 +291,99 @@ def html_part(eml):
     return part.get_content()
 
 
+def write(path, text):
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+    return path
+
+
+def dom_of(html_path, tmp):
+    dom = Dom()
+    dom.feed(chromium(["--dump-dom", "file://" + html_path], tmp))
+    return dom
+
+
+def probe_of(page, width, tag, tmp):
+    """The layout measurements of page at width (JSON text, or None)."""
+    path = write(os.path.join(tmp, "%s-%d.probe.html" % (tag, width)), probe_page(page, width))
+    probe = Dom()
+    probe.feed(chromium(["--window-size=1200,%d" % HEIGHT, "--dump-dom", "file://" + path], tmp))
+    return probe.probe
+
+
 def run_one(name, eml, out, tmp):
     """Rows (name, viewport, png, problems) for one mail."""
     page = html_part(eml)
-    html_path = os.path.join(out, name + ".html")
-    with open(html_path, "w", encoding="utf-8") as f:
-        f.write(page)
-    dom = Dom()
-    dom.feed(chromium(["--dump-dom", "file://" + html_path], tmp))
-    dom_bad = check_dom(name, dom)
+    html_path = write(os.path.join(out, name + ".html"), page)
+    dom_bad = check_dom(name, dom_of(html_path, tmp))
     rows = []
     for vp, width in VIEWPORTS:
-        size = "--window-size=%d,%d" % (width, HEIGHT)
         png = os.path.join(out, "%s-%s.png" % (name, vp))
         if os.path.exists(png):
             os.unlink(png)
         bad = list(dom_bad)
         try:
-            chromium([size, "--screenshot=" + png, "file://" + html_path], tmp)
+            chromium(["--window-size=%d,%d" % (width, HEIGHT), "--screenshot=" + png, "file://" + html_path], tmp)
             bad += check_png(png, width)
-            probe_path = os.path.join(tmp, "%s-%s.probe.html" % (name, vp))
-            with open(probe_path, "w", encoding="utf-8") as f:
-                f.write(probe_page(page, width))
-            probe = Dom()
-            probe.feed(chromium(["--window-size=1200,%d" % HEIGHT, "--dump-dom", "file://" + probe_path], tmp))
-            bad += check_layout(name, probe.probe, width)
+            bad += check_layout(name, probe_of(page, width, name, tmp), width)
         except (RuntimeError, ValueError, subprocess.TimeoutExpired) as e:
             bad.append(str(e))
         rows.append((name, vp, png, bad))
     return rows
+
+
+# Deliberate faults, each applied to the rendered new-request page: the
+# checks above must catch every one, or they prove nothing.
+def _fault_dom(mutate, name="new-request"):
+    def run(page, tmp, tag):
+        return check_dom(name, dom_of(write(os.path.join(tmp, tag + ".html"), mutate(page)), tmp))
+    return run
+
+
+def _fault_layout(mutate, width):
+    def run(page, tmp, tag):
+        return check_layout("new-request", probe_of(mutate(page), width, tag, tmp), width)
+    return run
+
+
+def _fault_png(page, tmp, tag):
+    path = write(os.path.join(tmp, tag + ".html"), "<!DOCTYPE html><html><body></body></html>")
+    png = os.path.join(tmp, tag + ".png")
+    chromium(["--window-size=414,%d" % HEIGHT, "--screenshot=" + png, "file://" + path], tmp)
+    return check_png(png, 414)
+
+
+def _href_amp(page):
+    return page.replace("&amp;msppId=0", "&amp;amp;msppId=0", 1)
+
+
+FAULTS = (
+    ("button href altered", _fault_dom(_href_amp)),
+    ("customer name injected as markup",
+     _fault_dom(lambda p: p.replace("Hello ", "Hello <script>void 0</script><b>x</b>", 1), "hostile")),
+    ("customer name lost its umlaut", _fault_dom(lambda p: p.replace("Müller", "Mller"))),
+    ("order id missing", _fault_dom(lambda p: p.replace("ORD-4821-7731-0907", "ORD-?"))),
+    ("element wider than a phone", _fault_layout(lambda p: p.replace(
+        "</h1>", '</h1><div style="width:700px">wide</div>', 1), 414)),
+    ("button too small", _fault_layout(lambda p: p.replace("padding:14px 28px;", "padding:2px;", 1), 414)),
+    ("order id wraps", _fault_layout(lambda p: p.replace("white-space:nowrap;", ""), 1024)),
+    ("blank screenshot", _fault_png),
+)
+
+
+def self_test(eml, tmp, ex):
+    """Names of the deliberate faults the checks did not catch."""
+    page = html_part(eml)
+    futs = [(what, ex.submit(fn, page, tmp, "fault%d" % i)) for i, (what, fn) in enumerate(FAULTS)]
+    missed = []
+    for what, fu in futs:
+        try:
+            caught = bool(fu.result())
+        except (RuntimeError, ValueError, subprocess.TimeoutExpired):
+            caught = False
+        if not caught:
+            missed.append(what)
+    return missed
 
 
 def main():
@@ -333,18 +397,22 @@ def main():
         print("check-html: chromium not found (apt-get install -y chromium)", file=sys.stderr)
         return 1
     os.makedirs(args.out, exist_ok=True)
-    subprocess.run([args.render, args.templates, args.out], check=True, stdout=subprocess.DEVNULL)
+    if subprocess.run([args.render, args.templates, args.out], stdout=subprocess.DEVNULL,
+                      check=False).returncode != 0:
+        print("check-html: %s failed" % args.render, file=sys.stderr)
+        return 1
     names = list(KINDS) + ["hostile"]
     tmp = tempfile.mkdtemp(prefix="partnerd-check-html-")
     rows = []
     try:
         with concurrent.futures.ThreadPoolExecutor(max_workers=4) as ex:
-            futs = [ex.submit(run_one, n, os.path.join(args.out, n + ".eml"), args.out, tmp) for n in names]
-            for fu in futs:
+            futs = [(n, ex.submit(run_one, n, os.path.join(args.out, n + ".eml"), args.out, tmp)) for n in names]
+            for n, fu in futs:
                 try:
                     rows += fu.result()
                 except Exception as e:  # one mail's failure must not hide the others
-                    rows.append(("?", "-", "-", ["%s: %s" % (type(e).__name__, e)]))
+                    rows.append((n, "-", "-", ["%s: %s" % (type(e).__name__, e)]))
+            missed = self_test(os.path.join(args.out, "new-request.eml"), tmp, ex)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -358,7 +426,9 @@ def main():
         failed += bool(bad)
     print("check-html: %d of %d renderings ok; look at the PNGs in %s" % (len(rows) - failed, len(rows),
                                                                          os.path.relpath(args.out)))
-    return 1 if failed else 0
+    print("check-html: self-test: %d of %d deliberate faults caught%s" % (
+        len(FAULTS) - len(missed), len(FAULTS), "" if not missed else "; MISSED: " + ", ".join(missed)))
+    return 1 if failed or missed else 0
 
 
 if __name__ == "__main__":
