@@ -723,11 +723,12 @@ static const char *const month_names[12] = {
 };
 
 /* "9 December 2026, 14:00 UTC" */
-static void format_human_time(int64_t t, char *buf, size_t n) {
+/* t as "25 November 2026, 09:00 UTC"; none when t is not set. */
+static void format_human_time(int64_t t, const char *none, char *buf, size_t n) {
         struct tm tm;
         time_t tt = (time_t) t;
         if (t <= 0 || !gmtime_r(&tt, &tm)) {
-                snprintf(buf, n, "unknown");
+                snprintf(buf, n, "%s", none);
                 return;
         }
         snprintf(buf, n, "%d %s %d, %02d:%02d UTC", tm.tm_mday, month_names[tm.tm_mon],
@@ -801,6 +802,8 @@ static int order_td(struct util_buf *h, const char *cls, const char *style) {
 
 static int build_order_lists(struct render_values *rv, const struct mail_context *ctx) {
         struct util_buf t, h, lt, lh;
+        /* A Draft order is not Querying yet: no clock runs, nothing is unknown. */
+        const char *none = ctx->kind == MAIL_KIND_DRAFT_WARNING ? "not yet" : "unknown";
         int r = 0;
 
         util_buf_init(&t, MAIL_MAX_PART);
@@ -822,8 +825,8 @@ static int build_order_lists(struct render_values *rv, const struct mail_context
                         r = -ENOMEM;
                         break;
                 }
-                format_human_time(o->querying_since, since, sizeof(since));
-                format_human_time(o->deadline, dl, sizeof(dl));
+                format_human_time(o->querying_since, none, since, sizeof(since));
+                format_human_time(o->deadline, none, dl, sizeof(dl));
 
                 if (i > 0)
                         r = util_buf_puts(&t, "\n");
@@ -1086,7 +1089,7 @@ static int fill_values(struct render_values *rv, const struct mail_context *ctx,
                 r = set_value(rv, "tenant_id", ctx->tenant_id && *ctx->tenant_id ? ctx->tenant_id : "(not known)");
         if (r >= 0)
                 r = set_value(rv, "url", url ? url : "");
-        format_human_time(ctx->deadline, buf, sizeof(buf));
+        format_human_time(ctx->deadline, "unknown", buf, sizeof(buf));
         if (r >= 0)
                 r = set_value(rv, "deadline", buf);
         if (ctx->deadline > 0) {
@@ -1103,7 +1106,7 @@ static int fill_values(struct render_values *rv, const struct mail_context *ctx,
         snprintf(buf, sizeof(buf), "%zu", ctx->n_orders);
         if (r >= 0)
                 r = set_value(rv, "order_count", buf);
-        format_human_time(now, buf, sizeof(buf));
+        format_human_time(now, "unknown", buf, sizeof(buf));
         if (r >= 0)
                 r = set_value(rv, "now", buf);
         if (r >= 0)
