@@ -42,6 +42,16 @@ static const struct mail_order orders[] = {
           .deadline = NOW + 12 * DAY },
 };
 
+/* Orders still in Draft: not Querying yet, so no clock is running. */
+static const struct mail_order draft_orders[] = {
+        { .id = "ORD-4821-7730-5512",
+          .product = "Microsoft 365 Business Premium",
+          .portal_link = "https://portal.softwareone.example/commerce/orders/ORD-4821-7730-5512" },
+        { .id = "ORD-4821-7731-0907",
+          .product = "Microsoft Teams Rooms Pro",
+          .portal_link = "https://portal.softwareone.example/commerce/orders/ORD-4821-7731-0907" },
+};
+
 static const struct mail_order ops_orders[] = {
         { .id = "ORD-4821-7730-5512",
           .product = "Microsoft 365 Business Premium",
@@ -119,8 +129,17 @@ int main(int argc, char **argv) {
                         .deadline = NOW + 10 * DAY,
                         .now = NOW,
                 };
-                if (k == MAIL_KIND_FINAL_WARNING)
-                        ctx.deadline = NOW + 2 * DAY;
+                switch (k) {
+                case MAIL_KIND_FINAL_WARNING:
+                        ctx.now = NOW + 8 * DAY;        /* two days before the first deadline */
+                        break;
+                case MAIL_KIND_DRAFT_WARNING:
+                        ctx.orders = draft_orders;
+                        ctx.deadline = 0;
+                        break;
+                default:
+                        break;
+                }
                 if (write_eml(argv[2], mail_kind_to_string(ctx.kind), t, &cfg, &ctx) < 0)
                         goto finish;
         }
