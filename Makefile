@@ -54,7 +54,7 @@ FAKE     := $(BUILD)/fakeplatform
 LIBA     := $(BUILD)/libpartnerd.a
 
 .PHONY: all deps check test unit integration check-asan check-valgrind check-systemd demo bench \
-        install uninstall clean tests deb check-deb
+        install uninstall clean tests deb check-deb check-html
 
 all: $(PARTNERD)
 
@@ -133,6 +133,16 @@ check: deps
 demo: deps
 	@$(MAKE) --no-print-directory $(PARTNERD) $(FAKE)
 	@PARTNERD_BIN=$(abspath $(PARTNERD)) FAKEPLATFORM_BIN=$(abspath $(FAKE)) scripts/demo.sh
+
+# check-html (not part of check): renders every mail kind's HTML part in
+# headless Chromium to build/html/*.png and checks the DOM (docs/check-html.md).
+$(BUILD)/tests/html/render_mails: $(BUILD)/tests/html/render_mails.o $(LIBA)
+	$(CC) $(LDFLAGS) -o $@ $< $(LIBA) $(LIBS)
+
+check-html: $(BUILD)/tests/html/render_mails
+	@scripts/deps.sh chromium
+	@/usr/bin/python3 tests/html/check_html.py --render $(abspath $(BUILD)/tests/html/render_mails) \
+	  --templates $(abspath config/templates) --out $(abspath build/html)
 
 # bench-spawn runs partnerd for the benchmark and reports its wait4() rusage.
 $(BUILD)/bench-spawn: bench/spawn.c
