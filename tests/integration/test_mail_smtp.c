@@ -725,23 +725,28 @@ static void test_sendmail(void **state) {
         fx_done(&f);
 }
 
-/* Restart after crashes at awkward moments, damaged files, giving up. */
+/* The sendmail transport running {f->tmp}/sendmail with this body; the
+ * script path is returned for freeing. */
+static struct mail_transport *script_transport(struct fx *f, const char *body, char **ret_script) {
+        struct mail_transport *t = NULL;
+        assert_true(asprintf(ret_script, "%s/sendmail", f->tmp) > 0);
+        assert_int_equal(util_write_file_atomic(*ret_script, body, strlen(body), 0700), 0);
+        f->cfg.transport = CFG_TRANSPORT_SENDMAIL;
+        f->cfg.sendmail_path = *ret_script;
+        assert_int_equal(mail_transport_new(NULL, &f->loop, &f->cfg, &t), 0);
+        return t;
+}
+
 /* Tombstones are appended to sent.log per message and folded into
  * sent.json when the flush ends; a log left by a crash is replayed. */
 static void test_outbox_sent_log(void **state) {
         struct fx f;
         fx_init(&f, NULL);
         char *script = NULL, *outdir = NULL, *sentjson = NULL, *sentlog = NULL, *data = NULL;
-        assert_true(asprintf(&script, "%s/sendmail", f.tmp) > 0);
         assert_true(asprintf(&outdir, "%s/outbox", f.tmp) > 0);
         assert_true(asprintf(&sentjson, "%s/outbox/sent.json", f.tmp) > 0);
         assert_true(asprintf(&sentlog, "%s/outbox/sent.log", f.tmp) > 0);
-        const char *body = "#!/bin/sh\ncat >/dev/null\nexit 0\n";
-        assert_int_equal(util_write_file_atomic(script, body, strlen(body), 0700), 0);
-        f.cfg.transport = CFG_TRANSPORT_SENDMAIL;
-        f.cfg.sendmail_path = script;
-        struct mail_transport *t = NULL;
-        assert_int_equal(mail_transport_new(NULL, &f.loop, &f.cfg, &t), 0);
+        struct mail_transport *t = script_transport(&f, "#!/bin/sh\ncat >/dev/null\nexit 0\n", &script);
         struct mail_message *m = render(&f, MAIL_KIND_NEW_REQUEST, "Contoso");
         int64_t now = 1800000000;
 
@@ -791,19 +796,15 @@ static void test_outbox_sent_log(void **state) {
         fx_done(&f);
 }
 
+/* Restart after crashes at awkward moments, damaged files, giving up. */
 static void test_outbox_recovery(void **state) {
         struct fx f;
         fx_init(&f, NULL);
         char *script = NULL, *outdir = NULL, *sentlog = NULL;
-        assert_true(asprintf(&script, "%s/sendmail", f.tmp) > 0);
         assert_true(asprintf(&outdir, "%s/outbox", f.tmp) > 0);
         assert_true(asprintf(&sentlog, "%s/outbox/sent.json", f.tmp) > 0);
-        const char *body = "#!/bin/sh\ncat >/dev/null\necho 'queue busy' >&2\nexit 75\n";
-        assert_int_equal(util_write_file_atomic(script, body, strlen(body), 0700), 0);
-        f.cfg.transport = CFG_TRANSPORT_SENDMAIL;
-        f.cfg.sendmail_path = script;
-        struct mail_transport *t = NULL;
-        assert_int_equal(mail_transport_new(NULL, &f.loop, &f.cfg, &t), 0);
+        struct mail_transport *t = script_transport(
+                &f, "#!/bin/sh\ncat >/dev/null\necho 'queue busy' >&2\nexit 75\n", &script);
         struct mail_message *m = render(&f, MAIL_KIND_NEW_REQUEST, "Contoso");
         int64_t now = 1800000000;
 
