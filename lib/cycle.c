@@ -620,6 +620,11 @@ static void plan(struct cycle *c) {
         /* intent first: what we are about to mail and check is on disk */
         persist(c, "before notifying");
         perform_logged_actions(c, &acts);
+        /* the mails just queued are durable before the checks start (one
+         * sync for the batch; the flush syncs again for later ones) */
+        if (!c->env.dry_run && c->env.outbox && (r = mail_outbox_sync(c->env.outbox)) < 0)
+                log_event(LOG_ERR, LOG_EV_MAIL_FAILED, NULL, "Cannot sync the mail outbox: %s",
+                          strerror(-r));
         begin_phase(c, PH_CHECKS, &acts);
 }
 

@@ -773,6 +773,9 @@ static void test_outbox_sent_log(void **state) {
         /* A flush of several: every key in sent.json, no log left. */
         assert_int_equal(mail_outbox_put(o, "k:second", m, now), 0);
         assert_int_equal(mail_outbox_put(o, "k:third", m, now), 0);
+        assert_int_equal(mail_outbox_sync(o), 0);          /* the batch, durably */
+        assert_int_equal(count_files(outdir, ".msg"), 3);
+        assert_int_equal(count_files(outdir, "[.]tmp[.][0-9]*"), 0);
         struct flushed fl = flush(&f, o, t, now);
         assert_int_equal(fl.st.sent, 3);
         assert_int_equal(mail_outbox_pending(o), 0);
