@@ -177,10 +177,13 @@ out:
 
 static int entry_write_mode(const char *dir, const struct outbox_entry *e, const char *status,
                             bool sync) {
-        json_t *env = entry_envelope(e, status);
+        json_t *env;
         char *head = NULL, *path = NULL, *buf = NULL;
         int r = -ENOMEM;
 
+        if (!e->msg.data)
+                return -EIO;            /* never replace a message by its envelope alone */
+        env = entry_envelope(e, status);
         if (!env)
                 return -ENOMEM;
         head = json_dumps(env, JSON_COMPACT | JSON_ENSURE_ASCII);
@@ -551,6 +554,38 @@ static int entry_move_failed(struct mail_outbox *o, struct outbox_entry *e) {
         return 0;
 }
 
+/* Queued messages wait on disk, not in memory (2,500 mails of ~9 KiB were
+ * most of the daemon's heap): the data is read back to send, rewrite or
+ * move the message, and dropped again. */
+static void entry_drop_data(struct outbox_entry *e) {
+        util_freep(&e->msg.data);
+}
+
+static int entry_load_data(const struct mail_outbox *o, struct outbox_entry *e) {
+        char *p = NULL, *data = NULL;
+        size_t len = 0;
+        int r;
+
+        if (e->msg.data)
+                return 0;
+        if (asprintf(&p, "%s/%s", o->dir, e->file) < 0)
+                return -ENOMEM;
+        r = util_read_file(p, OUTBOX_MAX_FILE, &data, &len);
+        free(p);
+        if (r < 0)
+                return r;
+        char *nl = memchr(data, '\n', len);
+        if (!nl) {
+                free(data);
+                return -EINVAL;
+        }
+        e->msg.len = len - (size_t) (nl + 1 - data);
+        memmove(data, nl + 1, e->msg.len);
+        data[e->msg.len] = '\0';
+        e->msg.data = data;
+        return 0;
+}
+
 static int load_entry(const char *dir, const char *name, struct outbox_entry **ret, bool *ret_failed) {
         char *p = NULL, *data = NULL;
         size_t len;
@@ -647,6 +682,8 @@ int mail_outbox_open(const char *state_dir, struct mail_outbox **ret) {
                         r = entries_add(o, e);
                         if (r < 0)
                                 entry_free(e);
+                        else
+                                entry_drop_data(e);
                 }
                 free(p);
                 if (r == -ENOMEM)
@@ -770,6 +807,7 @@ int mail_outbox_put(struct mail_outbox *o, const char *dedup_key, const struct m
                 unlink_in(o->dir, e->file);
                 goto fail;
         }
+        entry_drop_data(e);
         return 0;
 fail:
         entry_free(e);
@@ -872,7 +910,8 @@ static void flush_apply(struct flush_state *fs, struct outbox_entry *e, const st
                         e->last_error = strdup(more);
                 }
                 flush_record(fs, e, MAIL_FLUSH_FAILED, res->smtp_code, e->last_error, res->n_refused);
-                (void) entry_move_failed(o, e);
+                if (entry_load_data(o, e) >= 0)
+                        (void) entry_move_failed(o, e);
                 (void) tomb_record(o, e->dedup_key, now, true);
                 entries_remove(o, e);
                 entry_free(e);
@@ -881,7 +920,9 @@ static void flush_apply(struct flush_state *fs, struct outbox_entry *e, const st
         size_t k = (size_t) (e->attempts - 1);
         size_t nb = sizeof(outbox_backoff) / sizeof(outbox_backoff[0]);
         e->next_attempt = now + outbox_backoff[k < nb ? k : nb - 1];
-        (void) entry_write(o->dir, e, "pending");
+        if (entry_load_data(o, e) >= 0)
+                (void) entry_write(o->dir, e, "pending");
+        entry_drop_data(e);
         flush_record(fs, e, MAIL_FLUSH_RETRY, res->smtp_code, e->last_error, res->n_refused);
 }
 
@@ -907,7 +948,10 @@ static void flush_start_next(struct flush_state *fs) {
                         a->e = e;
                         e->in_flight = true;
                         fs->running++;
-                        r = mail_send(fs->t, &e->msg, flush_sent, a);
+                        r = entry_load_data(fs->o, e);
+                        if (r >= 0)
+                                r = mail_send(fs->t, &e->msg, flush_sent, a);
+                        entry_drop_data(e);      /* the transport has its copy */
                         if (r < 0) {
                                 fs->running--;
                                 free(a);
