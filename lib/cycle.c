@@ -12,6 +12,10 @@
  *   FLUSH      send the outbox
  *   SAVE       persist the outcome
  *
+ * The mails queued by PLAN start going out at once, while CHECKS and
+ * PROCESS run (the early flush, on the SMTP server's own slots); FLUSH
+ * waits for it and then sends what came later (confirmations).
+ *
  * A phase keeps at most CYCLE_WINDOW_PER_SLOT x max_parallel requests in
  * flight and starts the next as one completes: 10,000 templates neither
  * overflow the http queue (HTTP_MAX_REQUESTS) nor sit there as 10,000
@@ -55,6 +59,7 @@ struct cycle {
         size_t window;           /* at most this many in flight */
         bool advancing;          /* inside advance(): completions only count down */
         bool filling;            /* inside fill(): completions only count down */
+        bool early_flush;        /* the flush started by plan() is running */
         struct action_list todo; /* CHECK or PROCESS actions of the phase */
         size_t next;             /* next todo item (or order, for templates) to start */
         bool aborted;
@@ -84,6 +89,7 @@ struct op {
 
 static void advance(struct cycle *c);
 static void fill(struct cycle *c);
+static void start_early_flush(struct cycle *c);
 
 static struct op *op_new(struct cycle *c) {
         struct op *o = calloc(1, sizeof(*o));
@@ -626,6 +632,7 @@ static void plan(struct cycle *c) {
                 log_event(LOG_ERR, LOG_EV_MAIL_FAILED, NULL, "Cannot sync the mail outbox: %s",
                           strerror(-r));
         begin_phase(c, PH_CHECKS, &acts);
+        start_early_flush(c);
 }
 
 static void decide(struct cycle *c) {
@@ -650,18 +657,54 @@ static void on_flush(void *ud, const struct mail_flush_stats *st) {
         op_done(o);
 }
 
-static void flush(struct cycle *c) {
-        begin_phase(c, PH_FLUSH, NULL);
-        if (c->env.dry_run || !c->env.outbox || !c->env.transport)
-                return;
+static bool can_mail(const struct cycle *c) {
+        return !c->env.dry_run && c->env.outbox && c->env.transport;
+}
+
+/* false when it could not even start; otherwise its op_done() moves the
+ * cycle on (maybe before this returns: the cycle may be gone then) */
+static bool final_flush(struct cycle *c) {
         struct op *o = op_new(c);
         if (!o)
-                return;
+                return false;
         int r = mail_outbox_flush(c->env.outbox, c->env.transport, c->now, on_flush, o);
         if (r < 0) {
                 log_event(LOG_ERR, LOG_EV_MAIL_FAILED, NULL, "Cannot send queued mail: %s", strerror(-r));
                 op_done(o);
         }
+        return true;
+}
+
+static void on_early_flush(void *ud, const struct mail_flush_stats *st) {
+        struct cycle *c = ud;
+        c->res.mails_sent += st->sent;
+        c->early_flush = false;
+        if (c->phase != PH_FLUSH)
+                return;
+        /* FLUSH was waiting for us: now the mails queued since */
+        if (!c->aborted && final_flush(c))
+                return;
+        if (c->pending == 0 && !c->filling && !c->advancing)
+                advance(c);
+}
+
+/* Sends the mails plan() just queued while the checks run. */
+static void start_early_flush(struct cycle *c) {
+        if (!can_mail(c) || c->aborted)
+                return;
+        c->early_flush = true;      /* before: the callback may run inside */
+        int r = mail_outbox_flush(c->env.outbox, c->env.transport, c->now, on_early_flush, c);
+        if (r < 0) {
+                c->early_flush = false;
+                log_event(LOG_ERR, LOG_EV_MAIL_FAILED, NULL, "Cannot send queued mail: %s", strerror(-r));
+        }
+}
+
+static void flush(struct cycle *c) {
+        begin_phase(c, PH_FLUSH, NULL);
+        /* with an early flush still running, on_early_flush() goes on */
+        if (can_mail(c) && !c->early_flush)
+                final_flush(c);
 }
 
 static void finish(struct cycle *c) {
@@ -694,8 +737,9 @@ static void advance(struct cycle *c) {
         c->advancing = true;
         while (c->pending == 0 && c->phase != PH_DONE) {
                 if (c->aborted && c->phase < PH_FLUSH) {
-                        finish(c);
-                        return;
+                        /* no final flush; an early one still has to end */
+                        begin_phase(c, PH_FLUSH, NULL);
+                        continue;
                 }
                 switch (c->phase) {
                 case PH_LIST:
@@ -713,6 +757,10 @@ static void advance(struct cycle *c) {
                         flush(c);         /* -> PH_FLUSH */
                         break;
                 case PH_FLUSH:
+                        if (c->early_flush) {
+                                c->advancing = false;   /* on_early_flush() goes on */
+                                return;
+                        }
                         finish(c);
                         return;
                 case PH_DONE:
