@@ -60,6 +60,8 @@ struct cycle {
         bool advancing;          /* inside advance(): completions only count down */
         bool filling;            /* inside fill(): completions only count down */
         bool early_flush;        /* the flush started by plan() is running */
+        struct tracked_ref *tracked;   /* TEMPLATES: tracked orders by id */
+        size_t n_tracked;
         struct action_list todo; /* CHECK or PROCESS actions of the phase */
         size_t next;             /* next todo item (or order, for templates) to start */
         bool aborted;
@@ -74,6 +76,13 @@ struct cycle {
         struct rel_fact_list facts;
         bool token_error_logged;
         struct cycle_result res;
+};
+
+/* A tracked order by id, for lookups while the state does not change. */
+struct tracked_ref {
+        const char *id;
+        const struct tracked_order *t;
+        size_t seq;              /* scan order, for equal ids */
 };
 
 /* One in-flight request of the cycle. */
@@ -484,8 +493,56 @@ static void on_template(void *ud, int r, long status, const char *err, const cha
         op_done(o);
 }
 
+static int tracked_ref_cmp(const void *a, const void *b) {
+        const struct tracked_ref *x = a, *y = b;
+        int r = strcmp(x->id, y->id);
+        return r ? r : x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/* Sorts the tracked orders by id for the TEMPLATES phase, which looks up
+ * every listed order (state_find_order() is a linear scan: 10,000 orders
+ * made that 50 million string compares).  Without memory it stays NULL
+ * and the lookups fall back to the scan. */
+static void index_tracked(struct cycle *c) {
+        size_t n = 0;
+        for (size_t i = 0; i < c->work->n_customers; i++)
+                n += c->work->customers[i].n_orders;
+        c->tracked = n ? calloc(n, sizeof(*c->tracked)) : NULL;
+        if (!c->tracked)
+                return;
+        for (size_t i = 0; i < c->work->n_customers; i++)
+                for (size_t k = 0; k < c->work->customers[i].n_orders; k++) {
+                        const struct tracked_order *t = &c->work->customers[i].orders[k];
+                        if (t->id) {
+                                c->tracked[c->n_tracked] = (struct tracked_ref) { t->id, t, c->n_tracked };
+                                c->n_tracked++;
+                        }
+                }
+        qsort(c->tracked, c->n_tracked, sizeof(*c->tracked), tracked_ref_cmp);
+}
+
+static void unindex_tracked(struct cycle *c) {
+        util_freep(&c->tracked);
+        c->n_tracked = 0;
+}
+
+static const struct tracked_order *find_tracked(const struct cycle *c, const char *id) {
+        if (!c->tracked)
+                return state_find_order(c->work, id, NULL);
+        /* the first of equal ids, as the scan would find it */
+        size_t lo = 0, hi = c->n_tracked;
+        while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+                if (strcmp(c->tracked[mid].id, id) < 0)
+                        lo = mid + 1;
+                else
+                        hi = mid;
+        }
+        return lo < c->n_tracked && strcmp(c->tracked[lo].id, id) == 0 ? c->tracked[lo].t : NULL;
+}
+
 static bool template_known(const struct cycle *c, struct order *o) {
-        const struct tracked_order *t = state_find_order(c->work, o->id, NULL);
+        const struct tracked_order *t = find_tracked(c, o->id);
         if (!t || t->status == TRACK_CLOSED || !t->querying_at_raw || !o->querying_at_raw)
                 return false;
         if (strcmp(t->querying_at_raw, o->querying_at_raw) != 0)
@@ -613,6 +670,7 @@ static void plan(struct cycle *c) {
         struct action_list acts = { 0 };
         int r;
 
+        unindex_tracked(c);      /* the engine changes the state from here on */
         filter_urls(c);
         r = eng_decide(&c->params, &c->orders, NULL, c->work, c->now, &acts);
         if (r < 0) {
@@ -725,6 +783,7 @@ static void finish(struct cycle *c) {
         c->cb(c->ud, &c->res);
         free(c->res.error);
         action_list_clear(&c->todo);
+        unindex_tracked(c);
         order_list_clear(&c->orders);
         rel_fact_list_clear(&c->facts);
         state_free(c->dry_copy);
@@ -743,6 +802,7 @@ static void advance(struct cycle *c) {
                 }
                 switch (c->phase) {
                 case PH_LIST:
+                        index_tracked(c);
                         begin_phase(c, PH_TEMPLATES, NULL);
                         break;
                 case PH_TEMPLATES:
