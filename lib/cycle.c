@@ -666,6 +666,18 @@ static void filter_urls(struct cycle *c) {
 
 /* ---- phases ---- */
 
+/* Intent first, but only where there is one: mails and Process calls
+ * need their intent on disk before they happen; checks are reads, and the
+ * save at the end of the cycle records them (a warm cycle of 10,000
+ * orders saved a 6.6 MB state twice for nothing). */
+static void persist_intent(struct cycle *c, const struct action_list *l, const char *what) {
+        for (size_t i = 0; i < l->n; i++)
+                if (l->items[i].type == ACTION_NOTIFY || l->items[i].type == ACTION_PROCESS) {
+                        persist(c, what);
+                        return;
+                }
+}
+
 static void plan(struct cycle *c) {
         struct action_list acts = { 0 };
         int r;
@@ -681,8 +693,8 @@ static void plan(struct cycle *c) {
         for (size_t i = 0; i < c->orders.n; i++)
                 if (c->orders.items[i].status == ORDER_STATUS_QUERYING && c->orders.items[i].relationship_url)
                         c->res.blocked++;
-        /* intent first: what we are about to mail and check is on disk */
-        persist(c, "before notifying");
+        /* intent first: what we are about to mail is on disk */
+        persist_intent(c, &acts, "before notifying");
         perform_logged_actions(c, &acts);
         /* the mails just queued are durable before the checks start (one
          * sync for the batch; the flush syncs again for later ones) */
@@ -701,7 +713,7 @@ static void decide(struct cycle *c) {
                 action_list_clear(&acts);
                 return;
         }
-        persist(c, "before Process");
+        persist_intent(c, &acts, "before Process");
         perform_logged_actions(c, &acts);
         /* no Process whose intent is not on disk */
         if (c->save_failed)
