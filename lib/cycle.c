@@ -4,6 +4,8 @@
  * phase every request runs in parallel on the shared curl multi handle:
  *
  *   LIST       list Querying and Draft orders (pages in parallel)
+ *   SETTLE     read orders whose Process outcome is unknown and that left
+ *              the list (parallel)
  *   TEMPLATES  fetch the templates of orders not seen before (parallel)
  *   PLAN       engine phase 1 -> queue mails (outbox) -> persist, start checks
  *   CHECKS     Partner Center checks (parallel)
@@ -31,6 +33,7 @@
 
 enum phase {
         PH_LIST,
+        PH_SETTLE,
         PH_TEMPLATES,
         PH_CHECKS,
         PH_PROCESS,
@@ -530,6 +533,48 @@ static void on_list(void *ud, int r, long status, const char *err, struct order_
         op_done(o);
 }
 
+/* An order we asked to process whose outcome is unknown (the daemon was
+ * killed with the POST in flight, or the answer was lost) and that is no
+ * longer in the list: read it, so the engine sees where it went
+ * (Processing: our call took effect, the customer gets the confirmation)
+ * rather than an order that disappeared. */
+static void on_settle(void *ud, int r, long status, const char *err, const struct order *order) {
+        struct op *o = ud;
+        struct cycle *c = o->c;
+
+        if (r == 0 && status == 200 && order && order->id && strcmp(order->id, o->order_id) == 0 &&
+            !order_list_find(&c->orders, order->id)) {
+                struct order *dst = order_list_add(&c->orders);
+                if (!dst || order_copy(dst, order) < 0)
+                        set_error(c, -ENOMEM, "out of memory", NULL);
+        } else
+                log_event(LOG_WARNING, LOG_EV_POLL_FAILED, LOG_FIELDS({ "ORDER_ID", o->order_id }),
+                          "Cannot read order %s after its Process call: %s", o->order_id,
+                          err ? err : strerror(r < 0 ? -r : EIO));
+        op_done(o);
+}
+
+static void start_settle(struct cycle *c) {
+        for (size_t ci = 0; ci < c->work->n_customers && !c->aborted; ci++) {
+                const struct tracked_customer *cu = &c->work->customers[ci];
+                for (size_t k = 0; k < cu->n_orders; k++) {
+                        const struct tracked_order *t = &cu->orders[k];
+                        if (t->status != TRACK_PROCESS_SENT || order_list_find(&c->orders, t->id))
+                                continue;
+                        struct op *o = op_new(c);
+                        if (!o || !(o->order_id = strdup(t->id))) {
+                                set_error(c, -ENOMEM, "out of memory", NULL);
+                                if (o)
+                                        op_done(o);
+                                continue;
+                        }
+                        int r = mp_get_order(c->env.mp, o->order_id, on_settle, o);
+                        if (r < 0)
+                                on_settle(o, r, 0, NULL, NULL);
+                }
+        }
+}
+
 /* Drops relationship URLs that are not on the allow-list, so such orders are
  * never emailed (phishing through order data). */
 static void filter_urls(struct cycle *c) {
@@ -680,6 +725,10 @@ static void advance(struct cycle *c) {
                 }
                 switch (c->phase) {
                 case PH_LIST:
+                        c->phase = PH_SETTLE;
+                        start_settle(c);
+                        break;
+                case PH_SETTLE:
                         c->phase = PH_TEMPLATES;
                         start_templates(c);
                         break;
