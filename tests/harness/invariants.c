@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 #include "invariants.h"
 
+#include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,12 +45,13 @@ static void set_param(json_t *order, const char *external_id, json_t *value) {
 }
 
 static json_t *make_order(json_t *proto, const struct inv_customer *c, const char *id, bool draft) {
+        const char *status = draft ? "Draft" : c->status ? c->status : "Querying";
         json_t *o = json_deep_copy(proto);
         char buf[160];
         if (!o)
                 return NULL;
         json_object_set_new(o, "id", json_string(id));
-        json_object_set_new(o, "status", json_string(draft ? "Draft" : "Querying"));
+        json_object_set_new(o, "status", json_string(status));
         snprintf(buf, sizeof(buf), "Microsoft Azure for %s", c->name);
         json_t *agr = json_object_get(o, "agreement");
         json_object_set_new(agr, "name", json_string(buf));
@@ -59,13 +62,14 @@ static json_t *make_order(json_t *proto, const struct inv_customer *c, const cha
         set_param(o, "MicrosoftTenantId",
                   json_string(c->order_without_tenant || !c->tenant_id ? "" : c->tenant_id));
         set_param(o, "ResellerRelationshipUrl", json_string(c->url ? c->url : INV_URL));
-        if (draft) {
+        if (draft)
                 json_object_set_new(o, "template",
                                     json_pack("{s:s, s:s}", "id", "TPL-1528-2110-0002", "name", "Purchase draft"));
-                json_t *audit = json_object_get(o, "audit");
+        json_t *audit = json_object_get(o, "audit");
+        if (strcmp(status, "Querying") != 0)
                 json_object_del(audit, "querying");
+        if (draft)
                 json_object_del(audit, "processing");
-        }
         return o;
 }
 
@@ -124,6 +128,16 @@ char *inv_scenario_write(json_t *sc, const char *dir, const char *name) {
         return path;
 }
 
+int inv_fake_set_status(struct harness_fake *fake, const char *order_id, const char *status) {
+        char path[160], url[256];
+        long code = 0;
+        snprintf(path, sizeof(path), "/_fake/orders/%s/status/%s", order_id, status);
+        int r = harness_http_post(harness_fake_url(fake, path, url, sizeof(url)), NULL, &code, NULL);
+        if (r < 0)
+                return r;
+        return code == 200 ? 0 : -EIO;
+}
+
 /* ---- the fake's log ---- */
 
 size_t inv_log_count(json_t *log, const char *method, const char *path_sub, long status) {
@@ -170,14 +184,27 @@ const char *inv_mail_kind(const char *subject) {
         return "unknown";
 }
 
+/* needle in hay as a whole name: not preceded or followed by a character
+ * that could continue a domain name. */
+static bool has_name(const char *hay, const char *needle) {
+        size_t n = strlen(needle);
+        for (const char *p = hay; p && (p = strcasestr(p, needle)); p++) {
+                bool left = p == hay || !(isalnum((unsigned char) p[-1]) || p[-1] == '-' || p[-1] == '.');
+                bool right = !(isalnum((unsigned char) p[n]) || p[n] == '-');
+                if (left && right)
+                        return true;
+        }
+        return false;
+}
+
 static const char *mail_customer(json_t *m, const char *const *domains, size_t n) {
         const char *subject = json_string_value(json_object_get(m, "subject"));
         const char *text = json_string_value(json_object_get(m, "text"));
         for (size_t i = 0; i < n; i++)
-                if (subject && strcasestr(subject, domains[i]))
+                if (subject && has_name(subject, domains[i]))
                         return domains[i];
         for (size_t i = 0; i < n; i++)
-                if (text && strcasestr(text, domains[i]))
+                if (text && has_name(text, domains[i]))
                         return domains[i];
         return "?";
 }
@@ -256,6 +283,48 @@ out:
         free(text);
         free(path);
         return r;
+}
+
+static bool has_suffix(const char *s, const char *suffix) {
+        size_t n = strlen(s), k = strlen(suffix);
+        return n >= k && strcmp(s + n - k, suffix) == 0;
+}
+
+/* Entries of dir for which match() holds; negative errno if dir cannot be
+ * read (ENOENT counts as empty). */
+static int count_entries(const char *dir, bool (*match)(const char *name)) {
+        DIR *d = opendir(dir);
+        struct dirent *de;
+        int n = 0;
+        if (!d)
+                return errno == ENOENT ? 0 : -errno;
+        while ((de = readdir(d)))
+                if (match(de->d_name))
+                        n++;
+        closedir(d);
+        return n;
+}
+
+static bool is_msg(const char *name) {
+        return has_suffix(name, ".msg");
+}
+
+static bool is_temp(const char *name) {
+        return strstr(name, ".tmp.") != NULL;
+}
+
+int inv_outbox_pending(const char *state_dir) {
+        char path[1024];
+        snprintf(path, sizeof(path), "%s/outbox", state_dir);
+        return count_entries(path, is_msg);
+}
+
+size_t inv_temp_files(const char *state_dir) {
+        char path[1024];
+        int a = count_entries(state_dir, is_temp);
+        snprintf(path, sizeof(path), "%s/outbox", state_dir);
+        int b = count_entries(path, is_temp);
+        return (size_t) (a > 0 ? a : 0) + (size_t) (b > 0 ? b : 0);
 }
 
 /* ---- processes ---- */

@@ -16,6 +16,7 @@
 
 #include <jansson.h>
 
+struct harness_fake;
 struct harness_smtp;
 
 /* The acceptance URL the generated orders carry unless one is given. */
@@ -32,6 +33,9 @@ struct inv_customer {
         int n_querying;              /* Querying orders showing the URL */
         int n_draft;                 /* Draft orders showing the URL */
         const char *url;             /* NULL: INV_URL */
+        const char *status;          /* of the "Querying" orders at the start;
+                                      * "Processing" models orders a test moves
+                                      * to Querying later (NULL: Querying) */
 };
 
 /* A scenario: tests/scenarios/basic.json's secrets, buyers and templates,
@@ -44,6 +48,9 @@ char *inv_scenario_write(json_t *sc, const char *dir, const char *name);
 /* The id of order k (0-based: Querying first, then Drafts) of customer i;
  * buf must hold 24 bytes. */
 const char *inv_order_id(char *buf, int series, size_t i, int k);
+
+/* Moves an order on the fake as someone else would (control route). */
+int inv_fake_set_status(struct harness_fake *fake, const char *order_id, const char *status);
 
 /* ---- the fake's request log ---- */
 
@@ -78,6 +85,13 @@ size_t inv_mail_duplicates(const struct inv_mail_tally *t);
 /* 0 when state_dir/state.json is absent or parses with store_from_json;
  * else a negative errno and *ret_err (malloc'd) says why. */
 int inv_state_loadable(const char *state_dir, char **ret_err);
+
+/* Messages waiting in state_dir/outbox (files *.msg), negative errno when
+ * the directory cannot be read (absent: 0). */
+int inv_outbox_pending(const char *state_dir);
+/* Files named *.tmp.* in state_dir and its outbox: what interrupted atomic
+ * writes left behind. */
+size_t inv_temp_files(const char *state_dir);
 
 /* ---- processes ---- */
 
