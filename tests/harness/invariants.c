@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "pdrun.h"
 #include "smtp.h"
 #include "store.h"
 #include "util.h"
@@ -128,6 +129,39 @@ char *inv_scenario_write(json_t *sc, const char *dir, const char *name) {
         return path;
 }
 
+int inv_world_start(struct inv_world *w, json_t *sc, const char *const *fake_args,
+                    const struct harness_smtp_options *smtp_opts, const struct harness_pd_options *pdo) {
+        struct harness_pd_options o = *pdo;
+        int r;
+
+        *w = (struct inv_world) { 0 };
+        if (!(w->dir = harness_tmpdir()) ||
+            !(w->scenario = inv_scenario_write(sc, w->dir, "scenario.json")))
+                return -ENOMEM;
+        if ((r = harness_fake_start_args(w->scenario, fake_args, &w->fake)) < 0)
+                return r;
+        if (smtp_opts) {
+                if ((r = harness_smtp_start(smtp_opts, &w->smtp)) < 0)
+                        return r;
+                o.smtp_url = harness_smtp_url(w->smtp);
+        }
+        o.fake_base = w->fake.base_url;
+        o.scenario = w->scenario;
+        return harness_pd_setup(&o, &w->pd);
+}
+
+void inv_world_stop(struct inv_world *w) {
+        harness_pd_free(w->pd);
+        harness_smtp_stop(w->smtp);
+        if (w->fake.pid > 0)
+                (void) harness_fake_stop(&w->fake);
+        if (w->dir && !getenv("HARNESS_KEEP"))
+                harness_rmrf(w->dir);
+        free(w->dir);
+        free(w->scenario);
+        *w = (struct inv_world) { 0 };
+}
+
 int inv_fake_set_status(struct harness_fake *fake, const char *order_id, const char *status) {
         char path[160], url[256];
         long code = 0;
@@ -136,6 +170,23 @@ int inv_fake_set_status(struct harness_fake *fake, const char *order_id, const c
         if (r < 0)
                 return r;
         return code == 200 ? 0 : -EIO;
+}
+
+int inv_fake_revision(struct harness_fake *fake, const char *order_id) {
+        char url[256], *body = NULL;
+        long code = 0;
+        int r = harness_http_get(harness_fake_url(fake, "/_fake/orders", url, sizeof(url)), &code, &body);
+        json_t *arr = r >= 0 && code == 200 && body ? json_loads(body, 0, NULL) : NULL, *o;
+        size_t i;
+        free(body);
+        r = -ENOENT;
+        json_array_foreach(arr, i, o) {
+                const char *id = json_string_value(json_object_get(o, "id"));
+                if (id && strcmp(id, order_id) == 0 && json_is_integer(json_object_get(o, "revision")))
+                        r = (int) json_integer_value(json_object_get(o, "revision"));
+        }
+        json_decref(arr);
+        return r;
 }
 
 /* ---- the fake's log ---- */
@@ -351,6 +402,26 @@ int inv_wait_rusage(pid_t pid, int timeout_ms, int *ret_status, long *ret_maxrss
                 struct timespec ts = { .tv_nsec = 2 * 1000 * 1000 };
                 nanosleep(&ts, NULL);
         }
+}
+
+size_t inv_pd_sanitizer_reports(const struct harness_pd *pd, int *ret_first) {
+        static const char *const marks[] = {
+                "ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                "Invalid read", "Invalid write", "definitely lost", "uninitialised value",
+        };
+        size_t n = 0;
+        if (ret_first)
+                *ret_first = 0;
+        for (int run = 1; run <= pd->runs; run++) {
+                char *err = harness_pd_output(pd, run, true);
+                bool hit = false;
+                for (size_t i = 0; err && i < sizeof(marks) / sizeof(marks[0]) && !hit; i++)
+                        hit = strstr(err, marks[i]) != NULL;
+                free(err);
+                if (hit && n++ == 0 && ret_first)
+                        *ret_first = run;
+        }
+        return n;
 }
 
 uint64_t inv_rand(uint64_t *state) {

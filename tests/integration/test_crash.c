@@ -98,11 +98,7 @@ static const struct {
 #define N_CUSTOMERS (sizeof(CUSTOMERS) / sizeof(CUSTOMERS[0]))
 
 struct env {
-        struct harness_fake fake;
-        struct harness_smtp *smtp;
-        struct harness_pd *pd;
-        char *dir;
-        char *scenario;
+        struct inv_world w;
         const char *domains[N_CUSTOMERS];
 };
 
@@ -111,6 +107,7 @@ static int setup(void **state) {
         struct inv_customer cust[N_CUSTOMERS];
         char latency[16];
         json_t *sc;
+        int r;
 
         if (!e)
                 return -1;
@@ -119,46 +116,28 @@ static int setup(void **state) {
                 cust[i] = CUSTOMERS[i].c;
                 e->domains[i] = CUSTOMERS[i].c.domain;
         }
-        e->dir = harness_tmpdir();
         sc = inv_scenario_new(cust, N_CUSTOMERS, SERIES);
-        if (!e->dir || !sc)
-                return -1;
-        e->scenario = inv_scenario_write(sc, e->dir, "crash.json");
-        json_decref(sc);
-        if (!e->scenario)
+        if (!sc)
                 return -1;
         snprintf(latency, sizeof(latency), "%lu", inv_env_ulong("CRASH_LATENCY_MS", DEFAULT_LATENCY));
         const char *fake_args[] = { "--latency-ms", latency, NULL };
-        if (harness_fake_start_args(e->scenario, fake_args, &e->fake) < 0 ||
-            harness_smtp_start(&(struct harness_smtp_options) { 0 }, &e->smtp) < 0)
-                return -1;
-        struct harness_pd_options o = {
-                .fake_base = e->fake.base_url,
-                .smtp_url = harness_smtp_url(e->smtp),
-                .scenario = e->scenario,
-        };
-        return harness_pd_setup(&o, &e->pd) < 0 ? -1 : 0;
+        r = inv_world_start(&e->w, sc, fake_args, &(struct harness_smtp_options) { 0 },
+                            &(struct harness_pd_options) { 0 });
+        json_decref(sc);
+        return r < 0 ? -1 : 0;
 }
 
 static int teardown(void **state) {
         struct env *e = *state;
-        if (!e)
-                return 0;
-        harness_pd_free(e->pd);
-        harness_smtp_stop(e->smtp);
-        if (e->fake.pid > 0)
-                (void) harness_fake_stop(&e->fake);
-        if (e->dir && !getenv("HARNESS_KEEP"))
-                harness_rmrf(e->dir);
-        free(e->dir);
-        free(e->scenario);
+        if (e)
+                inv_world_stop(&e->w);
         free(e);
         return 0;
 }
 
 /* Prints the stderr of run n when something went wrong. */
 static void dump_run(struct env *e, int run, const char *why) {
-        char *err = harness_pd_output(e->pd, run, true);
+        char *err = harness_pd_output(e->w.pd, run, true);
         fprintf(stderr, "crash: run %d %s; its stderr:\n%s\n", run, why, err ? err : "(none)");
         free(err);
 }
@@ -167,17 +146,17 @@ static void dump_run(struct env *e, int run, const char *why) {
 static void assert_state_loadable(struct env *e, size_t kill_no) {
         char *err = NULL;
         int status = -1;
-        int r = inv_state_loadable(e->pd->state_dir, &err);
+        int r = inv_state_loadable(e->w.pd->state_dir, &err);
         if (r < 0)
                 fprintf(stderr, "crash: after kill %zu the state does not load: %s\n", kill_no, err ? err : "?");
         free(err);
         assert_int_equal(r, 0);
         const char *args[] = { "status", "--json", NULL };
-        assert_int_equal(harness_pd_run(e->pd, args, RUN_TIMEOUT_MS, &status), 0);
+        assert_int_equal(harness_pd_run(e->w.pd, args, RUN_TIMEOUT_MS, &status), 0);
         if (status != 0)
-                dump_run(e, e->pd->runs, "(status --json) failed");
+                dump_run(e, e->w.pd->runs, "(status --json) failed");
         assert_int_equal(status, 0);
-        char *out = harness_pd_output(e->pd, e->pd->runs, false);
+        char *out = harness_pd_output(e->w.pd, e->w.pd->runs, false);
         json_t *j = out ? json_loads(out, 0, NULL) : NULL;
         assert_non_null(j);
         json_decref(j);
@@ -189,18 +168,18 @@ static int run_once(struct env *e, const char *extra, uint64_t *ret_ms) {
         const char *args[] = { "--once", extra, NULL };
         int status = -1;
         uint64_t t0 = util_now_mono_ms();
-        assert_int_equal(harness_pd_run(e->pd, args, RUN_TIMEOUT_MS, &status), 0);
+        assert_int_equal(harness_pd_run(e->w.pd, args, RUN_TIMEOUT_MS, &status), 0);
         if (ret_ms)
                 *ret_ms = util_now_mono_ms() - t0;
         if (status != 0 && status != 1)
-                dump_run(e, e->pd->runs, "ended abnormally");
+                dump_run(e, e->w.pd->runs, "ended abnormally");
         assert_true(status == 0 || status == 1);
         return status;
 }
 
 static char *order_status(struct env *e, size_t ci, int k) {
         char id[24];
-        return harness_fake_order_status(&e->fake, inv_order_id(id, SERIES, ci, k));
+        return harness_fake_order_status(&e->w.fake, inv_order_id(id, SERIES, ci, k));
 }
 
 static bool customer_accepts(size_t ci) {
@@ -215,13 +194,13 @@ static void run_events(struct env *e, size_t kills, size_t want, bool *accepted,
                 if (CUSTOMERS[ci].c.status && !requeried[ci] && pct >= CUSTOMERS[ci].requery_at) {
                         for (int k = 0; k < CUSTOMERS[ci].c.n_querying; k++) {
                                 char id[24];
-                                assert_int_equal(inv_fake_set_status(&e->fake, inv_order_id(id, SERIES, ci, k),
+                                assert_int_equal(inv_fake_set_status(&e->w.fake, inv_order_id(id, SERIES, ci, k),
                                                                      "Querying"), 0);
                         }
                         requeried[ci] = true;
                 }
                 if (CUSTOMERS[ci].how == ACC_CONTROL && !accepted[ci] && pct >= CUSTOMERS[ci].accept_at) {
-                        assert_int_equal(harness_fake_accept(&e->fake, CUSTOMERS[ci].c.tenant_id), 0);
+                        assert_int_equal(harness_fake_accept(&e->w.fake, CUSTOMERS[ci].c.tenant_id), 0);
                         accepted[ci] = true;
                 }
         }
@@ -245,7 +224,7 @@ static bool complete(struct env *e, bool explain) {
                         free(st);
                 }
         }
-        if (!done || inv_mail_tally(e->smtp, 0, e->domains, N_CUSTOMERS, &t) < 0)
+        if (!done || inv_mail_tally(e->w.smtp, 0, e->domains, N_CUSTOMERS, &t) < 0)
                 return false;
         for (size_t ci = 0; ci < N_CUSTOMERS && done; ci++) {
                 if (CUSTOMERS[ci].how != ACC_START)
@@ -262,7 +241,7 @@ static bool complete(struct env *e, bool explain) {
         }
         inv_mail_tally_done(&t);
         if (done) {
-                int pending = inv_outbox_pending(e->pd->state_dir);
+                int pending = inv_outbox_pending(e->w.pd->state_dir);
                 done = pending == 0;
                 if (!done && explain)
                         fprintf(stderr, "crash: %d mail(s) still in the outbox\n", pending);
@@ -282,7 +261,7 @@ static const char *const MILESTONES[] = {
 #define N_MILESTONES (sizeof(MILESTONES) / sizeof(MILESTONES[0]))
 
 static size_t milestone(struct env *e, int run) {
-        char *err = harness_pd_output(e->pd, run, true);
+        char *err = harness_pd_output(e->w.pd, run, true);
         size_t best = 0;   /* 0 = nothing logged yet */
         for (size_t i = 0; err && i < N_MILESTONES; i++)
                 if (strstr(err, MILESTONES[i]))
@@ -318,14 +297,14 @@ static void test_crash_consistency(void **state) {
                 uint64_t delay = (uint64_t) ((double) (inv_rand(&rng) >> 11) / 9007199254740992.0 * (double) window);
                 const char *args[] = { "--once", NULL };
                 uint64_t t0 = util_now_mono_ms();
-                pid_t pid = harness_pd_spawn(e->pd, args);
+                pid_t pid = harness_pd_spawn(e->w.pd, args);
                 int status = -1, r;
                 assert_true(pid > 0);
                 r = harness_wait(pid, (int) delay, &status);
                 if (r == 0) {
                         /* the run finished before the kill: it must have ended well */
                         if (status != 0 && status != 1)
-                                dump_run(e, e->pd->runs, "ended abnormally");
+                                dump_run(e, e->w.pd->runs, "ended abnormally");
                         assert_true(status == 0 || status == 1);
                         completed++;
                         cycle_ms = (3 * cycle_ms + (util_now_mono_ms() - t0)) / 4;
@@ -341,7 +320,7 @@ static void test_crash_consistency(void **state) {
                         continue;
                 }
                 kills++;
-                hist[milestone(e, e->pd->runs)]++;
+                hist[milestone(e, e->w.pd->runs)]++;
                 assert_state_loadable(e, kills);
         }
         /* every event has happened, however few the kills */
@@ -350,32 +329,32 @@ static void test_crash_consistency(void **state) {
         /* Run to completion, undisturbed. */
         while (!complete(e, final_runs >= FINAL_RUNS_MAX)) {
                 if (final_runs >= FINAL_RUNS_MAX) {
-                        dump_run(e, e->pd->runs, "was the last run, still not complete");
+                        dump_run(e, e->w.pd->runs, "was the last run, still not complete");
                         fail_msg("crash: not complete after %zu undisturbed runs", final_runs);
                 }
                 run_once(e, NULL, NULL);
                 final_runs++;
         }
         /* one more: nothing left to do, nothing sent twice */
-        size_t mails_before = harness_smtp_count(e->smtp);
+        size_t mails_before = harness_smtp_count(e->w.smtp);
         run_once(e, NULL, NULL);
         final_runs++;
 
         /* ---- invariants ---- */
-        json_t *log = harness_fake_log(&e->fake);
+        json_t *log = harness_fake_log(&e->w.fake);
         struct inv_mail_tally t;
         size_t violations = 0, posts = inv_process_posts(log, NULL, 0), posts_ok = inv_process_posts(log, NULL, 200);
         char id[24];
 
         assert_non_null(log);
-        assert_int_equal(inv_mail_tally(e->smtp, 0, e->domains, N_CUSTOMERS, &t), 0);
+        assert_int_equal(inv_mail_tally(e->w.smtp, 0, e->domains, N_CUSTOMERS, &t), 0);
         for (size_t ci = 0; ci < N_CUSTOMERS; ci++) {
                 const struct inv_customer *c = &CUSTOMERS[ci].c;
                 bool accepts = customer_accepts(ci);
                 for (int k = 0; k < c->n_querying + c->n_draft; k++) {
                         inv_order_id(id, SERIES, ci, k);
                         size_t ok = inv_process_posts(log, id, 200), any = inv_process_posts(log, id, 0);
-                        char *st = harness_fake_order_status(&e->fake, id);
+                        char *st = harness_fake_order_status(&e->w.fake, id);
                         const char *want = k >= c->n_querying ? "Draft" : accepts ? "Processing" : "Querying";
                         if (ok > 1 || (k >= c->n_querying && any > 0) || !st || strcmp(st, want) != 0) {
                                 fprintf(stderr, "crash: VIOLATION order %s: %zu Process answered 200, %zu in all, "
@@ -398,6 +377,13 @@ static void test_crash_consistency(void **state) {
                         violations++;
                 }
         }
+        int first = 0;
+        size_t reports = inv_pd_sanitizer_reports(e->w.pd, &first);
+        if (reports) {
+                fprintf(stderr, "crash: VIOLATION %zu runs reported memory errors\n", reports);
+                dump_run(e, first, "has a sanitizer/valgrind report");
+                violations++;
+        }
         size_t dup = inv_mail_duplicates(&t);
         if (dup > kills) {
                 fprintf(stderr, "crash: VIOLATION %zu duplicate mails for %zu kills\n", dup, kills);
@@ -407,12 +393,12 @@ static void test_crash_consistency(void **state) {
                 fprintf(stderr, "crash: VIOLATION %zu mails could not be parsed\n", t.unparsed);
                 violations++;
         }
-        if (harness_smtp_count(e->smtp) != mails_before) {
+        if (harness_smtp_count(e->w.smtp) != mails_before) {
                 fprintf(stderr, "crash: VIOLATION the run after completion sent %zu more mails\n",
-                        harness_smtp_count(e->smtp) - mails_before);
+                        harness_smtp_count(e->w.smtp) - mails_before);
                 violations++;
         }
-        size_t stale = inv_temp_files(e->pd->state_dir);
+        size_t stale = inv_temp_files(e->w.pd->state_dir);
         char *counts = json_dumps(t.counts, JSON_COMPACT | JSON_SORT_KEYS);
         fprintf(stderr, "crash: mails per customer|kind: %s\n", counts ? counts : "?");
         free(counts);
