@@ -471,3 +471,22 @@ size_t inv_count_lines(const char *text, const char *const *needles) {
         }
         return n;
 }
+
+bool inv_find_log_line(const char *text, int max_prio, const char *const *needles, char *out, size_t n) {
+        for (const char *p = text; p && *p;) {
+                const char *nl = strchr(p, '\n');
+                size_t len = nl ? (size_t) (nl - p) : strlen(p);
+                char line[2048];
+                snprintf(line, sizeof(line), "%.*s", (int) len, p);
+                bool ok = line[0] == '<' && line[1] >= '0' && line[1] <= '0' + max_prio && line[2] == '>';
+                for (size_t i = 0; ok && needles[i]; i++)
+                        ok = strcasestr(line, needles[i]) != NULL;
+                if (ok) {
+                        if (out && n)
+                                snprintf(out, n, "%s", line);
+                        return true;
+                }
+                p = nl ? nl + 1 : NULL;
+        }
+        return false;
+}

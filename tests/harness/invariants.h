@@ -144,3 +144,6 @@ bool inv_slow_mode(void);
 /* Number of lines of text containing every one of the needles (NULL
  * terminated). */
 size_t inv_count_lines(const char *text, const char *const *needles);
+/* The first "<P>message" log line of text with P <= max_prio that contains
+ * every needle (case-insensitive), copied to out (n bytes); false if none. */
+bool inv_find_log_line(const char *text, int max_prio, const char *const *needles, char *out, size_t n);

@@ -294,21 +294,10 @@ static int run(struct cenv *e, long *ret_rss) {
         return status;
 }
 
-/* A warning or error line (<3> or <4>) with every needle; copied to res. */
+/* A warning or error line (<4> or more urgent) with every needle; copied to res. */
 static bool find_line(struct cenv *e, int run_no, const char *const *needles, bool info_ok) {
         char *err = harness_pd_output(e->w.pd, run_no, true);
-        bool found = false;
-        for (char *save = NULL, *l = err ? strtok_r(err, "\n", &save) : NULL; l && !found;
-             l = strtok_r(NULL, "\n", &save)) {
-                if (strncmp(l, "<3>", 3) != 0 && strncmp(l, "<4>", 3) != 0 && strncmp(l, "<2>", 3) != 0 &&
-                    !(info_ok && strncmp(l, "<6>", 3) == 0))
-                        continue;
-                found = true;
-                for (size_t i = 0; i < 3 && needles[i] && found; i++)
-                        found = strcasestr(l, needles[i]) != NULL;
-                if (found)
-                        snprintf(e->res->line, sizeof(e->res->line), "%s", l);
-        }
+        bool found = err && inv_find_log_line(err, info_ok ? 6 : 4, needles, e->res->line, sizeof(e->res->line));
         free(err);
         return found;
 }
