@@ -31,6 +31,11 @@
 #include "store.h"
 #include "util.h"
 
+/* The query of a reseller relationship request link [A: marketplace-api.md]:
+ * its presence in a template whose link the client rejected is worth a
+ * warning. */
+#define CYCLE_RELATIONSHIP_MARK "invType=ResellerRelationship"
+
 enum phase {
         PH_LIST,
         PH_SETTLE,
@@ -471,7 +476,13 @@ static void on_template(void *ud, int r, long status, const char *err, const cha
                 if (url) {
                         free(ord->relationship_url);
                         ord->relationship_url = url;
-                }
+                } else if (strcasestr(text, CYCLE_RELATIONSHIP_MARK))
+                        /* An acceptance link the client does not recognise (a
+                         * look-alike host, http://): never mailed, but ops
+                         * should know the order carries one. */
+                        log_event(LOG_WARNING, LOG_EV_URL_REJECTED, LOG_FIELDS({ "ORDER_ID", ord->id }),
+                                  "Order %s shows a relationship request link on a host that is not allowed "
+                                  "(or not https://); it will not be emailed", ord->id);
         }
         op_done(o);
 }
