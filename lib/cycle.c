@@ -7,12 +7,19 @@
  *   SETTLE     read orders whose Process outcome is unknown and that left
  *              the list (parallel)
  *   TEMPLATES  fetch the templates of orders not seen before (parallel)
- *   PLAN       engine phase 1 -> queue mails (outbox) -> persist, start checks
+ *   PLAN       engine phase 1
+ *   CONTACTS   buyers' contacts of the orders to mail (notify_order_contacts)
+ *              -> queue mails (outbox) -> persist, start checks
  *   CHECKS     Partner Center checks (parallel)
  *   DECIDE     engine phase 2 with the facts -> persist intent
  *   PROCESS    re-read each order, POST process if still Querying (parallel)
  *   FLUSH      send the outbox
  *   SAVE       persist the outcome
+ *
+ * A phase keeps at most CYCLE_WINDOW_PER_SLOT x max_parallel requests in
+ * flight and starts the next as one completes: 10,000 templates neither
+ * overflow the http queue (HTTP_MAX_REQUESTS) nor sit there as 10,000
+ * curl handles.
  *
  * Every side effect is preceded by a durable record of the intent (the
  * state save before Process; the outbox file for a mail) and followed by a
@@ -31,6 +38,10 @@
 #include "store.h"
 #include "util.h"
 
+/* Requests in flight per phase, per parallel slot of lib/http: enough that
+ * the per-host queue never runs dry between a completion and its refill. */
+#define CYCLE_WINDOW_PER_SLOT 2
+
 /* The query of a reseller relationship request link [A: marketplace-api.md]:
  * its presence in a template whose link the client rejected is worth a
  * warning. */
@@ -40,6 +51,7 @@ enum phase {
         PH_LIST,
         PH_SETTLE,
         PH_TEMPLATES,
+        PH_CONTACTS,
         PH_CHECKS,
         PH_PROCESS,
         PH_FLUSH,
@@ -52,7 +64,13 @@ struct cycle {
         void *ud;
         enum phase phase;
         size_t pending;          /* requests in flight in this phase */
+        size_t window;           /* at most this many in flight */
         bool advancing;          /* inside advance(): completions only count down */
+        bool filling;            /* inside fill(): completions only count down */
+        struct action_list todo; /* CHECK or PROCESS actions of the phase */
+        char **settle;           /* SETTLE: ids of orders to read */
+        size_t n_settle;
+        size_t next;             /* next todo item (or order, for templates) to start */
         bool aborted;
         bool save_failed;
 
@@ -63,6 +81,12 @@ struct cycle {
 
         struct order_list orders;
         struct rel_fact_list facts;
+        struct action_list planned;   /* phase 1 actions, waiting for the contacts */
+        struct buyer {
+                char *id;
+                char *email;          /* NULL: none, or it could not be read */
+        } *buyers;
+        size_t n_buyers;
         bool token_error_logged;
         struct cycle_result res;
 };
@@ -72,13 +96,15 @@ struct op {
         struct cycle *c;
         char *order_id;          /* template, process */
         char *customer_key;      /* check */
-        size_t index;            /* template: index into orders */
+        size_t index;            /* template: index into orders; contact: into buyers */
         bool reread_after_post;  /* process: second read after a 4xx */
         long post_status;
         char *post_error;
 };
 
 static void advance(struct cycle *c);
+static void fill(struct cycle *c);
+static void begin_phase(struct cycle *c, enum phase ph, struct action_list *todo);
 
 static struct op *op_new(struct cycle *c) {
         struct op *o = calloc(1, sizeof(*o));
@@ -96,9 +122,11 @@ static void op_done(struct op *o) {
         free(o->customer_key);
         free(o->post_error);
         free(o);
+        c->pending--;
         /* A request may complete synchronously (e.g. a flush with nothing
-         * due): the advance() loop already running picks that up. */
-        if (--c->pending == 0 && !c->advancing)
+         * due): the fill() or advance() loop already running picks that up. */
+        fill(c);
+        if (c->pending == 0 && !c->filling && !c->advancing)
                 advance(c);
 }
 
@@ -139,6 +167,13 @@ static int64_t order_deadline(const struct cycle *c, const struct tracked_order 
         return t && t->querying_since ? t->querying_since + c->env.cfg->mail.deadline : 0;
 }
 
+static const char *buyer_email(const struct cycle *c, const char *buyer_id) {
+        for (size_t i = 0; buyer_id && i < c->n_buyers; i++)
+                if (strcmp(c->buyers[i].id, buyer_id) == 0)
+                        return c->buyers[i].email;
+        return NULL;
+}
+
 static void queue_mail(struct cycle *c, const struct action *a) {
         const struct cfg *cfg = c->env.cfg;
         struct tracked_customer *cust = state_find_customer(c->work, a->customer_key);
@@ -171,16 +206,19 @@ static void queue_mail(struct cycle *c, const struct action *a) {
                 };
                 if (mo[i].deadline && (!deadline || mo[i].deadline < deadline))
                         deadline = mo[i].deadline;
-                if (cfg->mail.notify_order_contacts && o)
-                        for (size_t k = 0; k < o->n_contacts; k++) {
-                                if (!o->contacts[k].email)
+                if (cfg->mail.notify_order_contacts && o) {
+                        const char *buyer = buyer_email(c, o->buyer_id);
+                        for (size_t k = 0; k <= o->n_contacts; k++) {
+                                const char *e = k < o->n_contacts ? o->contacts[k].email : buyer;
+                                if (!e)
                                         continue;
                                 char **p = realloc(extra, (n_extra + 1) * sizeof(*extra));
                                 if (!p)
                                         goto oom;
                                 extra = p;
-                                extra[n_extra++] = o->contacts[k].email;
+                                extra[n_extra++] = (char *) e;
                         }
+                }
         }
 
         struct mail_context ctx = {
@@ -303,10 +341,13 @@ static void on_check(void *ud, int r, const struct pc_check_result *res) {
                                           "Partner Center sign-in failed, check [microsoft] tenant, client_id and the client secret: %s",
                                           res->error ? res->error : "unknown error");
                         c->token_error_logged = true;
-                } else
+                        set_error(c, -EACCES, "Partner Center sign-in failed", res->error);
+                } else {
+                        const char *why = res && res->error ? res->error : strerror(r < 0 ? -r : EIO);
                         log_event(LOG_WARNING, LOG_EV_CHECK_FAILED, fields,
-                                  "Cannot check the relationship of %s: %s", name,
-                                  res && res->error ? res->error : strerror(r < 0 ? -r : EIO));
+                                  "Cannot check the relationship of %s: %s", name, why);
+                        set_error(c, r < 0 ? r : -EIO, "relationship check failed", why);
+                }
         } else if (res->state == REL_ACCEPTED)
                 /* the engine logs the acceptance itself, once */
                 log_debug("Partner Center reports %s as a reseller customer", name);
@@ -316,24 +357,19 @@ static void on_check(void *ud, int r, const struct pc_check_result *res) {
         op_done(o);
 }
 
-static void start_checks(struct cycle *c, const struct action_list *l) {
-        for (size_t i = 0; i < l->n && !c->aborted; i++) {
-                const struct action *a = &l->items[i];
-                if (a->type != ACTION_CHECK)
-                        continue;
-                struct op *o = op_new(c);
-                if (!o || !(o->customer_key = strdup(a->customer_key))) {
-                        set_error(c, -ENOMEM, "out of memory", NULL);
-                        if (o)
-                                op_done(o);
-                        continue;
-                }
-                c->res.checks++;
-                int r = pc_check_customer(c->env.pc, a->tenant_id, a->domain, on_check, o);
-                if (r < 0) {
-                        struct pc_check_result res = { .state = REL_UNKNOWN, .error = strerror(-r) };
-                        on_check(o, r, &res);
-                }
+static void start_check(struct cycle *c, const struct action *a) {
+        struct op *o = op_new(c);
+        if (!o || !(o->customer_key = strdup(a->customer_key))) {
+                set_error(c, -ENOMEM, "out of memory", NULL);
+                if (o)
+                        op_done(o);
+                return;
+        }
+        c->res.checks++;
+        int r = pc_check_customer(c->env.pc, a->tenant_id, a->domain, on_check, o);
+        if (r < 0) {
+                struct pc_check_result res = { .state = REL_UNKNOWN, .error = strerror(-r) };
+                on_check(o, r, &res);
         }
 }
 
@@ -390,6 +426,7 @@ static void on_post(void *ud, int r, long status, const char *err, const struct 
         log_event(LOG_ERR, LOG_EV_PROCESS_FAILED, fields,
                   "Process of order %s failed: %s; the order will be read again next cycle", o->order_id,
                   err ? err : strerror(r < 0 ? -r : EIO));
+        set_error(c, r < 0 ? r : -EIO, "Process failed", err ? err : strerror(r < 0 ? -r : EIO));
         process_outcome(c, o->order_id, ENG_PROCESS_UNKNOWN, ORDER_STATUS_UNKNOWN, err);
         op_done(o);
 }
@@ -406,6 +443,8 @@ static void on_reread(void *ud, int r, long status, const char *err, const struc
                 } else {
                         log_event(LOG_WARNING, LOG_EV_PROCESS_FAILED, LOG_FIELDS({ "ORDER_ID", o->order_id }),
                                   "Cannot read order %s before Process: %s; will retry next cycle", o->order_id,
+                                  err ? err : strerror(r < 0 ? -r : EIO));
+                        set_error(c, r < 0 ? r : -EIO, "cannot read an order before Process",
                                   err ? err : strerror(r < 0 ? -r : EIO));
                         process_outcome(c, o->order_id, ENG_PROCESS_UNKNOWN, ORDER_STATUS_UNKNOWN, err);
                 }
@@ -439,23 +478,18 @@ static void on_reread(void *ud, int r, long status, const char *err, const struc
         }
 }
 
-static void start_process(struct cycle *c, const struct action_list *l) {
-        for (size_t i = 0; i < l->n && !c->aborted; i++) {
-                const struct action *a = &l->items[i];
-                if (a->type != ACTION_PROCESS)
-                        continue;
-                struct op *o = op_new(c);
-                if (!o || !(o->order_id = strdup(a->order_id))) {
-                        set_error(c, -ENOMEM, "out of memory", NULL);
-                        if (o)
-                                op_done(o);
-                        continue;
-                }
-                /* Only ever POST after reading the order again: it must still
-                 * be Querying, in the same episode. */
-                if (mp_get_order(c->env.mp, o->order_id, on_reread, o) < 0)
+static void start_process(struct cycle *c, const struct action *a) {
+        struct op *o = op_new(c);
+        if (!o || !(o->order_id = strdup(a->order_id))) {
+                set_error(c, -ENOMEM, "out of memory", NULL);
+                if (o)
                         op_done(o);
+                return;
         }
+        /* Only ever POST after reading the order again: it must still
+         * be Querying, in the same episode. */
+        if (mp_get_order(c->env.mp, o->order_id, on_reread, o) < 0)
+                op_done(o);
 }
 
 /* ---- list and templates ---- */
@@ -467,10 +501,16 @@ static void on_template(void *ud, int r, long status, const char *err, const cha
 
         if (r < 0 || status != 200) {
                 /* Without the template we cannot tell whether it is blocked on
-                 * a relationship: fall back to what the order itself shows. */
+                 * a relationship: what the order itself shows is enough when
+                 * it carries the URL; otherwise decide nothing about it now
+                 * (it must not pass for "Querying for another reason"). */
                 log_event(LOG_WARNING, LOG_EV_POLL_FAILED, LOG_FIELDS({ "ORDER_ID", ord->id }),
-                          "Cannot fetch the template of order %s: %s", ord->id,
-                          err ? err : strerror(r < 0 ? -r : EIO));
+                          "Cannot fetch the template of order %s: %s; %s", ord->id,
+                          err ? err : strerror(r < 0 ? -r : EIO),
+                          ord->relationship_url ? "using the URL the order shows" : "will retry next cycle");
+                if (!ord->relationship_url)
+                        ord->incomplete = true;
+                set_error(c, r < 0 ? r : -EIO, "cannot fetch a template", err);
         } else if (text) {
                 char *url = mp_extract_relationship_url(text);
                 if (url) {
@@ -507,41 +547,16 @@ static bool template_known(const struct cycle *c, struct order *o) {
         return true;
 }
 
-static void start_templates(struct cycle *c) {
-        for (size_t i = 0; i < c->orders.n && !c->aborted; i++) {
-                struct order *o = &c->orders.items[i];
-                if (o->status != ORDER_STATUS_QUERYING || template_known(c, o))
-                        continue;
-                struct op *op = op_new(c);
-                if (!op) {
-                        set_error(c, -ENOMEM, "out of memory", NULL);
-                        continue;
-                }
-                op->index = i;
-                int r = mp_get_template(c->env.mp, o->id, on_template, op);
-                if (r < 0)
-                        on_template(op, r, 0, NULL, NULL);
+static void start_template(struct cycle *c, size_t i) {
+        struct op *op = op_new(c);
+        if (!op) {
+                set_error(c, -ENOMEM, "out of memory", NULL);
+                return;
         }
-}
-
-static void on_list(void *ud, int r, long status, const char *err, struct order_list *orders) {
-        struct op *o = ud;
-        struct cycle *c = o->c;
-        char st[16];
-
-        if (r < 0 || status != 200 || !orders) {
-                snprintf(st, sizeof(st), "%ld", status);
-                log_event(LOG_ERR, LOG_EV_POLL_FAILED,
-                          LOG_FIELDS({ "HTTP_STATUS", st }, { "URL", c->env.cfg->marketplace.url }),
-                          "Cannot list orders: %s", err ? err : strerror(r < 0 ? -r : EIO));
-                set_error(c, r < 0 ? r : -EIO, "cannot list orders", err);
-                c->aborted = true;
-        } else {
-                c->orders = *orders;
-                *orders = (struct order_list) { 0 };
-                c->res.orders_seen = c->orders.n;
-        }
-        op_done(o);
+        op->index = i;
+        int r = mp_get_template(c->env.mp, c->orders.items[i].id, on_template, op);
+        if (r < 0)
+                on_template(op, r, 0, NULL, NULL);
 }
 
 /* An order we asked to process whose outcome is unknown (the daemon was
@@ -565,25 +580,155 @@ static void on_settle(void *ud, int r, long status, const char *err, const struc
         op_done(o);
 }
 
-static void start_settle(struct cycle *c) {
-        for (size_t ci = 0; ci < c->work->n_customers && !c->aborted; ci++) {
+static void start_settle(struct cycle *c, const char *id) {
+        struct op *o = op_new(c);
+        if (!o || !(o->order_id = strdup(id))) {
+                set_error(c, -ENOMEM, "out of memory", NULL);
+                if (o)
+                        op_done(o);
+                return;
+        }
+        int r = mp_get_order(c->env.mp, o->order_id, on_settle, o);
+        if (r < 0)
+                on_settle(o, r, 0, NULL, NULL);
+}
+
+static void settle_clear(struct cycle *c) {
+        for (size_t i = 0; i < c->n_settle; i++)
+                free(c->settle[i]);
+        util_freep(&c->settle);
+        c->n_settle = 0;
+}
+
+/* Collects the tracked orders to settle and enters the phase. */
+static void begin_settle(struct cycle *c) {
+        for (size_t ci = 0; ci < c->work->n_customers; ci++) {
                 const struct tracked_customer *cu = &c->work->customers[ci];
                 for (size_t k = 0; k < cu->n_orders; k++) {
                         const struct tracked_order *t = &cu->orders[k];
                         if (t->status != TRACK_PROCESS_SENT || order_list_find(&c->orders, t->id))
                                 continue;
-                        struct op *o = op_new(c);
-                        if (!o || !(o->order_id = strdup(t->id))) {
+                        char **p = realloc(c->settle, (c->n_settle + 1) * sizeof(*p));
+                        if (!p || !(p[c->n_settle] = strdup(t->id))) {
+                                if (p)
+                                        c->settle = p;
                                 set_error(c, -ENOMEM, "out of memory", NULL);
-                                if (o)
-                                        op_done(o);
-                                continue;
+                                break;
                         }
-                        int r = mp_get_order(c->env.mp, o->order_id, on_settle, o);
-                        if (r < 0)
-                                on_settle(o, r, 0, NULL, NULL);
+                        c->settle = p;
+                        c->n_settle++;
                 }
         }
+        begin_phase(c, PH_SETTLE, NULL);
+}
+
+static void on_buyer(void *ud, int r, long status, const char *err, const struct order_contact *contact) {
+        struct op *o = ud;
+        struct cycle *c = o->c;
+        struct buyer *b = &c->buyers[o->index];
+        if (r < 0 || status != 200)
+                log_warning("Cannot read the contact of buyer %s: %s; mailing the configured recipients only",
+                            b->id, err ? err : strerror(r < 0 ? -r : EIO));
+        else if (contact && contact->email && !(b->email = strdup(contact->email)))
+                set_error(c, -ENOMEM, "out of memory", NULL);
+        op_done(o);
+}
+
+static void start_buyer(struct cycle *c, size_t i) {
+        struct op *o = op_new(c);
+        if (!o) {
+                set_error(c, -ENOMEM, "out of memory", NULL);
+                return;
+        }
+        o->index = i;
+        int r = mp_get_buyer_contact(c->env.mp, c->buyers[i].id, on_buyer, o);
+        if (r < 0)
+                on_buyer(o, r, 0, strerror(-r), NULL);
+}
+
+/* Starts the phase's next request; false when it has none left. */
+static bool start_next(struct cycle *c) {
+        if (c->aborted)
+                return false;
+        if (c->phase == PH_CONTACTS) {
+                if (c->next >= c->n_buyers)
+                        return false;
+                start_buyer(c, c->next++);
+                return true;
+        }
+        if (c->phase == PH_SETTLE) {
+                if (c->next >= c->n_settle)
+                        return false;
+                start_settle(c, c->settle[c->next++]);
+                return true;
+        }
+        if (c->phase == PH_TEMPLATES) {
+                while (c->next < c->orders.n) {
+                        size_t i = c->next++;
+                        struct order *o = &c->orders.items[i];
+                        if (o->status == ORDER_STATUS_QUERYING && !template_known(c, o)) {
+                                start_template(c, i);
+                                return true;
+                        }
+                }
+                return false;
+        }
+        enum action_type want = c->phase == PH_CHECKS ? ACTION_CHECK :
+                                c->phase == PH_PROCESS ? ACTION_PROCESS : ACTION_LOG;
+        while (want != ACTION_LOG && c->next < c->todo.n) {
+                const struct action *a = &c->todo.items[c->next++];
+                if (a->type != want)
+                        continue;
+                if (want == ACTION_CHECK)
+                        start_check(c, a);
+                else
+                        start_process(c, a);
+                return true;
+        }
+        return false;
+}
+
+/* Keeps the window full.  Completions inside (a request that fails at
+ * submission) only count down; this loop goes on. */
+static void fill(struct cycle *c) {
+        if (c->filling)
+                return;
+        c->filling = true;
+        while (c->pending < c->window && start_next(c))
+                ;
+        c->filling = false;
+}
+
+/* Enters a phase whose requests fill() starts; todo (may be NULL) is moved. */
+static void begin_phase(struct cycle *c, enum phase ph, struct action_list *todo) {
+        action_list_clear(&c->todo);
+        if (todo) {
+                c->todo = *todo;
+                *todo = (struct action_list) { 0 };
+        }
+        c->phase = ph;
+        c->next = 0;
+        fill(c);
+}
+
+static void on_list(void *ud, int r, long status, const char *err, struct order_list *orders) {
+        struct op *o = ud;
+        struct cycle *c = o->c;
+        char st[16];
+
+        if (r < 0 || status != 200 || !orders) {
+                snprintf(st, sizeof(st), "%ld", status);
+                log_event(LOG_ERR, LOG_EV_POLL_FAILED,
+                          LOG_FIELDS({ "HTTP_STATUS", st }, { "URL", c->env.cfg->marketplace.url }),
+                          "Cannot list orders: %s", err ? err : strerror(r < 0 ? -r : EIO));
+                set_error(c, r < 0 ? r : -EIO, "cannot list orders", err);
+                c->aborted = true;
+        } else {
+                c->orders = *orders;
+                *orders = (struct order_list) { 0 };
+                c->res.orders_seen = c->orders.n;
+        }
+        op_done(o);
 }
 
 /* Drops relationship URLs that are not on the allow-list, so such orders are
@@ -606,6 +751,15 @@ static void filter_urls(struct cycle *c) {
 
 /* ---- phases ---- */
 
+static int collect_buyers(struct cycle *c);
+
+static bool buyer_known(const struct cycle *c, const char *id) {
+        for (size_t i = 0; i < c->n_buyers; i++)
+                if (strcmp(c->buyers[i].id, id) == 0)
+                        return true;
+        return false;
+}
+
 static void plan(struct cycle *c) {
         struct action_list acts = { 0 };
         int r;
@@ -620,6 +774,39 @@ static void plan(struct cycle *c) {
         for (size_t i = 0; i < c->orders.n; i++)
                 if (c->orders.items[i].status == ORDER_STATUS_QUERYING && c->orders.items[i].relationship_url)
                         c->res.blocked++;
+        c->planned = acts;
+        if (c->env.cfg->mail.notify_order_contacts && collect_buyers(c) < 0)
+                set_error(c, -ENOMEM, "out of memory", NULL);
+        /* the buyers' contacts first, when there is someone to mail */
+        begin_phase(c, PH_CONTACTS, NULL);
+}
+
+/* The buyers of every order a mail of this cycle names, once each. */
+static int collect_buyers(struct cycle *c) {
+        for (size_t i = 0; i < c->planned.n; i++) {
+                const struct action *a = &c->planned.items[i];
+                if (a->type != ACTION_NOTIFY)
+                        continue;
+                for (size_t k = 0; k < a->n_order_ids; k++) {
+                        const struct order *o = order_list_find(&c->orders, a->order_ids[k]);
+                        if (!o || !o->buyer_id || buyer_known(c, o->buyer_id))
+                                continue;
+                        struct buyer *p = realloc(c->buyers, (c->n_buyers + 1) * sizeof(*p));
+                        if (!p)
+                                return -ENOMEM;
+                        c->buyers = p;
+                        p[c->n_buyers] = (struct buyer) { .id = strdup(o->buyer_id) };
+                        if (!p[c->n_buyers].id)
+                                return -ENOMEM;
+                        c->n_buyers++;
+                }
+        }
+        return 0;
+}
+
+static void plan_mail(struct cycle *c) {
+        struct action_list acts = c->planned;
+        c->planned = (struct action_list) { 0 };
         /* Mails first: the outbox is their durable intent.  Saving the state
          * first would lose every mail decided in the window between the two
          * writes (a crash there leaves notified_at set and no mail queued).
@@ -628,9 +815,7 @@ static void plan(struct cycle *c) {
          * worst one duplicate, when a key embeds this cycle's clock). */
         perform_simple_actions(c, &acts);
         persist(c, "after queueing mail");
-        c->phase = PH_CHECKS;
-        start_checks(c, &acts);
-        action_list_clear(&acts);
+        begin_phase(c, PH_CHECKS, &acts);
 }
 
 static void decide(struct cycle *c) {
@@ -643,11 +828,10 @@ static void decide(struct cycle *c) {
         }
         persist(c, "before Process");
         perform_logged_actions(c, &acts);
-        c->phase = PH_PROCESS;
         /* no Process whose intent is not on disk */
-        if (!c->save_failed)
-                start_process(c, &acts);
-        action_list_clear(&acts);
+        if (c->save_failed)
+                action_list_clear(&acts);
+        begin_phase(c, PH_PROCESS, &acts);
 }
 
 static void log_flush_item(const struct mail_flush_item *it) {
@@ -689,7 +873,7 @@ static void on_flush(void *ud, const struct mail_flush_stats *st) {
 }
 
 static void flush(struct cycle *c) {
-        c->phase = PH_FLUSH;
+        begin_phase(c, PH_FLUSH, NULL);
         if (c->env.dry_run || !c->env.outbox || !c->env.transport)
                 return;
         struct op *o = op_new(c);
@@ -719,8 +903,16 @@ static void finish(struct cycle *c) {
         persist(c, "after the cycle");
         c->cb(c->ud, &c->res);
         free(c->res.error);
+        action_list_clear(&c->todo);
         order_list_clear(&c->orders);
         rel_fact_list_clear(&c->facts);
+        action_list_clear(&c->planned);
+        settle_clear(c);
+        for (size_t i = 0; i < c->n_buyers; i++) {
+                free(c->buyers[i].id);
+                free(c->buyers[i].email);
+        }
+        free(c->buyers);
         state_free(c->dry_copy);
         free(c);
 }
@@ -730,23 +922,30 @@ static void finish(struct cycle *c) {
 static void advance(struct cycle *c) {
         c->advancing = true;
         while (c->pending == 0 && c->phase != PH_DONE) {
+                if (c->aborted && c->phase == PH_CONTACTS) {
+                        /* decided mails are queued before the state says
+                         * they were: never save one without the other */
+                        plan_mail(c);
+                        continue;
+                }
                 if (c->aborted && c->phase < PH_FLUSH) {
                         finish(c);
                         return;
                 }
                 switch (c->phase) {
                 case PH_LIST:
-                        c->phase = PH_SETTLE;
-                        start_settle(c);
+                        begin_settle(c);
                         break;
                 case PH_SETTLE:
-                        c->phase = PH_TEMPLATES;
-                        start_templates(c);
+                        begin_phase(c, PH_TEMPLATES, NULL);
                         break;
                 case PH_TEMPLATES:
-                        plan(c);          /* -> PH_CHECKS */
-                        if (c->res.r < 0 && c->phase != PH_CHECKS)
+                        plan(c);          /* -> PH_CONTACTS */
+                        if (c->res.r < 0 && c->phase != PH_CONTACTS)
                                 c->aborted = true;
+                        break;
+                case PH_CONTACTS:
+                        plan_mail(c);     /* -> PH_CHECKS */
                         break;
                 case PH_CHECKS:
                         decide(c);        /* -> PH_PROCESS */
@@ -775,6 +974,8 @@ int cycle_start(const struct cycle_env *env, cycle_done_fn cb, void *ud, struct 
         c->cb = cb;
         c->ud = ud;
         c->now = util_now_wall();
+        c->window = (size_t) (cfg->daemon.max_parallel > 0 ? cfg->daemon.max_parallel : 1) *
+                    CYCLE_WINDOW_PER_SLOT;
         c->work = env->state;
         if (env->dry_run) {
                 c->dry_copy = state_new();
