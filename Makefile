@@ -162,7 +162,9 @@ install: $(PARTNERD)
 	@if [ -e $(DESTDIR)$(SYSCONFDIR)/partnerd/partnerd.conf ]; then \
 	  echo "keeping existing $(DESTDIR)$(SYSCONFDIR)/partnerd/partnerd.conf"; \
 	else install -m 0644 config/partnerd.conf.example $(DESTDIR)$(SYSCONFDIR)/partnerd/partnerd.conf; fi
-	install -m 0644 systemd/partnerd.service $(DESTDIR)$(UNITDIR)/partnerd.service
+	sed -e 's|/usr/sbin/partnerd|$(SBINDIR)/partnerd|' -e 's|/etc/partnerd/|$(SYSCONFDIR)/partnerd/|' \
+	  systemd/partnerd.service > $(DESTDIR)$(UNITDIR)/partnerd.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/partnerd.service
 	install -m 0644 systemd/partnerd.catalog $(DESTDIR)$(CATALOGDIR)/partnerd.catalog
 	install -m 0644 man/partnerd.8 $(DESTDIR)$(MANDIR)/man8/partnerd.8
 	install -m 0644 man/partnerd.conf.5 $(DESTDIR)$(MANDIR)/man5/partnerd.conf.5
