@@ -132,11 +132,15 @@ struct mail_outbox;
 int mail_outbox_open(const char *state_dir, struct mail_outbox **ret);
 struct mail_outbox *mail_outbox_free(struct mail_outbox *o);
 
-/* Stores m durably (atomic write) under dedup_key before anything is sent.
+/* Stores m (atomic write) under dedup_key before anything is sent.
  * Returns 0 when queued, 1 when dedup_key was already queued or sent
- * (nothing done), negative errno on failure. */
+ * (nothing done), negative errno on failure.  The file is durable once
+ * mail_outbox_sync() returns; mail_outbox_flush() syncs before it sends. */
 int mail_outbox_put(struct mail_outbox *o, const char *dedup_key, const struct mail_message *m,
                     int64_t now);
+/* Makes every put so far durable at once (syncfs() of the outbox's file
+ * system): a batch of n puts costs one sync instead of 2n fsync()s. */
+int mail_outbox_sync(struct mail_outbox *o);
 
 enum mail_flush_outcome {
         MAIL_FLUSH_SENT = 0,         /* accepted (some recipients may be refused) */

@@ -851,20 +851,89 @@ static void test_sendmail(void **state) {
         fx_done(&f);
 }
 
+/* The sendmail transport running {f->tmp}/sendmail with this body; the
+ * script path is returned for freeing. */
+static struct mail_transport *script_transport(struct fx *f, const char *body, char **ret_script) {
+        struct mail_transport *t = NULL;
+        assert_true(asprintf(ret_script, "%s/sendmail", f->tmp) > 0);
+        assert_int_equal(util_write_file_atomic(*ret_script, body, strlen(body), 0700), 0);
+        f->cfg.transport = CFG_TRANSPORT_SENDMAIL;
+        f->cfg.sendmail_path = *ret_script;
+        assert_int_equal(mail_transport_new(NULL, &f->loop, &f->cfg, &t), 0);
+        return t;
+}
+
+/* Tombstones are appended to sent.log per message and folded into
+ * sent.json when the flush ends; a log left by a crash is replayed. */
+static void test_outbox_sent_log(void **state) {
+        struct fx f;
+        fx_init(&f, NULL);
+        char *script = NULL, *outdir = NULL, *sentjson = NULL, *sentlog = NULL, *data = NULL;
+        assert_true(asprintf(&outdir, "%s/outbox", f.tmp) > 0);
+        assert_true(asprintf(&sentjson, "%s/outbox/sent.json", f.tmp) > 0);
+        assert_true(asprintf(&sentlog, "%s/outbox/sent.log", f.tmp) > 0);
+        struct mail_transport *t = script_transport(&f, "#!/bin/sh\ncat >/dev/null\nexit 0\n", &script);
+        struct mail_message *m = render(&f, MAIL_KIND_NEW_REQUEST, "Contoso");
+        int64_t now = 1800000000;
+
+        /* Crash after the tombstone line, before the message file went,
+         * with a torn line after it. */
+        struct mail_outbox *o = NULL;
+        assert_int_equal(mail_outbox_open(f.tmp, &o), 0);
+        assert_int_equal(mail_outbox_put(o, "k:logged", m, now), 0);
+        assert_int_equal(mail_outbox_put(o, "k:pending", m, now), 0);
+        o = mail_outbox_free(o);
+        const char *log = "{\"key\":\"k:logged\",\"at\":1800000000,\"status\":\"sent\"}\n{\"key\":\"k:pen";
+        assert_int_equal(util_write_file_atomic(sentlog, log, strlen(log), 0600), 0);
+        assert_int_equal(mail_outbox_open(f.tmp, &o), 0);
+        assert_int_equal(mail_outbox_pending(o), 1);
+        assert_int_equal(count_files(outdir, ".msg"), 1);
+        assert_int_equal(mail_outbox_put(o, "k:logged", m, now), 1);
+        /* folded into sent.json at open */
+        assert_int_equal(access(sentlog, F_OK), -1);
+        assert_int_equal(util_read_file(sentjson, 1 << 20, &data, NULL), 0);
+        assert_non_null(strstr(data, "k:logged"));
+        assert_null(strstr(data, "k:pending"));
+        free(data);
+
+        /* A flush of several: every key in sent.json, no log left. */
+        assert_int_equal(mail_outbox_put(o, "k:second", m, now), 0);
+        assert_int_equal(mail_outbox_put(o, "k:third", m, now), 0);
+        assert_int_equal(mail_outbox_sync(o), 0);          /* the batch, durably */
+        assert_int_equal(count_files(outdir, ".msg"), 3);
+        assert_int_equal(count_files(outdir, "[.]tmp[.][0-9]*"), 0);
+        struct flushed fl = flush(&f, o, t, now);
+        assert_int_equal(fl.st.sent, 3);
+        assert_int_equal(mail_outbox_pending(o), 0);
+        assert_int_equal(count_files(outdir, ".msg"), 0);
+        assert_int_equal(access(sentlog, F_OK), -1);
+        assert_int_equal(util_read_file(sentjson, 1 << 20, &data, NULL), 0);
+        assert_non_null(strstr(data, "k:pending"));
+        assert_non_null(strstr(data, "k:third"));
+        free(data);
+        o = mail_outbox_free(o);
+        assert_int_equal(mail_outbox_open(f.tmp, &o), 0);
+        assert_int_equal(mail_outbox_put(o, "k:second", m, now), 1);
+
+        mail_outbox_free(o);
+        mail_transport_free(t);
+        mail_message_free(m);
+        free(script);
+        free(outdir);
+        free(sentjson);
+        free(sentlog);
+        fx_done(&f);
+}
+
 /* Restart after crashes at awkward moments, damaged files, giving up. */
 static void test_outbox_recovery(void **state) {
         struct fx f;
         fx_init(&f, NULL);
         char *script = NULL, *outdir = NULL, *sentlog = NULL;
-        assert_true(asprintf(&script, "%s/sendmail", f.tmp) > 0);
         assert_true(asprintf(&outdir, "%s/outbox", f.tmp) > 0);
         assert_true(asprintf(&sentlog, "%s/outbox/sent.json", f.tmp) > 0);
-        const char *body = "#!/bin/sh\ncat >/dev/null\necho 'queue busy' >&2\nexit 75\n";
-        assert_int_equal(util_write_file_atomic(script, body, strlen(body), 0700), 0);
-        f.cfg.transport = CFG_TRANSPORT_SENDMAIL;
-        f.cfg.sendmail_path = script;
-        struct mail_transport *t = NULL;
-        assert_int_equal(mail_transport_new(NULL, &f.loop, &f.cfg, &t), 0);
+        struct mail_transport *t = script_transport(
+                &f, "#!/bin/sh\ncat >/dev/null\necho 'queue busy' >&2\nexit 75\n", &script);
         struct mail_message *m = render(&f, MAIL_KIND_NEW_REQUEST, "Contoso");
         int64_t now = 1800000000;
 
@@ -962,6 +1031,7 @@ int main(void) {
                 cmocka_unit_test(test_outbox_451_then_success_and_5xx),
                 cmocka_unit_test(test_sendmail),
                 cmocka_unit_test(test_outbox_recovery),
+                cmocka_unit_test(test_outbox_sent_log),
                 cmocka_unit_test(test_transport_config),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);

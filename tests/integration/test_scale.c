@@ -11,6 +11,10 @@
  *
  * Skipped under valgrind (VALGRIND=1): too slow there, and the ASan run
  * covers the same code.
+ *
+ * Warm: 200 orders over 40 customers, mailed for real; a second --once on
+ * the same state fetches no template, sends no mail and calls no Process
+ * (the benchmark's warm cycle, asserted).
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -27,6 +31,7 @@
 
 #include "harness.h"
 #include "pdrun.h"
+#include "smtp.h"
 
 #define N_ORDERS      4500
 #define N_CUSTOMERS   (N_ORDERS / 5)
@@ -36,15 +41,19 @@
 #define N_PROCESS     (N_CUSTOMERS / 4 * 3)
 #define RUN_TIMEOUT_MS 300000
 
+#define WARM_ORDERS   200
+
 struct env {
         char *tmp;
         char *scenario;
         struct harness_fake fake;
         bool fake_started;
+        struct harness_smtp *smtp;
         struct harness_pd *pd;
 };
 
-static int setup(void **state) {
+/* Generates n orders, starts the fake (and an SMTP server when mail). */
+static int setup_n(void **state, int n_orders, bool mail) {
         struct env *e = calloc(1, sizeof(*e));
         char *gen = harness_src_path("bench/gen_scenario.py");
         char n[16];
@@ -56,7 +65,7 @@ static int setup(void **state) {
         e->tmp = harness_tmpdir();
         if (!e->tmp || asprintf(&e->scenario, "%s/scenario.json", e->tmp) < 0)
                 return -1;
-        snprintf(n, sizeof(n), "%d", N_ORDERS);
+        snprintf(n, sizeof(n), "%d", n_orders);
         char *argv[] = { "/usr/bin/python3", gen, n, e->scenario, NULL };
         pid_t pid = harness_spawn(argv, NULL, NULL, NULL);
         free(gen);
@@ -65,13 +74,24 @@ static int setup(void **state) {
         if (harness_fake_start(e->scenario, &e->fake) < 0)
                 return -1;
         e->fake_started = true;
+        if (mail && harness_smtp_start(&(struct harness_smtp_options) { 0 }, &e->smtp) < 0)
+                return -1;
         struct harness_pd_options o = {
                 .fake_base = e->fake.base_url,
-                .smtp_url = "smtp://127.0.0.1:9",       /* never contacted in a dry run */
+                /* a dry run never contacts it */
+                .smtp_url = e->smtp ? harness_smtp_url(e->smtp) : "smtp://127.0.0.1:9",
                 .scenario = e->scenario,
                 .daemon_extra = "max_parallel = 8",
         };
         return harness_pd_setup(&o, &e->pd) < 0 ? -1 : 0;
+}
+
+static int setup(void **state) {
+        return setup_n(state, N_ORDERS, false);
+}
+
+static int setup_warm(void **state) {
+        return setup_n(state, WARM_ORDERS, true);
 }
 
 static int teardown(void **state) {
@@ -79,6 +99,7 @@ static int teardown(void **state) {
         if (!e)
                 return 0;
         harness_pd_free(e->pd);
+        harness_smtp_stop(e->smtp);
         if (e->fake_started)
                 (void) harness_fake_stop(&e->fake);
         harness_rmrf(e->tmp);
@@ -122,9 +143,41 @@ static void test_cycle_over_4096_orders(void **state) {
         free(err);
 }
 
+static void run_once(struct env *e) {
+        const char *args[] = { "--once", NULL };
+        int status = -1;
+
+        assert_int_equal(harness_pd_run(e->pd, args, RUN_TIMEOUT_MS, &status), 0);
+        if (status != 0) {
+                char *err = harness_pd_output(e->pd, e->pd->runs, true);
+                fprintf(stderr, "partnerd exited %d:\n%.4000s\n", status, err ? err : "");
+                free(err);
+        }
+        assert_int_equal(status, 0);
+}
+
+static void test_warm_cycle(void **state) {
+        struct env *e = *state;
+        const int customers = WARM_ORDERS / 5, accepted = customers / 4;
+        const int process = accepted * 3;     /* accepted ones are even: 3 blocked orders each */
+
+        run_once(e);
+        assert_int_equal(harness_fake_count(&e->fake, "GET", "/template"), WARM_ORDERS);
+        int posts = harness_fake_count(&e->fake, "POST", "/process");
+        assert_int_equal(posts, process);
+        size_t mails = harness_smtp_count(e->smtp);
+        assert_true(mails >= (size_t) (customers - accepted));
+
+        run_once(e);
+        assert_int_equal(harness_fake_count(&e->fake, "GET", "/template"), WARM_ORDERS);
+        assert_int_equal(harness_fake_count(&e->fake, "POST", "/process"), posts);
+        assert_int_equal(harness_smtp_count(e->smtp), mails);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_cycle_over_4096_orders, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_warm_cycle, setup_warm, teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -422,6 +422,16 @@ static void test_corrupt_files_moved_aside(void **unused) {
                           "not a small non-negative integer");
         check_moved_aside(S("{\"version\":7,\"customers\":[]}"), "unsupported version 7");
         check_moved_aside(S("{\"version\":1,\"customers\":[],\"customers\":[]}"), "duplicate");
+        /* The same faults in the layout store_save() writes, which loads
+         * customer by customer: the same verdicts. */
+        check_moved_aside(S("{\n \"customers\": [\n  {\n   \"key\": \"k\",\n   \"reminders\": \"x\"\n  }\n ],\n"
+                            " \"version\": 1\n}\n"), "not a small non-negative integer");
+        check_moved_aside(S("{\n \"customers\": [],\n \"version\": 7\n}\n"), "unsupported version 7");
+        check_moved_aside(S("{\n \"customers\": [\n  {\"key\": \"k\", \"key\": \"k\"}\n ],\n \"version\": 1\n}\n"),
+                          "duplicate");
+        check_moved_aside(S("{\n \"customers\": [],\n \"version\": 1\n}\n}"), "invalid JSON");
+        check_moved_aside(S("{\n \"customers\": [\n  {\"key\": \"k\"} {\"key\": \"l\"}\n ],\n \"version\": 1\n}\n"),
+                          "invalid JSON");
 #undef S
         check_moved_aside("{\"version\":1}\0junk", 18, "NUL");
         free(good);
