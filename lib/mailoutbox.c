@@ -631,8 +631,12 @@ int mail_outbox_open(const char *state_dir, struct mail_outbox **ret) {
         r = mkdir_private(o->dir);
         if (r >= 0)
                 r = mkdir_private(o->failed_dir);
-        if (r >= 0)
+        if (r >= 0) {
+                /* what a write killed midway left behind */
+                (void) util_remove_stale_temps(o->dir);
+                (void) util_remove_stale_temps(o->failed_dir);
                 r = tombs_load(o);
+        }
         if (r >= 0)
                 r = tombs_load_log(o);
         if (r < 0)

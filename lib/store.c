@@ -616,6 +616,8 @@ int store_load(const char *state_dir, struct state **ret, char **ret_warning) {
 
         if (ret_warning)
                 *ret_warning = NULL;
+        /* what a save killed mid-write left behind */
+        (void) util_remove_stale_temps(state_dir);
         path = state_path(state_dir);
         if (!path)
                 return -ENOMEM;

@@ -2,10 +2,12 @@
 #include "util.h"
 
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -277,6 +279,32 @@ int util_read_file(const char *path, size_t max, char **ret, size_t *ret_len) {
                 *ret_len = b.len;
         *ret = util_buf_steal(&b);
         return *ret ? 0 : -ENOMEM;
+}
+
+size_t util_remove_stale_temps(const char *dir) {
+        DIR *d = opendir(dir);
+        struct dirent *de;
+        size_t n = 0;
+
+        if (!d)
+                return 0;
+        while ((de = readdir(d))) {
+                const char *t = strstr(de->d_name, ".tmp.");
+                char *end = NULL;
+                if (!t || t == de->d_name)
+                        continue;
+                errno = 0;
+                long pid = strtol(t + 5, &end, 10);
+                if (errno || !end || *end || end == t + 5 || pid <= 0 || pid == (long) getpid())
+                        continue;
+                /* still running (or not ours to ask): a write may be under way */
+                if (kill((pid_t) pid, 0) == 0 || errno != ESRCH)
+                        continue;
+                if (unlinkat(dirfd(d), de->d_name, 0) == 0)
+                        n++;
+        }
+        closedir(d);
+        return n;
 }
 
 int util_write_file_atomic(const char *path, const void *data, size_t len, mode_t mode) {

@@ -54,6 +54,10 @@ int util_read_file(const char *path, size_t max, char **ret, size_t *ret_len);
  * fsync of the directory.  On failure nothing at path changes and no temp
  * file is left behind. */
 int util_write_file_atomic(const char *path, const void *data, size_t len, mode_t mode);
+/* Removes the temp files ("NAME.tmp.PID") that util_write_file_atomic left
+ * in dir when its process was killed mid-write: only those whose PID no
+ * longer exists.  Returns how many were removed (best effort, never fails). */
+size_t util_remove_stale_temps(const char *dir);
 
 /* Reads a secret file (at most 64 KiB), strips one trailing newline.
  * *ret_world_readable is set when group/other may read it. */
