@@ -10,6 +10,8 @@
 
 #include "model.h"
 
+#define ENG_DEDUP_KEY_MAX 256
+
 struct eng_params {
         int64_t reminder_interval;   /* seconds */
         int max_reminders;
@@ -22,16 +24,23 @@ struct eng_params {
 };
 
 /*
- * Phase 1 (facts == NULL or empty): reconcile the orders seen in this poll
- * with the state (new episodes, closed orders), and return NOTIFY actions
- * (new request, reminder, final warning, draft warning, ops notice) and
- * CHECK actions for the customers that are due.  The state records the
- * intent (notified_at, reminders...) so the caller must persist it before
- * acting.
+ * Phase 1 (facts == NULL): reconcile the orders seen in this poll with the
+ * state (new episodes, closed orders), and return NOTIFY actions (new
+ * request, reminder, final warning, draft warning, ops notice,
+ * confirmation), CHECK actions for the customers that are due, and LOG
+ * actions.  Never PROCESS.  The state records the intent (notified_at,
+ * reminders...) so the caller must persist it before acting.
  *
- * Phase 2 (facts from the checks): record them and return PROCESS actions
- * for every blocked order of an accepted customer (marking them
- * TRACK_PROCESS_SENT with process_sent_at = now), plus LOG actions.
+ * Every NOTIFY carries dedup_key "<mail kind>:<customer key or order
+ * id>:<discriminator>", identical when the same decision is re-made from
+ * the same stored state (printable ASCII, at most ENG_DEDUP_KEY_MAX bytes).
+ *
+ * Phase 2 (facts != NULL: the results of the checks, possibly none): record
+ * them and return PROCESS actions for every blocked order of an accepted
+ * customer (marking them TRACK_PROCESS_SENT with process_sent_at = now),
+ * PROCESS again for an order whose earlier Process outcome was unknown and
+ * which is still Querying in the same episode (the caller re-reads the
+ * order before POSTing; see engine.c), plus LOG actions.
  *
  * orders is the complete list of Querying and Draft orders of this poll:
  * a tracked order missing from it has left Querying.
@@ -41,9 +50,14 @@ int eng_decide(const struct eng_params *p, const struct order_list *orders,
                struct action_list *ret_actions);
 
 /* The outcome of a Process call (or of the re-read before it).
- * status: HTTP status of the POST (0 if none), order_status: the order's
- * status re-read or returned.  Updates the tracked order and returns LOG
- * actions (and a CONFIRMATION notify when processed). */
+ * order_status: the order's status re-read or returned.  Updates the
+ * tracked order and returns the CONFIRMATION notify once every order of the
+ * acceptance is settled, plus LOG actions for the engine's own decisions
+ * (MOVED: closed with outcome "already-moved:<Status>"; STILL_QUERYING:
+ * back to blocked, retried after the next check).  DONE and UNKNOWN get no
+ * LOG: the caller logs the HTTP result, which only it knows.  -ENOENT for an
+ * untracked order; an order no longer in TRACK_PROCESS_SENT is left alone
+ * (returns 0, no action). */
 enum eng_process_result {
         ENG_PROCESS_DONE = 0,        /* 200: Querying -> Processing */
         ENG_PROCESS_MOVED,           /* re-read/409: already left Querying: closed */

@@ -1047,6 +1047,10 @@ int http_add_easy(struct http *h, CURL *easy, http_easy_done_fn cb, void *userda
         return 0;
 }
 
+uv_loop_t *http_get_loop(const struct http *h) {
+        return h ? h->loop : NULL;
+}
+
 size_t http_pending(const struct http *h) {
         return h ? h->n_reqs : 0;
 }

@@ -89,6 +89,10 @@ int http_submit(struct http *h, const struct http_request *req, http_done_fn cb,
 typedef void (*http_easy_done_fn)(void *userdata, CURL *easy, CURLcode result);
 int http_add_easy(struct http *h, CURL *easy, http_easy_done_fn cb, void *userdata);
 
+/* The loop h runs on (for callers that must complete work on the loop
+ * without I/O, e.g. an immediate failure). */
+uv_loop_t *http_get_loop(const struct http *h);
+
 /* Requests queued or running. */
 size_t http_pending(const struct http *h);
 /* Cancels everything pending (callbacks get -ECANCELED). */

@@ -3,7 +3,8 @@
  * mail: what partnerd tells people.  Templates with named placeholders,
  * RFC 5322/MIME composition (CRLF, quoted-printable, RFC 2047 words), a
  * durable outbox in the state directory, and the transports: SMTP through
- * the shared curl multi handle (lib/http), or sendmail -t -oi.
+ * the shared curl multi handle (lib/http), or sendmail (-oi -f FROM -- RCPT...:
+ * the envelope is passed explicitly, never -t, so Bcc stays out of headers).
  *
  * Every value that comes from the API is hostile: control characters never
  * reach a header or an SMTP command, HTML values are escaped, and the
@@ -23,8 +24,12 @@
 
 struct mail_templates;
 
-/* Loads every template (subject, text, html for each enum mail_kind) from
- * override_dir when a file exists there, else from default_dir.  Unknown
+/* Loads every template (subject, text, html for each enum mail_kind:
+ * <kind>.subject, <kind>.txt, <kind>.html) from override_dir when a file
+ * exists there, else from default_dir.  Placeholders: {{customer_name}}
+ * {{domain}} {{tenant_id}} {{url}} {{deadline}} {{days_left}}
+ * {{reminder_number}} {{order_count}} {{orders}} {{portal_links}} {{now}}
+ * {{contact}} (the From addr-spec).  Unknown
  * placeholders are errors "FILE:LINE: unknown placeholder {{x}}" appended
  * to *errors (cfg_errors from config.h). */
 int mail_templates_load(const char *override_dir, const char *default_dir,
@@ -110,6 +115,14 @@ int mail_send(struct mail_transport *t, const struct mail_message *m, mail_sent_
 
 struct mail_outbox;
 
+/* Tunables (one place).  A delivered or failed key is remembered for
+ * MAIL_OUTBOX_RETENTION so a re-emitted dedup key is not sent again. */
+#define MAIL_OUTBOX_RETENTION   (30 * 86400)
+#define MAIL_OUTBOX_MAX_AGE     (5 * 86400)
+#define MAIL_OUTBOX_PARALLEL    4
+
+/* Opens (creates, 0700) {state_dir}/outbox and lists what a previous run
+ * left there. */
 int mail_outbox_open(const char *state_dir, struct mail_outbox **ret);
 struct mail_outbox *mail_outbox_free(struct mail_outbox *o);
 
@@ -119,13 +132,40 @@ struct mail_outbox *mail_outbox_free(struct mail_outbox *o);
 int mail_outbox_put(struct mail_outbox *o, const char *dedup_key, const struct mail_message *m,
                     int64_t now);
 
+enum mail_flush_outcome {
+        MAIL_FLUSH_SENT = 0,         /* accepted (some recipients may be refused) */
+        MAIL_FLUSH_RETRY,            /* 4xx / connection problem: kept, next_attempt set */
+        MAIL_FLUSH_FAILED,           /* permanent (5xx, or gave up): moved to outbox/failed/ */
+};
+
+/* One attempt of a flush, for the caller's log line (additive). */
+struct mail_flush_item {
+        const char *dedup_key;
+        const char *message_id;
+        const char *subject;         /* decoded */
+        const char *rcpt;            /* envelope recipients, ", "-separated */
+        enum mail_flush_outcome outcome;
+        long smtp_code;              /* 0 if none */
+        const char *error;           /* NULL when sent cleanly */
+        size_t n_refused;
+        int attempts;                /* attempts so far, this one included */
+        int64_t next_attempt;        /* MAIL_FLUSH_RETRY */
+};
+
 struct mail_flush_stats {
         size_t sent, retry_later, failed;
+        const struct mail_flush_item *items;   /* every attempt; valid during the callback */
+        size_t n_items;
 };
 typedef void (*mail_flush_fn)(void *ud, const struct mail_flush_stats *st);
 /* Sends every message that is due (retry with backoff on 4xx and
  * connection failures; permanent 5xx marked failed and logged).  cb runs
- * once when every attempt of this flush has finished. */
+ * once when every attempt of this flush has finished — from within this
+ * call when nothing is due.  -EBUSY while the previous flush still runs.
+ * Backoff after attempt n: 1min, 5min, 15min, then 1h; a message still
+ * undelivered MAIL_OUTBOX_MAX_AGE after it was queued is marked failed.
+ * The outbox and transport must outlive a running flush (free the http
+ * module first: its cancellation completes the transfers). */
 int mail_outbox_flush(struct mail_outbox *o, struct mail_transport *t, int64_t now,
                       mail_flush_fn cb, void *ud);
 size_t mail_outbox_pending(const struct mail_outbox *o);

@@ -82,3 +82,21 @@ char *mp_extract_relationship_url_from_order(const json_t *obj);
 char *mp_portal_link(const char *portal_base, const char *order_id);
 /* true for ORD-dddd-dddd-dddd(-dddd) */
 bool mp_order_id_valid(const char *id);
+
+/* Which kind of acceptance URL a (clean) URL is: the reseller invitation
+ * (direct or indirect) or the GDAP invitation.  mp_extract_* return the
+ * reseller kind when the text holds both. */
+enum mp_url_kind {
+        MP_URL_NONE = 0,
+        MP_URL_RESELLER,
+        MP_URL_GDAP,
+};
+enum mp_url_kind mp_relationship_url_kind(const char *url);
+/* "https://host[/public/v1][/]" -> "https://host/public/v1"; NULL on junk. */
+char *mp_normalize_base_url(const char *url);
+/* The RQL filter for the list query, values double-quoted and
+ * percent-encoded: eq(status,"Querying") or
+ * and(in(status,("Querying","Draft")),in(agreement.product.id,(...))).
+ * NULL on an empty/invalid status set. */
+char *mp_build_rql(const enum order_status *statuses, size_t n_statuses,
+                   const char *const *products, size_t n_products);

@@ -367,6 +367,41 @@ struct tracked_order *state_find_order(const struct state *s, const char *id,
         return NULL;
 }
 
+void state_remove_customer(struct state *s, size_t i) {
+        if (i >= s->n_customers)
+                return;
+        tracked_customer_clear(&s->customers[i]);
+        memmove(&s->customers[i], &s->customers[i + 1],
+                (s->n_customers - i - 1) * sizeof(*s->customers));
+        s->n_customers--;
+        s->customers[s->n_customers] = (struct tracked_customer) { 0 };
+}
+
+void customer_remove_order(struct tracked_customer *c, size_t i) {
+        if (i >= c->n_orders)
+                return;
+        tracked_order_clear(&c->orders[i]);
+        memmove(&c->orders[i], &c->orders[i + 1], (c->n_orders - i - 1) * sizeof(*c->orders));
+        c->n_orders--;
+        c->orders[c->n_orders] = (struct tracked_order) { 0 };
+}
+
+struct tracked_order *customer_take_order(struct tracked_customer *dst,
+                                          struct tracked_customer *src, size_t i) {
+        if (i >= src->n_orders || dst == src)
+                return NULL;
+        struct tracked_order *p = grow(dst->orders, &dst->cap_orders, dst->n_orders, sizeof(*p));
+        if (!p)
+                return NULL;
+        dst->orders = p;
+        struct tracked_order *o = &dst->orders[dst->n_orders++];
+        *o = src->orders[i];
+        memmove(&src->orders[i], &src->orders[i + 1], (src->n_orders - i - 1) * sizeof(*src->orders));
+        src->n_orders--;
+        src->orders[src->n_orders] = (struct tracked_order) { 0 };
+        return o;
+}
+
 static const char *const mail_kind_names[_MAIL_KIND_MAX] = {
         [MAIL_KIND_NEW_REQUEST] = "new-request",
         [MAIL_KIND_REMINDER] = "reminder",

@@ -134,11 +134,14 @@ struct tracked_order {
         int64_t querying_since;   /* parsed audit.querying.at (deadline base) */
         int64_t first_seen;
         int64_t process_sent_at;  /* 0 = never */
-        char *outcome;            /* "processed", "already-moved:<Status>", "failed:<status>"... */
+        char *outcome;            /* closed: "processed", "already-moved:<Status>",
+                                   * "left-querying:<Status>", "left-querying:requeried",
+                                   * "left-draft:<Status>", "disappeared" */
         int64_t closed_at;
         char *template_id;
         char *relationship_url;
         bool notified;            /* this order was named in a mail already */
+        int process_attempts;     /* PROCESS actions emitted in this episode */
 };
 
 struct tracked_customer {
@@ -153,6 +156,8 @@ struct tracked_customer {
         int reminders;            /* reminders queued so far */
         bool final_warning_sent;
         bool deadline_passed_logged;
+        int64_t warned_deadline;  /* the deadline the final warning / deadline log was about */
+        bool confirmation_sent;   /* CONFIRMATION queued for this acceptance */
         int64_t next_check;       /* next Partner Center check (0 = due now) */
         int check_count;          /* checks made, drives the backoff schedule */
         int64_t accepted_at;      /* 0 = not (yet) accepted */
@@ -184,6 +189,13 @@ struct tracked_order *customer_add_order(struct tracked_customer *c, const char 
 /* Finds an order in any customer; *ret_customer set when found. */
 struct tracked_order *state_find_order(const struct state *s, const char *id,
                                        struct tracked_customer **ret_customer);
+/* Removes (and clears) customer i / order i; later elements shift down. */
+void state_remove_customer(struct state *s, size_t i);
+void customer_remove_order(struct tracked_customer *c, size_t i);
+/* Moves order i of src to the end of dst (no copy of the strings).
+ * Returns the moved order in dst, NULL on OOM (src unchanged). */
+struct tracked_order *customer_take_order(struct tracked_customer *dst,
+                                          struct tracked_customer *src, size_t i);
 
 /* ---- Actions (engine output) ---------------------------------------- */
 

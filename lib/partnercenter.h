@@ -51,3 +51,11 @@ int pc_parse_token(const char *body, size_t len, char **ret_token, long *ret_exp
 /* Classifies a customer-by-id response. */
 enum rel_state pc_classify_customer(long status, const char *body, size_t len,
                                     char **ret_tenant_id);
+/* The percent-encoded Domain filter value:
+ * {"Field":"Domain","Value":"<domain>","Operator":"starts_with"}.  NULL
+ * for an invalid domain. */
+char *pc_build_domain_filter(const char *domain);
+/* Absolute URL of a relative links.next uri ("/customers?..." or
+ * "/v1/customers?...") against api_url (".../v1").  NULL for anything but
+ * a clean relative path. */
+char *pc_next_url(const char *api_url, const char *uri);

@@ -7,10 +7,13 @@
 
 #include "model.h"
 
-/* Loads the state.  A missing file gives an empty state.  A corrupt or
- * unreadable one is moved aside as state.json.corrupt-<time>, *ret_warning
- * says why, and an empty state is returned (r == 0).  Older schema versions
- * are migrated. */
+/* Loads the state.  A missing file gives an empty state.  A corrupt one
+ * (invalid JSON, wrong types, future version, over 64 MiB) is moved aside
+ * as state.json.corrupt-<YYYYmmddTHHMMSSZ>, *ret_warning (malloc'd) says
+ * why and where, and an empty state is returned (r == 0).  If it cannot be
+ * moved aside, or cannot be read at all (EACCES, EIO, a directory), the
+ * negative errno is returned (*ret_warning may explain) so that a later
+ * save does not destroy it.  Older schema versions are migrated. */
 int store_load(const char *state_dir, struct state **ret, char **ret_warning);
 /* Saves atomically; on failure (disk full, read-only) the old file stays. */
 int store_save(const char *state_dir, const struct state *s);

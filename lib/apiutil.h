@@ -1,0 +1,30 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * apiutil: small helpers shared by the API clients (marketplace,
+ * partnercenter): type-checked JSON field access where a missing, null or
+ * wrong-typed field reads as absent, identifier checks, URL paths.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdlib.h>
+
+#include <jansson.h>
+
+/* The string / object / array at obj[key]; NULL when obj is not an object
+ * or the field is missing, null or of another type. */
+const char *api_json_str(const json_t *obj, const char *key);
+const json_t *api_json_obj(const json_t *obj, const char *key);
+const json_t *api_json_arr(const json_t *obj, const char *key);
+
+/* true for xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx (hex digits, any case). */
+bool api_guid_valid(const char *s);
+
+/* The path of an absolute URL, without query or fragment ("/" if none);
+ * malloc'd.  Used to name a request in error messages without its query. */
+char *api_url_path(const char *url);
+
+static inline void api_freep(void *p) {
+        free(*(void **) p);
+}
+#define _cleanup_free_ __attribute__((cleanup(api_freep)))

@@ -1,0 +1,977 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * engine: every decision of partnerd as a pure function of its inputs.
+ *
+ * Vocabulary
+ *   episode   One stay of an order in Querying, identified by the raw
+ *             audit.querying.at string.  An order that leaves Querying is
+ *             closed; coming back with another timestamp starts a new
+ *             episode with fresh order-level flags.
+ *   customer  Orders are grouped by order_customer_key(): the tenant id, or
+ *             "domain:<domain>" until a tenant id is known.  Mails, checks,
+ *             reminders and the deadline are per customer: one acceptance
+ *             unblocks every order of that customer.
+ *
+ * Decisions worth writing down
+ *   - Only TRACK_BLOCKED orders (Querying + acceptance URL) are ever
+ *     processed.  Draft/Quoted orders showing the URL get one warning mail
+ *     and are never processed, whatever Partner Center says.
+ *   - Intent before act: every mail/process decision is recorded in the
+ *     state before the action is returned, and the caller persists the
+ *     state before performing the actions.  Each NOTIFY carries a stable
+ *     dedup key, so a crash between "saved" and "sent" re-emits the same
+ *     key and the outbox drops the duplicate.
+ *   - Phases: phase 1 (facts == NULL) reconciles the poll and returns
+ *     mails, checks and logs; phase 2 (facts != NULL, possibly empty when
+ *     no check was due) records the facts and returns every PROCESS.
+ *   - Re-sending PROCESS: an order in TRACK_PROCESS_SENT whose outcome was
+ *     unknown (5xx, timeout, or a crash after the intent was saved) and
+ *     which is, in a later poll, still Querying in the SAME episode (same
+ *     querying_at_raw) did not leave Querying, so the earlier call did not
+ *     take effect (a successful process moves the order to Processing at
+ *     once, and a new query would carry a new timestamp).  Phase 2 then
+ *     returns ACTION_PROCESS again.  This is safe only because the cycle
+ *     always re-reads the order right before POSTing and posts only if it
+ *     is still Querying in that episode; a second POST therefore cannot
+ *     resume an order twice.  If the order left Querying meanwhile, phase 1
+ *     closes it with its outcome instead.
+ *   - ENG_PROCESS_STILL_QUERYING puts the order back to TRACK_BLOCKED.
+ *     process_sent_at is kept as history (process_attempts counts the
+ *     attempts of the episode).  The customer stays accepted; blocked
+ *     orders of an accepted customer are re-checked on the (backing off)
+ *     check schedule and processed again after the next ACCEPTED fact, so
+ *     a platform that keeps refusing is retried slowly, never in a loop.
+ *   - Checks: a customer is checked while it has TRACK_BLOCKED orders, even
+ *     when an earlier check said accepted (new orders of an accepted
+ *     customer, or orders back from STILL_QUERYING); acceptance mails
+ *     (request, reminders, final warning) go only while not accepted.
+ *   - A blocked order for a customer with no other open (blocked or
+ *     process-sent) order starts a customer episode: reminders, warnings,
+ *     check backoff and acceptance are reset.  The platform shows the URL
+ *     only while the relationship is missing, so a new request mail is
+ *     right even for a customer accepted long ago.  A blocked order that
+ *     joins a customer with open orders joins the next reminder.
+ *   - A request mail sent for the first time inside the warning window
+ *     already states the deadline, so it counts as the final warning (no
+ *     second mail minutes later).  Reminders stop after the final warning.
+ *   - When the earliest blocked order leaves and the customer deadline
+ *     moves later, the final warning / deadline log re-arm for the new
+ *     deadline (warned_deadline records which deadline they were about).
+ *   - Querying with an acceptance URL but without tenant or domain cannot
+ *     be checked: it is treated as "querying for another reason" (ops).
+ */
+#include "engine.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "log.h"
+
+#define DEFAULT_CHECK_STEP INT64_C(60)
+
+/* ---- a small string -> position index (open addressing) -------------- */
+
+struct idx_ent {
+        const char *key;
+        size_t a, b;
+};
+
+struct idx {
+        struct idx_ent *e;
+        size_t cap, n;
+};
+
+static uint64_t hash_str(const char *s) {
+        uint64_t h = UINT64_C(14695981039346656037);
+        for (; *s; s++) {
+                h ^= (unsigned char) *s;
+                h *= UINT64_C(1099511628211);
+        }
+        return h;
+}
+
+static void idx_free(struct idx *x) {
+        free(x->e);
+        *x = (struct idx) { 0 };
+}
+
+static struct idx_ent *idx_slot(const struct idx *x, const char *key) {
+        size_t m = x->cap - 1;
+        for (size_t i = (size_t) hash_str(key) & m;; i = (i + 1) & m)
+                if (!x->e[i].key || strcmp(x->e[i].key, key) == 0)
+                        return &x->e[i];
+}
+
+static int idx_put(struct idx *x, const char *key, size_t a, size_t b) {
+        if (!key)
+                return 0;
+        if ((x->n + 1) * 2 > x->cap) {
+                size_t nc = x->cap ? x->cap * 2 : 64;
+                struct idx old = *x;
+                x->e = calloc(nc, sizeof(*x->e));
+                if (!x->e) {
+                        *x = old;
+                        return -ENOMEM;
+                }
+                x->cap = nc;
+                x->n = 0;
+                for (size_t i = 0; i < old.cap; i++)
+                        if (old.e[i].key) {
+                                *idx_slot(x, old.e[i].key) = old.e[i];
+                                x->n++;
+                        }
+                free(old.e);
+        }
+        struct idx_ent *e = idx_slot(x, key);
+        if (!e->key)
+                x->n++;
+        *e = (struct idx_ent) { key, a, b };
+        return 0;
+}
+
+static const struct idx_ent *idx_get(const struct idx *x, const char *key) {
+        if (!key || x->cap == 0)
+                return NULL;
+        const struct idx_ent *e = idx_slot(x, key);
+        return e->key ? e : NULL;
+}
+
+/* ---- context ----------------------------------------------------------- */
+
+struct ctx {
+        const struct eng_params *p;
+        const struct order_list *orders;
+        struct state *s;
+        int64_t now;
+        struct action_list *out;
+        struct idx cust;   /* customer key -> a = customer index */
+        struct idx ord;    /* order id -> a = customer index, b = order index */
+        struct idx poll;   /* order id -> a = index in orders (first occurrence) */
+        char **old_keys;   /* replaced customer keys, still referenced by cust */
+        size_t n_old_keys;
+};
+
+static void ctx_done(struct ctx *x) {
+        for (size_t i = 0; i < x->n_old_keys; i++)
+                free(x->old_keys[i]);
+        free(x->old_keys);
+        idx_free(&x->cust);
+        idx_free(&x->ord);
+        idx_free(&x->poll);
+}
+
+static int ctx_index_state(struct ctx *x) {
+        idx_free(&x->cust);
+        idx_free(&x->ord);
+        for (size_t ci = 0; ci < x->s->n_customers; ci++) {
+                const struct tracked_customer *c = &x->s->customers[ci];
+                if (idx_put(&x->cust, c->key, ci, 0) < 0)
+                        return -ENOMEM;
+                for (size_t oi = 0; oi < c->n_orders; oi++)
+                        if (idx_put(&x->ord, c->orders[oi].id, ci, oi) < 0)
+                                return -ENOMEM;
+        }
+        return 0;
+}
+
+static int ctx_index_poll(struct ctx *x) {
+        for (size_t i = 0; x->orders && i < x->orders->n; i++) {
+                const char *id = x->orders->items[i].id;
+                if (id && !idx_get(&x->poll, id) && idx_put(&x->poll, id, i, 0) < 0)
+                        return -ENOMEM;
+        }
+        return 0;
+}
+
+/* The index of customer key, verified (a re-keyed customer leaves a stale
+ * entry under its old key). */
+static const struct idx_ent *cust_find(const struct ctx *x, const char *key) {
+        const struct idx_ent *e = idx_get(&x->cust, key);
+        return e && strcmp(x->s->customers[e->a].key, key) == 0 ? e : NULL;
+}
+
+/* Gives customer ci a new key, keeping the index valid without a rebuild. */
+static int customer_rekey(struct ctx *x, size_t ci, const char *key) {
+        char *n = strdup(key);
+        char **g = realloc(x->old_keys, (x->n_old_keys + 1) * sizeof(*g));
+        if (!n || !g) {
+                free(n);
+                if (g)
+                        x->old_keys = g;
+                return -ENOMEM;
+        }
+        x->old_keys = g;
+        g[x->n_old_keys++] = x->s->customers[ci].key;
+        x->s->customers[ci].key = n;
+        return idx_put(&x->cust, n, ci, 0);
+}
+
+static const struct order *poll_find(const struct ctx *x, const char *id) {
+        const struct idx_ent *e = idx_get(&x->poll, id);
+        return e ? &x->orders->items[e->a] : NULL;
+}
+
+static int64_t check_step(const struct eng_params *p, int count) {
+        if (p->n_check_schedule == 0 || !p->check_schedule)
+                return DEFAULT_CHECK_STEP;
+        size_t i = count < 0 ? 0 : (size_t) count;
+        if (i >= p->n_check_schedule)
+                i = p->n_check_schedule - 1;
+        return p->check_schedule[i] > 0 ? p->check_schedule[i] : DEFAULT_CHECK_STEP;
+}
+
+static bool streq0(const char *a, const char *b) {
+        if (!a || !b)
+                return a == b;
+        return strcmp(a, b) == 0;
+}
+
+/* Replaces *dst by a copy of src (NULL src leaves *dst alone). */
+static int set_str(char **dst, const char *src) {
+        if (!src || streq0(*dst, src))
+                return 0;
+        char *n = strdup(src);
+        if (!n)
+                return -ENOMEM;
+        free(*dst);
+        *dst = n;
+        return 0;
+}
+
+/* Like set_str, but a NULL src clears *dst. */
+static int assign_str(char **dst, const char *src) {
+        if (!src) {
+                free(*dst);
+                *dst = NULL;
+                return 0;
+        }
+        return set_str(dst, src);
+}
+
+/* ---- actions ------------------------------------------------------------ */
+
+static struct action *add_action(struct ctx *x, enum action_type type, const char *customer_key) {
+        struct action *a = action_list_add(x->out);
+        if (!a)
+                return NULL;
+        *a = (struct action) { .type = type };
+        if (customer_key && !(a->customer_key = strdup(customer_key))) {
+                x->out->n--;
+                return NULL;
+        }
+        return a;
+}
+
+static int add_log(struct ctx *x, int priority, enum log_event ev, const char *customer_key,
+                   const char *order_id, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+
+static int add_log(struct ctx *x, int priority, enum log_event ev, const char *customer_key,
+                   const char *order_id, const char *fmt, ...) {
+        struct action *a = add_action(x, ACTION_LOG, customer_key);
+        if (!a)
+                return -ENOMEM;
+        a->log_event = ev;
+        a->log_priority = priority;
+        va_list ap;
+        va_start(ap, fmt);
+        int r = vasprintf(&a->message, fmt, ap);
+        va_end(ap);
+        if (r < 0)
+                a->message = NULL;
+        if (r < 0 || (order_id && !(a->order_id = strdup(order_id))))
+                return -ENOMEM;   /* the action stays in the list and is freed with it */
+        return 0;
+}
+
+static int action_add_order_id(struct action *a, const char *id) {
+        char **n = realloc(a->order_ids, (a->n_order_ids + 1) * sizeof(*n));
+        if (!n)
+                return -ENOMEM;
+        a->order_ids = n;
+        if (!(n[a->n_order_ids] = strdup(id)))
+                return -ENOMEM;
+        a->n_order_ids++;
+        return 0;
+}
+
+static struct action *add_notify(struct ctx *x, enum mail_kind kind, const char *customer_key,
+                                 const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+static struct action *add_notify(struct ctx *x, enum mail_kind kind, const char *customer_key,
+                                 const char *fmt, ...) {
+        struct action *a = add_action(x, ACTION_NOTIFY, customer_key);
+        if (!a)
+                return NULL;
+        a->mail_kind = kind;
+        va_list ap;
+        va_start(ap, fmt);
+        int r = vasprintf(&a->dedup_key, fmt, ap);
+        va_end(ap);
+        if (r < 0) {
+                a->dedup_key = NULL;
+                return NULL;
+        }
+        /* Parts come from remote data (timestamps, ids): keep the key one
+         * printable token of bounded size, deterministically. */
+        for (char *c = a->dedup_key; *c; c++)
+                if ((unsigned char) *c <= ' ' || (unsigned char) *c >= 0x7f)
+                        *c = '_';
+        if (strlen(a->dedup_key) > ENG_DEDUP_KEY_MAX)
+                a->dedup_key[ENG_DEDUP_KEY_MAX] = '\0';
+        return a;
+}
+
+/* A NOTIFY naming every order of c in status st; marks them notified. */
+static int notify_customer(struct ctx *x, struct tracked_customer *c, enum mail_kind kind,
+                           enum track_status st, const char *discriminator) {
+        struct action *a = add_notify(x, kind, c->key, "%s:%s:%s", mail_kind_to_string(kind),
+                                      c->key, discriminator);
+        if (!a)
+                return -ENOMEM;
+        for (size_t i = 0; i < c->n_orders; i++) {
+                if (c->orders[i].status != st)
+                        continue;
+                if (action_add_order_id(a, c->orders[i].id) < 0)
+                        return -ENOMEM;
+                c->orders[i].notified = true;
+        }
+        return 0;
+}
+
+static int add_process(struct ctx *x, const struct tracked_customer *c, struct tracked_order *t) {
+        struct action *a = add_action(x, ACTION_PROCESS, c->key);
+        if (!a)
+                return -ENOMEM;
+        if (!(a->order_id = strdup(t->id)) ||
+            (c->tenant_id && !(a->tenant_id = strdup(c->tenant_id))))
+                return -ENOMEM;
+        t->status = TRACK_PROCESS_SENT;
+        t->process_sent_at = x->now;
+        t->process_attempts++;
+        return 0;
+}
+
+/* ---- customers ---------------------------------------------------------- */
+
+static void customer_reset_episode(struct tracked_customer *c, int64_t now) {
+        c->first_seen = now;
+        c->notified_at = 0;
+        c->last_mail_at = 0;
+        c->reminders = 0;
+        c->final_warning_sent = false;
+        c->deadline_passed_logged = false;
+        c->warned_deadline = 0;
+        c->next_check = 0;
+        c->check_count = 0;
+        c->accepted_at = 0;
+        c->confirmation_sent = false;
+}
+
+static int64_t min_nz(int64_t a, int64_t b) {
+        if (!a)
+                return b;
+        if (!b)
+                return a;
+        return a < b ? a : b;
+}
+
+static int64_t max64(int64_t a, int64_t b) {
+        return a > b ? a : b;
+}
+
+/* Moves every order of customer `from` into `into` and drops `from`.
+ * Indices change: the caller re-indexes. */
+static int customer_merge(struct state *s, size_t from, size_t into) {
+        struct tracked_customer *f = &s->customers[from], *t = &s->customers[into];
+        while (f->n_orders > 0)
+                if (!customer_take_order(t, f, 0))
+                        return -ENOMEM;
+        t->first_seen = min_nz(t->first_seen, f->first_seen);
+        t->notified_at = min_nz(t->notified_at, f->notified_at);
+        t->last_mail_at = max64(t->last_mail_at, f->last_mail_at);
+        t->reminders = t->reminders > f->reminders ? t->reminders : f->reminders;
+        t->final_warning_sent = t->final_warning_sent || f->final_warning_sent;
+        t->deadline_passed_logged = t->deadline_passed_logged || f->deadline_passed_logged;
+        t->warned_deadline = max64(t->warned_deadline, f->warned_deadline);
+        t->next_check = t->next_check < f->next_check ? t->next_check : f->next_check;
+        t->check_count = t->check_count < f->check_count ? t->check_count : f->check_count;
+        t->accepted_at = max64(t->accepted_at, f->accepted_at);
+        t->confirmation_sent = t->confirmation_sent && f->confirmation_sent;
+        if (set_str(&t->domain, t->domain ? NULL : f->domain) < 0 ||
+            set_str(&t->name, t->name ? NULL : f->name) < 0 ||
+            set_str(&t->relationship_url, t->relationship_url ? NULL : f->relationship_url) < 0)
+                return -ENOMEM;
+        state_remove_customer(s, from);
+        return 0;
+}
+
+/* A customer tracked by domain whose orders now carry a tenant id moves to
+ * the tenant key (merged into it when that customer exists already).
+ * Keeps the state index valid. */
+static int migrate_domain_customers(struct ctx *x) {
+        for (size_t i = 0; x->orders && i < x->orders->n; i++) {
+                const struct order *o = &x->orders->items[i];
+                if (!o->tenant_id || !*o->tenant_id || !o->domain || !*o->domain)
+                        continue;
+                char *dkey = NULL, *tkey = NULL;
+                struct order only_domain = { .domain = o->domain };
+                struct order only_tenant = { .tenant_id = o->tenant_id };
+                dkey = order_customer_key(&only_domain);
+                tkey = order_customer_key(&only_tenant);
+                if (!dkey || !tkey) {
+                        free(dkey);
+                        free(tkey);
+                        return -ENOMEM;
+                }
+                int r = 0;
+                const struct idx_ent *de = cust_find(x, dkey);
+                if (de) {
+                        size_t di = de->a;
+                        const struct idx_ent *te = cust_find(x, tkey);
+                        if (te) {
+                                r = customer_merge(x->s, di, te->a);
+                                if (r >= 0)
+                                        r = ctx_index_state(x);   /* positions changed */
+                        } else {
+                                r = customer_rekey(x, di, tkey);
+                                if (r >= 0)
+                                        r = set_str(&x->s->customers[di].tenant_id, o->tenant_id);
+                        }
+                }
+                free(dkey);
+                free(tkey);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+static int get_customer(struct ctx *x, const char *key, size_t *ret_ci) {
+        const struct idx_ent *e = cust_find(x, key);
+        if (e) {
+                *ret_ci = e->a;
+                return 0;
+        }
+        struct tracked_customer *c = state_add_customer(x->s, key);
+        if (!c)
+                return -ENOMEM;
+        c->first_seen = x->now;
+        *ret_ci = x->s->n_customers - 1;
+        return idx_put(&x->cust, c->key, *ret_ci, 0);
+}
+
+/* Earliest deadline of the blocked orders of c (0 if none). */
+static int64_t customer_deadline(const struct eng_params *p, const struct tracked_customer *c) {
+        int64_t d = 0;
+        for (size_t i = 0; i < c->n_orders; i++) {
+                const struct tracked_order *t = &c->orders[i];
+                if (t->status != TRACK_BLOCKED)
+                        continue;
+                int64_t base = t->querying_since ? t->querying_since : t->first_seen;
+                d = min_nz(d, base + p->deadline);
+        }
+        return d;
+}
+
+static bool order_confirmable(const struct tracked_customer *c, const struct tracked_order *t) {
+        if (t->status != TRACK_CLOSED || !t->outcome || t->closed_at < c->accepted_at)
+                return false;
+        if (strcmp(t->outcome, "processed") == 0)
+                return true;
+        /* We asked to process it in this acceptance and it moved on. */
+        if (t->process_sent_at && t->process_sent_at >= c->accepted_at) {
+                const char *colon = strrchr(t->outcome, ':');
+                return colon && (strcmp(colon + 1, "Processing") == 0 ||
+                                 strcmp(colon + 1, "Completed") == 0);
+        }
+        return false;
+}
+
+/* One CONFIRMATION per acceptance, once no process outcome is pending. */
+static int maybe_confirm(struct ctx *x, struct tracked_customer *c) {
+        if (!c->accepted_at || c->confirmation_sent)
+                return 0;
+        size_t n = 0;
+        for (size_t i = 0; i < c->n_orders; i++) {
+                if (c->orders[i].status == TRACK_PROCESS_SENT)
+                        return 0;
+                if (order_confirmable(c, &c->orders[i]))
+                        n++;
+        }
+        if (n == 0)
+                return 0;
+        struct action *a = add_notify(x, MAIL_KIND_CONFIRMATION, c->key, "%s:%s:%" PRId64,
+                                      mail_kind_to_string(MAIL_KIND_CONFIRMATION), c->key,
+                                      c->accepted_at);
+        if (!a)
+                return -ENOMEM;
+        c->confirmation_sent = true;
+        for (size_t i = 0; i < c->n_orders; i++)
+                if (order_confirmable(c, &c->orders[i]) &&
+                    action_add_order_id(a, c->orders[i].id) < 0)
+                        return -ENOMEM;
+        return 0;
+}
+
+/* ---- phase 1: orders ---------------------------------------------------- */
+
+static int classify(const struct order *o) {
+        switch (o->status) {
+        case ORDER_STATUS_QUERYING:
+                return o->relationship_url ? TRACK_BLOCKED : TRACK_OTHER_QUERY;
+        case ORDER_STATUS_DRAFT:
+        case ORDER_STATUS_QUOTED:
+                return o->relationship_url ? TRACK_DRAFT : -1;
+        default:
+                return -1;
+        }
+}
+
+static int close_order(struct ctx *x, const struct tracked_customer *c, struct tracked_order *t,
+                       const char *outcome) {
+        if (assign_str(&t->outcome, outcome) < 0)
+                return -ENOMEM;
+        t->status = TRACK_CLOSED;
+        t->closed_at = x->now;
+        return add_log(x, LOG_INFO, LOG_EV_ORDER_CLOSED, c->key, t->id, "Order %s closed: %s",
+                       t->id, outcome);
+}
+
+static int start_blocked(struct ctx *x, struct tracked_customer *c, struct tracked_order *t) {
+        size_t open = 0;
+        for (size_t i = 0; i < c->n_orders; i++)
+                if (&c->orders[i] != t && (c->orders[i].status == TRACK_BLOCKED ||
+                                           c->orders[i].status == TRACK_PROCESS_SENT))
+                        open++;
+        if (open == 0)
+                customer_reset_episode(c, x->now);
+        else if (c->accepted_at)
+                c->next_check = 0;   /* accepted already: confirm now, process this cycle */
+        t->notified = false;
+        return add_log(x, LOG_NOTICE, LOG_EV_ORDER_BLOCKED, c->key, t->id,
+                       "Order %s is Querying, waiting for %s to accept the reseller relationship",
+                       t->id, c->name ? c->name : c->key);
+}
+
+static int start_other(struct ctx *x, struct tracked_customer *c, struct tracked_order *t) {
+        t->notified = false;
+        if (x->p->have_ops) {
+                struct action *a = add_notify(x, MAIL_KIND_OPS_NOTICE, c->key, "%s:%s:%s",
+                                              mail_kind_to_string(MAIL_KIND_OPS_NOTICE), t->id,
+                                              t->querying_at_raw ? t->querying_at_raw : "-");
+                if (!a || action_add_order_id(a, t->id) < 0)
+                        return -ENOMEM;
+                t->notified = true;
+        }
+        return add_log(x, LOG_NOTICE, LOG_EV_ORDER_OTHER_QUERY, c->key, t->id,
+                       "Order %s is Querying without a relationship request%s", t->id,
+                       x->p->have_ops ? "; operations notified" : "");
+}
+
+static int start_draft(struct ctx *x, struct tracked_customer *c, struct tracked_order *t,
+                       const struct order *o) {
+        /* Discriminator: the querying timestamp if any, else the creation time. */
+        char *disc = NULL;
+        int r = o->querying_at_raw ? asprintf(&disc, "%s", o->querying_at_raw)
+                                   : asprintf(&disc, "%" PRId64, o->created_at);
+        if (r < 0)
+                return -ENOMEM;
+        struct action *a = add_notify(x, MAIL_KIND_DRAFT_WARNING, c->key, "%s:%s:%s",
+                                      mail_kind_to_string(MAIL_KIND_DRAFT_WARNING), t->id, disc);
+        free(disc);
+        if (!a)
+                return -ENOMEM;
+        if (action_add_order_id(a, t->id) < 0)
+                return -ENOMEM;
+        t->notified = true;
+        return add_log(x, LOG_NOTICE, LOG_EV_DRAFT_WARNING, c->key, t->id,
+                       "Order %s is %s and already shows the relationship request; warning sent",
+                       t->id, order_status_to_string(o->status));
+}
+
+static int update_customer_identity(struct tracked_customer *c, const struct order *o) {
+        const char *name = o->company_name ? o->company_name
+                         : o->client_name ? o->client_name : o->buyer_name;
+        if (set_str(&c->tenant_id, o->tenant_id && *o->tenant_id ? o->tenant_id : NULL) < 0 ||
+            set_str(&c->domain, o->domain && *o->domain ? o->domain : NULL) < 0 ||
+            set_str(&c->name, name) < 0 || set_str(&c->relationship_url, o->relationship_url) < 0)
+                return -ENOMEM;
+        return 0;
+}
+
+static int reconcile_order(struct ctx *x, const struct order *o) {
+        int cls = classify(o), r;
+        char *key = NULL;
+        size_t ci;
+
+        if (cls < 0)
+                return 0;   /* not ours; the close pass looks at tracked ones */
+        key = order_customer_key(o);
+        if (!key) {
+                if (asprintf(&key, "unknown:%s", o->id) < 0)
+                        return -ENOMEM;
+                if (cls == TRACK_BLOCKED)
+                        cls = TRACK_OTHER_QUERY;   /* nobody to check: ops must look */
+        }
+
+        const struct idx_ent *e = idx_get(&x->ord, o->id);
+        if (e && strcmp(x->s->customers[e->a].key, key) != 0) {
+                /* The order now names another customer (domain edited, tenant learned). */
+                size_t from = e->a, oi = e->b;
+                r = get_customer(x, key, &ci);
+                if (r >= 0 && !customer_take_order(&x->s->customers[ci], &x->s->customers[from], oi))
+                        r = -ENOMEM;
+                if (r >= 0 && x->s->customers[from].n_orders == 0)
+                        state_remove_customer(x->s, from);
+                if (r >= 0)
+                        r = ctx_index_state(x);
+                if (r < 0)
+                        goto out;
+                e = idx_get(&x->ord, o->id);
+        }
+        r = get_customer(x, key, &ci);
+        if (r < 0)
+                goto out;
+        struct tracked_customer *c = &x->s->customers[ci];
+        r = update_customer_identity(c, o);
+        if (r < 0)
+                goto out;
+
+        struct tracked_order *t = e ? &c->orders[e->b] : NULL;
+        bool is_new = !t;
+        if (!t) {
+                t = customer_add_order(c, o->id);
+                if (!t || idx_put(&x->ord, t->id, ci, c->n_orders - 1) < 0) {
+                        r = -ENOMEM;
+                        goto out;
+                }
+        }
+        bool was_draft = t->status == TRACK_DRAFT ||
+                         (t->status == TRACK_CLOSED && t->outcome && strncmp(t->outcome, "left-draft:", 11) == 0);
+        bool same_episode = !is_new && streq0(t->querying_at_raw, o->querying_at_raw) &&
+                            was_draft == (cls == TRACK_DRAFT);
+
+        if (!is_new && !same_episode) {
+                if (t->status != TRACK_CLOSED) {
+                        r = close_order(x, c, t, t->status == TRACK_DRAFT ? "left-draft:Querying"
+                                                                          : "left-querying:requeried");
+                        if (r < 0)
+                                goto out;
+                }
+                char *id = t->id;
+                t->id = NULL;
+                tracked_order_clear(t);
+                t->id = id;
+                is_new = true;
+        }
+        if (is_new) {
+                t->first_seen = x->now;
+                t->status = (enum track_status) cls;
+        }
+        if (assign_str(&t->querying_at_raw, o->querying_at_raw) < 0 ||
+            set_str(&t->template_id, o->template_id) < 0 ||
+            set_str(&t->relationship_url, o->relationship_url) < 0) {
+                r = -ENOMEM;
+                goto out;
+        }
+        t->querying_since = o->querying_at ? o->querying_at
+                          : t->querying_since ? t->querying_since : x->now;
+
+        if (is_new) {
+                r = cls == TRACK_BLOCKED ? start_blocked(x, c, t)
+                  : cls == TRACK_OTHER_QUERY ? start_other(x, c, t)
+                  : start_draft(x, c, t, o);
+                goto out;
+        }
+
+        /* Same episode. */
+        switch (t->status) {
+        case TRACK_CLOSED:
+                /* Seen again in the same episode (a poll glitch, or a process
+                 * that did not take): reopen. */
+                free(t->outcome);
+                t->outcome = NULL;
+                t->closed_at = 0;
+                t->status = (enum track_status) cls;
+                /* Already named in a mail: the customer was asked, no new
+                 * episode and no new mail. */
+                if (cls == TRACK_BLOCKED && !t->notified)
+                        r = start_blocked(x, c, t);
+                break;
+        case TRACK_PROCESS_SENT:
+                /* Still Querying in the same episode: the earlier call did not
+                 * take effect; phase 2 asks again (see the top of this file). */
+                break;
+        case TRACK_BLOCKED:
+                if (cls == TRACK_OTHER_QUERY) {
+                        t->status = TRACK_OTHER_QUERY;
+                        r = start_other(x, c, t);
+                }
+                break;
+        case TRACK_OTHER_QUERY:
+                if (cls == TRACK_BLOCKED) {
+                        t->status = TRACK_BLOCKED;
+                        r = start_blocked(x, c, t);
+                }
+                break;
+        default:
+                break;
+        }
+out:
+        free(key);
+        return r;
+}
+
+static int close_missing(struct ctx *x) {
+        for (size_t ci = 0; ci < x->s->n_customers; ci++) {
+                struct tracked_customer *c = &x->s->customers[ci];
+                for (size_t oi = 0; oi < c->n_orders; oi++) {
+                        struct tracked_order *t = &c->orders[oi];
+                        if (t->status == TRACK_CLOSED)
+                                continue;
+                        const struct order *o = poll_find(x, t->id);
+                        char outcome[64];
+                        if (!o)
+                                snprintf(outcome, sizeof(outcome), "disappeared");
+                        else if (t->status == TRACK_DRAFT) {
+                                if (o->status == ORDER_STATUS_DRAFT || o->status == ORDER_STATUS_QUOTED)
+                                        continue;
+                                snprintf(outcome, sizeof(outcome), "left-draft:%s",
+                                         order_status_to_string(o->status));
+                        } else {
+                                if (o->status == ORDER_STATUS_QUERYING)
+                                        continue;
+                                snprintf(outcome, sizeof(outcome), "left-querying:%s",
+                                         order_status_to_string(o->status));
+                        }
+                        int r = close_order(x, c, t, outcome);
+                        if (r < 0)
+                                return r;
+                }
+        }
+        return 0;
+}
+
+static int customer_pass(struct ctx *x, struct tracked_customer *c) {
+        const struct eng_params *p = x->p;
+        char disc[64];
+        int r = maybe_confirm(x, c);
+        if (r < 0)
+                return r;
+        int64_t deadline = customer_deadline(p, c);
+        if (!deadline)
+                return 0;   /* no blocked order */
+
+        if (c->warned_deadline && deadline > c->warned_deadline) {
+                c->final_warning_sent = false;
+                c->deadline_passed_logged = false;
+                c->warned_deadline = 0;
+        }
+
+        if (!c->accepted_at) {
+                bool in_window = x->now >= deadline - p->deadline_warning;
+                if (x->now >= deadline) {
+                        if (!c->deadline_passed_logged) {
+                                c->deadline_passed_logged = true;
+                                c->warned_deadline = deadline;
+                                r = add_log(x, LOG_WARNING, LOG_EV_DEADLINE_PASSED, c->key, NULL,
+                                            "Deadline passed for %s: the relationship was not accepted in time",
+                                            c->name ? c->name : c->key);
+                        }
+                } else if (!c->notified_at) {
+                        snprintf(disc, sizeof(disc), "%" PRId64, c->first_seen);
+                        r = notify_customer(x, c, MAIL_KIND_NEW_REQUEST, TRACK_BLOCKED, disc);
+                        c->notified_at = c->last_mail_at = x->now;
+                        if (in_window) {
+                                c->final_warning_sent = true;
+                                c->warned_deadline = deadline;
+                        }
+                } else if (in_window && !c->final_warning_sent) {
+                        snprintf(disc, sizeof(disc), "%" PRId64, deadline);
+                        r = notify_customer(x, c, MAIL_KIND_FINAL_WARNING, TRACK_BLOCKED, disc);
+                        c->final_warning_sent = true;
+                        c->warned_deadline = deadline;
+                        c->last_mail_at = x->now;
+                } else if (!c->final_warning_sent && c->reminders < p->max_reminders &&
+                           x->now >= c->last_mail_at + p->reminder_interval) {
+                        snprintf(disc, sizeof(disc), "%" PRId64 ":%d", c->first_seen, c->reminders + 1);
+                        r = notify_customer(x, c, MAIL_KIND_REMINDER, TRACK_BLOCKED, disc);
+                        c->reminders++;
+                        c->last_mail_at = x->now;
+                }
+                if (r < 0)
+                        return r;
+        }
+
+        if (p->check_all || c->next_check <= x->now) {
+                struct action *a = add_action(x, ACTION_CHECK, c->key);
+                if (!a || (c->tenant_id && !(a->tenant_id = strdup(c->tenant_id))) ||
+                    (c->domain && !(a->domain = strdup(c->domain))))
+                        return -ENOMEM;
+                c->next_check = x->now + check_step(p, c->check_count);
+                c->check_count++;
+        }
+        return 0;
+}
+
+static int phase1(struct ctx *x) {
+        int r = ctx_index_state(x);
+        if (r >= 0)
+                r = migrate_domain_customers(x);
+        for (size_t i = 0; r >= 0 && x->orders && i < x->orders->n; i++) {
+                const struct order *o = &x->orders->items[i];
+                if (!o->id || poll_find(x, o->id) != o)
+                        continue;   /* duplicate in the poll: first one wins */
+                r = reconcile_order(x, o);
+        }
+        if (r >= 0)
+                r = close_missing(x);
+        for (size_t ci = 0; r >= 0 && ci < x->s->n_customers; ci++)
+                r = customer_pass(x, &x->s->customers[ci]);
+        return r;
+}
+
+/* ---- phase 2: relationship facts ----------------------------------------- */
+
+static struct tracked_customer *fact_customer(struct ctx *x, const struct rel_fact *f) {
+        const struct idx_ent *e = cust_find(x, f->customer_key);
+        if (e)
+                return &x->s->customers[e->a];
+        for (size_t i = 0; f->tenant_id && i < x->s->n_customers; i++)
+                if (x->s->customers[i].tenant_id &&
+                    strcasecmp(x->s->customers[i].tenant_id, f->tenant_id) == 0)
+                        return &x->s->customers[i];
+        return NULL;
+}
+
+/* Orders whose Process outcome stayed unknown (5xx, timeout, crash after
+ * the intent was saved) and that are still Querying in the same episode:
+ * the call did not take effect, ask again.  Orders sent at this very `now`
+ * are the ones just decided, never twice. */
+static int resend_unknown(struct ctx *x) {
+        for (size_t ci = 0; ci < x->s->n_customers; ci++) {
+                struct tracked_customer *c = &x->s->customers[ci];
+                for (size_t oi = 0; oi < c->n_orders; oi++) {
+                        struct tracked_order *t = &c->orders[oi];
+                        const struct order *o = poll_find(x, t->id);
+                        if (t->status != TRACK_PROCESS_SENT || t->process_sent_at >= x->now || !o ||
+                            o->status != ORDER_STATUS_QUERYING ||
+                            !streq0(o->querying_at_raw, t->querying_at_raw))
+                                continue;
+                        int r = add_process(x, c, t);
+                        if (r < 0)
+                                return r;
+                }
+        }
+        return 0;
+}
+
+static int phase2(struct ctx *x, const struct rel_fact_list *facts) {
+        int r = ctx_index_state(x);
+        if (r >= 0)
+                r = resend_unknown(x);
+        for (size_t fi = 0; r >= 0 && fi < facts->n; fi++) {
+                const struct rel_fact *f = &facts->items[fi];
+                struct tracked_customer *c = fact_customer(x, f);
+                if (!c)
+                        continue;
+                switch (f->state) {
+                case REL_ACCEPTED:
+                        if (f->tenant_id && *f->tenant_id && !c->tenant_id &&
+                            !(c->tenant_id = strdup(f->tenant_id)))
+                                return -ENOMEM;
+                        if (!c->accepted_at) {
+                                c->accepted_at = x->now;
+                                r = add_log(x, LOG_NOTICE, LOG_EV_RELATIONSHIP_ACCEPTED, c->key, NULL,
+                                            "%s accepted the reseller relationship",
+                                            c->name ? c->name : c->key);
+                        }
+                        for (size_t oi = 0; r >= 0 && oi < c->n_orders; oi++) {
+                                struct tracked_order *t = &c->orders[oi];
+                                const struct order *o = poll_find(x, t->id);
+                                if (t->status != TRACK_BLOCKED || !o ||
+                                    o->status != ORDER_STATUS_QUERYING ||
+                                    !streq0(o->querying_at_raw, t->querying_at_raw))
+                                        continue;
+                                r = add_process(x, c, t);
+                        }
+                        break;
+                case REL_PENDING:
+                        /* The schedule advanced when the check was emitted.  A
+                         * customer believed accepted is not: mails resume. */
+                        c->accepted_at = 0;
+                        break;
+                case REL_UNKNOWN:
+                default:
+                        c->next_check = x->now + check_step(x->p, 0);
+                        r = add_log(x, LOG_WARNING, LOG_EV_CHECK_FAILED, c->key, NULL,
+                                    "Relationship check for %s failed; retrying soon",
+                                    c->name ? c->name : c->key);
+                        break;
+                }
+        }
+        return r;
+}
+
+int eng_decide(const struct eng_params *p, const struct order_list *orders,
+               const struct rel_fact_list *facts, struct state *state, int64_t now,
+               struct action_list *ret_actions) {
+        if (!p || !state || !ret_actions)
+                return -EINVAL;
+        struct ctx x = { .p = p, .orders = orders, .s = state, .now = now, .out = ret_actions };
+        int r = ctx_index_poll(&x);
+        if (r >= 0)
+                r = facts ? phase2(&x, facts) : phase1(&x);
+        ctx_done(&x);
+        return r < 0 ? r : 0;
+}
+
+int eng_process_outcome(const struct eng_params *p, struct state *state, const char *order_id,
+                        enum eng_process_result res, enum order_status order_status,
+                        const char *detail, int64_t now, struct action_list *ret_actions) {
+        if (!p || !state || !order_id || !ret_actions)
+                return -EINVAL;
+        struct tracked_customer *c = NULL;
+        struct tracked_order *t = state_find_order(state, order_id, &c);
+        if (!t)
+                return -ENOENT;
+        if (t->status != TRACK_PROCESS_SENT)
+                return 0;   /* stale: a later poll already settled this order */
+        struct ctx x = { .p = p, .s = state, .now = now, .out = ret_actions };
+        char outcome[64];
+        int r = 0;
+        switch (res) {
+        case ENG_PROCESS_DONE:
+                if (assign_str(&t->outcome, "processed") < 0)
+                        return -ENOMEM;
+                t->status = TRACK_CLOSED;
+                t->closed_at = now;
+                /* The caller logs the HTTP result (it has the status code). */
+                r = maybe_confirm(&x, c);
+                break;
+        case ENG_PROCESS_MOVED:
+                snprintf(outcome, sizeof(outcome), "already-moved:%s", order_status_to_string(order_status));
+                r = close_order(&x, c, t, outcome);
+                if (r >= 0)
+                        r = maybe_confirm(&x, c);
+                break;
+        case ENG_PROCESS_STILL_QUERYING:
+                t->status = TRACK_BLOCKED;
+                r = add_log(&x, LOG_WARNING, LOG_EV_PROCESS_FAILED, c->key, t->id,
+                            "Order %s is still Querying after the process call%s%s; will retry after the next check",
+                            t->id, detail ? ": " : "", detail ? detail : "");
+                break;
+        case ENG_PROCESS_UNKNOWN:
+        default:
+                /* Stays TRACK_PROCESS_SENT: phase 2 of a later cycle asks
+                 * again if the order is still Querying in this episode.  The
+                 * caller logs the failure (it has the error). */
+                break;
+        }
+        return r < 0 ? r : 0;
+}

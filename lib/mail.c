@@ -1,0 +1,1278 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * mail.c: the pure half of lib/mail — building blocks (RFC 2047 header
+ * words, quoted-printable, address parsing, URL allow-list), templates and
+ * the composition of one RFC 5322/MIME message.  No I/O except reading the
+ * template files.  The transports are in mailsmtp.c, the outbox in
+ * mailoutbox.c.
+ */
+#include "mail.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <curl/curl.h>
+
+#include "util.h"
+
+/* Caps on everything we build from outside data. */
+#define MAIL_MAX_TEMPLATE   (256u * 1024u)
+#define MAIL_MAX_VALUE      2048u            /* one placeholder value or header value */
+#define MAIL_MAX_ADDRESS    320u
+#define MAIL_MAX_PART       (1024u * 1024u)  /* one rendered body part */
+#define MAIL_MAX_MESSAGE    (4u * 1024u * 1024u)
+#define MAIL_MAX_URL        2048u
+
+/* The relationship URL allow-list when the configuration names none. */
+#define MAIL_DEFAULT_URL_HOST "admin.microsoft.com"
+
+/* RFC 2047: "=?UTF-8?B?" + "?=" around the base64 text. */
+#define EW_OVERHEAD 12u
+#define EW_MAX      75u
+/* RFC 5322 2.1.1: lines SHOULD be <= 78 characters. */
+#define HEADER_LINE_MAX 78u
+#define QP_LINE_MAX 76u
+
+/* ---- UTF-8 and sanitising ------------------------------------------- */
+
+/* Length of the valid UTF-8 sequence at p (1..4), 0 if invalid. */
+static size_t utf8_seq_len(const unsigned char *p) {
+        unsigned c = p[0];
+        if (c < 0x80)
+                return 1;
+        if (c >= 0xc2 && c <= 0xdf)
+                return (p[1] & 0xc0) == 0x80 ? 2 : 0;
+        if (c >= 0xe0 && c <= 0xef) {
+                if ((p[1] & 0xc0) != 0x80 || (p[2] & 0xc0) != 0x80)
+                        return 0;
+                if (c == 0xe0 && p[1] < 0xa0)
+                        return 0;          /* overlong */
+                if (c == 0xed && p[1] >= 0xa0)
+                        return 0;          /* surrogate */
+                return 3;
+        }
+        if (c >= 0xf0 && c <= 0xf4) {
+                if ((p[1] & 0xc0) != 0x80 || (p[2] & 0xc0) != 0x80 || (p[3] & 0xc0) != 0x80)
+                        return 0;
+                if (c == 0xf0 && p[1] < 0x90)
+                        return 0;
+                if (c == 0xf4 && p[1] >= 0x90)
+                        return 0;
+                return 4;
+        }
+        return 0;
+}
+
+enum clean_mode {
+        CLEAN_LINE,      /* one line: every control becomes one space (runs collapse) */
+        CLEAN_TEXT,      /* multi-line text: keeps LF and TAB, drops CR and other controls */
+};
+
+/* Copies s as valid UTF-8 (invalid bytes become U+FFFD), without C0/C1
+ * controls and DEL, at most max bytes (cut on a character boundary). */
+static char *clean_text(const char *s, enum clean_mode mode, size_t max) {
+        struct util_buf b;
+        const unsigned char *p = (const unsigned char *) (s ? s : "");
+        bool space = false;
+
+        util_buf_init(&b, max + 8);
+        while (*p && b.len < max) {
+                size_t n = utf8_seq_len(p);
+                const char *add;
+                char tmp[5];
+
+                if (n == 0) {
+                        add = "\xef\xbf\xbd";
+                        n = 1;
+                } else if (n == 1 && (*p < 0x20 || *p == 0x7f)) {
+                        if (mode == CLEAN_TEXT && (*p == '\n' || *p == '\t')) {
+                                tmp[0] = (char) *p;
+                                tmp[1] = '\0';
+                                add = tmp;
+                        } else if (mode == CLEAN_LINE && (*p == '\r' || *p == '\n' || *p == '\t')) {
+                                add = space ? "" : " ";
+                        } else
+                                add = "";
+                } else if (n == 2 && p[0] == 0xc2 && p[1] < 0xa0) {
+                        add = "";          /* C1 control */
+                } else {
+                        memcpy(tmp, p, n);
+                        tmp[n] = '\0';
+                        add = tmp;
+                }
+                if (b.len + strlen(add) > max)
+                        break;
+                if (util_buf_puts(&b, add) < 0) {
+                        util_buf_free(&b);
+                        return NULL;
+                }
+                if (*add)
+                        space = add[0] == ' ';
+                p += n;
+        }
+        return util_buf_steal(&b);
+}
+
+static bool is_plain_ascii(const char *s) {
+        for (const unsigned char *p = (const unsigned char *) s; *p; p++)
+                if (*p < 0x20 || *p > 0x7e)
+                        return false;
+        return true;
+}
+
+/* ---- RFC 2047 --------------------------------------------------------- */
+
+static const char b64chars[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+static int b64_append(struct util_buf *b, const unsigned char *p, size_t n) {
+        char out[4];
+        int r;
+        for (size_t i = 0; i < n; i += 3) {
+                unsigned v = (unsigned) p[i] << 16;
+                if (i + 1 < n)
+                        v |= (unsigned) p[i + 1] << 8;
+                if (i + 2 < n)
+                        v |= p[i + 2];
+                out[0] = b64chars[(v >> 18) & 63];
+                out[1] = b64chars[(v >> 12) & 63];
+                out[2] = i + 1 < n ? b64chars[(v >> 6) & 63] : '=';
+                out[3] = i + 2 < n ? b64chars[v & 63] : '=';
+                r = util_buf_append(b, out, 4);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+/* Raw bytes that fit in one encoded word starting at column col. */
+static size_t ew_capacity(size_t col) {
+        size_t avail = col >= QP_LINE_MAX ? 0 : QP_LINE_MAX - col;
+        if (avail > EW_MAX)
+                avail = EW_MAX;
+        if (avail < EW_OVERHEAD + 8)
+                return 0;
+        return (avail - EW_OVERHEAD) / 4 * 3;
+}
+
+/* Appends s (clean UTF-8) as encoded words, folding with CRLF SP; *col is
+ * the current column and is updated. */
+static int append_encoded_words(struct util_buf *b, const char *s, size_t *col) {
+        const unsigned char *p = (const unsigned char *) s;
+        int r;
+
+        while (*p) {
+                size_t cap = ew_capacity(*col), n = 0;
+                if (cap < 4) {
+                        r = util_buf_puts(b, "\r\n ");
+                        if (r < 0)
+                                return r;
+                        *col = 1;
+                        continue;
+                }
+                while (p[n]) {
+                        size_t k = utf8_seq_len(p + n);
+                        if (k == 0)
+                                k = 1;     /* cannot happen on clean input */
+                        if (n + k > cap)
+                                break;
+                        n += k;
+                }
+                size_t before = b->len;
+                r = util_buf_puts(b, "=?UTF-8?B?");
+                if (r >= 0)
+                        r = b64_append(b, p, n);
+                if (r >= 0)
+                        r = util_buf_puts(b, "?=");
+                if (r < 0)
+                        return r;
+                *col += b->len - before;
+                p += n;
+                if (*p) {
+                        r = util_buf_puts(b, "\r\n ");
+                        if (r < 0)
+                                return r;
+                        *col = 1;
+                }
+        }
+        return 0;
+}
+
+/* Appends printable ASCII text, folding at spaces to keep lines short. */
+static int append_folded_ascii(struct util_buf *b, const char *s, size_t *col) {
+        int r;
+        while (*s) {
+                const char *sp = strchr(s + 1, ' ');
+                size_t n = sp ? (size_t) (sp - s) : strlen(s);
+                if (*col + n > HEADER_LINE_MAX && *col > 1 && s[0] == ' ') {
+                        r = util_buf_puts(b, "\r\n");
+                        if (r < 0)
+                                return r;
+                        *col = 0;
+                }
+                r = util_buf_append(b, s, n);
+                if (r < 0)
+                        return r;
+                *col += n;
+                s += n;
+        }
+        return 0;
+}
+
+/* A value is sent as-is when it is plain ASCII, has no "=?" that a reader
+ * could take for an encoded word, and no word too long to fold. */
+static bool header_needs_encoding(const char *s) {
+        if (!is_plain_ascii(s) || strstr(s, "=?"))
+                return true;
+        size_t run = 0;
+        for (; *s; s++) {
+                run = *s == ' ' ? 0 : run + 1;
+                if (run > 900)
+                        return true;
+        }
+        return false;
+}
+
+static int append_header_text(struct util_buf *b, const char *clean, size_t *col) {
+        if (header_needs_encoding(clean))
+                return append_encoded_words(b, clean, col);
+        return append_folded_ascii(b, clean, col);
+}
+
+static char *strip_spaces(char *s) {
+        size_t n = strlen(s);
+        while (n > 0 && s[n - 1] == ' ')
+                s[--n] = '\0';
+        size_t i = 0;
+        while (s[i] == ' ')
+                i++;
+        memmove(s, s + i, n - i + 1);
+        return s;
+}
+
+char *mail_encode_header(const char *value, size_t name_len) {
+        struct util_buf b;
+        char *clean = clean_text(value, CLEAN_LINE, MAIL_MAX_VALUE);
+        size_t col = name_len;
+        if (!clean)
+                return NULL;
+        strip_spaces(clean);
+        util_buf_init(&b, MAIL_MAX_VALUE * 4);
+        if (append_header_text(&b, clean, &col) < 0) {
+                free(clean);
+                util_buf_free(&b);
+                return NULL;
+        }
+        free(clean);
+        return util_buf_steal(&b);
+}
+
+/* ---- quoted-printable (RFC 2045 6.7) ---------------------------------- */
+
+static int qp_line(struct util_buf *b, const unsigned char *p, size_t n) {
+        static const char hex[] = "0123456789ABCDEF";
+        size_t col = 0;
+        int r;
+
+        for (size_t i = 0; i < n; i++) {
+                char enc[4];
+                size_t k;
+                unsigned c = p[i];
+                bool last = i + 1 == n;
+
+                if ((c >= 33 && c <= 126 && c != '=') || ((c == ' ' || c == '\t') && !last)) {
+                        enc[0] = (char) c;
+                        k = 1;
+                } else {
+                        enc[0] = '=';
+                        enc[1] = hex[c >> 4];
+                        enc[2] = hex[c & 15];
+                        k = 3;
+                }
+                /* Keep room for the soft break "=" unless this is the end. */
+                if (col + k > QP_LINE_MAX - 1 && !(last && col + k <= QP_LINE_MAX)) {
+                        r = util_buf_puts(b, "=\r\n");
+                        if (r < 0)
+                                return r;
+                        col = 0;
+                }
+                r = util_buf_append(b, enc, k);
+                if (r < 0)
+                        return r;
+                col += k;
+        }
+        return util_buf_puts(b, "\r\n");
+}
+
+char *mail_encode_qp(const char *text) {
+        struct util_buf b;
+        const char *p = text ? text : "";
+
+        util_buf_init(&b, MAIL_MAX_MESSAGE);
+        while (*p) {
+                const char *nl = strchr(p, '\n');
+                size_t n = nl ? (size_t) (nl - p) : strlen(p);
+                size_t m = n;
+                if (m > 0 && p[m - 1] == '\r')
+                        m--;
+                if (qp_line(&b, (const unsigned char *) p, m) < 0) {
+                        util_buf_free(&b);
+                        return NULL;
+                }
+                p += n;
+                if (*p == '\n')
+                        p++;
+        }
+        return util_buf_steal(&b);
+}
+
+/* ---- addresses -------------------------------------------------------- */
+
+static bool is_atext(char c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+               (c && strchr("!#$%&'*+-/=?^_`{|}~", c));
+}
+
+static bool addr_spec_valid(const char *a) {
+        const char *at = strrchr(a, '@');
+        if (!at || at == a || strlen(a) > 254 || (size_t) (at - a) > 64)
+                return false;
+        /* local part: dot-atom */
+        if (a[0] == '.' || at[-1] == '.')
+                return false;
+        for (const char *p = a; p < at; p++) {
+                if (*p == '.') {
+                        if (p[1] == '.')
+                                return false;
+                } else if (!is_atext(*p))
+                        return false;
+        }
+        /* domain: LDH labels */
+        const char *d = at + 1;
+        size_t dl = strlen(d);
+        if (dl == 0 || dl > 253)
+                return false;
+        size_t label = 0;
+        for (const char *p = d; ; p++) {
+                if (*p == '.' || *p == '\0') {
+                        if (label == 0 || label > 63 || p[-1] == '-')
+                                return false;
+                        if (*p == '\0')
+                                break;
+                        label = 0;
+                        continue;
+                }
+                bool ok = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+                          (*p >= '0' && *p <= '9') || (*p == '-' && label > 0);
+                if (!ok)
+                        return false;
+                label++;
+        }
+        return true;
+}
+
+int mail_parse_address(const char *s, char **ret_display, char **ret_addr) {
+        char *copy = NULL, *display = NULL, *addr = NULL;
+        int r = -EINVAL;
+
+        if (!s || strlen(s) > MAIL_MAX_ADDRESS || util_has_ctl(s, false))
+                return -EINVAL;
+        for (const unsigned char *p = (const unsigned char *) s; *p; p += utf8_seq_len(p))
+                if (utf8_seq_len(p) == 0)
+                        return -EINVAL;
+        copy = strdup(s);
+        if (!copy)
+                return -ENOMEM;
+        strip_spaces(copy);
+
+        size_t n = strlen(copy);
+        if (n > 0 && copy[n - 1] == '>') {
+                char *lt = strrchr(copy, '<');
+                if (!lt)
+                        goto out;
+                copy[n - 1] = '\0';
+                *lt = '\0';
+                addr = strdup(lt + 1);
+                strip_spaces(copy);
+                /* display: optionally a quoted-string */
+                size_t dn = strlen(copy);
+                struct util_buf b;
+                util_buf_init(&b, MAIL_MAX_ADDRESS);
+                if (dn >= 2 && copy[0] == '"' && copy[dn - 1] == '"') {
+                        for (size_t i = 1; i + 1 < dn; i++) {
+                                if (copy[i] == '\\' && i + 2 < dn)
+                                        i++;
+                                else if (copy[i] == '"')
+                                        goto bad_display;
+                                if (util_buf_append(&b, copy + i, 1) < 0)
+                                        goto bad_display;
+                        }
+                } else {
+                        if (strpbrk(copy, "<>\"") || util_buf_puts(&b, copy) < 0)
+                                goto bad_display;
+                }
+                display = util_buf_steal(&b);
+                if (!display || !addr) {
+                        r = -ENOMEM;
+                        goto out;
+                }
+                if (!*display)
+                        util_freep(&display);
+                goto check;
+        bad_display:
+                util_buf_free(&b);
+                goto out;
+        } else {
+                addr = strdup(copy);
+                if (!addr) {
+                        r = -ENOMEM;
+                        goto out;
+                }
+        }
+check:
+        if (!addr_spec_valid(addr))
+                goto out;
+        if (ret_display) {
+                *ret_display = display;
+                display = NULL;
+        }
+        if (ret_addr) {
+                *ret_addr = addr;
+                addr = NULL;
+        }
+        r = 0;
+out:
+        free(copy);
+        free(display);
+        free(addr);
+        return r;
+}
+
+/* "Display" <addr> for a header, display encoded when needed. */
+static int append_address(struct util_buf *b, const char *display, const char *addr, size_t *col) {
+        int r;
+        if (display && *display) {
+                char *clean = clean_text(display, CLEAN_LINE, 200);
+                if (!clean)
+                        return -ENOMEM;
+                strip_spaces(clean);
+                if (!*clean) {
+                        r = 0;
+                } else if (header_needs_encoding(clean)) {
+                        r = append_encoded_words(b, clean, col);
+                } else {
+                        bool atoms = true;
+                        for (const char *p = clean; *p; p++)
+                                if (!is_atext(*p) && *p != ' ')
+                                        atoms = false;
+                        size_t before = b->len;
+                        r = util_buf_puts(b, atoms ? "" : "\"");
+                        for (const char *p = clean; r >= 0 && *p; p++) {
+                                if (!atoms && (*p == '"' || *p == '\\'))
+                                        r = util_buf_puts(b, "\\");
+                                if (r >= 0)
+                                        r = util_buf_append(b, p, 1);
+                        }
+                        if (r >= 0)
+                                r = util_buf_puts(b, atoms ? "" : "\"");
+                        *col += b->len - before;
+                }
+                if (r >= 0 && *clean) {
+                        if (*col + strlen(addr) + 3 > HEADER_LINE_MAX) {
+                                r = util_buf_puts(b, "\r\n");
+                                *col = 0;
+                        }
+                        if (r >= 0)
+                                r = util_buf_puts(b, " ");
+                        (*col)++;
+                }
+                free(clean);
+                if (r < 0)
+                        return r;
+                r = util_buf_printf(b, "<%s>", addr);
+                *col += strlen(addr) + 2;
+                return r;
+        }
+        r = util_buf_puts(b, addr);
+        *col += strlen(addr);
+        return r;
+}
+
+/* ---- URL allow-list --------------------------------------------------- */
+
+bool mail_url_allowed(const char *url, char *const *hosts, size_t n_hosts) {
+        static char *const default_hosts[] = { (char *) MAIL_DEFAULT_URL_HOST };
+        CURLU *u = NULL;
+        char *scheme = NULL, *host = NULL, *port = NULL, *user = NULL, *pass = NULL;
+        bool ok = false;
+
+        if (!url || strlen(url) > MAIL_MAX_URL || util_has_ctl(url, false))
+                return false;
+        if (strncasecmp(url, "https://", 8) != 0)
+                return false;
+        /* Characters that have no business in the URL and could confuse a
+         * reader or an HTML attribute. */
+        if (strpbrk(url, " \"'<>\\`{}|^"))
+                return false;
+        for (const unsigned char *p = (const unsigned char *) url; *p; p++)
+                if (*p >= 0x80)
+                        return false;
+        if (n_hosts == 0 || !hosts) {
+                hosts = default_hosts;
+                n_hosts = 1;
+        }
+        u = curl_url();
+        if (!u)
+                return false;
+        if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK)
+                goto out;
+        if (curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK || strcmp(scheme, "https") != 0)
+                goto out;
+        /* "https://admin.microsoft.com@evil.example" has user info: refuse. */
+        if (curl_url_get(u, CURLUPART_USER, &user, 0) != CURLUE_NO_USER)
+                goto out;
+        if (curl_url_get(u, CURLUPART_PASSWORD, &pass, 0) != CURLUE_NO_PASSWORD)
+                goto out;
+        CURLUcode pc = curl_url_get(u, CURLUPART_PORT, &port, 0);
+        if (pc == CURLUE_OK && strcmp(port, "443") != 0)
+                goto out;
+        if (pc != CURLUE_OK && pc != CURLUE_NO_PORT)
+                goto out;
+        if (curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK)
+                goto out;
+        for (size_t i = 0; i < n_hosts; i++)
+                if (hosts[i] && util_streq_ci(host, hosts[i]))
+                        ok = true;
+out:
+        curl_free(scheme);
+        curl_free(host);
+        curl_free(port);
+        curl_free(user);
+        curl_free(pass);
+        curl_url_cleanup(u);
+        return ok;
+}
+
+/* ---- templates -------------------------------------------------------- */
+
+enum tpl_part {
+        TPL_SUBJECT = 0,
+        TPL_TEXT,
+        TPL_HTML,
+        _TPL_MAX,
+};
+
+static const char *const tpl_suffix[_TPL_MAX] = { ".subject", ".txt", ".html" };
+
+/* Every placeholder a template may use. */
+static const char *const placeholders[] = {
+        "customer_name", "domain", "tenant_id", "url", "deadline", "days_left",
+        "reminder_number", "order_count", "orders", "portal_links", "now", "contact",
+};
+
+struct mail_templates {
+        char *body[_MAIL_KIND_MAX][_TPL_MAX];
+};
+
+struct mail_templates *mail_templates_free(struct mail_templates *t) {
+        if (!t)
+                return NULL;
+        for (size_t k = 0; k < _MAIL_KIND_MAX; k++)
+                for (size_t p = 0; p < _TPL_MAX; p++)
+                        free(t->body[k][p]);
+        free(t);
+        return NULL;
+}
+
+static void errors_add(struct cfg_errors *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void errors_add(struct cfg_errors *e, const char *fmt, ...) {
+        va_list ap;
+        char *s = NULL;
+        if (!e)
+                return;
+        va_start(ap, fmt);
+        int n = vasprintf(&s, fmt, ap);
+        va_end(ap);
+        if (n < 0)
+                return;
+        char **items = realloc(e->items, (e->n + 1) * sizeof(*items));
+        if (!items) {
+                free(s);
+                return;
+        }
+        e->items = items;
+        e->items[e->n++] = s;
+}
+
+static bool placeholder_known(const char *name, size_t n) {
+        for (size_t i = 0; i < sizeof(placeholders) / sizeof(placeholders[0]); i++)
+                if (strlen(placeholders[i]) == n && memcmp(placeholders[i], name, n) == 0)
+                        return true;
+        return false;
+}
+
+/* Checks every {{...}} of a template; returns the number of problems. */
+static size_t template_check(const char *path, const char *text, struct cfg_errors *errors) {
+        size_t bad = 0, line = 1;
+        for (const char *p = text; *p; p++) {
+                if (*p == '\n') {
+                        line++;
+                        continue;
+                }
+                if (p[0] != '{' || p[1] != '{')
+                        continue;
+                const char *name = p + 2;
+                const char *end = strstr(name, "}}");
+                const char *nl = strchr(name, '\n');
+                if (!end || (nl && nl < end)) {
+                        errors_add(errors, "%s:%zu: unterminated placeholder", path, line);
+                        bad++;
+                        continue;
+                }
+                size_t n = (size_t) (end - name);
+                if (!placeholder_known(name, n)) {
+                        errors_add(errors, "%s:%zu: unknown placeholder {{%.*s}}", path, line,
+                                   (int) (n > 64 ? 64 : n), name);
+                        bad++;
+                }
+                p = end + 1;
+        }
+        return bad;
+}
+
+int mail_templates_load(const char *override_dir, const char *default_dir,
+                        struct mail_templates **ret, struct cfg_errors *errors) {
+        struct mail_templates *t = calloc(1, sizeof(*t));
+        size_t bad = 0;
+        int first_error = 0;
+
+        if (!t)
+                return -ENOMEM;
+        for (size_t k = 0; k < _MAIL_KIND_MAX; k++)
+                for (size_t part = 0; part < _TPL_MAX; part++) {
+                        const char *dirs[2] = { override_dir, default_dir };
+                        char *path = NULL, *data = NULL;
+                        int r = -ENOENT;
+
+                        for (size_t d = 0; d < 2 && r == -ENOENT; d++) {
+                                if (!dirs[d] || !*dirs[d])
+                                        continue;
+                                free(path);
+                                if (asprintf(&path, "%s/%s%s", dirs[d], mail_kind_to_string(k),
+                                             tpl_suffix[part]) < 0) {
+                                        path = NULL;
+                                        r = -ENOMEM;
+                                        break;
+                                }
+                                r = util_read_file(path, MAIL_MAX_TEMPLATE, &data, NULL);
+                        }
+                        if (r < 0) {
+                                errors_add(errors, "%s:0: cannot read template: %s",
+                                           path ? path : mail_kind_to_string(k), strerror(-r));
+                                bad++;
+                                if (!first_error)
+                                        first_error = r;
+                                free(path);
+                                continue;
+                        }
+                        for (const unsigned char *p = (const unsigned char *) data; *p; ) {
+                                size_t n = utf8_seq_len(p);
+                                if (n == 0) {
+                                        errors_add(errors, "%s:0: template is not valid UTF-8", path);
+                                        bad++;
+                                        break;
+                                }
+                                p += n;
+                        }
+                        if (part == TPL_SUBJECT) {
+                                /* One line; trailing newline(s) dropped. */
+                                size_t n = strlen(data);
+                                while (n > 0 && (data[n - 1] == '\n' || data[n - 1] == '\r'))
+                                        data[--n] = '\0';
+                                if (strchr(data, '\n') || n == 0) {
+                                        errors_add(errors, "%s:1: the subject must be one non-empty line", path);
+                                        bad++;
+                                }
+                        }
+                        bad += template_check(path, data, errors);
+                        t->body[k][part] = data;
+                        free(path);
+                }
+        if (bad > 0) {
+                mail_templates_free(t);
+                return first_error ? first_error : -EINVAL;
+        }
+        *ret = t;
+        return 0;
+}
+
+/* ---- rendering -------------------------------------------------------- */
+
+static const char *const month_names[12] = {
+        "January", "February", "March", "April", "May", "June", "July",
+        "August", "September", "October", "November", "December",
+};
+
+/* "9 December 2026, 14:00 UTC" */
+static void format_human_time(int64_t t, char *buf, size_t n) {
+        struct tm tm;
+        time_t tt = (time_t) t;
+        if (t <= 0 || !gmtime_r(&tt, &tm)) {
+                snprintf(buf, n, "unknown");
+                return;
+        }
+        snprintf(buf, n, "%d %s %d, %02d:%02d UTC", tm.tm_mday, month_names[tm.tm_mon],
+                 tm.tm_year + 1900, tm.tm_hour, tm.tm_min);
+}
+
+static int html_escape_append(struct util_buf *b, const char *s) {
+        int r = 0;
+        for (; *s && r >= 0; s++) {
+                switch (*s) {
+                case '&': r = util_buf_puts(b, "&amp;"); break;
+                case '<': r = util_buf_puts(b, "&lt;"); break;
+                case '>': r = util_buf_puts(b, "&gt;"); break;
+                case '"': r = util_buf_puts(b, "&quot;"); break;
+                case '\'': r = util_buf_puts(b, "&#39;"); break;
+                default: r = util_buf_append(b, s, 1); break;
+                }
+        }
+        return r;
+}
+
+/* A link we may put in an href: http(s) and clean. */
+static bool link_usable(const char *s) {
+        return s && (strncasecmp(s, "https://", 8) == 0 || strncasecmp(s, "http://", 7) == 0) &&
+               !util_has_ctl(s, false) && !strpbrk(s, " \"'<>\\`") && strlen(s) <= MAIL_MAX_URL;
+}
+
+/* The values of one render, each in its text form and (for the lists) its
+ * ready HTML form. */
+struct render_values {
+        char *v[sizeof(placeholders) / sizeof(placeholders[0])];
+        char *orders_html;
+        char *links_html;
+};
+
+static void render_values_clear(struct render_values *rv) {
+        for (size_t i = 0; i < sizeof(rv->v) / sizeof(rv->v[0]); i++)
+                free(rv->v[i]);
+        free(rv->orders_html);
+        free(rv->links_html);
+}
+
+static size_t placeholder_index(const char *name, size_t n) {
+        for (size_t i = 0; i < sizeof(placeholders) / sizeof(placeholders[0]); i++)
+                if (strlen(placeholders[i]) == n && memcmp(placeholders[i], name, n) == 0)
+                        return i;
+        return SIZE_MAX;
+}
+
+static int set_value(struct render_values *rv, const char *name, const char *value) {
+        size_t i = placeholder_index(name, strlen(name));
+        char *c = clean_text(value ? value : "", CLEAN_LINE, MAIL_MAX_VALUE);
+        if (!c)
+                return -ENOMEM;
+        strip_spaces(c);
+        free(rv->v[i]);
+        rv->v[i] = c;
+        return 0;
+}
+
+static int build_order_lists(struct render_values *rv, const struct mail_context *ctx) {
+        struct util_buf t, h, lt, lh;
+        int r = 0;
+
+        util_buf_init(&t, MAIL_MAX_PART);
+        util_buf_init(&h, MAIL_MAX_PART);
+        util_buf_init(&lt, MAIL_MAX_PART);
+        util_buf_init(&lh, MAIL_MAX_PART);
+        for (size_t i = 0; i < ctx->n_orders && r >= 0; i++) {
+                const struct mail_order *o = &ctx->orders[i];
+                char since[64], dl[64];
+                char *id = clean_text(o->id ? o->id : "?", CLEAN_LINE, 128);
+                char *product = clean_text(o->product ? o->product : "", CLEAN_LINE, 256);
+                char *err = o->error ? clean_text(o->error, CLEAN_LINE, 1024) : NULL;
+                bool link = link_usable(o->portal_link);
+
+                if (!id || !product || (o->error && !err)) {
+                        free(id);
+                        free(product);
+                        free(err);
+                        r = -ENOMEM;
+                        break;
+                }
+                format_human_time(o->querying_since, since, sizeof(since));
+                format_human_time(o->deadline, dl, sizeof(dl));
+
+                if (i > 0)
+                        r = util_buf_puts(&t, "\n");
+                if (r >= 0)
+                        r = util_buf_printf(&t, "  %s%s%s\n", id, *product ? " - " : "", product);
+                if (r >= 0 && link)
+                        r = util_buf_printf(&t, "    Portal: %s\n", o->portal_link);
+                if (r >= 0)
+                        r = util_buf_printf(&t, "    Querying since: %s\n    Deadline: %s\n", since, dl);
+                if (r >= 0 && err && *err)
+                        r = util_buf_printf(&t, "    Reason: %s\n", err);
+
+                /* HTML row */
+                const char *td = "<td style=\"padding:6px 8px;border-bottom:1px solid #e0e0e0;"
+                                 "font-size:14px;vertical-align:top;\">";
+                if (r >= 0)
+                        r = util_buf_printf(&h, "<tr>%s", td);
+                if (r >= 0)
+                        r = html_escape_append(&h, id);
+                if (r >= 0)
+                        r = util_buf_printf(&h, "</td>%s", td);
+                if (r >= 0)
+                        r = html_escape_append(&h, product);
+                if (r >= 0)
+                        r = util_buf_printf(&h, "</td>%s", td);
+                if (r >= 0 && link) {
+                        r = util_buf_puts(&h, "<a href=\"");
+                        if (r >= 0)
+                                r = html_escape_append(&h, o->portal_link);
+                        if (r >= 0)
+                                r = util_buf_puts(&h, "\" style=\"color:#0b57d0;\">Open</a>");
+                }
+                if (r >= 0)
+                        r = util_buf_printf(&h, "</td>%s%s</td>%s%s</td></tr>\n", td, since, td, dl);
+                if (r >= 0 && err && *err) {
+                        r = util_buf_puts(&h, "<tr><td colspan=\"5\" style=\"padding:2px 8px 8px;"
+                                              "font-size:14px;color:#8a1c1c;\">Reason: ");
+                        if (r >= 0)
+                                r = html_escape_append(&h, err);
+                        if (r >= 0)
+                                r = util_buf_puts(&h, "</td></tr>\n");
+                }
+
+                /* portal links */
+                if (r >= 0 && link) {
+                        r = util_buf_printf(&lt, "%s%s: %s", lt.len ? "\n" : "", id, o->portal_link);
+                        if (r >= 0)
+                                r = util_buf_puts(&lh, lh.len ? "<br>\n<a href=\"" : "<a href=\"");
+                        if (r >= 0)
+                                r = html_escape_append(&lh, o->portal_link);
+                        if (r >= 0)
+                                r = util_buf_puts(&lh, "\" style=\"color:#0b57d0;\">");
+                        if (r >= 0)
+                                r = html_escape_append(&lh, id);
+                        if (r >= 0)
+                                r = util_buf_puts(&lh, "</a>");
+                }
+                free(id);
+                free(product);
+                free(err);
+        }
+        if (r >= 0 && t.len > 0 && t.data[t.len - 1] == '\n')
+                t.data[--t.len] = '\0';
+        if (r >= 0) {
+                size_t io = placeholder_index("orders", 6), il = placeholder_index("portal_links", 12);
+                free(rv->v[io]);
+                free(rv->v[il]);
+                rv->v[io] = util_buf_steal(&t);
+                rv->v[il] = util_buf_steal(&lt);
+                rv->orders_html = util_buf_steal(&h);
+                rv->links_html = util_buf_steal(&lh);
+                if (!rv->v[io] || !rv->v[il] || !rv->orders_html || !rv->links_html)
+                        r = -ENOMEM;
+        }
+        util_buf_free(&t);
+        util_buf_free(&h);
+        util_buf_free(&lt);
+        util_buf_free(&lh);
+        return r;
+}
+
+static int expand(const char *tpl, enum tpl_part part, const struct render_values *rv, char **ret) {
+        struct util_buf b;
+        int r = 0;
+
+        util_buf_init(&b, MAIL_MAX_PART);
+        for (const char *p = tpl; *p && r >= 0; ) {
+                const char *open = strstr(p, "{{");
+                const char *end = open ? strstr(open + 2, "}}") : NULL;
+                if (!open || !end) {
+                        r = util_buf_puts(&b, p);
+                        break;
+                }
+                r = util_buf_append(&b, p, (size_t) (open - p));
+                if (r < 0)
+                        break;
+                size_t i = placeholder_index(open + 2, (size_t) (end - open - 2));
+                if (i == SIZE_MAX) {
+                        r = -EINVAL;        /* checked at load time */
+                        break;
+                }
+                const char *v = rv->v[i] ? rv->v[i] : "";
+                if (part == TPL_HTML && strcmp(placeholders[i], "orders") == 0)
+                        r = util_buf_puts(&b, rv->orders_html ? rv->orders_html : "");
+                else if (part == TPL_HTML && strcmp(placeholders[i], "portal_links") == 0)
+                        r = util_buf_puts(&b, rv->links_html ? rv->links_html : "");
+                else if (part == TPL_HTML)
+                        r = html_escape_append(&b, v);
+                else
+                        r = util_buf_puts(&b, v);
+                p = end + 2;
+        }
+        if (r < 0) {
+                util_buf_free(&b);
+                return r;
+        }
+        *ret = util_buf_steal(&b);
+        return *ret ? 0 : -ENOMEM;
+}
+
+struct mail_message *mail_message_free(struct mail_message *m) {
+        if (!m)
+                return NULL;
+        free(m->message_id);
+        free(m->envelope_from);
+        for (size_t i = 0; i < m->n_rcpt; i++)
+                free(m->rcpt[i]);
+        free(m->rcpt);
+        free(m->subject);
+        free(m->data);
+        free(m);
+        return NULL;
+}
+
+/* One header recipient list being built, with the envelope. */
+struct rcpt_set {
+        char **addr;
+        size_t n;
+};
+
+static void rcpt_set_clear(struct rcpt_set *s) {
+        for (size_t i = 0; i < s->n; i++)
+                free(s->addr[i]);
+        free(s->addr);
+        *s = (struct rcpt_set) {};
+}
+
+/* Adds addr to the envelope unless present; returns 1 when added. */
+static int rcpt_add(struct rcpt_set *s, const char *addr) {
+        for (size_t i = 0; i < s->n; i++)
+                if (util_streq_ci(s->addr[i], addr))
+                        return 0;
+        char **a = realloc(s->addr, (s->n + 1) * sizeof(*a));
+        if (!a)
+                return -ENOMEM;
+        s->addr = a;
+        s->addr[s->n] = strdup(addr);
+        if (!s->addr[s->n])
+                return -ENOMEM;
+        s->n++;
+        return 1;
+}
+
+/* Appends "Name: a, b, ..." for list (entries "Name <addr>" or "addr").
+ * Invalid entries fail with -EINVAL unless skip_invalid. */
+static int append_recipients(struct util_buf *hdr, const char *name, char *const *list, size_t n,
+                             bool skip_invalid, bool *first, struct rcpt_set *env, char **ret_err) {
+        size_t col = 0;
+        int r;
+
+        for (size_t i = 0; i < n; i++) {
+                char *display = NULL, *addr = NULL;
+                r = mail_parse_address(list[i], &display, &addr);
+                if (r == -ENOMEM)
+                        return r;
+                if (r < 0) {
+                        if (skip_invalid)
+                                continue;
+                        if (ret_err && asprintf(ret_err, "invalid %s address in the configuration", name) < 0)
+                                *ret_err = NULL;
+                        return -EINVAL;
+                }
+                r = rcpt_add(env, addr);
+                if (r > 0 && hdr) {
+                        if (*first) {
+                                r = util_buf_printf(hdr, "%s: ", name);
+                                col = strlen(name) + 2;
+                                *first = false;
+                        } else {
+                                r = util_buf_puts(hdr, ",\r\n ");
+                                col = 1;
+                        }
+                        if (r >= 0)
+                                r = append_address(hdr, display, addr, &col);
+                }
+                free(display);
+                free(addr);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+static bool kind_needs_url(enum mail_kind k) {
+        return k == MAIL_KIND_NEW_REQUEST || k == MAIL_KIND_REMINDER ||
+               k == MAIL_KIND_FINAL_WARNING || k == MAIL_KIND_DRAFT_WARNING;
+}
+
+static int fail(char **ret_err, int r, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(char **ret_err, int r, const char *fmt, ...) {
+        va_list ap;
+        if (!ret_err)
+                return r;
+        va_start(ap, fmt);
+        if (vasprintf(ret_err, fmt, ap) < 0)
+                *ret_err = NULL;
+        va_end(ap);
+        return r;
+}
+
+static int random_hex(char *buf, size_t nbytes) {
+        unsigned char raw[32];
+        if (nbytes > sizeof(raw))
+                return -EINVAL;
+        int r = util_random_bytes(raw, nbytes);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < nbytes; i++)
+                snprintf(buf + 2 * i, 3, "%02x", raw[i]);
+        return 0;
+}
+
+static int fill_values(struct render_values *rv, const struct mail_context *ctx, const char *url,
+                       const char *from_addr) {
+        char buf[64];
+        int64_t now = ctx->now > 0 ? ctx->now : util_now_wall();
+        const char *name = ctx->customer_name && *ctx->customer_name ? ctx->customer_name :
+                           ctx->domain && *ctx->domain ? ctx->domain : "your organisation";
+        int r;
+
+        r = set_value(rv, "customer_name", name);
+        if (r >= 0)
+                r = set_value(rv, "domain", ctx->domain && *ctx->domain ? ctx->domain : "(not known)");
+        if (r >= 0)
+                r = set_value(rv, "tenant_id", ctx->tenant_id && *ctx->tenant_id ? ctx->tenant_id : "(not known)");
+        if (r >= 0)
+                r = set_value(rv, "url", url ? url : "");
+        format_human_time(ctx->deadline, buf, sizeof(buf));
+        if (r >= 0)
+                r = set_value(rv, "deadline", buf);
+        if (ctx->deadline > 0) {
+                int64_t left = ctx->deadline - now;
+                snprintf(buf, sizeof(buf), "%lld",
+                         (long long) (left <= 0 ? 0 : (left + UTIL_SEC_PER_DAY - 1) / UTIL_SEC_PER_DAY));
+        } else
+                snprintf(buf, sizeof(buf), "unknown");
+        if (r >= 0)
+                r = set_value(rv, "days_left", buf);
+        snprintf(buf, sizeof(buf), "%d", ctx->reminder_number);
+        if (r >= 0)
+                r = set_value(rv, "reminder_number", buf);
+        snprintf(buf, sizeof(buf), "%zu", ctx->n_orders);
+        if (r >= 0)
+                r = set_value(rv, "order_count", buf);
+        format_human_time(now, buf, sizeof(buf));
+        if (r >= 0)
+                r = set_value(rv, "now", buf);
+        if (r >= 0)
+                r = set_value(rv, "contact", from_addr);
+        if (r >= 0)
+                r = build_order_lists(rv, ctx);
+        return r;
+}
+
+static int append_part(struct util_buf *b, const char *boundary, const char *type, const char *body) {
+        char *qp = mail_encode_qp(body);
+        if (!qp)
+                return -ENOMEM;
+        int r = util_buf_printf(b, "--%s\r\nContent-Type: %s; charset=UTF-8\r\n"
+                                "Content-Transfer-Encoding: quoted-printable\r\n\r\n", boundary, type);
+        if (r >= 0)
+                r = util_buf_puts(b, qp);
+        free(qp);
+        return r;
+}
+
+int mail_render(const struct mail_templates *t, const struct cfg_mail *cfg,
+                const struct mail_context *ctx, struct mail_message **ret, char **ret_err) {
+        struct render_values rv = {};
+        struct rcpt_set env = {};
+        struct util_buf hdr;
+        struct mail_message *m = NULL;
+        char *from_display = NULL, *from_addr = NULL, *subject = NULL, *text = NULL, *html = NULL;
+        char *subject_enc = NULL;
+        char rnd[33], boundary[64], date[64];
+        bool first;
+        int r;
+
+        util_buf_init(&hdr, MAIL_MAX_MESSAGE);
+        if (ret_err)
+                *ret_err = NULL;
+        if (!t || !cfg || !ctx || ctx->kind < 0 || ctx->kind >= _MAIL_KIND_MAX)
+                return fail(ret_err, -EINVAL, "invalid mail request");
+
+        if (!cfg->from || mail_parse_address(cfg->from, &from_display, &from_addr) < 0) {
+                r = fail(ret_err, -EINVAL, "the configured From address is not valid");
+                goto out;
+        }
+        const char *url = ctx->url && *ctx->url ? ctx->url : NULL;
+        if (url && !mail_url_allowed(url, cfg->url_hosts, cfg->n_url_hosts)) {
+                r = fail(ret_err, -EINVAL,
+                         "relationship URL refused: it must be https:// on an allowed host (%s%s)",
+                         cfg->n_url_hosts > 0 ? cfg->url_hosts[0] : MAIL_DEFAULT_URL_HOST,
+                         cfg->n_url_hosts > 1 ? ", ..." : "");
+                goto out;
+        }
+        if (!url && kind_needs_url(ctx->kind)) {
+                r = fail(ret_err, -EINVAL, "no relationship URL for a %s mail", mail_kind_to_string(ctx->kind));
+                goto out;
+        }
+
+        r = fill_values(&rv, ctx, url, from_addr);
+        if (r < 0)
+                goto out;
+        r = expand(t->body[ctx->kind][TPL_SUBJECT], TPL_SUBJECT, &rv, &subject);
+        if (r >= 0)
+                r = expand(t->body[ctx->kind][TPL_TEXT], TPL_TEXT, &rv, &text);
+        if (r >= 0)
+                r = expand(t->body[ctx->kind][TPL_HTML], TPL_HTML, &rv, &html);
+        if (r < 0) {
+                r = fail(ret_err, r, "cannot expand the %s templates", mail_kind_to_string(ctx->kind));
+                goto out;
+        }
+        {
+                char *c = clean_text(subject, CLEAN_LINE, MAIL_MAX_VALUE);
+                if (!c) {
+                        r = -ENOMEM;
+                        goto out;
+                }
+                free(subject);
+                subject = strip_spaces(c);
+        }
+
+        /* Date, Message-ID */
+        {
+                int64_t now = ctx->now > 0 ? ctx->now : util_now_wall();
+                time_t tt = (time_t) now;
+                struct tm tm;
+                static const char *const days[] = { "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat" };
+                static const char *const mons[] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                                    "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
+                if (!gmtime_r(&tt, &tm)) {
+                        r = -EINVAL;
+                        goto out;
+                }
+                snprintf(date, sizeof(date), "%s, %d %s %d %02d:%02d:%02d +0000", days[tm.tm_wday],
+                         tm.tm_mday, mons[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+                r = random_hex(rnd, 16);
+                if (r < 0)
+                        goto out;
+                m = calloc(1, sizeof(*m));
+                if (!m) {
+                        r = -ENOMEM;
+                        goto out;
+                }
+                if (asprintf(&m->message_id, "<%s.%lld@%s>", rnd, (long long) now,
+                             strrchr(from_addr, '@') + 1) < 0) {
+                        m->message_id = NULL;
+                        r = -ENOMEM;
+                        goto out;
+                }
+        }
+        r = random_hex(rnd, 12);
+        if (r < 0)
+                goto out;
+        snprintf(boundary, sizeof(boundary), "=_partnerd_%s", rnd);
+
+        r = util_buf_printf(&hdr, "Date: %s\r\nMessage-ID: %s\r\nFrom: ", date, m->message_id);
+        if (r >= 0) {
+                size_t col = 6;
+                r = append_address(&hdr, from_display, from_addr, &col);
+        }
+        if (r >= 0)
+                r = util_buf_puts(&hdr, "\r\n");
+        if (r < 0)
+                goto out;
+
+        /* To: the configured list (ops for an ops notice) and the order
+         * contacts; Cc; Bcc only in the envelope. */
+        first = true;
+        if (ctx->kind == MAIL_KIND_OPS_NOTICE && cfg->n_ops > 0)
+                r = append_recipients(&hdr, "To", cfg->ops, cfg->n_ops, false, &first, &env, ret_err);
+        else
+                r = append_recipients(&hdr, "To", cfg->to, cfg->n_to, false, &first, &env, ret_err);
+        if (r >= 0)
+                r = append_recipients(&hdr, "To", ctx->extra_rcpt, ctx->n_extra_rcpt, true, &first, &env, ret_err);
+        if (r >= 0 && !first)
+                r = util_buf_puts(&hdr, "\r\n");
+        if (r >= 0 && first) {
+                /* No To at all: RFC 5322 allows it, but say who it is for. */
+                r = util_buf_puts(&hdr, "To: undisclosed-recipients:;\r\n");
+        }
+        first = true;
+        if (r >= 0)
+                r = append_recipients(&hdr, "Cc", cfg->cc, cfg->n_cc, false, &first, &env, ret_err);
+        if (r >= 0 && !first)
+                r = util_buf_puts(&hdr, "\r\n");
+        if (r >= 0)
+                r = append_recipients(NULL, "Bcc", cfg->bcc, cfg->n_bcc, false, &first, &env, ret_err);
+        if (r < 0)
+                goto out;
+        if (env.n == 0) {
+                r = fail(ret_err, -EINVAL, "no recipients for a %s mail", mail_kind_to_string(ctx->kind));
+                goto out;
+        }
+
+        subject_enc = mail_encode_header(subject, strlen("Subject: "));
+        if (!subject_enc) {
+                r = -ENOMEM;
+                goto out;
+        }
+        r = util_buf_printf(&hdr, "Subject: %s\r\nMIME-Version: 1.0\r\n"
+                            "Auto-Submitted: auto-generated\r\nX-Auto-Response-Suppress: All\r\n"
+                            "Content-Type: multipart/alternative;\r\n boundary=\"%s\"\r\n\r\n"
+                            "This is a multi-part message in MIME format.\r\n\r\n",
+                            subject_enc, boundary);
+        if (r >= 0)
+                r = append_part(&hdr, boundary, "text/plain", text);
+        if (r >= 0)
+                r = util_buf_puts(&hdr, "\r\n");
+        if (r >= 0)
+                r = append_part(&hdr, boundary, "text/html", html);
+        if (r >= 0)
+                r = util_buf_printf(&hdr, "\r\n--%s--\r\n", boundary);
+        if (r < 0) {
+                if (r == -E2BIG)
+                        r = fail(ret_err, r, "the rendered message is too large");
+                goto out;
+        }
+
+        m->len = hdr.len;
+        m->data = util_buf_steal(&hdr);
+        m->envelope_from = from_addr;
+        from_addr = NULL;
+        m->rcpt = env.addr;
+        m->n_rcpt = env.n;
+        env = (struct rcpt_set) {};
+        m->subject = subject;
+        subject = NULL;
+        *ret = m;
+        m = NULL;
+        r = 0;
+out:
+        if (r == -ENOMEM && ret_err && !*ret_err)
+                fail(ret_err, r, "out of memory");
+        util_buf_free(&hdr);
+        rcpt_set_clear(&env);
+        render_values_clear(&rv);
+        mail_message_free(m);
+        free(from_display);
+        free(from_addr);
+        free(subject);
+        free(subject_enc);
+        free(text);
+        free(html);
+        return r;
+}

@@ -1,0 +1,607 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * store: the state file.
+ *
+ * Schema version 1 (keys sorted on output, customers and orders in
+ * insertion order, times as "YYYY-mm-ddTHH:MM:SSZ" or null for "never"):
+ *
+ *   {"version": 1,
+ *    "customers": [
+ *      {"key": "<tenant id | domain:<domain>>", "tenant_id": s|null,
+ *       "domain": s|null, "name": s|null, "relationship_url": s|null,
+ *       "first_seen": t, "notified_at": t, "last_mail_at": t,
+ *       "reminders": n, "final_warning_sent": b, "deadline_passed_logged": b,
+ *       "warned_deadline": t, "confirmation_sent": b,
+ *       "next_check": t, "check_count": n, "accepted_at": t,
+ *       "orders": [
+ *         {"id": "ORD-…", "status": "blocked|processing_sent|closed|other_query|draft",
+ *          "querying_at_raw": s|null, "querying_since": t, "first_seen": t,
+ *          "process_sent_at": t, "process_attempts": n, "outcome": s|null,
+ *          "closed_at": t, "template_id": s|null, "relationship_url": s|null,
+ *          "notified": b}]}]}
+ *
+ * Legacy layout (version 0, or no "version"): one flat object of orders,
+ *
+ *   {"orders": {"ORD-…": {"customer": "<key>", "status": "…",
+ *               "querying_since": t, "first_seen": t, "notified_at": t,
+ *               "reminders": n, "accepted_at": t, "process_sent_at": t,
+ *               "outcome": s}}}
+ *
+ * which is migrated by grouping the orders per customer.
+ *
+ * Unknown fields are ignored; missing optional fields take their zero
+ * value; a field of the wrong type makes the file corrupt.
+ */
+#include "store.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "jsonx.h"
+#include "util.h"
+
+#define STORE_FILE "state.json"
+#define STORE_MAX_SIZE ((size_t) 64 << 20)   /* 64 MiB: far beyond any real state */
+
+/* ---- encoding ----------------------------------------------------------- */
+
+static json_t *order_to_json(const struct tracked_order *t, bool *ok) {
+        json_t *o = json_object();
+        if (!o) {
+                *ok = false;
+                return NULL;
+        }
+        jsonx_put(o, "id", jsonx_str(t->id), ok);
+        jsonx_put(o, "status", json_string(track_status_to_string(t->status)), ok);
+        jsonx_put(o, "querying_at_raw", jsonx_str(t->querying_at_raw), ok);
+        jsonx_put(o, "querying_since", jsonx_time(t->querying_since), ok);
+        jsonx_put(o, "first_seen", jsonx_time(t->first_seen), ok);
+        jsonx_put(o, "process_sent_at", jsonx_time(t->process_sent_at), ok);
+        jsonx_put(o, "process_attempts", json_integer(t->process_attempts), ok);
+        jsonx_put(o, "outcome", jsonx_str(t->outcome), ok);
+        jsonx_put(o, "closed_at", jsonx_time(t->closed_at), ok);
+        jsonx_put(o, "template_id", jsonx_str(t->template_id), ok);
+        jsonx_put(o, "relationship_url", jsonx_str(t->relationship_url), ok);
+        jsonx_put(o, "notified", json_boolean(t->notified), ok);
+        return o;
+}
+
+static json_t *customer_to_json(const struct tracked_customer *c, bool *ok) {
+        json_t *o = json_object(), *orders = json_array();
+        if (!o || !orders) {
+                json_decref(o);
+                json_decref(orders);
+                *ok = false;
+                return NULL;
+        }
+        jsonx_put(o, "key", jsonx_str(c->key), ok);
+        jsonx_put(o, "tenant_id", jsonx_str(c->tenant_id), ok);
+        jsonx_put(o, "domain", jsonx_str(c->domain), ok);
+        jsonx_put(o, "name", jsonx_str(c->name), ok);
+        jsonx_put(o, "relationship_url", jsonx_str(c->relationship_url), ok);
+        jsonx_put(o, "first_seen", jsonx_time(c->first_seen), ok);
+        jsonx_put(o, "notified_at", jsonx_time(c->notified_at), ok);
+        jsonx_put(o, "last_mail_at", jsonx_time(c->last_mail_at), ok);
+        jsonx_put(o, "reminders", json_integer(c->reminders), ok);
+        jsonx_put(o, "final_warning_sent", json_boolean(c->final_warning_sent), ok);
+        jsonx_put(o, "deadline_passed_logged", json_boolean(c->deadline_passed_logged), ok);
+        jsonx_put(o, "warned_deadline", jsonx_time(c->warned_deadline), ok);
+        jsonx_put(o, "confirmation_sent", json_boolean(c->confirmation_sent), ok);
+        jsonx_put(o, "next_check", jsonx_time(c->next_check), ok);
+        jsonx_put(o, "check_count", json_integer(c->check_count), ok);
+        jsonx_put(o, "accepted_at", jsonx_time(c->accepted_at), ok);
+        for (size_t i = 0; i < c->n_orders; i++) {
+                json_t *t = order_to_json(&c->orders[i], ok);
+                if (!t || json_array_append_new(orders, t) < 0)
+                        *ok = false;
+        }
+        jsonx_put(o, "orders", orders, ok);
+        return o;
+}
+
+int store_to_json(const struct state *s, char **ret) {
+        bool ok = true;
+        json_t *root = json_object(), *customers = json_array();
+        if (!root || !customers) {
+                json_decref(root);
+                json_decref(customers);
+                return -ENOMEM;
+        }
+        jsonx_put(root, "version", json_integer(STATE_VERSION), &ok);
+        for (size_t i = 0; i < s->n_customers; i++) {
+                json_t *c = customer_to_json(&s->customers[i], &ok);
+                if (!c || json_array_append_new(customers, c) < 0)
+                        ok = false;
+        }
+        jsonx_put(root, "customers", customers, &ok);
+        char *text = ok ? json_dumps(root, JSON_SORT_KEYS | JSON_INDENT(1)) : NULL;
+        json_decref(root);
+        if (!text)
+                return -ENOMEM;
+        /* A trailing newline, as for every text file. */
+        char *withnl = NULL;
+        int r = asprintf(&withnl, "%s\n", text);
+        free(text);
+        if (r < 0)
+                return -ENOMEM;
+        *ret = withnl;
+        return 0;
+}
+
+/* ---- decoding ----------------------------------------------------------- */
+
+struct dec {
+        char *err;   /* first error, malloc'd */
+        bool oom;
+};
+
+static void dec_fail(struct dec *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void dec_fail(struct dec *d, const char *fmt, ...) {
+        if (d->err || d->oom)
+                return;
+        va_list ap;
+        va_start(ap, fmt);
+        if (vasprintf(&d->err, fmt, ap) < 0) {
+                d->err = NULL;
+                d->oom = true;
+        }
+        va_end(ap);
+}
+
+static bool dec_ok(const struct dec *d) {
+        return !d->err && !d->oom;
+}
+
+static void get_str(struct dec *d, const json_t *o, const char *k, const char *where, char **dst) {
+        const json_t *v = json_object_get(o, k);
+        if (!v || json_is_null(v))
+                return;
+        if (!json_is_string(v)) {
+                dec_fail(d, "%s: \"%s\" is not a string", where, k);
+                return;
+        }
+        if (!(*dst = strdup(json_string_value(v))))
+                d->oom = true;
+}
+
+static void get_time(struct dec *d, const json_t *o, const char *k, const char *where, int64_t *dst) {
+        const json_t *v = json_object_get(o, k);
+        if (!v || json_is_null(v))
+                return;
+        if (!json_is_string(v) || util_parse_time(json_string_value(v), dst) < 0)
+                dec_fail(d, "%s: \"%s\" is not a timestamp", where, k);
+}
+
+static void get_int(struct dec *d, const json_t *o, const char *k, const char *where, int *dst) {
+        const json_t *v = json_object_get(o, k);
+        if (!v || json_is_null(v))
+                return;
+        if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > 1000000) {
+                dec_fail(d, "%s: \"%s\" is not a small non-negative integer", where, k);
+                return;
+        }
+        *dst = (int) json_integer_value(v);
+}
+
+static void get_bool(struct dec *d, const json_t *o, const char *k, const char *where, bool *dst) {
+        const json_t *v = json_object_get(o, k);
+        if (!v || json_is_null(v))
+                return;
+        if (!json_is_boolean(v)) {
+                dec_fail(d, "%s: \"%s\" is not a boolean", where, k);
+                return;
+        }
+        *dst = json_is_true(v);
+}
+
+/* A required, non-empty identifier without control characters. */
+static const char *get_id(struct dec *d, const json_t *o, const char *k, const char *where) {
+        const json_t *v = json_object_get(o, k);
+        const char *s = json_is_string(v) ? json_string_value(v) : NULL;
+        if (!s || !*s || util_has_ctl(s, false)) {
+                dec_fail(d, "%s: \"%s\" missing or invalid", where, k);
+                return NULL;
+        }
+        return s;
+}
+
+static void get_status(struct dec *d, const json_t *o, const char *where, enum track_status *dst) {
+        const json_t *v = json_object_get(o, "status");
+        int st = json_is_string(v) ? track_status_from_string(json_string_value(v)) : -EINVAL;
+        if (st < 0) {
+                dec_fail(d, "%s: \"status\" missing or unknown", where);
+                return;
+        }
+        *dst = (enum track_status) st;
+}
+
+static void decode_order(struct dec *d, const json_t *jo, struct tracked_customer *c, const char *where) {
+        if (!json_is_object(jo)) {
+                dec_fail(d, "%s: order is not an object", where);
+                return;
+        }
+        const char *id = get_id(d, jo, "id", where);
+        if (!id)
+                return;
+        struct tracked_order *t = customer_add_order(c, id);
+        if (!t) {
+                d->oom = true;
+                return;
+        }
+        char w[256];
+        snprintf(w, sizeof(w), "order %.100s", id);
+        get_status(d, jo, w, &t->status);
+        get_str(d, jo, "querying_at_raw", w, &t->querying_at_raw);
+        get_time(d, jo, "querying_since", w, &t->querying_since);
+        get_time(d, jo, "first_seen", w, &t->first_seen);
+        get_time(d, jo, "process_sent_at", w, &t->process_sent_at);
+        get_int(d, jo, "process_attempts", w, &t->process_attempts);
+        get_str(d, jo, "outcome", w, &t->outcome);
+        get_time(d, jo, "closed_at", w, &t->closed_at);
+        get_str(d, jo, "template_id", w, &t->template_id);
+        get_str(d, jo, "relationship_url", w, &t->relationship_url);
+        get_bool(d, jo, "notified", w, &t->notified);
+}
+
+static void decode_customer(struct dec *d, const json_t *jc, struct state *s, size_t i) {
+        char w[300];
+        snprintf(w, sizeof(w), "customers[%zu]", i);
+        if (!json_is_object(jc)) {
+                dec_fail(d, "%s is not an object", w);
+                return;
+        }
+        const char *key = get_id(d, jc, "key", w);
+        if (!key)
+                return;
+        struct tracked_customer *c = state_add_customer(s, key);
+        if (!c) {
+                d->oom = true;
+                return;
+        }
+        snprintf(w, sizeof(w), "customer %.100s", key);
+        get_str(d, jc, "tenant_id", w, &c->tenant_id);
+        get_str(d, jc, "domain", w, &c->domain);
+        get_str(d, jc, "name", w, &c->name);
+        get_str(d, jc, "relationship_url", w, &c->relationship_url);
+        get_time(d, jc, "first_seen", w, &c->first_seen);
+        get_time(d, jc, "notified_at", w, &c->notified_at);
+        get_time(d, jc, "last_mail_at", w, &c->last_mail_at);
+        get_int(d, jc, "reminders", w, &c->reminders);
+        get_bool(d, jc, "final_warning_sent", w, &c->final_warning_sent);
+        get_bool(d, jc, "deadline_passed_logged", w, &c->deadline_passed_logged);
+        get_time(d, jc, "warned_deadline", w, &c->warned_deadline);
+        get_bool(d, jc, "confirmation_sent", w, &c->confirmation_sent);
+        get_time(d, jc, "next_check", w, &c->next_check);
+        get_int(d, jc, "check_count", w, &c->check_count);
+        get_time(d, jc, "accepted_at", w, &c->accepted_at);
+        const json_t *orders = json_object_get(jc, "orders");
+        if (orders && !json_is_null(orders) && !json_is_array(orders)) {
+                dec_fail(d, "%s: \"orders\" is not an array", w);
+                return;
+        }
+        size_t oi;
+        const json_t *jo;
+        json_array_foreach(orders, oi, jo) {
+                if (!dec_ok(d))
+                        return;
+                decode_order(d, jo, c, w);
+        }
+}
+
+/* Version 0: {"orders": {"ORD-…": {"customer": key, ...}}}. */
+static void decode_legacy(struct dec *d, const json_t *root, struct state *s) {
+        const json_t *orders = json_object_get(root, "orders");
+        if (!json_is_object(orders)) {
+                dec_fail(d, "legacy layout: \"orders\" is not an object");
+                return;
+        }
+        const char *id;
+        const json_t *jo;
+        json_object_foreach((json_t *) orders, id, jo) {
+                char w[256];
+                snprintf(w, sizeof(w), "order %.100s", id);
+                if (!json_is_object(jo)) {
+                        dec_fail(d, "%s is not an object", w);
+                        return;
+                }
+                if (!*id || util_has_ctl(id, false)) {
+                        dec_fail(d, "legacy layout: invalid order id");
+                        return;
+                }
+                const char *key = get_id(d, jo, "customer", w);
+                if (!key)
+                        return;
+                struct tracked_customer *c = state_find_customer(s, key);
+                if (!c && !(c = state_add_customer(s, key))) {
+                        d->oom = true;
+                        return;
+                }
+                struct tracked_order *t = customer_add_order(c, id);
+                if (!t) {
+                        d->oom = true;
+                        return;
+                }
+                int64_t notified_at = 0, accepted_at = 0;
+                int reminders = 0;
+                get_status(d, jo, w, &t->status);
+                get_time(d, jo, "querying_since", w, &t->querying_since);
+                get_time(d, jo, "first_seen", w, &t->first_seen);
+                get_time(d, jo, "process_sent_at", w, &t->process_sent_at);
+                get_str(d, jo, "outcome", w, &t->outcome);
+                get_time(d, jo, "notified_at", w, &notified_at);
+                get_time(d, jo, "accepted_at", w, &accepted_at);
+                get_int(d, jo, "reminders", w, &reminders);
+                if (!dec_ok(d))
+                        return;
+                t->notified = notified_at != 0;
+                if (t->status == TRACK_CLOSED)
+                        t->closed_at = t->process_sent_at ? t->process_sent_at : t->first_seen;
+                if (!c->first_seen || (t->first_seen && t->first_seen < c->first_seen))
+                        c->first_seen = t->first_seen;
+                if (!c->notified_at || (notified_at && notified_at < c->notified_at))
+                        c->notified_at = notified_at;
+                if (notified_at > c->last_mail_at)
+                        c->last_mail_at = notified_at;
+                if (reminders > c->reminders)
+                        c->reminders = reminders;
+                if (accepted_at > c->accepted_at)
+                        c->accepted_at = accepted_at;
+        }
+}
+
+static int cmp_str(const void *a, const void *b) {
+        return strcmp(*(const char *const *) a, *(const char *const *) b);
+}
+
+/* Customer keys and order ids must be unique in the whole file. */
+static void check_unique(struct dec *d, const struct state *s) {
+        size_t n = 0, no = 0;
+        for (size_t i = 0; i < s->n_customers; i++)
+                n += s->customers[i].n_orders;
+        const char **keys = calloc(s->n_customers + 1, sizeof(*keys));
+        const char **ids = calloc(n + 1, sizeof(*ids));
+        if (!keys || !ids) {
+                d->oom = true;
+                goto out;
+        }
+        for (size_t i = 0; i < s->n_customers; i++) {
+                keys[i] = s->customers[i].key;
+                for (size_t j = 0; j < s->customers[i].n_orders; j++)
+                        ids[no++] = s->customers[i].orders[j].id;
+        }
+        qsort(keys, s->n_customers, sizeof(*keys), cmp_str);
+        qsort(ids, no, sizeof(*ids), cmp_str);
+        for (size_t i = 1; i < s->n_customers; i++)
+                if (strcmp(keys[i - 1], keys[i]) == 0) {
+                        dec_fail(d, "customer %.100s appears twice", keys[i]);
+                        goto out;
+                }
+        for (size_t i = 1; i < no; i++)
+                if (strcmp(ids[i - 1], ids[i]) == 0) {
+                        dec_fail(d, "order %.100s appears twice", ids[i]);
+                        goto out;
+                }
+out:
+        free(keys);
+        free(ids);
+}
+
+int store_from_json(const char *text, size_t len, struct state **ret, char **ret_err) {
+        struct dec d = { 0 };
+        json_error_t jerr;
+        struct state *s = NULL;
+        json_t *root = NULL;
+        int r;
+
+        if (ret_err)
+                *ret_err = NULL;
+        if (len > STORE_MAX_SIZE) {
+                dec_fail(&d, "larger than %zu bytes", STORE_MAX_SIZE);
+                goto out;
+        }
+        root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+        if (!root) {
+                dec_fail(&d, "invalid JSON at line %d, column %d: %s", jerr.line, jerr.column, jerr.text);
+                goto out;
+        }
+        if (!json_is_object(root)) {
+                dec_fail(&d, "the top level is not an object");
+                goto out;
+        }
+        s = state_new();
+        if (!s) {
+                d.oom = true;
+                goto out;
+        }
+        const json_t *v = json_object_get(root, "version");
+        json_int_t version = 0;
+        if (v && !json_is_integer(v)) {
+                dec_fail(&d, "\"version\" is not an integer");
+                goto out;
+        }
+        if (v)
+                version = json_integer_value(v);
+        if (version > STATE_VERSION || version < 0) {
+                dec_fail(&d, "unsupported version %lld (this partnerd reads up to %d)",
+                         (long long) version, STATE_VERSION);
+                goto out;
+        }
+        if (version == 0) {
+                decode_legacy(&d, root, s);
+        } else {
+                const json_t *customers = json_object_get(root, "customers");
+                if (customers && !json_is_array(customers)) {
+                        dec_fail(&d, "\"customers\" is not an array");
+                        goto out;
+                }
+                size_t i;
+                const json_t *jc;
+                json_array_foreach(customers, i, jc) {
+                        if (!dec_ok(&d))
+                                break;
+                        decode_customer(&d, jc, s, i);
+                }
+        }
+        if (dec_ok(&d))
+                check_unique(&d, s);
+        s->version = STATE_VERSION;
+out:
+        json_decref(root);
+        if (d.oom) {
+                free(d.err);
+                state_free(s);
+                return -ENOMEM;
+        }
+        if (d.err) {
+                state_free(s);
+                if (ret_err)
+                        *ret_err = d.err;
+                else
+                        free(d.err);
+                return -EBADMSG;
+        }
+        *ret = s;
+        r = 0;
+        return r;
+}
+
+/* ---- files -------------------------------------------------------------- */
+
+static char *state_path(const char *dir) {
+        char *p = NULL;
+        return asprintf(&p, "%s/" STORE_FILE, dir) < 0 ? NULL : p;
+}
+
+/* Renames path to path.corrupt-<UTC time>[-N]; *ret_to gets the new name. */
+static int move_aside(const char *path, char **ret_to) {
+        char stamp[32];
+        time_t now = (time_t) util_now_wall();
+        struct tm tm;
+        if (!gmtime_r(&now, &tm) || strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm) == 0)
+                return -EINVAL;
+        for (int n = 0; n < 100; n++) {
+                char *to = NULL;
+                int r = n ? asprintf(&to, "%s.corrupt-%s-%d", path, stamp, n)
+                          : asprintf(&to, "%s.corrupt-%s", path, stamp);
+                if (r < 0)
+                        return -ENOMEM;
+                struct stat st;
+                if (lstat(to, &st) == 0) {
+                        free(to);
+                        continue;
+                }
+                if (rename(path, to) < 0) {
+                        r = -errno;
+                        free(to);
+                        return r;
+                }
+                *ret_to = to;
+                return 0;
+        }
+        return -EEXIST;
+}
+
+int store_load(const char *state_dir, struct state **ret, char **ret_warning) {
+        char *path = NULL, *text = NULL, *reason = NULL, *to = NULL;
+        size_t len = 0;
+        int r;
+
+        if (ret_warning)
+                *ret_warning = NULL;
+        path = state_path(state_dir);
+        if (!path)
+                return -ENOMEM;
+        r = util_read_file(path, STORE_MAX_SIZE, &text, &len);
+        if (r == -ENOENT) {
+                *ret = state_new();
+                r = *ret ? 0 : -ENOMEM;
+                goto out;
+        }
+        if (r == -EFBIG) {
+                if (asprintf(&reason, "larger than %zu MiB", STORE_MAX_SIZE >> 20) < 0) {
+                        reason = NULL;
+                        r = -ENOMEM;
+                        goto out;
+                }
+        } else if (r < 0) {
+                goto out;
+        } else if (strlen(text) != len) {
+                if (!(reason = strdup("contains NUL bytes"))) {
+                        r = -ENOMEM;
+                        goto out;
+                }
+        } else {
+                r = store_from_json(text, len, ret, &reason);
+                if (r != -EBADMSG)
+                        goto out;   /* 0, or -ENOMEM */
+        }
+
+        /* Unusable: keep it for inspection, start empty. */
+        r = move_aside(path, &to);
+        if (ret_warning &&
+            asprintf(ret_warning, r < 0 ? "state file %s is unusable (%s) and could not be moved aside: %s"
+                                        : "state file %s is unusable (%s); moved to %s, starting with an empty state",
+                     path, reason, r < 0 ? strerror(-r) : to) < 0)
+                *ret_warning = NULL;
+        if (r < 0)
+                goto out;   /* do not overwrite the evidence later */
+        *ret = state_new();
+        r = *ret ? 0 : -ENOMEM;
+out:
+        free(path);
+        free(text);
+        free(reason);
+        free(to);
+        return r;
+}
+
+/* The state directory exists, is a directory and is private (0700). */
+static int ensure_dir(const char *dir) {
+        struct stat st;
+        if (mkdir(dir, 0700) == 0)
+                return 0;
+        if (errno != EEXIST)
+                return -errno;
+        if (stat(dir, &st) < 0)
+                return -errno;
+        if (!S_ISDIR(st.st_mode))
+                return -ENOTDIR;
+        if ((st.st_mode & 077) && st.st_uid == geteuid() && chmod(dir, 0700) < 0)
+                return -errno;
+        return 0;
+}
+
+int store_save(const char *state_dir, const struct state *s) {
+        char *path = NULL, *text = NULL;
+        int r = ensure_dir(state_dir);
+        if (r < 0)
+                return r;
+        r = store_to_json(s, &text);
+        if (r < 0)
+                return r;
+        path = state_path(state_dir);
+        r = path ? util_write_file_atomic(path, text, strlen(text), 0600) : -ENOMEM;
+        free(path);
+        free(text);
+        return r;
+}
+
+void store_prune(struct state *s, int64_t cutoff) {
+        for (size_t ci = s->n_customers; ci-- > 0;) {
+                struct tracked_customer *c = &s->customers[ci];
+                for (size_t oi = c->n_orders; oi-- > 0;)
+                        if (c->orders[oi].status == TRACK_CLOSED && c->orders[oi].closed_at < cutoff)
+                                customer_remove_order(c, oi);
+                if (c->n_orders == 0)
+                        state_remove_customer(s, ci);
+        }
+}
