@@ -86,3 +86,80 @@ static inline long fuzz_find_ctl(const char *s, bool allow_tab) {
                         return (long) (p - (const unsigned char *) s);
         return -1;
 }
+
+/* Checks that s has only CRLF line ends (no bare CR or LF). */
+static inline bool fuzz_crlf_only(const char *s, size_t n) {
+        for (size_t i = 0; i < n; i++) {
+                if (s[i] == '\r' && (i + 1 >= n || s[i + 1] != '\n'))
+                        return false;
+                if (s[i] == '\n' && (i == 0 || s[i - 1] != '\r'))
+                        return false;
+        }
+        return true;
+}
+
+/* The longest CRLF-terminated line of s, without the CRLF; first_col is
+ * added to the first line (a header's "Name: "). */
+static inline size_t fuzz_longest_line(const char *s, size_t n, size_t first_col) {
+        size_t longest = 0, col = first_col;
+        for (size_t i = 0; i < n; i++) {
+                if (s[i] == '\r' && i + 1 < n && s[i + 1] == '\n') {
+                        if (col > longest)
+                                longest = col;
+                        col = 0;
+                        i++;
+                } else
+                        col++;
+        }
+        return col > longest ? col : longest;
+}
+
+static inline int fuzz_hexval(char c) {
+        if (c >= '0' && c <= '9')
+                return c - '0';
+        if (c >= 'A' && c <= 'F')
+                return c - 'A' + 10;
+        return -1;
+}
+
+/* Decodes quoted-printable with CRLF line ends (soft breaks removed, hard
+ * breaks kept as CRLF).  NULL when it is not well-formed: upper-case hex
+ * only, "=" only before two hex digits or a line end. */
+static inline char *fuzz_qp_decode(const char *s, size_t n, size_t *ret_len) {
+        char *out = malloc(n + 1);
+        size_t o = 0;
+        if (!out)
+                abort();
+        for (size_t i = 0; i < n; i++) {
+                if (s[i] != '=') {
+                        out[o++] = s[i];
+                        continue;
+                }
+                if (i + 2 < n && s[i + 1] == '\r' && s[i + 2] == '\n') {
+                        i += 2;
+                        continue;
+                }
+                int h = i + 2 < n ? fuzz_hexval(s[i + 1]) : -1;
+                int l = i + 2 < n ? fuzz_hexval(s[i + 2]) : -1;
+                if (h < 0 || l < 0) {
+                        free(out);
+                        return NULL;
+                }
+                out[o++] = (char) (h << 4 | l);
+                i += 2;
+        }
+        out[o] = '\0';
+        *ret_len = o;
+        return out;
+}
+
+/* true for a lower-case xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx (hex). */
+static inline bool fuzz_guid_lower(const char *s) {
+        static const char shape[] = "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx";
+        if (strlen(s) != sizeof(shape) - 1)
+                return false;
+        for (size_t i = 0; shape[i]; i++)
+                if (shape[i] == '-' ? s[i] != '-' : !strchr("0123456789abcdef", s[i]))
+                        return false;
+        return true;
+}
