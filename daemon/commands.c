@@ -167,8 +167,8 @@ int command_send_test_mail(const struct options *opts) {
                 printf("test mail NOT sent: %s (SMTP %ld)\n", t.error ? t.error : "unknown error",
                        t.res.smtp_code);
 out:
+        http_free(http);   /* first: its cancellations call into the transport */
         mail_transport_free(tr);
-        http_free(http);
         uv_run(&loop, UV_RUN_DEFAULT);
         (void) uv_loop_close(&loop);
         mail_message_free(msg);

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include <systemd/sd-daemon.h>
@@ -61,12 +62,14 @@ struct service {
         int today;                     /* day of year of processed_today */
 };
 
+/* http goes first: cancelling its transfers calls back into the clients,
+ * the transport and the outbox, which must still exist. */
 static void services_free(struct services *sv) {
-        sv->outbox = mail_outbox_free(sv->outbox);
+        sv->http = http_free(sv->http);
         sv->transport = mail_transport_free(sv->transport);
+        sv->outbox = mail_outbox_free(sv->outbox);
         sv->pc = pc_client_free(sv->pc);
         sv->mp = mp_client_free(sv->mp);
-        sv->http = http_free(sv->http);
         sv->templates = mail_templates_free(sv->templates);
         sv->cfg = cfg_free(sv->cfg);
 }
@@ -75,7 +78,7 @@ static int services_open(struct service *s, struct services *sv, unsigned flags)
         const struct cfg *cfg;
         int r = load_config(s->opts->config_path, flags, &sv->cfg, &sv->templates, true);
         if (r != 0)
-                return -EINVAL;
+                return -EINVAL;    /* the configuration is invalid: EX_CONFIG */
         cfg = sv->cfg;
         struct http_options ho = {
                 .max_per_host = cfg->daemon.max_parallel,
@@ -104,17 +107,28 @@ static int services_open(struct service *s, struct services *sv, unsigned flags)
                 .ca_file = cfg->microsoft.ca_file,
                 .token_endpoint = cfg->microsoft.token_endpoint,
         };
+        const char *what = "the Marketplace client";
         if ((r = mp_client_new(sv->http, &mo, &sv->mp)) < 0 ||
-            (r = pc_client_new(sv->http, &po, &sv->pc)) < 0 ||
-            (r = mail_transport_new(sv->http, &s->loop, &cfg->mail, &sv->transport)) < 0 ||
-            (r = mail_outbox_open(cfg->daemon.state_dir, &sv->outbox)) < 0) {
-                log_error("Cannot set up the clients: %s", strerror(-r));
+            (what = "the Partner Center client", r = pc_client_new(sv->http, &po, &sv->pc)) < 0 ||
+            (what = "the mail transport", r = mail_transport_new(sv->http, &s->loop, &cfg->mail, &sv->transport)) < 0) {
+                log_error("Cannot set up %s: %s", what, strerror(-r));
+                goto fail;
+        }
+        /* systemd's StateDirectory= creates it; a plain run creates it here */
+        if (mkdir(cfg->daemon.state_dir, 0700) < 0 && errno != EEXIST) {
+                r = -errno;
+                log_error("Cannot create the state directory %s: %s", cfg->daemon.state_dir, strerror(-r));
+                goto fail;
+        }
+        r = mail_outbox_open(cfg->daemon.state_dir, &sv->outbox);
+        if (r < 0) {
+                log_error("Cannot open the mail outbox in %s/outbox: %s", cfg->daemon.state_dir, strerror(-r));
                 goto fail;
         }
         return 0;
 fail:
         services_free(sv);
-        return r;
+        return r == -EINVAL ? -EIO : r;   /* -EINVAL means a configuration error */
 }
 
 static void notify_status(struct service *s) {
@@ -313,9 +327,11 @@ int service_run(const struct options *opts) {
                 log_error("Cannot create the event loop");
                 return 1;
         }
-        if (services_open(&s, &s.sv, 0) < 0) {
+        r = services_open(&s, &s.sv, 0);
+        if (r < 0) {
+                uv_run(&s.loop, UV_RUN_DEFAULT);
                 (void) uv_loop_close(&s.loop);
-                return EXIT_CONFIG;
+                return r == -EINVAL ? EXIT_CONFIG : 1;
         }
         r = store_load(s.sv.cfg->daemon.state_dir, &s.state, &warning);
         if (warning)

@@ -43,6 +43,7 @@ struct cycle {
         void *ud;
         enum phase phase;
         size_t pending;          /* requests in flight in this phase */
+        bool advancing;          /* inside advance(): completions only count down */
         bool aborted;
         bool save_failed;
 
@@ -86,7 +87,9 @@ static void op_done(struct op *o) {
         free(o->customer_key);
         free(o->post_error);
         free(o);
-        if (--c->pending == 0)
+        /* A request may complete synchronously (e.g. a flush with nothing
+         * due): the advance() loop already running picks that up. */
+        if (--c->pending == 0 && !c->advancing)
                 advance(c);
 }
 
@@ -196,8 +199,13 @@ static void queue_mail(struct cycle *c, const struct action *a) {
                 goto out;
         }
         if (c->env.dry_run) {
-                printf("---- dry run: %s mail for %s, %zu recipient(s), not sent ----\n%s\n",
-                       mail_kind_to_string(a->mail_kind), a->customer_key, msg->n_rcpt, msg->data);
+                /* readable, not the quoted-printable wire form */
+                printf("---- dry run: %s mail for %s, not sent ----\nFrom: %s\nTo:",
+                       mail_kind_to_string(a->mail_kind), cust->name ? cust->name : a->customer_key,
+                       cfg->mail.from);
+                for (size_t i = 0; i < msg->n_rcpt; i++)
+                        printf("%s %s", i ? "," : "", msg->rcpt[i]);
+                printf("\nSubject: %s\n\n%s\n", msg->subject, msg->text ? msg->text : "");
                 fflush(stdout);
                 c->res.mails_queued++;
                 goto out;
@@ -291,8 +299,8 @@ static void on_check(void *ud, int r, const struct pc_check_result *res) {
                                   "Cannot check the relationship of %s: %s", name,
                                   res && res->error ? res->error : strerror(r < 0 ? -r : EIO));
         } else if (res->state == REL_ACCEPTED)
-                log_event(LOG_NOTICE, LOG_EV_RELATIONSHIP_ACCEPTED, fields,
-                          "%s accepted the reseller relationship", name);
+                /* the engine logs the acceptance itself, once */
+                log_debug("Partner Center reports %s as a reseller customer", name);
         else
                 log_event(LOG_INFO, LOG_EV_RELATIONSHIP_PENDING, fields,
                           "Relationship with %s still pending (HTTP %ld)", name, res->status);
@@ -398,10 +406,8 @@ static void on_reread(void *ud, int r, long status, const char *err, const struc
         bool same_episode = t && t->querying_at_raw && order->querying_at_raw &&
                             strcmp(t->querying_at_raw, order->querying_at_raw) == 0;
         if (order->status != ORDER_STATUS_QUERYING || !same_episode) {
-                /* Someone else moved it on: that is a success, not an error. */
-                log_event(LOG_INFO, LOG_EV_ORDER_CLOSED, LOG_FIELDS({ "ORDER_ID", o->order_id }),
-                          "Order %s is already %s, no Process needed", o->order_id,
-                          order_status_to_string(order->status));
+                /* Someone else moved it on: a success, not an error (the
+                 * engine logs the closed order). */
                 process_outcome(c, o->order_id, ENG_PROCESS_MOVED, order->status, NULL);
                 op_done(o);
                 return;
@@ -582,8 +588,40 @@ static void decide(struct cycle *c) {
         action_list_clear(&acts);
 }
 
+static void log_flush_item(const struct mail_flush_item *it) {
+        char code[16], when[UTIL_TIME_MAX];
+        snprintf(code, sizeof(code), "%ld", it->smtp_code);
+        const struct log_field *fields =
+                LOG_FIELDS({ "MESSAGE_ID_MAIL", it->message_id }, { "MAIL_DEDUP_KEY", it->dedup_key },
+                           { "SMTP_CODE", it->smtp_code ? code : NULL }, { "MAIL_RCPT", it->rcpt });
+        switch (it->outcome) {
+        case MAIL_FLUSH_SENT:
+                if (it->n_refused)
+                        log_event(LOG_WARNING, LOG_EV_MAIL_SENT, fields,
+                                  "Mail \"%s\" sent, but %zu recipient(s) refused: %s", it->subject,
+                                  it->n_refused, it->error ? it->error : "no reason given");
+                else
+                        log_event(LOG_INFO, LOG_EV_MAIL_SENT, fields, "Mail \"%s\" sent to %s",
+                                  it->subject, it->rcpt);
+                break;
+        case MAIL_FLUSH_RETRY:
+                log_event(LOG_WARNING, LOG_EV_MAIL_FAILED, fields,
+                          "Mail \"%s\" not sent (attempt %d): %s; next attempt at %s", it->subject,
+                          it->attempts, it->error ? it->error : "unknown error",
+                          util_format_time(it->next_attempt, when));
+                break;
+        case MAIL_FLUSH_FAILED:
+                log_event(LOG_ERR, LOG_EV_MAIL_FAILED, fields,
+                          "Mail \"%s\" to %s failed permanently after %d attempt(s): %s; kept in outbox/failed",
+                          it->subject, it->rcpt, it->attempts, it->error ? it->error : "unknown error");
+                break;
+        }
+}
+
 static void on_flush(void *ud, const struct mail_flush_stats *st) {
         struct op *o = ud;
+        for (size_t i = 0; i < st->n_items; i++)
+                log_flush_item(&st->items[i]);
         o->c->res.mails_sent += st->sent;
         op_done(o);
 }
@@ -628,6 +666,7 @@ static void finish(struct cycle *c) {
 /* Called whenever a phase has nothing left in flight.  A phase that starts
  * no request moves straight on to the next. */
 static void advance(struct cycle *c) {
+        c->advancing = true;
         while (c->pending == 0 && c->phase != PH_DONE) {
                 if (c->aborted && c->phase < PH_FLUSH) {
                         finish(c);
@@ -656,6 +695,7 @@ static void advance(struct cycle *c) {
                         return;
                 }
         }
+        c->advancing = false;
 }
 
 int cycle_start(const struct cycle_env *env, cycle_done_fn cb, void *ud, struct cycle **ret) {

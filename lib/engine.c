@@ -908,10 +908,9 @@ static int phase2(struct ctx *x, const struct rel_fact_list *facts) {
                         break;
                 case REL_UNKNOWN:
                 default:
+                        /* Retry soon.  The caller logs the failure: it has
+                         * the reason (HTTP status, error body). */
                         c->next_check = x->now + check_step(x->p, 0);
-                        r = add_log(x, LOG_WARNING, LOG_EV_CHECK_FAILED, c->key, NULL,
-                                    "Relationship check for %s failed; retrying soon",
-                                    c->name ? c->name : c->key);
                         break;
                 }
         }

@@ -161,12 +161,14 @@ struct http {
         unsigned dispatching;
         bool freeing;
         bool free_pending;
+        bool in_timeout;        /* inside on_timeout's socket_action */
 };
 
 static void drain(struct http *h);
 static void kick(struct http *h);
 static void dispatch(struct http *h);
 static void teardown(struct http *h);
+static void finish(struct req *q, int r);
 
 /* ---- helpers ----------------------------------------------------------- */
 
@@ -256,11 +258,31 @@ static void req_free(struct req *q) {
 
 /* ---- curl -> libuv glue ------------------------------------------------ */
 
-static void on_timeout(uv_timer_t *t) {
-        struct http *h = t->data;
+/* After a failed curl_multi_socket_action() the multi's state is
+ * undefined: take every transfer out and fail it. */
+static void multi_failed(struct http *h, CURLMcode mc) {
+        while (!list_empty(&h->running)) {
+                struct req *q = link_entry(h->running.next, struct req, link);
+                curl_multi_remove_handle(h->multi, q->easy);
+                snprintf(q->errbuf, sizeof(q->errbuf), "curl: %s", curl_multi_strerror(mc));
+                if (q->is_easy)
+                        q->code = CURLE_ABORTED_BY_CALLBACK;
+                finish(q, -EIO);
+        }
+}
+
+static void socket_action(struct http *h, curl_socket_t fd, int flags) {
         int running;
-        curl_multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+        h->in_timeout = fd == CURL_SOCKET_TIMEOUT;
+        CURLMcode mc = curl_multi_socket_action(h->multi, fd, flags, &running);
+        h->in_timeout = false;
+        if (mc != CURLM_OK && mc != CURLM_BAD_SOCKET)
+                multi_failed(h, mc);
         drain(h);
+}
+
+static void on_timeout(uv_timer_t *t) {
+        socket_action(t->data, CURL_SOCKET_TIMEOUT, 0);
 }
 
 static void on_defer(uv_timer_t *t) {
@@ -272,18 +294,24 @@ static void on_defer(uv_timer_t *t) {
 static int timer_function(CURLM *multi, long timeout_ms, void *userp) {
         struct http *h = userp;
         /* Only (re)arm our timer: calling curl from here would recurse. */
-        if (timeout_ms < 0)
+        if (timeout_ms < 0) {
                 uv_timer_stop(&h->timer->timer);
-        else if (uv_timer_start(&h->timer->timer, on_timeout, (uint64_t) timeout_ms, 0) < 0)
-                return -1;
-        return 0;
+                return 0;
+        }
+        /* libuv 1.44 runs a 0 ms timer armed from inside the timer callback
+         * in the same pass, without polling sockets: wait 1 ms then. */
+        if (timeout_ms == 0 && h->in_timeout)
+                timeout_ms = 1;
+        return uv_timer_start(&h->timer->timer, on_timeout, (uint64_t) timeout_ms, 0) < 0 ? -1 : 0;
 }
 
 static void on_poll(uv_poll_t *p, int status, int events) {
         struct http_sock *s = link_entry(p, struct http_sock, poll);
+        if (s->closing)
+                return;
         struct http *h = s->h;
         curl_socket_t fd = s->fd;
-        int flags = 0, running;
+        int flags = 0;
 
         if (status < 0)
                 flags = CURL_CSELECT_ERR;
@@ -294,8 +322,7 @@ static void on_poll(uv_poll_t *p, int status, int events) {
                         flags |= CURL_CSELECT_OUT;
         }
         /* s may be closed by the socket callback from here on. */
-        curl_multi_socket_action(h->multi, fd, flags, &running);
-        drain(h);
+        socket_action(h, fd, flags);
 }
 
 static int socket_function(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp) {
@@ -534,7 +561,6 @@ static void finish(struct req *q, int r) {
         set_state(q, REQ_DONE);
 }
 
-static int start_attempt(struct req *q);
 
 static void on_retry_timer(uv_timer_t *t) {
         struct req *q = t->data;
@@ -549,6 +575,9 @@ static void attempt_done(struct req *q, CURLcode code) {
         struct http *h = q->h;
         q->code = code;
 
+        long nconn = 0;
+        if (curl_easy_getinfo(q->easy, CURLINFO_NUM_CONNECTS, &nconn) == CURLE_OK && nconn > 0)
+                h->stats.connections += (uint64_t) nconn;
         if (q->is_easy) {
                 finish(q, 0);
                 return;
@@ -557,9 +586,6 @@ static void attempt_done(struct req *q, CURLcode code) {
         long status = 0;
         curl_easy_getinfo(q->easy, CURLINFO_RESPONSE_CODE, &status);
         q->status = status;
-        long nconn = 0;
-        if (curl_easy_getinfo(q->easy, CURLINFO_NUM_CONNECTS, &nconn) == CURLE_OK && nconn > 0)
-                h->stats.connections += (uint64_t) nconn;
         if (status > 0)
                 h->stats.responses++;
         h->stats.bytes_received += q->resp_body.len;
@@ -569,8 +595,18 @@ static void attempt_done(struct req *q, CURLcode code) {
         if (r == -EFBIG)
                 snprintf(q->errbuf, sizeof(q->errbuf), "response larger than %zu bytes",
                          h->opts.max_response);
-        else if (r == -ETIMEDOUT)
-                snprintf(q->errbuf, sizeof(q->errbuf), "timed out after %ld ms", q->timeout_ms);
+        else if (r == -ETIMEDOUT) {
+                /* Which limit hit: the connect timeout when never connected
+                 * (and it is the shorter one), else the transfer timeout. */
+                curl_off_t connect_us = 0;
+                curl_easy_getinfo(q->easy, CURLINFO_CONNECT_TIME_T, &connect_us);
+                if (connect_us == 0 && h->opts.connect_timeout_ms < q->timeout_ms)
+                        snprintf(q->errbuf, sizeof(q->errbuf), "connect timed out after %ld ms",
+                                 h->opts.connect_timeout_ms);
+                else
+                        snprintf(q->errbuf, sizeof(q->errbuf), "timed out after %ld ms",
+                                 q->timeout_ms);
+        }
 
         if (!h->freeing && q->attempts < h->opts.max_attempts && retryable(q)) {
                 long delay = backoff_ms(h, q->attempts);
@@ -602,8 +638,9 @@ static void drain(struct http *h) {
                         continue;
                 CURL *easy = msg->easy_handle;
                 CURLcode code = msg->data.result;
-                struct req *q = NULL;
-                curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **) &q);
+                char *priv = NULL;
+                curl_easy_getinfo(easy, CURLINFO_PRIVATE, &priv);
+                struct req *q = (struct req *) (void *) priv;
                 curl_multi_remove_handle(h->multi, easy);       /* msg is gone now */
                 if (q && q->state == REQ_RUNNING)
                         attempt_done(q, code);
@@ -837,7 +874,7 @@ static void cancel_req(struct req *q) {
                 uv_timer_stop(&q->retry_timer->timer);
         if (q->is_easy)
                 q->code = CURLE_ABORTED_BY_CALLBACK;
-        else if (q->errbuf[0] == '\0' || q->state != REQ_DONE)
+        else
                 snprintf(q->errbuf, sizeof(q->errbuf), "cancelled");
         finish(q, -ECANCELED);
 }
@@ -1035,8 +1072,15 @@ int http_add_easy(struct http *h, CURL *easy, http_easy_done_fn cb, void *userda
         q->easy = easy;
         q->easy_cb = cb;
         q->userdata = userdata;
+        /* The common safety options; the caller has checked its URL with
+         * http_check_url(). */
         curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
         curl_easy_setopt(easy, CURLOPT_PRIVATE, q);
+        curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "https,http,smtps,smtp");
+        curl_easy_setopt(easy, CURLOPT_REDIR_PROTOCOLS_STR, "https");
+        curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
+        curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, h->opts.connect_timeout_ms);
+        curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, h->opts.timeout_ms);
         set_state(q, REQ_RUNNING);
         if (curl_multi_add_handle(h->multi, easy) != CURLM_OK) {
                 q->easy = NULL;

@@ -80,12 +80,19 @@ int http_new(uv_loop_t *loop, const struct http_options *opts, struct http **ret
  * closes the uv handles; run the loop afterwards until it is idle. */
 struct http *http_free(struct http *h);
 
+/* 0 when queued (cb runs later, from the loop, exactly once); -EINVAL for a
+ * bad URL (see http_check_url), method or header (CR/LF); -ENOBUFS when too
+ * many requests are pending; -ESHUTDOWN during http_free(). */
 int http_submit(struct http *h, const struct http_request *req, http_done_fn cb, void *userdata);
 
 /* For SMTP and other non-HTTP transfers on the same multi handle: the
- * caller configures the easy handle fully; http only drives it (adds the
- * common safety options: NOSIGNAL, protocols, timeouts) and reports the
- * outcome.  The easy handle stays owned by the caller. */
+ * caller configures the easy handle fully (and checks its URL with
+ * http_check_url(.., true, ..)); http only drives it (adds the common
+ * safety options: NOSIGNAL, PROTOCOLS_STR http(s)/smtp(s), no redirects,
+ * the connect and transfer timeouts of http_options; it uses
+ * CURLOPT_PRIVATE) and reports the outcome from the loop, after removing
+ * the handle from the multi.  On cancel/http_free: CURLE_ABORTED_BY_CALLBACK.
+ * The easy handle stays owned by the caller. */
 typedef void (*http_easy_done_fn)(void *userdata, CURL *easy, CURLcode result);
 int http_add_easy(struct http *h, CURL *easy, http_easy_done_fn cb, void *userdata);
 

@@ -453,6 +453,10 @@ out:
         return r;
 }
 
+bool mail_is_addr_spec(const char *s) {
+        return s && strlen(s) <= MAIL_MAX_ADDRESS && !util_has_ctl(s, false) && addr_spec_valid(s);
+}
+
 /* "Display" <addr> for a header, display encoded when needed. */
 static int append_address(struct util_buf *b, const char *display, const char *addr, size_t *col) {
         int r;
@@ -938,6 +942,7 @@ struct mail_message *mail_message_free(struct mail_message *m) {
                 free(m->rcpt[i]);
         free(m->rcpt);
         free(m->subject);
+        free(m->text);
         free(m->data);
         free(m);
         return NULL;
@@ -1258,6 +1263,8 @@ int mail_render(const struct mail_templates *t, const struct cfg_mail *cfg,
         env = (struct rcpt_set) {};
         m->subject = subject;
         subject = NULL;
+        m->text = text;
+        text = NULL;
         *ret = m;
         m = NULL;
         r = 0;
@@ -1274,5 +1281,39 @@ out:
         free(subject_enc);
         free(text);
         free(html);
+        return r;
+}
+
+/* The --send-test-mail message: the same composition path as every real
+ * mail (headers, encoding, recipients), with a fixed, clearly worded text,
+ * addressed like a confirmation (to, cc, bcc). */
+int mail_render_test(const struct cfg_mail *cfg, int64_t now, struct mail_message **ret, char **ret_err) {
+        static const char *const parts[_TPL_MAX] = {
+                [TPL_SUBJECT] = "partnerd test message",
+                [TPL_TEXT] = "This is a test message from partnerd, sent with --send-test-mail at {{now}}.\n"
+                             "\n"
+                             "If you can read it, partnerd can reach you: acceptance requests for Microsoft\n"
+                             "reseller relationships will arrive the same way. Nothing needs to be done.\n"
+                             "\n"
+                             "Sent by {{contact}}.\n",
+                [TPL_HTML] = "<!DOCTYPE html><html><body style=\"font-family:sans-serif\">"
+                             "<p>This is a test message from partnerd, sent with --send-test-mail at {{now}}.</p>"
+                             "<p>If you can read it, partnerd can reach you: acceptance requests for Microsoft "
+                             "reseller relationships will arrive the same way. Nothing needs to be done.</p>"
+                             "<p>Sent by {{contact}}.</p></body></html>\n",
+        };
+        struct mail_templates *t = calloc(1, sizeof(*t));
+        int r;
+
+        if (!t)
+                return -ENOMEM;
+        for (size_t p = 0; p < _TPL_MAX; p++)
+                if (!(t->body[MAIL_KIND_CONFIRMATION][p] = strdup(parts[p]))) {
+                        mail_templates_free(t);
+                        return -ENOMEM;
+                }
+        struct mail_context ctx = { .kind = MAIL_KIND_CONFIRMATION, .now = now };
+        r = mail_render(t, cfg, &ctx, ret, ret_err);
+        mail_templates_free(t);
         return r;
 }

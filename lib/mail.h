@@ -69,6 +69,7 @@ struct mail_message {
         char **rcpt;                 /* every envelope recipient (to, cc, bcc), addr-specs */
         size_t n_rcpt;
         char *subject;               /* decoded, for logs */
+        char *text;                  /* the plain-text part, decoded (dry run, logs) */
         char *data;                  /* full RFC 5322 message, CRLF line ends */
         size_t len;
 };
@@ -80,6 +81,9 @@ struct mail_message *mail_message_free(struct mail_message *m);
 int mail_render(const struct mail_templates *t, const struct cfg_mail *cfg,
                 const struct mail_context *ctx, struct mail_message **ret, char **ret_err);
 
+/* The --send-test-mail message, composed like every real mail. */
+int mail_render_test(const struct cfg_mail *cfg, int64_t now, struct mail_message **ret, char **ret_err);
+
 /* ---- building blocks (unit-tested, fuzzed) ---- */
 /* Header value: RFC 2047 encoded words (<= 75 chars each, split on UTF-8
  * boundaries) when not plain printable ASCII; control characters dropped.
@@ -90,6 +94,8 @@ char *mail_encode_qp(const char *text);
 /* Validates an address "addr" or "Name <addr>"; -EINVAL otherwise.
  * *ret_addr (optional) gets the bare addr-spec. */
 int mail_parse_address(const char *s, char **ret_display, char **ret_addr);
+/* s is a bare, valid addr-spec (what an envelope may carry). */
+bool mail_is_addr_spec(const char *s);
 /* The URL is https:// on one of hosts (case-insensitive, exact). */
 bool mail_url_allowed(const char *url, char *const *hosts, size_t n_hosts);
 

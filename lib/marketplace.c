@@ -42,8 +42,11 @@
 #define MP_ORDER_SELECT         "+parameters,+audit"
 /* Stable paging order (audit must be selected to sort on it) [C]. */
 #define MP_LIST_ORDER           "audit.created.at"
-/* Filter on the agreement's product [O SDK poll]. */
-#define MP_RQL_PRODUCT_FIELD    "agreement.product.id"
+/* Product filter field.  Order.product is a documented property [C] and
+ * mpt-mcp filters on it [O]; the old SDK filtered on agreement.product.id
+ * [O], which the order's agreement reference does not carry (nor does the
+ * fake), so that form matches nothing there [A]. */
+#define MP_RQL_PRODUCT_FIELD    "product.id"
 /* RQL structure characters sent literally; values are double-quoted and
  * percent-encoded except RFC 3986 unreserved characters [C rql tips]. */
 #define MP_RQL_QUOTE            "\""
@@ -164,15 +167,11 @@ static char *param_string(const json_t *order, const char *phase, const char *ex
         return dup_clean(api_json_str(find_param(order, phase, external_id), "value"), MP_STR_MAX);
 }
 
-static char *parse_domain(const json_t *order) {
-        char *d = param_string(order, "ordering", MP_PAR_EXISTING_DOMAIN);
-        if (!d)
-                d = param_string(order, "ordering", MP_PAR_PRIMARY_DOMAIN);
-        if (!d)
-                return NULL;
-        /* A domain is one token of letters, digits, '-', '.'; anything else
-         * (spaces, markup) cannot name a tenant: treat as absent. */
-        bool ok = strlen(d) <= MP_DOMAIN_MAX;
+/* A domain parameter, lower-cased; NULL unless it is one token of
+ * letters, digits, '-' and '.' (spaces or markup cannot name a tenant). */
+static char *domain_param(const json_t *order, const char *external_id) {
+        char *d = param_string(order, "ordering", external_id);
+        bool ok = d && strlen(d) <= MP_DOMAIN_MAX;
         for (const char *p = d; ok && *p; p++)
                 ok = isalnum((unsigned char) *p) || *p == '-' || *p == '.';
         if (!ok) {
@@ -180,6 +179,11 @@ static char *parse_domain(const json_t *order) {
                 return NULL;
         }
         return util_ascii_lower(d);
+}
+
+static char *parse_domain(const json_t *order) {
+        char *d = domain_param(order, MP_PAR_EXISTING_DOMAIN);
+        return d ? d : domain_param(order, MP_PAR_PRIMARY_DOMAIN);
 }
 
 static char *parse_tenant_id(const json_t *order) {
@@ -329,6 +333,10 @@ int mp_parse_order(const json_t *obj, struct order *o, char **ret_err) {
         o->querying_at = parse_audit_time(obj, "querying", &o->querying_at_raw);
         o->created_at = parse_audit_time(obj, "created", NULL);
         o->template_id = dup_clean(api_json_str(api_json_obj(obj, "template"), "id"), MP_ID_MAX);
+        /* What the order itself shows (parameters, error): all a Draft has;
+         * for a Querying order the rendered template, fetched separately,
+         * takes precedence. */
+        o->relationship_url = mp_extract_relationship_url_from_order(obj);
         if (!o->id) {
                 r = -ENOMEM;
                 goto fail;

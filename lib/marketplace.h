@@ -37,9 +37,11 @@ struct mp_client *mp_client_free(struct mp_client *c);
 
 /* Lists every order in one of the given statuses (all pages: the first
  * page gives total, the rest are fetched in parallel).  Orders come with
- * parameters, audit and template ref; relationship_url is NOT filled (the
- * template is a separate call).  *orders is owned by the callee of cb: it
- * may move the items out (order_list_clear afterwards is still needed). */
+ * parameters, audit and template ref; relationship_url is what the order
+ * itself shows (parameters, error): the template, a separate call, takes
+ * precedence for Querying orders.  orders is never NULL (empty on failure).
+ * cb may move items (or the whole list) out, leaving zeroed structs behind;
+ * marketplace calls order_list_clear() on it after cb returns. */
 typedef void (*mp_list_fn)(void *ud, int r, long status, const char *err,
                            struct order_list *orders);
 int mp_list_orders(struct mp_client *c, const enum order_status *statuses, size_t n_statuses,

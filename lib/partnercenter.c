@@ -43,10 +43,12 @@
 #define PC_REFRESH_MARGIN_MS    (5 * 60 * 1000)
 /* ... or at half-life for tokens shorter than twice the margin. */
 #define PC_SHORT_TOKEN_MS       (2 * PC_REFRESH_MARGIN_MS)
-/* Entra errors that mean "fix the configuration" [DOC error response;
+/* Entra errors (400/401 from the token endpoint) that retrying cannot
+ * fix: wrong secret, app or tenant, consent missing [DOC error response;
  * ASSUMED beyond invalid_client]. */
 static const char *const pc_config_errors[] = {
-        "invalid_client", "invalid_grant", "unauthorized_client", NULL,
+        "invalid_client", "invalid_grant", "unauthorized_client", "invalid_request",
+        "invalid_scope", "invalid_resource", "unsupported_grant_type", NULL,
 };
 /* How long a configuration failure blocks new token requests [policy]. */
 #define PC_CONFIG_FAIL_COOLDOWN_MS (10 * 60 * 1000)
@@ -845,8 +847,8 @@ int pc_check_customer(struct pc_client *c, const char *tenant_id, const char *do
                         goto fail;
                 }
         } else {
-                k->domain = strdup(domain);
-                _cleanup_free_ char *filter = pc_build_domain_filter(domain);
+                k->domain = util_ascii_lower(strdup(domain));
+                _cleanup_free_ char *filter = k->domain ? pc_build_domain_filter(k->domain) : NULL;
                 if (!k->domain || !filter ||
                     asprintf(&url, "%s/customers?size=%d&filter=%s", c->api_url,
                              PC_SEARCH_PAGE_SIZE, filter) < 0) {

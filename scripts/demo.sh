@@ -45,7 +45,7 @@ echo "fake platform on http://127.0.0.1:$fport"
 
 say "Starting an SMTP server (aiosmtpd) that stores mail in $work/mail"
 mkdir -p "$work/mail"
-"$PY" "$top/tests/tools/smtpd.py" --port 0 --port-file "$work/smtp.port" --maildir "$work/mail" \
+"$PY" "$top/tests/tools/smtpd.py" --port 0 --port-file "$work/smtp.port" --dir "$work/mail" \
         >"$work/smtp.out" 2>&1 &
 smtp_pid=$!
 wait_file "$work/smtp.port"
@@ -86,6 +86,7 @@ check_schedule = 10s
 smtp_url = smtp://127.0.0.1:$sport
 from = CSP orders <partnerd@softwareone.example>
 to = it-admin@contoso.example, csp-desk@softwareone.example
+ops = csp-ops@softwareone.example
 reminder_interval = 24h
 max_reminders = 5
 templates = $top/config/templates

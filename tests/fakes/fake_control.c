@@ -131,6 +131,18 @@ static json_t *orders_summary(struct fake_state *s) {
         return a;
 }
 
+static json_t *tenants_summary(struct fake_state *s) {
+        json_t *a = json_array();
+
+        for (size_t i = 0; i < s->n_tenants; i++) {
+                struct fake_tenant *t = &s->tenants[i];
+                json_array_append_new(a, json_pack("{s:s s:s s:s s:b s:s s:i}", "id", t->id,
+                        "domain", t->domain, "name", t->name, "accepted", t->accepted,
+                        "relationship", t->relationship, "checks", t->checks));
+        }
+        return a;
+}
+
 void fake_control_handle(struct fake_state *s, struct fake_req *rq, struct fake_resp *resp) {
         const char *p = rq->path + strlen("/_fake/");
         bool post = strcmp(rq->method, "POST") == 0;
@@ -146,6 +158,8 @@ void fake_control_handle(struct fake_state *s, struct fake_req *rq, struct fake_
                 set_order_status(s, p + 7, resp);
         else if (!post && strcmp(p, "orders") == 0)
                 fake_resp_json(resp, 200, orders_summary(s));
+        else if (!post && strcmp(p, "tenants") == 0)
+                fake_resp_json(resp, 200, tenants_summary(s));
         else if (!post && strcmp(p, "log") == 0)
                 fake_resp_json(resp, 200, json_deep_copy(s->log));
         else if (post && strcmp(p, "log/reset") == 0) {

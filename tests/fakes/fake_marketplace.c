@@ -405,22 +405,36 @@ void fake_mp_handle(struct fake_state *s, struct fake_req *rq, struct fake_resp 
         if (!authorized(s, rq, resp))
                 return;
         autofail(s);
-        if (strcmp(route, "buyer") == 0 && get)
-                { get_buyer(s, rq, rq->path + strlen(BUYERS_PREFIX), resp); return; }
-        if (strcmp(route, "orders") == 0 && get)
-                { list_orders(s, rq, resp); return; }
-        if (strcmp(route, "orders") == 0 || strcmp(route, "buyer") == 0)
-                { fake_resp_problem(resp, 405, "Method Not Allowed", NULL, rq->path); return; }
+        if (strcmp(route, "buyer") == 0 && get) {
+                get_buyer(s, rq, rq->path + strlen(BUYERS_PREFIX), resp);
+                return;
+        }
+        if (strcmp(route, "orders") == 0 && get) {
+                list_orders(s, rq, resp);
+                return;
+        }
+        if (strcmp(route, "orders") == 0 || strcmp(route, "buyer") == 0) {
+                fake_resp_problem(resp, 405, "Method Not Allowed", NULL, rq->path);
+                return;
+        }
         split_order_path(rq->path, id, &sub);
         o = fake_order_find(s, id);
-        if (!o)
-                { not_found(resp, "Order", id, rq->path); return; }
-        if (get && strcmp(route, "order") == 0)
-                { get_order(s, rq, o, resp); return; }
-        if (get && strcmp(route, "template") == 0)
-                { get_template(s, rq, o, resp); return; }
+        if (!o) {
+                not_found(resp, "Order", id, rq->path);
+                return;
+        }
+        if (get && strcmp(route, "order") == 0) {
+                get_order(s, rq, o, resp);
+                return;
+        }
+        if (get && strcmp(route, "template") == 0) {
+                get_template(s, rq, o, resp);
+                return;
+        }
         for (size_t i = 0; i < sizeof(actions) / sizeof(actions[0]); i++)
-                if (strcmp(route, actions[i].name) == 0 && strcmp(rq->method, "POST") == 0)
-                        { do_action(s, rq, o, &actions[i], resp); return; }
+                if (strcmp(route, actions[i].name) == 0 && strcmp(rq->method, "POST") == 0) {
+                        do_action(s, rq, o, &actions[i], resp);
+                        return;
+                }
         fake_resp_problem(resp, 404, "Not Found", "No such route.", rq->path);
 }

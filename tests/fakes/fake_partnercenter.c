@@ -144,6 +144,13 @@ static json_t *customer_json(const struct fake_tenant *t, bool full) {
         return c;
 }
 
+/* A refused look-up of a pending tenant: counts towards accept_after_checks. */
+static void tenant_checked(struct fake_tenant *t) {
+        t->checks++;
+        if (t->accept_after_checks > 0 && t->checks >= t->accept_after_checks)
+                t->accepted = true;     /* visible from the next look-up on */
+}
+
 static void get_customer(struct fake_state *s, const char *id, struct fake_resp *resp) {
         struct fake_tenant *t = NULL;
 
@@ -155,11 +162,8 @@ static void get_customer(struct fake_state *s, const char *id, struct fake_resp 
                 resp->echo_ms_ids = true;
                 return;
         }
-        if (t) {
-                t->checks++;
-                if (t->accept_after_checks > 0 && t->checks >= t->accept_after_checks)
-                        t->accepted = true;     /* visible from the next GET on */
-        }
+        if (t)
+                tenant_checked(t);
         if (t && t->pending_status == 403)
                 fake_resp_pc_error(resp, 403, 20002, "No relationship between caller and account.");
         else
@@ -258,6 +262,10 @@ static void list_customers(struct fake_state *s, struct fake_req *rq, struct fak
                 }
         }
         customers_page(s, rq, 0, size > 0 ? (size_t) size : FAKE_PC_DEFAULT_PAGE, field, value, resp);
+        /* an exact domain search for a pending tenant is a check too */
+        for (size_t i = 0; field && strcmp(field, "Domain") == 0 && i < s->n_tenants; i++)
+                if (!s->tenants[i].accepted && util_streq_ci(s->tenants[i].domain, value))
+                        tenant_checked(&s->tenants[i]);
         json_decref(f);
 }
 

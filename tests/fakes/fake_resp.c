@@ -37,18 +37,28 @@ static void trace_id(char buf[static 64]) {
         snprintf(buf, 64, "00-%.32s-%.16s-00", hex, hex + 32);
 }
 
+/* Sets key to a string unless it is NULL or invalid UTF-8 (echoed ids). */
+static void set_str(json_t *obj, const char *key, const char *v) {
+        json_t *j = v ? json_string(v) : NULL;
+
+        if (j)
+                json_object_set_new(obj, key, j);
+}
+
 void fake_resp_problem(struct fake_resp *r, int status, const char *title,
                        const char *detail, const char *instance) {
+        json_t *j = json_object();
         char tid[64];
-        json_t *j;
 
         trace_id(tid);
-        j = json_pack("{s:s s:s s:i s:s s:s}",
-                      "type", "https://tools.ietf.org/html/rfc9110#section-15",
-                      "title", title, "status", status, "detail", detail ? detail : title,
-                      "traceId", tid);
-        if (j && instance)
-                json_object_set_new(j, "instance", json_string(instance));
+        set_str(j, "type", "https://tools.ietf.org/html/rfc9110#section-15");
+        set_str(j, "title", title);
+        json_object_set_new(j, "status", json_integer(status));
+        set_str(j, "detail", detail ? detail : title);
+        if (!json_object_get(j, "detail"))
+                set_str(j, "detail", title);
+        set_str(j, "instance", instance);
+        set_str(j, "traceId", tid);
         fake_resp_json(r, status, j);
         r->ctype = FAKE_PROBLEM_CTYPE;
 }

@@ -54,8 +54,17 @@ struct rql_node *rql_free(struct rql_node *n) {
         return NULL;
 }
 
-static int push(void ***arr, size_t *n, void *item) {
-        void **a = realloc(*arr, (*n + 1) * sizeof(void *));
+static int push_str(char ***arr, size_t *n, char *item) {
+        char **a = realloc(*arr, (*n + 1) * sizeof(*a));
+        if (!a)
+                return -ENOMEM;
+        a[(*n)++] = item;
+        *arr = a;
+        return 0;
+}
+
+static int push_node(struct rql_node ***arr, size_t *n, struct rql_node *item) {
+        struct rql_node **a = realloc(*arr, (*n + 1) * sizeof(*a));
         if (!a)
                 return -ENOMEM;
         a[(*n)++] = item;
@@ -115,7 +124,7 @@ static int parse_values(struct parser *ps, struct rql_node *n, bool list) {
                 r = parse_value(ps, &v, &isnull);
                 if (r < 0)
                         return r;
-                r = push((void ***) &n->vals, &n->n_vals, v);
+                r = push_str(&n->vals, &n->n_vals, v);
                 if (r < 0) {
                         free(v);
                         return r;
@@ -137,7 +146,7 @@ static int parse_args(struct parser *ps, struct rql_node *n) {
                         struct rql_node *k = parse_node(ps);
                         if (!k)
                                 return -EINVAL;
-                        r = push((void ***) &n->kids, &n->n_kids, k);
+                        r = push_node(&n->kids, &n->n_kids, k);
                         if (r < 0)
                                 return rql_free(k), r;
                 } while (n->op != RQL_NOT && *ps->p == ',' && ps->p++);
@@ -242,7 +251,7 @@ int rql_from_query(const struct fake_req *rq, struct rql_node **ret, char **ret_
                                 return rql_free(n), -ENOMEM;
                         all->op = RQL_AND;
                 }
-                if (push((void ***) &all->kids, &all->n_kids, n) < 0)
+                if (push_node(&all->kids, &all->n_kids, n) < 0)
                         return rql_free(n), rql_free(all), -ENOMEM;
         }
         *ret = all;
@@ -373,14 +382,17 @@ struct sort_item {
         size_t idx;
 };
 
-static char **sort_keys;
-static size_t n_sort_keys;
+struct sort_keys {
+        char **keys;            /* "+a.b" / "-a" / "a" */
+        size_t n;
+};
 
-static int sort_cmp(const void *a, const void *b) {
+static int sort_cmp(const void *a, const void *b, void *userdata) {
         const struct sort_item *x = a, *y = b;
+        const struct sort_keys *sk = userdata;
 
-        for (size_t i = 0; i < n_sort_keys; i++) {
-                const char *k = sort_keys[i];
+        for (size_t i = 0; i < sk->n; i++) {
+                const char *k = sk->keys[i];
                 int desc = k[0] == '-';
                 if (k[0] == '-' || k[0] == '+')
                         k++;
@@ -391,11 +403,12 @@ static int sort_cmp(const void *a, const void *b) {
                 if (c)
                         return desc ? -c : c;
         }
-        return x->idx < y->idx ? -1 : x->idx > y->idx;
+        return x->idx < y->idx ? -1 : x->idx > y->idx;  /* stable */
 }
 
-/* Sorts items in place.  Not reentrant: callers hold the state lock. */
+/* Sorts items in place by order= ("+a,-b.c"). */
 int rql_sort(json_t **items, size_t n, const char *order, char **ret_err) {
+        struct sort_keys sk = { 0 };
         struct sort_item *tmp;
         char *copy, *save = NULL, *tok;
         int r = 0;
@@ -410,18 +423,17 @@ int rql_sort(json_t **items, size_t n, const char *order, char **ret_err) {
                 goto out;
         }
         for (tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
-                if (push((void ***) &sort_keys, &n_sort_keys, tok) < 0) {
+                if (push_str(&sk.keys, &sk.n, tok) < 0) {
                         r = -ENOMEM;
                         goto out;
                 }
         for (size_t i = 0; i < n; i++)
                 tmp[i] = (struct sort_item) { items[i], i };
-        qsort(tmp, n, sizeof(*tmp), sort_cmp);
+        qsort_r(tmp, n, sizeof(*tmp), sort_cmp, &sk);
         for (size_t i = 0; i < n; i++)
                 items[i] = tmp[i].obj;
 out:
-        util_freep(&sort_keys);
-        n_sort_keys = 0;
+        free(sk.keys);
         free(copy);
         free(tmp);
         return r;

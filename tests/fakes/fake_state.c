@@ -246,18 +246,28 @@ static const char *auth_kind(struct fake_state *s, const struct fake_req *rq) {
         return "bearer-bad";
 }
 
+/* Request data may be invalid UTF-8: never lose the log record for it. */
+static json_t *jstr(const char *v) {
+        json_t *j;
+
+        if (!v)
+                return json_null();
+        j = json_string(v);
+        return j ? j : json_string("(invalid UTF-8)");
+}
+
 /* Called with the lock held. */
 void fake_log_request(struct fake_state *s, const struct fake_req *rq, int status) {
         json_t *rec;
 
-        rec = json_pack("{sI s:s s:s s:s s:i s:o s:o s:s s:b sI}",
+        rec = json_pack("{sI s:o s:o s:o s:i s:o s:o s:s s:b sI}",
                         "seq", (json_int_t) ++s->seq,
-                        "method", rq->method,
-                        "path", rq->path,
-                        "query", rq->query,
+                        "method", jstr(rq->method),
+                        "path", jstr(rq->path),
+                        "query", jstr(rq->query),
                         "status", status,
-                        "ms_request_id", rq->ms_request_id ? json_string(rq->ms_request_id) : json_null(),
-                        "ms_correlation_id", rq->ms_correlation_id ? json_string(rq->ms_correlation_id) : json_null(),
+                        "ms_request_id", jstr(rq->ms_request_id),
+                        "ms_correlation_id", jstr(rq->ms_correlation_id),
                         "authorization_kind", auth_kind(s, rq),
                         "continuation", rq->continuation != NULL,
                         "t_ms", (json_int_t) (util_now_mono_ms() - s->start_ms));

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <cmocka.h>
 
 #include "harness.h"
@@ -104,6 +105,10 @@ static void test_auth_enforced(void **state) {
         assert_int_equal(st, 401);
         assert_int_equal(json_integer_value(json_object_get(j, "status")), 401);
         json_decref(j);
+        j = harness_fake_log(&c->fake);
+        assert_string_equal(str(json_array_get(j, 0), "authorization_kind"), "none");
+        assert_string_equal(str(json_array_get(j, 1), "authorization_kind"), "bearer-bad");
+        json_decref(j);
         j = req(c, "POST", ORDERS "/ORD-1001-0001-0001/process", NULL, "{}", &st, NULL);
         assert_int_equal(st, 401);
         json_decref(j);
@@ -176,16 +181,28 @@ static void check_order(struct ctx *c, const char *query, const char *first_id) 
         json_decref(j);
 }
 
-/* A scenario with many orders: limit is capped at 100, offsets walk it. */
-static void test_paging(void **state) {
-        struct ctx *c = *state;
-        json_t *sc = json_load_file(c->scenario, 0, NULL), *orders, *tmpl, *j;
-        char path[512], id[32];
-        long st = 0;
+/* Restarts the fake on a copy of basic.json changed by mod(). */
+static void restart_modified(struct ctx *c, void (*mod)(json_t *sc)) {
+        json_t *sc = json_load_file(c->scenario, 0, NULL);
+        char path[512];
 
         assert_non_null(sc);
-        orders = json_object_get(sc, "orders");
-        tmpl = json_deep_copy(json_array_get(orders, 2));
+        mod(sc);
+        if (!c->tmp)
+                c->tmp = harness_tmpdir();
+        assert_non_null(c->tmp);
+        snprintf(path, sizeof(path), "%s/modified.json", c->tmp);
+        assert_int_equal(json_dump_file(sc, path, 0), 0);
+        json_decref(sc);
+        assert_int_equal(harness_fake_stop(&c->fake), 0);
+        assert_int_equal(harness_fake_start(path, &c->fake), 0);
+}
+
+static void add_130_orders(json_t *sc) {
+        json_t *orders = json_object_get(sc, "orders");
+        json_t *tmpl = json_deep_copy(json_array_get(orders, 2));
+        char id[32];
+
         for (int i = 0; i < 130; i++) {
                 json_t *o = json_deep_copy(tmpl);
                 snprintf(id, sizeof(id), "ORD-9000-0000-%04d", i);
@@ -193,13 +210,15 @@ static void test_paging(void **state) {
                 json_array_append_new(orders, o);
         }
         json_decref(tmpl);
-        c->tmp = harness_tmpdir();
-        snprintf(path, sizeof(path), "%s/many.json", c->tmp);
-        assert_int_equal(json_dump_file(sc, path, 0), 0);
-        json_decref(sc);
-        harness_fake_stop(&c->fake);
-        assert_int_equal(harness_fake_start(path, &c->fake), 0);
+}
 
+/* A scenario with many orders: limit is capped at 100, offsets walk it. */
+static void test_paging(void **state) {
+        struct ctx *c = *state;
+        long st = 0;
+        json_t *j;
+
+        restart_modified(c, add_130_orders);
         j = mp(c, "GET", ORDERS "?eq(status,Processing)&limit=500", &st);
         assert_int_equal(st, 200);
         assert_int_equal(json_integer_value(json_object_get(json_object_get(json_object_get(j, "$meta"),
@@ -444,6 +463,37 @@ static void test_customer_accept(void **state) {
         j = req(c, "GET", "/v1/customers/" TENANT_AUTO, h, NULL, &st, NULL);
         assert_int_equal(st, 200);
         json_decref(j);
+        j = req(c, "GET", "/_fake/tenants", NULL, NULL, &st, NULL);
+        assert_int_equal(st, 200);
+        assert_true(json_is_true(json_object_get(json_array_get(j, 0), "accepted")));
+        assert_false(json_is_true(json_object_get(json_array_get(j, 1), "accepted")));
+        assert_int_equal(json_integer_value(json_object_get(json_array_get(j, 4), "checks")), 2);
+        json_decref(j);
+}
+
+static void auto_accept_fabrikam(json_t *sc) {
+        json_object_set_new(json_array_get(json_object_get(sc, "tenants"), 1), "accept_after_checks",
+                            json_integer(1));
+}
+
+/* An exact Domain search for a pending tenant counts as a check. */
+static void test_accept_after_domain_search(void **state) {
+        struct ctx *c = *state;
+        static const char *const q = "/v1/customers?filter=%7B%22Field%22%3A%22Domain%22%2C%22Value%22%3A%22"
+                                     "fabrikam.onmicrosoft.com%22%2C%22Operator%22%3A%22starts_with%22%7D";
+        char auth[256];
+        const char *h[2] = { NULL, NULL };
+        long st = 0;
+        json_t *j;
+
+        restart_modified(c, auto_accept_fabrikam);
+        h[0] = pc_auth(c, auth, sizeof(auth));
+        j = req(c, "GET", q, h, NULL, &st, NULL);
+        assert_int_equal(json_array_size(json_object_get(j, "items")), 0);
+        json_decref(j);
+        j = req(c, "GET", q, h, NULL, &st, NULL);
+        assert_int_equal(json_array_size(json_object_get(j, "items")), 1);
+        json_decref(j);
 }
 
 static void test_customer_list(void **state) {
@@ -602,6 +652,54 @@ static void test_latency_parallel(void **state) {
         assert_true(ms < 600);  /* serialised would be >= 600 */
 }
 
+static void fail_after_1d(json_t *sc) {
+        json_object_set_new(sc, "querying_fail_after", json_string("1d"));
+}
+
+/* The platform fails orders left in Querying too long (scenario knob). */
+static void test_querying_autofail(void **state) {
+        struct ctx *c = *state;
+        long st = 0;
+        json_t *j;
+        char *s;
+
+        s = harness_fake_order_status(&c->fake, "ORD-1001-0001-0001");
+        assert_string_equal(s, "Querying");
+        free(s);
+        restart_modified(c, fail_after_1d);     /* the scenario's querying.at is days old */
+        j = mp(c, "GET", ORDERS "/ORD-1001-0001-0001", &st);
+        assert_int_equal(st, 200);
+        assert_string_equal(str(j, "status"), "Failed");
+        assert_non_null(str(json_object_get(j, "statusNotes"), "message"));
+        json_decref(j);
+        s = harness_fake_order_status(&c->fake, "ORD-1001-0001-0003");
+        assert_string_equal(s, "Processing");   /* only Querying orders */
+        free(s);
+}
+
+static void expire_fast(json_t *sc) {
+        json_object_set_new(json_object_get(sc, "microsoft"), "expires_in", json_integer(1));
+}
+
+static void test_token_expiry(void **state) {
+        struct ctx *c = *state;
+        char auth[256];
+        const char *h[2] = { NULL, NULL };
+        struct timespec ts = { .tv_sec = 1, .tv_nsec = 200 * 1000 * 1000 };
+        long st = 0;
+        json_t *j;
+
+        restart_modified(c, expire_fast);
+        h[0] = pc_auth(c, auth, sizeof(auth));
+        j = req(c, "GET", "/v1/customers/" TENANT_A, h, NULL, &st, NULL);
+        assert_int_equal(st, 404);
+        json_decref(j);
+        nanosleep(&ts, NULL);
+        j = req(c, "GET", "/v1/customers/" TENANT_A, h, NULL, &st, NULL);
+        assert_int_equal(st, 401);
+        json_decref(j);
+}
+
 static void test_sigterm_clean(void **state) {
         struct ctx *c = *state;
         long st = 0;
@@ -623,9 +721,12 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_tokens, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_customer_accept, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_customer_list, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_accept_after_domain_search, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_request_log, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_fault_once, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_latency_parallel, setup_latency, teardown),
+                cmocka_unit_test_setup_teardown(test_querying_autofail, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_token_expiry, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_sigterm_clean, setup, teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -32,6 +32,8 @@
 #include "http.h"
 #include "util.h"
 
+#define HTTP_DESCRIBE_LIMIT 310         /* ~300 bytes plus "..." */
+
 /* ---- scripted server ---------------------------------------------------- */
 
 #define SRV_KEYS 64
@@ -178,8 +180,12 @@ static enum MHD_Result srv_handler(void *cls, struct MHD_Connection *c, const ch
                 memset(big, 'y', (size_t) size);
                 resp = MHD_create_response_from_buffer((size_t) size, big,
                                                        MHD_RESPMEM_MUST_FREE);
-        } else if (strcmp(method, "POST") == 0) {
-                char *echo = util_buf_steal(&sr->upload);
+        } else if (strcmp(method, "GET") != 0) {
+                /* echo "METHOD body" */
+                struct util_buf e;
+                util_buf_init(&e, 2 * 1024 * 1024);
+                util_buf_printf(&e, "%s %s", method, sr->upload.data ? sr->upload.data : "");
+                char *echo = util_buf_steal(&e);
                 resp = MHD_create_response_from_buffer(strlen(echo), echo, MHD_RESPMEM_MUST_FREE);
         } else
                 resp = MHD_create_response_from_buffer(5, (void *) "hello", MHD_RESPMEM_PERSISTENT);
@@ -356,6 +362,22 @@ static void on_done(void *userdata, int r, const struct http_response *resp) {
         res->done++;
 }
 
+static uint16_t closed_port(void) {
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        socklen_t len = sizeof(a);
+        assert_int_equal(bind(fd, (struct sockaddr *) &a, sizeof(a)), 0);
+        assert_int_equal(getsockname(fd, (struct sockaddr *) &a, &len), 0);
+        close(fd);
+        return ntohs(a.sin_port);
+}
+
+struct canceller {
+        struct ctx *c;
+        struct result res;
+        bool free_it;
+};
+
 static const struct http_options fast_opts = {
         .max_attempts = 3,
         .backoff_base_ms = 20,
@@ -496,6 +518,22 @@ static void test_retry_503(void **state) {
         assert_string_equal(res.described, "HTTP 503 Service Unavailable: hello");
         result_clear(&res);
 
+        /* the backoff really waits: equal jitter is at least half the delay */
+        {
+                struct http_options o = fast_opts;
+                o.backoff_base_ms = 300;
+                o.backoff_max_ms = 300;
+                struct ctx c2;
+                ctx_init(&c2, &o);
+                get(&c2, srv_url("/r?key=r503c&status=503,200"), &res);
+                run_until(&c2, &res.done, 1);
+                assert_int_equal(res.status, 200);
+                assert_int_equal(res.attempts, 2);
+                assert_true(res.elapsed_ms >= 150);
+                result_clear(&res);
+                ctx_done(&c2);
+        }
+
         /* 404 is final at once. */
         get(&c, srv_url("/r?key=r404&status=404"), &res);
         run_until(&c, &res.done, 1);
@@ -540,6 +578,11 @@ static void test_retry_after_capped_and_date(void **state) {
         assert_int_equal(res.status, 503);
         assert_int_equal(res.retry_after_ms, 0);        /* a date in the past */
         result_clear(&res);
+        get(&c, srv_url("/r?key=rajunk&status=503&ra=soon"), &res);
+        run_until(&c, &res.done, 1);
+        assert_int_equal(res.status, 503);
+        assert_int_equal(res.retry_after_ms, -1);
+        result_clear(&res);
         ctx_done(&c);
 }
 
@@ -557,10 +600,147 @@ static void test_post_not_retried(void **state) {
         assert_int_equal(res.r, 0);
         assert_int_equal(res.status, 503);
         assert_int_equal(res.attempts, 1);
-        assert_string_equal(res.body, "{\"a\":1}");     /* the server echoes the body */
+        assert_string_equal(res.body, "POST {\"a\":1}");        /* the server echoes it */
         assert_int_equal(srv_key("post").count, 1);
         result_clear(&res);
         ctx_done(&c);
+}
+
+static void test_methods(void **state) {
+        struct ctx c;
+        struct result res = { 0 };
+        ctx_init(&c, &fast_opts);
+        struct http_request req = { .method = "PUT", .url = srv_url("/m?key=put"),
+                                    .body = "x=1", .body_len = 3, .idempotent = true };
+        assert_int_equal(http_submit(c.h, &req, on_done, &res), 0);
+        run_until(&c, &res.done, 1);
+        assert_int_equal(res.status, 200);
+        assert_string_equal(res.body, "PUT x=1");
+        result_clear(&res);
+        req = (struct http_request) { .method = "DELETE", .url = srv_url("/m?key=del") };
+        assert_int_equal(http_submit(c.h, &req, on_done, &res), 0);
+        run_until(&c, &res.done, 1);
+        assert_string_equal(res.body, "DELETE ");
+        result_clear(&res);
+        /* POST without a body, binary body with a NUL */
+        req = (struct http_request) { .method = "POST", .url = srv_url("/m?key=post0") };
+        assert_int_equal(http_submit(c.h, &req, on_done, &res), 0);
+        run_until(&c, &res.done, 1);
+        assert_string_equal(res.body, "POST ");
+        result_clear(&res);
+        ctx_done(&c);
+}
+
+/* The per-host queue is ours: a queued request's timeout only starts
+ * when it is sent (curl's own queue would burn it while waiting). */
+static void test_queue_timeout_starts_late(void **state) {
+        struct http_options o = fast_opts;
+        o.max_per_host = 1;
+        o.max_attempts = 1;
+        struct ctx c;
+        struct result res[3] = { 0 };
+        int done = 0;
+        ctx_init(&c, &o);
+        for (int i = 0; i < 3; i++) {
+                struct http_request req = { .method = "GET", .url = srv_url("/s?key=late&delay=400"),
+                                            .idempotent = true, .timeout_ms = 1000 };
+                assert_int_equal(http_submit(c.h, &req, on_done, &res[i]), 0);
+        }
+        while (done < 3 && !c.expired) {
+                uv_run(&c.loop, UV_RUN_ONCE);
+                done = res[0].done + res[1].done + res[2].done;
+        }
+        /* the last one waited for two others (>= 800 ms) and then took
+         * 400 ms itself: more than its 1000 ms timeout in all */
+        assert_true(res[2].elapsed_ms >= 1000);
+        for (int i = 0; i < 3; i++) {
+                assert_int_equal(res[i].r, 0);
+                assert_int_equal(res[i].status, 200);
+                assert_int_equal(res[i].attempts, 1);
+                result_clear(&res[i]);
+        }
+        ctx_done(&c);
+}
+
+/* Hosts are bounded separately: a busy host does not hold another back. */
+static void test_hosts_independent(void **state) {
+        struct http_options o = fast_opts;
+        o.max_per_host = 1;
+        struct ctx c;
+        struct result slow = { 0 }, fast = { 0 };
+        char url[128];
+        ctx_init(&c, &o);
+        get(&c, srv_url("/s?key=hslow&delay=1500"), &slow);
+        snprintf(url, sizeof(url), "http://localhost:%u/ok?key=hfast", srv.port);
+        get(&c, url, &fast);
+        run_until(&c, &fast.done, 1);
+        assert_int_equal(fast.status, 200);
+        assert_int_equal(slow.done, 0);
+        run_until(&c, &slow.done, 1);
+        assert_int_equal(slow.status, 200);
+        result_clear(&slow);
+        result_clear(&fast);
+        ctx_done(&c);
+}
+
+static void test_tls_errors(void **state) {
+        struct ctx c;
+        struct result res = { 0 };
+        char url[128];
+        ctx_init(&c, &fast_opts);
+        /* https:// to a plain-HTTP server: the handshake fails, no retry */
+        snprintf(url, sizeof(url), "https://127.0.0.1:%u/ok?key=tls", srv.port);
+        get(&c, url, &res);
+        run_until(&c, &res.done, 1);
+        assert_int_equal(res.r, -EPROTO);
+        assert_int_equal(res.attempts, 1);
+        assert_int_equal(res.status, 0);
+        assert_non_null(strstr(res.described, "TLS or protocol error"));
+        result_clear(&res);
+        /* a CA file that does not exist */
+        struct http_request req = { .method = "GET", .url = url, .idempotent = true,
+                                    .ca_file = "/nonexistent/ca.pem" };
+        assert_int_equal(http_submit(c.h, &req, on_done, &res), 0);
+        run_until(&c, &res.done, 1);
+        assert_int_equal(res.r, -EPROTO);
+        assert_int_equal(res.attempts, 1);
+        result_clear(&res);
+        ctx_done(&c);
+}
+
+static void on_resubmit(void *userdata, int r, const struct http_response *resp) {
+        struct canceller *k = userdata;
+        on_done(&k->res, r, resp);
+        /* while shutting down nothing new is accepted */
+        struct http_request req = { .method = "GET", .url = srv_url("/ok?key=late_submit") };
+        assert_int_equal(http_submit(k->c->h, &req, on_done, &k->res), -ESHUTDOWN);
+}
+
+static void on_count_cancelled(void *userdata, int r, const struct http_response *resp) {
+        if (r == -ECANCELED)
+                (*(int *) userdata)++;
+}
+
+static void test_limits_and_shutdown_submit(void **state) {
+        struct http_options o = fast_opts;
+        o.max_per_host = 1;
+        struct ctx c;
+        struct canceller k = { .c = &c };
+        char url[128];
+        ctx_init(&c, &o);
+        snprintf(url, sizeof(url), "http://127.0.0.1:%u/x", closed_port());
+        struct http_request req = { .method = "GET", .url = url, .idempotent = true };
+        assert_int_equal(http_submit(c.h, &req, on_resubmit, &k), 0);
+        int n = 1, cancelled = 0;
+        while (http_submit(c.h, &req, on_count_cancelled, &cancelled) == 0)
+                n++;
+        assert_int_equal(http_submit(c.h, &req, on_count_cancelled, &cancelled), -ENOBUFS);
+        assert_true(n >= 1000 && n <= 100000);
+        assert_int_equal(http_pending(c.h), (size_t) n);
+        ctx_done(&c);   /* cancels them all */
+        assert_int_equal(k.res.r, -ECANCELED);
+        assert_int_equal(cancelled, n - 1);
+        result_clear(&k.res);
 }
 
 static void test_size_cap(void **state) {
@@ -611,14 +791,38 @@ static void test_timeout(void **state) {
         ctx_done(&c);
 }
 
-static uint16_t closed_port(void) {
-        int fd = socket(AF_INET, SOCK_STREAM, 0);
+/* A listener whose accept queue is full: new SYNs are dropped, so a
+ * connect never completes. */
+static void test_connect_timeout(void **state) {
+        int lfd = socket(AF_INET, SOCK_STREAM, 0), fill[4];
         struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
         socklen_t len = sizeof(a);
-        assert_int_equal(bind(fd, (struct sockaddr *) &a, sizeof(a)), 0);
-        assert_int_equal(getsockname(fd, (struct sockaddr *) &a, &len), 0);
-        close(fd);
-        return ntohs(a.sin_port);
+        assert_int_equal(bind(lfd, (struct sockaddr *) &a, sizeof(a)), 0);
+        assert_int_equal(listen(lfd, 0), 0);
+        assert_int_equal(getsockname(lfd, (struct sockaddr *) &a, &len), 0);
+        for (int i = 0; i < 4; i++) {
+                fill[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+                (void) connect(fill[i], (struct sockaddr *) &a, sizeof(a));
+        }
+        usleep(50000);
+        struct http_options o = fast_opts;
+        o.connect_timeout_ms = 300;
+        struct ctx c;
+        struct result res = { 0 };
+        char url[128];
+        ctx_init(&c, &o);
+        snprintf(url, sizeof(url), "http://127.0.0.1:%u/x", ntohs(a.sin_port));
+        struct http_request req = { .method = "POST", .url = url };
+        assert_int_equal(http_submit(c.h, &req, on_done, &res), 0);
+        run_until(&c, &res.done, 1);
+        assert_int_equal(res.r, -ETIMEDOUT);
+        assert_int_equal(res.attempts, 1);
+        assert_string_equal(res.described, "connect timed out after 300 ms");
+        result_clear(&res);
+        ctx_done(&c);
+        for (int i = 0; i < 4; i++)
+                close(fill[i]);
+        close(lfd);
 }
 
 static void test_conn_refused(void **state) {
@@ -692,12 +896,6 @@ static void test_free_in_flight(void **state) {
         }
         ctx_done(&c);   /* asserts uv_loop_close() == 0 */
 }
-
-struct canceller {
-        struct ctx *c;
-        struct result res;
-        bool free_it;
-};
 
 static void on_cancel_from_cb(void *userdata, int r, const struct http_response *resp) {
         struct canceller *k = userdata;
@@ -925,7 +1123,7 @@ static void test_describe_bodies(void **state) {
                 memcpy(big + i, "\xc3\xa9", 2);
         big[100000] = '\0';
         char *d = describe(500, big);
-        assert_true(strlen(d) <= 310);
+        assert_true(strlen(d) <= HTTP_DESCRIBE_LIMIT);
         assert_non_null(strstr(d, "..."));
         assert_int_equal(d[strlen(d) - 4] & 0xc0, 0x80);        /* ends after a full "é" */
         free(d);
@@ -934,7 +1132,7 @@ static void test_describe_bodies(void **state) {
         memcpy(big, "{\"message\":\"", 12);
         memcpy(big + 4990, "\"}", 3);
         d = describe(400, big);
-        assert_true(strlen(d) <= 310);
+        assert_true(strlen(d) <= HTTP_DESCRIBE_LIMIT);
         assert_true(strncmp(d, "HTTP 400 Bad Request: aaaa", 26) == 0);
         free(d);
         free(big);
@@ -961,6 +1159,140 @@ static void test_describe_bodies(void **state) {
         d = http_describe_error(-EPROTO, &resp);
         assert_string_equal(d, "TLS or protocol error: evil X-Header: 1");
         free(d);
+}
+
+static bool valid_utf8_no_ctl(const char *s) {
+        const unsigned char *p = (const unsigned char *) s;
+        while (*p) {
+                if (*p < 0x20 || *p == 0x7f)
+                        return false;
+                int n = *p < 0x80 ? 1 : (*p & 0xe0) == 0xc0 ? 2 : (*p & 0xf0) == 0xe0 ? 3 :
+                        (*p & 0xf8) == 0xf0 ? 4 : 0;
+                if (n == 0)
+                        return false;
+                for (int i = 1; i < n; i++)
+                        if ((p[i] & 0xc0) != 0x80)
+                                return false;
+                p += n;
+        }
+        return true;
+}
+
+/* Hostile bodies: random bytes and mangled JSON never crash, and the line
+ * is always short, valid UTF-8 and free of control characters. */
+static void test_describe_hostile(void **state) {
+        static const char *frags[] = {
+                "{", "}", "[", "]", "\"title\":", "\"detail\":", "\"errors\":", "\"error\":",
+                "\"error_description\":", "\"code\":", "\"description\":", "\"message\":",
+                "\"traceId\":", "\"a\\u0000b\"", "\"\\r\\n\"", "null", "1e999", "-1", ",", ":",
+                "\"\xff\xfe\"", "\"\xc3\xa9\"", "\x1b[2J", "\r\n", "\"x\"",
+        };
+        unsigned seed = 12345;
+        char body[600];
+        for (int round = 0; round < 3000; round++) {
+                size_t len = 0;
+                if (round % 2) {
+                        while (len < 500) {
+                                const char *f = frags[rand_r(&seed) % (sizeof(frags) / sizeof(frags[0]))];
+                                size_t n = strlen(f);
+                                memcpy(body + len, f, n);
+                                len += n;
+                                if (rand_r(&seed) % 8 == 0)
+                                        break;
+                        }
+                } else {
+                        len = (size_t) (rand_r(&seed) % 500);
+                        for (size_t i = 0; i < len; i++)
+                                body[i] = (char) (rand_r(&seed) % 255 + 1);
+                }
+                body[len] = '\0';
+                struct http_response resp = { .status = 400 + rand_r(&seed) % 200,
+                                              .body = body, .body_len = len, .attempts = 1 };
+                char *d = http_describe_error(0, &resp);
+                assert_non_null(d);
+                assert_true(strlen(d) <= HTTP_DESCRIBE_LIMIT);
+                assert_true(valid_utf8_no_ctl(d));
+                free(d);
+        }
+}
+
+/* https against a TLS server on loopback with a throw-away self-signed
+ * certificate (made by /usr/bin/openssl; skipped without it or without
+ * TLS in libmicrohttpd). */
+static void test_https(void **state) {
+        char dir[] = "/tmp/test-http-tls-XXXXXX", cmd[1024], cert[256], key[256];
+        if (access("/usr/bin/openssl", X_OK) != 0 || MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES)
+                skip();
+        assert_non_null(mkdtemp(dir));
+        snprintf(cert, sizeof(cert), "%s/cert.pem", dir);
+        snprintf(key, sizeof(key), "%s/key.pem", dir);
+        snprintf(cmd, sizeof(cmd),
+                 "/usr/bin/openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 "
+                 "-nodes -days 2 -subj /CN=localhost -addext "
+                 "subjectAltName=IP:127.0.0.1,DNS:localhost -keyout %s -out %s >/dev/null 2>&1",
+                 key, cert);
+        assert_int_equal(system(cmd), 0);
+        char *cert_pem = NULL, *key_pem = NULL;
+        size_t n;
+        assert_int_equal(util_read_file(cert, 65536, &cert_pem, &n), 0);
+        assert_int_equal(util_read_file(key, 65536, &key_pem, &n), 0);
+        struct MHD_Daemon *d = MHD_start_daemon(
+                MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_TLS,
+                0, NULL, NULL, srv_handler, NULL,
+                MHD_OPTION_HTTPS_MEM_CERT, cert_pem, MHD_OPTION_HTTPS_MEM_KEY, key_pem,
+                MHD_OPTION_NOTIFY_COMPLETED, srv_completed, NULL,
+                MHD_OPTION_NOTIFY_CONNECTION, srv_notify, NULL, MHD_OPTION_END);
+        assert_non_null(d);
+        uint16_t port = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT)->port;
+
+        struct ctx c;
+        struct result res[4] = { 0 };
+        char url[128];
+        ctx_init(&c, &fast_opts);
+        snprintf(url, sizeof(url), "https://127.0.0.1:%u/ok?key=tls_ok", port);
+        /* not trusted without the CA file */
+        get(&c, url, &res[0]);
+        run_until(&c, &res[0].done, 1);
+        assert_int_equal(res[0].r, -EPROTO);
+        assert_int_equal(res[0].attempts, 1);
+        result_clear(&res[0]);
+        /* trusted with it; sequential requests share one connection */
+        int before = srv_connections();
+        for (int i = 0; i < 2; i++) {
+                struct http_request req = { .method = "GET", .url = url, .idempotent = true,
+                                            .ca_file = cert };
+                assert_int_equal(http_submit(c.h, &req, on_done, &res[i]), 0);
+                run_until(&c, &res[i].done, 1);
+                assert_int_equal(res[i].r, 0);
+                assert_int_equal(res[i].status, 200);
+                assert_string_equal(res[i].body, "hello");
+                result_clear(&res[i]);
+        }
+        assert_int_equal(srv_connections() - before, 1);
+        /* parallel requests (PIPEWAIT on https) and the host name check */
+        snprintf(url, sizeof(url), "https://localhost:%u/s?key=tls_par&delay=50", port);
+        for (int i = 0; i < 4; i++) {
+                struct http_request req = { .method = "GET", .url = url, .idempotent = true,
+                                            .ca_file = cert };
+                assert_int_equal(http_submit(c.h, &req, on_done, &res[i]), 0);
+        }
+        int done = 0;
+        while (done < 4 && !c.expired) {
+                uv_run(&c.loop, UV_RUN_ONCE);
+                done = res[0].done + res[1].done + res[2].done + res[3].done;
+        }
+        for (int i = 0; i < 4; i++) {
+                assert_int_equal(res[i].r, 0);
+                assert_int_equal(res[i].status, 200);
+                result_clear(&res[i]);
+        }
+        ctx_done(&c);
+        MHD_stop_daemon(d);
+        free(cert_pem);
+        free(key_pem);
+        unlink(cert);
+        unlink(key);
+        rmdir(dir);
 }
 
 static void test_escape(void **state) {
@@ -990,8 +1322,14 @@ int main(void) {
                 cmocka_unit_test(test_retry_after),
                 cmocka_unit_test(test_retry_after_capped_and_date),
                 cmocka_unit_test(test_post_not_retried),
+                cmocka_unit_test(test_methods),
+                cmocka_unit_test(test_queue_timeout_starts_late),
+                cmocka_unit_test(test_hosts_independent),
+                cmocka_unit_test(test_tls_errors),
+                cmocka_unit_test(test_limits_and_shutdown_submit),
                 cmocka_unit_test(test_size_cap),
                 cmocka_unit_test(test_timeout),
+                cmocka_unit_test(test_connect_timeout),
                 cmocka_unit_test(test_conn_refused),
                 cmocka_unit_test(test_request_id_header),
                 cmocka_unit_test(test_free_in_flight),
@@ -999,6 +1337,8 @@ int main(void) {
                 cmocka_unit_test(test_url_rules),
                 cmocka_unit_test(test_add_easy),
                 cmocka_unit_test(test_describe_bodies),
+                cmocka_unit_test(test_https),
+                cmocka_unit_test(test_describe_hostile),
                 cmocka_unit_test(test_escape),
                 cmocka_unit_test(test_async_dns),
         };

@@ -1,0 +1,327 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * End to end: the real partnerd binary against the fake platform
+ * (tests/scenarios/basic.json) and a real SMTP server (aiosmtpd).
+ *
+ *  run 1  emails exactly the configured recipients, once per blocked
+ *         customer, with the exact acceptance URL; warns about the Draft;
+ *         tells ops about the order Querying for another reason; no Process.
+ *  then   Contoso accepts the relationship (the fake's control route).
+ *  run 2  calls Process exactly once, on Contoso's Querying order only
+ *         (never on its Draft), and confirms it by mail.
+ *  run 3  sends nothing and calls nothing.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include <jansson.h>
+
+#include "harness.h"
+#include "pdrun.h"
+#include "smtp.h"
+
+#define URL "https://admin.microsoft.com/Adminportal/Home?invType=ResellerRelationship&partnerId=" \
+            "3b33e682-00c3-41ee-9dd2-a548adf56438&msppId=0&DAP=false#/BillingAccounts/partner-invitation"
+#define CONTOSO_TENANT "6f1c2a7e-0b8d-4c55-9e41-2d7f0a3b9c10"
+#define ORD_CONTOSO    "ORD-1001-0001-0001"
+#define ORD_OTHER      "ORD-1001-0001-0002"
+#define ORD_PROCESSING "ORD-1001-0001-0003"
+#define ORD_DRAFT      "ORD-1001-0001-0004"
+#define ORD_FABRIKAM   "ORD-1001-0001-0005"
+#define RUN_TIMEOUT_MS 120000
+
+struct env {
+        struct harness_fake fake;
+        struct harness_smtp *smtp;
+        struct harness_pd *pd;
+        char *scenario;
+};
+
+static int setup(void **state) {
+        struct env *e = calloc(1, sizeof(*e));
+        if (!e)
+                return -1;
+        e->scenario = harness_src_path("tests/scenarios/basic.json");
+        if (harness_fake_start(e->scenario, &e->fake) < 0 ||
+            harness_smtp_start(&(struct harness_smtp_options) { 0 }, &e->smtp) < 0)
+                return -1;
+        struct harness_pd_options o = {
+                .fake_base = e->fake.base_url,
+                .smtp_url = harness_smtp_url(e->smtp),
+                .scenario = e->scenario,
+                .ops = "ops@example.test",
+        };
+        if (harness_pd_setup(&o, &e->pd) < 0)
+                return -1;
+        *state = e;
+        return 0;
+}
+
+static int teardown(void **state) {
+        struct env *e = *state;
+        if (!e)
+                return 0;
+        harness_pd_free(e->pd);
+        harness_smtp_stop(e->smtp);
+        (void) harness_fake_stop(&e->fake);
+        free(e->scenario);
+        free(e);
+        return 0;
+}
+
+static int run_once(struct env *e) {
+        int status = -1;
+        const char *args[] = { "--once", NULL };
+        assert_int_equal(harness_pd_run(e->pd, args, RUN_TIMEOUT_MS, &status), 0);
+        if (status != 0) {
+                char *err = harness_pd_output(e->pd, e->pd->runs, true);
+                fprintf(stderr, "partnerd run %d exited %d:\n%s\n", e->pd->runs, status, err ? err : "");
+                free(err);
+        }
+        return status;
+}
+
+static const char *header(json_t *mail, const char *name) {
+        return json_string_value(json_object_get(json_object_get(mail, "headers"), name));
+}
+
+static const char *text_part(json_t *mail) {
+        return json_string_value(json_object_get(mail, "text"));
+}
+
+/* true when the JSON array of strings is exactly the set {a, b} (any order) */
+static bool rcpts_are(json_t *arr, const char *a, const char *b) {
+        if (json_array_size(arr) != (b ? 2 : 1))
+                return false;
+        bool fa = false, fb = !b;
+        size_t i;
+        json_t *v;
+        json_array_foreach(arr, i, v) {
+                const char *s = json_string_value(v);
+                if (s && strcasecmp(s, a) == 0)
+                        fa = true;
+                else if (s && b && strcasecmp(s, b) == 0)
+                        fb = true;
+        }
+        return fa && fb;
+}
+
+static bool html_has_href(json_t *mail, const char *url) {
+        size_t i;
+        json_t *v;
+        json_array_foreach(json_object_get(mail, "links"), i, v)
+                if (json_string_value(v) && strcmp(json_string_value(v), url) == 0)
+                        return true;
+        return false;
+}
+
+/* Mails received from index from on whose text mentions needle. */
+static size_t mails_mentioning(struct env *e, size_t from, const char *needle) {
+        size_t n = 0;
+        for (size_t i = from; i < harness_smtp_count(e->smtp); i++) {
+                json_t *m = harness_smtp_parse(e->smtp, i);
+                const char *t = m ? text_part(m) : NULL;
+                if (t && strstr(t, needle))
+                        n++;
+                json_decref(m);
+        }
+        return n;
+}
+
+static void test_three_runs(void **state) {
+        struct env *e = *state;
+        char *st;
+
+        /* ---- run 1: detect and notify, no Process ---- */
+        assert_int_equal(run_once(e), 0);
+        assert_int_equal(harness_fake_count(&e->fake, "POST", "/process"), 0);
+        size_t n1 = harness_smtp_count(e->smtp);
+        /* Contoso and Fabrikam acceptance requests, the Draft warning, the ops notice */
+        assert_int_equal(n1, 4);
+
+        size_t requests = 0, drafts = 0, ops = 0;
+        for (size_t i = 0; i < n1; i++) {
+                json_t *m = harness_smtp_parse(e->smtp, i);
+                assert_non_null(m);
+                const char *text = text_part(m);
+                json_t *rcpt = json_object_get(json_object_get(m, "envelope"), "rcpt_tos");
+                assert_non_null(text);
+                assert_non_null(header(m, "Message-ID"));
+                assert_non_null(header(m, "Date"));
+                assert_string_equal(header(m, "Auto-Submitted"), "auto-generated");
+                if (strstr(text, ORD_OTHER)) {
+                        ops++;
+                        assert_true(rcpts_are(rcpt, "ops@example.test", NULL));
+                        assert_null(strstr(text, "https://admin.microsoft.com"));
+                        continue;
+                }
+                assert_true(rcpts_are(rcpt, "admin1@example.test", "admin2@example.test"));
+                if (strstr(text, ORD_DRAFT)) {
+                        drafts++;
+                        assert_null(strstr(text, ORD_CONTOSO));
+                } else {
+                        requests++;
+                        /* the exact URL, in the text and as the HTML button */
+                        assert_non_null(strstr(text, URL));
+                        assert_true(html_has_href(m, URL));
+                        assert_true((strstr(text, ORD_CONTOSO) != NULL) != (strstr(text, ORD_FABRIKAM) != NULL));
+                }
+                /* no mail ever names the order that is already Processing */
+                assert_null(strstr(text, ORD_PROCESSING));
+                json_decref(m);
+        }
+        assert_int_equal(requests, 2);
+        assert_int_equal(drafts, 1);
+        assert_int_equal(ops, 1);
+        assert_int_equal(mails_mentioning(e, 0, ORD_CONTOSO), 1);
+        assert_int_equal(mails_mentioning(e, 0, ORD_FABRIKAM), 1);
+        /* every pending customer was checked (--once checks all) */
+        assert_true(harness_fake_count(&e->fake, "GET", "/v1/customers/" CONTOSO_TENANT) >= 1);
+
+        /* ---- the customer accepts ---- */
+        assert_int_equal(harness_fake_accept(&e->fake, CONTOSO_TENANT), 0);
+
+        /* ---- run 2: Process exactly once, only the Querying order ---- */
+        assert_int_equal(run_once(e), 0);
+        assert_int_equal(harness_fake_count(&e->fake, "POST", "/process"), 1);
+        assert_int_equal(harness_fake_count(&e->fake, "POST", ORD_CONTOSO "/process"), 1);
+        assert_int_equal(harness_fake_count(&e->fake, "POST", ORD_DRAFT "/process"), 0);
+        st = harness_fake_order_status(&e->fake, ORD_CONTOSO);
+        assert_string_equal(st, "Processing");
+        free(st);
+        st = harness_fake_order_status(&e->fake, ORD_DRAFT);
+        assert_string_equal(st, "Draft");
+        free(st);
+        st = harness_fake_order_status(&e->fake, ORD_FABRIKAM);
+        assert_string_equal(st, "Querying");
+        free(st);
+        size_t n2 = harness_smtp_count(e->smtp);
+        /* one confirmation for Contoso, nothing else */
+        assert_int_equal(n2, n1 + 1);
+        assert_int_equal(mails_mentioning(e, n1, ORD_CONTOSO), 1);
+
+        /* ---- run 3: nothing new to say or do ---- */
+        assert_int_equal(run_once(e), 0);
+        assert_int_equal(harness_fake_count(&e->fake, "POST", "/process"), 1);
+        assert_int_equal(harness_smtp_count(e->smtp), n2);
+}
+
+static void test_dry_run_changes_nothing(void **state) {
+        struct harness_fake fake;
+        struct harness_smtp *smtp = NULL;
+        struct harness_pd *pd = NULL;
+        char *scenario = harness_src_path("tests/scenarios/basic.json"), *out;
+        int status = -1;
+
+        assert_int_equal(harness_fake_start(scenario, &fake), 0);
+        assert_int_equal(harness_smtp_start(&(struct harness_smtp_options) { 0 }, &smtp), 0);
+        assert_int_equal(harness_pd_setup(&(struct harness_pd_options) {
+                .fake_base = fake.base_url, .smtp_url = harness_smtp_url(smtp), .scenario = scenario },
+                &pd), 0);
+        assert_int_equal(harness_fake_accept(&fake, CONTOSO_TENANT), 0);
+        const char *args[] = { "--once", "--dry-run", NULL };
+        assert_int_equal(harness_pd_run(pd, args, RUN_TIMEOUT_MS, &status), 0);
+        assert_int_equal(status, 0);
+        assert_int_equal(harness_smtp_count(smtp), 0);
+        assert_int_equal(harness_fake_count(&fake, "POST", "/process"), 0);
+        out = harness_pd_output(pd, 1, false);
+        assert_non_null(out);
+        assert_non_null(strstr(out, URL));        /* the mails are printed instead */
+        free(out);
+        out = harness_pd_output(pd, 1, true);
+        assert_non_null(strstr(out, "would call Process on order " ORD_CONTOSO));
+        free(out);
+        /* no state written */
+        char path[512];
+        snprintf(path, sizeof(path), "%s/state.json", pd->state_dir);
+        assert_int_not_equal(access(path, F_OK), 0);
+        harness_pd_free(pd);
+        harness_smtp_stop(smtp);
+        assert_int_equal(harness_fake_stop(&fake), 0);
+        free(scenario);
+}
+
+static void test_check_config(void **state) {
+        struct env *e = *state;
+        int status = -1;
+        const char *ok[] = { "--check-config", NULL };
+        assert_int_equal(harness_pd_run(e->pd, ok, RUN_TIMEOUT_MS, &status), 0);
+        assert_int_equal(status, 0);
+        char *out = harness_pd_output(e->pd, e->pd->runs, false);
+        assert_non_null(strstr(out, "configuration OK"));
+        free(out);
+
+        /* a broken file: exit 78 and FILE:LINE: message naming the key */
+        char *dir = harness_tmpdir(), path[512];
+        snprintf(path, sizeof(path), "%s/bad.conf", dir);
+        FILE *f = fopen(path, "w");
+        assert_non_null(f);
+        fprintf(f, "[marketplace]\nurl = https://example.com/public/v1\npoll_interval = soon\n");
+        fclose(f);
+        const char *bad[] = { "--config", path, "--check-config", NULL };
+        /* the later --config wins over the harness's */
+        assert_int_equal(harness_pd_run(e->pd, bad, RUN_TIMEOUT_MS, &status), 0);
+        assert_int_equal(status, 78);
+        char *err = harness_pd_output(e->pd, e->pd->runs, true);
+        char want[600];
+        snprintf(want, sizeof(want), "%s:3:", path);
+        assert_non_null(strstr(err, want));
+        assert_non_null(strstr(err, "poll_interval"));
+        free(err);
+        harness_rmrf(dir);
+        free(dir);
+}
+
+static void test_usage(void **state) {
+        struct env *e = *state;
+        int status = -1;
+        const char *bad[] = { "--no-such-option", NULL };
+        assert_int_equal(harness_pd_run(e->pd, bad, RUN_TIMEOUT_MS, &status), 0);
+        assert_int_equal(status, 2);
+        const char *ver[] = { "--version", NULL };
+        assert_int_equal(harness_pd_run(e->pd, ver, RUN_TIMEOUT_MS, &status), 0);
+        assert_int_equal(status, 0);
+        char *out = harness_pd_output(e->pd, e->pd->runs, false);
+        assert_non_null(strstr(out, "partnerd "));
+        free(out);
+}
+
+static void test_status(void **state) {
+        struct env *e = *state;
+        int status = -1;
+        const char *args[] = { "status", "--json", NULL };
+        assert_int_equal(harness_pd_run(e->pd, args, RUN_TIMEOUT_MS, &status), 0);
+        assert_int_equal(status, 0);
+        char *out = harness_pd_output(e->pd, e->pd->runs, false);
+        json_t *j = out ? json_loads(out, 0, NULL) : NULL;
+        assert_non_null(j);
+        /* the tracked orders of the runs above are there */
+        assert_non_null(strstr(out, ORD_FABRIKAM));
+        json_decref(j);
+        free(out);
+        const char *table[] = { "status", NULL };
+        assert_int_equal(harness_pd_run(e->pd, table, RUN_TIMEOUT_MS, &status), 0);
+        assert_int_equal(status, 0);
+        out = harness_pd_output(e->pd, e->pd->runs, false);
+        assert_non_null(strstr(out, ORD_FABRIKAM));
+        free(out);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_three_runs),
+                cmocka_unit_test(test_status),
+                cmocka_unit_test(test_check_config),
+                cmocka_unit_test(test_usage),
+                cmocka_unit_test(test_dry_run_changes_nothing),
+        };
+        return cmocka_run_group_tests(tests, setup, teardown);
+}
