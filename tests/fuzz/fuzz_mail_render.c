@@ -217,6 +217,13 @@ static void check_message(const struct mail_message *m) {
                            strcmp(addr, m->rcpt[i]) == 0, "bad envelope recipient '%s'", m->rcpt[i]);
                 free(addr);
         }
+        /* The decoded text kept for the dry run and logs. */
+        if (m->text) {
+                for (const unsigned char *q = (const unsigned char *) m->text; *q; q++)
+                        FUZZ_CHECK((*q >= 0x20 && *q != 0x7f) || *q == '\t' || *q == '\n',
+                                   "control 0x%02x in m->text", *q);
+                FUZZ_CHECK(fuzz_utf8_valid(m->text, strlen(m->text)), "m->text not UTF-8");
+        }
         FUZZ_CHECK(m->envelope_from && fuzz_find_ctl(m->envelope_from, false) < 0, "envelope from");
         FUZZ_CHECK(m->subject && fuzz_find_ctl(m->subject, false) < 0, "subject '%s'",
                    m->subject ? m->subject : "(null)");

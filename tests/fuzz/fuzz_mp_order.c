@@ -52,6 +52,10 @@ static void check_order(const struct order *o) {
         check_line("querying_at_raw", o->querying_at_raw, 4096);
         check_line("template_id", o->template_id, 4096);
         check_line("relationship_url", o->relationship_url, 2048);
+        if (o->relationship_url)
+                FUZZ_CHECK(strncasecmp(o->relationship_url, "https://", 8) == 0 &&
+                           !strpbrk(o->relationship_url, " \"'<>`"),
+                           "relationship_url '%s'", o->relationship_url);
         if (o->tenant_id)
                 FUZZ_CHECK(fuzz_guid_lower(o->tenant_id), "tenant_id '%s'", o->tenant_id);
         if (o->domain) {

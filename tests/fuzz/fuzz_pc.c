@@ -10,15 +10,21 @@
  * without whitespace or control characters (it goes into a header), with
  * 0 < expires_in < 2^31; the classification is a known state, PENDING for
  * 403/404, UNKNOWN for other non-200 statuses; a tenant id is a lower-case
- * GUID.
+ * GUID; a next-page URL stays on the API host (curl parses the same host
+ * and scheme) and has no whitespace or control character.
  */
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <curl/curl.h>
+
 #include "fuzz.h"
 #include "partnercenter.h"
+
+#define API_URL "https://api.partnercenter.microsoft.com/v1"
+#define API_HOST "api.partnercenter.microsoft.com"
 
 static const long statuses[] = { 404, 403, 500, 0, 401, 429, 201 };
 
@@ -53,5 +59,27 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (tenant)
                 FUZZ_CHECK(fuzz_guid_lower(tenant), "tenant id '%s'", tenant);
         free(tenant);
+
+        char *uri = fuzz_strndup((const uint8_t *) body, len);
+        char *next = pc_next_url(API_URL, uri);
+        if (next) {
+                FUZZ_CHECK(strncmp(next, "https://" API_HOST "/", strlen("https://" API_HOST "/")) == 0,
+                           "next url '%s'", next);
+                FUZZ_CHECK(fuzz_find_ctl(next, false) < 0 && !strchr(next, ' '), "next url '%s'", next);
+                CURLU *u = curl_url();
+                char *host = NULL, *scheme = NULL;
+                FUZZ_CHECK(u, "curl_url");
+                if (curl_url_set(u, CURLUPART_URL, next, 0) == CURLUE_OK) {
+                        FUZZ_CHECK(curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK &&
+                                   strcmp(host, API_HOST) == 0, "next url '%s' leaves the host", next);
+                        FUZZ_CHECK(curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
+                                   strcmp(scheme, "https") == 0, "next url '%s' scheme", next);
+                }
+                curl_free(host);
+                curl_free(scheme);
+                curl_url_cleanup(u);
+        }
+        free(next);
+        free(uri);
         return 0;
 }

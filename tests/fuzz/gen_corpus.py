@@ -124,6 +124,8 @@ def pc(scn):
                 "relationshipToPartner": t.get("relationship", "none"),
                 "attributes": {"objectType": "Customer"}}
         put("pc", "customer-%s" % t["domain"].split(".")[0], b"\x01" + compact(body).encode())
+    put("pc", "next-uri", b"\x05/customers?size=100&seek=dGVzdA==&seekOperation=Next&filter=x")
+    put("pc", "next-uri-v1", b"\x05/v1/customers?size=100&seekOperation=Next")
     put("pc", "customer-404", b"\xf0" + b'{"code":600,"description":"The customer does not exist."}')
     put("pc", "customer-profile-only", b"\x02" + b'{"companyProfile":{"tenantId":"6F1C2A7E-0B8D-4C55-9E41-2D7F0A3B9C10"},"relationshipToPartner":"Reseller"}')
 

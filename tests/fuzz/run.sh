@@ -17,12 +17,13 @@ clang=${FUZZ_CC:-clang}
 fuzzdir=tests/fuzz
 
 case $mode in
-fuzz|smoke) ;;
+fuzz) label=fuzz ;;
+smoke) label=fuzz-smoke ;;
 *) echo "usage: $0 fuzz|smoke [target...]" >&2; exit 2 ;;
 esac
 
 if ! command -v "$clang" >/dev/null 2>&1; then
-        echo "fuzz-$mode: SKIPPED: $clang not found (install clang and libclang-rt-dev)"
+        echo "$label: SKIPPED: $clang not found (install clang and libclang-rt-dev)"
         exit 0
 fi
 probe=$(mktemp -d) || exit 1
@@ -34,7 +35,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n);
 int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n) { (void) d; (void) n; return 0; }
 EOF
 if ! "$clang" -fsanitize=fuzzer,address,undefined -o "$probe/p" "$probe/p.c" >/dev/null 2>&1; then
-        echo "fuzz-$mode: SKIPPED: $clang cannot link -fsanitize=fuzzer,address,undefined" \
+        echo "$label: SKIPPED: $clang cannot link -fsanitize=fuzzer,address,undefined" \
              "(the compiler-rt fuzzer runtime, e.g. libclang-rt-dev, is missing)"
         exit 0
 fi
@@ -45,7 +46,7 @@ if [ $# -eq 0 ]; then
                 n=${f##*/fuzz_}; set -- "$@" "${n%.c}"
         done
 fi
-[ $# -gt 0 ] || { echo "fuzz-$mode: no targets"; exit 0; }
+[ $# -gt 0 ] || { echo "$label: no targets"; exit 0; }
 targets=$*
 ntargets=$#
 
@@ -54,7 +55,7 @@ for t in $targets; do bins="$bins $build/tests/fuzz/fuzz_$t"; done
 # shellcheck disable=SC2086
 $make --no-print-directory BUILD="$build" CC="$clang" SAN=address,undefined \
         CFLAGS="-O1 -g -fsanitize=fuzzer-no-link" $bins || {
-        echo "fuzz-$mode: build failed" >&2; exit 1; }
+        echo "$label: build failed" >&2; exit 1; }
 
 mkdir -p "$build/artifacts"
 failed=""
@@ -62,7 +63,7 @@ for t in $targets; do
         bin=$build/tests/fuzz/fuzz_$t
         seeds=$fuzzdir/corpus/$t
         work=$build/corpus/$t
-        log=$build/fuzz_$t.log
+        log=$build/fuzz_$t-$mode.log
         mkdir -p "$work"
         set -- -max_total_time="$seconds" -print_final_stats=1 -timeout=10 -rss_limit_mb=2048 \
                 -detect_leaks=1 -artifact_prefix="$build/artifacts/$t-"
@@ -74,7 +75,7 @@ for t in $targets; do
         fi
         [ -f "$fuzzdir/$t.dict" ] && set -- "$@" -dict="$fuzzdir/$t.dict"
         [ -d "$seeds" ] || seeds=
-        echo "== fuzz-$mode: $t (${seconds}s)"
+        echo "== $label: $t (${seconds}s)"
         # shellcheck disable=SC2086
         if ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1} \
            UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} \
@@ -90,7 +91,7 @@ for t in $targets; do
         fi
 done
 if [ -n "$failed" ]; then
-        echo "fuzz-$mode: failed:$failed"
+        echo "$label: failed:$failed"
         exit 1
 fi
-echo "fuzz-$mode: $ntargets targets passed"
+echo "$label: $ntargets targets passed"
