@@ -149,8 +149,9 @@ static void check_headers(const char *h, size_t n) {
 
 /* The decoded body of the part after "Content-Type: TYPE;" (NULL if none). */
 static char *part(const char *body, const char *boundary, const char *type, size_t *ret_len) {
-        char key[128];
-        snprintf(key, sizeof(key), "Content-Type: %s;", type);
+        /* Behind the (random) boundary: hostile values cannot fake it. */
+        char key[160];
+        snprintf(key, sizeof(key), "\r\n--%s\r\nContent-Type: %s;", boundary, type);
         const char *p = strstr(body, key);
         if (!p)
                 return NULL;
