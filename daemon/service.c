@@ -76,7 +76,7 @@ static void services_free(struct services *sv) {
 
 static int services_open(struct service *s, struct services *sv, unsigned flags) {
         const struct cfg *cfg;
-        int r = load_config(s->opts->config_path, flags, &sv->cfg, &sv->templates, true);
+        int r = load_config(s->opts->config_path, flags | LOAD_CONFIG_EVENTS, &sv->cfg, &sv->templates, true);
         if (r != 0)
                 return -EINVAL;    /* the configuration is invalid: EX_CONFIG */
         cfg = sv->cfg;

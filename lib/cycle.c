@@ -5,15 +5,23 @@
  *
  *   LIST       list Querying and Draft orders (pages in parallel)
  *   TEMPLATES  fetch the templates of orders not seen before (parallel)
- *   PLAN       engine phase 1 -> persist intent -> queue mails, start checks
+ *   PLAN       engine phase 1
+ *   CONTACTS   buyers' contacts of the orders to mail (notify_order_contacts)
+ *              -> queue mails (outbox) -> persist, start checks
  *   CHECKS     Partner Center checks (parallel)
  *   DECIDE     engine phase 2 with the facts -> persist intent
  *   PROCESS    re-read each order, POST process if still Querying (parallel)
  *   FLUSH      send the outbox
  *   SAVE       persist the outcome
  *
- * Every side effect is preceded by a state save that records the intent, and
- * followed by one that records the outcome.  In --dry-run the engine works
+ * A phase keeps at most CYCLE_WINDOW_PER_SLOT x max_parallel requests in
+ * flight and starts the next as one completes: 10,000 templates neither
+ * overflow the http queue (HTTP_MAX_REQUESTS) nor sit there as 10,000
+ * curl handles.
+ *
+ * Every side effect is preceded by a durable record of the intent (the
+ * state save before Process; the outbox file for a mail) and followed by a
+ * save that records the outcome.  In --dry-run the engine works
  * on a copy of the state that is never saved, and nothing is sent.
  */
 #include "cycle.h"
@@ -28,9 +36,14 @@
 #include "store.h"
 #include "util.h"
 
+/* Requests in flight per phase, per parallel slot of lib/http: enough that
+ * the per-host queue never runs dry between a completion and its refill. */
+#define CYCLE_WINDOW_PER_SLOT 2
+
 enum phase {
         PH_LIST,
         PH_TEMPLATES,
+        PH_CONTACTS,
         PH_CHECKS,
         PH_PROCESS,
         PH_FLUSH,
@@ -43,7 +56,11 @@ struct cycle {
         void *ud;
         enum phase phase;
         size_t pending;          /* requests in flight in this phase */
+        size_t window;           /* at most this many in flight */
         bool advancing;          /* inside advance(): completions only count down */
+        bool filling;            /* inside fill(): completions only count down */
+        struct action_list todo; /* CHECK or PROCESS actions of the phase */
+        size_t next;             /* next todo item (or order, for templates) to start */
         bool aborted;
         bool save_failed;
 
@@ -54,6 +71,12 @@ struct cycle {
 
         struct order_list orders;
         struct rel_fact_list facts;
+        struct action_list planned;   /* phase 1 actions, waiting for the contacts */
+        struct buyer {
+                char *id;
+                char *email;          /* NULL: none, or it could not be read */
+        } *buyers;
+        size_t n_buyers;
         bool token_error_logged;
         struct cycle_result res;
 };
@@ -63,13 +86,14 @@ struct op {
         struct cycle *c;
         char *order_id;          /* template, process */
         char *customer_key;      /* check */
-        size_t index;            /* template: index into orders */
+        size_t index;            /* template: index into orders; contact: into buyers */
         bool reread_after_post;  /* process: second read after a 4xx */
         long post_status;
         char *post_error;
 };
 
 static void advance(struct cycle *c);
+static void fill(struct cycle *c);
 
 static struct op *op_new(struct cycle *c) {
         struct op *o = calloc(1, sizeof(*o));
@@ -87,9 +111,11 @@ static void op_done(struct op *o) {
         free(o->customer_key);
         free(o->post_error);
         free(o);
+        c->pending--;
         /* A request may complete synchronously (e.g. a flush with nothing
-         * due): the advance() loop already running picks that up. */
-        if (--c->pending == 0 && !c->advancing)
+         * due): the fill() or advance() loop already running picks that up. */
+        fill(c);
+        if (c->pending == 0 && !c->filling && !c->advancing)
                 advance(c);
 }
 
@@ -130,6 +156,13 @@ static int64_t order_deadline(const struct cycle *c, const struct tracked_order 
         return t && t->querying_since ? t->querying_since + c->env.cfg->mail.deadline : 0;
 }
 
+static const char *buyer_email(const struct cycle *c, const char *buyer_id) {
+        for (size_t i = 0; buyer_id && i < c->n_buyers; i++)
+                if (strcmp(c->buyers[i].id, buyer_id) == 0)
+                        return c->buyers[i].email;
+        return NULL;
+}
+
 static void queue_mail(struct cycle *c, const struct action *a) {
         const struct cfg *cfg = c->env.cfg;
         struct tracked_customer *cust = state_find_customer(c->work, a->customer_key);
@@ -162,16 +195,19 @@ static void queue_mail(struct cycle *c, const struct action *a) {
                 };
                 if (mo[i].deadline && (!deadline || mo[i].deadline < deadline))
                         deadline = mo[i].deadline;
-                if (cfg->mail.notify_order_contacts && o)
-                        for (size_t k = 0; k < o->n_contacts; k++) {
-                                if (!o->contacts[k].email)
+                if (cfg->mail.notify_order_contacts && o) {
+                        const char *buyer = buyer_email(c, o->buyer_id);
+                        for (size_t k = 0; k <= o->n_contacts; k++) {
+                                const char *e = k < o->n_contacts ? o->contacts[k].email : buyer;
+                                if (!e)
                                         continue;
                                 char **p = realloc(extra, (n_extra + 1) * sizeof(*extra));
                                 if (!p)
                                         goto oom;
                                 extra = p;
-                                extra[n_extra++] = o->contacts[k].email;
+                                extra[n_extra++] = (char *) e;
                         }
+                }
         }
 
         struct mail_context ctx = {
@@ -294,10 +330,13 @@ static void on_check(void *ud, int r, const struct pc_check_result *res) {
                                           "Partner Center sign-in failed, check [microsoft] tenant, client_id and the client secret: %s",
                                           res->error ? res->error : "unknown error");
                         c->token_error_logged = true;
-                } else
+                        set_error(c, -EACCES, "Partner Center sign-in failed", res->error);
+                } else {
+                        const char *why = res && res->error ? res->error : strerror(r < 0 ? -r : EIO);
                         log_event(LOG_WARNING, LOG_EV_CHECK_FAILED, fields,
-                                  "Cannot check the relationship of %s: %s", name,
-                                  res && res->error ? res->error : strerror(r < 0 ? -r : EIO));
+                                  "Cannot check the relationship of %s: %s", name, why);
+                        set_error(c, r < 0 ? r : -EIO, "relationship check failed", why);
+                }
         } else if (res->state == REL_ACCEPTED)
                 /* the engine logs the acceptance itself, once */
                 log_debug("Partner Center reports %s as a reseller customer", name);
@@ -307,24 +346,19 @@ static void on_check(void *ud, int r, const struct pc_check_result *res) {
         op_done(o);
 }
 
-static void start_checks(struct cycle *c, const struct action_list *l) {
-        for (size_t i = 0; i < l->n && !c->aborted; i++) {
-                const struct action *a = &l->items[i];
-                if (a->type != ACTION_CHECK)
-                        continue;
-                struct op *o = op_new(c);
-                if (!o || !(o->customer_key = strdup(a->customer_key))) {
-                        set_error(c, -ENOMEM, "out of memory", NULL);
-                        if (o)
-                                op_done(o);
-                        continue;
-                }
-                c->res.checks++;
-                int r = pc_check_customer(c->env.pc, a->tenant_id, a->domain, on_check, o);
-                if (r < 0) {
-                        struct pc_check_result res = { .state = REL_UNKNOWN, .error = strerror(-r) };
-                        on_check(o, r, &res);
-                }
+static void start_check(struct cycle *c, const struct action *a) {
+        struct op *o = op_new(c);
+        if (!o || !(o->customer_key = strdup(a->customer_key))) {
+                set_error(c, -ENOMEM, "out of memory", NULL);
+                if (o)
+                        op_done(o);
+                return;
+        }
+        c->res.checks++;
+        int r = pc_check_customer(c->env.pc, a->tenant_id, a->domain, on_check, o);
+        if (r < 0) {
+                struct pc_check_result res = { .state = REL_UNKNOWN, .error = strerror(-r) };
+                on_check(o, r, &res);
         }
 }
 
@@ -381,6 +415,7 @@ static void on_post(void *ud, int r, long status, const char *err, const struct 
         log_event(LOG_ERR, LOG_EV_PROCESS_FAILED, fields,
                   "Process of order %s failed: %s; the order will be read again next cycle", o->order_id,
                   err ? err : strerror(r < 0 ? -r : EIO));
+        set_error(c, r < 0 ? r : -EIO, "Process failed", err ? err : strerror(r < 0 ? -r : EIO));
         process_outcome(c, o->order_id, ENG_PROCESS_UNKNOWN, ORDER_STATUS_UNKNOWN, err);
         op_done(o);
 }
@@ -397,6 +432,8 @@ static void on_reread(void *ud, int r, long status, const char *err, const struc
                 } else {
                         log_event(LOG_WARNING, LOG_EV_PROCESS_FAILED, LOG_FIELDS({ "ORDER_ID", o->order_id }),
                                   "Cannot read order %s before Process: %s; will retry next cycle", o->order_id,
+                                  err ? err : strerror(r < 0 ? -r : EIO));
+                        set_error(c, r < 0 ? r : -EIO, "cannot read an order before Process",
                                   err ? err : strerror(r < 0 ? -r : EIO));
                         process_outcome(c, o->order_id, ENG_PROCESS_UNKNOWN, ORDER_STATUS_UNKNOWN, err);
                 }
@@ -430,23 +467,18 @@ static void on_reread(void *ud, int r, long status, const char *err, const struc
         }
 }
 
-static void start_process(struct cycle *c, const struct action_list *l) {
-        for (size_t i = 0; i < l->n && !c->aborted; i++) {
-                const struct action *a = &l->items[i];
-                if (a->type != ACTION_PROCESS)
-                        continue;
-                struct op *o = op_new(c);
-                if (!o || !(o->order_id = strdup(a->order_id))) {
-                        set_error(c, -ENOMEM, "out of memory", NULL);
-                        if (o)
-                                op_done(o);
-                        continue;
-                }
-                /* Only ever POST after reading the order again: it must still
-                 * be Querying, in the same episode. */
-                if (mp_get_order(c->env.mp, o->order_id, on_reread, o) < 0)
+static void start_process(struct cycle *c, const struct action *a) {
+        struct op *o = op_new(c);
+        if (!o || !(o->order_id = strdup(a->order_id))) {
+                set_error(c, -ENOMEM, "out of memory", NULL);
+                if (o)
                         op_done(o);
+                return;
         }
+        /* Only ever POST after reading the order again: it must still
+         * be Querying, in the same episode. */
+        if (mp_get_order(c->env.mp, o->order_id, on_reread, o) < 0)
+                op_done(o);
 }
 
 /* ---- list and templates ---- */
@@ -458,10 +490,16 @@ static void on_template(void *ud, int r, long status, const char *err, const cha
 
         if (r < 0 || status != 200) {
                 /* Without the template we cannot tell whether it is blocked on
-                 * a relationship: fall back to what the order itself shows. */
+                 * a relationship: what the order itself shows is enough when
+                 * it carries the URL; otherwise decide nothing about it now
+                 * (it must not pass for "Querying for another reason"). */
                 log_event(LOG_WARNING, LOG_EV_POLL_FAILED, LOG_FIELDS({ "ORDER_ID", ord->id }),
-                          "Cannot fetch the template of order %s: %s", ord->id,
-                          err ? err : strerror(r < 0 ? -r : EIO));
+                          "Cannot fetch the template of order %s: %s; %s", ord->id,
+                          err ? err : strerror(r < 0 ? -r : EIO),
+                          ord->relationship_url ? "using the URL the order shows" : "will retry next cycle");
+                if (!ord->relationship_url)
+                        ord->incomplete = true;
+                set_error(c, r < 0 ? r : -EIO, "cannot fetch a template", err);
         } else if (text) {
                 char *url = mp_extract_relationship_url(text);
                 if (url) {
@@ -492,21 +530,99 @@ static bool template_known(const struct cycle *c, struct order *o) {
         return true;
 }
 
-static void start_templates(struct cycle *c) {
-        for (size_t i = 0; i < c->orders.n && !c->aborted; i++) {
-                struct order *o = &c->orders.items[i];
-                if (o->status != ORDER_STATUS_QUERYING || template_known(c, o))
-                        continue;
-                struct op *op = op_new(c);
-                if (!op) {
-                        set_error(c, -ENOMEM, "out of memory", NULL);
-                        continue;
-                }
-                op->index = i;
-                int r = mp_get_template(c->env.mp, o->id, on_template, op);
-                if (r < 0)
-                        on_template(op, r, 0, NULL, NULL);
+static void start_template(struct cycle *c, size_t i) {
+        struct op *op = op_new(c);
+        if (!op) {
+                set_error(c, -ENOMEM, "out of memory", NULL);
+                return;
         }
+        op->index = i;
+        int r = mp_get_template(c->env.mp, c->orders.items[i].id, on_template, op);
+        if (r < 0)
+                on_template(op, r, 0, NULL, NULL);
+}
+
+/* Starts the phase's next request; false when it has none left. */
+static void on_buyer(void *ud, int r, long status, const char *err, const struct order_contact *contact) {
+        struct op *o = ud;
+        struct cycle *c = o->c;
+        struct buyer *b = &c->buyers[o->index];
+        if (r < 0 || status != 200)
+                log_warning("Cannot read the contact of buyer %s: %s; mailing the configured recipients only",
+                            b->id, err ? err : strerror(r < 0 ? -r : EIO));
+        else if (contact && contact->email && !(b->email = strdup(contact->email)))
+                set_error(c, -ENOMEM, "out of memory", NULL);
+        op_done(o);
+}
+
+static void start_buyer(struct cycle *c, size_t i) {
+        struct op *o = op_new(c);
+        if (!o) {
+                set_error(c, -ENOMEM, "out of memory", NULL);
+                return;
+        }
+        o->index = i;
+        int r = mp_get_buyer_contact(c->env.mp, c->buyers[i].id, on_buyer, o);
+        if (r < 0)
+                on_buyer(o, r, 0, strerror(-r), NULL);
+}
+
+static bool start_next(struct cycle *c) {
+        if (c->aborted)
+                return false;
+        if (c->phase == PH_CONTACTS) {
+                if (c->next >= c->n_buyers)
+                        return false;
+                start_buyer(c, c->next++);
+                return true;
+        }
+        if (c->phase == PH_TEMPLATES) {
+                while (c->next < c->orders.n) {
+                        size_t i = c->next++;
+                        struct order *o = &c->orders.items[i];
+                        if (o->status == ORDER_STATUS_QUERYING && !template_known(c, o)) {
+                                start_template(c, i);
+                                return true;
+                        }
+                }
+                return false;
+        }
+        enum action_type want = c->phase == PH_CHECKS ? ACTION_CHECK :
+                                c->phase == PH_PROCESS ? ACTION_PROCESS : ACTION_LOG;
+        while (want != ACTION_LOG && c->next < c->todo.n) {
+                const struct action *a = &c->todo.items[c->next++];
+                if (a->type != want)
+                        continue;
+                if (want == ACTION_CHECK)
+                        start_check(c, a);
+                else
+                        start_process(c, a);
+                return true;
+        }
+        return false;
+}
+
+/* Keeps the window full.  Completions inside (a request that fails at
+ * submission) only count down; this loop goes on. */
+static void fill(struct cycle *c) {
+        if (c->filling)
+                return;
+        c->filling = true;
+        while (c->pending < c->window && start_next(c))
+                ;
+        c->filling = false;
+}
+
+/* Enters a phase whose requests fill() starts; todo (may be NULL) is moved. */
+static void begin_phase(struct cycle *c, enum phase ph, struct action_list *todo) {
+        action_list_clear(&c->todo);
+        if (todo) {
+                c->todo = *todo;
+                *todo = (struct action_list) { 0 };
+        }
+        c->phase = ph;
+        c->next = 0;
+        fill(c);
 }
 
 static void on_list(void *ud, int r, long status, const char *err, struct order_list *orders) {
@@ -549,6 +665,15 @@ static void filter_urls(struct cycle *c) {
 
 /* ---- phases ---- */
 
+static int collect_buyers(struct cycle *c);
+
+static bool buyer_known(const struct cycle *c, const char *id) {
+        for (size_t i = 0; i < c->n_buyers; i++)
+                if (strcmp(c->buyers[i].id, id) == 0)
+                        return true;
+        return false;
+}
+
 static void plan(struct cycle *c) {
         struct action_list acts = { 0 };
         int r;
@@ -563,12 +688,48 @@ static void plan(struct cycle *c) {
         for (size_t i = 0; i < c->orders.n; i++)
                 if (c->orders.items[i].status == ORDER_STATUS_QUERYING && c->orders.items[i].relationship_url)
                         c->res.blocked++;
-        /* intent first: what we are about to mail and check is on disk */
-        persist(c, "before notifying");
-        perform_logged_actions(c, &acts);
-        c->phase = PH_CHECKS;
-        start_checks(c, &acts);
-        action_list_clear(&acts);
+        c->planned = acts;
+        if (c->env.cfg->mail.notify_order_contacts && collect_buyers(c) < 0)
+                set_error(c, -ENOMEM, "out of memory", NULL);
+        /* the buyers' contacts first, when there is someone to mail */
+        begin_phase(c, PH_CONTACTS, NULL);
+}
+
+/* The buyers of every order a mail of this cycle names, once each. */
+static int collect_buyers(struct cycle *c) {
+        for (size_t i = 0; i < c->planned.n; i++) {
+                const struct action *a = &c->planned.items[i];
+                if (a->type != ACTION_NOTIFY)
+                        continue;
+                for (size_t k = 0; k < a->n_order_ids; k++) {
+                        const struct order *o = order_list_find(&c->orders, a->order_ids[k]);
+                        if (!o || !o->buyer_id || buyer_known(c, o->buyer_id))
+                                continue;
+                        struct buyer *p = realloc(c->buyers, (c->n_buyers + 1) * sizeof(*p));
+                        if (!p)
+                                return -ENOMEM;
+                        c->buyers = p;
+                        p[c->n_buyers] = (struct buyer) { .id = strdup(o->buyer_id) };
+                        if (!p[c->n_buyers].id)
+                                return -ENOMEM;
+                        c->n_buyers++;
+                }
+        }
+        return 0;
+}
+
+static void plan_mail(struct cycle *c) {
+        struct action_list acts = c->planned;
+        c->planned = (struct action_list) { 0 };
+        /* Mails first: the outbox is their durable intent.  Saving the state
+         * first would lose every mail decided in the window between the two
+         * writes (a crash there leaves notified_at set and no mail queued).
+         * This way a crash before the save below makes the same decisions
+         * again next cycle and the outbox drops keys it already holds (at
+         * worst one duplicate, when a key embeds this cycle's clock). */
+        perform_simple_actions(c, &acts);
+        persist(c, "after queueing mail");
+        begin_phase(c, PH_CHECKS, &acts);
 }
 
 static void decide(struct cycle *c) {
@@ -581,11 +742,10 @@ static void decide(struct cycle *c) {
         }
         persist(c, "before Process");
         perform_logged_actions(c, &acts);
-        c->phase = PH_PROCESS;
         /* no Process whose intent is not on disk */
-        if (!c->save_failed)
-                start_process(c, &acts);
-        action_list_clear(&acts);
+        if (c->save_failed)
+                action_list_clear(&acts);
+        begin_phase(c, PH_PROCESS, &acts);
 }
 
 static void log_flush_item(const struct mail_flush_item *it) {
@@ -627,7 +787,7 @@ static void on_flush(void *ud, const struct mail_flush_stats *st) {
 }
 
 static void flush(struct cycle *c) {
-        c->phase = PH_FLUSH;
+        begin_phase(c, PH_FLUSH, NULL);
         if (c->env.dry_run || !c->env.outbox || !c->env.transport)
                 return;
         struct op *o = op_new(c);
@@ -657,8 +817,15 @@ static void finish(struct cycle *c) {
         persist(c, "after the cycle");
         c->cb(c->ud, &c->res);
         free(c->res.error);
+        action_list_clear(&c->todo);
         order_list_clear(&c->orders);
         rel_fact_list_clear(&c->facts);
+        action_list_clear(&c->planned);
+        for (size_t i = 0; i < c->n_buyers; i++) {
+                free(c->buyers[i].id);
+                free(c->buyers[i].email);
+        }
+        free(c->buyers);
         state_free(c->dry_copy);
         free(c);
 }
@@ -668,19 +835,27 @@ static void finish(struct cycle *c) {
 static void advance(struct cycle *c) {
         c->advancing = true;
         while (c->pending == 0 && c->phase != PH_DONE) {
+                if (c->aborted && c->phase == PH_CONTACTS) {
+                        /* decided mails are queued before the state says
+                         * they were: never save one without the other */
+                        plan_mail(c);
+                        continue;
+                }
                 if (c->aborted && c->phase < PH_FLUSH) {
                         finish(c);
                         return;
                 }
                 switch (c->phase) {
                 case PH_LIST:
-                        c->phase = PH_TEMPLATES;
-                        start_templates(c);
+                        begin_phase(c, PH_TEMPLATES, NULL);
                         break;
                 case PH_TEMPLATES:
-                        plan(c);          /* -> PH_CHECKS */
-                        if (c->res.r < 0 && c->phase != PH_CHECKS)
+                        plan(c);          /* -> PH_CONTACTS */
+                        if (c->res.r < 0 && c->phase != PH_CONTACTS)
                                 c->aborted = true;
+                        break;
+                case PH_CONTACTS:
+                        plan_mail(c);     /* -> PH_CHECKS */
                         break;
                 case PH_CHECKS:
                         decide(c);        /* -> PH_PROCESS */
@@ -709,6 +884,8 @@ int cycle_start(const struct cycle_env *env, cycle_done_fn cb, void *ud, struct 
         c->cb = cb;
         c->ud = ud;
         c->now = util_now_wall();
+        c->window = (size_t) (cfg->daemon.max_parallel > 0 ? cfg->daemon.max_parallel : 1) *
+                    CYCLE_WINDOW_PER_SLOT;
         c->work = env->state;
         if (env->dry_run) {
                 c->dry_copy = state_new();

@@ -827,6 +827,8 @@ static int phase1(struct ctx *x) {
                 const struct order *o = &x->orders->items[i];
                 if (!o->id || poll_find(x, o->id) != o)
                         continue;   /* duplicate in the poll: first one wins */
+                if (o->incomplete)
+                        continue;   /* unknown this cycle: still there, nothing decided */
                 r = reconcile_order(x, o);
         }
         if (r >= 0)

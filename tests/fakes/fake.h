@@ -108,6 +108,14 @@ struct fake_state {
         size_t n_tenants;
         struct fake_order *orders;
         size_t n_orders;
+        json_t *order_index;    /* object id -> integer index into orders */
+        uint64_t orders_gen;    /* bumped by every order change */
+        struct {                /* the last list's sorted matches (not owned) */
+                char *key;      /* query without limit/offset */
+                uint64_t gen;
+                json_t **hits;
+                size_t n;
+        } list_cache;
 
         /* runtime */
         struct fake_token tokens[FAKE_MAX_TOKENS];
@@ -153,7 +161,8 @@ int fake_token_issue(struct fake_state *s, char **ret_token);
 bool fake_token_valid(struct fake_state *s, const char *token);
 const char *fake_bearer(const char *authorization);
 void fake_sleep_ms(struct fake_state *s, int ms);
-void fake_log_request(struct fake_state *s, const struct fake_req *rq, int status);
+/* bytes: response body bytes sent (the benchmark sums them). */
+void fake_log_request(struct fake_state *s, const struct fake_req *rq, int status, uint64_t bytes);
 
 /* fake_resp.c: response builders (all take ownership of json) */
 void fake_resp_json(struct fake_resp *r, int status, json_t *json);

@@ -254,9 +254,14 @@ static enum MHD_Result serve(struct fake_state *s, struct MHD_Connection *c, str
                 fault_response(&f, &resp);
         else if (act != FAKE_FAULT_RESET && act != FAKE_FAULT_STALL)
                 handle(s, k, rq, &resp);
-        if (k != K_CONTROL)
+        if (k != K_CONTROL) {
+                size_t len = resp.body ? strlen(resp.body) : 0;
+                uint64_t sent = act == FAKE_FAULT_RESET || act == FAKE_FAULT_STALL ? 0 :
+                                act == FAKE_FAULT_OVERSIZE ? OVERSIZE_BYTES :
+                                act == FAKE_FAULT_TRUNCATE ? len / 2 : len;
                 fake_log_request(s, rq, act == FAKE_FAULT_RESET || act == FAKE_FAULT_STALL ? 0 :
-                                 act == FAKE_FAULT_OVERSIZE ? 200 : resp.status);
+                                 act == FAKE_FAULT_OVERSIZE ? 200 : resp.status, sent);
+        }
         pthread_mutex_unlock(&s->lock);
 
         if (act != FAKE_FAULT_RESET && act != FAKE_FAULT_STALL)

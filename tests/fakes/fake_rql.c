@@ -380,6 +380,7 @@ bool rql_match(const struct rql_node *n, json_t *obj) {
 struct sort_item {
         json_t *obj;
         size_t idx;
+        char **text;            /* the item's value of each key, as text */
 };
 
 struct sort_keys {
@@ -392,18 +393,29 @@ static int sort_cmp(const void *a, const void *b, void *userdata) {
         const struct sort_keys *sk = userdata;
 
         for (size_t i = 0; i < sk->n; i++) {
-                const char *k = sk->keys[i];
-                int desc = k[0] == '-';
-                if (k[0] == '-' || k[0] == '+')
-                        k++;
-                char bx[512] = "", by[512] = "";
-                scalar_text(rql_lookup(x->obj, k), bx, sizeof(bx));
-                scalar_text(rql_lookup(y->obj, k), by, sizeof(by));
-                int c = strcmp(bx, by);
+                int c = strcmp(x->text[i], y->text[i]);
                 if (c)
-                        return desc ? -c : c;
+                        return sk->keys[i][0] == '-' ? -c : c;
         }
         return x->idx < y->idx ? -1 : x->idx > y->idx;  /* stable */
+}
+
+/* Looks every key up once per item (not once per comparison). */
+static int sort_texts(struct sort_item *it, const struct sort_keys *sk) {
+        it->text = calloc(sk->n, sizeof(*it->text));
+        if (!it->text)
+                return -ENOMEM;
+        for (size_t i = 0; i < sk->n; i++) {
+                const char *k = sk->keys[i];
+                char buf[512] = "";
+                if (k[0] == '-' || k[0] == '+')
+                        k++;
+                scalar_text(rql_lookup(it->obj, k), buf, sizeof(buf));
+                it->text[i] = strdup(buf);
+                if (!it->text[i])
+                        return -ENOMEM;
+        }
+        return 0;
 }
 
 /* Sorts items in place by order= ("+a,-b.c"). */
@@ -427,12 +439,22 @@ int rql_sort(json_t **items, size_t n, const char *order, char **ret_err) {
                         r = -ENOMEM;
                         goto out;
                 }
-        for (size_t i = 0; i < n; i++)
-                tmp[i] = (struct sort_item) { items[i], i };
+        for (size_t i = 0; i < n; i++) {
+                tmp[i] = (struct sort_item) { items[i], i, NULL };
+                if (sort_texts(&tmp[i], &sk) < 0) {
+                        r = -ENOMEM;
+                        goto out;
+                }
+        }
         qsort_r(tmp, n, sizeof(*tmp), sort_cmp, &sk);
         for (size_t i = 0; i < n; i++)
                 items[i] = tmp[i].obj;
 out:
+        for (size_t i = 0; tmp && i < n; i++) {
+                for (size_t k = 0; tmp[i].text && k < sk.n; k++)
+                        free(tmp[i].text[k]);
+                free(tmp[i].text);
+        }
         free(sk.keys);
         free(copy);
         free(tmp);

@@ -123,7 +123,17 @@ int fake_state_load(struct fake_state *s, const char *path, char **ret_err) {
                 if (r < 0)
                         goto out;
         }
-        r = (s->tenants && s->orders) ? 0 : -ENOMEM;
+        /* ids never change after loading; the first order of an id wins */
+        s->order_index = json_object();
+        for (i = 0; s->order_index && i < s->n_orders; i++) {
+                const char *id = json_string_value(json_object_get(s->orders[i].obj, "id"));
+                if (id && !json_object_get(s->order_index, id) &&
+                    json_object_set_new(s->order_index, id, json_integer((json_int_t) i)) < 0) {
+                        r = -ENOMEM;
+                        goto out;
+                }
+        }
+        r = (s->tenants && s->orders && s->order_index) ? 0 : -ENOMEM;
 out:
         json_decref(root);
         return r;
@@ -146,6 +156,9 @@ void fake_state_free(struct fake_state *s) {
         for (i = 0; i < s->n_orders; i++)
                 json_decref(s->orders[i].obj);
         free(s->orders);
+        json_decref(s->order_index);
+        free(s->list_cache.key);
+        free(s->list_cache.hits);
         for (i = 0; i < s->n_tokens; i++)
                 free(s->tokens[i].token);
         for (i = 0; i < s->n_conts; i++) {
@@ -175,10 +188,9 @@ struct fake_tenant *fake_tenant_find(struct fake_state *s, const char *id_or_dom
 }
 
 struct fake_order *fake_order_find(struct fake_state *s, const char *id) {
-        for (size_t i = 0; id && i < s->n_orders; i++)
-                if (strcmp(json_string_value(json_object_get(s->orders[i].obj, "id")), id) == 0)
-                        return &s->orders[i];
-        return NULL;
+        json_t *i = id && s->order_index ? json_object_get(s->order_index, id) : NULL;
+
+        return json_is_integer(i) ? &s->orders[json_integer_value(i)] : NULL;
 }
 
 int fake_token_issue(struct fake_state *s, char **ret_token) {
@@ -257,10 +269,10 @@ static json_t *jstr(const char *v) {
 }
 
 /* Called with the lock held. */
-void fake_log_request(struct fake_state *s, const struct fake_req *rq, int status) {
+void fake_log_request(struct fake_state *s, const struct fake_req *rq, int status, uint64_t bytes) {
         json_t *rec;
 
-        rec = json_pack("{sI s:o s:o s:o s:i s:o s:o s:s s:b sI}",
+        rec = json_pack("{sI s:o s:o s:o s:i s:o s:o s:s s:b sI sI}",
                         "seq", (json_int_t) ++s->seq,
                         "method", jstr(rq->method),
                         "path", jstr(rq->path),
@@ -270,7 +282,8 @@ void fake_log_request(struct fake_state *s, const struct fake_req *rq, int statu
                         "ms_correlation_id", jstr(rq->ms_correlation_id),
                         "authorization_kind", auth_kind(s, rq),
                         "continuation", rq->continuation != NULL,
-                        "t_ms", (json_int_t) (util_now_mono_ms() - s->start_ms));
+                        "t_ms", (json_int_t) (util_now_mono_ms() - s->start_ms),
+                        "bytes", (json_int_t) bytes);
         if (!rec)
                 return;
         if (s->log_file) {

@@ -591,6 +591,51 @@ static void test_request_log(void **state) {
         assert_int_equal(harness_fake_count(&c->fake, NULL, NULL), 0);
 }
 
+/* The fake reuses a list's sorted matches from page to page; every order
+ * change must still show on the next page, and the log counts the bytes. */
+static void test_list_after_change(void **state) {
+        struct ctx *c = *state;
+        const char *q = ORDERS "?eq(status,Querying)&order=-audit.created.at&limit=1&offset=0";
+        long st = 0;
+        json_t *j, *log, *e;
+        int before;
+        size_t i, n_list = 0;
+
+        j = mp(c, "GET", q, &st);
+        assert_int_equal(st, 200);
+        before = total_of(j);
+        assert_true(before >= 2);
+        json_decref(j);
+        j = mp(c, "GET", ORDERS "?eq(status,Querying)&order=-audit.created.at&limit=1&offset=1", &st);
+        assert_int_equal(total_of(j), before);
+        json_decref(j);
+        j = mp(c, "POST", ORDERS "/ORD-1001-0001-0001/process", &st);
+        assert_int_equal(st, 200);
+        json_decref(j);
+        j = mp(c, "GET", q, &st);
+        assert_int_equal(total_of(j), before - 1);
+        json_decref(j);
+        j = req(c, "POST", "/_fake/orders/ORD-1001-0001-0001/status/Querying", NULL, "", &st, NULL);
+        assert_int_equal(st, 200);
+        json_decref(j);
+        j = mp(c, "GET", q, &st);
+        assert_int_equal(total_of(j), before);
+        json_decref(j);
+        /* another sort order is another list */
+        j = mp(c, "GET", ORDERS "?eq(status,Querying)&order=audit.created.at&limit=1", &st);
+        assert_int_equal(total_of(j), before);
+        json_decref(j);
+
+        log = harness_fake_log(&c->fake);
+        json_array_foreach(log, i, e)
+                if (strcmp(str(e, "path"), ORDERS) == 0) {
+                        assert_true(json_integer_value(json_object_get(e, "bytes")) > 100);
+                        n_list++;
+                }
+        assert_int_equal(n_list, 5);
+        json_decref(log);
+}
+
 static void test_fault_once(void **state) {
         struct ctx *c = *state;
         static const char *const h[] = { AUTH_HDR, NULL };
@@ -723,6 +768,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_customer_list, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_accept_after_domain_search, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_request_log, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_list_after_change, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_fault_once, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_latency_parallel, setup_latency, teardown),
                 cmocka_unit_test_setup_teardown(test_querying_autofail, setup, teardown),
