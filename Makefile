@@ -48,13 +48,17 @@ UNIT_SRC   := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/unit/%)
 INTEG_SRC  := $(sort $(wildcard tests/integration/test_*.c))
 INTEG_BIN  := $(INTEG_SRC:tests/integration/%.c=$(BUILD)/tests/integration/%)
+FUZZ_SRC   := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_BIN   := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/tests/fuzz/%)
+FUZZ_SECONDS ?= 60
+FUZZ_SMOKE_SECONDS ?= 4
 
 PARTNERD := $(BUILD)/partnerd
 FAKE     := $(BUILD)/fakeplatform
 LIBA     := $(BUILD)/libpartnerd.a
 
 .PHONY: all deps check test unit integration check-asan check-valgrind check-systemd demo bench \
-        install uninstall clean tests deb check-deb check-html
+        install uninstall clean tests deb check-deb check-html fuzz fuzz-smoke fuzz-bins
 
 all: $(PARTNERD)
 
@@ -82,6 +86,21 @@ $(BUILD)/tests/integration/%: $(BUILD)/tests/integration/%.o $(HARNESS_OBJ) $(LI
 	$(CC) $(LDFLAGS) -o $@ $< $(HARNESS_OBJ) $(LIBA) $(TEST_LIBS)
 
 tests: $(PARTNERD) $(FAKE) $(UNIT_BIN) $(INTEG_BIN)
+
+# libFuzzer targets (tests/fuzz/README.md).  Built by tests/fuzz/run.sh
+# with clang in build/fuzz: BUILD=build/fuzz SAN=address,undefined and
+# -fsanitize=fuzzer-no-link in CFLAGS; linked here with -fsanitize=fuzzer.
+$(BUILD)/tests/fuzz/%: $(BUILD)/tests/fuzz/%.o $(LIBA)
+	$(CC) $(LDFLAGS) -fsanitize=fuzzer -o $@ $< $(LIBA) $(LIBS)
+
+fuzz-bins: $(FUZZ_BIN)
+.PRECIOUS: $(BUILD)/tests/fuzz/%.o
+
+fuzz:
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) MAKE="$(MAKE)" tests/fuzz/run.sh fuzz $(FUZZ_TARGETS)
+
+fuzz-smoke:
+	@FUZZ_SECONDS=$(FUZZ_SMOKE_SECONDS) MAKE="$(MAKE)" tests/fuzz/run.sh smoke $(FUZZ_TARGETS)
 
 # Environment every test gets: where the binaries and sources are.
 TEST_ENV = PARTNERD_BIN=$(abspath $(PARTNERD)) FAKEPLATFORM_BIN=$(abspath $(FAKE)) \
@@ -128,6 +147,7 @@ check: deps
 	@$(MAKE) --no-print-directory check-systemd
 	@$(MAKE) --no-print-directory check-asan
 	@$(MAKE) --no-print-directory check-valgrind
+	@$(MAKE) --no-print-directory fuzz-smoke
 	@echo "make check: all suites passed"
 
 demo: deps
@@ -188,4 +208,4 @@ clean:
 	rm -rf build
 
 -include $(LIB_OBJ:.o=.d) $(DAEMON_OBJ:.o=.d) $(FAKE_OBJ:.o=.d) $(HARNESS_OBJ:.o=.d) \
-         $(UNIT_BIN:=.d) $(INTEG_BIN:=.d)
+         $(UNIT_BIN:=.d) $(INTEG_BIN:=.d) $(FUZZ_BIN:=.d)
