@@ -460,7 +460,12 @@ static char *url_unescape(const char *s, size_t len) {
         /* trailing sentence punctuation is not part of the URL */
         while (o > 0 && strchr(".,;:!", out[o - 1]))
                 out[--o] = '\0';
-        if (o > MP_URL_MAX || util_has_ctl(out, false)) {
+        /* Only what a mail may carry: printable ASCII, none of the characters
+         * RFC 3986 never allows in a URL (the mail side refuses them too). */
+        bool bad = o > MP_URL_MAX || util_has_ctl(out, false);
+        for (size_t k = 0; !bad && k < o; k++)
+                bad = (unsigned char) out[k] >= 0x80 || strchr("\\{}|^", out[k]) != NULL;
+        if (bad) {
                 free(out);
                 return NULL;
         }

@@ -486,6 +486,11 @@ out:
         }
         if (d.err) {
                 state_free(s);
+                /* the reason may quote the corrupt file: one printable
+                 * ASCII line, whatever it held */
+                for (unsigned char *p = (unsigned char *) d.err; *p; p++)
+                        if (*p < 0x20 || *p >= 0x7f)
+                                *p = '?';
                 if (ret_err)
                         *ret_err = d.err;
                 else

@@ -18,7 +18,7 @@
  * tag the templates did not write; the decoded text part has no control
  * character but TAB and line ends; both parts are valid UTF-8.
  *
- * CHECK_LINK_UTF8 (open finding, tests/fuzz/crashers/mail_render-1): a
+ * CHECK_LINK_UTF8 (fixed; regression input corpus/mail_render/regress-mail_render-1): a
  * portal link with bytes that are not UTF-8 is copied as-is into both
  * parts (link_usable() checks only the scheme and a few characters).
  * While 0, such links are left out of the input.  Set it to 1 once fixed.
@@ -35,7 +35,7 @@
 #include "model.h"
 
 #ifndef CHECK_LINK_UTF8
-#define CHECK_LINK_UTF8 0
+#define CHECK_LINK_UTF8 1
 #endif
 
 static char tmpdir[] = "/tmp/partnerd-fuzz-mail-XXXXXX";
@@ -52,8 +52,9 @@ static const char html_tpl[] =
 
 /* Tags the templates above and lib/mail.c's order table write. */
 static const char *const allowed_tags[] = {
-        "<p>", "</p>", "<a href=\"", "</a>", "<table>", "</table>", "<tr>", "</tr>",
-        "<td ", "<td>", "</td>", "<br>", "<b>", "</b>",
+        "<p>", "</p>", "<a href=\"", "</a>", "<table>", "</table>", "<tr>", "<tr class=\"order\">", "</tr>",
+        "<td ", "<td>", "</td>", "<br>", "<b>", "</b>", "<tr class=\"order-reason\">",
+        "<span class=\"order-label\"", "</span>",
 };
 
 /* Header fields mail_render writes. */

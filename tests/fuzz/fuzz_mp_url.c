@@ -8,7 +8,7 @@
  * no whitespace, control character, quote or angle bracket, is at most
  * 2048 bytes, is of a known kind and is found again in itself.
  *
- * CHECK_MAIL_ACCEPTS (open finding, tests/fuzz/crashers/mp_url-1): a URL
+ * CHECK_MAIL_ACCEPTS (fixed; regression input corpus/mp_url/regress-mp_url-1): a URL
  * the extractor returns should also pass mail_url_allowed() with the
  * default host, else the acceptance mail for it can never be rendered.
  * Set it to 1 once the two agree.
@@ -22,7 +22,7 @@
 #include "marketplace.h"
 
 #ifndef CHECK_MAIL_ACCEPTS
-#define CHECK_MAIL_ACCEPTS 0
+#define CHECK_MAIL_ACCEPTS 1
 #endif
 
 #define URL_MAX 2048

@@ -9,7 +9,7 @@
  * same text (a saved state is never "corrupt" at the next start); a copy
  * writes the same text; pruning keeps a loadable state.
  *
- * CHECK_ERROR_CTL (open findings, tests/fuzz/crashers/store-1, store-2):
+ * CHECK_ERROR_CTL (fixed; regression inputs corpus/store/regress-store-*):
  * the error quotes raw input bytes: jansson's "near '...'" text (control
  * characters), and a legacy-layout order id before it is validated (CR,
  * LF).  Set it to 1 once errors are one clean line.
@@ -23,7 +23,7 @@
 #include "store.h"
 
 #ifndef CHECK_ERROR_CTL
-#define CHECK_ERROR_CTL 0
+#define CHECK_ERROR_CTL 1
 #endif
 
 static char *encode(const struct state *s) {
