@@ -53,7 +53,7 @@ PARTNERD := $(BUILD)/partnerd
 FAKE     := $(BUILD)/fakeplatform
 LIBA     := $(BUILD)/libpartnerd.a
 
-.PHONY: all deps check test unit integration check-asan check-valgrind demo bench \
+.PHONY: all deps check test unit integration check-asan check-valgrind check-systemd demo bench \
         install uninstall clean tests
 
 all: $(PARTNERD)
@@ -103,8 +103,29 @@ check-valgrind: tests
 	@$(TEST_ENV) PARTNERD_WRAPPER="valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect --error-exitcode=99" \
 	  VALGRIND=1 scripts/run-tests.sh valgrind $(UNIT_BIN) $(INTEG_BIN)
 
+# The unit, catalog and man page checks, and partnerd under a real systemd
+# in a container (nspawn-test.sh: root only).  Exit 77 is a skip: the
+# script says why.
+SYSTEMD_CHECKS := check-unit check-catalog check-man nspawn-test
+
+check-systemd: $(PARTNERD) $(FAKE)
+	@passed=0; skipped=0; failed=""; \
+	for t in $(SYSTEMD_CHECKS); do \
+	  echo "== systemd: $$t"; \
+	  $(TEST_ENV) sh tests/systemd/$$t.sh; rc=$$?; \
+	  case $$rc in \
+	  0) passed=$$((passed + 1)) ;; \
+	  77) skipped=$$((skipped + 1)) ;; \
+	  *) failed="$$failed $$t" ;; \
+	  esac; \
+	done; \
+	[ -z "$$failed" ] || echo "systemd: failed:$$failed"; \
+	echo "systemd: $$passed passed, $$skipped skipped, $$(echo $$failed | wc -w) failed"; \
+	[ -z "$$failed" ]
+
 check: deps
 	@$(MAKE) --no-print-directory test
+	@$(MAKE) --no-print-directory check-systemd
 	@$(MAKE) --no-print-directory check-asan
 	@$(MAKE) --no-print-directory check-valgrind
 	@echo "make check: all suites passed"

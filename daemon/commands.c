@@ -18,15 +18,25 @@
 
 #define DEFAULT_TEMPLATES PARTNERD_DATADIR "/templates"
 
+/* One configuration error: a log event for the daemon and for the journal,
+ * a plain line for a person running a command. */
+static void config_error(bool event, const char *path, const char *msg) {
+        if (event)
+                log_event(LOG_ERR, LOG_EV_NONE, LOG_FIELDS({ "CONFIG_FILE", path }), "%s", msg);
+        else
+                fprintf(stderr, "%s\n", msg);
+}
+
 int load_config(const char *path, unsigned flags, struct cfg **ret_cfg,
                 struct mail_templates **ret_templates, bool quiet_ok) {
+        bool events = (flags & LOAD_CONFIG_EVENTS) || log_to_journal();
         struct cfg_errors errors = { 0 };
         struct cfg *cfg = NULL;
         struct mail_templates *t = NULL;
         char *override = NULL;
         int r;
 
-        r = cfg_load(path, flags, &cfg, &errors);
+        r = cfg_load(path, flags & ~LOAD_CONFIG_EVENTS, &cfg, &errors);
         if (r >= 0) {
                 for (size_t i = 0; i < cfg->n_warnings; i++)
                         log_warning("%s", cfg->warnings[i]);
@@ -40,10 +50,12 @@ int load_config(const char *path, unsigned flags, struct cfg **ret_cfg,
                         r = mail_templates_load(override, DEFAULT_TEMPLATES, &t, &errors);
         }
         if (r < 0 || errors.n > 0) {
+                char *msg = NULL;
                 for (size_t i = 0; i < errors.n; i++)
-                        fprintf(stderr, "%s\n", errors.items[i]);
-                if (errors.n == 0)
-                        fprintf(stderr, "%s: %s\n", path, strerror(-r));
+                        config_error(events, path, errors.items[i]);
+                if (errors.n == 0 && asprintf(&msg, "%s: %s", path, strerror(-r)) >= 0)
+                        config_error(events, path, msg);
+                free(msg);
                 log_event(LOG_ERR, LOG_EV_CONFIG_INVALID, LOG_FIELDS({ "CONFIG_FILE", path }),
                           "Configuration %s is invalid (%zu error%s)", path, errors.n,
                           errors.n == 1 ? "" : "s");

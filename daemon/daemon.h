@@ -27,7 +27,12 @@ int command_status(const struct options *opts);
 int command_send_test_mail(const struct options *opts);
 
 /* Loads the configuration and the templates, printing every error as
- * FILE:LINE: message on stderr.  Returns 0, or EXIT_CONFIG. */
+ * FILE:LINE: message on stderr.  Returns 0, or EXIT_CONFIG.
+ * flags: CFG_* for cfg_load(), and LOAD_CONFIG_EVENTS: report each error
+ * as a log event (a "<3>" line on stderr, as the daemon logs everything);
+ * under journald the errors are always journal entries with PRIORITY=3 and
+ * CONFIG_FILE. */
+#define LOAD_CONFIG_EVENTS 0x100u
 struct cfg;
 struct mail_templates;
 int load_config(const char *path, unsigned flags, struct cfg **ret_cfg,

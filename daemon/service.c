@@ -66,8 +66,8 @@ struct service {
  * the transport and the outbox, which must still exist. */
 static void services_free(struct services *sv) {
         sv->http = http_free(sv->http);
-        sv->outbox = mail_outbox_free(sv->outbox);
         sv->transport = mail_transport_free(sv->transport);
+        sv->outbox = mail_outbox_free(sv->outbox);
         sv->pc = pc_client_free(sv->pc);
         sv->mp = mp_client_free(sv->mp);
         sv->templates = mail_templates_free(sv->templates);
@@ -76,7 +76,7 @@ static void services_free(struct services *sv) {
 
 static int services_open(struct service *s, struct services *sv, unsigned flags) {
         const struct cfg *cfg;
-        int r = load_config(s->opts->config_path, flags, &sv->cfg, &sv->templates, true);
+        int r = load_config(s->opts->config_path, flags | LOAD_CONFIG_EVENTS, &sv->cfg, &sv->templates, true);
         if (r != 0)
                 return -EINVAL;    /* the configuration is invalid: EX_CONFIG */
         cfg = sv->cfg;

@@ -5,7 +5,9 @@
  *
  *   LIST       list Querying and Draft orders (pages in parallel)
  *   TEMPLATES  fetch the templates of orders not seen before (parallel)
- *   PLAN       engine phase 1 -> persist intent -> queue mails, start checks
+ *   PLAN       engine phase 1
+ *   CONTACTS   buyers' contacts of the orders to mail (notify_order_contacts)
+ *              -> queue mails (outbox) -> persist, start checks
  *   CHECKS     Partner Center checks (parallel)
  *   DECIDE     engine phase 2 with the facts -> persist intent
  *   PROCESS    re-read each order, POST process if still Querying (parallel)
@@ -21,8 +23,9 @@
  * overflow the http queue (HTTP_MAX_REQUESTS) nor sit there as 10,000
  * curl handles.
  *
- * Every side effect is preceded by a state save that records the intent, and
- * followed by one that records the outcome.  In --dry-run the engine works
+ * Every side effect is preceded by a durable record of the intent (the
+ * state save before Process; the outbox file for a mail) and followed by a
+ * save that records the outcome.  In --dry-run the engine works
  * on a copy of the state that is never saved, and nothing is sent.
  */
 #include "cycle.h"
@@ -44,6 +47,7 @@
 enum phase {
         PH_LIST,
         PH_TEMPLATES,
+        PH_CONTACTS,
         PH_CHECKS,
         PH_PROCESS,
         PH_FLUSH,
@@ -74,6 +78,12 @@ struct cycle {
 
         struct order_list orders;
         struct rel_fact_list facts;
+        struct action_list planned;   /* phase 1 actions, waiting for the contacts */
+        struct buyer {
+                char *id;
+                char *email;          /* NULL: none, or it could not be read */
+        } *buyers;
+        size_t n_buyers;
         bool token_error_logged;
         struct cycle_result res;
 };
@@ -90,7 +100,7 @@ struct op {
         struct cycle *c;
         char *order_id;          /* template, process */
         char *customer_key;      /* check */
-        size_t index;            /* template: index into orders */
+        size_t index;            /* template: index into orders; contact: into buyers */
         bool reread_after_post;  /* process: second read after a 4xx */
         long post_status;
         char *post_error;
@@ -161,6 +171,13 @@ static int64_t order_deadline(const struct cycle *c, const struct tracked_order 
         return t && t->querying_since ? t->querying_since + c->env.cfg->mail.deadline : 0;
 }
 
+static const char *buyer_email(const struct cycle *c, const char *buyer_id) {
+        for (size_t i = 0; buyer_id && i < c->n_buyers; i++)
+                if (strcmp(c->buyers[i].id, buyer_id) == 0)
+                        return c->buyers[i].email;
+        return NULL;
+}
+
 static void queue_mail(struct cycle *c, const struct action *a) {
         const struct cfg *cfg = c->env.cfg;
         struct tracked_customer *cust = state_find_customer(c->work, a->customer_key);
@@ -193,16 +210,19 @@ static void queue_mail(struct cycle *c, const struct action *a) {
                 };
                 if (mo[i].deadline && (!deadline || mo[i].deadline < deadline))
                         deadline = mo[i].deadline;
-                if (cfg->mail.notify_order_contacts && o)
-                        for (size_t k = 0; k < o->n_contacts; k++) {
-                                if (!o->contacts[k].email)
+                if (cfg->mail.notify_order_contacts && o) {
+                        const char *buyer = buyer_email(c, o->buyer_id);
+                        for (size_t k = 0; k <= o->n_contacts; k++) {
+                                const char *e = k < o->n_contacts ? o->contacts[k].email : buyer;
+                                if (!e)
                                         continue;
                                 char **p = realloc(extra, (n_extra + 1) * sizeof(*extra));
                                 if (!p)
                                         goto oom;
                                 extra = p;
-                                extra[n_extra++] = o->contacts[k].email;
+                                extra[n_extra++] = (char *) e;
                         }
+                }
         }
 
         struct mail_context ctx = {
@@ -325,13 +345,16 @@ static void on_check(void *ud, int r, const struct pc_check_result *res) {
                                           "Partner Center sign-in failed, check [microsoft] tenant, client_id and the client secret: %s",
                                           res->error ? res->error : "unknown error");
                         c->token_error_logged = true;
-                } else
+                        set_error(c, -EACCES, "Partner Center sign-in failed", res->error);
+                } else {
+                        const char *why = res && res->error ? res->error : strerror(r < 0 ? -r : EIO);
                         log_event(LOG_WARNING, LOG_EV_CHECK_FAILED, fields,
-                                  "Cannot check the relationship of %s: %s", name,
-                                  res && res->error ? res->error : strerror(r < 0 ? -r : EIO));
+                                  "Cannot check the relationship of %s: %s", name, why);
+                        set_error(c, r < 0 ? r : -EIO, "relationship check failed", why);
+                }
         } else if (res->state == REL_ACCEPTED)
-                log_event(LOG_NOTICE, LOG_EV_RELATIONSHIP_ACCEPTED, fields,
-                          "%s accepted the reseller relationship", name);
+                /* the engine logs the acceptance itself, once */
+                log_debug("Partner Center reports %s as a reseller customer", name);
         else
                 log_event(LOG_INFO, LOG_EV_RELATIONSHIP_PENDING, fields,
                           "Relationship with %s still pending (HTTP %ld)", name, res->status);
@@ -407,6 +430,7 @@ static void on_post(void *ud, int r, long status, const char *err, const struct 
         log_event(LOG_ERR, LOG_EV_PROCESS_FAILED, fields,
                   "Process of order %s failed: %s; the order will be read again next cycle", o->order_id,
                   err ? err : strerror(r < 0 ? -r : EIO));
+        set_error(c, r < 0 ? r : -EIO, "Process failed", err ? err : strerror(r < 0 ? -r : EIO));
         process_outcome(c, o->order_id, ENG_PROCESS_UNKNOWN, ORDER_STATUS_UNKNOWN, err);
         op_done(o);
 }
@@ -423,6 +447,8 @@ static void on_reread(void *ud, int r, long status, const char *err, const struc
                 } else {
                         log_event(LOG_WARNING, LOG_EV_PROCESS_FAILED, LOG_FIELDS({ "ORDER_ID", o->order_id }),
                                   "Cannot read order %s before Process: %s; will retry next cycle", o->order_id,
+                                  err ? err : strerror(r < 0 ? -r : EIO));
+                        set_error(c, r < 0 ? r : -EIO, "cannot read an order before Process",
                                   err ? err : strerror(r < 0 ? -r : EIO));
                         process_outcome(c, o->order_id, ENG_PROCESS_UNKNOWN, ORDER_STATUS_UNKNOWN, err);
                 }
@@ -479,10 +505,16 @@ static void on_template(void *ud, int r, long status, const char *err, const cha
 
         if (r < 0 || status != 200) {
                 /* Without the template we cannot tell whether it is blocked on
-                 * a relationship: fall back to what the order itself shows. */
+                 * a relationship: what the order itself shows is enough when
+                 * it carries the URL; otherwise decide nothing about it now
+                 * (it must not pass for "Querying for another reason"). */
                 log_event(LOG_WARNING, LOG_EV_POLL_FAILED, LOG_FIELDS({ "ORDER_ID", ord->id }),
-                          "Cannot fetch the template of order %s: %s", ord->id,
-                          err ? err : strerror(r < 0 ? -r : EIO));
+                          "Cannot fetch the template of order %s: %s; %s", ord->id,
+                          err ? err : strerror(r < 0 ? -r : EIO),
+                          ord->relationship_url ? "using the URL the order shows" : "will retry next cycle");
+                if (!ord->relationship_url)
+                        ord->incomplete = true;
+                set_error(c, r < 0 ? r : -EIO, "cannot fetch a template", err);
         } else if (text) {
                 char *url = mp_extract_relationship_url(text);
                 if (url) {
@@ -574,9 +606,39 @@ static void start_template(struct cycle *c, size_t i) {
 }
 
 /* Starts the phase's next request; false when it has none left. */
+static void on_buyer(void *ud, int r, long status, const char *err, const struct order_contact *contact) {
+        struct op *o = ud;
+        struct cycle *c = o->c;
+        struct buyer *b = &c->buyers[o->index];
+        if (r < 0 || status != 200)
+                log_warning("Cannot read the contact of buyer %s: %s; mailing the configured recipients only",
+                            b->id, err ? err : strerror(r < 0 ? -r : EIO));
+        else if (contact && contact->email && !(b->email = strdup(contact->email)))
+                set_error(c, -ENOMEM, "out of memory", NULL);
+        op_done(o);
+}
+
+static void start_buyer(struct cycle *c, size_t i) {
+        struct op *o = op_new(c);
+        if (!o) {
+                set_error(c, -ENOMEM, "out of memory", NULL);
+                return;
+        }
+        o->index = i;
+        int r = mp_get_buyer_contact(c->env.mp, c->buyers[i].id, on_buyer, o);
+        if (r < 0)
+                on_buyer(o, r, 0, strerror(-r), NULL);
+}
+
 static bool start_next(struct cycle *c) {
         if (c->aborted)
                 return false;
+        if (c->phase == PH_CONTACTS) {
+                if (c->next >= c->n_buyers)
+                        return false;
+                start_buyer(c, c->next++);
+                return true;
+        }
         if (c->phase == PH_TEMPLATES) {
                 while (c->next < c->orders.n) {
                         size_t i = c->next++;
@@ -678,6 +740,15 @@ static void persist_intent(struct cycle *c, const struct action_list *l, const c
                 }
 }
 
+static int collect_buyers(struct cycle *c);
+
+static bool buyer_known(const struct cycle *c, const char *id) {
+        for (size_t i = 0; i < c->n_buyers; i++)
+                if (strcmp(c->buyers[i].id, id) == 0)
+                        return true;
+        return false;
+}
+
 static void plan(struct cycle *c) {
         struct action_list acts = { 0 };
         int r;
@@ -693,14 +764,53 @@ static void plan(struct cycle *c) {
         for (size_t i = 0; i < c->orders.n; i++)
                 if (c->orders.items[i].status == ORDER_STATUS_QUERYING && c->orders.items[i].relationship_url)
                         c->res.blocked++;
-        /* intent first: what we are about to mail is on disk */
-        persist_intent(c, &acts, "before notifying");
-        perform_logged_actions(c, &acts);
-        /* the mails just queued are durable before the checks start (one
+        c->planned = acts;
+        if (c->env.cfg->mail.notify_order_contacts && collect_buyers(c) < 0)
+                set_error(c, -ENOMEM, "out of memory", NULL);
+        /* the buyers' contacts first, when there is someone to mail */
+        begin_phase(c, PH_CONTACTS, NULL);
+}
+
+/* The buyers of every order a mail of this cycle names, once each. */
+static int collect_buyers(struct cycle *c) {
+        for (size_t i = 0; i < c->planned.n; i++) {
+                const struct action *a = &c->planned.items[i];
+                if (a->type != ACTION_NOTIFY)
+                        continue;
+                for (size_t k = 0; k < a->n_order_ids; k++) {
+                        const struct order *o = order_list_find(&c->orders, a->order_ids[k]);
+                        if (!o || !o->buyer_id || buyer_known(c, o->buyer_id))
+                                continue;
+                        struct buyer *p = realloc(c->buyers, (c->n_buyers + 1) * sizeof(*p));
+                        if (!p)
+                                return -ENOMEM;
+                        c->buyers = p;
+                        p[c->n_buyers] = (struct buyer) { .id = strdup(o->buyer_id) };
+                        if (!p[c->n_buyers].id)
+                                return -ENOMEM;
+                        c->n_buyers++;
+                }
+        }
+        return 0;
+}
+
+static void plan_mail(struct cycle *c) {
+        struct action_list acts = c->planned;
+        int r;
+        c->planned = (struct action_list) { 0 };
+        /* Mails first: the outbox is their durable intent.  Saving the state
+         * first would lose every mail decided in the window between the two
+         * writes (a crash there leaves notified_at set and no mail queued).
+         * This way a crash before the save below makes the same decisions
+         * again next cycle and the outbox drops keys it already holds (at
+         * worst one duplicate, when a key embeds this cycle's clock). */
+        perform_simple_actions(c, &acts);
+        /* the mails just queued are durable before the state says so (one
          * sync for the batch; the flush syncs again for later ones) */
         if (!c->env.dry_run && c->env.outbox && (r = mail_outbox_sync(c->env.outbox)) < 0)
                 log_event(LOG_ERR, LOG_EV_MAIL_FAILED, NULL, "Cannot sync the mail outbox: %s",
                           strerror(-r));
+        persist_intent(c, &acts, "after queueing mail");
         begin_phase(c, PH_CHECKS, &acts);
         start_early_flush(c);
 }
@@ -721,8 +831,40 @@ static void decide(struct cycle *c) {
         begin_phase(c, PH_PROCESS, &acts);
 }
 
+static void log_flush_item(const struct mail_flush_item *it) {
+        char code[16], when[UTIL_TIME_MAX];
+        snprintf(code, sizeof(code), "%ld", it->smtp_code);
+        const struct log_field *fields =
+                LOG_FIELDS({ "MESSAGE_ID_MAIL", it->message_id }, { "MAIL_DEDUP_KEY", it->dedup_key },
+                           { "SMTP_CODE", it->smtp_code ? code : NULL }, { "MAIL_RCPT", it->rcpt });
+        switch (it->outcome) {
+        case MAIL_FLUSH_SENT:
+                if (it->n_refused)
+                        log_event(LOG_WARNING, LOG_EV_MAIL_SENT, fields,
+                                  "Mail \"%s\" sent, but %zu recipient(s) refused: %s", it->subject,
+                                  it->n_refused, it->error ? it->error : "no reason given");
+                else
+                        log_event(LOG_INFO, LOG_EV_MAIL_SENT, fields, "Mail \"%s\" sent to %s",
+                                  it->subject, it->rcpt);
+                break;
+        case MAIL_FLUSH_RETRY:
+                log_event(LOG_WARNING, LOG_EV_MAIL_FAILED, fields,
+                          "Mail \"%s\" not sent (attempt %d): %s; next attempt at %s", it->subject,
+                          it->attempts, it->error ? it->error : "unknown error",
+                          util_format_time(it->next_attempt, when));
+                break;
+        case MAIL_FLUSH_FAILED:
+                log_event(LOG_ERR, LOG_EV_MAIL_FAILED, fields,
+                          "Mail \"%s\" to %s failed permanently after %d attempt(s): %s; kept in outbox/failed",
+                          it->subject, it->rcpt, it->attempts, it->error ? it->error : "unknown error");
+                break;
+        }
+}
+
 static void on_flush(void *ud, const struct mail_flush_stats *st) {
         struct op *o = ud;
+        for (size_t i = 0; i < st->n_items; i++)
+                log_flush_item(&st->items[i]);
         o->c->res.mails_sent += st->sent;
         op_done(o);
 }
@@ -747,6 +889,8 @@ static bool final_flush(struct cycle *c) {
 
 static void on_early_flush(void *ud, const struct mail_flush_stats *st) {
         struct cycle *c = ud;
+        for (size_t i = 0; i < st->n_items; i++)
+                log_flush_item(&st->items[i]);
         c->res.mails_sent += st->sent;
         c->early_flush = false;
         if (c->phase != PH_FLUSH)
@@ -798,6 +942,12 @@ static void finish(struct cycle *c) {
         unindex_tracked(c);
         order_list_clear(&c->orders);
         rel_fact_list_clear(&c->facts);
+        action_list_clear(&c->planned);
+        for (size_t i = 0; i < c->n_buyers; i++) {
+                free(c->buyers[i].id);
+                free(c->buyers[i].email);
+        }
+        free(c->buyers);
         state_free(c->dry_copy);
         free(c);
 }
@@ -807,6 +957,12 @@ static void finish(struct cycle *c) {
 static void advance(struct cycle *c) {
         c->advancing = true;
         while (c->pending == 0 && c->phase != PH_DONE) {
+                if (c->aborted && c->phase == PH_CONTACTS) {
+                        /* decided mails are queued before the state says
+                         * they were: never save one without the other */
+                        plan_mail(c);
+                        continue;
+                }
                 if (c->aborted && c->phase < PH_FLUSH) {
                         /* no final flush; an early one still has to end */
                         begin_phase(c, PH_FLUSH, NULL);
@@ -818,9 +974,12 @@ static void advance(struct cycle *c) {
                         begin_phase(c, PH_TEMPLATES, NULL);
                         break;
                 case PH_TEMPLATES:
-                        plan(c);          /* -> PH_CHECKS */
-                        if (c->res.r < 0 && c->phase != PH_CHECKS)
+                        plan(c);          /* -> PH_CONTACTS */
+                        if (c->res.r < 0 && c->phase != PH_CONTACTS)
                                 c->aborted = true;
+                        break;
+                case PH_CONTACTS:
+                        plan_mail(c);     /* -> PH_CHECKS */
                         break;
                 case PH_CHECKS:
                         decide(c);        /* -> PH_PROCESS */

@@ -827,6 +827,8 @@ static int phase1(struct ctx *x) {
                 const struct order *o = &x->orders->items[i];
                 if (!o->id || poll_find(x, o->id) != o)
                         continue;   /* duplicate in the poll: first one wins */
+                if (o->incomplete)
+                        continue;   /* unknown this cycle: still there, nothing decided */
                 r = reconcile_order(x, o);
         }
         if (r >= 0)
@@ -908,10 +910,9 @@ static int phase2(struct ctx *x, const struct rel_fact_list *facts) {
                         break;
                 case REL_UNKNOWN:
                 default:
+                        /* Retry soon.  The caller logs the failure: it has
+                         * the reason (HTTP status, error body). */
                         c->next_check = x->now + check_step(x->p, 0);
-                        r = add_log(x, LOG_WARNING, LOG_EV_CHECK_FAILED, c->key, NULL,
-                                    "Relationship check for %s failed; retrying soon",
-                                    c->name ? c->name : c->key);
                         break;
                 }
         }

@@ -43,7 +43,8 @@ struct eng_params {
  * order before POSTing; see engine.c), plus LOG actions.
  *
  * orders is the complete list of Querying and Draft orders of this poll:
- * a tracked order missing from it has left Querying.
+ * a tracked order missing from it has left Querying.  An order marked
+ * incomplete is present (never closed) but not classified this time.
  */
 int eng_decide(const struct eng_params *p, const struct order_list *orders,
                const struct rel_fact_list *facts, struct state *state, int64_t now,

@@ -443,6 +443,14 @@ static int tombs_load(struct mail_outbox *o) {
 
         if (r == -ENOENT)
                 return 0;
+        if (r == -EFBIG) {
+                /* Not ours any more: set it aside, start a new one. */
+                char *q = NULL;
+                if (asprintf(&q, "%s.corrupt", o->sent_path) >= 0)
+                        (void) rename(o->sent_path, q);
+                free(q);
+                return 0;
+        }
         if (r < 0)
                 return r;
         root = json_loads(data, 0, NULL);

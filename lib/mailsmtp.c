@@ -11,8 +11,11 @@
  *  - sendmail: `<sendmail> -oi -f <from> -- <rcpt>...` spawned with uv_spawn,
  *    the message written to its stdin through a uv pipe.  Recipients are
  *    passed explicitly (not -t): the message has no Bcc header, and the
- *    envelope is the one we computed.  Exit 0 = sent, 75 (EX_TEMPFAIL) =
- *    retry later, anything else = permanent.
+ *    envelope is the one we computed.  The message is handed over with LF
+ *    line ends (local convention).  Exit 0 = sent, 75 (EX_TEMPFAIL) =
+ *    retry later, anything else = permanent.  A child that exits without
+ *    reading its input must not kill us: SIGPIPE is ignored when it still
+ *    has its default disposition.
  */
 #include "mail.h"
 
@@ -182,6 +185,9 @@ int mail_transport_new(struct http *h, uv_loop_t *loop, const struct cfg_mail *c
         } else if (t->kind == CFG_TRANSPORT_SENDMAIL) {
                 if (!loop)
                         goto fail;
+                struct sigaction sa;
+                if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL)
+                        signal(SIGPIPE, SIG_IGN);
                 t->sendmail_path = strdup(cfg->sendmail_path ? cfg->sendmail_path : "/usr/sbin/sendmail");
                 if (!t->sendmail_path) {
                         r = -ENOMEM;
@@ -605,18 +611,22 @@ int mail_send(struct mail_transport *t, const struct mail_message *m, mail_sent_
         }
         memcpy(op->data, m->data, m->len);
         op->data[m->len] = '\0';
-        if (t->kind == CFG_TRANSPORT_SMTP) {
+        if (t->kind == CFG_TRANSPORT_SMTP)
                 r = smtp_start(t, op, m);
-                if (r < 0) {
-                        op_free(op);
-                        return r;
-                }
-        } else {
+        else {
+                /* A local submission program reads text in the local
+                 * convention: LF line ends (it adds CRLF for SMTP). */
+                size_t j = 0;
+                for (size_t i = 0; i < op->len; i++)
+                        if (!(op->data[i] == '\r' && i + 1 < op->len && op->data[i + 1] == '\n'))
+                                op->data[j++] = op->data[i];
+                op->len = j;
+                op->data[j] = '\0';
                 r = sendmail_start(t, op, m);
-                if (r < 0) {
-                        op_free(op);
-                        return r;
-                }
+        }
+        if (r < 0) {
+                op_free(op);
+                return r;
         }
         op_link(t, op);
         return 0;

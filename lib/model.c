@@ -84,6 +84,7 @@ void order_clear(struct order *o) {
 int order_copy(struct order *dst, const struct order *src) {
         *dst = (struct order) {
                 .status = src->status,
+                .incomplete = src->incomplete,
                 .querying_at = src->querying_at,
                 .created_at = src->created_at,
         };

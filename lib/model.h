@@ -65,6 +65,11 @@ struct order {
 
         struct order_contact *contacts;  /* Contact-type ordering parameters */
         size_t n_contacts;
+
+        /* The poll could not tell what blocks it (its template could not be
+         * read and the order shows no URL): the engine decides nothing new
+         * about it this cycle, and a tracked one stays as it was. */
+        bool incomplete;
 };
 
 void order_clear(struct order *o);

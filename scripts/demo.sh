@@ -86,6 +86,7 @@ check_schedule = 10s
 smtp_url = smtp://127.0.0.1:$sport
 from = CSP orders <partnerd@softwareone.example>
 to = it-admin@contoso.example, csp-desk@softwareone.example
+ops = csp-ops@softwareone.example
 reminder_interval = 24h
 max_reminders = 5
 templates = $top/config/templates

@@ -137,27 +137,41 @@ static void free_argv(char **argv) {
         free(argv);
 }
 
-static char **build_env(const struct harness_pd *pd) {
+/* true when the "NAME=value" entry e sets a variable named in list */
+static bool env_named(const char *e, const char *const *list) {
+        size_t len = strcspn(e, "=");
+        for (size_t i = 0; list && list[i]; i++)
+                if (strncmp(list[i], e, len) == 0 && list[i][len] == '=')
+                        return true;
+        return false;
+}
+
+static char **build_env(const struct harness_pd *pd, const char *const *extra) {
         extern char **environ;
-        size_t n = 0;
+        size_t n = 0, n_extra = 0;
         while (environ[n])
                 n++;
-        char **env = calloc(n + 2, sizeof(*env));
+        while (extra && extra[n_extra])
+                n_extra++;
+        char **env = calloc(n + n_extra + 2, sizeof(*env));
         size_t k = 0;
         if (!env)
                 return NULL;
         for (size_t i = 0; i < n; i++)
                 if (strncmp(environ[i], "CREDENTIALS_DIRECTORY=", 22) != 0 &&
                     strncmp(environ[i], "JOURNAL_STREAM=", 15) != 0 &&
-                    strncmp(environ[i], "NOTIFY_SOCKET=", 14) != 0)
+                    strncmp(environ[i], "NOTIFY_SOCKET=", 14) != 0 && !env_named(environ[i], extra))
                         env[k++] = strdup(environ[i]);
-        if (asprintf(&env[k], "CREDENTIALS_DIRECTORY=%s", pd->creds) < 0)
-                env[k] = NULL;
+        if (!env_named("CREDENTIALS_DIRECTORY=", extra) &&
+            asprintf(&env[k++], "CREDENTIALS_DIRECTORY=%s", pd->creds) < 0)
+                env[--k] = NULL;
+        for (size_t i = 0; i < n_extra; i++)
+                env[k++] = strdup(extra[i]);
         return env;
 }
 
-pid_t harness_pd_spawn(struct harness_pd *pd, const char *const *args) {
-        char **argv = build_argv(pd, args), **env = build_env(pd);
+pid_t harness_pd_spawn_env(struct harness_pd *pd, const char *const *args, const char *const *extra_env) {
+        char **argv = build_argv(pd, args), **env = build_env(pd, extra_env);
         char *out = NULL, *err = NULL;
         pid_t pid = -ENOMEM;
 
@@ -170,6 +184,10 @@ pid_t harness_pd_spawn(struct harness_pd *pd, const char *const *args) {
         free_argv(argv);
         free_argv(env);
         return pid;
+}
+
+pid_t harness_pd_spawn(struct harness_pd *pd, const char *const *args) {
+        return harness_pd_spawn_env(pd, args, NULL);
 }
 
 int harness_pd_run(struct harness_pd *pd, const char *const *args, int timeout_ms, int *ret_status) {

@@ -37,5 +37,11 @@ void harness_pd_free(struct harness_pd *pd);   /* removes the temp dir; accepts 
 int harness_pd_run(struct harness_pd *pd, const char *const *args, int timeout_ms, int *ret_status);
 /* Starts it in the background (daemon mode or --once), returns the pid. */
 pid_t harness_pd_spawn(struct harness_pd *pd, const char *const *args);
+/* The same with extra environment entries ("NAME=value", NULL-terminated,
+ * may be NULL) added after ours, e.g. NOTIFY_SOCKET or WATCHDOG_USEC; an
+ * entry replaces a variable of ours of the same name, including the ones
+ * harness_pd_spawn drops (NOTIFY_SOCKET, JOURNAL_STREAM,
+ * CREDENTIALS_DIRECTORY). */
+pid_t harness_pd_spawn_env(struct harness_pd *pd, const char *const *args, const char *const *extra_env);
 /* malloc'd stdout (err=false) or stderr of run n (1-based). */
 char *harness_pd_output(const struct harness_pd *pd, int run, bool err);

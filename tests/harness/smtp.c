@@ -97,6 +97,12 @@ int harness_smtp_start(const struct harness_smtp_options *o, struct harness_smtp
                 argv[n++] = "--tls-key";
                 argv[n++] = o->tls_key;
         }
+        if (o->implicit_tls)
+                argv[n++] = "--implicit-tls";
+        if (o->host) {
+                argv[n++] = "--host";
+                argv[n++] = o->host;
+        }
         if (o->auth) {
                 argv[n++] = "--auth";
                 argv[n++] = o->auth;
@@ -135,7 +141,8 @@ int harness_smtp_start(const struct harness_smtp_options *o, struct harness_smtp
         }
         if (s->port <= 0)
                 goto fail;
-        snprintf(s->url, sizeof(s->url), "smtp://127.0.0.1:%d", s->port);
+        snprintf(s->url, sizeof(s->url), "%s://%s:%d", o->implicit_tls ? "smtps" : "smtp",
+                 o->host ? o->host : "127.0.0.1", s->port);
         free(script);
         free(portfile);
         *ret = s;

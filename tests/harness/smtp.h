@@ -16,6 +16,8 @@ struct harness_smtp;
 
 struct harness_smtp_options {
         int port;                    /* 0 = any free port */
+        const char *host;            /* bind address, default 127.0.0.1 */
+        bool implicit_tls;           /* smtps: TLS from the start (needs tls_cert) */
         const char *tls_cert;        /* STARTTLS required when set */
         const char *tls_key;
         const char *auth;            /* "user:password" */
@@ -29,7 +31,7 @@ int harness_smtp_start(const struct harness_smtp_options *o, struct harness_smtp
 /* SIGTERM, waits for the exit, removes the temp directory; accepts NULL. */
 void harness_smtp_stop(struct harness_smtp *s);
 int harness_smtp_port(const struct harness_smtp *s);
-/* "smtp://127.0.0.1:PORT" */
+/* "smtp://HOST:PORT" ("smtps://" with implicit_tls) */
 const char *harness_smtp_url(const struct harness_smtp *s);
 /* Messages stored so far. */
 size_t harness_smtp_count(const struct harness_smtp *s);

@@ -123,6 +123,18 @@ static bool html_has_href(json_t *mail, const char *url) {
         return false;
 }
 
+static size_t mails_mentioning_smtp(struct harness_smtp *smtp, const char *needle) {
+        size_t n = 0;
+        for (size_t i = 0; i < harness_smtp_count(smtp); i++) {
+                json_t *m = harness_smtp_parse(smtp, i);
+                const char *t = m ? text_part(m) : NULL;
+                if (t && strstr(t, needle))
+                        n++;
+                json_decref(m);
+        }
+        return n;
+}
+
 /* Mails received from index from on whose text mentions needle. */
 static size_t mails_mentioning(struct env *e, size_t from, const char *needle) {
         size_t n = 0;
@@ -161,6 +173,7 @@ static void test_three_runs(void **state) {
                         ops++;
                         assert_true(rcpts_are(rcpt, "ops@example.test", NULL));
                         assert_null(strstr(text, "https://admin.microsoft.com"));
+                        json_decref(m);
                         continue;
                 }
                 assert_true(rcpts_are(rcpt, "admin1@example.test", "admin2@example.test"));
@@ -183,6 +196,8 @@ static void test_three_runs(void **state) {
         assert_int_equal(ops, 1);
         assert_int_equal(mails_mentioning(e, 0, ORD_CONTOSO), 1);
         assert_int_equal(mails_mentioning(e, 0, ORD_FABRIKAM), 1);
+        int templates = harness_fake_count(&e->fake, "GET", "/template");
+        assert_true(templates >= 3);   /* one per Querying order */
         /* every pending customer was checked (--once checks all) */
         assert_true(harness_fake_count(&e->fake, "GET", "/v1/customers/" CONTOSO_TENANT) >= 1);
 
@@ -212,6 +227,8 @@ static void test_three_runs(void **state) {
         assert_int_equal(run_once(e), 0);
         assert_int_equal(harness_fake_count(&e->fake, "POST", "/process"), 1);
         assert_int_equal(harness_smtp_count(e->smtp), n2);
+        /* known orders, same episode and template: no template fetched again */
+        assert_int_equal(harness_fake_count(&e->fake, "GET", "/template"), templates);
 }
 
 static void test_dry_run_changes_nothing(void **state) {
@@ -249,6 +266,145 @@ static void test_dry_run_changes_nothing(void **state) {
         free(scenario);
 }
 
+/* notify_order_contacts = yes: the order's Contact parameters and the
+ * buyer's contact (GET /accounts/buyers/{id}) receive the request too. */
+static void test_order_contacts(void **state) {
+        struct harness_fake fake;
+        struct harness_smtp *smtp = NULL;
+        struct harness_pd *pd = NULL;
+        char *src = harness_src_path("tests/scenarios/basic.json"), *dir = harness_tmpdir(), path[512];
+        int status = -1;
+
+        json_t *sc = json_load_file(src, 0, NULL);
+        assert_non_null(sc);
+        size_t i;
+        json_t *b;
+        json_array_foreach(json_object_get(sc, "buyers"), i, b)
+                if (strcmp(json_string_value(json_object_get(b, "id")), "BUY-1001-0001") == 0)
+                        json_object_set_new(json_object_get(b, "contact"), "email",
+                                            json_string("buyer.contoso@contoso.example"));
+        snprintf(path, sizeof(path), "%s/scenario.json", dir);
+        assert_int_equal(json_dump_file(sc, path, 0), 0);
+        json_decref(sc);
+
+        assert_int_equal(harness_fake_start(path, &fake), 0);
+        assert_int_equal(harness_smtp_start(&(struct harness_smtp_options) { 0 }, &smtp), 0);
+        assert_int_equal(harness_pd_setup(&(struct harness_pd_options) {
+                .fake_base = fake.base_url, .smtp_url = harness_smtp_url(smtp), .scenario = path,
+                .mail_extra = "notify_order_contacts = yes\n" }, &pd), 0);
+        const char *args[] = { "--once", NULL };
+        assert_int_equal(harness_pd_run(pd, args, RUN_TIMEOUT_MS, &status), 0);
+        assert_int_equal(status, 0);
+
+        size_t found = 0;
+        for (size_t k = 0; k < harness_smtp_count(smtp); k++) {
+                json_t *m = harness_smtp_parse(smtp, k);
+                const char *text = m ? text_part(m) : NULL;
+                assert_non_null(text);
+                if (strstr(text, ORD_CONTOSO) && strstr(text, URL)) {
+                        json_t *rcpt = json_object_get(json_object_get(m, "envelope"), "rcpt_tos");
+                        assert_int_equal(json_array_size(rcpt), 4);
+                        const char *want[] = { "admin1@example.test", "admin2@example.test",
+                                               "dana.admin@contoso.example", "buyer.contoso@contoso.example" };
+                        for (size_t w = 0; w < 4; w++) {
+                                bool hit = false;
+                                size_t j;
+                                json_t *v;
+                                json_array_foreach(rcpt, j, v)
+                                        hit |= strcasecmp(json_string_value(v), want[w]) == 0;
+                                assert_true(hit);
+                        }
+                        found++;
+                }
+                json_decref(m);
+        }
+        assert_int_equal(found, 1);
+        /* one read per buyer named in a mail, not one per order or per mail */
+        assert_int_equal(harness_fake_count(&fake, "GET", "/accounts/buyers/BUY-1001-0001"), 1);
+        harness_pd_free(pd);
+        harness_smtp_stop(smtp);
+        assert_int_equal(harness_fake_stop(&fake), 0);
+        harness_rmrf(dir);
+        free(dir);
+        free(src);
+}
+
+/* A template that cannot be read, for an order that shows no URL itself:
+ * the run fails (exit 1) and says why, the order is neither mailed nor
+ * mistaken for "Querying for another reason", and once the template can
+ * be read the admins get the request. */
+static void test_template_fault(void **state) {
+        struct harness_fake fake;
+        struct harness_smtp *smtp = NULL;
+        struct harness_pd *pd = NULL;
+        char *src = harness_src_path("tests/scenarios/basic.json"), *dir = harness_tmpdir(), path[512];
+        int status = -1;
+
+        /* Fabrikam's URL only in its template text, not in a parameter */
+        json_t *sc = json_load_file(src, 0, NULL), *o;
+        assert_non_null(sc);
+        size_t i;
+        json_array_foreach(json_object_get(sc, "orders"), i, o) {
+                if (strcmp(json_string_value(json_object_get(o, "id")), ORD_FABRIKAM) != 0)
+                        continue;
+                json_object_set_new(json_object_get(o, "template"), "id", json_string("TPL-1528-2110-0099"));
+                size_t k;
+                json_t *par;
+                json_array_foreach(json_object_get(json_object_get(o, "parameters"), "fulfillment"), k, par)
+                        if (strcmp(json_string_value(json_object_get(par, "externalId")), "ResellerRelationshipUrl") == 0)
+                                json_object_set_new(par, "value", json_string(""));
+        }
+        json_object_set_new(json_object_get(sc, "templates"), "TPL-1528-2110-0099",
+                            json_string("Accept the reseller relationship: " URL "\n"));
+        snprintf(path, sizeof(path), "%s/scenario.json", dir);
+        assert_int_equal(json_dump_file(sc, path, 0), 0);
+        json_decref(sc);
+
+        assert_int_equal(harness_fake_start(path, &fake), 0);
+        assert_int_equal(harness_smtp_start(&(struct harness_smtp_options) { 0 }, &smtp), 0);
+        assert_int_equal(harness_pd_setup(&(struct harness_pd_options) {
+                .fake_base = fake.base_url, .smtp_url = harness_smtp_url(smtp), .scenario = path,
+                .ops = "ops@example.test" }, &pd), 0);
+        assert_int_equal(harness_fake_fault(&fake, "{\"route\":\"template\",\"match\":\"" ORD_FABRIKAM
+                                            "\",\"status\":500,\"times\":0}"), 0);
+        const char *args[] = { "--once", NULL };
+        assert_int_equal(harness_pd_run(pd, args, RUN_TIMEOUT_MS, &status), 0);
+        assert_int_equal(status, 1);
+        char *err = harness_pd_output(pd, 1, true);
+        assert_non_null(strstr(err, "Cannot fetch the template of order " ORD_FABRIKAM));
+        free(err);
+        assert_int_equal(mails_mentioning_smtp(smtp, ORD_FABRIKAM), 0);
+
+        /* the template is readable again: the request goes out, never an
+         * ops notice for this order */
+        long st;
+        char url[256];
+        assert_int_equal(harness_http_post(harness_fake_url(&fake, "/_fake/faults/reset", url, sizeof(url)),
+                                           "{}", &st, NULL), 0);
+        assert_int_equal(harness_pd_run(pd, args, RUN_TIMEOUT_MS, &status), 0);
+        assert_int_equal(status, 0);
+        size_t hits = 0;
+        for (size_t k = 0; k < harness_smtp_count(smtp); k++) {
+                json_t *m = harness_smtp_parse(smtp, k);
+                const char *text = m ? text_part(m) : NULL;
+                assert_non_null(text);
+                if (strstr(text, ORD_FABRIKAM)) {
+                        hits++;
+                        assert_non_null(strstr(text, URL));
+                        assert_true(rcpts_are(json_object_get(json_object_get(m, "envelope"), "rcpt_tos"),
+                                              "admin1@example.test", "admin2@example.test"));
+                }
+                json_decref(m);
+        }
+        assert_int_equal(hits, 1);
+        harness_pd_free(pd);
+        harness_smtp_stop(smtp);
+        assert_int_equal(harness_fake_stop(&fake), 0);
+        harness_rmrf(dir);
+        free(dir);
+        free(src);
+}
+
 static void test_check_config(void **state) {
         struct env *e = *state;
         int status = -1;
@@ -278,6 +434,29 @@ static void test_check_config(void **state) {
         free(err);
         harness_rmrf(dir);
         free(dir);
+}
+
+static void test_send_test_mail(void **state) {
+        struct env *e = *state;
+        int status = -1;
+        size_t before = harness_smtp_count(e->smtp);
+        int requests = harness_fake_count(&e->fake, NULL, NULL);
+        const char *args[] = { "--send-test-mail", NULL };
+        assert_int_equal(harness_pd_run(e->pd, args, RUN_TIMEOUT_MS, &status), 0);
+        assert_int_equal(status, 0);
+        char *out = harness_pd_output(e->pd, e->pd->runs, false);
+        assert_non_null(strstr(out, "sent to 2 recipient(s)"));
+        assert_non_null(strstr(out, "SMTP 250"));
+        free(out);
+        assert_int_equal(harness_smtp_count(e->smtp), before + 1);
+        json_t *m = harness_smtp_parse(e->smtp, before);
+        assert_non_null(m);
+        assert_string_equal(header(m, "Subject"), "partnerd test message");
+        assert_true(rcpts_are(json_object_get(json_object_get(m, "envelope"), "rcpt_tos"),
+                              "admin1@example.test", "admin2@example.test"));
+        json_decref(m);
+        /* nothing else happened: not one request to the platform */
+        assert_int_equal(harness_fake_count(&e->fake, NULL, NULL), requests);
 }
 
 static void test_usage(void **state) {
@@ -320,8 +499,11 @@ int main(void) {
                 cmocka_unit_test(test_three_runs),
                 cmocka_unit_test(test_status),
                 cmocka_unit_test(test_check_config),
+                cmocka_unit_test(test_send_test_mail),
                 cmocka_unit_test(test_usage),
                 cmocka_unit_test(test_dry_run_changes_nothing),
+                cmocka_unit_test(test_order_contacts),
+                cmocka_unit_test(test_template_fault),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -5,7 +5,11 @@
  * test time, and a fake sendmail script.  Every received message is parsed
  * with Python's email package (tests/tools/mailparse.py).
  */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <ifaddrs.h>
+#include <net/if.h>
+#include <netinet/in.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -188,6 +192,30 @@ static void assert_envelope(json_t *j, const char *const *want, size_t n) {
 
 /* ---- SMTP ---------------------------------------------------------------- */
 
+/* A test CA and a server certificate for 127.0.0.1/localhost. */
+struct certs {
+        char *dir, *ca, *cert, *key;
+};
+
+static struct certs certs_make(void) {
+        struct certs c = { .dir = harness_smtp_mkdtemp() };
+        assert_non_null(c.dir);
+        if (harness_smtp_make_certs(c.dir) < 0)
+                fail_msg("openssl could not make the test certificates");
+        assert_true(asprintf(&c.ca, "%s/ca.pem", c.dir) > 0);
+        assert_true(asprintf(&c.cert, "%s/server.pem", c.dir) > 0);
+        assert_true(asprintf(&c.key, "%s/server.key", c.dir) > 0);
+        return c;
+}
+
+static void certs_free(struct certs *c) {
+        harness_smtp_rm_rf(c->dir);
+        free(c->dir);
+        free(c->ca);
+        free(c->cert);
+        free(c->key);
+}
+
 static void test_plain_loopback(void **state) {
         struct harness_smtp *srv = NULL;
         struct fx f;
@@ -261,13 +289,8 @@ static void test_plain_loopback(void **state) {
 
 static void test_starttls_auth(void **state) {
         struct harness_smtp *srv = NULL;
-        char *certdir = harness_smtp_mkdtemp(), *ca, *cert, *key;
-        assert_non_null(certdir);
-        if (harness_smtp_make_certs(certdir) < 0)
-                fail_msg("openssl could not make the test certificates");
-        assert_true(asprintf(&ca, "%s/ca.pem", certdir) > 0);
-        assert_true(asprintf(&cert, "%s/server.pem", certdir) > 0);
-        assert_true(asprintf(&key, "%s/server.key", certdir) > 0);
+        struct certs c = certs_make();
+        char *ca = c.ca, *cert = c.cert, *key = c.key;
         struct harness_smtp_options o = { .tls_cert = cert, .tls_key = key, .auth = "mailer:s3cret pass" };
         assert_int_equal(harness_smtp_start(&o, &srv), 0);
 
@@ -315,11 +338,79 @@ static void test_starttls_auth(void **state) {
         mail_message_free(m);
         fx_done(&f);
         harness_smtp_stop(srv);
-        harness_smtp_rm_rf(certdir);
-        free(certdir);
-        free(ca);
-        free(cert);
-        free(key);
+        certs_free(&c);
+}
+
+static void test_smtps_implicit_tls(void **state) {
+        struct harness_smtp *srv = NULL;
+        struct certs c = certs_make();
+        char *ca = c.ca, *cert = c.cert, *key = c.key;
+        struct harness_smtp_options o = { .tls_cert = cert, .tls_key = key, .implicit_tls = true,
+                                          .auth = "mailer:pw" };
+        assert_int_equal(harness_smtp_start(&o, &srv), 0);
+        assert_true(strncmp(harness_smtp_url(srv), "smtps://", 8) == 0);
+
+        struct fx f;
+        fx_init(&f, harness_smtp_url(srv));
+        f.cfg.username = (char *) "mailer";
+        f.cfg.password = (char *) "pw";
+        f.cfg.ca_file = ca;
+        struct mail_message *m = render(&f, MAIL_KIND_DRAFT_WARNING, "Contoso");
+        struct sent s = send_one(&f, m);
+        if (!s.res.ok)
+                fail_msg("send failed: %s", s.error);
+        json_t *j = harness_smtp_parse(srv, 0);
+        check_received(j, m, true);
+        assert_string_equal(jstr(j, "envelope", "auth_user"), "mailer");
+        json_t *tr = json_object_get(json_object_get(j, "envelope"), "transcript");
+        assert_string_not_equal(json_string_value(json_array_get(tr, 0)), "STARTTLS");
+        json_decref(j);
+
+        /* The certificate must match the host name in the URL. */
+        char url[128];
+        snprintf(url, sizeof(url), "smtps://127.0.0.2:%d", harness_smtp_port(srv));
+        f.cfg.smtp_url = url;
+        s = send_one(&f, m);
+        assert_false(s.res.ok);
+        assert_false(s.res.permanent);
+        assert_int_equal(harness_smtp_count(srv), 1);
+
+        mail_message_free(m);
+        fx_done(&f);
+        harness_smtp_stop(srv);
+        certs_free(&c);
+}
+
+/* A non-loopback smtp:// relay without STARTTLS is never used in plaintext. */
+static void test_starttls_required(void **state) {
+        struct ifaddrs *ifa = NULL;
+        char host[INET_ADDRSTRLEN] = "";
+        assert_int_equal(getifaddrs(&ifa), 0);
+        for (struct ifaddrs *i = ifa; i; i = i->ifa_next)
+                if (i->ifa_addr && i->ifa_addr->sa_family == AF_INET && !(i->ifa_flags & IFF_LOOPBACK) &&
+                    (i->ifa_flags & IFF_UP)) {
+                        inet_ntop(AF_INET, &((struct sockaddr_in *) i->ifa_addr)->sin_addr, host, sizeof(host));
+                        break;
+                }
+        freeifaddrs(ifa);
+        if (!host[0]) {
+                print_message("no non-loopback IPv4 address: skipped\n");
+                skip();
+        }
+        struct harness_smtp *srv = NULL;
+        struct harness_smtp_options o = { .host = host };
+        assert_int_equal(harness_smtp_start(&o, &srv), 0);
+        struct fx f;
+        fx_init(&f, harness_smtp_url(srv));
+        struct mail_message *m = render(&f, MAIL_KIND_NEW_REQUEST, "Contoso");
+        struct sent s = send_one(&f, m);
+        assert_false(s.res.ok);
+        assert_false(s.res.permanent);
+        assert_non_null(strcasestr(s.error, "TLS"));
+        assert_int_equal(harness_smtp_count(srv), 0);
+        mail_message_free(m);
+        fx_done(&f);
+        harness_smtp_stop(srv);
 }
 
 static void test_refused_recipient(void **state) {
@@ -527,6 +618,9 @@ static void test_outbox_server_down_then_up(void **state) {
         assert_int_equal(mail_outbox_put(o, "new-request:contoso:ep1", m, now), 1);
         assert_int_equal(mail_outbox_pending(o), 1);
         assert_int_equal(count_files(outdir, ".msg"), 1);
+        char cmd[4400];
+        snprintf(cmd, sizeof(cmd), "test \"$(stat -c %%a %s/*.msg)\" = 600", outdir);
+        assert_int_equal(system(cmd), 0);
 
         struct flushed fl = flush(&f, o, t, now);
         assert_int_equal(fl.st.retry_later, 1);
@@ -681,9 +775,17 @@ static void test_sendmail(void **state) {
         char *data = NULL;
         size_t len = 0;
         assert_int_equal(util_read_file(infile, 1 << 24, &data, &len), 0);
-        assert_int_equal(len, m->len);
-        assert_memory_equal(data, m->data, len);
-        assert_null(strstr(data, "\r\nBcc:"));
+        /* the message with LF line ends, otherwise identical */
+        struct util_buf lf;
+        util_buf_init(&lf, 1 << 24);
+        for (size_t i = 0; i < m->len; i++)
+                if (!(m->data[i] == '\r' && m->data[i + 1] == '\n'))
+                        util_buf_append(&lf, m->data + i, 1);
+        assert_int_equal(len, lf.len);
+        assert_memory_equal(data, lf.data, len);
+        assert_null(strchr(data, '\r'));
+        assert_null(strstr(data, "\nBcc:"));
+        util_buf_free(&lf);
         free(data);
         assert_int_equal(util_read_file(argsfile, 1 << 20, &data, NULL), 0);
         assert_string_equal(data, "-oi\n-f\npartner-desk@softwareone.example\n--\nadmins@contoso.example\n"
@@ -705,6 +807,30 @@ static void test_sendmail(void **state) {
         run_until(&f, &s.done);
         assert_false(s.res.ok);
         assert_true(s.res.permanent);
+        mail_transport_free(t);
+
+        /* A sendmail that exits without reading a large message. */
+        char *quick = NULL;
+        assert_true(asprintf(&quick, "%s/quick", f.tmp) > 0);
+        const char *qbody = "#!/bin/sh\nexit 75\n";
+        assert_int_equal(util_write_file_atomic(quick, qbody, strlen(qbody), 0700), 0);
+        f.cfg.sendmail_path = quick;
+        assert_int_equal(mail_transport_new(NULL, &f.loop, &f.cfg, &t), 0);
+        struct util_buf big;
+        util_buf_init(&big, 8 << 20);
+        util_buf_puts(&big, "Subject: big\r\n\r\n");
+        for (int i = 0; i < 40000; i++)
+                util_buf_puts(&big, "0123456789012345678901234567890123456789012345678901234567890123456789\r\n");
+        struct mail_message bm = *m;
+        bm.data = big.data;
+        bm.len = big.len;
+        s = (struct sent) {};
+        assert_int_equal(mail_send(t, &bm, on_sent, &s), 0);
+        run_until(&f, &s.done);
+        assert_false(s.res.ok);
+        assert_false(s.res.permanent);
+        util_buf_free(&big);
+        free(quick);
         mail_transport_free(t);
 
         /* A missing sendmail is a retry, not a lost message. */
@@ -893,10 +1019,11 @@ static void test_transport_config(void **state) {
 }
 
 int main(void) {
-        signal(SIGPIPE, SIG_IGN);
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_plain_loopback),
                 cmocka_unit_test(test_starttls_auth),
+                cmocka_unit_test(test_smtps_implicit_tls),
+                cmocka_unit_test(test_starttls_required),
                 cmocka_unit_test(test_refused_recipient),
                 cmocka_unit_test(test_dot_stuffing_long_lines),
                 cmocka_unit_test(test_envelope_injection),

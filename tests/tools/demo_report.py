@@ -2,10 +2,11 @@
 """Pretty-prints what `make demo` produced: the received mails, the orders."""
 import email
 import email.policy
+import html as htmllib
 import json
 import os
+import re
 import sys
-import textwrap
 import urllib.request
 
 
@@ -30,13 +31,18 @@ def mails(folder):
         print(f"    Parts:   {', '.join(parts)}")
         body = msg.get_body(preferencelist=("plain",))
         if body is not None:
-            text = body.get_content().strip()
-            lines = text.splitlines()[:14]
-            for line in lines:
-                print("    | " + textwrap.shorten(line, 110) if len(line) > 110 and "http" not in line
-                      else "    | " + line)
-            if len(text.splitlines()) > 14:
+            # the text up to and including the first link, where the admin acts
+            lines = body.get_content().strip().splitlines()
+            cut = next((i for i, l in enumerate(lines) if "https://" in l), 14)
+            for line in lines[:max(cut + 1, 6)]:
+                print("    | " + line)
+            if len(lines) > cut + 1:
                 print("    | ...")
+        html = msg.get_body(preferencelist=("html",))
+        if html is not None:
+            hrefs = re.findall(r'href="([^"]+)"', html.get_content())
+            if hrefs:
+                print(f"    HTML button links to: {htmllib.unescape(hrefs[0])}")
         print()
 
 

@@ -10,6 +10,9 @@ server-side transcript of commands (AUTH arguments are never recorded).
   --port 0            bind a free port; prints "smtpd listening on
                       127.0.0.1:PORT" and writes PORT to --port-file
   --tls-cert/--tls-key  offer STARTTLS and require it before MAIL
+  --implicit-tls      with --tls-cert/--tls-key: TLS from the first byte
+                      (smtps) instead of STARTTLS
+  --host ADDR         address to bind (default 127.0.0.1)
   --auth user:password  AUTH PLAIN/LOGIN; required before MAIL
   --refuse ADDR       550 for RCPT TO:<ADDR> (repeatable)
   --fail-data N       451 for the first N DATA transactions
@@ -24,6 +27,7 @@ import os
 import signal
 import ssl
 import sys
+import warnings
 
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword, TLSSetupException
 
@@ -104,6 +108,8 @@ class TestSMTP(SMTP):
 def main():
     # aiosmtpd itself touches its deprecated Session.login_data and logs it.
     logging.getLogger("mail.log").setLevel(logging.ERROR)
+    # With --implicit-tls the whole session is TLS already.
+    warnings.filterwarnings("ignore", message="Requiring AUTH while not requiring TLS")
     ap = argparse.ArgumentParser()
     ap.add_argument("--dir", required=True)
     ap.add_argument("--host", default="127.0.0.1")
@@ -111,6 +117,7 @@ def main():
     ap.add_argument("--port-file")
     ap.add_argument("--tls-cert")
     ap.add_argument("--tls-key")
+    ap.add_argument("--implicit-tls", action="store_true")
     ap.add_argument("--auth")
     ap.add_argument("--refuse", action="append", default=[])
     ap.add_argument("--fail-data", type=int, default=0)
@@ -136,16 +143,17 @@ def main():
 
     def factory():
         kw = dict(hostname="smtpd.test", data_size_limit=64 * 1024 * 1024)
-        if tls:
+        if tls and not args.implicit_tls:
             kw.update(tls_context=tls, require_starttls=True)
         if args.auth:
             kw.update(authenticator=authenticator, auth_required=True,
-                      auth_require_tls=bool(tls))
+                      auth_require_tls=bool(tls) and not args.implicit_tls)
         return TestSMTP(handler, **kw)
 
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    server = loop.run_until_complete(loop.create_server(factory, args.host, args.port))
+    server = loop.run_until_complete(loop.create_server(
+        factory, args.host, args.port, ssl=tls if args.implicit_tls else None))
     port = server.sockets[0].getsockname()[1]
     if args.port_file:
         write_atomic(args.port_file, b"%d\n" % port)

@@ -196,10 +196,11 @@ static void test_check_backoff_and_check_all(void **unused) {
         assert_int_equal(checks[5] - checks[4], 15 * MIN);
         assert_int_equal(checks[6] - checks[5], 15 * MIN);   /* last step repeats */
 
-        /* A failed check retries after the first step, with a log. */
+        /* A failed check retries after the first step (the cycle logs the
+         * failure with its reason; the engine adds no second line). */
         int64_t now = T0 + HOUR;
         run2(&p, &ol, s, KEY, REL_UNKNOWN, NULL, now, &a);
-        assert_int_equal(count(&a, ACTION_LOG, LOG_EV_CHECK_FAILED), 1);
+        assert_int_equal(count(&a, ACTION_LOG, LOG_EV_CHECK_FAILED), 0);
         assert_int_equal(state_find_customer(s, KEY)->next_check, now + MIN);
         /* Pending: nothing. */
         run2(&p, &ol, s, KEY, REL_PENDING, NULL, now, &a);
@@ -441,6 +442,51 @@ static void test_draft_then_querying(void **unused) {
         assert_int_equal(state_find_order(s, "ORD-3333-3333-3333", NULL)->status, TRACK_BLOCKED);
         run2(&p, &ol, s, KEY, REL_ACCEPTED, NULL, T0 + 10 * DAY + 1, &a);
         assert_true(has_process(&a, "ORD-3333-3333-3333"));
+
+        action_list_clear(&a);
+        order_list_clear(&ol);
+        state_free(s);
+}
+
+/* An order whose template could not be read is neither tracked as
+ * "another reason" nor closed: nothing is decided about it until it is
+ * known. */
+static void test_incomplete_order(void **unused) {
+        struct eng_params p = params();
+        struct order_list ol = { 0 };
+        struct action_list a = { 0 };
+        struct state *s = state_new();
+        p.have_ops = true;
+
+        struct order *o = add_order(&ol, "ORD-5555-5555-5555", ORDER_STATUS_QUERYING, NULL, "contoso.com",
+                                    NULL, T0_RAW);
+        o->incomplete = true;
+        run1(&p, &ol, s, T0, &a);
+        assert_int_equal(a.n, 0);
+        assert_null(state_find_order(s, "ORD-5555-5555-5555", NULL));
+
+        /* known next cycle: blocked, a request mail, no ops notice */
+        o->incomplete = false;
+        o->relationship_url = strdup(URL);
+        run1(&p, &ol, s, T0 + HOUR, &a);
+        assert_int_equal(count(&a, ACTION_NOTIFY, MAIL_KIND_NEW_REQUEST), 1);
+        assert_int_equal(count(&a, ACTION_NOTIFY, MAIL_KIND_OPS_NOTICE), 0);
+
+        /* a new episode that cannot be read: the tracked order is not
+         * closed and not reclassified */
+        free(o->querying_at_raw);
+        o->querying_at_raw = strdup("2026-08-03T10:00:00Z");
+        util_freep(&o->relationship_url);
+        o->incomplete = true;
+        run1(&p, &ol, s, T0 + 2 * HOUR, &a);
+        assert_int_equal(count(&a, ACTION_NOTIFY, -1), 0);
+        struct tracked_order *t = state_find_order(s, "ORD-5555-5555-5555", NULL);
+        assert_non_null(t);
+        assert_int_equal(t->status, TRACK_BLOCKED);
+        assert_string_equal(t->querying_at_raw, T0_RAW);
+        /* and never processed in an episode nobody has read */
+        run2(&p, &ol, s, "domain:contoso.com", REL_ACCEPTED, NULL, T0 + 2 * HOUR, &a);
+        assert_int_equal(count(&a, ACTION_PROCESS, -1), 0);
 
         action_list_clear(&a);
         order_list_clear(&ol);
@@ -845,6 +891,7 @@ int main(void) {
                 cmocka_unit_test(test_accepted_processes_blocked_never_draft),
                 cmocka_unit_test(test_draft_then_querying),
                 cmocka_unit_test(test_other_query),
+                cmocka_unit_test(test_incomplete_order),
                 cmocka_unit_test(test_episodes),
                 cmocka_unit_test(test_process_outcomes),
                 cmocka_unit_test(test_new_order_for_accepted_customer),

@@ -147,6 +147,24 @@ static void assert_crlf_only(const char *s, size_t len) {
         }
 }
 
+/* Every physical line of an encoded header value (the first starting at
+ * column name_len) is at most max long and made of printable ASCII;
+ * folds are CRLF SP. */
+static void assert_header_lines(const char *h, size_t name_len, size_t max) {
+        size_t col = name_len;
+        for (const char *p = h; *p; p++) {
+                if (*p == '\r') {
+                        assert_int_equal(p[1], '\n');
+                        assert_int_equal(p[2], ' ');
+                        col = 0;
+                        p++;
+                        continue;
+                }
+                assert_true((unsigned char) *p >= 0x20 && (unsigned char) *p < 0x7f);
+                assert_true(++col <= max);
+        }
+}
+
 /* ---- header encoding ---- */
 
 static void test_header_ascii(void **state) {
@@ -160,18 +178,7 @@ static void test_header_ascii(void **state) {
                 strcat(longs, "word12345 ");
         h = mail_encode_header(longs, 9);
         assert_non_null(strstr(h, "\r\n "));
-        size_t col = 9;
-        for (const char *p = h; *p; p++) {
-                if (*p == '\r') {
-                        assert_int_equal(p[1], '\n');
-                        assert_int_equal(p[2], ' ');
-                        col = 0;
-                        p++;
-                        continue;
-                }
-                col++;
-                assert_true(col <= 78);
-        }
+        assert_header_lines(h, 9, 78);
         char *d = decode_header(h);
         char *exp = strdup(longs);
         exp[strlen(exp) - 1] = '\0';  /* trailing space trimmed */
@@ -208,16 +215,7 @@ static void test_header_utf8(void **state) {
         for (const char *p = h; (p = strstr(p, "=?UTF-8?B?")); p++)
                 words++;
         assert_true(words >= 4);
-        /* every physical line <= 76 */
-        size_t col = 9;
-        for (const char *p = h; *p; p++) {
-                if (*p == '\r') {
-                        col = 0;
-                        p++;
-                        continue;
-                }
-                assert_true(++col <= 76);
-        }
+        assert_header_lines(h, 9, 76);
         d = decode_header(h);
         assert_string_equal(d, jp);
         free(d);
@@ -329,6 +327,69 @@ static void test_qp(void **state) {
         assert_int_equal(strlen(d), 78);
         free(d);
         free(q);
+}
+
+/* Deterministic pseudo-random inputs: the properties hold for all. */
+static uint32_t rnd_state = 2463534242u;
+static uint32_t rnd(void) {
+        rnd_state ^= rnd_state << 13;
+        rnd_state ^= rnd_state >> 17;
+        rnd_state ^= rnd_state << 5;
+        return rnd_state;
+}
+
+static size_t random_text(char *buf, size_t max) {
+        static const char *const pieces[] = {
+                "a", "Z", " ", "  ", "=", "?", "=?", "?=", ".", "\t", "\n", "\r", "\r\n", "\x01", "\x7f",
+                "ü", "é", "日", "本", "😀", "\xff", "\xc3", "\xe6\x97", "<", "&", "\"", "Bcc: x",
+        };
+        size_t n = 0, k = rnd() % 60;
+        for (size_t i = 0; i < k; i++) {
+                const char *p = pieces[rnd() % (sizeof(pieces) / sizeof(pieces[0]))];
+                size_t l = strlen(p);
+                if (n + l + 1 > max)
+                        break;
+                memcpy(buf + n, p, l);
+                n += l;
+        }
+        buf[n] = '\0';
+        return n;
+}
+
+static void test_encoding_properties(void **state) {
+        char in[512];
+        for (int iter = 0; iter < 3000; iter++) {
+                random_text(in, sizeof(in));
+                size_t name_len = rnd() % 40;
+                char *h = mail_encode_header(in, name_len);
+                assert_non_null(h);
+                assert_header_lines(h, name_len, 998);
+                char *d = decode_header(h);   /* checks word length and UTF-8 */
+                assert_true(valid_utf8(d, strlen(d)));
+                for (const char *p = d; *p; p++)
+                        assert_true((unsigned char) *p >= 0x20 && *p != 0x7f);
+                free(d);
+                free(h);
+
+                /* QP round-trips any bytes without CR (CRLF and LF are
+                 * both line ends). */
+                size_t n = random_text(in, sizeof(in) - 2);
+                size_t j = 0;
+                for (size_t i = 0; i < n; i++)
+                        if (in[i] != '\r')
+                                in[j++] = in[i];
+                in[j] = '\0';
+                char *q = mail_encode_qp(in);
+                assert_crlf_only(q, strlen(q));
+                char *back = decode_qp(q);
+                if (j > 0 && in[j - 1] != '\n') {
+                        in[j] = '\n';
+                        in[j + 1] = '\0';
+                }
+                assert_string_equal(back, in);
+                free(back);
+                free(q);
+        }
 }
 
 /* ---- addresses ---- */
@@ -675,7 +736,7 @@ static void test_render_every_kind(void **state) {
                 }
                 /* days_left: deadline - now = 396000 s -> 5 days (rounded up) */
                 if (k == MAIL_KIND_NEW_REQUEST)
-                        assert_non_null(strstr(p.text, "(5 days left)"));
+                        assert_non_null(strstr(p.text, "(days left: 5)"));
                 parsed_free(&p);
                 mail_message_free(m);
         }
@@ -904,6 +965,7 @@ int main(void) {
                 cmocka_unit_test(test_header_utf8),
                 cmocka_unit_test(test_header_injection),
                 cmocka_unit_test(test_qp),
+                cmocka_unit_test(test_encoding_properties),
                 cmocka_unit_test(test_address),
                 cmocka_unit_test(test_url_allowed),
                 cmocka_unit_test(test_render_every_kind),

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <cmocka.h>
 
 #include "marketplace.h"
@@ -369,6 +370,54 @@ static void test_extract_url_from_order(void **state) {
         assert_null(mp_extract_relationship_url_from_order(NULL));
 }
 
+/* Property test: random mixes of URL fragments, escapes and delimiters
+ * never crash the extractor, and whatever it returns is a clean,
+ * bounded acceptance URL of a known kind. */
+static void test_extract_url_random(void **state) {
+        static const char *const parts[] = {
+                "https://admin.microsoft.com/", "HTTPS://ADMIN.MICROSOFT.COM/", "Adminportal/Home",
+                "adminportal/Home", "?", "&", "&amp;", "&#38;", "&#x26;", "\\&", "\\_", "\\#",
+                "invType=", "ResellerRelationship", "IndirectResellerRelationship", "partnerId=x",
+                "#/partners/invitation/granularAdminRelationships/", "abc-123", "\"", "'", "<", ">",
+                "(", ")", "[", "]", " ", "\n", "\x01", ".", ",", ";", ":", "http://", "javascript:",
+                "évian", "%41", "a",
+        };
+        uint32_t seed = 12345;
+        char buf[4096];
+        int found = 0;
+        for (int iter = 0; iter < 20000; iter++) {
+                size_t len = 0;
+                if (iter % 2) {   /* half start as a real URL, then go astray */
+                        strcpy(buf, "see https://admin.microsoft.com/Adminportal/Home?invType=");
+                        len = strlen(buf);
+                }
+                int n = 1 + (int) ((seed = seed * 1103515245u + 12345u) >> 16) % 24;
+                for (int k = 0; k < n; k++) {
+                        seed = seed * 1103515245u + 12345u;
+                        const char *p = parts[(seed >> 16) % (sizeof(parts) / sizeof(parts[0]))];
+                        size_t pl = strlen(p);
+                        if (len + pl >= sizeof(buf))
+                                break;
+                        memcpy(buf + len, p, pl);
+                        len += pl;
+                }
+                buf[len] = '\0';
+                char *u = mp_extract_relationship_url(buf);
+                if (!u)
+                        continue;
+                assert_true(strncasecmp(u, "https://admin.microsoft.com/adminportal", 39) == 0);
+                assert_true(strlen(u) <= 2048);
+                assert_false(util_has_ctl(u, false));
+                assert_null(strpbrk(u, " \"'<>)]"));
+                assert_int_not_equal(mp_relationship_url_kind(u), MP_URL_NONE);
+                assert_null(strstr(u, "&amp;"));
+                found++;
+                free(u);
+        }
+        assert_true(found > 0);   /* the property was exercised */
+        print_message("%d URLs extracted\n", found);
+}
+
 static void test_rql_and_urls(void **state) {
         enum order_status q[] = { ORDER_STATUS_QUERYING };
         enum order_status qd[] = { ORDER_STATUS_QUERYING, ORDER_STATUS_DRAFT };
@@ -465,6 +514,7 @@ int main(void) {
                 cmocka_unit_test(test_parse_page),
                 cmocka_unit_test(test_extract_url),
                 cmocka_unit_test(test_extract_url_from_order),
+                cmocka_unit_test(test_extract_url_random),
                 cmocka_unit_test(test_rql_and_urls),
                 cmocka_unit_test(test_reference_example),
         };

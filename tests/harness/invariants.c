@@ -1,0 +1,333 @@
+/* SPDX-License-Identifier: MIT */
+#include "invariants.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "smtp.h"
+#include "store.h"
+#include "util.h"
+
+/* ---- scenarios ---- */
+
+const char *inv_order_id(char *buf, int series, size_t i, int k) {
+        snprintf(buf, 24, "ORD-%04d-%04zu-%04d", series % 10000, (i + 1) % 10000, (k + 1) % 10000);
+        return buf;
+}
+
+/* Sets the value of the parameter with this externalId in both lists. */
+static void set_param(json_t *order, const char *external_id, json_t *value) {
+        static const char *const lists[] = { "ordering", "fulfillment" };
+        json_t *params = json_object_get(order, "parameters");
+        for (size_t l = 0; l < 2; l++) {
+                size_t i;
+                json_t *p;
+                json_array_foreach(json_object_get(params, lists[l]), i, p) {
+                        const char *x = json_string_value(json_object_get(p, "externalId"));
+                        if (x && strcmp(x, external_id) == 0) {
+                                json_object_set(p, "value", value);
+                                json_decref(value);
+                                return;
+                        }
+                }
+        }
+        json_decref(value);
+}
+
+static json_t *make_order(json_t *proto, const struct inv_customer *c, const char *id, bool draft) {
+        json_t *o = json_deep_copy(proto);
+        char buf[160];
+        if (!o)
+                return NULL;
+        json_object_set_new(o, "id", json_string(id));
+        json_object_set_new(o, "status", json_string(draft ? "Draft" : "Querying"));
+        snprintf(buf, sizeof(buf), "Microsoft Azure for %s", c->name);
+        json_t *agr = json_object_get(o, "agreement");
+        json_object_set_new(agr, "name", json_string(buf));
+        json_object_set_new(json_object_get(o, "client"), "name", json_string(c->name));
+        json_object_set_new(json_object_get(o, "buyer"), "name", json_string(c->name));
+        set_param(o, "ExistingDomainName", json_string(c->domain));
+        set_param(o, "CustomerCompanyName", json_string(c->name));
+        set_param(o, "MicrosoftTenantId",
+                  json_string(c->order_without_tenant || !c->tenant_id ? "" : c->tenant_id));
+        set_param(o, "ResellerRelationshipUrl", json_string(c->url ? c->url : INV_URL));
+        if (draft) {
+                json_object_set_new(o, "template",
+                                    json_pack("{s:s, s:s}", "id", "TPL-1528-2110-0002", "name", "Purchase draft"));
+                json_t *audit = json_object_get(o, "audit");
+                json_object_del(audit, "querying");
+                json_object_del(audit, "processing");
+        }
+        return o;
+}
+
+json_t *inv_scenario_new(const struct inv_customer *cust, size_t n, int series) {
+        char *path = harness_src_path("tests/scenarios/basic.json");
+        json_t *sc = path ? json_load_file(path, 0, NULL) : NULL, *proto = NULL;
+        json_t *tenants = json_array(), *orders = json_array();
+        char id[24];
+
+        free(path);
+        if (!sc || !tenants || !orders)
+                goto fail;
+        proto = json_incref(json_array_get(json_object_get(sc, "orders"), 0));
+        if (!json_is_object(proto))
+                goto fail;
+        for (size_t i = 0; i < n; i++) {
+                const struct inv_customer *c = &cust[i];
+                json_t *t = json_pack("{s:s, s:s, s:s, s:s}", "id", c->tenant_id ? c->tenant_id : "",
+                                      "domain", c->domain, "name", c->name, "state",
+                                      c->accepted ? "accepted" : "pending");
+                if (!t)
+                        goto fail;
+                if (c->accept_after_checks > 0)
+                        json_object_set_new(t, "accept_after_checks", json_integer(c->accept_after_checks));
+                if (c->tenant_id)
+                        json_array_append_new(tenants, t);
+                else
+                        json_decref(t);
+                for (int k = 0; k < c->n_querying + c->n_draft; k++) {
+                        json_t *o = make_order(proto, c, inv_order_id(id, series, i, k), k >= c->n_querying);
+                        if (!o)
+                                goto fail;
+                        json_array_append_new(orders, o);
+                }
+        }
+        json_object_set_new(sc, "tenants", tenants);
+        json_object_set_new(sc, "orders", orders);
+        json_decref(proto);
+        return sc;
+fail:
+        json_decref(proto);
+        json_decref(tenants);
+        json_decref(orders);
+        json_decref(sc);
+        return NULL;
+}
+
+char *inv_scenario_write(json_t *sc, const char *dir, const char *name) {
+        char *path = NULL;
+        if (asprintf(&path, "%s/%s", dir, name) < 0)
+                return NULL;
+        if (json_dump_file(sc, path, JSON_INDENT(1)) < 0) {
+                free(path);
+                return NULL;
+        }
+        return path;
+}
+
+/* ---- the fake's log ---- */
+
+size_t inv_log_count(json_t *log, const char *method, const char *path_sub, long status) {
+        size_t i, n = 0;
+        json_t *e;
+        json_array_foreach(log, i, e) {
+                const char *m = json_string_value(json_object_get(e, "method"));
+                const char *p = json_string_value(json_object_get(e, "path"));
+                long st = (long) json_integer_value(json_object_get(e, "status"));
+                if ((!method || (m && strcmp(m, method) == 0)) && (!path_sub || (p && strstr(p, path_sub))) &&
+                    (status == 0 || st == status))
+                        n++;
+        }
+        return n;
+}
+
+size_t inv_process_posts(json_t *log, const char *order_id, long status) {
+        char sub[96];
+        if (order_id)
+                snprintf(sub, sizeof(sub), "/orders/%s/process", order_id);
+        else
+                snprintf(sub, sizeof(sub), "/process");
+        return inv_log_count(log, "POST", sub, status);
+}
+
+/* ---- mails ---- */
+
+const char *inv_mail_kind(const char *subject) {
+        static const struct {
+                const char *prefix, *kind;
+        } kinds[] = {
+                { "Action needed", "new-request" },
+                { "Reminder", "reminder" },
+                { "Final notice", "final-warning" },
+                { "Relationship accepted", "confirmation" },
+                { "Please accept", "draft-warning" },
+                { "[partnerd]", "ops-notice" },
+        };
+        if (!subject)
+                return "unknown";
+        for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
+                if (strncmp(subject, kinds[i].prefix, strlen(kinds[i].prefix)) == 0)
+                        return kinds[i].kind;
+        return "unknown";
+}
+
+static const char *mail_customer(json_t *m, const char *const *domains, size_t n) {
+        const char *subject = json_string_value(json_object_get(m, "subject"));
+        const char *text = json_string_value(json_object_get(m, "text"));
+        for (size_t i = 0; i < n; i++)
+                if (subject && strcasestr(subject, domains[i]))
+                        return domains[i];
+        for (size_t i = 0; i < n; i++)
+                if (text && strcasestr(text, domains[i]))
+                        return domains[i];
+        return "?";
+}
+
+int inv_mail_tally(struct harness_smtp *smtp, size_t from, const char *const *domains, size_t n_domains,
+                   struct inv_mail_tally *ret) {
+        size_t count = harness_smtp_count(smtp);
+        *ret = (struct inv_mail_tally) { .counts = json_object() };
+        if (!ret->counts)
+                return -ENOMEM;
+        for (size_t i = from; i < count; i++) {
+                json_t *m = harness_smtp_parse(smtp, i);
+                char key[256];
+                ret->total++;
+                if (!m) {
+                        ret->unparsed++;
+                        continue;
+                }
+                snprintf(key, sizeof(key), "%s|%s", mail_customer(m, domains, n_domains),
+                         inv_mail_kind(json_string_value(json_object_get(m, "subject"))));
+                json_int_t v = json_integer_value(json_object_get(ret->counts, key));
+                json_object_set_new(ret->counts, key, json_integer(v + 1));
+                json_decref(m);
+        }
+        return 0;
+}
+
+void inv_mail_tally_done(struct inv_mail_tally *t) {
+        json_decref(t->counts);
+        t->counts = NULL;
+}
+
+size_t inv_mail_count(const struct inv_mail_tally *t, const char *domain, const char *kind) {
+        char key[256];
+        snprintf(key, sizeof(key), "%s|%s", domain, kind);
+        return (size_t) json_integer_value(json_object_get(t->counts, key));
+}
+
+size_t inv_mail_duplicates(const struct inv_mail_tally *t) {
+        const char *k;
+        json_t *v;
+        size_t dup = 0;
+        json_object_foreach(t->counts, k, v)
+                if (json_integer_value(v) > 1)
+                        dup += (size_t) json_integer_value(v) - 1;
+        return dup;
+}
+
+/* ---- state ---- */
+
+int inv_state_loadable(const char *state_dir, char **ret_err) {
+        char *path = NULL, *text = NULL, *err = NULL;
+        size_t len = 0;
+        struct state *s = NULL;
+        int r;
+
+        *ret_err = NULL;
+        if (asprintf(&path, "%s/state.json", state_dir) < 0)
+                return -ENOMEM;
+        r = util_read_file(path, 64u << 20, &text, &len);
+        if (r == -ENOENT) {
+                r = 0;
+                goto out;
+        }
+        if (r < 0) {
+                if (asprintf(ret_err, "cannot read %s: %s", path, strerror(-r)) < 0)
+                        *ret_err = NULL;
+                goto out;
+        }
+        r = store_from_json(text, len, &s, &err);
+        if (r < 0 && asprintf(ret_err, "%s: %s", path, err ? err : strerror(-r)) < 0)
+                *ret_err = NULL;
+out:
+        state_free(s);
+        free(err);
+        free(text);
+        free(path);
+        return r;
+}
+
+/* ---- processes ---- */
+
+int inv_wait_rusage(pid_t pid, int timeout_ms, int *ret_status, long *ret_maxrss_kb) {
+        uint64_t end = util_now_mono_ms() + (uint64_t) (timeout_ms > 0 ? timeout_ms : 0);
+        struct rusage ru;
+        int st;
+
+        for (;;) {
+                pid_t r = wait4(pid, &st, WNOHANG, &ru);
+                if (r == pid) {
+                        if (ret_status)
+                                *ret_status = WIFEXITED(st) ? WEXITSTATUS(st)
+                                                            : WIFSIGNALED(st) ? 128 + WTERMSIG(st) : -1;
+                        if (ret_maxrss_kb)
+                                *ret_maxrss_kb = ru.ru_maxrss;
+                        return 0;
+                }
+                if (r < 0)
+                        return -errno;
+                if (util_now_mono_ms() >= end)
+                        return -ETIMEDOUT;
+                struct timespec ts = { .tv_nsec = 2 * 1000 * 1000 };
+                nanosleep(&ts, NULL);
+        }
+}
+
+uint64_t inv_rand(uint64_t *state) {
+        uint64_t z = (*state += 0x9e3779b97f4a7c15ULL);
+        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+        z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+        return z ^ (z >> 31);
+}
+
+unsigned long inv_env_ulong(const char *name, unsigned long def) {
+        const char *v = getenv(name);
+        char *end = NULL;
+        if (!v || !*v)
+                return def;
+        errno = 0;
+        unsigned long x = strtoul(v, &end, 0);
+        if (errno || !end || *end)
+                return def;
+        return x;
+}
+
+bool inv_slow_mode(void) {
+        const char *w = getenv("PARTNERD_WRAPPER"), *v = getenv("VALGRIND");
+        return (w && *w) || (v && *v && strcmp(v, "0") != 0);
+}
+
+size_t inv_count_lines(const char *text, const char *const *needles) {
+        size_t n = 0;
+        if (!text)
+                return 0;
+        for (const char *p = text; *p;) {
+                const char *nl = strchr(p, '\n');
+                size_t len = nl ? (size_t) (nl - p) : strlen(p);
+                bool all = true;
+                for (size_t i = 0; needles[i] && all; i++) {
+                        size_t nn = strlen(needles[i]);
+                        bool found = false;
+                        for (size_t k = 0; k + nn <= len && !found; k++)
+                                found = memcmp(p + k, needles[i], nn) == 0;
+                        all = found;
+                }
+                if (all)
+                        n++;
+                p += len;
+                if (*p == '\n')
+                        p++;
+        }
+        return n;
+}
