@@ -54,7 +54,7 @@ FAKE     := $(BUILD)/fakeplatform
 LIBA     := $(BUILD)/libpartnerd.a
 
 .PHONY: all deps check test unit integration check-asan check-valgrind check-systemd demo bench \
-        install uninstall clean tests
+        install uninstall clean tests deb check-deb check-html
 
 all: $(PARTNERD)
 
@@ -134,6 +134,16 @@ demo: deps
 	@$(MAKE) --no-print-directory $(PARTNERD) $(FAKE)
 	@PARTNERD_BIN=$(abspath $(PARTNERD)) FAKEPLATFORM_BIN=$(abspath $(FAKE)) scripts/demo.sh
 
+# check-html (not part of check): renders every mail kind's HTML part in
+# headless Chromium to build/html/*.png and checks the DOM (docs/check-html.md).
+$(BUILD)/tests/html/render_mails: $(BUILD)/tests/html/render_mails.o $(LIBA)
+	$(CC) $(LDFLAGS) -o $@ $< $(LIBA) $(LIBS)
+
+check-html: $(BUILD)/tests/html/render_mails
+	@scripts/deps.sh chromium
+	@/usr/bin/python3 tests/html/check_html.py --render $(abspath $(BUILD)/tests/html/render_mails) \
+	  --templates $(abspath config/templates) --out $(abspath build/html)
+
 # bench-spawn runs partnerd for the benchmark and reports its wait4() rusage.
 $(BUILD)/bench-spawn: bench/spawn.c
 	@mkdir -p $(dir $@)
@@ -145,18 +155,34 @@ bench: deps
 	  BENCH_SPAWN_BIN=$(abspath $(BUILD)/bench-spawn) bench/run.sh
 
 install: $(PARTNERD)
-	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(DATADIR)/templates $(DESTDIR)$(SYSCONFDIR)/partnerd
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(DATADIR)/templates $(DESTDIR)$(SYSCONFDIR)/partnerd \
+	  $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(UNITDIR) $(DESTDIR)$(CATALOGDIR)
 	install -m 0755 $(PARTNERD) $(DESTDIR)$(SBINDIR)/partnerd
 	install -m 0644 config/templates/* $(DESTDIR)$(DATADIR)/templates/
 	@if [ -e $(DESTDIR)$(SYSCONFDIR)/partnerd/partnerd.conf ]; then \
 	  echo "keeping existing $(DESTDIR)$(SYSCONFDIR)/partnerd/partnerd.conf"; \
 	else install -m 0644 config/partnerd.conf.example $(DESTDIR)$(SYSCONFDIR)/partnerd/partnerd.conf; fi
-	@if [ -d systemd ] && ls systemd/*.service >/dev/null 2>&1; then \
-	  install -d $(DESTDIR)$(UNITDIR) && install -m 0644 systemd/*.service $(DESTDIR)$(UNITDIR)/; fi
+	sed -e 's|/usr/sbin/partnerd|$(SBINDIR)/partnerd|' -e 's|/etc/partnerd/|$(SYSCONFDIR)/partnerd/|' \
+	  systemd/partnerd.service > $(DESTDIR)$(UNITDIR)/partnerd.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/partnerd.service
+	install -m 0644 systemd/partnerd.catalog $(DESTDIR)$(CATALOGDIR)/partnerd.catalog
+	install -m 0644 man/partnerd.8 $(DESTDIR)$(MANDIR)/man8/partnerd.8
+	install -m 0644 man/partnerd.conf.5 $(DESTDIR)$(MANDIR)/man5/partnerd.conf.5
 
 uninstall:
-	rm -f $(DESTDIR)$(SBINDIR)/partnerd $(DESTDIR)$(UNITDIR)/partnerd.service
+	rm -f $(DESTDIR)$(SBINDIR)/partnerd $(DESTDIR)$(UNITDIR)/partnerd.service \
+	  $(DESTDIR)$(CATALOGDIR)/partnerd.catalog $(DESTDIR)$(MANDIR)/man8/partnerd.8 \
+	  $(DESTDIR)$(MANDIR)/man5/partnerd.conf.5
 	rm -rf $(DESTDIR)$(DATADIR)
+
+# The Debian package (debian/README.source): build/deb/partnerd_<version>_<arch>.deb,
+# lintian-clean.  check-deb builds it and installs it on a booted Debian 12 container; not
+# part of `make check` (needs root, debootstrap and systemd-nspawn).
+deb:
+	@scripts/build-deb.sh
+
+check-deb:
+	@tests/deb/check-deb.sh
 
 clean:
 	rm -rf build

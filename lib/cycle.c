@@ -4,6 +4,8 @@
  * phase every request runs in parallel on the shared curl multi handle:
  *
  *   LIST       list Querying and Draft orders (pages in parallel)
+ *   SETTLE     read orders whose Process outcome is unknown and that left
+ *              the list (parallel)
  *   TEMPLATES  fetch the templates of orders not seen before (parallel)
  *   PLAN       engine phase 1
  *   CONTACTS   buyers' contacts of the orders to mail (notify_order_contacts)
@@ -44,8 +46,14 @@
  * the per-host queue never runs dry between a completion and its refill. */
 #define CYCLE_WINDOW_PER_SLOT 2
 
+/* The query of a reseller relationship request link [A: marketplace-api.md]:
+ * its presence in a template whose link the client rejected is worth a
+ * warning. */
+#define CYCLE_RELATIONSHIP_MARK "invType=ResellerRelationship"
+
 enum phase {
         PH_LIST,
+        PH_SETTLE,
         PH_TEMPLATES,
         PH_CONTACTS,
         PH_CHECKS,
@@ -67,6 +75,8 @@ struct cycle {
         struct tracked_ref *tracked;   /* TEMPLATES: tracked orders by id */
         size_t n_tracked;
         struct action_list todo; /* CHECK or PROCESS actions of the phase */
+        char **settle;           /* SETTLE: ids of orders to read */
+        size_t n_settle;
         size_t next;             /* next todo item (or order, for templates) to start */
         bool aborted;
         bool save_failed;
@@ -109,6 +119,7 @@ struct op {
 static void advance(struct cycle *c);
 static void fill(struct cycle *c);
 static void start_early_flush(struct cycle *c);
+static void begin_phase(struct cycle *c, enum phase ph, struct action_list *todo);
 
 static struct op *op_new(struct cycle *c) {
         struct op *o = calloc(1, sizeof(*o));
@@ -520,7 +531,13 @@ static void on_template(void *ud, int r, long status, const char *err, const cha
                 if (url) {
                         free(ord->relationship_url);
                         ord->relationship_url = url;
-                }
+                } else if (strcasestr(text, CYCLE_RELATIONSHIP_MARK))
+                        /* An acceptance link the client does not recognise (a
+                         * look-alike host, http://): never mailed, but ops
+                         * should know the order carries one. */
+                        log_event(LOG_WARNING, LOG_EV_URL_REJECTED, LOG_FIELDS({ "ORDER_ID", ord->id }),
+                                  "Order %s shows a relationship request link on a host that is not allowed "
+                                  "(or not https://); it will not be emailed", ord->id);
         }
         op_done(o);
 }
@@ -605,7 +622,69 @@ static void start_template(struct cycle *c, size_t i) {
                 on_template(op, r, 0, NULL, NULL);
 }
 
-/* Starts the phase's next request; false when it has none left. */
+/* An order we asked to process whose outcome is unknown (the daemon was
+ * killed with the POST in flight, or the answer was lost) and that is no
+ * longer in the list: read it, so the engine sees where it went
+ * (Processing: our call took effect, the customer gets the confirmation)
+ * rather than an order that disappeared. */
+static void on_settle(void *ud, int r, long status, const char *err, const struct order *order) {
+        struct op *o = ud;
+        struct cycle *c = o->c;
+
+        if (r == 0 && status == 200 && order && order->id && strcmp(order->id, o->order_id) == 0 &&
+            !order_list_find(&c->orders, order->id)) {
+                struct order *dst = order_list_add(&c->orders);
+                if (!dst || order_copy(dst, order) < 0)
+                        set_error(c, -ENOMEM, "out of memory", NULL);
+        } else
+                log_event(LOG_WARNING, LOG_EV_POLL_FAILED, LOG_FIELDS({ "ORDER_ID", o->order_id }),
+                          "Cannot read order %s after its Process call: %s", o->order_id,
+                          err ? err : strerror(r < 0 ? -r : EIO));
+        op_done(o);
+}
+
+static void start_settle(struct cycle *c, const char *id) {
+        struct op *o = op_new(c);
+        if (!o || !(o->order_id = strdup(id))) {
+                set_error(c, -ENOMEM, "out of memory", NULL);
+                if (o)
+                        op_done(o);
+                return;
+        }
+        int r = mp_get_order(c->env.mp, o->order_id, on_settle, o);
+        if (r < 0)
+                on_settle(o, r, 0, NULL, NULL);
+}
+
+static void settle_clear(struct cycle *c) {
+        for (size_t i = 0; i < c->n_settle; i++)
+                free(c->settle[i]);
+        util_freep(&c->settle);
+        c->n_settle = 0;
+}
+
+/* Collects the tracked orders to settle and enters the phase. */
+static void begin_settle(struct cycle *c) {
+        for (size_t ci = 0; ci < c->work->n_customers; ci++) {
+                const struct tracked_customer *cu = &c->work->customers[ci];
+                for (size_t k = 0; k < cu->n_orders; k++) {
+                        const struct tracked_order *t = &cu->orders[k];
+                        if (t->status != TRACK_PROCESS_SENT || order_list_find(&c->orders, t->id))
+                                continue;
+                        char **p = realloc(c->settle, (c->n_settle + 1) * sizeof(*p));
+                        if (!p || !(p[c->n_settle] = strdup(t->id))) {
+                                if (p)
+                                        c->settle = p;
+                                set_error(c, -ENOMEM, "out of memory", NULL);
+                                break;
+                        }
+                        c->settle = p;
+                        c->n_settle++;
+                }
+        }
+        begin_phase(c, PH_SETTLE, NULL);
+}
+
 static void on_buyer(void *ud, int r, long status, const char *err, const struct order_contact *contact) {
         struct op *o = ud;
         struct cycle *c = o->c;
@@ -630,6 +709,7 @@ static void start_buyer(struct cycle *c, size_t i) {
                 on_buyer(o, r, 0, strerror(-r), NULL);
 }
 
+/* Starts the phase's next request; false when it has none left. */
 static bool start_next(struct cycle *c) {
         if (c->aborted)
                 return false;
@@ -637,6 +717,12 @@ static bool start_next(struct cycle *c) {
                 if (c->next >= c->n_buyers)
                         return false;
                 start_buyer(c, c->next++);
+                return true;
+        }
+        if (c->phase == PH_SETTLE) {
+                if (c->next >= c->n_settle)
+                        return false;
+                start_settle(c, c->settle[c->next++]);
                 return true;
         }
         if (c->phase == PH_TEMPLATES) {
@@ -795,8 +881,8 @@ static int collect_buyers(struct cycle *c) {
 }
 
 static void plan_mail(struct cycle *c) {
-        struct action_list acts = c->planned;
         int r;
+        struct action_list acts = c->planned;
         c->planned = (struct action_list) { 0 };
         /* Mails first: the outbox is their durable intent.  Saving the state
          * first would lose every mail decided in the window between the two
@@ -805,8 +891,7 @@ static void plan_mail(struct cycle *c) {
          * again next cycle and the outbox drops keys it already holds (at
          * worst one duplicate, when a key embeds this cycle's clock). */
         perform_simple_actions(c, &acts);
-        /* the mails just queued are durable before the state says so (one
-         * sync for the batch; the flush syncs again for later ones) */
+        /* one sync for the batch just queued, then the state that says so */
         if (!c->env.dry_run && c->env.outbox && (r = mail_outbox_sync(c->env.outbox)) < 0)
                 log_event(LOG_ERR, LOG_EV_MAIL_FAILED, NULL, "Cannot sync the mail outbox: %s",
                           strerror(-r));
@@ -889,8 +974,6 @@ static bool final_flush(struct cycle *c) {
 
 static void on_early_flush(void *ud, const struct mail_flush_stats *st) {
         struct cycle *c = ud;
-        for (size_t i = 0; i < st->n_items; i++)
-                log_flush_item(&st->items[i]);
         c->res.mails_sent += st->sent;
         c->early_flush = false;
         if (c->phase != PH_FLUSH)
@@ -943,6 +1026,7 @@ static void finish(struct cycle *c) {
         order_list_clear(&c->orders);
         rel_fact_list_clear(&c->facts);
         action_list_clear(&c->planned);
+        settle_clear(c);
         for (size_t i = 0; i < c->n_buyers; i++) {
                 free(c->buyers[i].id);
                 free(c->buyers[i].email);
@@ -970,6 +1054,9 @@ static void advance(struct cycle *c) {
                 }
                 switch (c->phase) {
                 case PH_LIST:
+                        begin_settle(c);
+                        break;
+                case PH_SETTLE:
                         index_tracked(c);
                         begin_phase(c, PH_TEMPLATES, NULL);
                         break;

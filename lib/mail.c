@@ -723,11 +723,12 @@ static const char *const month_names[12] = {
 };
 
 /* "9 December 2026, 14:00 UTC" */
-static void format_human_time(int64_t t, char *buf, size_t n) {
+/* t as "25 November 2026, 09:00 UTC"; none when t is not set. */
+static void format_human_time(int64_t t, const char *none, char *buf, size_t n) {
         struct tm tm;
         time_t tt = (time_t) t;
         if (t <= 0 || !gmtime_r(&tt, &tm)) {
-                snprintf(buf, n, "unknown");
+                snprintf(buf, n, "%s", none);
                 return;
         }
         snprintf(buf, n, "%d %s %d, %02d:%02d UTC", tm.tm_mday, month_names[tm.tm_mon],
@@ -788,8 +789,21 @@ static int set_value(struct render_values *rv, const char *name, const char *val
         return 0;
 }
 
+/* The HTML order rows.  Every cell has a class, and the labels only a phone
+ * layout shows (a template's @media rule displaying span.order-label, when
+ * it stacks the cells and hides the column headings) are hidden by default;
+ * the order id never wraps. */
+#define ORDER_LABEL(s)  "<span class=\"order-label\" style=\"display:none;\">" s "</span>"
+
+static int order_td(struct util_buf *h, const char *cls, const char *style) {
+        return util_buf_printf(h, "<td class=\"order-%s\" style=\"padding:6px 8px;border-bottom:1px solid #e0e0e0;"
+                               "font-size:14px;vertical-align:top;%s\">", cls, style);
+}
+
 static int build_order_lists(struct render_values *rv, const struct mail_context *ctx) {
         struct util_buf t, h, lt, lh;
+        /* A Draft order is not Querying yet: no clock runs, nothing is unknown. */
+        const char *none = ctx->kind == MAIL_KIND_DRAFT_WARNING ? "not yet" : "unknown";
         int r = 0;
 
         util_buf_init(&t, MAIL_MAX_PART);
@@ -811,8 +825,8 @@ static int build_order_lists(struct render_values *rv, const struct mail_context
                         r = -ENOMEM;
                         break;
                 }
-                format_human_time(o->querying_since, since, sizeof(since));
-                format_human_time(o->deadline, dl, sizeof(dl));
+                format_human_time(o->querying_since, none, since, sizeof(since));
+                format_human_time(o->deadline, none, dl, sizeof(dl));
 
                 if (i > 0)
                         r = util_buf_puts(&t, "\n");
@@ -826,29 +840,43 @@ static int build_order_lists(struct render_values *rv, const struct mail_context
                         r = util_buf_printf(&t, "    Reason: %s\n", err);
 
                 /* HTML row */
-                const char *td = "<td style=\"padding:6px 8px;border-bottom:1px solid #e0e0e0;"
-                                 "font-size:14px;vertical-align:top;\">";
                 if (r >= 0)
-                        r = util_buf_printf(&h, "<tr>%s", td);
+                        r = util_buf_puts(&h, "<tr class=\"order\">");
+                if (r >= 0)
+                        r = order_td(&h, "id", "white-space:nowrap;");
                 if (r >= 0)
                         r = html_escape_append(&h, id);
                 if (r >= 0)
-                        r = util_buf_printf(&h, "</td>%s", td);
+                        r = util_buf_puts(&h, "</td>");
+                if (r >= 0)
+                        r = order_td(&h, "product", "");
                 if (r >= 0)
                         r = html_escape_append(&h, product);
                 if (r >= 0)
-                        r = util_buf_printf(&h, "</td>%s", td);
+                        r = util_buf_puts(&h, "</td>");
+                if (r >= 0)
+                        r = order_td(&h, "portal", "");
                 if (r >= 0 && link) {
                         r = util_buf_puts(&h, "<a href=\"");
                         if (r >= 0)
                                 r = html_escape_append(&h, o->portal_link);
                         if (r >= 0)
-                                r = util_buf_puts(&h, "\" style=\"color:#0b57d0;\">Open</a>");
+                                r = util_buf_puts(&h, "\" style=\"color:#0b57d0;\">Open"
+                                                      ORDER_LABEL(" in the portal") "</a>");
                 }
                 if (r >= 0)
-                        r = util_buf_printf(&h, "</td>%s%s</td>%s%s</td></tr>\n", td, since, td, dl);
+                        r = util_buf_puts(&h, "</td>");
+                if (r >= 0)
+                        r = order_td(&h, "since", "");
+                if (r >= 0)
+                        r = util_buf_printf(&h, ORDER_LABEL("Waiting since ") "%s</td>", since);
+                if (r >= 0)
+                        r = order_td(&h, "deadline", "");
+                if (r >= 0)
+                        r = util_buf_printf(&h, ORDER_LABEL("Deadline ") "%s</td></tr>\n", dl);
                 if (r >= 0 && err && *err) {
-                        r = util_buf_puts(&h, "<tr><td colspan=\"5\" style=\"padding:2px 8px 8px;"
+                        r = util_buf_puts(&h, "<tr class=\"order-reason\"><td colspan=\"5\" "
+                                              "class=\"order-reason\" style=\"padding:2px 8px 8px;"
                                               "font-size:14px;color:#8a1c1c;\">Reason: ");
                         if (r >= 0)
                                 r = html_escape_append(&h, err);
@@ -1061,7 +1089,7 @@ static int fill_values(struct render_values *rv, const struct mail_context *ctx,
                 r = set_value(rv, "tenant_id", ctx->tenant_id && *ctx->tenant_id ? ctx->tenant_id : "(not known)");
         if (r >= 0)
                 r = set_value(rv, "url", url ? url : "");
-        format_human_time(ctx->deadline, buf, sizeof(buf));
+        format_human_time(ctx->deadline, "unknown", buf, sizeof(buf));
         if (r >= 0)
                 r = set_value(rv, "deadline", buf);
         if (ctx->deadline > 0) {
@@ -1078,7 +1106,7 @@ static int fill_values(struct render_values *rv, const struct mail_context *ctx,
         snprintf(buf, sizeof(buf), "%zu", ctx->n_orders);
         if (r >= 0)
                 r = set_value(rv, "order_count", buf);
-        format_human_time(now, buf, sizeof(buf));
+        format_human_time(now, "unknown", buf, sizeof(buf));
         if (r >= 0)
                 r = set_value(rv, "now", buf);
         if (r >= 0)

@@ -1,26 +1,33 @@
 #!/bin/sh
 # Verifies the build and test dependencies; on Debian as root installs the
 # missing packages, otherwise prints the exact command to run.
+# `deps.sh chromium`: only the browser `make check-html` needs.
 set -eu
 
 # Build: the -dev packages.  Tests: cmocka, libmicrohttpd (fake platform),
 # aiosmtpd (real SMTP server), jsonschema (API conformance), openssl (test
 # certificates), valgrind, clang + its runtime (sanitizers, libFuzzer),
 # systemd + groff (unit, catalog and man page checks).
-PKGS="build-essential pkg-config libcurl4-openssl-dev libjansson-dev libuv1-dev libsystemd-dev \
+missing=""
+if [ "${1:-}" = chromium ]; then
+        PKGS="chromium fonts-liberation"   # the fonts are only a Recommends
+        command -v chromium >/dev/null 2>&1 || missing=" chromium"
+        [ -d /usr/share/fonts/truetype/liberation ] || missing="$missing fonts-liberation"
+else
+        PKGS="build-essential pkg-config libcurl4-openssl-dev libjansson-dev libuv1-dev libsystemd-dev \
 libcmocka-dev libmicrohttpd-dev python3 python3-aiosmtpd python3-jsonschema openssl valgrind \
 ca-certificates clang libclang-rt-14-dev systemd groff-base"
 
-missing=""
-have_pc() { command -v pkg-config >/dev/null 2>&1 && pkg-config --exists "$1"; }
-for pc in libcurl jansson libuv libsystemd cmocka libmicrohttpd; do
-        have_pc "$pc" || missing="$missing $pc"
-done
-[ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import aiosmtpd, jsonschema' 2>/dev/null \
-        || missing="$missing python3-aiosmtpd/python3-jsonschema"
-for cmd in openssl valgrind cc make clang systemd-analyze groff; do
-        command -v "$cmd" >/dev/null 2>&1 || missing="$missing $cmd"
-done
+        have_pc() { command -v pkg-config >/dev/null 2>&1 && pkg-config --exists "$1"; }
+        for pc in libcurl jansson libuv libsystemd cmocka libmicrohttpd; do
+                have_pc "$pc" || missing="$missing $pc"
+        done
+        [ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import aiosmtpd, jsonschema' 2>/dev/null \
+                || missing="$missing python3-aiosmtpd/python3-jsonschema"
+        for cmd in openssl valgrind cc make clang systemd-analyze groff; do
+                command -v "$cmd" >/dev/null 2>&1 || missing="$missing $cmd"
+        done
+fi
 
 [ -z "$missing" ] && exit 0
 

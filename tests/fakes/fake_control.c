@@ -36,11 +36,31 @@ static int parse_action(const char *a, enum fake_fault_action *ret) {
         return -EINVAL;
 }
 
+/* "body_hex": any bytes but NUL (invalid UTF-8, control characters). */
+static int hex_body(const char *hex, char **ret) {
+        size_t n = strlen(hex);
+        char *b;
+        if (n % 2 || !(b = malloc(n / 2 + 1)))
+                return -EINVAL;
+        for (size_t i = 0; i < n / 2; i++) {
+                unsigned v;
+                if (sscanf(hex + 2 * i, "%2x", &v) != 1 || v == 0) {
+                        free(b);
+                        return -EINVAL;
+                }
+                b[i] = (char) v;
+        }
+        b[n / 2] = '\0';
+        *ret = b;
+        return 0;
+}
+
 static void add_fault(struct fake_state *s, struct fake_req *rq, struct fake_resp *resp) {
         json_t *j = json_loadb(rq->body, rq->body_len, 0, NULL), *ra;
         struct fake_fault f = { 0 }, *arr;
         const char *action, *route;
 
+        const char *hex = json_string_value(json_object_get(j, "body_hex"));
         route = json_string_value(json_object_get(j, "route"));
         action = json_string_value(json_object_get(j, "action"));
         f.status = (int) json_integer_value(json_object_get(j, "status"));
@@ -55,9 +75,14 @@ static void add_fault(struct fake_state *s, struct fake_req *rq, struct fake_res
                         "need route, a known action, a status 100..599 for action status"));
                 goto out;
         }
+        if (hex && hex_body(hex, &f.body) < 0) {
+                fake_resp_json(resp, 400, json_pack("{s:s}", "error", "body_hex: pairs of hex digits, no 00"));
+                goto out;
+        }
         f.route = strdup(route);
         f.match = util_strdup0(json_string_value(json_object_get(j, "match")));
-        f.body = util_strdup0(json_string_value(json_object_get(j, "body")));
+        if (!hex)
+                f.body = util_strdup0(json_string_value(json_object_get(j, "body")));
         ra = json_object_get(j, "retry_after");
         if (json_is_string(ra))
                 f.retry_after = strdup(json_string_value(ra));

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 #include "invariants.h"
 
+#include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +14,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "pdrun.h"
 #include "smtp.h"
 #include "store.h"
 #include "util.h"
@@ -43,12 +46,13 @@ static void set_param(json_t *order, const char *external_id, json_t *value) {
 }
 
 static json_t *make_order(json_t *proto, const struct inv_customer *c, const char *id, bool draft) {
+        const char *status = draft ? "Draft" : c->status ? c->status : "Querying";
         json_t *o = json_deep_copy(proto);
         char buf[160];
         if (!o)
                 return NULL;
         json_object_set_new(o, "id", json_string(id));
-        json_object_set_new(o, "status", json_string(draft ? "Draft" : "Querying"));
+        json_object_set_new(o, "status", json_string(status));
         snprintf(buf, sizeof(buf), "Microsoft Azure for %s", c->name);
         json_t *agr = json_object_get(o, "agreement");
         json_object_set_new(agr, "name", json_string(buf));
@@ -59,13 +63,14 @@ static json_t *make_order(json_t *proto, const struct inv_customer *c, const cha
         set_param(o, "MicrosoftTenantId",
                   json_string(c->order_without_tenant || !c->tenant_id ? "" : c->tenant_id));
         set_param(o, "ResellerRelationshipUrl", json_string(c->url ? c->url : INV_URL));
-        if (draft) {
+        if (draft)
                 json_object_set_new(o, "template",
                                     json_pack("{s:s, s:s}", "id", "TPL-1528-2110-0002", "name", "Purchase draft"));
-                json_t *audit = json_object_get(o, "audit");
+        json_t *audit = json_object_get(o, "audit");
+        if (strcmp(status, "Querying") != 0)
                 json_object_del(audit, "querying");
+        if (draft)
                 json_object_del(audit, "processing");
-        }
         return o;
 }
 
@@ -124,6 +129,66 @@ char *inv_scenario_write(json_t *sc, const char *dir, const char *name) {
         return path;
 }
 
+int inv_world_start(struct inv_world *w, json_t *sc, const char *const *fake_args,
+                    const struct harness_smtp_options *smtp_opts, const struct harness_pd_options *pdo) {
+        struct harness_pd_options o = *pdo;
+        int r;
+
+        *w = (struct inv_world) { 0 };
+        if (!(w->dir = harness_tmpdir()) ||
+            !(w->scenario = inv_scenario_write(sc, w->dir, "scenario.json")))
+                return -ENOMEM;
+        if ((r = harness_fake_start_args(w->scenario, fake_args, &w->fake)) < 0)
+                return r;
+        if (smtp_opts) {
+                if ((r = harness_smtp_start(smtp_opts, &w->smtp)) < 0)
+                        return r;
+                o.smtp_url = harness_smtp_url(w->smtp);
+        }
+        o.fake_base = w->fake.base_url;
+        o.scenario = w->scenario;
+        return harness_pd_setup(&o, &w->pd);
+}
+
+void inv_world_stop(struct inv_world *w) {
+        harness_pd_free(w->pd);
+        harness_smtp_stop(w->smtp);
+        if (w->fake.pid > 0)
+                (void) harness_fake_stop(&w->fake);
+        if (w->dir && !getenv("HARNESS_KEEP"))
+                harness_rmrf(w->dir);
+        free(w->dir);
+        free(w->scenario);
+        *w = (struct inv_world) { 0 };
+}
+
+int inv_fake_set_status(struct harness_fake *fake, const char *order_id, const char *status) {
+        char path[160], url[256];
+        long code = 0;
+        snprintf(path, sizeof(path), "/_fake/orders/%s/status/%s", order_id, status);
+        int r = harness_http_post(harness_fake_url(fake, path, url, sizeof(url)), NULL, &code, NULL);
+        if (r < 0)
+                return r;
+        return code == 200 ? 0 : -EIO;
+}
+
+int inv_fake_revision(struct harness_fake *fake, const char *order_id) {
+        char url[256], *body = NULL;
+        long code = 0;
+        int r = harness_http_get(harness_fake_url(fake, "/_fake/orders", url, sizeof(url)), &code, &body);
+        json_t *arr = r >= 0 && code == 200 && body ? json_loads(body, 0, NULL) : NULL, *o;
+        size_t i;
+        free(body);
+        r = -ENOENT;
+        json_array_foreach(arr, i, o) {
+                const char *id = json_string_value(json_object_get(o, "id"));
+                if (id && strcmp(id, order_id) == 0 && json_is_integer(json_object_get(o, "revision")))
+                        r = (int) json_integer_value(json_object_get(o, "revision"));
+        }
+        json_decref(arr);
+        return r;
+}
+
 /* ---- the fake's log ---- */
 
 size_t inv_log_count(json_t *log, const char *method, const char *path_sub, long status) {
@@ -170,14 +235,27 @@ const char *inv_mail_kind(const char *subject) {
         return "unknown";
 }
 
+/* needle in hay as a whole name: not preceded or followed by a character
+ * that could continue a domain name. */
+static bool has_name(const char *hay, const char *needle) {
+        size_t n = strlen(needle);
+        for (const char *p = hay; p && (p = strcasestr(p, needle)); p++) {
+                bool left = p == hay || !(isalnum((unsigned char) p[-1]) || p[-1] == '-' || p[-1] == '.');
+                bool right = !(isalnum((unsigned char) p[n]) || p[n] == '-');
+                if (left && right)
+                        return true;
+        }
+        return false;
+}
+
 static const char *mail_customer(json_t *m, const char *const *domains, size_t n) {
         const char *subject = json_string_value(json_object_get(m, "subject"));
         const char *text = json_string_value(json_object_get(m, "text"));
         for (size_t i = 0; i < n; i++)
-                if (subject && strcasestr(subject, domains[i]))
+                if (subject && has_name(subject, domains[i]))
                         return domains[i];
         for (size_t i = 0; i < n; i++)
-                if (text && strcasestr(text, domains[i]))
+                if (text && has_name(text, domains[i]))
                         return domains[i];
         return "?";
 }
@@ -258,6 +336,48 @@ out:
         return r;
 }
 
+static bool has_suffix(const char *s, const char *suffix) {
+        size_t n = strlen(s), k = strlen(suffix);
+        return n >= k && strcmp(s + n - k, suffix) == 0;
+}
+
+/* Entries of dir for which match() holds; negative errno if dir cannot be
+ * read (ENOENT counts as empty). */
+static int count_entries(const char *dir, bool (*match)(const char *name)) {
+        DIR *d = opendir(dir);
+        struct dirent *de;
+        int n = 0;
+        if (!d)
+                return errno == ENOENT ? 0 : -errno;
+        while ((de = readdir(d)))
+                if (match(de->d_name))
+                        n++;
+        closedir(d);
+        return n;
+}
+
+static bool is_msg(const char *name) {
+        return has_suffix(name, ".msg");
+}
+
+static bool is_temp(const char *name) {
+        return strstr(name, ".tmp.") != NULL;
+}
+
+int inv_outbox_pending(const char *state_dir) {
+        char path[1024];
+        snprintf(path, sizeof(path), "%s/outbox", state_dir);
+        return count_entries(path, is_msg);
+}
+
+size_t inv_temp_files(const char *state_dir) {
+        char path[1024];
+        int a = count_entries(state_dir, is_temp);
+        snprintf(path, sizeof(path), "%s/outbox", state_dir);
+        int b = count_entries(path, is_temp);
+        return (size_t) (a > 0 ? a : 0) + (size_t) (b > 0 ? b : 0);
+}
+
 /* ---- processes ---- */
 
 int inv_wait_rusage(pid_t pid, int timeout_ms, int *ret_status, long *ret_maxrss_kb) {
@@ -282,6 +402,26 @@ int inv_wait_rusage(pid_t pid, int timeout_ms, int *ret_status, long *ret_maxrss
                 struct timespec ts = { .tv_nsec = 2 * 1000 * 1000 };
                 nanosleep(&ts, NULL);
         }
+}
+
+size_t inv_pd_sanitizer_reports(const struct harness_pd *pd, int *ret_first) {
+        static const char *const marks[] = {
+                "ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                "Invalid read", "Invalid write", "definitely lost", "uninitialised value",
+        };
+        size_t n = 0;
+        if (ret_first)
+                *ret_first = 0;
+        for (int run = 1; run <= pd->runs; run++) {
+                char *err = harness_pd_output(pd, run, true);
+                bool hit = false;
+                for (size_t i = 0; err && i < sizeof(marks) / sizeof(marks[0]) && !hit; i++)
+                        hit = strstr(err, marks[i]) != NULL;
+                free(err);
+                if (hit && n++ == 0 && ret_first)
+                        *ret_first = run;
+        }
+        return n;
 }
 
 uint64_t inv_rand(uint64_t *state) {
@@ -330,4 +470,23 @@ size_t inv_count_lines(const char *text, const char *const *needles) {
                         p++;
         }
         return n;
+}
+
+bool inv_find_log_line(const char *text, int max_prio, const char *const *needles, char *out, size_t n) {
+        for (const char *p = text; p && *p;) {
+                const char *nl = strchr(p, '\n');
+                size_t len = nl ? (size_t) (nl - p) : strlen(p);
+                char line[2048];
+                snprintf(line, sizeof(line), "%.*s", (int) len, p);
+                bool ok = line[0] == '<' && line[1] >= '0' && line[1] <= '0' + max_prio && line[2] == '>';
+                for (size_t i = 0; ok && needles[i]; i++)
+                        ok = strcasestr(line, needles[i]) != NULL;
+                if (ok) {
+                        if (out && n)
+                                snprintf(out, n, "%s", line);
+                        return true;
+                }
+                p = nl ? nl + 1 : NULL;
+        }
+        return false;
 }

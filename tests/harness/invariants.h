@@ -16,6 +16,8 @@
 
 #include <jansson.h>
 
+#include "harness.h"
+
 struct harness_smtp;
 
 /* The acceptance URL the generated orders carry unless one is given. */
@@ -32,6 +34,9 @@ struct inv_customer {
         int n_querying;              /* Querying orders showing the URL */
         int n_draft;                 /* Draft orders showing the URL */
         const char *url;             /* NULL: INV_URL */
+        const char *status;          /* of the "Querying" orders at the start;
+                                      * "Processing" models orders a test moves
+                                      * to Querying later (NULL: Querying) */
 };
 
 /* A scenario: tests/scenarios/basic.json's secrets, buyers and templates,
@@ -44,6 +49,36 @@ char *inv_scenario_write(json_t *sc, const char *dir, const char *name);
 /* The id of order k (0-based: Querying first, then Drafts) of customer i;
  * buf must hold 24 bytes. */
 const char *inv_order_id(char *buf, int series, size_t i, int k);
+
+/* Moves an order on the fake as someone else would (control route). */
+int inv_fake_set_status(struct harness_fake *fake, const char *order_id, const char *status);
+
+/* The fake's revision of an order (1 at the start; every transition,
+ * ours or the control route's, adds one); negative errno if unknown. */
+int inv_fake_revision(struct harness_fake *fake, const char *order_id);
+
+/* ---- a world: the fake, the SMTP server and partnerd's config ---- */
+
+struct harness_smtp_options;
+struct harness_pd_options;
+
+struct inv_world {
+        struct harness_fake fake;
+        struct harness_smtp *smtp;
+        struct harness_pd *pd;
+        char *dir;                   /* temp dir holding the scenario */
+        char *scenario;              /* path of the scenario file */
+};
+
+/* Writes sc to a temp dir, starts the fake (fake_args as
+ * harness_fake_start_args), the SMTP server (smtp_opts; NULL: none, then
+ * pdo->smtp_url must be set) and sets partnerd up with pdo (fake_base,
+ * scenario and, with a server, smtp_url are filled in).  w is zeroed first;
+ * on failure what was started is left for inv_world_stop(). */
+int inv_world_start(struct inv_world *w, json_t *sc, const char *const *fake_args,
+                    const struct harness_smtp_options *smtp_opts, const struct harness_pd_options *pdo);
+/* Stops and frees everything (the temp dirs too, unless $HARNESS_KEEP). */
+void inv_world_stop(struct inv_world *w);
 
 /* ---- the fake's request log ---- */
 
@@ -79,12 +114,25 @@ size_t inv_mail_duplicates(const struct inv_mail_tally *t);
  * else a negative errno and *ret_err (malloc'd) says why. */
 int inv_state_loadable(const char *state_dir, char **ret_err);
 
+/* Messages waiting in state_dir/outbox (files *.msg), negative errno when
+ * the directory cannot be read (absent: 0). */
+int inv_outbox_pending(const char *state_dir);
+/* Files named *.tmp.* in state_dir and its outbox: what interrupted atomic
+ * writes left behind. */
+size_t inv_temp_files(const char *state_dir);
+
 /* ---- processes ---- */
 
 /* waitpid() with a timeout that also reports the child's peak RSS (KiB,
  * from wait4's rusage).  Status as harness_wait: exit code, or 128 +
  * signal.  -ETIMEDOUT when still running. */
 int inv_wait_rusage(pid_t pid, int timeout_ms, int *ret_status, long *ret_maxrss_kb);
+
+/* Runs 1..pd->runs of a harness_pd whose stderr holds a sanitizer or
+ * valgrind report (ASan/UBSan exit 1, which a test may accept as a plain
+ * failure); the first one's number in *ret_first.  Needs pdrun.h. */
+struct harness_pd;
+size_t inv_pd_sanitizer_reports(const struct harness_pd *pd, int *ret_first);
 
 /* Deterministic PRNG (splitmix64) for reproducible schedules. */
 uint64_t inv_rand(uint64_t *state);
@@ -96,3 +144,6 @@ bool inv_slow_mode(void);
 /* Number of lines of text containing every one of the needles (NULL
  * terminated). */
 size_t inv_count_lines(const char *text, const char *const *needles);
+/* The first "<P>message" log line of text with P <= max_prio that contains
+ * every needle (case-insensitive), copied to out (n bytes); false if none. */
+bool inv_find_log_line(const char *text, int max_prio, const char *const *needles, char *out, size_t n);

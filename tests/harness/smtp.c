@@ -64,7 +64,7 @@ int harness_smtp_start(const struct harness_smtp_options *o, struct harness_smtp
         struct harness_smtp_options none = {};
         struct harness_smtp *s = calloc(1, sizeof(*s));
         char *script = tool_path("smtpd.py"), *portfile = NULL;
-        char portbuf[16], faild[16], replyc[16];
+        char portbuf[16], faild[16], replyc[16], dropd[16];
         const char *argv[32];
         size_t n = 0;
 
@@ -79,6 +79,7 @@ int harness_smtp_start(const struct harness_smtp_options *o, struct harness_smtp
         snprintf(portbuf, sizeof(portbuf), "%d", o->port);
         snprintf(faild, sizeof(faild), "%d", o->fail_data);
         snprintf(replyc, sizeof(replyc), "%d", o->reply_code);
+        snprintf(dropd, sizeof(dropd), "%d", o->drop_after_data);
         argv[n++] = PYTHON;
         argv[n++] = script;
         argv[n++] = "--dir";
@@ -91,6 +92,8 @@ int harness_smtp_start(const struct harness_smtp_options *o, struct harness_smtp
         argv[n++] = faild;
         argv[n++] = "--reply-code";
         argv[n++] = replyc;
+        argv[n++] = "--drop-after-data";
+        argv[n++] = dropd;
         if (o->tls_cert) {
                 argv[n++] = "--tls-cert";
                 argv[n++] = o->tls_cert;

@@ -24,6 +24,7 @@ struct harness_smtp_options {
         const char *refuse[4];       /* RCPTs answered 550 */
         int fail_data;               /* first N DATA get 451 */
         int reply_code;              /* every DATA gets this code */
+        int drop_after_data;         /* first N DATA: connection closed, no reply, not stored */
 };
 
 /* Starts the server and waits (up to 10 s) until it listens. */

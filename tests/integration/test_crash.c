@@ -52,36 +52,53 @@
 #define RUN_TIMEOUT_MS    120000
 #define FINAL_RUNS_MAX    12
 
-enum accept_how { ACC_NEVER, ACC_START, ACC_CONTROL_1, ACC_CONTROL_2, ACC_CHECKS };
+/* How a customer's story goes during the run. */
+enum accept_how {
+        ACC_NEVER,         /* stays pending: mails, never Process */
+        ACC_START,         /* accepted before the first run */
+        ACC_CONTROL,       /* accepted through the control route at accept_at */
+        ACC_CHECKS,        /* the fake accepts it after accept_after_checks checks */
+};
 
 static const struct {
         struct inv_customer c;
         enum accept_how how;
+        unsigned accept_at;   /* ACC_CONTROL: percent of the kills */
+        unsigned requery_at;  /* status Processing at the start, moved to Querying
+                               * at this percent of the kills (0: Querying from the start) */
 } CUSTOMERS[] = {
         { { .name = "Alpha Crash Ltd", .domain = "alpha-crash.onmicrosoft.com",
-            .tenant_id = "a1a1a1a1-0000-4000-8000-000000000001", .n_querying = 2 }, ACC_CONTROL_1 },
+            .tenant_id = "a1a1a1a1-0000-4000-8000-000000000001", .n_querying = 3 }, ACC_CONTROL, 30, 0 },
         { { .name = "Beta Crash Inc", .domain = "beta-crash.onmicrosoft.com",
             .tenant_id = "b2b2b2b2-0000-4000-8000-000000000002", .n_querying = 1,
-            .accept_after_checks = 4 }, ACC_CHECKS },
+            .accept_after_checks = 4 }, ACC_CHECKS, 0, 0 },
         { { .name = "Gamma Crash AG", .domain = "gamma-crash.onmicrosoft.com",
-            .tenant_id = "c3c3c3c3-0000-4000-8000-000000000003", .n_querying = 1, .n_draft = 1 }, ACC_NEVER },
+            .tenant_id = "c3c3c3c3-0000-4000-8000-000000000003", .n_querying = 1, .n_draft = 1 }, ACC_NEVER, 0, 0 },
         { { .name = "Delta Crash SA", .domain = "delta-crash.onmicrosoft.com",
             .tenant_id = "d4d4d4d4-0000-4000-8000-000000000004", .n_querying = 2,
-            .accepted = true }, ACC_START },
+            .accepted = true }, ACC_START, 0, 0 },
         { { .name = "Epsilon Crash BV", .domain = "epsilon-crash.onmicrosoft.com",
             .tenant_id = "e5e5e5e5-0000-4000-8000-000000000005", .n_querying = 1,
-            .order_without_tenant = true }, ACC_CONTROL_2 },
+            .order_without_tenant = true }, ACC_CONTROL, 60, 0 },
         { { .name = "Zeta Crash Oy", .domain = "zeta-crash.onmicrosoft.com",
-            .tenant_id = "f6f6f6f6-0000-4000-8000-000000000006", .n_querying = 1 }, ACC_NEVER },
+            .tenant_id = "f6f6f6f6-0000-4000-8000-000000000006", .n_querying = 1 }, ACC_NEVER, 0, 0 },
+        { { .name = "Eta Late GmbH", .domain = "eta-late.onmicrosoft.com",
+            .tenant_id = "a7a7a7a7-0000-4000-8000-000000000007", .n_querying = 2, .status = "Processing",
+            .accept_after_checks = 8 }, ACC_CHECKS, 0, 20 },
+        { { .name = "Theta Late SRL", .domain = "theta-late.onmicrosoft.com",
+            .tenant_id = "b8b8b8b8-0000-4000-8000-000000000008", .n_querying = 1, .status = "Processing" },
+          ACC_NEVER, 0, 45 },
+        { { .name = "Iota Late AB", .domain = "iota-late.onmicrosoft.com",
+            .tenant_id = "c9c9c9c9-0000-4000-8000-000000000009", .n_querying = 2, .status = "Processing" },
+          ACC_CONTROL, 85, 70 },
+        { { .name = "Kappa Late AS", .domain = "kappa-late.onmicrosoft.com",
+            .tenant_id = "dadadada-0000-4000-8000-00000000000a", .n_querying = 1, .status = "Processing",
+            .accepted = true }, ACC_START, 0, 90 },
 };
 #define N_CUSTOMERS (sizeof(CUSTOMERS) / sizeof(CUSTOMERS[0]))
 
 struct env {
-        struct harness_fake fake;
-        struct harness_smtp *smtp;
-        struct harness_pd *pd;
-        char *dir;
-        char *scenario;
+        struct inv_world w;
         const char *domains[N_CUSTOMERS];
 };
 
@@ -90,6 +107,7 @@ static int setup(void **state) {
         struct inv_customer cust[N_CUSTOMERS];
         char latency[16];
         json_t *sc;
+        int r;
 
         if (!e)
                 return -1;
@@ -98,46 +116,28 @@ static int setup(void **state) {
                 cust[i] = CUSTOMERS[i].c;
                 e->domains[i] = CUSTOMERS[i].c.domain;
         }
-        e->dir = harness_tmpdir();
         sc = inv_scenario_new(cust, N_CUSTOMERS, SERIES);
-        if (!e->dir || !sc)
-                return -1;
-        e->scenario = inv_scenario_write(sc, e->dir, "crash.json");
-        json_decref(sc);
-        if (!e->scenario)
+        if (!sc)
                 return -1;
         snprintf(latency, sizeof(latency), "%lu", inv_env_ulong("CRASH_LATENCY_MS", DEFAULT_LATENCY));
         const char *fake_args[] = { "--latency-ms", latency, NULL };
-        if (harness_fake_start_args(e->scenario, fake_args, &e->fake) < 0 ||
-            harness_smtp_start(&(struct harness_smtp_options) { 0 }, &e->smtp) < 0)
-                return -1;
-        struct harness_pd_options o = {
-                .fake_base = e->fake.base_url,
-                .smtp_url = harness_smtp_url(e->smtp),
-                .scenario = e->scenario,
-        };
-        return harness_pd_setup(&o, &e->pd) < 0 ? -1 : 0;
+        r = inv_world_start(&e->w, sc, fake_args, &(struct harness_smtp_options) { 0 },
+                            &(struct harness_pd_options) { 0 });
+        json_decref(sc);
+        return r < 0 ? -1 : 0;
 }
 
 static int teardown(void **state) {
         struct env *e = *state;
-        if (!e)
-                return 0;
-        harness_pd_free(e->pd);
-        harness_smtp_stop(e->smtp);
-        if (e->fake.pid > 0)
-                (void) harness_fake_stop(&e->fake);
-        if (e->dir && !getenv("HARNESS_KEEP"))
-                harness_rmrf(e->dir);
-        free(e->dir);
-        free(e->scenario);
+        if (e)
+                inv_world_stop(&e->w);
         free(e);
         return 0;
 }
 
 /* Prints the stderr of run n when something went wrong. */
 static void dump_run(struct env *e, int run, const char *why) {
-        char *err = harness_pd_output(e->pd, run, true);
+        char *err = harness_pd_output(e->w.pd, run, true);
         fprintf(stderr, "crash: run %d %s; its stderr:\n%s\n", run, why, err ? err : "(none)");
         free(err);
 }
@@ -146,17 +146,17 @@ static void dump_run(struct env *e, int run, const char *why) {
 static void assert_state_loadable(struct env *e, size_t kill_no) {
         char *err = NULL;
         int status = -1;
-        int r = inv_state_loadable(e->pd->state_dir, &err);
+        int r = inv_state_loadable(e->w.pd->state_dir, &err);
         if (r < 0)
                 fprintf(stderr, "crash: after kill %zu the state does not load: %s\n", kill_no, err ? err : "?");
         free(err);
         assert_int_equal(r, 0);
         const char *args[] = { "status", "--json", NULL };
-        assert_int_equal(harness_pd_run(e->pd, args, RUN_TIMEOUT_MS, &status), 0);
+        assert_int_equal(harness_pd_run(e->w.pd, args, RUN_TIMEOUT_MS, &status), 0);
         if (status != 0)
-                dump_run(e, e->pd->runs, "(status --json) failed");
+                dump_run(e, e->w.pd->runs, "(status --json) failed");
         assert_int_equal(status, 0);
-        char *out = harness_pd_output(e->pd, e->pd->runs, false);
+        char *out = harness_pd_output(e->w.pd, e->w.pd->runs, false);
         json_t *j = out ? json_loads(out, 0, NULL) : NULL;
         assert_non_null(j);
         json_decref(j);
@@ -168,32 +168,41 @@ static int run_once(struct env *e, const char *extra, uint64_t *ret_ms) {
         const char *args[] = { "--once", extra, NULL };
         int status = -1;
         uint64_t t0 = util_now_mono_ms();
-        assert_int_equal(harness_pd_run(e->pd, args, RUN_TIMEOUT_MS, &status), 0);
+        assert_int_equal(harness_pd_run(e->w.pd, args, RUN_TIMEOUT_MS, &status), 0);
         if (ret_ms)
                 *ret_ms = util_now_mono_ms() - t0;
         if (status != 0 && status != 1)
-                dump_run(e, e->pd->runs, "ended abnormally");
+                dump_run(e, e->w.pd->runs, "ended abnormally");
         assert_true(status == 0 || status == 1);
         return status;
 }
 
 static char *order_status(struct env *e, size_t ci, int k) {
         char id[24];
-        return harness_fake_order_status(&e->fake, inv_order_id(id, SERIES, ci, k));
+        return harness_fake_order_status(&e->w.fake, inv_order_id(id, SERIES, ci, k));
 }
 
-static bool customer_accepted(size_t ci, bool control1_done, bool control2_done) {
-        switch (CUSTOMERS[ci].how) {
-        case ACC_START:
-        case ACC_CHECKS:
-                return true;
-        case ACC_CONTROL_1:
-                return control1_done;
-        case ACC_CONTROL_2:
-                return control2_done;
-        case ACC_NEVER:
-        default:
-                return false;
+static bool customer_accepts(size_t ci) {
+        return CUSTOMERS[ci].how != ACC_NEVER;
+}
+
+/* Runs the events due once `kills` of `want` kills are done: control-route
+ * acceptances and orders moved back to Querying.  done[] remembers them. */
+static void run_events(struct env *e, size_t kills, size_t want, bool *accepted, bool *requeried) {
+        for (size_t ci = 0; ci < N_CUSTOMERS; ci++) {
+                unsigned pct = want ? (unsigned) (kills * 100 / want) : 100;
+                if (CUSTOMERS[ci].c.status && !requeried[ci] && pct >= CUSTOMERS[ci].requery_at) {
+                        for (int k = 0; k < CUSTOMERS[ci].c.n_querying; k++) {
+                                char id[24];
+                                assert_int_equal(inv_fake_set_status(&e->w.fake, inv_order_id(id, SERIES, ci, k),
+                                                                     "Querying"), 0);
+                        }
+                        requeried[ci] = true;
+                }
+                if (CUSTOMERS[ci].how == ACC_CONTROL && !accepted[ci] && pct >= CUSTOMERS[ci].accept_at) {
+                        assert_int_equal(harness_fake_accept(&e->w.fake, CUSTOMERS[ci].c.tenant_id), 0);
+                        accepted[ci] = true;
+                }
         }
 }
 
@@ -204,7 +213,7 @@ static bool complete(struct env *e, bool explain) {
         bool done = true;
 
         for (size_t ci = 0; ci < N_CUSTOMERS && done; ci++) {
-                if (!customer_accepted(ci, true, true))
+                if (!customer_accepts(ci))
                         continue;
                 for (int k = 0; k < CUSTOMERS[ci].c.n_querying && done; k++) {
                         char *st = order_status(e, ci, k);
@@ -215,26 +224,36 @@ static bool complete(struct env *e, bool explain) {
                         free(st);
                 }
         }
-        if (!done || inv_mail_tally(e->smtp, 0, e->domains, N_CUSTOMERS, &t) < 0)
+        if (!done || inv_mail_tally(e->w.smtp, 0, e->domains, N_CUSTOMERS, &t) < 0)
                 return false;
-        for (size_t ci = 0; ci < N_CUSTOMERS && done; ci++)
+        for (size_t ci = 0; ci < N_CUSTOMERS && done; ci++) {
                 if (CUSTOMERS[ci].how != ACC_START)
                         done = inv_mail_count(&t, e->domains[ci], "new-request") +
                                inv_mail_count(&t, e->domains[ci], "final-warning") >= 1;
+                if (done && customer_accepts(ci))
+                        done = inv_mail_count(&t, e->domains[ci], "confirmation") >= 1;
+        }
         if (!done && explain) {
                 char *counts = json_dumps(t.counts, JSON_COMPACT | JSON_SORT_KEYS);
-                fprintf(stderr, "crash: a customer has no acceptance request; mails: %s\n", counts ? counts : "?");
+                fprintf(stderr, "crash: a customer lacks its acceptance request or confirmation; mails: %s\n",
+                        counts ? counts : "?");
                 free(counts);
         }
         inv_mail_tally_done(&t);
+        if (done) {
+                int pending = inv_outbox_pending(e->w.pd->state_dir);
+                done = pending == 0;
+                if (!done && explain)
+                        fprintf(stderr, "crash: %d mail(s) still in the outbox\n", pending);
+        }
         return done;
 }
 
 /* How far a killed run got, from the last milestone in its stderr. */
 static const char *const MILESTONES[] = {
         "started",                 /* config and state loaded, listing */
-        "still pending",           /* checks answered */
         "Queued ",                 /* mail queued in the outbox */
+        "still pending",           /* checks answered */
         " processed: ",            /* Process answered */
         "\" sent to ",             /* mail delivered */
         "Cycle done",              /* saving the outcome */
@@ -242,7 +261,7 @@ static const char *const MILESTONES[] = {
 #define N_MILESTONES (sizeof(MILESTONES) / sizeof(MILESTONES[0]))
 
 static size_t milestone(struct env *e, int run) {
-        char *err = harness_pd_output(e->pd, run, true);
+        char *err = harness_pd_output(e->w.pd, run, true);
         size_t best = 0;   /* 0 = nothing logged yet */
         for (size_t i = 0; err && i < N_MILESTONES; i++)
                 if (strstr(err, MILESTONES[i]))
@@ -258,7 +277,7 @@ static void test_crash_consistency(void **state) {
         size_t want_kills = inv_env_ulong("CRASH_KILLS", slow ? SLOW_KILLS : DEFAULT_KILLS);
         size_t kills = 0, completed = 0, attempts = 0, final_runs = 0;
         uint64_t t_start = util_now_mono_ms(), cycle_ms = 0;
-        bool control1 = false, control2 = false;
+        bool accepted[N_CUSTOMERS] = { false }, requeried[N_CUSTOMERS] = { false };
         size_t hist[N_MILESTONES + 1] = { 0 };
 
         fprintf(stderr, "crash: seed=%" PRIu64 " kills=%zu (CRASH_SEED, CRASH_KILLS to override)%s\n", seed,
@@ -272,27 +291,20 @@ static void test_crash_consistency(void **state) {
 
         while (kills < want_kills) {
                 assert_true(++attempts <= want_kills * 4 + 20);
-                if (!control1 && kills >= want_kills / 3) {
-                        assert_int_equal(harness_fake_accept(&e->fake, CUSTOMERS[0].c.tenant_id), 0);
-                        control1 = true;
-                }
-                if (!control2 && kills >= (2 * want_kills) / 3) {
-                        assert_int_equal(harness_fake_accept(&e->fake, CUSTOMERS[4].c.tenant_id), 0);
-                        control2 = true;
-                }
+                run_events(e, kills, want_kills, accepted, requeried);
                 /* uniform over the expected cycle, and a bit beyond */
                 uint64_t window = cycle_ms + cycle_ms / 4 + 2;
                 uint64_t delay = (uint64_t) ((double) (inv_rand(&rng) >> 11) / 9007199254740992.0 * (double) window);
                 const char *args[] = { "--once", NULL };
                 uint64_t t0 = util_now_mono_ms();
-                pid_t pid = harness_pd_spawn(e->pd, args);
+                pid_t pid = harness_pd_spawn(e->w.pd, args);
                 int status = -1, r;
                 assert_true(pid > 0);
                 r = harness_wait(pid, (int) delay, &status);
                 if (r == 0) {
                         /* the run finished before the kill: it must have ended well */
                         if (status != 0 && status != 1)
-                                dump_run(e, e->pd->runs, "ended abnormally");
+                                dump_run(e, e->w.pd->runs, "ended abnormally");
                         assert_true(status == 0 || status == 1);
                         completed++;
                         cycle_ms = (3 * cycle_ms + (util_now_mono_ms() - t0)) / 4;
@@ -308,45 +320,42 @@ static void test_crash_consistency(void **state) {
                         continue;
                 }
                 kills++;
-                hist[milestone(e, e->pd->runs)]++;
+                hist[milestone(e, e->w.pd->runs)]++;
                 assert_state_loadable(e, kills);
         }
-        /* Both control-route acceptances happened even with few kills. */
-        if (!control1)
-                assert_int_equal(harness_fake_accept(&e->fake, CUSTOMERS[0].c.tenant_id), 0);
-        if (!control2)
-                assert_int_equal(harness_fake_accept(&e->fake, CUSTOMERS[4].c.tenant_id), 0);
+        /* every event has happened, however few the kills */
+        run_events(e, want_kills, want_kills, accepted, requeried);
 
         /* Run to completion, undisturbed. */
         while (!complete(e, final_runs >= FINAL_RUNS_MAX)) {
                 if (final_runs >= FINAL_RUNS_MAX) {
-                        dump_run(e, e->pd->runs, "was the last run, still not complete");
+                        dump_run(e, e->w.pd->runs, "was the last run, still not complete");
                         fail_msg("crash: not complete after %zu undisturbed runs", final_runs);
                 }
                 run_once(e, NULL, NULL);
                 final_runs++;
         }
         /* one more: nothing left to do, nothing sent twice */
-        size_t mails_before = harness_smtp_count(e->smtp);
+        size_t mails_before = harness_smtp_count(e->w.smtp);
         run_once(e, NULL, NULL);
         final_runs++;
 
         /* ---- invariants ---- */
-        json_t *log = harness_fake_log(&e->fake);
+        json_t *log = harness_fake_log(&e->w.fake);
         struct inv_mail_tally t;
         size_t violations = 0, posts = inv_process_posts(log, NULL, 0), posts_ok = inv_process_posts(log, NULL, 200);
         char id[24];
 
         assert_non_null(log);
-        assert_int_equal(inv_mail_tally(e->smtp, 0, e->domains, N_CUSTOMERS, &t), 0);
+        assert_int_equal(inv_mail_tally(e->w.smtp, 0, e->domains, N_CUSTOMERS, &t), 0);
         for (size_t ci = 0; ci < N_CUSTOMERS; ci++) {
                 const struct inv_customer *c = &CUSTOMERS[ci].c;
-                bool accepted = customer_accepted(ci, true, true);
+                bool accepts = customer_accepts(ci);
                 for (int k = 0; k < c->n_querying + c->n_draft; k++) {
                         inv_order_id(id, SERIES, ci, k);
                         size_t ok = inv_process_posts(log, id, 200), any = inv_process_posts(log, id, 0);
-                        char *st = harness_fake_order_status(&e->fake, id);
-                        const char *want = k >= c->n_querying ? "Draft" : accepted ? "Processing" : "Querying";
+                        char *st = harness_fake_order_status(&e->w.fake, id);
+                        const char *want = k >= c->n_querying ? "Draft" : accepts ? "Processing" : "Querying";
                         if (ok > 1 || (k >= c->n_querying && any > 0) || !st || strcmp(st, want) != 0) {
                                 fprintf(stderr, "crash: VIOLATION order %s: %zu Process answered 200, %zu in all, "
                                         "status %s (want %s)\n", id, ok, any, st ? st : "?", want);
@@ -360,6 +369,20 @@ static void test_crash_consistency(void **state) {
                         fprintf(stderr, "crash: VIOLATION %s was never asked to accept\n", c->domain);
                         violations++;
                 }
+                /* the confirmation is a side effect too: a kill with the
+                 * Process call in flight must not lose it */
+                if (accepts && inv_mail_count(&t, c->domain, "confirmation") < 1) {
+                        fprintf(stderr, "crash: VIOLATION %s accepted, its orders were processed, and it was "
+                                "never told\n", c->domain);
+                        violations++;
+                }
+        }
+        int first = 0;
+        size_t reports = inv_pd_sanitizer_reports(e->w.pd, &first);
+        if (reports) {
+                fprintf(stderr, "crash: VIOLATION %zu runs reported memory errors\n", reports);
+                dump_run(e, first, "has a sanitizer/valgrind report");
+                violations++;
         }
         size_t dup = inv_mail_duplicates(&t);
         if (dup > kills) {
@@ -370,23 +393,25 @@ static void test_crash_consistency(void **state) {
                 fprintf(stderr, "crash: VIOLATION %zu mails could not be parsed\n", t.unparsed);
                 violations++;
         }
-        if (harness_smtp_count(e->smtp) != mails_before) {
+        if (harness_smtp_count(e->w.smtp) != mails_before) {
                 fprintf(stderr, "crash: VIOLATION the run after completion sent %zu more mails\n",
-                        harness_smtp_count(e->smtp) - mails_before);
+                        harness_smtp_count(e->w.smtp) - mails_before);
                 violations++;
         }
+        size_t stale = inv_temp_files(e->w.pd->state_dir);
         char *counts = json_dumps(t.counts, JSON_COMPACT | JSON_SORT_KEYS);
         fprintf(stderr, "crash: mails per customer|kind: %s\n", counts ? counts : "?");
         free(counts);
         fprintf(stderr,
-                "crash: kills by the last milestone the run logged: none %zu, started %zu, checked %zu, "
-                "mail queued %zu, processed %zu, mail sent %zu, cycle done %zu\n",
+                "crash: kills by the last milestone the run logged: none %zu, started %zu, mail queued %zu, "
+                "checked %zu, processed %zu, mail sent %zu, cycle done %zu\n",
                 hist[0], hist[1], hist[2], hist[3], hist[4], hist[5], hist[6]);
         fprintf(stderr,
                 "crash: summary seed=%" PRIu64 " kills=%zu cycles=%zu (finished before the kill %zu, final %zu) "
-                "mails=%zu duplicates=%zu process_calls=%zu (200: %zu) violations=%zu runtime=%.1fs\n",
+                "mails=%zu duplicates=%zu process_calls=%zu (200: %zu) stale temp files=%zu violations=%zu "
+                "runtime=%.1fs\n",
                 seed, kills, kills + completed + final_runs, completed, final_runs, t.total, dup, posts, posts_ok,
-                violations,
+                stale, violations,
                 (double) (util_now_mono_ms() - t_start) / 1000.0);
         inv_mail_tally_done(&t);
         json_decref(log);

@@ -17,6 +17,9 @@ server-side transcript of commands (AUTH arguments are never recorded).
   --refuse ADDR       550 for RCPT TO:<ADDR> (repeatable)
   --fail-data N       451 for the first N DATA transactions
   --reply-code CODE   answer every DATA with CODE (e.g. 554)
+  --drop-after-data N  for the first N DATA transactions, read the message,
+                      then close the connection without a reply (and without
+                      storing it): the client cannot know whether it went
 Exits cleanly on SIGTERM/SIGINT.
 """
 import argparse
@@ -38,6 +41,7 @@ class Handler:
         self.refuse = {a.lower() for a in args.refuse}
         self.fail_data = args.fail_data
         self.reply_code = args.reply_code
+        self.drop_after_data = args.drop_after_data
         self.count = 0
         self.data_seen = 0
 
@@ -57,6 +61,9 @@ class Handler:
     async def handle_DATA(self, server, session, envelope):
         self.data_seen += 1
         session.transcript.append("DATA")
+        if self.data_seen <= self.drop_after_data:
+            server.transport.abort()
+            return "421 4.3.0 connection dropped by test policy"  # never reaches the client
         if self.reply_code:
             return "%d 5.7.1 Message refused by test policy" % self.reply_code
         if self.data_seen <= self.fail_data:
@@ -122,6 +129,7 @@ def main():
     ap.add_argument("--refuse", action="append", default=[])
     ap.add_argument("--fail-data", type=int, default=0)
     ap.add_argument("--reply-code", type=int, default=0)
+    ap.add_argument("--drop-after-data", type=int, default=0)
     args = ap.parse_args()
 
     os.makedirs(args.dir, exist_ok=True)

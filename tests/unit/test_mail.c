@@ -711,6 +711,9 @@ static void test_render_every_kind(void **state) {
                 }
                 assert_non_null(strstr(p.text, "partner-desk@softwareone.example"));
                 assert_non_null(strstr(p.html, "max-width:600px"));
+                /* the class names the templates' phone layout relies on */
+                assert_non_null(strstr(p.html, "<tr class=\"order\"><td class=\"order-id\""));
+                assert_non_null(strstr(p.html, "<span class=\"order-label\" style=\"display:none;\">Deadline "));
                 switch (k) {
                 case MAIL_KIND_FINAL_WARNING:
                         assert_non_null(strstr(p.text, "the platform will fail the order"));
@@ -737,6 +740,37 @@ static void test_render_every_kind(void **state) {
                 /* days_left: deadline - now = 396000 s -> 5 days (rounded up) */
                 if (k == MAIL_KIND_NEW_REQUEST)
                         assert_non_null(strstr(p.text, "(days left: 5)"));
+                parsed_free(&p);
+                mail_message_free(m);
+        }
+        mail_templates_free(t);
+}
+
+/* A Draft order has no Querying clock: its times read "not yet", while an
+ * unknown time of a Querying order reads "unknown". */
+static void test_draft_without_clock(void **state) {
+        struct mail_templates *t = NULL;
+        struct cfg_errors errs = {};
+        struct cfg_mail cfg = test_cfg();
+        const struct mail_order draft = { .id = "ORD-7777-8888-9999", .product = "Visio Plan 2" };
+
+        assert_int_equal(mail_templates_load(NULL, template_dir(), &t, &errs), 0);
+        for (int k = MAIL_KIND_NEW_REQUEST; k <= MAIL_KIND_DRAFT_WARNING; k += MAIL_KIND_DRAFT_WARNING) {
+                struct mail_context ctx = hostile_ctx((enum mail_kind) k);
+                struct mail_message *m = NULL;
+                char *err = NULL;
+                struct parsed p = {};
+                const char *none = k == MAIL_KIND_DRAFT_WARNING ? "not yet" : "unknown";
+                char want[128];
+
+                ctx.orders = &draft;
+                ctx.n_orders = 1;
+                assert_int_equal(mail_render(t, &cfg, &ctx, &m, &err), 0);
+                parse_message(m, &p);
+                snprintf(want, sizeof(want), "Querying since: %s\n    Deadline: %s", none, none);
+                assert_non_null(strstr(p.text, want));
+                snprintf(want, sizeof(want), "Deadline </span>%s</td>", none);
+                assert_non_null(strstr(p.html, want));
                 parsed_free(&p);
                 mail_message_free(m);
         }
@@ -970,6 +1004,7 @@ int main(void) {
                 cmocka_unit_test(test_url_allowed),
                 cmocka_unit_test(test_render_every_kind),
                 cmocka_unit_test(test_render_refusals),
+                cmocka_unit_test(test_draft_without_clock),
                 cmocka_unit_test(test_template_override_and_errors),
                 cmocka_unit_test(test_ops_without_ops_list),
                 cmocka_unit_test(test_from_display_encoded),
