@@ -974,6 +974,8 @@ static bool final_flush(struct cycle *c) {
 
 static void on_early_flush(void *ud, const struct mail_flush_stats *st) {
         struct cycle *c = ud;
+        for (size_t i = 0; i < st->n_items; i++)
+                log_flush_item(&st->items[i]);
         c->res.mails_sent += st->sent;
         c->early_flush = false;
         if (c->phase != PH_FLUSH)
