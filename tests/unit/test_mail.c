@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "mail.h"
+#include "url.h"
 #include "util.h"
 
 /* ---- helpers: decoders written independently of lib/mail ---- */
@@ -471,17 +472,17 @@ static void test_url_allowed(void **state) {
                 "",
         };
         for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
-                if (!mail_url_allowed(good[i], hosts, 1))
+                if (!url_link_allowed(good[i], hosts, 1))
                         fail_msg("refused good URL %s", good[i]);
         for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-                if (mail_url_allowed(bad[i], hosts, 1))
+                if (url_link_allowed(bad[i], hosts, 1))
                         fail_msg("accepted bad URL %s", bad[i]);
         /* Default allow-list when none is configured. */
-        assert_true(mail_url_allowed("https://admin.microsoft.com/x", NULL, 0));
-        assert_false(mail_url_allowed("https://portal.example/x", NULL, 0));
+        assert_true(url_link_allowed("https://admin.microsoft.com/x", NULL, 0));
+        assert_false(url_link_allowed("https://portal.example/x", NULL, 0));
         char *other[] = { (char *) "portal.example", (char *) "admin.microsoft.com" };
-        assert_true(mail_url_allowed("https://portal.example/x", other, 2));
-        assert_false(mail_url_allowed(NULL, other, 2));
+        assert_true(url_link_allowed("https://portal.example/x", other, 2));
+        assert_false(url_link_allowed(NULL, other, 2));
 }
 
 /* ---- templates and composition ---- */
