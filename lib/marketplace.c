@@ -432,11 +432,7 @@ char *mp_extract_relationship_url_from_order(const json_t *obj) {
                 free(gdap);
                 return NULL;
         }
-        if (reseller) {
-                free(gdap);
-                return reseller;
-        }
-        return gdap;
+        return url_link_pick(reseller, gdap);
 }
 
 char *mp_portal_link(const char *portal_base, const char *order_id) {

@@ -308,6 +308,14 @@ int url_link_scan(const char *text, char **reseller, char **gdap) {
         return 0;
 }
 
+char *url_link_pick(char *reseller, char *gdap) {
+        if (reseller) {
+                free(gdap);
+                return reseller;
+        }
+        return gdap;
+}
+
 char *url_link_extract(const char *text) {
         char *reseller = NULL, *gdap = NULL;
         if (url_link_scan(text, &reseller, &gdap) < 0) {
@@ -315,11 +323,7 @@ char *url_link_extract(const char *text) {
                 free(gdap);
                 return NULL;
         }
-        if (reseller) {
-                free(gdap);
-                return reseller;
-        }
-        return gdap;
+        return url_link_pick(reseller, gdap);
 }
 
 /* ---- links: may it be mailed? ------------------------------------------ */

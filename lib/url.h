@@ -62,6 +62,9 @@ char *url_link_gdap_id(const char *url);
  * the first link of each kind in *reseller / *gdap when they are still
  * NULL.  -ENOMEM only. */
 int url_link_scan(const char *text, char **reseller, char **gdap);
+/* Takes both, returns the reseller link if any (freeing the GDAP one),
+ * else the GDAP link. */
+char *url_link_pick(char *reseller, char *gdap);
 /* The first reseller link in text, else the first GDAP link; NULL when
  * none.  malloc'd. */
 char *url_link_extract(const char *text);
