@@ -218,7 +218,8 @@ static void queue_mail(struct cycle *c, const struct action *a) {
                         .portal_link = links[i],
                         .querying_since = t ? t->querying_since : 0,
                         .deadline = order_deadline(c, t),
-                        .error = o ? o->error_message : NULL,
+                        /* a refused Process: the ops notice gives the refusal */
+                        .error = a->message ? a->message : o ? o->error_message : NULL,
                 };
                 if (mo[i].deadline && (!deadline || mo[i].deadline < deadline))
                         deadline = mo[i].deadline;
@@ -318,16 +319,6 @@ static void perform_simple_actions(struct cycle *c, const struct action_list *l)
         }
 }
 
-/* After an intent save: act only if the intent is on disk; log regardless. */
-static void perform_logged_actions(struct cycle *c, const struct action_list *l) {
-        if (!c->save_failed) {
-                perform_simple_actions(c, l);
-                return;
-        }
-        for (size_t i = 0; i < l->n; i++)
-                if (l->items[i].type == ACTION_LOG)
-                        log_action(&l->items[i]);
-}
 
 /* ---- checks ---- */
 
@@ -391,6 +382,11 @@ static void start_check(struct cycle *c, const struct action *a) {
 
 /* ---- process ---- */
 
+/* Journal fields of a Process outcome: PROCESS_OUTCOME is one of
+ * done/moved/gone/refused/unknown (mp_outcome_to_string). */
+#define PROCESS_FIELDS(id, st, outcome)                                                     \
+        LOG_FIELDS({ "ORDER_ID", (id) }, { "HTTP_STATUS", (st) }, { "PROCESS_OUTCOME", (outcome) })
+
 static void process_outcome(struct cycle *c, const char *order_id, enum eng_process_result pr,
                             enum order_status st, const char *detail) {
         struct action_list out = { 0 };
@@ -403,81 +399,121 @@ static void process_outcome(struct cycle *c, const char *order_id, enum eng_proc
         action_list_clear(&out);
 }
 
-static void on_reread(void *ud, int r, long status, const char *err, const struct order *order);
+/* The order left Querying, or its episode ended, before our call: someone
+ * else moved it on.  A success, not an error. */
+static void process_moved(struct cycle *c, struct op *o, const struct mp_order_result *res) {
+        char st[16];
+        snprintf(st, sizeof(st), "%ld", res->status);
+        enum order_status now = res->order ? res->order->status : ORDER_STATUS_UNKNOWN;
+        log_event(LOG_NOTICE, LOG_EV_ORDER_CLOSED, PROCESS_FIELDS(o->order_id, st, mp_outcome_to_string(MP_MOVED)),
+                  "Order %s moved on before our Process (now %s): nothing to do", o->order_id,
+                  now == ORDER_STATUS_QUERYING ? "in a new Querying episode" : order_status_to_string(now));
+        process_outcome(c, o->order_id, ENG_PROCESS_MOVED, now, NULL);
+}
 
-static void on_post(void *ud, int r, long status, const char *err, const struct order *order) {
+static void process_gone(struct cycle *c, struct op *o, const struct mp_order_result *res) {
+        char st[16];
+        snprintf(st, sizeof(st), "%ld", res->status);
+        log_event(LOG_NOTICE, LOG_EV_ORDER_CLOSED, PROCESS_FIELDS(o->order_id, st, mp_outcome_to_string(MP_GONE)),
+                  "Order %s no longer exists (HTTP %ld): nothing to process", o->order_id, res->status);
+        process_outcome(c, o->order_id, ENG_PROCESS_GONE, ORDER_STATUS_DELETED, "order no longer exists");
+}
+
+/* 5xx, timeout, reset...: the call may or may not have reached the
+ * platform.  Never re-sent blindly: a later cycle reads the order again
+ * (it is then either Processing, or still Querying in this episode and
+ * asked again). */
+static void process_unknown(struct cycle *c, struct op *o, const struct mp_order_result *res,
+                            const char *what) {
+        char st[16];
+        snprintf(st, sizeof(st), "%ld", res->status);
+        const char *why = res->err ? res->err : strerror(res->r < 0 ? -res->r : EIO);
+        log_event(LOG_ERR, LOG_EV_PROCESS_FAILED, PROCESS_FIELDS(o->order_id, st, mp_outcome_to_string(MP_UNKNOWN)),
+                  "%s order %s failed: %s; the order will be read again next cycle", what, o->order_id, why);
+        set_error(c, res->r < 0 ? res->r : -EIO, what, why);
+        process_outcome(c, o->order_id, ENG_PROCESS_UNKNOWN, ORDER_STATUS_UNKNOWN, res->err);
+}
+
+static void on_reread(void *ud, const struct mp_order_result *res);
+
+static void reread(struct op *o) {
+        int r = mp_get_order(o->c->env.mp, o->order_id, on_reread, o);
+        if (r < 0) {
+                struct mp_order_result fail = { .outcome = MP_UNKNOWN, .r = r, .err = "cannot submit the request" };
+                on_reread(o, &fail);
+        }
+}
+
+static void on_post(void *ud, const struct mp_order_result *res) {
         struct op *o = ud;
         struct cycle *c = o->c;
         char st[16];
-        snprintf(st, sizeof(st), "%ld", status);
-        const struct log_field *fields = LOG_FIELDS({ "ORDER_ID", o->order_id }, { "HTTP_STATUS", st });
+        snprintf(st, sizeof(st), "%ld", res->status);
 
-        if (r == 0 && status == 200) {
-                log_event(LOG_NOTICE, LOG_EV_ORDER_PROCESSED, fields,
-                          "Order %s processed: %s", o->order_id,
-                          order ? order_status_to_string(order->status) : "Processing");
-                process_outcome(c, o->order_id, ENG_PROCESS_DONE,
-                                order ? order->status : ORDER_STATUS_PROCESSING, NULL);
-                op_done(o);
-                return;
-        }
-        if (r == 0 && status >= 400 && status < 500 && status != 401 && status != 429) {
-                /* The state moved under us (409 or similar): read the order
-                 * again and decide from what it says. */
-                log_event(LOG_WARNING, LOG_EV_PROCESS_FAILED, fields,
-                          "Process of order %s refused (%s), reading the order again", o->order_id,
-                          err ? err : "no detail");
-                o->reread_after_post = true;
-                o->post_status = status;
-                o->post_error = err ? strdup(err) : NULL;
-                if (mp_get_order(c->env.mp, o->order_id, on_reread, o) < 0) {
-                        process_outcome(c, o->order_id, ENG_PROCESS_UNKNOWN, ORDER_STATUS_UNKNOWN, err);
-                        op_done(o);
+        switch (res->outcome) {
+        case MP_DONE:
+                log_event(LOG_NOTICE, LOG_EV_ORDER_PROCESSED, PROCESS_FIELDS(o->order_id, st, mp_outcome_to_string(MP_DONE)),
+                          "Order %s processed: %s", o->order_id, order_status_to_string(res->order->status));
+                process_outcome(c, o->order_id, ENG_PROCESS_DONE, res->order->status, NULL);
+                break;
+        case MP_GONE:
+                process_gone(c, o, res);
+                break;
+        case MP_MOVED:
+                if (res->order) {
+                        process_moved(c, o, res);
+                        break;
                 }
+                /* read it to learn where it went */
+                __attribute__((fallthrough));
+        case MP_REFUSED:
+                log_event(LOG_INFO, LOG_EV_NONE, LOG_FIELDS({ "ORDER_ID", o->order_id }, { "HTTP_STATUS", st }),
+                          "Process of order %s answered HTTP %ld, reading the order again", o->order_id,
+                          res->status);
+                o->reread_after_post = true;
+                o->post_status = res->status;
+                o->post_error = res->err ? strdup(res->err) : NULL;
+                reread(o);
                 return;
+        case MP_UNKNOWN:
+        default:
+                process_unknown(c, o, res, "Process of");
+                break;
         }
-        /* 5xx, timeout, 401, 429: the call may or may not have reached the
-         * platform.  Never retried blindly: the next cycle reads the order
-         * again before any new attempt. */
-        log_event(LOG_ERR, LOG_EV_PROCESS_FAILED, fields,
-                  "Process of order %s failed: %s; the order will be read again next cycle", o->order_id,
-                  err ? err : strerror(r < 0 ? -r : EIO));
-        set_error(c, r < 0 ? r : -EIO, "Process failed", err ? err : strerror(r < 0 ? -r : EIO));
-        process_outcome(c, o->order_id, ENG_PROCESS_UNKNOWN, ORDER_STATUS_UNKNOWN, err);
         op_done(o);
 }
 
-static void on_reread(void *ud, int r, long status, const char *err, const struct order *order) {
+/* The re-read before Process (and after a refusal): only an order still
+ * Querying in the episode we decided on is ever POSTed. */
+static void on_reread(void *ud, const struct mp_order_result *res) {
         struct op *o = ud;
         struct cycle *c = o->c;
         struct tracked_order *t = state_find_order(c->work, o->order_id, NULL);
 
-        if (r < 0 || status != 200 || !order) {
-                if (r == 0 && status == 404) {
-                        process_outcome(c, o->order_id, ENG_PROCESS_MOVED, ORDER_STATUS_DELETED,
-                                        "order no longer exists");
-                } else {
-                        log_event(LOG_WARNING, LOG_EV_PROCESS_FAILED, LOG_FIELDS({ "ORDER_ID", o->order_id }),
-                                  "Cannot read order %s before Process: %s; will retry next cycle", o->order_id,
-                                  err ? err : strerror(r < 0 ? -r : EIO));
-                        set_error(c, r < 0 ? r : -EIO, "cannot read an order before Process",
-                                  err ? err : strerror(r < 0 ? -r : EIO));
-                        process_outcome(c, o->order_id, ENG_PROCESS_UNKNOWN, ORDER_STATUS_UNKNOWN, err);
-                }
+        if (res->outcome == MP_GONE) {
+                process_gone(c, o, res);
                 op_done(o);
                 return;
         }
+        if (res->outcome != MP_DONE) {
+                process_unknown(c, o, res, o->reread_after_post ? "Reading again after Process" : "Reading before Process");
+                op_done(o);
+                return;
+        }
+        const struct order *order = res->order;
         bool same_episode = t && t->querying_at_raw && order->querying_at_raw &&
                             strcmp(t->querying_at_raw, order->querying_at_raw) == 0;
         if (order->status != ORDER_STATUS_QUERYING || !same_episode) {
-                /* Someone else moved it on: a success, not an error (the
-                 * engine logs the closed order). */
-                process_outcome(c, o->order_id, ENG_PROCESS_MOVED, order->status, NULL);
+                struct mp_order_result moved = *res;
+                moved.status = o->reread_after_post ? o->post_status : res->status;
+                process_moved(c, o, &moved);
                 op_done(o);
                 return;
         }
         if (o->reread_after_post) {
-                process_outcome(c, o->order_id, ENG_PROCESS_STILL_QUERYING, order->status, o->post_error);
+                /* still Querying in this episode: the platform said no */
+                set_error(c, -EIO, "Process refused", o->post_error);
+                process_outcome(c, o->order_id, ENG_PROCESS_REFUSED, order->status, o->post_error);
                 op_done(o);
                 return;
         }
@@ -487,9 +523,10 @@ static void on_reread(void *ud, int r, long status, const char *err, const struc
                 op_done(o);
                 return;
         }
-        if (mp_process_order(c->env.mp, o->order_id, on_post, o) < 0) {
-                process_outcome(c, o->order_id, ENG_PROCESS_UNKNOWN, ORDER_STATUS_UNKNOWN,
-                                "cannot submit the request");
+        int r = mp_process_order(c->env.mp, o->order_id, on_post, o);
+        if (r < 0) {
+                struct mp_order_result fail = { .outcome = MP_UNKNOWN, .r = r, .err = "cannot submit the request" };
+                process_unknown(c, o, &fail, "Process of");
                 op_done(o);
         }
 }
@@ -504,8 +541,7 @@ static void start_process(struct cycle *c, const struct action *a) {
         }
         /* Only ever POST after reading the order again: it must still
          * be Querying, in the same episode. */
-        if (mp_get_order(c->env.mp, o->order_id, on_reread, o) < 0)
-                op_done(o);
+        reread(o);
 }
 
 /* ---- list and templates ---- */
@@ -628,19 +664,22 @@ static void start_template(struct cycle *c, size_t i) {
  * longer in the list: read it, so the engine sees where it went
  * (Processing: our call took effect, the customer gets the confirmation)
  * rather than an order that disappeared. */
-static void on_settle(void *ud, int r, long status, const char *err, const struct order *order) {
+static void on_settle(void *ud, const struct mp_order_result *res) {
         struct op *o = ud;
         struct cycle *c = o->c;
+        const struct order *order = res->order;
 
-        if (r == 0 && status == 200 && order && order->id && strcmp(order->id, o->order_id) == 0 &&
+        if (res->outcome == MP_DONE && order->id && strcmp(order->id, o->order_id) == 0 &&
             !order_list_find(&c->orders, order->id)) {
                 struct order *dst = order_list_add(&c->orders);
                 if (!dst || order_copy(dst, order) < 0)
                         set_error(c, -ENOMEM, "out of memory", NULL);
-        } else
+        } else if (res->outcome == MP_GONE)
+                process_gone(c, o, res);
+        else if (res->outcome != MP_DONE)
                 log_event(LOG_WARNING, LOG_EV_POLL_FAILED, LOG_FIELDS({ "ORDER_ID", o->order_id }),
                           "Cannot read order %s after its Process call: %s", o->order_id,
-                          err ? err : strerror(r < 0 ? -r : EIO));
+                          res->err ? res->err : strerror(res->r < 0 ? -res->r : EIO));
         op_done(o);
 }
 
@@ -653,8 +692,10 @@ static void start_settle(struct cycle *c, const char *id) {
                 return;
         }
         int r = mp_get_order(c->env.mp, o->order_id, on_settle, o);
-        if (r < 0)
-                on_settle(o, r, 0, NULL, NULL);
+        if (r < 0) {
+                struct mp_order_result fail = { .outcome = MP_UNKNOWN, .r = r, .err = strerror(-r) };
+                on_settle(o, &fail);
+        }
 }
 
 static void settle_clear(struct cycle *c) {
@@ -858,45 +899,65 @@ static void plan(struct cycle *c) {
         begin_phase(c, PH_CONTACTS, NULL);
 }
 
-/* The buyers of every order a mail of this cycle names, once each. */
-static int collect_buyers(struct cycle *c) {
-        for (size_t i = 0; i < c->planned.n; i++) {
-                const struct action *a = &c->planned.items[i];
-                if (a->type != ACTION_NOTIFY)
-                        continue;
-                for (size_t k = 0; k < a->n_order_ids; k++) {
-                        const struct order *o = order_list_find(&c->orders, a->order_ids[k]);
-                        if (!o || !o->buyer_id || buyer_known(c, o->buyer_id))
-                                continue;
-                        struct buyer *p = realloc(c->buyers, (c->n_buyers + 1) * sizeof(*p));
-                        if (!p)
-                                return -ENOMEM;
-                        c->buyers = p;
-                        p[c->n_buyers] = (struct buyer) { .id = strdup(o->buyer_id) };
-                        if (!p[c->n_buyers].id)
-                                return -ENOMEM;
-                        c->n_buyers++;
-                }
-        }
+static int add_buyer(struct cycle *c, const char *order_id) {
+        const struct order *o = order_list_find(&c->orders, order_id);
+        if (!o || !o->buyer_id || buyer_known(c, o->buyer_id))
+                return 0;
+        struct buyer *p = realloc(c->buyers, (c->n_buyers + 1) * sizeof(*p));
+        if (!p)
+                return -ENOMEM;
+        c->buyers = p;
+        p[c->n_buyers] = (struct buyer) { .id = strdup(o->buyer_id) };
+        if (!p[c->n_buyers].id)
+                return -ENOMEM;
+        c->n_buyers++;
         return 0;
 }
 
-static void plan_mail(struct cycle *c) {
+/* The buyers of every order a mail of this cycle may name, once each: the
+ * mails planned now, and the first request of a customer not mailed yet,
+ * which waits for its check (engine phase 2). */
+static int collect_buyers(struct cycle *c) {
+        int r = 0;
+        for (size_t i = 0; r >= 0 && i < c->planned.n; i++) {
+                const struct action *a = &c->planned.items[i];
+                if (a->type == ACTION_NOTIFY) {
+                        for (size_t k = 0; r >= 0 && k < a->n_order_ids; k++)
+                                r = add_buyer(c, a->order_ids[k]);
+                        continue;
+                }
+                const struct tracked_customer *cu =
+                        a->type == ACTION_CHECK ? state_find_customer(c->work, a->customer_key) : NULL;
+                for (size_t k = 0; r >= 0 && cu && !cu->notified_at && k < cu->n_orders; k++)
+                        if (cu->orders[k].status == TRACK_BLOCKED)
+                                r = add_buyer(c, cu->orders[k].id);
+        }
+        return r;
+}
+
+/* Mails first: the outbox is their durable intent.  Saving the state
+ * first would lose every mail decided in the window between the two
+ * writes (a crash there leaves notified_at set and no mail queued).  This
+ * way a crash before the save makes the same decisions again next cycle
+ * and the outbox drops keys it already holds (at worst one duplicate, when
+ * a key embeds this cycle's clock). */
+static void queue_then_persist(struct cycle *c, const struct action_list *acts, const char *what) {
+        bool mail = false;
         int r;
-        struct action_list acts = c->planned;
-        c->planned = (struct action_list) { 0 };
-        /* Mails first: the outbox is their durable intent.  Saving the state
-         * first would lose every mail decided in the window between the two
-         * writes (a crash there leaves notified_at set and no mail queued).
-         * This way a crash before the save below makes the same decisions
-         * again next cycle and the outbox drops keys it already holds (at
-         * worst one duplicate, when a key embeds this cycle's clock). */
-        perform_simple_actions(c, &acts);
+        for (size_t i = 0; i < acts->n; i++)
+                mail = mail || acts->items[i].type == ACTION_NOTIFY;
+        perform_simple_actions(c, acts);
         /* one sync for the batch just queued, then the state that says so */
-        if (!c->env.dry_run && c->env.outbox && (r = mail_outbox_sync(c->env.outbox)) < 0)
+        if (mail && !c->env.dry_run && c->env.outbox && (r = mail_outbox_sync(c->env.outbox)) < 0)
                 log_event(LOG_ERR, LOG_EV_MAIL_FAILED, NULL, "Cannot sync the mail outbox: %s",
                           strerror(-r));
-        persist_intent(c, &acts, "after queueing mail");
+        persist_intent(c, acts, what);
+}
+
+static void plan_mail(struct cycle *c) {
+        struct action_list acts = c->planned;
+        c->planned = (struct action_list) { 0 };
+        queue_then_persist(c, &acts, "after queueing mail");
         begin_phase(c, PH_CHECKS, &acts);
         start_early_flush(c);
 }
@@ -909,8 +970,9 @@ static void decide(struct cycle *c) {
                 action_list_clear(&acts);
                 return;
         }
-        persist_intent(c, &acts, "before Process");
-        perform_logged_actions(c, &acts);
+        /* the first requests that waited for their check, then the intent
+         * of every Process */
+        queue_then_persist(c, &acts, "before Process");
         /* no Process whose intent is not on disk */
         if (c->save_failed)
                 action_list_clear(&acts);
@@ -1123,6 +1185,7 @@ int cycle_start(const struct cycle_env *env, cycle_done_fn cb, void *ud, struct 
                 .n_check_schedule = cfg->microsoft.n_check_schedule,
                 .check_all = env->check_all,
                 .have_ops = cfg->mail.n_ops > 0,
+                .check_first = true,
         };
 
         static const enum order_status statuses[] = { ORDER_STATUS_QUERYING, ORDER_STATUS_DRAFT };

@@ -35,16 +35,20 @@
  *     is still Querying in that episode; a second POST therefore cannot
  *     resume an order twice.  If the order left Querying meanwhile, phase 1
  *     closes it with its outcome instead.
- *   - ENG_PROCESS_STILL_QUERYING puts the order back to TRACK_BLOCKED.
- *     process_sent_at is kept as history (process_attempts counts the
- *     attempts of the episode).  The customer stays accepted; blocked
- *     orders of an accepted customer are re-checked on the (backing off)
- *     check schedule and processed again after the next ACCEPTED fact, so
- *     a platform that keeps refusing is retried slowly, never in a loop.
+ *   - ENG_PROCESS_REFUSED (a 4xx while the order is still Querying in
+ *     the same episode) puts the order back to TRACK_BLOCKED marked
+ *     "process-refused": one error, one ops notice, and no further Process
+ *     in this episode until the order changes (a new template, a status
+ *     change, a new episode).  process_sent_at is kept as history.
  *   - Checks: a customer is checked while it has TRACK_BLOCKED orders, even
  *     when an earlier check said accepted (new orders of an accepted
- *     customer, or orders back from STILL_QUERYING); acceptance mails
- *     (request, reminders, final warning) go only while not accepted.
+ *     customer); acceptance mails (request, reminders, final warning) go
+ *     only while not accepted.
+ *   - First check, then the first request: a customer episode's first
+ *     request mail waits for its first check when that check is due in the
+ *     same cycle (phase 1 holds it back, phase 2 sends it unless the check
+ *     says accepted).  An admin who accepted already gets no request, only
+ *     the confirmation that follows the Process.
  *   - A blocked order for a customer with no other open (blocked or
  *     process-sent) order starts a customer episode: reminders, warnings,
  *     check backoff and acceptance are reset.  The platform shows the URL
@@ -532,6 +536,16 @@ static int classify(const struct order *o) {
         }
 }
 
+/* A blocked order whose Process the Marketplace refused in this episode:
+ * never processed again until the order changes (new episode, template or
+ * status).  The mark lives in outcome, which a blocked order does not use
+ * otherwise, so the state file keeps its format. */
+#define REFUSED_OUTCOME "process-refused"
+
+static bool process_refused(const struct tracked_order *t) {
+        return t->status == TRACK_BLOCKED && t->outcome && strcmp(t->outcome, REFUSED_OUTCOME) == 0;
+}
+
 static int close_order(struct ctx *x, const struct tracked_customer *c, struct tracked_order *t,
                        const char *outcome) {
         if (assign_str(&t->outcome, outcome) < 0)
@@ -673,6 +687,7 @@ static int reconcile_order(struct ctx *x, const struct order *o) {
                 t->first_seen = x->now;
                 t->status = (enum track_status) cls;
         }
+        bool template_changed = !is_new && !streq0(t->template_id, o->template_id);
         if (assign_str(&t->querying_at_raw, o->querying_at_raw) < 0 ||
             set_str(&t->template_id, o->template_id) < 0 ||
             set_str(&t->relationship_url, o->relationship_url) < 0) {
@@ -708,7 +723,17 @@ static int reconcile_order(struct ctx *x, const struct order *o) {
                  * take effect; phase 2 asks again (see the top of this file). */
                 break;
         case TRACK_BLOCKED:
-                if (cls == TRACK_OTHER_QUERY) {
+                if (process_refused(t) && template_changed) {
+                        /* The order changed since the refusal: Process may work now. */
+                        free(t->outcome);
+                        t->outcome = NULL;
+                        r = add_log(x, LOG_NOTICE, LOG_EV_ORDER_BLOCKED, c->key, t->id,
+                                    "Order %s has a new template since its Process was refused; it will be processed again once accepted",
+                                    t->id);
+                        if (r >= 0 && c->accepted_at)
+                                c->next_check = 0;
+                }
+                if (r >= 0 && cls == TRACK_OTHER_QUERY) {
                         t->status = TRACK_OTHER_QUERY;
                         r = start_other(x, c, t);
                 }
@@ -757,6 +782,28 @@ static int close_missing(struct ctx *x) {
         return 0;
 }
 
+/* The first request mail of a customer episode (counts as the final
+ * warning when it already falls in the warning window). */
+static int first_request(struct ctx *x, struct tracked_customer *c, int64_t deadline) {
+        char disc[64];
+        snprintf(disc, sizeof(disc), "%" PRId64, c->first_seen);
+        int r = notify_customer(x, c, MAIL_KIND_NEW_REQUEST, TRACK_BLOCKED, disc);
+        c->notified_at = c->last_mail_at = x->now;
+        if (x->now >= deadline - x->p->deadline_warning) {
+                c->final_warning_sent = true;
+                c->warned_deadline = deadline;
+        }
+        return r;
+}
+
+/* A customer never checked in this episode is checked before its first
+ * request mail: one round trip, and an admin who accepted already is not
+ * asked again (phase 2 mails the others). */
+static bool request_waits_for_check(const struct eng_params *p, const struct tracked_customer *c,
+                                    bool check_now) {
+        return p->check_first && !c->notified_at && c->check_count == 0 && check_now;
+}
+
 static int customer_pass(struct ctx *x, struct tracked_customer *c) {
         const struct eng_params *p = x->p;
         char disc[64];
@@ -766,6 +813,7 @@ static int customer_pass(struct ctx *x, struct tracked_customer *c) {
         int64_t deadline = customer_deadline(p, c);
         if (!deadline)
                 return 0;   /* no blocked order */
+        bool check_now = p->check_all || c->next_check <= x->now;
 
         if (c->warned_deadline && deadline > c->warned_deadline) {
                 c->final_warning_sent = false;
@@ -784,13 +832,8 @@ static int customer_pass(struct ctx *x, struct tracked_customer *c) {
                                             c->name ? c->name : c->key);
                         }
                 } else if (!c->notified_at) {
-                        snprintf(disc, sizeof(disc), "%" PRId64, c->first_seen);
-                        r = notify_customer(x, c, MAIL_KIND_NEW_REQUEST, TRACK_BLOCKED, disc);
-                        c->notified_at = c->last_mail_at = x->now;
-                        if (in_window) {
-                                c->final_warning_sent = true;
-                                c->warned_deadline = deadline;
-                        }
+                        if (!request_waits_for_check(p, c, check_now))
+                                r = first_request(x, c, deadline);
                 } else if (in_window && !c->final_warning_sent) {
                         snprintf(disc, sizeof(disc), "%" PRId64, deadline);
                         r = notify_customer(x, c, MAIL_KIND_FINAL_WARNING, TRACK_BLOCKED, disc);
@@ -808,7 +851,7 @@ static int customer_pass(struct ctx *x, struct tracked_customer *c) {
                         return r;
         }
 
-        if (p->check_all || c->next_check <= x->now) {
+        if (check_now) {
                 struct action *a = add_action(x, ACTION_CHECK, c->key);
                 if (!a || (c->tenant_id && !(a->tenant_id = strdup(c->tenant_id))) ||
                     (c->domain && !(a->domain = strdup(c->domain))))
@@ -849,6 +892,15 @@ static struct tracked_customer *fact_customer(struct ctx *x, const struct rel_fa
                     strcasecmp(x->s->customers[i].tenant_id, f->tenant_id) == 0)
                         return &x->s->customers[i];
         return NULL;
+}
+
+/* The request mail phase 1 held back for the customer's first check
+ * (request_waits_for_check), now that the check did not say accepted. */
+static int deferred_request(struct ctx *x, struct tracked_customer *c) {
+        int64_t deadline = customer_deadline(x->p, c);
+        if (c->notified_at || c->accepted_at || !deadline || x->now >= deadline)
+                return 0;
+        return first_request(x, c, deadline);
 }
 
 /* Orders whose Process outcome stayed unknown (5xx, timeout, crash after
@@ -896,7 +948,7 @@ static int phase2(struct ctx *x, const struct rel_fact_list *facts) {
                         for (size_t oi = 0; r >= 0 && oi < c->n_orders; oi++) {
                                 struct tracked_order *t = &c->orders[oi];
                                 const struct order *o = poll_find(x, t->id);
-                                if (t->status != TRACK_BLOCKED || !o ||
+                                if (t->status != TRACK_BLOCKED || process_refused(t) || !o ||
                                     o->status != ORDER_STATUS_QUERYING ||
                                     !streq0(o->querying_at_raw, t->querying_at_raw))
                                         continue;
@@ -907,12 +959,15 @@ static int phase2(struct ctx *x, const struct rel_fact_list *facts) {
                         /* The schedule advanced when the check was emitted.  A
                          * customer believed accepted is not: mails resume. */
                         c->accepted_at = 0;
+                        r = deferred_request(x, c);
                         break;
                 case REL_UNKNOWN:
                 default:
                         /* Retry soon.  The caller logs the failure: it has
-                         * the reason (HTTP status, error body). */
+                         * the reason (HTTP status, error body).  A request
+                         * that waited for this check goes out anyway. */
                         c->next_check = x->now + check_step(x->p, 0);
+                        r = deferred_request(x, c);
                         break;
                 }
         }
@@ -930,6 +985,24 @@ int eng_decide(const struct eng_params *p, const struct order_list *orders,
                 r = facts ? phase2(&x, facts) : phase1(&x);
         ctx_done(&x);
         return r < 0 ? r : 0;
+}
+
+/* One ops notice per refused episode, the refusal as its reason. */
+static int refused_notice(struct ctx *x, const struct tracked_customer *c, const struct tracked_order *t,
+                          const char *detail) {
+        if (!x->p->have_ops)
+                return 0;
+        struct action *a = add_notify(x, MAIL_KIND_OPS_NOTICE, c->key, "%s:%s:%s:%s",
+                                      mail_kind_to_string(MAIL_KIND_OPS_NOTICE), t->id,
+                                      t->querying_at_raw ? t->querying_at_raw : "-", REFUSED_OUTCOME);
+        if (!a || action_add_order_id(a, t->id) < 0)
+                return -ENOMEM;
+        if (asprintf(&a->message, "Process refused by the Marketplace%s%s", detail ? ": " : "",
+                     detail ? detail : "") < 0) {
+                a->message = NULL;
+                return -ENOMEM;
+        }
+        return 0;
 }
 
 int eng_process_outcome(const struct eng_params *p, struct state *state, const char *order_id,
@@ -961,11 +1034,18 @@ int eng_process_outcome(const struct eng_params *p, struct state *state, const c
                 if (r >= 0)
                         r = maybe_confirm(&x, c);
                 break;
-        case ENG_PROCESS_STILL_QUERYING:
+        case ENG_PROCESS_GONE:
+                r = close_order(&x, c, t, "gone");
+                break;
+        case ENG_PROCESS_REFUSED:
                 t->status = TRACK_BLOCKED;
-                r = add_log(&x, LOG_WARNING, LOG_EV_PROCESS_FAILED, c->key, t->id,
-                            "Order %s is still Querying after the process call%s%s; will retry after the next check",
-                            t->id, detail ? ": " : "", detail ? detail : "");
+                r = assign_str(&t->outcome, REFUSED_OUTCOME);
+                if (r >= 0)
+                        r = add_log(&x, LOG_ERR, LOG_EV_PROCESS_FAILED, c->key, t->id,
+                                    "Process of order %s refused by the Marketplace%s%s; not retried until the order changes",
+                                    t->id, detail ? ": " : "", detail ? detail : "");
+                if (r >= 0)
+                        r = refused_notice(&x, c, t, detail);
                 break;
         case ENG_PROCESS_UNKNOWN:
         default:

@@ -21,6 +21,10 @@ struct eng_params {
         size_t n_check_schedule;
         bool check_all;              /* --once: every pending customer is due */
         bool have_ops;               /* ops recipients configured */
+        /* A customer episode's first request waits for its first check
+         * when that check is due in the same cycle (the cycle sets it; off,
+         * phase 1 mails at once, which the unit tests of the mail rules use). */
+        bool check_first;
 };
 
 /*
@@ -36,7 +40,9 @@ struct eng_params {
  * the same stored state (printable ASCII, at most ENG_DEDUP_KEY_MAX bytes).
  *
  * Phase 2 (facts != NULL: the results of the checks, possibly none): record
- * them and return PROCESS actions for every blocked order of an accepted
+ * them, return the NEW_REQUEST notify that phase 1 held back until the
+ * customer's first check (when that check did not say accepted), and
+ * PROCESS actions for every blocked order of an accepted
  * customer (marking them TRACK_PROCESS_SENT with process_sent_at = now),
  * PROCESS again for an order whose earlier Process outcome was unknown and
  * which is still Querying in the same episode (the caller re-reads the
@@ -54,16 +60,18 @@ int eng_decide(const struct eng_params *p, const struct order_list *orders,
  * order_status: the order's status re-read or returned.  Updates the
  * tracked order and returns the CONFIRMATION notify once every order of the
  * acceptance is settled, plus LOG actions for the engine's own decisions
- * (MOVED: closed with outcome "already-moved:<Status>"; STILL_QUERYING:
- * back to blocked, retried after the next check).  DONE and UNKNOWN get no
- * LOG: the caller logs the HTTP result, which only it knows.  -ENOENT for an
- * untracked order; an order no longer in TRACK_PROCESS_SENT is left alone
- * (returns 0, no action). */
+ * (MOVED: closed with outcome "already-moved:<Status>"; GONE: closed
+ * "gone"; REFUSED: back to blocked, never processed again in this episode
+ * until the order changes, with an ops notice whose message is detail).
+ * DONE and UNKNOWN get no LOG: the caller logs the HTTP result, which only
+ * it knows.  -ENOENT for an untracked order; an order no longer in
+ * TRACK_PROCESS_SENT is left alone (returns 0, no action). */
 enum eng_process_result {
         ENG_PROCESS_DONE = 0,        /* 200: Querying -> Processing */
-        ENG_PROCESS_MOVED,           /* re-read/409: already left Querying: closed */
-        ENG_PROCESS_STILL_QUERYING,  /* re-read shows still Querying after a 4xx */
-        ENG_PROCESS_UNKNOWN,         /* 5xx / timeout: re-read next cycle */
+        ENG_PROCESS_MOVED,           /* already left Querying (409 race, re-read): closed, a success */
+        ENG_PROCESS_GONE,            /* 404: the order no longer exists */
+        ENG_PROCESS_REFUSED,         /* 4xx and still Querying in this episode */
+        ENG_PROCESS_UNKNOWN,         /* 5xx / timeout / reset: re-read next cycle */
 };
 int eng_process_outcome(const struct eng_params *p, struct state *state, const char *order_id,
                         enum eng_process_result res, enum order_status order_status,

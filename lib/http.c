@@ -12,7 +12,9 @@
  *    requests or cancel everything.
  *  - the per-host bound is ours (a FIFO queue): a request's CURLOPT_TIMEOUT
  *    only starts when it is really handed to curl.
- *  - retries of idempotent requests wait on a per-request uv timer.
+ *  - retries of idempotent requests wait on a per-request uv timer; a
+ *    non-idempotent one is never re-sent, by us or by libcurl (fresh
+ *    connection, see setup_easy()).
  */
 #include "http.h"
 
@@ -712,6 +714,14 @@ static int setup_easy(struct req *q) {
          * behind it. */
         SET(CURLOPT_PIPEWAIT, q->plaintext ? 0L : 1L);
         SET(CURLOPT_TCP_KEEPALIVE, 1L);
+        /* A request that must not run twice (Process) gets a connection of
+         * its own, closed after it: libcurl re-sends a request by itself
+         * when a REUSED connection dies before any answer, and for a POST
+         * that the server may already have applied that is a second call.
+         * On a fresh connection libcurl never re-sends; the caller settles
+         * an unknown outcome by reading the resource again. */
+        SET(CURLOPT_FRESH_CONNECT, q->idempotent ? 0L : 1L);
+        SET(CURLOPT_FORBID_REUSE, q->idempotent ? 0L : 1L);
         SET(CURLOPT_USERAGENT, h->user_agent);
         SET(CURLOPT_ERRORBUFFER, q->errbuf);
         SET(CURLOPT_WRITEFUNCTION, write_cb);

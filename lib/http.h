@@ -11,7 +11,9 @@
  *  - Idempotent requests are retried on connection errors, timeouts, 429,
  *    502, 503, 504 with exponential backoff and jitter, honouring
  *    Retry-After (seconds or HTTP-date, capped).  Non-idempotent ones
- *    (POST) are never retried after the request may have reached the server.
+ *    (POST) are never retried after the request may have reached the server,
+ *    and run on a fresh connection that is closed afterwards, so that
+ *    libcurl never re-sends them on its own either.
  *  - Response bodies are capped (max_response); a larger body aborts.
  *  - Callbacks run from the loop, never from inside a curl callback, so they
  *    may submit new requests.

@@ -59,6 +59,10 @@
 #define MP_PAR_PRIMARY_DOMAIN   "PrimaryDomainName"        /* ordering */
 #define MP_PAR_COMPANY_NAME     "CustomerCompanyName"      /* ordering */
 #define MP_PAR_TYPE_CONTACT     "Contact"
+/* Status of an action refused because the order is no longer in a state
+ * that allows it.  No public source gives it; 409 is the documented "clash
+ * with the resource's current state" [A: marketplace-api.md §4]. */
+#define MP_ACTION_MOVED_STATUS  409
 /* Caps on remote strings (error.message is 1..4000 chars [C]). */
 #define MP_STR_MAX              4096
 #define MP_ERROR_MAX            4000
@@ -933,9 +937,11 @@ static void req_fail(struct mp_req *q, int r, long status, char *err) {
         case REQ_TEXT:
                 q->cb.text(q->ud, r, status, e, NULL);
                 break;
-        case REQ_ORDER:
-                q->cb.order(q->ud, r, status, e, NULL);
+        case REQ_ORDER: {
+                struct mp_order_result res = { .outcome = MP_UNKNOWN, .r = r, .status = status, .err = e };
+                q->cb.order(q->ud, &res);
                 break;
+        }
         case REQ_CONTACT:
                 q->cb.contact(q->ud, r, status, e, NULL);
                 break;
@@ -982,21 +988,65 @@ static void text_done(struct mp_req *q, int r, const struct http_response *resp)
         q->cb.text(q->ud, 0, status, NULL, text);
 }
 
+const char *mp_outcome_to_string(enum mp_outcome o) {
+        static const char *const names[] = {
+                [MP_DONE] = "done", [MP_MOVED] = "moved", [MP_GONE] = "gone",
+                [MP_REFUSED] = "refused", [MP_UNKNOWN] = "unknown",
+        };
+        return (unsigned) o < sizeof(names) / sizeof(names[0]) ? names[o] : "unknown";
+}
+
+enum mp_outcome mp_order_outcome(bool action, int r, long status, const struct order *body_order) {
+        if (r < 0)
+                return MP_UNKNOWN;
+        if (status == 200)
+                return body_order ? MP_DONE : MP_UNKNOWN;
+        if (status == 404)
+                return MP_GONE;
+        if (!action || status < 400 || status > 499)
+                return MP_UNKNOWN;
+        /* The platform refuses an action on an order in the wrong state:
+         * 409 [A: marketplace-api.md §4], or another 4xx carrying the
+         * order's new state (issue 11). */
+        if (status == MP_ACTION_MOVED_STATUS ||
+            (body_order && body_order->status != ORDER_STATUS_QUERYING))
+                return MP_MOVED;
+        /* Not applied, but worth another try once the order was read again. */
+        if (status == 401 || status == 408 || status == 429)
+                return MP_UNKNOWN;
+        return MP_REFUSED;
+}
+
+/* The single-order GET and the Process POST: the body (a 200, or a 4xx
+ * answer to an action that may carry the order) is read as an order, then
+ * the outcome decides what the caller hears. */
 static void order_done(struct mp_req *q, int r, const struct http_response *resp) {
-        if (req_failed(q, r, resp))
-                return;
-        long status = resp->status;
-        json_t *j = json_loadb(resp->body, resp->body_len, JSON_REJECT_DUPLICATES, NULL);
+        bool action = strcmp(q->method, "GET") != 0;
+        long status = r >= 0 && resp ? resp->status : 0;
         struct order o;
-        _cleanup_free_ char *perr = NULL;
-        int k = mp_parse_order(j, &o, &perr);
-        json_decref(j);
-        if (k < 0) {
-                req_fail(q, k, status, describe_msg(q, perr ? perr : "invalid order"));
-                return;
+        bool have = false;
+        _cleanup_free_ char *perr = NULL, *err = NULL;
+
+        if (r >= 0 && resp && (status == 200 || (action && status >= 400 && status < 500))) {
+                json_t *j = json_loadb(resp->body, resp->body_len, JSON_REJECT_DUPLICATES, NULL);
+                have = mp_parse_order(j, &o, &perr) >= 0;
+                json_decref(j);
         }
-        q->cb.order(q->ud, 0, status, NULL, &o);
-        order_clear(&o);
+        enum mp_outcome oc = mp_order_outcome(action, r, status, have ? &o : NULL);
+        if (oc != MP_DONE) {
+                err = status == 200 ? describe_msg(q, perr ? perr : "invalid order") : describe(q, r, resp);
+                r = r < 0 ? r : status == 200 ? -EBADMSG : -EIO;
+        }
+        struct mp_order_result res = {
+                .outcome = oc,
+                .r = oc == MP_DONE ? 0 : r,
+                .status = status,
+                .err = oc == MP_DONE ? NULL : err ? err : "out of memory",
+                .order = have ? &o : NULL,
+        };
+        q->cb.order(q->ud, &res);
+        if (have)
+                order_clear(&o);
 }
 
 static void contact_done(struct mp_req *q, int r, const struct http_response *resp) {
@@ -1090,8 +1140,9 @@ int mp_get_order(struct mp_client *c, const char *order_id, mp_order_fn cb, void
                          MP_ORDER_SELECT);
 }
 
-/* Never retried (POST, idempotent=false): the caller re-reads the order
- * when the outcome is unknown. */
+/* Never re-sent (POST, idempotent=false: http neither retries it nor lets
+ * libcurl re-send it on a reused connection); the caller re-reads the
+ * order when the outcome is unknown. */
 int mp_process_order(struct mp_client *c, const char *order_id, mp_order_fn cb, void *ud) {
         struct mp_req *q;
         if (!c || !cb || !mp_order_id_valid(order_id))

@@ -52,13 +52,41 @@ int mp_list_orders(struct mp_client *c, const enum order_status *statuses, size_
 typedef void (*mp_text_fn)(void *ud, int r, long status, const char *err, const char *text);
 int mp_get_template(struct mp_client *c, const char *order_id, mp_text_fn cb, void *ud);
 
-/* GET /commerce/orders/{id} (parameters, audit selected). */
-typedef void (*mp_order_fn)(void *ud, int r, long status, const char *err,
-                            const struct order *order);
+/* What a call on one order (the single-order GET, Process) came to. */
+enum mp_outcome {
+        MP_DONE = 0,     /* 200 with a valid order: as it is now / resumed */
+        MP_MOVED,        /* Process: the order is no longer Querying (409, or
+                          * another 4xx whose body is the order in another
+                          * status); a success for the caller */
+        MP_GONE,         /* 404: the order does not exist (any more) */
+        MP_REFUSED,      /* Process: another 4xx (400, 403, 422...): the
+                          * platform said no and changed nothing */
+        MP_UNKNOWN,      /* 5xx, 401, 408, 429, timeout, reset, unreadable
+                          * answer: it may or may not have happened; read the
+                          * order again to find out */
+};
+/* "done", "moved", "gone", "refused", "unknown" (log and metric labels). */
+const char *mp_outcome_to_string(enum mp_outcome o);
+/* The outcome of an answer: action = a POST action (Process), else a GET;
+ * r < 0: no complete answer; body_order: the body parsed as an order, if
+ * it is one. */
+enum mp_outcome mp_order_outcome(bool action, int r, long status, const struct order *body_order);
+
+struct mp_order_result {
+        enum mp_outcome outcome;
+        int r;                       /* 0 for MP_DONE, else a negative errno */
+        long status;                 /* HTTP status, 0 if none */
+        const char *err;             /* one line, NULL for MP_DONE */
+        const struct order *order;   /* DONE: the order; MOVED: the order if the body was one */
+};
+typedef void (*mp_order_fn)(void *ud, const struct mp_order_result *res);
+
+/* GET /commerce/orders/{id} (parameters, audit selected): DONE, GONE or
+ * UNKNOWN. */
 int mp_get_order(struct mp_client *c, const char *order_id, mp_order_fn cb, void *ud);
 
-/* POST /commerce/orders/{id}/process with body {}.  Never retried by http.
- * order is the updated order on 200, NULL otherwise. */
+/* POST /commerce/orders/{id}/process with body {}.  Never re-sent, neither
+ * by http nor by libcurl (a fresh connection of its own). */
 int mp_process_order(struct mp_client *c, const char *order_id, mp_order_fn cb, void *ud);
 
 /* GET /accounts/buyers/{id}: the buyer's contact, if any. */

@@ -61,6 +61,7 @@ enum fake_fault_action {
         FAKE_FAULT_TRUNCATE,
         FAKE_FAULT_OVERSIZE,
         FAKE_FAULT_DELAY,       /* only delay_ms, then normal handling */
+        FAKE_FAULT_RACE,        /* someone else resumes the order first (Processing), then normal handling */
 };
 
 struct fake_fault {
@@ -190,6 +191,9 @@ int rql_sort(json_t **items, size_t n, const char *order, char **ret_err);
 /* fake_marketplace.c */
 void fake_mp_handle(struct fake_state *s, struct fake_req *rq, struct fake_resp *resp);
 const char *fake_mp_route(const struct fake_req *rq);
+/* The "race" fault: the order the request names, if Querying, is resumed
+ * by someone else (Processing) just before the request is handled. */
+void fake_mp_race(struct fake_state *s, const struct fake_req *rq);
 int fake_order_set_status(struct fake_state *s, struct fake_order *o, const char *status);
 
 /* fake_partnercenter.c */

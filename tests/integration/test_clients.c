@@ -504,18 +504,20 @@ struct order_res {
         int done;
         int r;
         long status;
+        enum mp_outcome outcome;
         char *err;
         struct order o;
 };
 
-static void on_order(void *ud, int r, long status, const char *err, const struct order *o) {
+static void on_order(void *ud, const struct mp_order_result *m) {
         struct order_res *res = ud;
         res->done++;
-        res->r = r;
-        res->status = status;
-        res->err = util_strdup0(err);
-        if (o)
-                assert_int_equal(order_copy(&res->o, o), 0);
+        res->r = m->r;
+        res->status = m->status;
+        res->outcome = m->outcome;
+        res->err = util_strdup0(m->err);
+        if (m->order)
+                assert_int_equal(order_copy(&res->o, m->order), 0);
 }
 
 static void order_res_clear(struct order_res *res) {
@@ -548,17 +550,19 @@ static void test_get_and_process(void **state) {
         run_until(e, &res.done, 1);
         assert_int_equal(res.r, 0);
         assert_int_equal(res.status, 200);
+        assert_int_equal(res.outcome, MP_DONE);
         assert_int_equal(res.o.status, ORDER_STATUS_PROCESSING);
         order_res_clear(&res);
         char *st = harness_fake_order_status(&e->fake, id);
         assert_string_equal(st, "Processing");
         free(st);
 
-        /* again: 409 with the problem-details text, never retried */
+        /* again: 409 with the problem-details text, never retried: moved on */
         assert_int_equal(mp_process_order(c, id, on_order, &res), 0);
         run_until(e, &res.done, 1);
         assert_true(res.r < 0);
         assert_int_equal(res.status, 409);
+        assert_int_equal(res.outcome, MP_MOVED);
         assert_null(res.o.id);
         assert_non_null(res.err);
         assert_non_null(strstr(res.err, "POST /public/v1/commerce/orders/ORD-1000-0005-0007/process: HTTP 409"));
@@ -572,8 +576,26 @@ static void test_get_and_process(void **state) {
         run_until(e, &res.done, 1);
         assert_int_equal(res.status, 503);
         assert_true(res.r < 0);
+        assert_int_equal(res.outcome, MP_UNKNOWN);
         order_res_clear(&res);
         assert_int_equal(harness_fake_count(&e->fake, "POST", "/process"), 3);
+
+        /* another 4xx: refused; 404: gone (unknown id) */
+        assert_int_equal(harness_fake_fault(&e->fake, "{\"route\":\"process\",\"status\":422}"), 0);
+        assert_int_equal(mp_process_order(c, "ORD-1000-0006-0007", on_order, &res), 0);
+        run_until(e, &res.done, 1);
+        assert_int_equal(res.status, 422);
+        assert_int_equal(res.outcome, MP_REFUSED);
+        order_res_clear(&res);
+        assert_int_equal(mp_process_order(c, "ORD-9999-9999-9999", on_order, &res), 0);
+        run_until(e, &res.done, 1);
+        assert_int_equal(res.status, 404);
+        assert_int_equal(res.outcome, MP_GONE);
+        order_res_clear(&res);
+        assert_int_equal(mp_get_order(c, "ORD-9999-9999-9999", on_order, &res), 0);
+        run_until(e, &res.done, 1);
+        assert_int_equal(res.outcome, MP_GONE);
+        order_res_clear(&res);
         mp_client_free(c);
 }
 

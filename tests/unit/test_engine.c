@@ -618,8 +618,47 @@ static void test_episodes(void **unused) {
         state_free(s);
 }
 
+/* The first request waits for the customer's first check: accepted
+ * already -> no request, Process; pending -> the request in phase 2; a
+ * failed check -> the request anyway. */
+static void test_check_before_first_request(void **unused) {
+        struct eng_params p = params();
+        p.check_first = true;
+        struct order_list ol = { 0 };
+        struct action_list a = { 0 };
+        struct state *s = state_new();
+        const char *id = "ORD-1111-1111-1111";
+
+        add_order(&ol, id, ORDER_STATUS_QUERYING, NULL, "contoso.onmicrosoft.com", URL, T0_RAW);
+        run1(&p, &ol, s, T0, &a);
+        assert_int_equal(count(&a, ACTION_NOTIFY, -1), 0);
+        assert_int_equal(count(&a, ACTION_CHECK, -1), 1);
+        run2(&p, &ol, s, KEY, REL_ACCEPTED, NULL, T0, &a);
+        assert_true(has_process(&a, id));
+        assert_int_equal(count(&a, ACTION_NOTIFY, -1), 0);
+        assert_int_equal(state_find_customer(s, KEY)->notified_at, 0);
+        state_free(s);
+
+        for (int st = REL_UNKNOWN; st <= REL_PENDING; st++) {
+                s = state_new();
+                run1(&p, &ol, s, T0, &a);
+                assert_int_equal(count(&a, ACTION_NOTIFY, -1), 0);
+                run2(&p, &ol, s, KEY, (enum rel_state) st, NULL, T0, &a);
+                assert_false(has_process(&a, id));
+                assert_int_equal(count(&a, ACTION_NOTIFY, MAIL_KIND_NEW_REQUEST), 1);
+                assert_int_equal(state_find_customer(s, KEY)->notified_at, T0);
+                /* once mailed, never again for this episode */
+                run1(&p, &ol, s, T0 + 1, &a);
+                assert_int_equal(count(&a, ACTION_NOTIFY, -1), 0);
+                state_free(s);
+        }
+        action_list_clear(&a);
+        order_list_clear(&ol);
+}
+
 static void test_process_outcomes(void **unused) {
         struct eng_params p = params();
+        p.have_ops = true;
         struct order_list ol = { 0 };
         struct action_list a = { 0 };
         struct state *s = state_new();
@@ -630,12 +669,17 @@ static void test_process_outcomes(void **unused) {
         run2(&p, &ol, s, KEY, REL_ACCEPTED, NULL, T0 + 1, &a);
         assert_true(has_process(&a, id));
 
-        /* 4xx, re-read still Querying: back to blocked, log, retried after a check. */
+        /* 4xx, re-read still Querying: refused.  Back to blocked, one error
+         * log, one ops notice naming the refusal, and never processed again
+         * in this episode, however often the customer is found accepted. */
         action_list_clear(&a);
-        assert_int_equal(eng_process_outcome(&p, s, id, ENG_PROCESS_STILL_QUERYING,
-                                             ORDER_STATUS_QUERYING, "400 validation", T0 + 2, &a), 0);
+        assert_int_equal(eng_process_outcome(&p, s, id, ENG_PROCESS_REFUSED,
+                                             ORDER_STATUS_QUERYING, "HTTP 422 validation", T0 + 2, &a), 0);
         assert_int_equal(count(&a, ACTION_LOG, LOG_EV_PROCESS_FAILED), 1);
-        assert_non_null(strstr(find(&a, ACTION_LOG, -1)->message, "400 validation"));
+        assert_int_equal(find(&a, ACTION_LOG, -1)->log_priority, LOG_ERR);
+        assert_non_null(strstr(find(&a, ACTION_LOG, -1)->message, "422 validation"));
+        assert_int_equal(count(&a, ACTION_NOTIFY, MAIL_KIND_OPS_NOTICE), 1);
+        assert_non_null(strstr(find(&a, ACTION_NOTIFY, MAIL_KIND_OPS_NOTICE)->message, "422 validation"));
         struct tracked_order *t = state_find_order(s, id, NULL);
         assert_int_equal(t->status, TRACK_BLOCKED);
         assert_int_equal(t->process_sent_at, T0 + 1);   /* kept as history */
@@ -646,8 +690,17 @@ static void test_process_outcomes(void **unused) {
         run1(&p, &ol, s, due, &a);
         assert_int_equal(count(&a, ACTION_CHECK, -1), 1);
         run2(&p, &ol, s, KEY, REL_ACCEPTED, NULL, due, &a);
+        assert_false(has_process(&a, id));
+        assert_int_equal(count(&a, ACTION_NOTIFY, -1), 0);
+        /* The order changes (a new template): processed again. */
+        free(ol.items[0].template_id);
+        ol.items[0].template_id = strdup("TPL-0000-0000-0002");
+        run1(&p, &ol, s, due + 1, &a);
+        assert_null(state_find_order(s, id, NULL)->outcome);
+        run2(&p, &ol, s, KEY, REL_ACCEPTED, NULL, due + 1, &a);
         assert_true(has_process(&a, id));
         assert_int_equal(state_find_order(s, id, NULL)->process_attempts, 2);
+        due += 1;
 
         /* 5xx: unknown, stays sent; same episode next cycle -> phase 2 asks
          * again (the cycle re-reads before posting); phase 1 never does. */
@@ -894,6 +947,7 @@ int main(void) {
                 cmocka_unit_test(test_incomplete_order),
                 cmocka_unit_test(test_episodes),
                 cmocka_unit_test(test_process_outcomes),
+                cmocka_unit_test(test_check_before_first_request),
                 cmocka_unit_test(test_new_order_for_accepted_customer),
                 cmocka_unit_test(test_domain_to_tenant_migration),
                 cmocka_unit_test(test_rerun_is_deterministic),
