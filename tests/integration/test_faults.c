@@ -13,7 +13,9 @@
  *
  * Invariants after every case: partnerd exits 0 or 1 (never a signal, never
  * a hang), peak RSS bounded, one warning/error line naming the fault, no
- * Process answered 200 twice and none on a Draft, and once the fault has
+ * Process answered 200 twice and none on a Draft, at most one POST per
+ * order in the faulted run (never re-sent by the transport), a refused
+ * Process POSTed once and never again, and once the fault has
  * cleared every blocked customer has its request and every accepted one is
  * processed and told.  A summary table closes the run.
  *
@@ -78,6 +80,9 @@ struct fcase {
         bool info_ok;               /* an info line will do */
         bool clean_run1;            /* the fault is absorbed: run 1 does everything */
         bool slow;                  /* also run under valgrind (a subset: one per kind) */
+        /* Process refused for good (a 4xx other than "moved on"): one POST
+         * per order, which stays Querying, never confirmed */
+        bool refused;
 };
 
 /* {"a":"<ff fe>..."} : invalid UTF-8 in a JSON string */
@@ -136,7 +141,17 @@ static const struct fcase CASES[] = {
           .needles = { "Process", "time" } },
         { "process 200 wrong types", { "{\"route\":\"process\",\"status\":200,\"body\":\"" "{\\\"id\\\":[1],\\\"status\\\":{\\\"a\\\":null},\\\"audit\\\":7}" "\",\"times\":0}" },
           .needles = { "Process" } },
-        { "process 418", { "{\"route\":\"process\",\"status\":418,\"times\":0}" }, .needles = { "Process", "418" } },
+        { "process 418", { "{\"route\":\"process\",\"status\":418,\"times\":0}" }, .needles = { "Process", "418" },
+          .refused = true },
+        { "process reset once", { "{\"route\":\"process\",\"action\":\"reset\",\"times\":1}" }, .needles = { "Process" } },
+        { "process 422 forever", { "{\"route\":\"process\",\"status\":422,\"times\":0}" },
+          .needles = { "refused by the Marketplace", "422" }, .refused = true, .slow = true },
+        { "process 409 race", { "{\"route\":\"process\",\"action\":\"race\",\"times\":0}" },
+          .needles = { "moved on" }, .info_ok = true, .clean_run1 = true },
+        { "process 404 once", { "{\"route\":\"process\",\"status\":404,\"times\":1}" },
+          .needles = { "no longer exists" }, .info_ok = true },
+        { "order re-read 503", { "{\"route\":\"order\",\"status\":503,\"times\":0}" },
+          .needles = { "Reading before Process", "503" } },
         { "process 64 MiB body (applied)", { "{\"route\":\"process\",\"action\":\"oversize\",\"times\":0}" },
           .needles = { "Process" } },
 
@@ -328,7 +343,10 @@ static void check_end_state(struct cenv *e, bool after_run1) {
                         int rev = inv_fake_revision(&e->w.fake, id);
                         size_t any = inv_process_posts(log, id, 0);
                         char *st = harness_fake_order_status(&e->w.fake, id);
-                        const char *want = draft ? "Draft" : c->accepted ? "Processing" : "Querying";
+                        bool refused = e->fc->refused && c->accepted;
+                        const char *want = draft ? "Draft" : c->accepted && !refused ? "Processing" : "Querying";
+                        if (refused && any != 1)
+                                VIOLATION(e, "refused order %s was POSTed %zu times, want 1", id, any);
                         if (rev < 1 || rev > 2)
                                 VIOLATION(e, "order %s moved %d times (revision %d)", id, rev - 1, rev);
                         if (draft && any)
@@ -340,8 +358,10 @@ static void check_end_state(struct cenv *e, bool after_run1) {
                 }
                 if (!c->accepted && inv_mail_count(&t, c->domain, "new-request") < 1)
                         VIOLATION(e, "%s never got its acceptance request", c->domain);
-                if (c->accepted && inv_mail_count(&t, c->domain, "confirmation") < 1)
+                if (c->accepted && !e->fc->refused && inv_mail_count(&t, c->domain, "confirmation") < 1)
                         VIOLATION(e, "%s was processed but never told", c->domain);
+                if (c->accepted && e->fc->refused && inv_mail_count(&t, c->domain, "confirmation") > 0)
+                        VIOLATION(e, "%s was told of a Process that was refused", c->domain);
         }
         if (t.unparsed)
                 VIOLATION(e, "%zu mails could not be parsed", t.unparsed);
@@ -349,6 +369,21 @@ static void check_end_state(struct cenv *e, bool after_run1) {
         if (inv_mail_duplicates(&t) > 1)
                 VIOLATION(e, "%zu duplicate mails", inv_mail_duplicates(&t));
         inv_mail_tally_done(&t);
+        json_decref(log);
+}
+
+/* Run 1 alone: no order was POSTed twice (neither partnerd nor libcurl
+ * re-sends a Process, whatever the answer). */
+static void check_one_post_per_order(struct cenv *e) {
+        json_t *log = harness_fake_log(&e->w.fake);
+        char id[24];
+        assert_non_null(log);
+        for (size_t ci = 0; ci < N_CUST; ci++)
+                for (int k = 0; k < CUST[ci].n_querying; k++) {
+                        size_t n = inv_process_posts(log, inv_order_id(id, SERIES, ci, k), 0);
+                        if (n > 1)
+                                VIOLATION(e, "order %s was POSTed %zu times in one run", id, n);
+                }
         json_decref(log);
 }
 
@@ -368,6 +403,8 @@ static void run_faulted(struct cenv *e) {
         }
         add_faults(e);
         e->res->status1 = run(e, &e->res->rss1_kb);
+        if (!e->fc->fake_down)
+                check_one_post_per_order(e);
         if (!inv_slow_mode() && e->res->rss1_kb > RSS_LIMIT_KB)
                 VIOLATION(e, "peak RSS %ld KiB > %ld KiB", e->res->rss1_kb, RSS_LIMIT_KB);
         if (e->fc->needles[0] && !find_line(e, e->w.pd->runs, e->fc->needles, e->fc->info_ok)) {

@@ -224,6 +224,23 @@ static void test_409_race_is_moved_on(void **unused) {
         world_free(w);
 }
 
+/* Moved on before the re-read: the re-read shows Processing, no POST. */
+static void test_moved_before_reread(void **unused) {
+        struct inv_world *w = world_new();
+        char acc[24];
+        oid(acc, C_ACCEPTED);
+        add_fault(w, "{\"route\":\"order\",\"match\":\"ORD-4001-0001\",\"action\":\"race\",\"times\":1}");
+        int st = run_once(w);
+        if (st != 0)
+                dump(w, "an order moved on before the re-read failed the run");
+        assert_int_equal(st, 0);
+        assert_int_equal(posts(w, acc, 0), 0);
+        assert_status(w, acc, "Processing");
+        const char *moved[] = { acc, "moved on", NULL };
+        assert_int_equal(log_lines(w, 5, moved), 1);
+        world_free(w);
+}
+
 static void test_404_is_gone(void **unused) {
         struct inv_world *w = world_new();
         char acc[24];
@@ -332,6 +349,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_cold_start_and_cloud_link),
                 cmocka_unit_test(test_409_race_is_moved_on),
+                cmocka_unit_test(test_moved_before_reread),
                 cmocka_unit_test(test_404_is_gone),
                 cmocka_unit_test(test_refused_once),
                 cmocka_unit_test(test_reset_never_resent),
