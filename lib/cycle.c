@@ -47,11 +47,6 @@
  * the per-host queue never runs dry between a completion and its refill. */
 #define CYCLE_WINDOW_PER_SLOT 2
 
-/* The query of a reseller relationship request link [A: marketplace-api.md]:
- * its presence in a template whose link the client rejected is worth a
- * warning. */
-#define CYCLE_RELATIONSHIP_MARK "invType=ResellerRelationship"
-
 enum phase {
         PH_LIST,
         PH_SETTLE,
@@ -568,7 +563,7 @@ static void on_template(void *ud, int r, long status, const char *err, const cha
                 if (url) {
                         free(ord->relationship_url);
                         ord->relationship_url = url;
-                } else if (strcasestr(text, CYCLE_RELATIONSHIP_MARK))
+                } else if (url_text_mentions_link(text))
                         /* An acceptance link the client does not recognise (a
                          * look-alike host, http://): never mailed, but ops
                          * should know the order carries one. */

@@ -697,15 +697,9 @@ static int html_escape_append(struct util_buf *b, const char *s) {
         return r;
 }
 
-/* A link we may put in an href: http(s) and clean. */
+/* A link we may put in an href (the URL policy's rule). */
 static bool link_usable(const char *s) {
-        if (!s || !(strncasecmp(s, "https://", 8) == 0 || strncasecmp(s, "http://", 7) == 0) ||
-            util_has_ctl(s, false) || strpbrk(s, " \"'<>\\`") || strlen(s) > MAIL_MAX_URL)
-                return false;
-        for (const unsigned char *p = (const unsigned char *) s; *p; p++)
-                if (*p >= 0x80)   /* a link in a UTF-8 part must be ASCII */
-                        return false;
-        return true;
+        return url_href_ok(s, MAIL_MAX_URL);
 }
 
 /* The values of one render, each in its text form and (for the lists) its

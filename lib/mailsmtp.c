@@ -26,6 +26,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "url.h"
 #include "util.h"
 
 #define SMTP_CONNECT_TIMEOUT_MS 10000L
@@ -151,28 +152,15 @@ int mail_transport_new(struct http *h, uv_loop_t *loop, const struct cfg_mail *c
         t->loop = loop;
         t->kind = cfg->transport;
         if (t->kind == CFG_TRANSPORT_SMTP) {
-                CURLU *u = NULL;
-                char *scheme = NULL, *host = NULL;
+                bool plain = false;
                 if (!h || !cfg->smtp_url)
                         goto fail;
-                u = curl_url();
-                if (!u) {
-                        r = -ENOMEM;
-                        goto fail;
-                }
-                if (curl_url_set(u, CURLUPART_URL, cfg->smtp_url, 0) == CURLUE_OK &&
-                    curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
-                    curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK &&
-                    (strcmp(scheme, "smtps") == 0 || strcmp(scheme, "smtp") == 0)) {
-                        t->smtp_implicit_tls = strcmp(scheme, "smtps") == 0;
-                        t->smtp_loopback = util_host_is_loopback(host);
-                        r = 0;
-                }
-                curl_free(scheme);
-                curl_free(host);
-                curl_url_cleanup(u);
+                /* the URL policy judges it: smtps:// or smtp:// (STARTTLS) */
+                r = url_check_endpoint(cfg->smtp_url, URL_ALLOW_SMTP, &plain, NULL);
                 if (r < 0)
                         goto fail;
+                t->smtp_implicit_tls = !plain;
+                t->smtp_loopback = url_endpoint_is_loopback(cfg->smtp_url);
                 t->smtp_url = strdup(cfg->smtp_url);
                 t->username = util_strdup0(cfg->username);
                 t->password = util_strdup0(cfg->password);

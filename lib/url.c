@@ -131,6 +131,16 @@ out:
         return r;
 }
 
+bool url_endpoint_is_loopback(const char *url) {
+        CURLU *u = curl_url();
+        char *host = NULL;
+        bool r = u && url && curl_url_set(u, CURLUPART_URL, url, CURLU_NON_SUPPORT_SCHEME) == CURLUE_OK &&
+                 curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK && util_host_is_loopback(host);
+        curl_free(host);
+        curl_url_cleanup(u);
+        return r;
+}
+
 /* ---- links: recognising them ------------------------------------------- */
 
 /* The admin centre host url starts with ("https://HOST/"); its length
@@ -328,20 +338,34 @@ char *url_link_extract(const char *text) {
 
 /* ---- links: may it be mailed? ------------------------------------------ */
 
+/* Printable ASCII without the characters that have no business in a URL
+ * and could confuse a reader or an HTML attribute. */
+static bool mailable_chars(const char *url, size_t max) {
+        if (!url || strlen(url) > max || util_has_ctl(url, false) || strpbrk(url, " \"'<>\\`{}|^"))
+                return false;
+        for (const unsigned char *c = (const unsigned char *) url; *c; c++)
+                if (*c >= 0x80)
+                        return false;
+        return true;
+}
+
+bool url_href_ok(const char *s, size_t max) {
+        return mailable_chars(s, max) && (prefix_ci(s, "https://") || prefix_ci(s, "http://"));
+}
+
+bool url_text_mentions_link(const char *text) {
+        return text && (strcasestr(text, LINK_INVTYPE_KEY LINK_INVTYPE_RESELLER) ||
+                        strcasestr(text, LINK_INVTYPE_KEY LINK_INVTYPE_INDIRECT) ||
+                        strcasestr(text, LINK_GDAP_FRAGMENT));
+}
+
 bool url_link_allowed(const char *url, char *const *hosts, size_t n_hosts) {
         CURLU *u = NULL;
         char *scheme = NULL, *host = NULL, *port = NULL, *user = NULL, *pass = NULL;
         bool ok = false;
 
-        if (!url || strlen(url) > URL_MAX || util_has_ctl(url, false) || !prefix_ci(url, "https://"))
+        if (!mailable_chars(url, URL_MAX) || !prefix_ci(url, "https://"))
                 return false;
-        /* Characters that have no business in the URL and could confuse a
-         * reader or an HTML attribute. */
-        if (strpbrk(url, " \"'<>\\`{}|^"))
-                return false;
-        for (const unsigned char *c = (const unsigned char *) url; *c; c++)
-                if (*c >= 0x80)
-                        return false;
         u = curl_url();
         if (!u || curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK)
                 goto out;

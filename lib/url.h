@@ -33,6 +33,8 @@ enum {
  * -ENOMEM).  *ret_msg (optional) gets a static description of the fault;
  * *ret_plaintext (optional) whether the scheme is http:// or smtp://. */
 int url_check_endpoint(const char *url, unsigned flags, bool *ret_plaintext, const char **ret_msg);
+/* The host of an endpoint url is a loopback address or name. */
+bool url_endpoint_is_loopback(const char *url);
 
 /* ---- relationship links ------------------------------------------------ */
 
@@ -74,3 +76,13 @@ char *url_link_extract(const char *text);
  * exactly one of hosts (case-insensitive); url_link_hosts when n_hosts is
  * 0. */
 bool url_link_allowed(const char *url, char *const *hosts, size_t n_hosts);
+
+/* text names a relationship invitation (a reseller invType value or the
+ * GDAP fragment) anywhere, whether or not url_link_extract() accepts it: a
+ * link on a look-alike host or over http:// that ops should hear about. */
+bool url_text_mentions_link(const char *text);
+
+/* s may be put in a mail's href: http:// or https://, printable ASCII
+ * without spaces, quotes, angle brackets or the characters RFC 3986 never
+ * allows, at most max bytes (e.g. the portal link of an order). */
+bool url_href_ok(const char *s, size_t max);

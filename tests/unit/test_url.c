@@ -110,6 +110,24 @@ static void test_link_allowed(void **state) {
         assert_false(url_link_allowed(CLOUD_RESELLER, only, 1));
 }
 
+/* What the cycle warns about and what a mail may link to come from here
+ * too, not from private copies. */
+static void test_mentions_and_href(void **state) {
+        assert_true(url_text_mentions_link("see http://admin.rnicrosoft.com/AdminPortal/Home?invType=ResellerRelationship&x"));
+        assert_true(url_text_mentions_link("?INVTYPE=IndirectResellerRelationship"));
+        assert_true(url_text_mentions_link("https://evil.example/#/partners/invitation/granularAdminRelationships/x"));
+        assert_false(url_text_mentions_link("nothing to accept here"));
+        assert_false(url_text_mentions_link(NULL));
+        assert_true(url_href_ok("https://portal.platform.softwareone.com/commerce/orders/ORD-1", 200));
+        assert_true(url_href_ok("HTTP://127.0.0.1:8080/commerce/orders/ORD-1", 200));
+        assert_false(url_href_ok("javascript:alert(1)", 200));
+        assert_false(url_href_ok("https://x.example/\"onmouseover=", 200));
+        assert_false(url_href_ok("https://x.example/a b", 200));
+        assert_false(url_href_ok("https://x.example/\xc3\xa9", 200));
+        assert_false(url_href_ok("https://x.example/long", 10));
+        assert_false(url_href_ok(NULL, 10));
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_endpoint),
@@ -117,6 +135,7 @@ int main(void) {
                 cmocka_unit_test(test_link_fields),
                 cmocka_unit_test(test_link_extract),
                 cmocka_unit_test(test_link_allowed),
+                cmocka_unit_test(test_mentions_and_href),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
