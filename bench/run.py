@@ -26,6 +26,7 @@ bench/README.md).
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import socket
@@ -139,8 +140,40 @@ class Sink:
         with open(self.count_file) as f:
             return sum(1 for _ in f)
 
+    def subjects(self, since):
+        """Subjects of the mails received after the first `since` ones."""
+        with open(self.count_file) as f:
+            lines = f.read().splitlines()[since:]
+        return [line.split(" ", 2)[2] if line.count(" ") >= 2 else "" for line in lines]
+
     def close(self):
         stop(self.proc)
+
+
+# The kind of a mail from the shipped subjects (config/templates/*.subject).
+MAIL_KINDS = (("Action needed:", "request"), ("Reminder ", "reminder"),
+              ("Final notice:", "final-warning"), ("Relationship accepted:", "confirmation"),
+              ("Please accept ", "draft-warning"), ("[partnerd]", "ops-notice"))
+DOMAIN_RE = re.compile(r"customer(\d{5})\.onmicrosoft\.com")
+
+
+def mail_tally(subjects):
+    """Mails by kind, and the request mails split by whom they went to:
+    customers still pending (distinct) and customers that had accepted
+    before the cycle (must be 0)."""
+    kinds, pending, accepted = {}, set(), 0
+    for subj in subjects:
+        kind = next((k for prefix, k in MAIL_KINDS if subj.startswith(prefix)), "other")
+        kinds[kind] = kinds.get(kind, 0) + 1
+        m = DOMAIN_RE.search(subj)
+        if kind == "request" and m:
+            c = int(m.group(1))
+            if gen_scenario.is_accepted(c):
+                accepted += 1
+            else:
+                pending.add(c)
+    return {"by_kind": kinds, "request_pending_customers": len(pending),
+            "request_to_accepted": accepted}
 
 
 def classify(rec):
@@ -272,6 +305,7 @@ def measure_cycle(name, spawn, pd_bin, conf, fake, sink, tmp, latency, parallel)
                bytes=sum(int(r.get("bytes") or 0) for r in recs),
                have_bytes=all("bytes" in r for r in recs),
                mails=sink.count() - mails0,
+               mail_tally=mail_tally(sink.subjects(mails0)),
                lower_bound=lower_bound(kinds, latency, parallel))
     if res["exit"] != 0:
         with open(os.path.join(tmp, "partnerd-%s.err" % name)) as f:
@@ -420,21 +454,25 @@ def report(results, idle, cfg):
     out.append("Requests by kind (P pages, T templates, tok token, K customer checks, RR re-reads "
                "before Process, R Process calls), and what the cycle did:")
     out.append("")
-    out.append("| N | run | requests by kind | mails sent | orders Processing | expected |")
-    out.append("|---:|---|---|---:|---:|---|")
+    out.append("| N | run | requests by kind | mails sent | mails by kind | requests to pending / "
+               "accepted customers | orders Processing | expected |")
+    out.append("|---:|---|---|---:|---|---:|---:|---|")
     for r in results:
         e = r["expected"]
         for name in ("cold", "warm"):
             c = r[name]
-            exp = ("%d Process; %d pending + %d accepted customers" % (e["process"], e["pending"],
-                                                                      e["accepted"])
+            exp = ("%d Process; one request to each of %d pending customers, none to the %d "
+                   "accepted ones" % (e["process"], e["pending"], e["accepted"])
                    if name == "cold"
                    else "0 templates, 0 Process, 0 mails")
-            out.append("| %d | %s | %s | %d | %s | %s |"
+            t = c["mail_tally"]
+            out.append("| %d | %s | %s | %d | %s | %d / %d | %s | %s |"
                        % (r["n"], name, kinds_str(c["kinds"]), c["mails"],
+                          " ".join("%s=%d" % kv for kv in sorted(t["by_kind"].items())) or "-",
+                          t["request_pending_customers"], t["request_to_accepted"],
                           r["processed"] if name == "cold" else "", exp))
         if r.get("seq"):
-            out.append("| %d | sequential | %s | %d | %d | |" % (r["n"], " ".join(
+            out.append("| %d | sequential | %s | %d | | | %d | |" % (r["n"], " ".join(
                 "%s=%d" % kv for kv in sorted(r["seq"]["by_kind"].items())), r["seq"]["mails"],
                 r["seq"]["processed"]))
     out.append("")
@@ -594,6 +632,15 @@ def main():
     sys.stdout.write(table)
     log("done in %.0f s; results in %s" % (time.monotonic() - t_start, outdir))
     bad = [r["n"] for r in results if r["cold"]["exit"] or r["warm"]["exit"]]
+    for r in results:
+        t, e = r["cold"]["mail_tally"], r["expected"]
+        if (t["request_to_accepted"] or t["request_pending_customers"] != e["pending"] or
+                t["by_kind"].get("request", 0) != e["pending"]):
+            log("N=%d: cold cycle sent %d request mails to %d pending customers and %d to accepted "
+                "ones; expected one to each of %d pending customers and none to accepted ones"
+                % (r["n"], t["by_kind"].get("request", 0), t["request_pending_customers"],
+                   t["request_to_accepted"], e["pending"]))
+            bad.append(r["n"])
     return 1 if bad or (idle and idle.get("exit")) else 0
 
 

@@ -415,17 +415,23 @@ static void process_gone(struct cycle *c, struct op *o, const struct mp_order_re
 }
 
 /* 5xx, timeout, reset...: the call may or may not have reached the
- * platform.  Never re-sent blindly: a later cycle reads the order again
- * (it is then either Processing, or still Querying in this episode and
- * asked again). */
-static void process_unknown(struct cycle *c, struct op *o, const struct mp_order_result *res,
-                            const char *what) {
+ * platform (or the re-read before it failed).  Never re-sent blindly: a
+ * later cycle reads the order again (it is then either Processing, or
+ * still Querying in this episode and asked again). */
+static void process_unknown(struct cycle *c, struct op *o, const struct mp_order_result *res, bool reread) {
         char st[16];
         snprintf(st, sizeof(st), "%ld", res->status);
         const char *why = res->err ? res->err : strerror(res->r < 0 ? -res->r : EIO);
-        log_event(LOG_ERR, LOG_EV_PROCESS_FAILED, PROCESS_FIELDS(o->order_id, st, mp_outcome_to_string(MP_UNKNOWN)),
-                  "%s order %s failed: %s; the order will be read again next cycle", what, o->order_id, why);
-        set_error(c, res->r < 0 ? res->r : -EIO, what, why);
+        const struct log_field *fields = PROCESS_FIELDS(o->order_id, st, mp_outcome_to_string(MP_UNKNOWN));
+        if (reread)
+                log_event(LOG_WARNING, LOG_EV_PROCESS_FAILED, fields,
+                          "Cannot read order %s before Process: %s; will retry next cycle", o->order_id, why);
+        else
+                log_event(LOG_ERR, LOG_EV_PROCESS_FAILED, fields,
+                          "Process of order %s failed: %s; the order will be read again next cycle",
+                          o->order_id, why);
+        set_error(c, res->r < 0 ? res->r : -EIO,
+                  reread ? "cannot read an order before Process" : "Process failed", why);
         process_outcome(c, o->order_id, ENG_PROCESS_UNKNOWN, ORDER_STATUS_UNKNOWN, res->err);
 }
 
@@ -472,7 +478,7 @@ static void on_post(void *ud, const struct mp_order_result *res) {
                 return;
         case MP_UNKNOWN:
         default:
-                process_unknown(c, o, res, "Process of");
+                process_unknown(c, o, res, false);
                 break;
         }
         op_done(o);
@@ -491,7 +497,7 @@ static void on_reread(void *ud, const struct mp_order_result *res) {
                 return;
         }
         if (res->outcome != MP_DONE) {
-                process_unknown(c, o, res, o->reread_after_post ? "Reading again after Process" : "Reading before Process");
+                process_unknown(c, o, res, true);
                 op_done(o);
                 return;
         }
@@ -521,7 +527,7 @@ static void on_reread(void *ud, const struct mp_order_result *res) {
         int r = mp_process_order(c->env.mp, o->order_id, on_post, o);
         if (r < 0) {
                 struct mp_order_result fail = { .outcome = MP_UNKNOWN, .r = r, .err = "cannot submit the request" };
-                process_unknown(c, o, &fail, "Process of");
+                process_unknown(c, o, &fail, false);
                 op_done(o);
         }
 }

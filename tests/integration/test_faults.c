@@ -151,7 +151,7 @@ static const struct fcase CASES[] = {
         { "process 404 once", { "{\"route\":\"process\",\"status\":404,\"times\":1}" },
           .needles = { "no longer exists" }, .info_ok = true },
         { "order re-read 503", { "{\"route\":\"order\",\"status\":503,\"times\":0}" },
-          .needles = { "Reading before Process", "503" } },
+          .needles = { "Cannot read order", "503" } },
         { "process 64 MiB body (applied)", { "{\"route\":\"process\",\"action\":\"oversize\",\"times\":0}" },
           .needles = { "Process" } },
 
