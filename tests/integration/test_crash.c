@@ -10,7 +10,8 @@
  *
  *   - no order processed twice (POST .../process answered 200 at most once
  *     per order) and never a Process on a Draft;
- *   - every customer that was blocked got its acceptance request;
+ *   - every customer that was blocked got its acceptance request, unless it
+ *     accepted before partnerd's first completed check of it;
  *   - duplicate mails (per customer and kind) <= number of kills;
  *   - the state is loadable after every kill (`partnerd status --json`
  *     exits 0 and store_from_json accepts the file);
@@ -227,7 +228,11 @@ static bool complete(struct env *e, bool explain) {
         if (!done || inv_mail_tally(e->w.smtp, 0, e->domains, N_CUSTOMERS, &t) < 0)
                 return false;
         for (size_t ci = 0; ci < N_CUSTOMERS && done; ci++) {
-                if (CUSTOMERS[ci].how != ACC_START)
+                /* The first request follows the first check that did not
+                 * find the relationship accepted: a customer accepted
+                 * through the control route before partnerd's first
+                 * completed check is never asked (issue 11). */
+                if (CUSTOMERS[ci].how == ACC_NEVER || CUSTOMERS[ci].how == ACC_CHECKS)
                         done = inv_mail_count(&t, e->domains[ci], "new-request") +
                                inv_mail_count(&t, e->domains[ci], "final-warning") >= 1;
                 if (done && customer_accepts(ci))
