@@ -127,6 +127,9 @@ static void state_cell(const struct tracked_customer *c, const struct tracked_or
                        char *buf, size_t n) {
         if (t->status == TRACK_CLOSED)
                 snprintf(buf, n, "closed: %s", t->outcome ? t->outcome : "-");
+        else if (t->status == TRACK_BLOCKED && t->outcome)
+                /* "process-refused": not processed until the order changes */
+                snprintf(buf, n, "blocked (%s)", t->outcome);
         else if (t->status == TRACK_BLOCKED && c->accepted_at)
                 snprintf(buf, n, "blocked (accepted)");
         else

@@ -68,6 +68,13 @@ static struct inv_world *world_new(void) {
 }
 
 static void world_free(struct inv_world *w) {
+        int first = 0;
+        if (inv_pd_sanitizer_reports(w->pd, &first)) {
+                char *err = harness_pd_output(w->pd, first, true);
+                fprintf(stderr, "process: run %d reported memory errors:\n%s\n", first, err ? err : "");
+                free(err);
+                fail();
+        }
         inv_world_stop(w);
         free(w);
 }
@@ -282,6 +289,15 @@ static void test_refused_once(void **unused) {
         }
         assert_int_equal(posts(w, acc, 0), 1);
         assert_status(w, acc, "Querying");
+        /* partnerd status says why it waits */
+        int st = -1;
+        const char *table[] = { "status", NULL };
+        assert_int_equal(harness_pd_run(w->pd, table, RUN_TIMEOUT_MS, &st), 0);
+        assert_int_equal(st, 0);
+        char *out = harness_pd_output(w->pd, w->pd->runs, false);
+        assert_non_null(out);
+        assert_non_null(strstr(out, "blocked (process-refused)"));
+        free(out);
         /* one ops notice, giving the refusal; no confirmation */
         size_t notices = 0;
         for (size_t i = 0; i < harness_smtp_count(w->smtp); i++) {
