@@ -7,6 +7,8 @@
  *    only the confirmation that follows its Process; a pending one on
  *    Microsoft's newer admin host (admin.cloud.microsoft) is mailed with
  *    that exact link and processed once it accepts (issue 11 part 4);
+ *  - the re-read before Process: an order that moved on, or was queried
+ *    again (another episode), is not POSTed;
  *  - a 409 race (the platform resumes the order between our re-read and
  *    our Process): "moved on", a success, exit 0, no second POST;
  *  - 404 on Process: "gone", exit 0;
@@ -248,6 +250,27 @@ static void test_moved_before_reread(void **unused) {
         world_free(w);
 }
 
+/* Re-queried before the re-read (Querying again, another audit.querying.at):
+ * another episode, which this acceptance decision was not about: no POST. */
+static void test_new_episode_before_reread(void **unused) {
+        struct inv_world *w = world_new();
+        char acc[24], fault[512];
+        oid(acc, C_ACCEPTED);
+        snprintf(fault, sizeof(fault),
+                 "{\"route\":\"order\",\"match\":\"%s\",\"status\":200,\"times\":1,\"body\":"
+                 "\"{\\\"id\\\":\\\"%s\\\",\\\"status\\\":\\\"Querying\\\",\\\"audit\\\":"
+                 "{\\\"querying\\\":{\\\"at\\\":\\\"2031-01-01T00:00:00.000Z\\\"}}}\"}", acc, acc);
+        add_fault(w, fault);
+        int st = run_once(w);
+        if (st != 0)
+                dump(w, "an order re-queried before the re-read failed the run");
+        assert_int_equal(st, 0);
+        assert_int_equal(posts(w, acc, 0), 0);
+        const char *moved[] = { acc, "moved on", "new Querying episode", NULL };
+        assert_int_equal(log_lines(w, 5, moved), 1);
+        world_free(w);
+}
+
 static void test_404_is_gone(void **unused) {
         struct inv_world *w = world_new();
         char acc[24];
@@ -366,6 +389,7 @@ int main(void) {
                 cmocka_unit_test(test_cold_start_and_cloud_link),
                 cmocka_unit_test(test_409_race_is_moved_on),
                 cmocka_unit_test(test_moved_before_reread),
+                cmocka_unit_test(test_new_episode_before_reread),
                 cmocka_unit_test(test_404_is_gone),
                 cmocka_unit_test(test_refused_once),
                 cmocka_unit_test(test_reset_never_resent),
