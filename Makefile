@@ -85,7 +85,14 @@ $(BUILD)/tests/unit/%: $(BUILD)/tests/unit/%.o $(HARNESS_OBJ) $(LIBA)
 $(BUILD)/tests/integration/%: $(BUILD)/tests/integration/%.o $(HARNESS_OBJ) $(LIBA)
 	$(CC) $(LDFLAGS) -o $@ $< $(HARNESS_OBJ) $(LIBA) $(TEST_LIBS)
 
-tests: $(PARTNERD) $(FAKE) $(UNIT_BIN) $(INTEG_BIN)
+# LD_PRELOAD shim recording fsync/rename order (test_durability); never
+# sanitized: it is preloaded into partnerd whatever its build.
+SHIM := $(BUILD)/tests/tools/fsynctrace.so
+$(SHIM): tests/tools/fsynctrace.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -D_GNU_SOURCE $(WARN) -O1 -g -fPIC -shared -o $@ $< -ldl
+
+tests: $(PARTNERD) $(FAKE) $(UNIT_BIN) $(INTEG_BIN) $(SHIM)
 
 # libFuzzer targets (tests/fuzz/README.md).  Built by tests/fuzz/run.sh
 # with clang in build/fuzz: BUILD=build/fuzz SAN=address,undefined and
