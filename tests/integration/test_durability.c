@@ -71,6 +71,7 @@ struct env {
         char *trace_path;
         char *state_dir;             /* realpath of the state directory */
         char *outbox;                /* state_dir/outbox */
+        char *state_json;            /* state_dir/state.json */
         struct trace t;
         int status;
 };
@@ -209,7 +210,8 @@ static int setup(void **state) {
                 free(err);
         }
         if (!realpath(e->w.pd->state_dir, resolved) || !(e->state_dir = strdup(resolved)) ||
-            asprintf(&e->outbox, "%s/outbox", e->state_dir) < 0)
+            asprintf(&e->outbox, "%s/outbox", e->state_dir) < 0 ||
+            asprintf(&e->state_json, "%s/state.json", e->state_dir) < 0)
                 return -1;
         return trace_load(e->trace_path, &e->t) < 0 ? -1 : 0;
 }
@@ -223,6 +225,7 @@ static int teardown(void **state) {
         free(e->trace_path);
         free(e->state_dir);
         free(e->outbox);
+        free(e->state_json);
         free(e);
         return 0;
 }
@@ -242,9 +245,8 @@ static void test_run_did_everything(void **state) {
 
 static void test_state_json_order(void **state) {
         struct env *e = *state;
-        char *state_json = NULL;
+        const char *state_json = e->state_json;
         size_t saves = 0;
-        assert_true(asprintf(&state_json, "%s/state.json", e->state_dir) > 0);
         for (size_t i = 0; i < e->t.n; i++) {
                 const struct event *ev = &e->t.ev[i];
                 if (!is(ev, "rename") || strcmp(ev->b, state_json) != 0)
@@ -259,16 +261,14 @@ static void test_state_json_order(void **state) {
                         fail_msg("state.json renamed, and %s not fsynced after it", e->state_dir);
                 }
         }
-        free(state_json);
         fprintf(stderr, "durability: %zu saves of state.json, each temp fsynced, renamed, dir fsynced\n", saves);
         assert_true(saves >= 1);
 }
 
 static void test_outbox_order(void **state) {
         struct env *e = *state;
-        char *state_json = NULL;
+        const char *state_json = e->state_json;
         size_t puts = 0, atomic = 0;
-        assert_true(asprintf(&state_json, "%s/state.json", e->state_dir) > 0);
         for (size_t i = 0; i < e->t.n; i++) {
                 const struct event *ev = &e->t.ev[i];
                 if (!is(ev, "rename") || !in_dir(ev->b, e->outbox))
@@ -285,7 +285,6 @@ static void test_outbox_order(void **state) {
                                      : "fsync of the outbox directory");
                 }
         }
-        free(state_json);
         fprintf(stderr, "durability: outbox: %zu puts (batch-synced), %zu atomic writes (fsynced)\n", puts, atomic);
         assert_true(puts >= 3);       /* the mails were queued */
         assert_true(atomic >= 1);     /* sent.json at the end of the flush */

@@ -188,32 +188,28 @@ static void test_control_processed_once(void **state) {
         assert_int_equal(inv_process_posts(e->log, order_of(id, C_CONTROL), 200), 1);
 }
 
+/* Someone else moved the customer's order `moves` times on its re-read:
+ * the re-read was made, no Process followed, the order is where they left
+ * it and only their moves changed it. */
+static void assert_moved_not_processed(struct env *e, size_t ci, const char *status, int moves) {
+        char id[24];
+        assert_true(rereads(e, ci) >= 1);
+        assert_int_equal(process_calls(e, ci, 0), 0);
+        char *st = harness_fake_order_status(&e->w.fake, order_of(id, ci));
+        assert_non_null(st);
+        assert_string_equal(st, status);
+        free(st);
+        assert_int_equal(inv_fake_revision(&e->w.fake, id), e->rev_before[ci] + moves);
+}
+
 /* Moved to Processing by someone else between the list and the re-read. */
 static void test_reread_moved_no_process(void **state) {
-        struct env *e = *state;
-        char id[24];
-        /* the scenario happened: the re-read was made (and moved the order) */
-        assert_true(rereads(e, C_MOVED) >= 1);
-        assert_int_equal(process_calls(e, C_MOVED, 0), 0);
-        char *st = harness_fake_order_status(&e->w.fake, order_of(id, C_MOVED));
-        assert_non_null(st);
-        assert_string_equal(st, "Processing");
-        free(st);
-        /* only the fake's own move: nothing of ours reached the order */
-        assert_int_equal(inv_fake_revision(&e->w.fake, id), e->rev_before[C_MOVED] + 1);
+        assert_moved_not_processed(*state, C_MOVED, "Processing", 1);
 }
 
 /* Querying again, but in a new episode, when re-read. */
 static void test_reread_new_episode_no_process(void **state) {
-        struct env *e = *state;
-        char id[24];
-        assert_true(rereads(e, C_REQUERIED) >= 1);
-        assert_int_equal(process_calls(e, C_REQUERIED, 0), 0);
-        char *st = harness_fake_order_status(&e->w.fake, order_of(id, C_REQUERIED));
-        assert_non_null(st);
-        assert_string_equal(st, "Querying");
-        free(st);
-        assert_int_equal(inv_fake_revision(&e->w.fake, id), e->rev_before[C_REQUERIED] + 2);
+        assert_moved_not_processed(*state, C_REQUERIED, "Querying", 2);
 }
 
 /* Partner Center requests for the customer: the Domain search (path
