@@ -487,7 +487,7 @@ static void test_crash_consistency(void **state) {
                 int status = -1, r;
                 assert_true(pid > 0);
                 if (aim) {
-                        r = wait_transfer(pid, marker, (unsigned) (3 * cycle_ms + 2000), &status, &held);
+                        r = wait_transfer(pid, marker, (unsigned) (window + window / 2), &status, &held);
                         if (held)       /* somewhere in the held transfer */
                                 sleep_ms((unsigned) (inv_rand(&rng) % 500));
                 } else
