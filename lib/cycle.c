@@ -412,13 +412,7 @@ static void on_post(void *ud, int r, long status, const char *err, const struct 
         snprintf(st, sizeof(st), "%ld", status);
         const struct log_field *fields = LOG_FIELDS({ "ORDER_ID", o->order_id }, { "HTTP_STATUS", st });
 
-        switch (mp_outcome_of(status)) {
-        case MP_OUTCOME_DONE:
-                /* A 200 whose body could not be read is still done. */
-                if (r < 0)
-                        log_event(LOG_WARNING, LOG_EV_PROCESS_FAILED, fields,
-                                  "Process of order %s answered HTTP 200, but the answer could not be read: %s",
-                                  o->order_id, err ? err : strerror(-r));
+        if (r == 0 && status == 200) {
                 log_event(LOG_NOTICE, LOG_EV_ORDER_PROCESSED, fields,
                           "Order %s processed: %s", o->order_id,
                           order ? order_status_to_string(order->status) : "Processing");
@@ -426,19 +420,13 @@ static void on_post(void *ud, int r, long status, const char *err, const struct 
                                 order ? order->status : ORDER_STATUS_PROCESSING, NULL);
                 op_done(o);
                 return;
-        case MP_OUTCOME_GONE:
-                log_event(LOG_NOTICE, LOG_EV_ORDER_CLOSED, fields,
-                          "Order %s no longer exists; nothing to process", o->order_id);
-                process_outcome(c, o->order_id, ENG_PROCESS_MOVED, ORDER_STATUS_DELETED, err);
-                op_done(o);
-                return;
-        case MP_OUTCOME_MOVED:
-        case MP_OUTCOME_REFUSED:
-                /* 409: it left Querying under us; another 4xx: refused.  The
-                 * order, read again, tells which (on_reread). */
-                log_event(LOG_INFO, LOG_EV_NONE, fields,
-                          "Process of order %s answered HTTP %ld; reading the order again", o->order_id,
-                          status);
+        }
+        if (r == 0 && status >= 400 && status < 500 && status != 401 && status != 429) {
+                /* The state moved under us (409 or similar): read the order
+                 * again and decide from what it says. */
+                log_event(LOG_WARNING, LOG_EV_PROCESS_FAILED, fields,
+                          "Process of order %s refused (%s), reading the order again", o->order_id,
+                          err ? err : "no detail");
                 o->reread_after_post = true;
                 o->post_status = status;
                 o->post_error = err ? strdup(err) : NULL;
@@ -447,9 +435,6 @@ static void on_post(void *ud, int r, long status, const char *err, const struct 
                         op_done(o);
                 }
                 return;
-        case MP_OUTCOME_UNKNOWN:
-        default:
-                break;
         }
         /* 5xx, timeout, 401, 429: the call may or may not have reached the
          * platform.  Never retried blindly: the next cycle reads the order
@@ -492,7 +477,7 @@ static void on_reread(void *ud, int r, long status, const char *err, const struc
                 return;
         }
         if (o->reread_after_post) {
-                process_outcome(c, o->order_id, ENG_PROCESS_REFUSED, order->status, o->post_error);
+                process_outcome(c, o->order_id, ENG_PROCESS_STILL_QUERYING, order->status, o->post_error);
                 op_done(o);
                 return;
         }

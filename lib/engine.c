@@ -35,13 +35,15 @@
  *     is still Querying in that episode; a second POST therefore cannot
  *     resume an order twice.  If the order left Querying meanwhile, phase 1
  *     closes it with its outcome instead.
- *   - ENG_PROCESS_REFUSED (a 4xx, the order still Querying in the same
- *     episode) makes it TRACK_REFUSED: one error, one mail to ops, and no
- *     Process again until the order changes (a new episode or template).
- *     A platform that refuses would refuse again; a person must look.
+ *   - ENG_PROCESS_STILL_QUERYING puts the order back to TRACK_BLOCKED.
+ *     process_sent_at is kept as history (process_attempts counts the
+ *     attempts of the episode).  The customer stays accepted; blocked
+ *     orders of an accepted customer are re-checked on the (backing off)
+ *     check schedule and processed again after the next ACCEPTED fact, so
+ *     a platform that keeps refusing is retried slowly, never in a loop.
  *   - Checks: a customer is checked while it has TRACK_BLOCKED orders, even
  *     when an earlier check said accepted (new orders of an accepted
- *     customer); acceptance mails
+ *     customer, or orders back from STILL_QUERYING); acceptance mails
  *     (request, reminders, final warning) go only while not accepted.
  *   - A blocked order for a customer with no other open (blocked or
  *     process-sent) order starts a customer episode: reminders, warnings,
@@ -556,21 +558,16 @@ static int start_blocked(struct ctx *x, struct tracked_customer *c, struct track
                        t->id, c->name ? c->name : c->key);
 }
 
-/* One mail to the operators about order t, keyed by its episode. */
-static int notify_ops_order(struct ctx *x, const struct tracked_customer *c, struct tracked_order *t,
-                            enum mail_kind kind) {
-        struct action *a = add_notify(x, kind, c->key, "%s:%s:%s", mail_kind_to_string(kind), t->id,
-                                      t->querying_at_raw ? t->querying_at_raw : "-");
-        if (!a || action_add_order_id(a, t->id) < 0)
-                return -ENOMEM;
-        t->notified = true;
-        return 0;
-}
-
 static int start_other(struct ctx *x, struct tracked_customer *c, struct tracked_order *t) {
         t->notified = false;
-        if (x->p->have_ops && notify_ops_order(x, c, t, MAIL_KIND_OPS_NOTICE) < 0)
-                return -ENOMEM;
+        if (x->p->have_ops) {
+                struct action *a = add_notify(x, MAIL_KIND_OPS_NOTICE, c->key, "%s:%s:%s",
+                                              mail_kind_to_string(MAIL_KIND_OPS_NOTICE), t->id,
+                                              t->querying_at_raw ? t->querying_at_raw : "-");
+                if (!a || action_add_order_id(a, t->id) < 0)
+                        return -ENOMEM;
+                t->notified = true;
+        }
         return add_log(x, LOG_NOTICE, LOG_EV_ORDER_OTHER_QUERY, c->key, t->id,
                        "Order %s is Querying without a relationship request%s", t->id,
                        x->p->have_ops ? "; operations notified" : "");
@@ -654,7 +651,6 @@ static int reconcile_order(struct ctx *x, const struct order *o) {
                         goto out;
                 }
         }
-        bool template_changed = !is_new && !streq0(t->template_id, o->template_id);
         bool was_draft = t->status == TRACK_DRAFT ||
                          (t->status == TRACK_CLOSED && t->outcome && strncmp(t->outcome, "left-draft:", 11) == 0);
         bool same_episode = !is_new && streq0(t->querying_at_raw, o->querying_at_raw) &&
@@ -721,15 +717,6 @@ static int reconcile_order(struct ctx *x, const struct order *o) {
                 if (cls == TRACK_BLOCKED) {
                         t->status = TRACK_BLOCKED;
                         r = start_blocked(x, c, t);
-                }
-                break;
-        case TRACK_REFUSED:
-                /* Refused in this episode: only a changed order (its
-                 * template) is worth another Process. */
-                if (template_changed) {
-                        free(t->outcome);
-                        t->outcome = NULL;
-                        t->status = (enum track_status) cls;
                 }
                 break;
         default:
@@ -969,32 +956,16 @@ int eng_process_outcome(const struct eng_params *p, struct state *state, const c
                 r = maybe_confirm(&x, c);
                 break;
         case ENG_PROCESS_MOVED:
-                /* Someone (the platform, a person) moved it on first: a
-                 * success, told at notice. */
                 snprintf(outcome, sizeof(outcome), "already-moved:%s", order_status_to_string(order_status));
-                if (assign_str(&t->outcome, outcome) < 0)
-                        return -ENOMEM;
-                t->status = TRACK_CLOSED;
-                t->closed_at = now;
-                r = add_log(&x, LOG_NOTICE, LOG_EV_ORDER_CLOSED, c->key, t->id,
-                            "Order %s had already moved on (%s); nothing left to process", t->id,
-                            order_status_to_string(order_status));
+                r = close_order(&x, c, t, outcome);
                 if (r >= 0)
                         r = maybe_confirm(&x, c);
                 break;
-        case ENG_PROCESS_REFUSED:
-                /* A refusal is the platform's answer, not a fault of the
-                 * moment: asking again every cycle would only repeat it.  A
-                 * person must look; a new episode or template re-arms it. */
-                t->status = TRACK_REFUSED;
-                if (assign_str(&t->outcome, detail ? detail : "refused") < 0)
-                        return -ENOMEM;
-                if (p->have_ops && notify_ops_order(&x, c, t, MAIL_KIND_PROCESS_REFUSED) < 0)
-                        return -ENOMEM;
-                r = add_log(&x, LOG_ERR, LOG_EV_PROCESS_FAILED, c->key, t->id,
-                            "The platform refused Process of order %s%s%s; it is not sent again in this episode%s",
-                            t->id, detail ? ": " : "", detail ? detail : "",
-                            p->have_ops ? "; operations notified" : "");
+        case ENG_PROCESS_STILL_QUERYING:
+                t->status = TRACK_BLOCKED;
+                r = add_log(&x, LOG_WARNING, LOG_EV_PROCESS_FAILED, c->key, t->id,
+                            "Order %s is still Querying after the process call%s%s; will retry after the next check",
+                            t->id, detail ? ": " : "", detail ? detail : "");
                 break;
         case ENG_PROCESS_UNKNOWN:
         default:

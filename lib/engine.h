@@ -54,7 +54,7 @@ int eng_decide(const struct eng_params *p, const struct order_list *orders,
  * order_status: the order's status re-read or returned.  Updates the
  * tracked order and returns the CONFIRMATION notify once every order of the
  * acceptance is settled, plus LOG actions for the engine's own decisions
- * (MOVED: closed with outcome "already-moved:<Status>"; REFUSED:
+ * (MOVED: closed with outcome "already-moved:<Status>"; STILL_QUERYING:
  * back to blocked, retried after the next check).  DONE and UNKNOWN get no
  * LOG: the caller logs the HTTP result, which only it knows.  -ENOENT for an
  * untracked order; an order no longer in TRACK_PROCESS_SENT is left alone
@@ -62,8 +62,7 @@ int eng_decide(const struct eng_params *p, const struct order_list *orders,
 enum eng_process_result {
         ENG_PROCESS_DONE = 0,        /* 200: Querying -> Processing */
         ENG_PROCESS_MOVED,           /* re-read/409: already left Querying: closed */
-        ENG_PROCESS_REFUSED,         /* a 4xx, and the re-read shows it still Querying:
-                                      * never again in this episode, ops told */
+        ENG_PROCESS_STILL_QUERYING,  /* re-read shows still Querying after a 4xx */
         ENG_PROCESS_UNKNOWN,         /* 5xx / timeout: re-read next cycle */
 };
 int eng_process_outcome(const struct eng_params *p, struct state *state, const char *order_id,

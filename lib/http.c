@@ -721,13 +721,6 @@ static int setup_easy(struct req *q) {
         SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t) h->opts.max_response);
         SET(CURLOPT_ACCEPT_ENCODING, "");
         SET(CURLOPT_HTTPHEADER, q->slist);
-        /* libcurl re-sends a request on its own when a reused keep-alive
-         * connection turns out dead before any answer.  A request with side
-         * effects (Process) that reached the server before the connection
-         * died would then run twice: it gets a connection of its own, used
-         * once. */
-        SET(CURLOPT_FRESH_CONNECT, q->idempotent ? 0L : 1L);
-        SET(CURLOPT_FORBID_REUSE, q->idempotent ? 0L : 1L);
         if (strcmp(q->method, "GET") == 0)
                 SET(CURLOPT_HTTPGET, 1L);
         else if (strcmp(q->method, "HEAD") == 0)

@@ -1184,7 +1184,7 @@ int mail_render(const struct mail_templates *t, const struct cfg_mail *cfg,
         /* To: the configured list (ops for an ops notice) and the order
          * contacts; Cc; Bcc only in the envelope. */
         first = true;
-        if (mail_kind_is_ops(ctx->kind) && cfg->n_ops > 0)
+        if (ctx->kind == MAIL_KIND_OPS_NOTICE && cfg->n_ops > 0)
                 r = append_recipients(&hdr, "To", cfg->ops, cfg->n_ops, false, &first, &env, ret_err);
         else
                 r = append_recipients(&hdr, "To", cfg->to, cfg->n_to, false, &first, &env, ret_err);

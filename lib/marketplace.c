@@ -1102,27 +1102,6 @@ int mp_process_order(struct mp_client *c, const char *order_id, mp_order_fn cb, 
         return req_start(c, q, "{}", "%s/commerce/orders/%s/process", c->base, order_id);
 }
 
-enum mp_outcome mp_outcome_of(long status) {
-        if (status == 200)
-                return MP_OUTCOME_DONE;
-        if (status == 409)
-                return MP_OUTCOME_MOVED;
-        if (status == 404)
-                return MP_OUTCOME_GONE;
-        /* 401 (token), 408 and 429 (try later) say nothing of the order */
-        if (status >= 400 && status < 500 && status != 401 && status != 408 && status != 429)
-                return MP_OUTCOME_REFUSED;
-        return MP_OUTCOME_UNKNOWN;
-}
-
-const char *mp_outcome_to_string(enum mp_outcome o) {
-        static const char *const names[] = {
-                [MP_OUTCOME_DONE] = "done", [MP_OUTCOME_MOVED] = "moved", [MP_OUTCOME_GONE] = "gone",
-                [MP_OUTCOME_REFUSED] = "refused", [MP_OUTCOME_UNKNOWN] = "unknown",
-        };
-        return o >= 0 && o <= MP_OUTCOME_UNKNOWN ? names[o] : "unknown";
-}
-
 int mp_get_buyer_contact(struct mp_client *c, const char *buyer_id, mp_contact_fn cb, void *ud) {
         struct mp_req *q;
         if (!c || !cb || !plain_id_valid(buyer_id))

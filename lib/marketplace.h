@@ -57,23 +57,9 @@ typedef void (*mp_order_fn)(void *ud, int r, long status, const char *err,
                             const struct order *order);
 int mp_get_order(struct mp_client *c, const char *order_id, mp_order_fn cb, void *ud);
 
-/* POST /commerce/orders/{id}/process with body {}.  Never re-sent, neither
- * by http nor by libcurl (a fresh connection, never reused).  order is the
- * updated order on 200, NULL otherwise. */
+/* POST /commerce/orders/{id}/process with body {}.  Never retried by http.
+ * order is the updated order on 200, NULL otherwise. */
 int mp_process_order(struct mp_client *c, const char *order_id, mp_order_fn cb, void *ud);
-
-/* What the answer to a Process call (or to the read of one order) says.
- * The Marketplace refuses Process on an order that left Querying with a 409
- * (or another 4xx naming its new state) [marketplace-api.md, errors]. */
-enum mp_outcome {
-        MP_OUTCOME_DONE = 0,     /* 200 */
-        MP_OUTCOME_MOVED,        /* 409: the order is no longer in a state to process */
-        MP_OUTCOME_GONE,         /* 404: no such order (any more) */
-        MP_OUTCOME_REFUSED,      /* another 4xx: the platform will not; a person must look */
-        MP_OUTCOME_UNKNOWN,      /* no answer, 5xx, 401, 408, 429: may or may not have happened */
-};
-enum mp_outcome mp_outcome_of(long status);
-const char *mp_outcome_to_string(enum mp_outcome o);   /* "done", "moved", ... */
 
 /* GET /accounts/buyers/{id}: the buyer's contact, if any. */
 typedef void (*mp_contact_fn)(void *ud, int r, long status, const char *err,

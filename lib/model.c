@@ -192,7 +192,6 @@ static const char *const track_names[_TRACK_MAX] = {
         [TRACK_CLOSED] = "closed",
         [TRACK_OTHER_QUERY] = "other_query",
         [TRACK_DRAFT] = "draft",
-        [TRACK_REFUSED] = "refused",
 };
 
 const char *track_status_to_string(enum track_status s) {
@@ -411,15 +410,10 @@ static const char *const mail_kind_names[_MAIL_KIND_MAX] = {
         [MAIL_KIND_DRAFT_WARNING] = "draft-warning",
         [MAIL_KIND_OPS_NOTICE] = "ops-notice",
         [MAIL_KIND_CONFIRMATION] = "confirmation",
-        [MAIL_KIND_PROCESS_REFUSED] = "process-refused",
 };
 
 const char *mail_kind_to_string(enum mail_kind k) {
         return k >= 0 && k < _MAIL_KIND_MAX ? mail_kind_names[k] : "unknown";
-}
-
-bool mail_kind_is_ops(enum mail_kind k) {
-        return k == MAIL_KIND_OPS_NOTICE || k == MAIL_KIND_PROCESS_REFUSED;
 }
 
 void action_clear(struct action *a) {

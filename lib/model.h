@@ -126,7 +126,6 @@ enum track_status {
         TRACK_CLOSED,             /* left Querying, or processed; kept until pruned */
         TRACK_OTHER_QUERY,        /* Querying for another reason (no relationship URL) */
         TRACK_DRAFT,              /* Draft showing the URL: warned, never processed */
-        TRACK_REFUSED,            /* the platform refused Process (4xx): not again this episode */
         _TRACK_MAX,
 };
 
@@ -212,13 +211,10 @@ enum mail_kind {
         MAIL_KIND_DRAFT_WARNING,     /* accept before the order is placed */
         MAIL_KIND_OPS_NOTICE,        /* Querying for another reason -> ops */
         MAIL_KIND_CONFIRMATION,      /* accepted and processed */
-        MAIL_KIND_PROCESS_REFUSED,   /* the platform refused Process -> ops */
         _MAIL_KIND_MAX,
 };
 
 const char *mail_kind_to_string(enum mail_kind k);   /* "new-request", ... */
-/* Mails for the operators: to the ops list when one is configured. */
-bool mail_kind_is_ops(enum mail_kind k);
 
 enum action_type {
         ACTION_NOTIFY = 0,   /* queue one mail for a customer */

@@ -61,8 +61,6 @@ enum fake_fault_action {
         FAKE_FAULT_TRUNCATE,
         FAKE_FAULT_OVERSIZE,
         FAKE_FAULT_DELAY,       /* only delay_ms, then normal handling */
-        FAKE_FAULT_RESET_AFTER, /* handled (the side effect happens), then reset */
-        FAKE_FAULT_RACE,        /* the platform resumes the order first (README) */
 };
 
 struct fake_fault {
@@ -192,9 +190,6 @@ int rql_sort(json_t **items, size_t n, const char *order, char **ret_err);
 
 /* fake_marketplace.c */
 void fake_mp_handle(struct fake_state *s, struct fake_req *rq, struct fake_resp *resp);
-/* The platform moves the order of an .../orders/{id}/... request from
- * Querying to Processing by itself (resumed before the request lands). */
-void fake_mp_resume_first(struct fake_state *s, const struct fake_req *rq);
 const char *fake_mp_route(const struct fake_req *rq);
 int fake_order_set_status(struct fake_state *s, struct fake_order *o, const char *status);
 

@@ -261,14 +261,10 @@ static enum MHD_Result serve(struct fake_state *s, struct MHD_Connection *c, str
         fake_sleep_ms(s, act == FAKE_FAULT_STALL && f.delay_ms <= 0 ? STALL_DEFAULT_MS : f.delay_ms);
 
         pthread_mutex_lock(&s->lock);
-        if (act == FAKE_FAULT_RACE && k == K_MP)
-                fake_mp_resume_first(s, rq);
         if (act == FAKE_FAULT_STATUS)
                 fault_response(&f, &resp);
         else if (act != FAKE_FAULT_RESET && act != FAKE_FAULT_STALL)
                 handle(s, k, rq, &resp);
-        if (act == FAKE_FAULT_RESET_AFTER)
-                act = FAKE_FAULT_RESET;   /* the effect happened; the answer is lost */
         if (k != K_CONTROL) {
                 size_t len = resp.body ? strlen(resp.body) : 0;
                 uint64_t sent = act == FAKE_FAULT_RESET || act == FAKE_FAULT_STALL ? 0 :

@@ -229,8 +229,6 @@ const char *inv_mail_kind(const char *subject) {
         };
         if (!subject)
                 return "unknown";
-        if (strncmp(subject, "[partnerd]", 10) == 0 && strstr(subject, "refused Process"))
-                return "process-refused";
         for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
                 if (strncmp(subject, kinds[i].prefix, strlen(kinds[i].prefix)) == 0)
                         return kinds[i].kind;

@@ -78,10 +78,6 @@ struct fcase {
         bool info_ok;               /* an info line will do */
         bool clean_run1;            /* the fault is absorbed: run 1 does everything */
         bool slow;                  /* also run under valgrind (a subset: one per kind) */
-        /* Process is refused for good (a 4xx): the accepted orders stay
-         * Querying, each POSTed once (the matrix has no ops list: the mail
-         * to ops is test_process's) */
-        bool refused;
 };
 
 /* {"a":"<ff fe>..."} : invalid UTF-8 in a JSON string */
@@ -140,16 +136,7 @@ static const struct fcase CASES[] = {
           .needles = { "Process", "time" } },
         { "process 200 wrong types", { "{\"route\":\"process\",\"status\":200,\"body\":\"" "{\\\"id\\\":[1],\\\"status\\\":{\\\"a\\\":null},\\\"audit\\\":7}" "\",\"times\":0}" },
           .needles = { "Process" } },
-        { "process 418", { "{\"route\":\"process\",\"status\":418,\"times\":0}" }, .needles = { "Process", "418" },
-          .refused = true },
-        { "process 422 refused", { "{\"route\":\"process\",\"status\":422,\"times\":0}" },
-          .needles = { "refused Process", "422" }, .refused = true, .slow = true },
-        /* the platform acted, then the connection died: never a second POST */
-        { "process reset after applying", { "{\"route\":\"process\",\"action\":\"reset-after\",\"times\":0}" },
-          .needles = { "Process" } },
-        /* the platform resumed the order itself just before the call: 409 */
-        { "process 409 race", { "{\"route\":\"process\",\"action\":\"race\",\"times\":0}" },
-          .clean_run1 = true },
+        { "process 418", { "{\"route\":\"process\",\"status\":418,\"times\":0}" }, .needles = { "Process", "418" } },
         { "process 64 MiB body (applied)", { "{\"route\":\"process\",\"action\":\"oversize\",\"times\":0}" },
           .needles = { "Process" } },
 
@@ -341,10 +328,7 @@ static void check_end_state(struct cenv *e, bool after_run1) {
                         int rev = inv_fake_revision(&e->w.fake, id);
                         size_t any = inv_process_posts(log, id, 0);
                         char *st = harness_fake_order_status(&e->w.fake, id);
-                        bool moves = c->accepted && !e->fc->refused;
-                        const char *want = draft ? "Draft" : moves ? "Processing" : "Querying";
-                        if (e->fc->refused && !draft && c->accepted && any != 1)
-                                VIOLATION(e, "refused order %s was POSTed %zu times, want 1", id, any);
+                        const char *want = draft ? "Draft" : c->accepted ? "Processing" : "Querying";
                         if (rev < 1 || rev > 2)
                                 VIOLATION(e, "order %s moved %d times (revision %d)", id, rev - 1, rev);
                         if (draft && any)
@@ -356,7 +340,7 @@ static void check_end_state(struct cenv *e, bool after_run1) {
                 }
                 if (!c->accepted && inv_mail_count(&t, c->domain, "new-request") < 1)
                         VIOLATION(e, "%s never got its acceptance request", c->domain);
-                if (c->accepted && !e->fc->refused && inv_mail_count(&t, c->domain, "confirmation") < 1)
+                if (c->accepted && inv_mail_count(&t, c->domain, "confirmation") < 1)
                         VIOLATION(e, "%s was processed but never told", c->domain);
         }
         if (t.unparsed)

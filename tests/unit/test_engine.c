@@ -630,33 +630,21 @@ static void test_process_outcomes(void **unused) {
         run2(&p, &ol, s, KEY, REL_ACCEPTED, NULL, T0 + 1, &a);
         assert_true(has_process(&a, id));
 
-        /* 4xx, re-read still Querying: refused, one error, one mail to ops,
-         * and never again in this episode, whatever the checks say. */
-        p.have_ops = true;
+        /* 4xx, re-read still Querying: back to blocked, log, retried after a check. */
         action_list_clear(&a);
-        assert_int_equal(eng_process_outcome(&p, s, id, ENG_PROCESS_REFUSED,
-                                             ORDER_STATUS_QUERYING, "422 validation", T0 + 2, &a), 0);
+        assert_int_equal(eng_process_outcome(&p, s, id, ENG_PROCESS_STILL_QUERYING,
+                                             ORDER_STATUS_QUERYING, "400 validation", T0 + 2, &a), 0);
         assert_int_equal(count(&a, ACTION_LOG, LOG_EV_PROCESS_FAILED), 1);
-        assert_int_equal(find(&a, ACTION_LOG, -1)->log_priority, LOG_ERR);
-        assert_non_null(strstr(find(&a, ACTION_LOG, -1)->message, "422 validation"));
-        assert_int_equal(count(&a, ACTION_NOTIFY, MAIL_KIND_PROCESS_REFUSED), 1);
+        assert_non_null(strstr(find(&a, ACTION_LOG, -1)->message, "400 validation"));
         struct tracked_order *t = state_find_order(s, id, NULL);
-        assert_int_equal(t->status, TRACK_REFUSED);
+        assert_int_equal(t->status, TRACK_BLOCKED);
         assert_int_equal(t->process_sent_at, T0 + 1);   /* kept as history */
-        for (int i = 0; i < 3; i++) {
-                int64_t when = T0 + 3 + i * DAY;
-                run1(&p, &ol, s, when, &a);
-                assert_int_equal(count(&a, ACTION_PROCESS, -1), 0);
-                assert_int_equal(count(&a, ACTION_NOTIFY, -1), 0);   /* no second notice */
-                run2(&p, &ol, s, KEY, REL_ACCEPTED, NULL, when, &a);
-                assert_int_equal(count(&a, ACTION_PROCESS, -1), 0);
-        }
-        /* The order changed (another template): worth one more Process. */
-        free(ol.items[0].template_id);
-        ol.items[0].template_id = strdup("TPL-9999-9999-0001");
-        int64_t due = T0 + 4 * DAY;
+        run1(&p, &ol, s, T0 + 3, &a);
+        assert_int_equal(count(&a, ACTION_PROCESS, -1), 0);
+        assert_int_equal(count(&a, ACTION_NOTIFY, -1), 0);   /* accepted: no reminder */
+        int64_t due = state_find_customer(s, KEY)->next_check;
         run1(&p, &ol, s, due, &a);
-        assert_int_equal(state_find_order(s, id, NULL)->status, TRACK_BLOCKED);
+        assert_int_equal(count(&a, ACTION_CHECK, -1), 1);
         run2(&p, &ol, s, KEY, REL_ACCEPTED, NULL, due, &a);
         assert_true(has_process(&a, id));
         assert_int_equal(state_find_order(s, id, NULL)->process_attempts, 2);
