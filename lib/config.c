@@ -24,6 +24,7 @@
 #include <curl/curl.h>
 
 #include "config.h"
+#include "url.h"
 #include "util.h"
 
 #define CFG_FILE_MAX     (1024 * 1024)   /* whole file */
@@ -36,7 +37,6 @@
 #define DEF_API_URL         "https://api.partnercenter.microsoft.com/v1"
 #define DEF_PORTAL_URL      "https://portal.platform.softwareone.com"
 #define DEF_SENDMAIL        "/usr/sbin/sendmail"
-#define DEF_URL_HOST        "admin.microsoft.com"
 #define DEF_STATE_DIR       "/var/lib/partnerd"
 #define DEF_POLL_INTERVAL   (5 * UTIL_SEC_PER_MIN)
 #define DEF_REMINDER        (24 * UTIL_SEC_PER_HOUR)
@@ -502,77 +502,6 @@ static int parse_bool(const char *s, bool *ret) {
         return -EINVAL;
 }
 
-/* Validates a URL with libcurl's parser.  smtp: smtps:// or smtp://, else
- * https:// or http:// to a loopback host.  No userinfo, query or fragment.
- * On error, *ret_msg is a static description; -EPERM when the URL holds
- * credentials (the value must then not be echoed). */
-static int check_url(const char *value, bool smtp, const char **ret_msg) {
-        CURLU *u = curl_url();
-        char *scheme = NULL, *host = NULL, *user = NULL, *pass = NULL, *query = NULL,
-             *frag = NULL;
-        int r = -EINVAL;
-
-        if (!u) {
-                *ret_msg = "out of memory";
-                return -ENOMEM;
-        }
-        /* Userinfo is looked for in the text too: a URL curl cannot parse
-         * may still hold a password, and it must not be echoed. */
-        const char *auth = strstr(value, "://");
-        auth = auth ? auth + 3 : value;
-        if (memchr(auth, '@', strcspn(auth, "/?#"))) {
-                *ret_msg = "credentials in the URL are not allowed (use a *_file key)";
-                r = -EPERM;
-                goto out;
-        }
-        if (curl_url_set(u, CURLUPART_URL, value, CURLU_NON_SUPPORT_SCHEME) != CURLUE_OK ||
-            curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
-            curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK || !*host) {
-                *ret_msg = "not a valid URL";
-                goto out;
-        }
-        /* The scheme must be written out: curl would guess one. */
-        if (strncasecmp(value, scheme, strlen(scheme)) != 0 ||
-            strncmp(value + strlen(scheme), "://", 3) != 0) {
-                *ret_msg = "not a valid URL";
-                goto out;
-        }
-        if (curl_url_get(u, CURLUPART_USER, &user, 0) == CURLUE_OK ||
-            curl_url_get(u, CURLUPART_PASSWORD, &pass, 0) == CURLUE_OK) {
-                *ret_msg = "credentials in the URL are not allowed (use a *_file key)";
-                r = -EPERM;
-                goto out;
-        }
-        if (curl_url_get(u, CURLUPART_QUERY, &query, 0) == CURLUE_OK ||
-            curl_url_get(u, CURLUPART_FRAGMENT, &frag, 0) == CURLUE_OK) {
-                *ret_msg = "a query or fragment is not allowed";
-                goto out;
-        }
-        if (smtp) {
-                if (!util_streq_ci(scheme, "smtps") && !util_streq_ci(scheme, "smtp")) {
-                        *ret_msg = "must be smtps:// or smtp:// (STARTTLS)";
-                        goto out;
-                }
-        } else if (util_streq_ci(scheme, "http")) {
-                if (!util_host_is_loopback(host)) {
-                        *ret_msg = "http:// is only allowed to a loopback host; use https://";
-                        goto out;
-                }
-        } else if (!util_streq_ci(scheme, "https")) {
-                *ret_msg = "must be an https:// URL";
-                goto out;
-        }
-        r = 0;
-out:
-        curl_free(scheme);
-        curl_free(host);
-        curl_free(user);
-        curl_free(pass);
-        curl_free(query);
-        curl_free(frag);
-        curl_url_cleanup(u);
-        return r;
-}
 
 /* dir + "/" + rel */
 static char *path_join(const char *dir, const char *rel) {
@@ -663,7 +592,8 @@ static void parse_value(struct ctx *c, unsigned line, const struct key_def *k, c
         switch (k->kind) {
         case K_URL_HTTP:
         case K_URL_SMTP: {
-                r = check_url(v, k->kind == K_URL_SMTP, &msg);
+                r = url_check_endpoint(v, URL_STRICT | (k->kind == K_URL_SMTP ? URL_ALLOW_SMTP : URL_ALLOW_HTTP),
+                                       NULL, &msg);
                 if (r == -ENOMEM) {
                         c->oom = true;
                         return;
@@ -1023,16 +953,16 @@ static int set_defaults(struct cfg *cfg) {
         cfg->microsoft.login_url = strdup(DEF_LOGIN_URL);
         cfg->microsoft.api_url = strdup(DEF_API_URL);
         cfg->mail.sendmail_path = strdup(DEF_SENDMAIL);
-        cfg->mail.url_hosts = calloc(1, sizeof(char *));
+        cfg->mail.url_hosts = calloc(url_n_link_hosts, sizeof(char *));
         if (!cfg->microsoft.check_schedule || !cfg->marketplace.portal_url ||
             !cfg->microsoft.login_url || !cfg->microsoft.api_url || !cfg->mail.sendmail_path ||
             !cfg->mail.url_hosts)
                 return -ENOMEM;
         memcpy(cfg->microsoft.check_schedule, def_check_schedule, sizeof(def_check_schedule));
         cfg->microsoft.n_check_schedule = ns;
-        if (!(cfg->mail.url_hosts[0] = strdup(DEF_URL_HOST)))
-                return -ENOMEM;
-        cfg->mail.n_url_hosts = 1;
+        for (; cfg->mail.n_url_hosts < url_n_link_hosts; cfg->mail.n_url_hosts++)
+                if (!(cfg->mail.url_hosts[cfg->mail.n_url_hosts] = strdup(url_link_hosts[cfg->mail.n_url_hosts])))
+                        return -ENOMEM;
         return 0;
 }
 

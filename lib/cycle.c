@@ -40,6 +40,7 @@
 #include "engine.h"
 #include "log.h"
 #include "store.h"
+#include "url.h"
 #include "util.h"
 
 /* Requests in flight per phase, per parallel slot of lib/http: enough that
@@ -527,7 +528,7 @@ static void on_template(void *ud, int r, long status, const char *err, const cha
                         ord->incomplete = true;
                 set_error(c, r < 0 ? r : -EIO, "cannot fetch a template", err);
         } else if (text) {
-                char *url = mp_extract_relationship_url(text);
+                char *url = url_link_extract(text);
                 if (url) {
                         free(ord->relationship_url);
                         ord->relationship_url = url;
@@ -800,7 +801,7 @@ static void filter_urls(struct cycle *c) {
         const struct cfg_mail *m = &c->env.cfg->mail;
         for (size_t i = 0; i < c->orders.n; i++) {
                 struct order *o = &c->orders.items[i];
-                if (!o->relationship_url || mail_url_allowed(o->relationship_url, m->url_hosts, m->n_url_hosts))
+                if (!o->relationship_url || url_link_allowed(o->relationship_url, m->url_hosts, m->n_url_hosts))
                         continue;
                 const struct tracked_order *t = state_find_order(c->work, o->id, NULL);
                 bool known = t && t->status == TRACK_OTHER_QUERY;

@@ -96,8 +96,6 @@ char *mail_encode_qp(const char *text);
 int mail_parse_address(const char *s, char **ret_display, char **ret_addr);
 /* s is a bare, valid addr-spec (what an envelope may carry). */
 bool mail_is_addr_spec(const char *s);
-/* The URL is https:// on one of hosts (case-insensitive, exact). */
-bool mail_url_allowed(const char *url, char *const *hosts, size_t n_hosts);
 
 /* ---- transport ---- */
 

@@ -103,6 +103,7 @@ struct fake_state {
         char *client_secret;
         int expires_in;
         int64_t querying_fail_after;    /* seconds, 0 = off */
+        bool realism;           /* "realism": the real services' known quirks (README) */
         json_t *templates;      /* object id -> text */
         json_t *buyers;         /* array */
         struct fake_tenant *tenants;

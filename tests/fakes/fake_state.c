@@ -76,6 +76,7 @@ static int load_mp(struct fake_state *s, json_t *root, char **ret_err) {
         s->mp_token_id = strndup(p ? p : "TKN-0000-0000", p ? strcspn(p, ":") : 13);
         if (fa && util_parse_duration(fa, &s->querying_fail_after) < 0)
                 return err(ret_err, "bad querying_fail_after: ", fa);
+        s->realism = json_is_true(json_object_get(root, "realism"));
         s->templates = json_incref(json_object_get(root, "templates"));
         if (!json_is_object(s->templates)) {
                 json_decref(s->templates);

@@ -188,8 +188,9 @@ static void assert_defaults(const struct cfg *c) {
         assert_int_equal(c->mail.deadline, 15 * 86400);
         assert_int_equal(c->mail.deadline_warning, 3 * 86400);
         assert_null(c->mail.template_dir);
-        assert_int_equal(c->mail.n_url_hosts, 1);
+        assert_int_equal(c->mail.n_url_hosts, 2);
         assert_string_equal(c->mail.url_hosts[0], "admin.microsoft.com");
+        assert_string_equal(c->mail.url_hosts[1], "admin.cloud.microsoft");
         assert_string_equal(c->daemon.state_dir, "/var/lib/partnerd");
         assert_int_equal(c->daemon.retention, 30 * 86400);
         assert_int_equal(c->daemon.max_parallel, 16);
