@@ -152,6 +152,9 @@ static bool errors_mention(const struct fx *f, const char *needle) {
         "from = CSP orders <partnerd@example.com>\n" \
         "to = admin@example.com\n"
 
+/* BASE with partner_ids for its one account (no warning). */
+#define BASE_PIDS BASE "[microsoft]\npartner_ids = 3b33e682-00c3-41ee-9dd2-a548adf56438\n"
+
 static const char *srcdir(void) {
         const char *s = getenv("TEST_SRCDIR");
         return s && *s ? s : ".";
@@ -234,7 +237,9 @@ static void test_example_with_credentials(void **state) {
                 dump_errors(f);
         assert_int_equal(r, 0);
         struct cfg *c = f->cfg;
-        assert_int_equal(c->n_warnings, 0);
+        /* one account without partner_ids: it answers for every partnerId */
+        assert_int_equal(c->n_warnings, 1);
+        assert_non_null(strstr(c->warnings[0], "[microsoft] partner_ids is not set"));
         assert_string_equal(c->path, f->conf);
         assert_non_null(strstr(c->dir, "cfgtest-"));
         assert_string_equal(c->marketplace.url, "https://api.platform.softwareone.com/public/v1");
@@ -656,7 +661,7 @@ static void test_secret_readable_by_others(void **state) {
         char path[256];
         snprintf(path, sizeof(path), "%s/pc-secret", f->dir);
         assert_int_equal(chmod(path, 0644), 0);
-        assert_int_equal(load(f, BASE), 0);
+        assert_int_equal(load(f, BASE_PIDS), 0);
         assert_int_equal(f->cfg->n_warnings, 1);
         char want[1024];
         snprintf(want, sizeof(want), "%s:7: secret file %s readable by others (mode 0644); chmod 0600",
@@ -664,10 +669,10 @@ static void test_secret_readable_by_others(void **state) {
         assert_string_equal(f->cfg->warnings[0], want);
         assert_false(strstr(f->cfg->warnings[0], "pc-secret-next-to-config"));
         assert_int_equal(chmod(path, 0640), 0);
-        assert_int_equal(load(f, BASE), 0);
+        assert_int_equal(load(f, BASE_PIDS), 0);
         assert_int_equal(f->cfg->n_warnings, 1);
         assert_int_equal(chmod(path, 0600), 0);
-        assert_int_equal(load(f, BASE), 0);
+        assert_int_equal(load(f, BASE_PIDS), 0);
         assert_int_equal(f->cfg->n_warnings, 0);
 }
 
