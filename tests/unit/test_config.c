@@ -818,7 +818,7 @@ static void test_docs_name_every_key(void **state) {
                 "[marketplace]", "url", "token_file", "poll_interval", "products", "ca_file",
                 "portal_url",
                 "[microsoft]", "login_url", "api_url", "tenant", "client_id", "client_secret_file",
-                "ca_file", "token_endpoint", "check_schedule",
+                "ca_file", "token_endpoint", "check_schedule", "partner_ids",
                 "[mail]", "transport", "smtp_url", "username", "password_file", "ca_file",
                 "sendmail", "from", "to", "cc", "bcc", "ops", "notify_order_contacts",
                 "reminder_interval", "max_reminders", "deadline", "deadline_warning", "templates",
