@@ -336,10 +336,92 @@ static void test_migration(void **state) {
         assert_int_equal(process_calls(e, ORD_UNKNOWN), 0);
 }
 
+/* The fake itself: tokens per account, relationships per account, and the
+ * regional_partner_ids switch. */
+static void test_fake_accounts(void **unused) {
+        char *src = harness_src_path("tests/scenarios/regions.json"), *dir = harness_tmpdir(), path[512];
+        json_t *sc = json_load_file(src, 0, NULL), *o;
+        size_t i;
+        free(src);
+        assert_non_null(sc);
+        assert_non_null(dir);
+        json_object_set_new(sc, "regional_partner_ids", json_true());
+        json_array_foreach(json_object_get(sc, "orders"), i, o)
+                if (strcmp(json_string_value(json_object_get(o, "id")), ORD_DEFAULT) == 0)
+                        json_object_set_new(o, "x-fake-partner-account", json_string("brazil"));
+        snprintf(path, sizeof(path), "%s/scenario.json", dir);
+        assert_int_equal(json_dump_file(sc, path, 0), 0);
+        struct harness_fake fake;
+        assert_int_equal(harness_fake_start(path, &fake), 0);
+
+        /* the order's link now names brazil's partnerId; the others keep theirs */
+        char url[512], auth[256], *body = NULL;
+        long status = 0;
+        snprintf(auth, sizeof(auth), "Authorization: Bearer %s",
+                 json_string_value(json_object_get(json_object_get(sc, "marketplace"), "token")));
+        const char *hdr[] = { auth, NULL };
+        assert_int_equal(harness_http("GET", harness_fake_url(&fake, "/public/v1/commerce/orders/" ORD_DEFAULT, url,
+                                                              sizeof(url)), hdr, NULL, &status, &body, NULL), 0);
+        assert_int_equal(status, 200);
+        assert_non_null(strstr(body, "partnerId=" PID_BRAZIL));
+        assert_null(strstr(body, "partnerId=" PID_DEFAULT));
+        assert_null(strstr(body, "x-fake-"));
+        free(body);
+        assert_int_equal(harness_http("GET", harness_fake_url(&fake, "/public/v1/commerce/orders/" ORD_UNKNOWN, url,
+                                                              sizeof(url)), hdr, NULL, &status, &body, NULL), 0);
+        assert_non_null(strstr(body, "partnerId=" PID_DEFAULT));   /* default account */
+        free(body);
+
+        /* brazil's app is not registered in the default tenant */
+        json_t *br = json_array_get(json_object_get(sc, "partner_accounts"), 0);
+        char form[512];
+        snprintf(form, sizeof(form), "grant_type=client_credentials&client_id=%s&client_secret=%s"
+                 "&resource=https%%3A%%2F%%2Fapi.partnercenter.microsoft.com",
+                 json_string_value(json_object_get(br, "client_id")),
+                 json_string_value(json_object_get(br, "client_secret")));
+        assert_int_equal(harness_http_post(harness_fake_url(&fake, "/partner.onmicrosoft.com/oauth2/token", url,
+                                                            sizeof(url)), form, &status, NULL), 0);
+        assert_int_equal(status, 400);
+        assert_int_equal(harness_http_post(harness_fake_url(&fake, "/" BRAZIL_TENANT "/oauth2/token", url,
+                                                            sizeof(url)), form, &status, &body), 0);
+        assert_int_equal(status, 200);
+        json_t *tok = json_loads(body, 0, NULL);
+        free(body);
+        snprintf(auth, sizeof(auth), "Authorization: Bearer %s",
+                 json_string_value(json_object_get(tok, "access_token")));
+        json_decref(tok);
+
+        /* accepted with the default account only: brazil's token gets a 404 */
+        assert_int_equal(harness_http_post(harness_fake_url(&fake, "/_fake/accept/" CONTOSO "?account=default", url,
+                                                            sizeof(url)), "", &status, NULL), 0);
+        assert_int_equal(status, 200);
+        assert_int_equal(harness_http("GET", harness_fake_url(&fake, "/v1/customers/" CONTOSO, url, sizeof(url)),
+                                      hdr, NULL, &status, NULL, NULL), 0);
+        assert_int_equal(status, 404);
+        assert_int_equal(harness_http_post(harness_fake_url(&fake, "/_fake/accept/" CONTOSO "?account=brazil", url,
+                                                            sizeof(url)), "", &status, NULL), 0);
+        assert_int_equal(harness_http("GET", harness_fake_url(&fake, "/v1/customers/" CONTOSO, url, sizeof(url)),
+                                      hdr, NULL, &status, NULL, NULL), 0);
+        assert_int_equal(status, 200);
+        json_t *log = harness_fake_log(&fake), *last = json_array_get(log, json_array_size(log) - 1);
+        assert_string_equal(json_string_value(json_object_get(last, "account")), "brazil");
+        json_decref(log);
+        /* an unknown account */
+        assert_int_equal(harness_http_post(harness_fake_url(&fake, "/_fake/accept/" CONTOSO "?account=chile", url,
+                                                            sizeof(url)), "", &status, NULL), 0);
+        assert_int_equal(status, 404);
+
+        assert_int_equal(harness_fake_stop(&fake), 0);
+        json_decref(sc);
+        harness_rmrf(dir);
+        free(dir);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_two_accounts, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_migration, setup, teardown),
+                cmocka_unit_test(test_fake_accounts),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
