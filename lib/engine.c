@@ -930,8 +930,8 @@ static int customer_pass(struct ctx *x, struct tracked_customer *c) {
                         return r;
         }
 
-        if (c->account && strcmp(c->account, ACCOUNT_NONE) == 0)
-                return notify_unlisted(x, c);
+        if (c->account && strcmp(c->account, ACCOUNT_NONE) == 0 && (r = notify_unlisted(x, c)) < 0)
+                return r;
         if (customer_checkable(c) && (p->check_all || c->next_check <= x->now)) {
                 struct action *a = add_action(x, ACTION_CHECK, c->key);
                 if (!a || (c->tenant_id && !(a->tenant_id = strdup(c->tenant_id))) ||
