@@ -203,17 +203,20 @@ static void account_section(const char *name, char *buf, size_t n) {
 
 /* Which account checks each order: the one whose partner_ids lists its
  * link's partnerId (lib/url.c reads it).  NULL stays for the default
- * account (its customer keys are what they were before accounts). */
+ * account (its customer keys are what they were before accounts): so do
+ * orders without a link (nothing to check) and GDAP links, which name no
+ * partnerId (the relationship id is read from the [microsoft] account's
+ * own Graph, which knows only that partner tenant's relationships). */
 static int assign_accounts(struct cycle *c) {
         for (size_t i = 0; i < c->orders.n; i++) {
                 struct order *o = &c->orders.items[i];
                 util_freep(&o->partner_id);
                 util_freep(&o->account);
-                if (o->relationship_url) {
-                        o->partner_id = url_link_partner_id(o->relationship_url);
-                        if (!o->partner_id && errno == ENOMEM)
-                                return -ENOMEM;
-                }
+                if (!o->relationship_url || url_link_kind(o->relationship_url) == URL_LINK_GDAP)
+                        continue;
+                o->partner_id = url_link_partner_id(o->relationship_url);
+                if (!o->partner_id && errno == ENOMEM)
+                        return -ENOMEM;
                 const struct cfg_microsoft *a = cfg_account_for_partner(c->env.cfg, o->partner_id);
                 const char *name = a ? a->name : ACCOUNT_NONE;
                 if (strcmp(name, ACCOUNT_DEFAULT) != 0 && !(o->account = strdup(name)))
