@@ -123,6 +123,7 @@ struct fake_state {
         struct fake_account accounts[FAKE_MAX_ACCOUNTS];
         size_t n_accounts;
         bool regional_partner_ids;      /* links carry their account's partnerId */
+        bool realism;           /* "realism": the real services' known quirks (README) */
         json_t *templates;      /* object id -> text */
         json_t *buyers;         /* array */
         struct fake_tenant *tenants;

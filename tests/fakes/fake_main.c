@@ -132,6 +132,17 @@ static void handle(struct fake_state *s, enum kind k, struct fake_req *rq, struc
                 break;
         case K_PC:
                 fake_pc_handle(s, rq, resp);
+                /* Partner Center starts its bodies with a UTF-8 BOM
+                 * [Azure/msrest-for-python#144; Microsoft's Partner Center
+                 * PowerShell module skips the first character of each
+                 * response]. */
+                if (s->realism && resp->body && resp->body[0] == '{') {
+                        char *b = NULL;
+                        if (asprintf(&b, "\xEF\xBB\xBF%s", resp->body) >= 0) {
+                                free(resp->body);
+                                resp->body = b;
+                        }
+                }
                 break;
         case K_TOKEN_V1:
         case K_TOKEN_V2:

@@ -84,7 +84,9 @@ static int load_microsoft(struct fake_state *s, json_t *root, char **ret_err) {
         s->expires_in = (int) json_integer_value(json_object_get(ms, "expires_in"));
         if (s->expires_in <= 0)
                 s->expires_in = 3600;
-        s->regional_partner_ids = json_is_true(json_object_get(root, "regional_partner_ids"));
+        /* realism (load_mp) turns it on too: SoftwareOne's regional entities
+         * each send their own partnerId */
+        s->regional_partner_ids = s->realism || json_is_true(json_object_get(root, "regional_partner_ids"));
         int r = load_account(&s->accounts[s->n_accounts++], ms, "default", ret_err);
         for (size_t i = 0; r >= 0 && i < json_array_size(pa); i++) {
                 if (s->n_accounts == FAKE_MAX_ACCOUNTS)
@@ -127,6 +129,7 @@ static int load_mp(struct fake_state *s, json_t *root, char **ret_err) {
         s->mp_token_id = strndup(p ? p : "TKN-0000-0000", p ? strcspn(p, ":") : 13);
         if (fa && util_parse_duration(fa, &s->querying_fail_after) < 0)
                 return err(ret_err, "bad querying_fail_after: ", fa);
+        s->realism = json_is_true(json_object_get(root, "realism"));
         s->templates = json_incref(json_object_get(root, "templates"));
         if (!json_is_object(s->templates)) {
                 json_decref(s->templates);
