@@ -305,6 +305,7 @@ static void queue_mail(struct cycle *c, const struct action *a) {
         if (r < 0) {
                 log_event(LOG_ERR, LOG_EV_MAIL_FAILED,
                           LOG_FIELDS({ "ORDER_ID", first_order }, { "CUSTOMER_KEY", a->customer_key },
+                                     { "PARTNER_ACCOUNT", cust->account },
                                      { "MAIL_KIND", mail_kind_to_string(a->mail_kind) }),
                           "Cannot compose %s mail for %s: %s", mail_kind_to_string(a->mail_kind),
                           cust->name ? cust->name : a->customer_key, err ? err : strerror(-r));
@@ -325,7 +326,8 @@ static void queue_mail(struct cycle *c, const struct action *a) {
         r = mail_outbox_put(c->env.outbox, a->dedup_key, msg, c->now);
         if (r < 0) {
                 log_event(LOG_ERR, LOG_EV_MAIL_FAILED,
-                          LOG_FIELDS({ "ORDER_ID", first_order }, { "CUSTOMER_KEY", a->customer_key }),
+                          LOG_FIELDS({ "ORDER_ID", first_order }, { "CUSTOMER_KEY", a->customer_key },
+                                     { "PARTNER_ACCOUNT", cust->account }),
                           "Cannot queue %s mail for %s: %s", mail_kind_to_string(a->mail_kind),
                           a->customer_key, strerror(-r));
                 set_error(c, r, "cannot queue mail", strerror(-r));

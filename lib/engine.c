@@ -59,6 +59,16 @@
  *     deadline (warned_deadline records which deadline they were about).
  *   - Querying with an acceptance URL but without tenant or domain cannot
  *     be checked: it is treated as "querying for another reason" (ops).
+ *   - Partner Center accounts: a customer is (account, tenant), the account
+ *     being the one the cycle found for the order's link (order->account).
+ *     Only checkable customers (a configured account) are checked, and only
+ *     their facts and unknown outcomes lead to PROCESS; a fact found by
+ *     tenant id only matches customers of the account that was asked.
+ *     ACCOUNT_NONE customers are mailed like any other, never checked nor
+ *     processed, and ops hears once per order.  Customers from a state
+ *     written before accounts (account NULL) are adopted by their next
+ *     order without a new mail; an order whose account changes moves with
+ *     the mail state (customer_inherit_episode).
  */
 #include "engine.h"
 
