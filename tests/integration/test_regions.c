@@ -418,10 +418,30 @@ static void test_fake_accounts(void **unused) {
         free(dir);
 }
 
+/* One account's sign-in failing names its section and stops no other. */
+static void test_bad_account_secret(void **state) {
+        struct env *e = *state;
+        char path[512];
+        snprintf(path, sizeof(path), "%s/brazil-secret", e->pd->creds);
+        assert_int_equal(util_write_file_atomic(path, "wrong", 5, 0600), 0);
+        accept_with(e, NORTHWIND, "default");
+        int status = -1;
+        const char *args[] = { "--once", NULL };
+        assert_int_equal(harness_pd_run(e->pd, args, RUN_TIMEOUT_MS, &status), 0);
+        assert_int_equal(status, 1);   /* the cycle reports the failed sign-in */
+        char *err = harness_pd_output(e->pd, e->pd->runs, true);
+        assert_non_null(err);
+        assert_non_null(strstr(err, "Partner Center sign-in failed, check [microsoft.brazil] tenant"));
+        free(err);
+        assert_int_equal(process_calls(e, ORD_DEFAULT), 1);
+        assert_int_equal(process_calls(e, ORD_BRAZIL), 0);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_two_accounts, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_migration, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_bad_account_secret, setup, teardown),
                 cmocka_unit_test(test_fake_accounts),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
