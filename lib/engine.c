@@ -163,6 +163,7 @@ struct ctx {
         struct idx ord;    /* order id -> a = customer index, b = order index */
         struct idx poll;   /* order id -> a = index in orders (first occurrence) */
         char **old_keys;   /* replaced customer keys, still referenced by cust */
+        const struct tracked_customer *only;   /* eng_process_outcome: its customer (no index) */
         size_t n_old_keys;
 };
 
@@ -272,6 +273,8 @@ static const char *key_account(const struct ctx *x, const char *key) {
                 return x->s->customers[e->a].account;
         if (x->cust.cap)
                 return NULL;   /* indexed: it is not there */
+        if (x->only && strcmp(x->only->key, key) == 0)
+                return x->only->account;
         const struct tracked_customer *c = state_find_customer(x->s, key);
         return c ? c->account : NULL;
 }
@@ -1083,7 +1086,7 @@ int eng_process_outcome(const struct eng_params *p, struct state *state, const c
                 return -ENOENT;
         if (t->status != TRACK_PROCESS_SENT)
                 return 0;   /* stale: a later poll already settled this order */
-        struct ctx x = { .p = p, .s = state, .now = now, .out = ret_actions };
+        struct ctx x = { .p = p, .s = state, .now = now, .out = ret_actions, .only = c };
         char outcome[64];
         int r = 0;
         switch (res) {
