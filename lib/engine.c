@@ -514,6 +514,14 @@ static const char *bare_key(const char *key) {
  * before accounts existed): the new customer takes over where the mails
  * stood, so nobody is asked twice.  The acceptance does not carry over:
  * it was a relationship with the other account. */
+/* An order whose Process intent was decided on another account's answer
+ * waits for its new account's: back to blocked (its earlier call did not
+ * take, or the poll would have closed it). */
+static void order_new_account(struct tracked_order *t) {
+        if (t->status == TRACK_PROCESS_SENT)
+                t->status = TRACK_BLOCKED;
+}
+
 static void customer_inherit_episode(struct tracked_customer *to, const struct tracked_customer *from) {
         to->first_seen = from->first_seen;
         to->notified_at = from->notified_at;
@@ -550,6 +558,8 @@ static int adopt_legacy_customers(struct ctx *x) {
                         c->accepted_at = 0;
                         c->next_check = 0;
                         c->confirmation_sent = false;
+                        for (size_t oi = 0; oi < c->n_orders; oi++)
+                                order_new_account(&c->orders[oi]);
                 }
                 if (!(c->account = strdup(acct)))
                         r = -ENOMEM;
@@ -728,8 +738,11 @@ static int reconcile_order(struct ctx *x, const struct order *o) {
                  * learned, another partner account). */
                 size_t from = e->a, oi = e->b;
                 r = get_customer(x, key, order_account(o), &ci);
-                if (r == 1 && strcmp(bare_key(key), bare_key(x->s->customers[from].key)) == 0)
-                        customer_inherit_episode(&x->s->customers[ci], &x->s->customers[from]);
+                if (r >= 0 && strcmp(bare_key(key), bare_key(x->s->customers[from].key)) == 0) {
+                        order_new_account(&x->s->customers[from].orders[oi]);
+                        if (r == 1)
+                                customer_inherit_episode(&x->s->customers[ci], &x->s->customers[from]);
+                }
                 if (r >= 0 && !customer_take_order(&x->s->customers[ci], &x->s->customers[from], oi))
                         r = -ENOMEM;
                 if (r >= 0 && x->s->customers[from].n_orders == 0)

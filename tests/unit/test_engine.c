@@ -955,6 +955,12 @@ static void test_accounts_are_separate_customers(void **unused) {
         assert_true(has_process(&a, "ORD-1111-1111-1111"));
         assert_false(has_process(&a, "ORD-2222-2222-2222"));
         assert_string_equal(find(&a, ACTION_PROCESS, -1)->account, ACCOUNT_DEFAULT);
+        /* the outcome's mail and logs say which account */
+        struct action_list out = { 0 };
+        assert_int_equal(eng_process_outcome(&p, s, "ORD-1111-1111-1111", ENG_PROCESS_DONE,
+                                             ORDER_STATUS_PROCESSING, NULL, T0 + 1, &out), 0);
+        assert_string_equal(find(&out, ACTION_NOTIFY, MAIL_KIND_CONFIRMATION)->account, ACCOUNT_DEFAULT);
+        action_list_clear(&out);
         /* a fact found by tenant id only (key unknown) stays with the account asked */
         run2_as(&p, &ol, s, "stale-key", ACCOUNT_DEFAULT, TEN, T0 + 2, &a);
         assert_false(has_process(&a, "ORD-2222-2222-2222"));
@@ -1071,6 +1077,21 @@ static void test_legacy_state_adopted(void **unused) {
         assert_int_equal(c->accepted_at, T0 + MIN);
         state_free(s);
 
+        /* Process decided on the old account's answer (outcome unknown): not
+         * sent again before brazil says the customer accepted */
+        s = state_new();
+        c = legacy_customer(s, "ORD-4444-4444-4444");
+        c->orders[0].status = TRACK_PROCESS_SENT;
+        c->orders[0].process_sent_at = T0 + MIN;
+        order_list_clear(&ol);
+        add_acct_order(&ol, "ORD-4444-4444-4444", "brazil", PID_X);
+        run1(&p, &ol, s, T0 + HOUR, &a);
+        run2_empty(&p, &ol, s, T0 + HOUR, &a);
+        assert_int_equal(count(&a, ACTION_PROCESS, -1), 0);
+        run2_as(&p, &ol, s, "brazil/" TEN, "brazil", TEN, T0 + HOUR + 1, &a);
+        assert_true(has_process(&a, "ORD-4444-4444-4444"));
+        state_free(s);
+
         /* no account lists its partnerId: kept, ops told, never processed */
         s = state_new();
         legacy_customer(s, "ORD-4444-4444-4444");
@@ -1109,6 +1130,15 @@ static void test_account_move_keeps_mails(void **unused) {
         assert_int_equal(c->notified_at, T0);
         assert_non_null(customer_find_order(c, "ORD-6666-6666-6666"));
         assert_non_null(state_find_customer(s, TEN));
+        /* a Process decided on the default account's answer waits for brazil's */
+        run2_as(&p, &ol, s, TEN, NULL, TEN, T0 + HOUR + 1, &a);
+        assert_true(has_process(&a, "ORD-5555-5555-5555"));
+        ol.items[0].account = strdup("brazil");
+        run1(&p, &ol, s, T0 + HOUR + 2, &a);
+        run2_empty(&p, &ol, s, T0 + HOUR + 3, &a);
+        assert_int_equal(count(&a, ACTION_PROCESS, -1), 0);
+        assert_int_equal(customer_find_order(state_find_customer(s, "brazil/" TEN), "ORD-5555-5555-5555")->status,
+                         TRACK_BLOCKED);
 
         action_list_clear(&a);
         order_list_clear(&ol);
