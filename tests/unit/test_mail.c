@@ -66,7 +66,7 @@ static char *decode_header(const char *v) {
         size_t o = 0;
         const char *p = v;
         bool prev_word = false;
-        size_t word_end = 0;   /* end of the last decoded word in out */
+        size_t word_end = 0;
         assert_non_null(out);
         while (*p) {
                 if (p[0] == '\r') {
@@ -80,10 +80,10 @@ static char *decode_header(const char *v) {
                         assert_non_null(end);
                         size_t wlen = (size_t) (end + 2 - p);
                         assert_true(wlen <= 75);
-                        /* drop the whitespace between two adjacent words */
-                        if (prev_word)   /* not the spaces the last word decoded to */
-                                while (o > word_end && out[o - 1] == ' ')
-                                        o--;
+                        /* drop the whitespace between two adjacent words
+                         * (not the spaces a word itself decodes to) */
+                        if (prev_word)
+                                o = word_end;
                         size_t n = b64_decode(p + 10, (size_t) (end - p - 10), out + o);
                         assert_true(valid_utf8(out + o, n));
                         o += n;
@@ -654,7 +654,7 @@ static void test_render_every_kind(void **state) {
                 assert_null(strstr(p.headers, "audit@"));
                 assert_string_equal(m->envelope_from, "partner-desk@softwareone.example");
 
-                /* envelope: to (ops for the notice) + cc + bcc, deduplicated */
+                /* envelope: to (ops for the notices) + cc + bcc, deduplicated */
                 if (k == MAIL_KIND_OPS_NOTICE || k == MAIL_KIND_PARTNER_UNLISTED) {
                         assert_int_equal(m->n_rcpt, 4);
                         assert_string_equal(m->rcpt[0], "ops@softwareone.example");
