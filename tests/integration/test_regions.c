@@ -336,11 +336,37 @@ static void test_migration(void **state) {
         assert_int_equal(process_calls(e, ORD_UNKNOWN), 0);
 }
 
+/* test_fake_accounts: its own fake, stopped whatever the test asserted. */
+struct fake_env {
+        struct harness_fake fake;
+        char *dir;
+        json_t *sc;
+        bool started;
+};
+
+static int setup_fake(void **state) {
+        struct fake_env *f = calloc(1, sizeof(*f));
+        *state = f;
+        return f ? 0 : -1;
+}
+
+static int teardown_fake(void **state) {
+        struct fake_env *f = *state;
+        int r = f->started ? harness_fake_stop(&f->fake) : 0;
+        json_decref(f->sc);
+        harness_rmrf(f->dir);
+        free(f->dir);
+        free(f);
+        return r == 0 ? 0 : -1;
+}
+
 /* The fake itself: tokens per account, relationships per account, and the
  * regional_partner_ids switch. */
-static void test_fake_accounts(void **unused) {
-        char *src = harness_src_path("tests/scenarios/regions.json"), *dir = harness_tmpdir(), path[512];
-        json_t *sc = json_load_file(src, 0, NULL), *o;
+static void test_fake_accounts(void **state) {
+        struct fake_env *f = *state;
+        char *src = harness_src_path("tests/scenarios/regions.json"), path[512];
+        json_t *sc = f->sc = json_load_file(src, 0, NULL), *o;
+        char *dir = f->dir = harness_tmpdir();
         size_t i;
         free(src);
         assert_non_null(sc);
@@ -352,8 +378,8 @@ static void test_fake_accounts(void **unused) {
                         json_object_set_new(o, "x-fake-partner-account", json_string("brazil"));
         snprintf(path, sizeof(path), "%s/scenario.json", dir);
         assert_int_equal(json_dump_file(sc, path, 0), 0);
-        struct harness_fake fake;
-        assert_int_equal(harness_fake_start(path, &fake), 0);
+        assert_int_equal(harness_fake_start(path, &f->fake), 0);
+        f->started = true;
 
         /* the order's link now names brazil's partnerId; the others keep theirs */
         char url[512], auth[256], *body = NULL;
@@ -361,14 +387,14 @@ static void test_fake_accounts(void **unused) {
         snprintf(auth, sizeof(auth), "Authorization: Bearer %s",
                  json_string_value(json_object_get(json_object_get(sc, "marketplace"), "token")));
         const char *hdr[] = { auth, NULL };
-        assert_int_equal(harness_http("GET", harness_fake_url(&fake, "/public/v1/commerce/orders/" ORD_DEFAULT, url,
+        assert_int_equal(harness_http("GET", harness_fake_url(&f->fake, "/public/v1/commerce/orders/" ORD_DEFAULT, url,
                                                               sizeof(url)), hdr, NULL, &status, &body, NULL), 0);
         assert_int_equal(status, 200);
         assert_non_null(strstr(body, "partnerId=" PID_BRAZIL));
         assert_null(strstr(body, "partnerId=" PID_DEFAULT));
         assert_null(strstr(body, "x-fake-"));
         free(body);
-        assert_int_equal(harness_http("GET", harness_fake_url(&fake, "/public/v1/commerce/orders/" ORD_UNKNOWN, url,
+        assert_int_equal(harness_http("GET", harness_fake_url(&f->fake, "/public/v1/commerce/orders/" ORD_UNKNOWN, url,
                                                               sizeof(url)), hdr, NULL, &status, &body, NULL), 0);
         assert_non_null(strstr(body, "partnerId=" PID_UNKNOWN));   /* chile's */
         free(body);
@@ -380,10 +406,10 @@ static void test_fake_accounts(void **unused) {
                  "&resource=https%%3A%%2F%%2Fapi.partnercenter.microsoft.com",
                  json_string_value(json_object_get(br, "client_id")),
                  json_string_value(json_object_get(br, "client_secret")));
-        assert_int_equal(harness_http_post(harness_fake_url(&fake, "/partner.onmicrosoft.com/oauth2/token", url,
+        assert_int_equal(harness_http_post(harness_fake_url(&f->fake, "/partner.onmicrosoft.com/oauth2/token", url,
                                                             sizeof(url)), form, &status, NULL), 0);
         assert_int_equal(status, 400);
-        assert_int_equal(harness_http_post(harness_fake_url(&fake, "/" BRAZIL_TENANT "/oauth2/token", url,
+        assert_int_equal(harness_http_post(harness_fake_url(&f->fake, "/" BRAZIL_TENANT "/oauth2/token", url,
                                                             sizeof(url)), form, &status, &body), 0);
         assert_int_equal(status, 200);
         json_t *tok = json_loads(body, 0, NULL);
@@ -393,29 +419,25 @@ static void test_fake_accounts(void **unused) {
         json_decref(tok);
 
         /* accepted with the default account only: brazil's token gets a 404 */
-        assert_int_equal(harness_http_post(harness_fake_url(&fake, "/_fake/accept/" CONTOSO "?account=default", url,
+        assert_int_equal(harness_http_post(harness_fake_url(&f->fake, "/_fake/accept/" CONTOSO "?account=default", url,
                                                             sizeof(url)), "", &status, NULL), 0);
         assert_int_equal(status, 200);
-        assert_int_equal(harness_http("GET", harness_fake_url(&fake, "/v1/customers/" CONTOSO, url, sizeof(url)),
+        assert_int_equal(harness_http("GET", harness_fake_url(&f->fake, "/v1/customers/" CONTOSO, url, sizeof(url)),
                                       hdr, NULL, &status, NULL, NULL), 0);
         assert_int_equal(status, 404);
-        assert_int_equal(harness_http_post(harness_fake_url(&fake, "/_fake/accept/" CONTOSO "?account=brazil", url,
+        assert_int_equal(harness_http_post(harness_fake_url(&f->fake, "/_fake/accept/" CONTOSO "?account=brazil", url,
                                                             sizeof(url)), "", &status, NULL), 0);
-        assert_int_equal(harness_http("GET", harness_fake_url(&fake, "/v1/customers/" CONTOSO, url, sizeof(url)),
+        assert_int_equal(harness_http("GET", harness_fake_url(&f->fake, "/v1/customers/" CONTOSO, url, sizeof(url)),
                                       hdr, NULL, &status, NULL, NULL), 0);
         assert_int_equal(status, 200);
-        json_t *log = harness_fake_log(&fake), *last = json_array_get(log, json_array_size(log) - 1);
+        json_t *log = harness_fake_log(&f->fake), *last = json_array_get(log, json_array_size(log) - 1);
         assert_string_equal(json_string_value(json_object_get(last, "account")), "brazil");
         json_decref(log);
         /* an unknown account */
-        assert_int_equal(harness_http_post(harness_fake_url(&fake, "/_fake/accept/" CONTOSO "?account=chile", url,
+        assert_int_equal(harness_http_post(harness_fake_url(&f->fake, "/_fake/accept/" CONTOSO "?account=chile", url,
                                                             sizeof(url)), "", &status, NULL), 0);
         assert_int_equal(status, 404);
 
-        assert_int_equal(harness_fake_stop(&fake), 0);
-        json_decref(sc);
-        harness_rmrf(dir);
-        free(dir);
 }
 
 /* One account's sign-in failing names its section and stops no other. */
@@ -442,7 +464,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_two_accounts, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_migration, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_bad_account_secret, setup, teardown),
-                cmocka_unit_test(test_fake_accounts),
+                cmocka_unit_test_setup_teardown(test_fake_accounts, setup_fake, teardown_fake),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
