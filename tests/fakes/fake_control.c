@@ -218,9 +218,10 @@ static json_t *tenants_summary(struct fake_state *s) {
 
         for (size_t i = 0; i < s->n_tenants; i++) {
                 struct fake_tenant *t = &s->tenants[i];
-                json_array_append_new(a, json_pack("{s:s s:s s:s s:b s:s s:i}", "id", t->id,
+                json_array_append_new(a, json_pack("{s:s s:s s:s s:b s:s s:i s:s}", "id", t->id,
                         "domain", t->domain, "name", t->name, "accepted", t->accepted,
-                        "relationship", t->relationship, "checks", t->checks));
+                        "relationship", t->relationship, "checks", t->checks,
+                        "account", s->accounts[t->account].name));
         }
         return a;
 }
@@ -231,7 +232,13 @@ void fake_control_handle(struct fake_state *s, struct fake_req *rq, struct fake_
         struct fake_tenant *t;
 
         if (post && strncmp(p, "accept/", 7) == 0) {
-                t = fake_tenant_find(s, p + 7);
+                /* ?account=NAME: the relationship with that partner account
+                 * (default: the "microsoft" one, else the tenant's first) */
+                const char *acct = fake_query_get(rq, "account");
+                int ai = acct ? fake_account_find(s, acct) : 0;
+                t = ai >= 0 ? fake_tenant_find_for(s, p + 7, ai) : NULL;
+                if (!t && !acct)
+                        t = fake_tenant_find(s, p + 7);
                 if (t)
                         t->accepted = true;
                 fake_resp_json(resp, t ? 200 : 404, t ? json_pack("{s:s s:b}", "id", t->id, "accepted", 1)

@@ -742,7 +742,7 @@ static void test_render_every_kind(void **state) {
                 assert_string_equal(m->envelope_from, "partner-desk@softwareone.example");
 
                 /* envelope: to (ops for the notices) + cc + bcc, deduplicated */
-                if (k == MAIL_KIND_OPS_NOTICE) {
+                if (k == MAIL_KIND_OPS_NOTICE || k == MAIL_KIND_PARTNER_UNLISTED) {
                         assert_int_equal(m->n_rcpt, 4);
                         assert_string_equal(m->rcpt[0], "ops@softwareone.example");
                         v = header_get(p.headers, "To");
@@ -781,7 +781,13 @@ static void test_render_every_kind(void **state) {
                 }
 
                 /* the URL: exact in the text, HTML-escaped in the button href */
-                if (k != MAIL_KIND_OPS_NOTICE && k != MAIL_KIND_CONFIRMATION) {
+                if (k == MAIL_KIND_PARTNER_UNLISTED) {
+                        /* ops: the link as it is, and the partnerId it names */
+                        assert_non_null(strstr(p.text, good_url));
+                        assert_non_null(strstr(p.text, "[microsoft.NAME]"));
+                        assert_null(strstr(p.text, "Global Administrator"));
+                }
+                if (k != MAIL_KIND_OPS_NOTICE && k != MAIL_KIND_CONFIRMATION && k != MAIL_KIND_PARTNER_UNLISTED) {
                         assert_non_null(strstr(p.text, good_url));
                         char href[512];
                         snprintf(href, sizeof(href), "href=\"%s\"", good_url);
