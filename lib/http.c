@@ -777,6 +777,22 @@ static void kick(struct http *h) {
         }
 }
 
+/* The body as the parsers get it.  Partner Center starts its bodies with a
+ * UTF-8 byte-order mark [Azure/msrest-for-python#144; Microsoft's Partner
+ * Center PowerShell module skips the first character of each response];
+ * JSON (RFC 8259 8.1) has none, so it is dropped here, once, for every API. */
+static const char *response_body(const struct req *q, size_t *ret_len) {
+        static const char bom[] = "\xEF\xBB\xBF";
+        const char *b = q->resp_body.data ? q->resp_body.data : "";
+        size_t n = q->resp_body.len;
+        if (n >= 3 && memcmp(b, bom, 3) == 0) {
+                b += 3;
+                n -= 3;
+        }
+        *ret_len = n;
+        return b;
+}
+
 static void dispatch(struct http *h) {
         if (h->dispatching)
                 return;         /* the outer dispatch picks new results up */
@@ -788,10 +804,12 @@ static void dispatch(struct http *h) {
                         if (q->easy_cb)
                                 q->easy_cb(q->userdata, q->easy, q->code);
                 } else if (q->cb) {
+                        size_t body_len;
+                        const char *body = response_body(q, &body_len);
                         struct http_response resp = {
                                 .status = q->status,
-                                .body = q->resp_body.data ? q->resp_body.data : (char *) "",
-                                .body_len = q->resp_body.len,
+                                .body = (char *) body,
+                                .body_len = body_len,
                                 .content_type = q->content_type,
                                 .request_id = q->request_id,
                                 .correlation_id = q->correlation_id,

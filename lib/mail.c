@@ -524,6 +524,7 @@ static const char *const tpl_suffix[_TPL_MAX] = { ".subject", ".txt", ".html" };
 static const char *const placeholders[] = {
         "customer_name", "domain", "tenant_id", "url", "deadline", "days_left",
         "reminder_number", "order_count", "orders", "portal_links", "now", "contact",
+        "partner_id",
 };
 
 struct mail_templates {
@@ -1058,6 +1059,9 @@ static int fill_values(struct render_values *rv, const struct mail_context *ctx,
         if (r >= 0)
                 r = set_value(rv, "contact", from_addr);
         if (r >= 0)
+                r = set_value(rv, "partner_id", ctx->partner_id && *ctx->partner_id ? ctx->partner_id
+                                                                                  : "(none)");
+        if (r >= 0)
                 r = build_order_lists(rv, ctx);
         return r;
 }
@@ -1178,7 +1182,7 @@ int mail_render(const struct mail_templates *t, const struct cfg_mail *cfg,
         /* To: the configured list (ops for an ops notice) and the order
          * contacts; Cc; Bcc only in the envelope. */
         first = true;
-        if (ctx->kind == MAIL_KIND_OPS_NOTICE && cfg->n_ops > 0)
+        if ((ctx->kind == MAIL_KIND_OPS_NOTICE || ctx->kind == MAIL_KIND_PARTNER_UNLISTED) && cfg->n_ops > 0)
                 r = append_recipients(&hdr, "To", cfg->ops, cfg->n_ops, false, &first, &env, ret_err);
         else
                 r = append_recipients(&hdr, "To", cfg->to, cfg->n_to, false, &first, &env, ret_err);

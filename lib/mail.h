@@ -53,6 +53,7 @@ struct mail_context {
         const char *domain;
         const char *tenant_id;
         const char *url;             /* relationship acceptance URL */
+        const char *partner_id;      /* partner-unlisted: the link's partnerId */
         const struct mail_order *orders;
         size_t n_orders;
         int reminder_number;         /* 1-based for reminders */

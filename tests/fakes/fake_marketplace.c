@@ -445,23 +445,6 @@ const char *fake_mp_route(const struct fake_req *rq) {
         return sub ? sub : "order";
 }
 
-/* The platform resumes a Querying order by itself, or the customer presses
- * Process, between partnerd's re-read and its own Process call (issue 11:
- * "when the platform resumed it by itself between the re-read and the
- * Process call"); the Process that follows meets a Processing order. */
-void fake_mp_race(struct fake_state *s, const struct fake_req *rq) {
-        char id[64];
-        const char *sub;
-        struct fake_order *o;
-
-        if (strncmp(rq->path, ORDERS_PREFIX "/", strlen(ORDERS_PREFIX) + 1) != 0 ||
-            !split_order_path(rq->path, id, &sub) || !(o = fake_order_find(s, id)))
-                return;
-        const char *st = json_string_value(json_object_get(o->obj, "status"));
-        if (st && strcmp(st, "Querying") == 0)
-                fake_order_set_status(s, o, "Processing");
-}
-
 static bool authorized(struct fake_state *s, struct fake_req *rq, struct fake_resp *resp) {
         const char *b = fake_bearer(rq->authorization);
 
