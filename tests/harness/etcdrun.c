@@ -1,0 +1,144 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "etcdrun.h"
+#include "harness.h"
+
+#define ETCD_START_TIMEOUT_MS 20000
+
+char *harness_etcd_bin(void) {
+        const char *env = getenv("ETCD_BIN");
+        const char *bin = env && *env ? env : "/usr/bin/etcd";
+        return access(bin, X_OK) == 0 ? strdup(bin) : NULL;
+}
+
+/* A port the kernel just handed out (a small race, as every test has). */
+static int free_port(void) {
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        socklen_t len = sizeof(a);
+        int port = -1;
+        if (fd >= 0 && bind(fd, (struct sockaddr *) &a, sizeof(a)) == 0 &&
+            getsockname(fd, (struct sockaddr *) &a, &len) == 0)
+                port = ntohs(a.sin_port);
+        if (fd >= 0)
+                close(fd);
+        return port;
+}
+
+static void sleep_ms(int ms) {
+        struct timespec ts = { ms / 1000, (long) (ms % 1000) * 1000000L };
+        nanosleep(&ts, NULL);
+}
+
+static int spawn_member(struct harness_etcd *e, size_t i) {
+        char *bin = harness_etcd_bin();
+        if (!bin)
+                return -ENOENT;
+        char name[16], data[512], listen_c[64], peer[64], cluster[512] = "", log[512];
+        snprintf(name, sizeof(name), "m%zu", i);
+        snprintf(data, sizeof(data), "%s/%s", e->dir, name);
+        snprintf(log, sizeof(log), "%s/%s.log", e->dir, name);
+        snprintf(listen_c, sizeof(listen_c), "%s", e->m[i].url);
+        snprintf(peer, sizeof(peer), "http://127.0.0.1:%d", e->m[i].peer_port);
+        for (size_t k = 0; k < e->n; k++) {
+                size_t len = strlen(cluster);
+                snprintf(cluster + len, sizeof(cluster) - len, "%sm%zu=http://127.0.0.1:%d",
+                         k ? "," : "", k, e->m[k].peer_port);
+        }
+        /* Short heartbeat/election so that losing quorum shows quickly. */
+        char *argv[] = { bin, "--name", name, "--data-dir", data, "--listen-client-urls", listen_c,
+                         "--advertise-client-urls", listen_c, "--listen-peer-urls", peer,
+                         "--initial-advertise-peer-urls", peer, "--initial-cluster", cluster,
+                         "--initial-cluster-state", "new", "--initial-cluster-token", e->dir,
+                         "--heartbeat-interval", "50", "--election-timeout", "500", NULL };
+        pid_t pid = harness_spawn(argv, NULL, log, log);
+        free(bin);
+        if (pid < 0)
+                return (int) pid;
+        e->m[i].pid = pid;
+        return 0;
+}
+
+bool harness_etcd_writable(struct harness_etcd *e, size_t i, int timeout_ms) {
+        char url[128];
+        snprintf(url, sizeof(url), "%s/v3/kv/put", e->m[i].url);
+        for (int waited = 0; waited <= timeout_ms; waited += 100) {
+                long status = 0;
+                char *body = NULL;
+                int r = harness_http_post(url, "{\"key\":\"X19oYXJuZXNzX18=\",\"value\":\"MQ==\"}",
+                                          &status, &body);
+                free(body);
+                if (r == 0 && status == 200)
+                        return true;
+                sleep_ms(100);
+        }
+        return false;
+}
+
+int harness_etcd_start(size_t n, struct harness_etcd **ret) {
+        char *bin = harness_etcd_bin();
+        if (!bin)
+                return -ENOENT;
+        free(bin);
+        if (n == 0 || n > HARNESS_ETCD_MAX)
+                return -EINVAL;
+        struct harness_etcd *e = calloc(1, sizeof(*e));
+        if (!e || !(e->dir = harness_tmpdir())) {
+                free(e);
+                return -ENOMEM;
+        }
+        e->n = n;
+        for (size_t i = 0; i < n; i++) {
+                e->m[i].client_port = free_port();
+                e->m[i].peer_port = free_port();
+                snprintf(e->m[i].url, sizeof(e->m[i].url), "http://127.0.0.1:%d", e->m[i].client_port);
+                e->endpoints[i] = e->m[i].url;
+        }
+        int r = 0;
+        for (size_t i = 0; i < n && r == 0; i++)
+                r = spawn_member(e, i);
+        if (r == 0 && !harness_etcd_writable(e, 0, ETCD_START_TIMEOUT_MS))
+                r = -ETIMEDOUT;
+        if (r < 0) {
+                harness_etcd_free(e);
+                return r;
+        }
+        *ret = e;
+        return 0;
+}
+
+int harness_etcd_signal(struct harness_etcd *e, size_t i, int sig) {
+        if (i >= e->n || e->m[i].pid <= 0)
+                return -ESRCH;
+        if (sig != SIGKILL)
+                return kill(e->m[i].pid, sig) < 0 ? -errno : 0;
+        int r = harness_kill(e->m[i].pid, SIGKILL, 5000);
+        e->m[i].pid = 0;
+        return r < 0 ? r : 0;
+}
+
+int harness_etcd_restart(struct harness_etcd *e, size_t i) {
+        if (i >= e->n || e->m[i].pid > 0)
+                return -EINVAL;
+        return spawn_member(e, i);
+}
+
+void harness_etcd_free(struct harness_etcd *e) {
+        if (!e)
+                return;
+        for (size_t i = 0; i < e->n; i++)
+                if (e->m[i].pid > 0)
+                        harness_kill(e->m[i].pid, SIGKILL, 5000);
+        harness_rmrf(e->dir);
+        free(e->dir);
+        free(e);
+}
