@@ -11,6 +11,7 @@
 
 #include "etcdrun.h"
 #include "harness.h"
+#include "util.h"
 
 #define ETCD_START_TIMEOUT_MS 20000
 
@@ -141,4 +142,75 @@ void harness_etcd_free(struct harness_etcd *e) {
         harness_rmrf(e->dir);
         free(e->dir);
         free(e);
+}
+
+static void on_node_change(void *userdata) {
+        ((struct harness_cluster_node *) userdata)->changes++;
+}
+
+int harness_cluster_node_start(struct harness_etcd *e, const char *prefix, int64_t ttl,
+                               struct harness_cluster_node *x, size_t i) {
+        *x = (struct harness_cluster_node) { 0 };
+        snprintf(x->name, sizeof(x->name), "host-%c", (char) ('a' + i));
+        if (uv_loop_init(&x->loop) < 0)
+                return -ENOMEM;
+        /* Requests time out well inside ttl/2 (see lib/cluster.h). */
+        const struct etcd_options eo = { .endpoints = e->endpoints, .timeout_ms = ttl * 1000 / 3 };
+        const struct cluster_options co = { .prefix = prefix, .name = x->name, .lease_ttl = ttl };
+        int r = http_new(&x->loop, NULL, &x->http);
+        if (r == 0)
+                r = etcd_new(x->http, &eo, &x->etcd);
+        if (r == 0)
+                r = cluster_new(&x->loop, x->etcd, &co, on_node_change, x, &x->c);
+        if (r == 0)
+                r = cluster_start(x->c);
+        return r;
+}
+
+int harness_cluster_nodes_start(struct harness_etcd *e, const char *prefix, int64_t ttl,
+                                struct harness_cluster_node *nodes, size_t n) {
+        for (size_t i = 0; i < n; i++) {
+                int r = harness_cluster_node_start(e, prefix, ttl, &nodes[i], i);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+void harness_cluster_node_stop(struct harness_cluster_node *x, bool abandon) {
+        if (!x->http)
+                return;
+        if (abandon)
+                cluster_abandon(x->c);
+        else
+                cluster_free(x->c);
+        /* let the revoke go out */
+        for (int i = 0; i < 50 && uv_run(&x->loop, UV_RUN_NOWAIT); i++)
+                sleep_ms(10);
+        etcd_free(x->etcd);
+        http_free(x->http);
+        uv_run(&x->loop, UV_RUN_DEFAULT);
+        uv_loop_close(&x->loop);
+        x->http = NULL;
+}
+
+void harness_cluster_run(struct harness_cluster_node *nodes, size_t n, unsigned mask, int ms) {
+        uint64_t end = util_now_mono_ms() + (uint64_t) ms;
+        while (util_now_mono_ms() < end) {
+                for (size_t i = 0; i < n; i++)
+                        if ((mask >> i & 1) && nodes[i].http)
+                                uv_run(&nodes[i].loop, UV_RUN_NOWAIT);
+                sleep_ms(2);
+        }
+}
+
+int harness_cluster_active(struct harness_cluster_node *nodes, size_t n, size_t *count) {
+        int idx = -1;
+        *count = 0;
+        for (size_t i = 0; i < n; i++)
+                if (nodes[i].http && cluster_is_active(nodes[i].c)) {
+                        idx = (int) i;
+                        (*count)++;
+                }
+        return idx;
 }

@@ -10,6 +10,12 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+#include <uv.h>
+
+#include "cluster.h"
+#include "etcd.h"
+#include "http.h"
+
 #define HARNESS_ETCD_MAX 3
 
 struct harness_etcd_member {
@@ -40,3 +46,27 @@ void harness_etcd_free(struct harness_etcd *e);
 /* etcdctl-free check: true when a put through member i succeeds within
  * timeout_ms. */
 bool harness_etcd_writable(struct harness_etcd *e, size_t i, int timeout_ms);
+
+/* One lib/cluster instance on a loop of its own (so that a test can stall
+ * it, as SIGSTOP would, while others run). */
+struct harness_cluster_node {
+        uv_loop_t loop;
+        struct http *http;
+        struct etcd *etcd;
+        struct cluster *c;
+        char name[16];
+        int changes;                    /* on_change calls */
+};
+
+/* Starts n nodes named host-a, host-b... on the members of e, under prefix. */
+int harness_cluster_nodes_start(struct harness_etcd *e, const char *prefix, int64_t ttl,
+                                struct harness_cluster_node *nodes, size_t n);
+/* Starts node i alone (same naming), e.g. to replace a stopped one. */
+int harness_cluster_node_start(struct harness_etcd *e, const char *prefix, int64_t ttl,
+                               struct harness_cluster_node *x, size_t i);
+/* Stops one (abandon: without revoking its lease, as a crash); idempotent. */
+void harness_cluster_node_stop(struct harness_cluster_node *x, bool abandon);
+/* Runs the loops of the running nodes whose bit is set in mask for ~ms. */
+void harness_cluster_run(struct harness_cluster_node *nodes, size_t n, unsigned mask, int ms);
+/* The index of an active node (-1: none); *count how many are active. */
+int harness_cluster_active(struct harness_cluster_node *nodes, size_t n, size_t *count);

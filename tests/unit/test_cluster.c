@@ -29,15 +29,6 @@
 static struct harness_etcd *etcd_cluster;
 static int prefix_no;
 
-struct node {
-        uv_loop_t loop;
-        struct http *http;
-        struct etcd *etcd;
-        struct cluster *c;
-        char name[16];
-        int changes;
-};
-
 static int setup(void **state) {
         int r = harness_etcd_start(3, &etcd_cluster);
         if (r == -ENOENT) {
@@ -54,78 +45,28 @@ static int teardown(void **state) {
 
 #define NEED_ETCD() do { if (!etcd_cluster) skip(); } while (0)
 
-static void on_change(void *userdata) {
-        ((struct node *) userdata)->changes++;
-}
-
-/* n nodes named a, b, c... under a prefix of their own. */
-static void nodes_start(struct node *nodes, size_t n) {
+static void nodes_start(struct harness_cluster_node *nodes, size_t n) {
         char prefix[32];
         snprintf(prefix, sizeof(prefix), "/test%d/", ++prefix_no);
-        for (size_t i = 0; i < n; i++) {
-                struct node *x = &nodes[i];
-                *x = (struct node) { 0 };
-                snprintf(x->name, sizeof(x->name), "host-%c", (char) ('a' + i));
-                assert_int_equal(uv_loop_init(&x->loop), 0);
-                assert_int_equal(http_new(&x->loop, NULL, &x->http), 0);
-                const struct etcd_options eo = { .endpoints = etcd_cluster->endpoints, .timeout_ms = 900 };
-                assert_int_equal(etcd_new(x->http, &eo, &x->etcd), 0);
-                const struct cluster_options co = { .prefix = prefix, .name = x->name, .lease_ttl = TTL };
-                assert_int_equal(cluster_new(&x->loop, x->etcd, &co, on_change, x, &x->c), 0);
-                assert_int_equal(cluster_start(x->c), 0);
-        }
+        assert_int_equal(harness_cluster_nodes_start(etcd_cluster, prefix, TTL, nodes, n), 0);
 }
 
-static void node_stop(struct node *x, bool abandon) {
-        if (!x->http)
-                return;
-        if (abandon)
-                cluster_abandon(x->c);
-        else
-                cluster_free(x->c);
-        for (int i = 0; i < 50 && uv_run(&x->loop, UV_RUN_NOWAIT); i++)
-                usleep(10000);
-        etcd_free(x->etcd);
-        http_free(x->http);
-        uv_run(&x->loop, UV_RUN_DEFAULT);
-        assert_int_equal(uv_loop_close(&x->loop), 0);
-        x->http = NULL;
+static void node_stop(struct harness_cluster_node *x, bool abandon) {
+        harness_cluster_node_stop(x, abandon);
 }
 
-static void nodes_stop(struct node *nodes, size_t n) {
+static void nodes_stop(struct harness_cluster_node *nodes, size_t n) {
         for (size_t i = 0; i < n; i++)
                 node_stop(&nodes[i], false);
 }
 
-/* Runs the loops of the nodes with mask bit set for about ms. */
-static void run_for(struct node *nodes, size_t n, unsigned mask, int ms) {
-        uint64_t end = util_now_mono_ms() + (uint64_t) ms;
-        while (util_now_mono_ms() < end) {
-                for (size_t i = 0; i < n; i++)
-                        if ((mask >> i & 1) && nodes[i].http)
-                                uv_run(&nodes[i].loop, UV_RUN_NOWAIT);
-                usleep(5000);
-        }
-}
-
-static int active_index(struct node *nodes, size_t n, size_t *count) {
-        int idx = -1;
-        *count = 0;
-        for (size_t i = 0; i < n; i++)
-                if (nodes[i].http && cluster_is_active(nodes[i].c)) {
-                        idx = (int) i;
-                        (*count)++;
-                }
-        return idx;
-}
-
 /* Runs (mask) until exactly one node is active; asserts at most one ever is. */
-static int wait_one_active(struct node *nodes, size_t n, unsigned mask) {
+static int wait_one_active(struct harness_cluster_node *nodes, size_t n, unsigned mask) {
         uint64_t end = util_now_mono_ms() + LIVENESS_MS;
         while (util_now_mono_ms() < end) {
-                run_for(nodes, n, mask, 20);
+                harness_cluster_run(nodes, n, mask, 20);
                 size_t count;
-                int idx = active_index(nodes, n, &count);
+                int idx = harness_cluster_active(nodes, n, &count);
                 assert_true(count <= 1);
                 if (count == 1)
                         return idx;
@@ -136,14 +77,14 @@ static int wait_one_active(struct node *nodes, size_t n, unsigned mask) {
 
 static void test_exactly_one_active(void **state) {
         NEED_ETCD();
-        struct node nodes[3];
+        struct harness_cluster_node nodes[3];
         nodes_start(nodes, 3);
         int a = wait_one_active(nodes, 3, 7);
         /* Stays so for a while, and the standbys know who leads. */
         for (int i = 0; i < 3 * TTL * 10; i++) {
-                run_for(nodes, 3, 7, 100);
+                harness_cluster_run(nodes, 3, 7, 100);
                 size_t count;
-                assert_int_equal(active_index(nodes, 3, &count), a);
+                assert_int_equal(harness_cluster_active(nodes, 3, &count), a);
                 assert_int_equal(count, 1);
         }
         char *d = cluster_describe(nodes[a].c);
@@ -166,7 +107,7 @@ static void test_exactly_one_active(void **state) {
 /* The active one dies (no revoke): a standby takes over after the lease. */
 static void test_takeover_after_death(void **state) {
         NEED_ETCD();
-        struct node nodes[3];
+        struct harness_cluster_node nodes[3];
         nodes_start(nodes, 3);
         int a = wait_one_active(nodes, 3, 7);
         struct etcd_compare old;
@@ -183,7 +124,7 @@ static void test_takeover_after_death(void **state) {
 /* A clean stop revokes the lease: the next one need not wait for the TTL. */
 static void test_resign(void **state) {
         NEED_ETCD();
-        struct node nodes[2];
+        struct harness_cluster_node nodes[2];
         nodes_start(nodes, 2);
         int a = wait_one_active(nodes, 2, 3);
         node_stop(&nodes[a], false);
@@ -207,13 +148,13 @@ static void on_done(void *userdata, int r, const struct etcd_result *res) {
         d->lease = res && res->n_kvs ? res->kvs[0].lease : 0;
 }
 
-static void wait_done(struct node *x, struct done *d) {
+static void wait_done(struct harness_cluster_node *x, struct done *d) {
         while (!d->called)
                 uv_run(&x->loop, UV_RUN_ONCE);
 }
 
 /* A fenced put through node x's client with the given fence. */
-static struct done fenced_put(struct node *x, const struct etcd_compare *fence) {
+static struct done fenced_put(struct harness_cluster_node *x, const struct etcd_compare *fence) {
         struct done d = { 0 };
         const struct etcd_op put = { .type = ETCD_OP_PUT, .key = "/fenced", .value = "x", .value_len = 1 };
         const struct etcd_txn t = { fence, 1, &put, 1, NULL, 0 };
@@ -226,7 +167,7 @@ static struct done fenced_put(struct node *x, const struct etcd_compare *fence) 
  * resumes, before its loop runs, and its fence no longer holds. */
 static void test_stalled_leader(void **state) {
         NEED_ETCD();
-        struct node nodes[2];
+        struct harness_cluster_node nodes[2];
         nodes_start(nodes, 2);
         int a = wait_one_active(nodes, 2, 3), b = 1 - a;
         struct etcd_compare old;
@@ -238,9 +179,9 @@ static void test_stalled_leader(void **state) {
         /* Only b runs: a is frozen.  Never both active. */
         uint64_t end = util_now_mono_ms() + LIVENESS_MS;
         while (!cluster_is_active(nodes[b].c) && util_now_mono_ms() < end) {
-                run_for(nodes, 2, 1u << b, 20);
+                harness_cluster_run(nodes, 2, 1u << b, 20);
                 size_t count;
-                active_index(nodes, 2, &count);
+                harness_cluster_active(nodes, 2, &count);
                 assert_true(count <= 1);
         }
         assert_true(cluster_is_active(nodes[b].c));
@@ -253,7 +194,7 @@ static void test_stalled_leader(void **state) {
 
         /* a resumes: it learns the new leader and never acts. */
         for (int i = 0; i < 2 * TTL * 10; i++) {
-                run_for(nodes, 2, 3, 100);
+                harness_cluster_run(nodes, 2, 3, 100);
                 assert_false(cluster_is_active(nodes[a].c));
                 assert_true(cluster_is_active(nodes[b].c));
         }
@@ -265,7 +206,7 @@ static void test_stalled_leader(void **state) {
  * leader stops at once and campaigns with a new lease. */
 static void test_lease_revoked(void **state) {
         NEED_ETCD();
-        struct node nodes[1];
+        struct harness_cluster_node nodes[1];
         nodes_start(nodes, 1);
         assert_int_equal(wait_one_active(nodes, 1, 1), 0);
         int changes = nodes[0].changes;
@@ -283,7 +224,7 @@ static void test_lease_revoked(void **state) {
         /* Deposed (a change), then active again with a new lease. */
         uint64_t end = util_now_mono_ms() + LIVENESS_MS;
         while (nodes[0].changes < changes + 2 && util_now_mono_ms() < end)
-                run_for(nodes, 1, 1, 20);
+                harness_cluster_run(nodes, 1, 1, 20);
         assert_true(nodes[0].changes >= changes + 2);
         assert_int_equal(wait_one_active(nodes, 1, 1), 0);
         struct cluster_stats st;
@@ -292,10 +233,10 @@ static void test_lease_revoked(void **state) {
         nodes_stop(nodes, 1);
 }
 
-static bool wait_inactive(struct node *nodes, size_t n, int a) {
+static bool wait_inactive(struct harness_cluster_node *nodes, size_t n, int a) {
         uint64_t end = util_now_mono_ms() + LIVENESS_MS;
         while (util_now_mono_ms() < end) {
-                run_for(nodes, n, 3, 20);
+                harness_cluster_run(nodes, n, 3, 20);
                 if (!cluster_is_active(nodes[a].c))
                         return true;
         }
@@ -306,21 +247,21 @@ static bool wait_inactive(struct node *nodes, size_t n, int a) {
  * back: one acts again. */
 static void test_quorum(void **state) {
         NEED_ETCD();
-        struct node nodes[2];
+        struct harness_cluster_node nodes[2];
         nodes_start(nodes, 2);
         int a = wait_one_active(nodes, 2, 3);
         assert_int_equal(harness_etcd_signal(etcd_cluster, 0, SIGKILL), 0);
         for (int i = 0; i < 2 * TTL * 10; i++) {
-                run_for(nodes, 2, 3, 100);
+                harness_cluster_run(nodes, 2, 3, 100);
                 size_t count;
-                assert_int_equal(active_index(nodes, 2, &count), a);
+                assert_int_equal(harness_cluster_active(nodes, 2, &count), a);
         }
         assert_int_equal(harness_etcd_signal(etcd_cluster, 1, SIGKILL), 0);
         assert_true(wait_inactive(nodes, 2, a));
         for (int i = 0; i < 2 * TTL * 10; i++) {
-                run_for(nodes, 2, 3, 100);
+                harness_cluster_run(nodes, 2, 3, 100);
                 size_t count;
-                active_index(nodes, 2, &count);
+                harness_cluster_active(nodes, 2, &count);
                 assert_int_equal(count, 0);
         }
         assert_int_equal(harness_etcd_restart(etcd_cluster, 0), 0);
@@ -331,7 +272,7 @@ static void test_quorum(void **state) {
 
 static void test_bad_options(void **state) {
         NEED_ETCD();
-        struct node x = { 0 };
+        struct harness_cluster_node x = { 0 };
         uv_loop_init(&x.loop);
         assert_int_equal(http_new(&x.loop, NULL, &x.http), 0);
         const struct etcd_options eo = { .endpoints = etcd_cluster->endpoints };
