@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -56,11 +57,16 @@ static int spawn_member(struct harness_etcd *e, size_t i) {
                          k ? "," : "", k, e->m[k].peer_port);
         }
         /* Short heartbeat/election so that losing quorum shows quickly. */
+        char ca[600], cert[600], key[600];
+        snprintf(ca, sizeof(ca), "--trusted-ca-file=%s/ca.pem", e->tls_dir ? e->tls_dir : "");
+        snprintf(cert, sizeof(cert), "--cert-file=%s/server.pem", e->tls_dir ? e->tls_dir : "");
+        snprintf(key, sizeof(key), "--key-file=%s/server.key", e->tls_dir ? e->tls_dir : "");
         char *argv[] = { bin, "--name", name, "--data-dir", data, "--listen-client-urls", listen_c,
                          "--advertise-client-urls", listen_c, "--listen-peer-urls", peer,
                          "--initial-advertise-peer-urls", peer, "--initial-cluster", cluster,
                          "--initial-cluster-state", "new", "--initial-cluster-token", e->dir,
-                         "--heartbeat-interval", "50", "--election-timeout", "500", NULL };
+                         "--heartbeat-interval", "50", "--election-timeout", "500",
+                         e->tls_dir ? "--client-cert-auth" : NULL, ca, cert, key, NULL };
         pid_t pid = harness_spawn(argv, NULL, log, log);
         free(bin);
         if (pid < 0)
@@ -85,7 +91,49 @@ bool harness_etcd_writable(struct harness_etcd *e, size_t i, int timeout_ms) {
         return false;
 }
 
-int harness_etcd_start(size_t n, struct harness_etcd **ret) {
+/* Plaintext: a put succeeds.  https: the member accepts connections (the
+ * harness's HTTP helper has no client certificate). */
+static bool harness_etcd_ready(struct harness_etcd *e) {
+        if (!e->tls_dir)
+                return harness_etcd_writable(e, 0, ETCD_START_TIMEOUT_MS);
+        for (int waited = 0; waited <= ETCD_START_TIMEOUT_MS; waited += 100) {
+                int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+                struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+                                         .sin_port = htons((uint16_t) e->m[0].client_port) };
+                bool up = fd >= 0 && connect(fd, (struct sockaddr *) &a, sizeof(a)) == 0;
+                if (fd >= 0)
+                        close(fd);
+                if (up)
+                        return true;
+                sleep_ms(100);
+        }
+        return false;
+}
+
+static const char tls_script[] =
+        "set -e; cd \"$0\"; o=/usr/bin/openssl; ec='-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes';"
+        "for ca in ca otherca; do $o req -x509 $ec -keyout $ca.key -out $ca.pem -days 2 -subj /CN=$ca; done;"
+        "printf 'subjectAltName=IP:127.0.0.1\\n' > server.ext;"
+        "printf 'extendedKeyUsage=clientAuth\\n' > client.ext;"
+        "for c in server:ca client:ca other:otherca; do n=${c%%:*}; ca=${c#*:}; ext=client.ext;"
+        " [ $n = server ] && ext=server.ext;"
+        " $o req $ec -keyout $n.key -out $n.csr -subj /CN=$n;"
+        " $o x509 -req -in $n.csr -CA $ca.pem -CAkey $ca.key -CAcreateserial -out $n.pem -days 2 -extfile $ext; done";
+
+static int make_certs(const char *dir) {
+        if (access("/usr/bin/openssl", X_OK) != 0)
+                return -ENOENT;
+        char *argv[] = { "/bin/sh", "-c", (char *) tls_script, (char *) dir, NULL };
+        char log[600];
+        snprintf(log, sizeof(log), "%s/openssl.log", dir);
+        pid_t pid = harness_spawn(argv, NULL, log, log);
+        int status = -1;
+        if (pid < 0 || harness_wait(pid, 30000, &status) < 0 || status != 0)
+                return -EIO;
+        return 0;
+}
+
+static int start(size_t n, bool tls, struct harness_etcd **ret) {
         char *bin = harness_etcd_bin();
         if (!bin)
                 return -ENOENT;
@@ -98,16 +146,22 @@ int harness_etcd_start(size_t n, struct harness_etcd **ret) {
                 return -ENOMEM;
         }
         e->n = n;
+        int r = 0;
+        if (tls && (asprintf(&e->tls_dir, "%s/tls", e->dir) < 0 || mkdir(e->tls_dir, 0700) < 0 ||
+                    (r = make_certs(e->tls_dir)) < 0)) {
+                harness_etcd_free(e);
+                return r < 0 ? r : -ENOMEM;
+        }
         for (size_t i = 0; i < n; i++) {
                 e->m[i].client_port = free_port();
                 e->m[i].peer_port = free_port();
-                snprintf(e->m[i].url, sizeof(e->m[i].url), "http://127.0.0.1:%d", e->m[i].client_port);
+                snprintf(e->m[i].url, sizeof(e->m[i].url), "%s://127.0.0.1:%d", tls ? "https" : "http",
+                         e->m[i].client_port);
                 e->endpoints[i] = e->m[i].url;
         }
-        int r = 0;
         for (size_t i = 0; i < n && r == 0; i++)
                 r = spawn_member(e, i);
-        if (r == 0 && !harness_etcd_writable(e, 0, ETCD_START_TIMEOUT_MS))
+        if (r == 0 && !harness_etcd_ready(e))
                 r = -ETIMEDOUT;
         if (r < 0) {
                 harness_etcd_free(e);
@@ -115,6 +169,14 @@ int harness_etcd_start(size_t n, struct harness_etcd **ret) {
         }
         *ret = e;
         return 0;
+}
+
+int harness_etcd_start(size_t n, struct harness_etcd **ret) {
+        return start(n, false, ret);
+}
+
+int harness_etcd_start_tls(struct harness_etcd **ret) {
+        return start(1, true, ret);
 }
 
 int harness_etcd_signal(struct harness_etcd *e, size_t i, int sig) {
@@ -141,6 +203,7 @@ void harness_etcd_free(struct harness_etcd *e) {
                         harness_kill(e->m[i].pid, SIGKILL, 5000);
         harness_rmrf(e->dir);
         free(e->dir);
+        free(e->tls_dir);
         free(e);
 }
 

@@ -29,6 +29,7 @@ struct harness_etcd {
         struct harness_etcd_member m[HARNESS_ETCD_MAX];
         const char *endpoints[HARNESS_ETCD_MAX + 1];    /* NULL-terminated m[i].url */
         char *dir;
+        char *tls_dir;                  /* https with client certificates, or NULL */
 };
 
 /* The etcd binary, or NULL (malloc'd path). */
@@ -36,6 +37,12 @@ char *harness_etcd_bin(void);
 /* Starts n members and waits until the cluster answers.  -ENOENT without
  * an etcd binary (skip the test). */
 int harness_etcd_start(size_t n, struct harness_etcd **ret);
+/* One member serving https on loopback and requiring a client
+ * certificate: makes (with /usr/bin/openssl) a CA and server and client
+ * certificates in tls_dir: ca.pem, server.{pem,key}, client.{pem,key},
+ * other.{pem,key} (a client certificate of another CA).  -ENOENT without
+ * etcd or openssl. */
+int harness_etcd_start_tls(struct harness_etcd **ret);
 /* Sends sig to member i (SIGKILL: waits for it and marks it stopped). */
 int harness_etcd_signal(struct harness_etcd *e, size_t i, int sig);
 /* Restarts a stopped member with its data dir (waits only for the process

@@ -268,6 +268,38 @@ static void test_free_pending(void **state) {
         assert_int_equal(d.r, -ECANCELED);
 }
 
+static int grant_with(const char *url, const char *dir, const char *cert) {
+        char ca[600], crt[600], key[600];
+        snprintf(ca, sizeof(ca), "%s/ca.pem", dir);
+        snprintf(crt, sizeof(crt), "%s/%s.pem", dir, cert ? cert : "");
+        snprintf(key, sizeof(key), "%s/%s.key", dir, cert ? cert : "");
+        const char *const eps[] = { url, NULL };
+        const struct etcd_options o = { .endpoints = eps, .ca_file = ca, .cert_file = cert ? crt : NULL,
+                                        .key_file = cert ? key : NULL };
+        struct etcd *e = NULL;
+        assert_int_equal(etcd_new(http, &o, &e), 0);
+        struct done d = { 0 };
+        assert_int_equal(etcd_lease_grant(e, 5, on_done, &d), 0);
+        wait_done(&d);
+        etcd_free(e);
+        return d.r;
+}
+
+/* https with a client certificate, as etcd clusters are run: only the
+ * certificate of the cluster's CA gets in. */
+static void test_client_certificate(void **state) {
+        NEED_ETCD();
+        struct harness_etcd *tls = NULL;
+        int r = harness_etcd_start_tls(&tls);
+        if (r == -ENOENT)
+                skip();
+        assert_int_equal(r, 0);
+        assert_int_equal(grant_with(tls->m[0].url, tls->tls_dir, "client"), 0);
+        assert_true(grant_with(tls->m[0].url, tls->tls_dir, NULL) < 0);
+        assert_true(grant_with(tls->m[0].url, tls->tls_dir, "other") < 0);
+        harness_etcd_free(tls);
+}
+
 static void test_bad_args(void **state) {
         struct etcd *e = NULL;
         const char *const plain[] = { "http://etcd.example:2379", NULL };
@@ -289,6 +321,7 @@ int main(void) {
                 cmocka_unit_test(test_error_answer),
                 cmocka_unit_test(test_failover),
                 cmocka_unit_test(test_free_pending),
+                cmocka_unit_test(test_client_certificate),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }
