@@ -344,10 +344,13 @@ static void on_http_done(void *userdata, int r, const struct http_response *resp
         struct etcd *e = c->e;
         struct etcd_result res = { 0 };
 
-        if (r < 0 && !e->dead && r != -ECANCELED) {
+        /* A member without quorum answers 503/504 (gRPC Unavailable,
+         * DeadlineExceeded): as for a dead one, move on to the next. */
+        int failure = r < 0 ? r : resp->status >= 500 ? -EIO : 0;
+        if (failure < 0 && !e->dead && failure != -ECANCELED) {
                 if (c->endpoint == e->current)
                         e->current = (e->current + 1) % e->n_endpoints;
-                if (resendable(c, r)) {
+                if (resendable(c, failure)) {
                         c->endpoint = e->current;
                         if (call_send(c) == 0)
                                 return;

@@ -13,8 +13,8 @@
  *    the lease is gone; then "TTL" is absent: TTL > 0 is the only proof;
  *  - errors are non-200 answers {"error", "message", "code"}.
  *
- * Endpoints: requests go to the current endpoint; a transport failure
- * makes the next one current.  Requests that are safe to repeat (range,
+ * Endpoints: requests go to the current endpoint; a transport failure or
+ * a 5xx answer (a member without quorum) makes the next one current.  Requests that are safe to repeat (range,
  * keepalive, revoke), and any request that never reached a server
  * (connection refused, DNS), are resent once to each other endpoint.
  */

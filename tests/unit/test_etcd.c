@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
+#include <microhttpd.h>
 
 #include "etcd.h"
 #include "etcdrun.h"
@@ -258,6 +259,45 @@ static void test_failover(void **state) {
         etcd_free(e);
 }
 
+/* A member that lost quorum answers 503: the request moves on. */
+static enum MHD_Result answer_503(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+                                  const char *version, const char *data, size_t *size, void **ctx) {
+        if (!*ctx) {            /* first call: headers only */
+                *ctx = conn;
+                return MHD_YES;
+        }
+        if (*size) {            /* swallow the body */
+                *size = 0;
+                return MHD_YES;
+        }
+        static const char body[] = "{\"error\":\"etcdserver: no leader\",\"code\":14}";
+        struct MHD_Response *resp = MHD_create_response_from_buffer(sizeof(body) - 1, (void *) body,
+                                                                    MHD_RESPMEM_PERSISTENT);
+        enum MHD_Result r = MHD_queue_response(conn, 503, resp);
+        MHD_destroy_response(resp);
+        return r;
+}
+
+static void test_failover_on_503(void **state) {
+        NEED_ETCD();
+        struct MHD_Daemon *d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD, 0, NULL, NULL, answer_503,
+                                                NULL, MHD_OPTION_END);
+        assert_non_null(d);
+        char url[64];
+        snprintf(url, sizeof(url), "http://127.0.0.1:%u",
+                 (unsigned) MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT)->port);
+        const char *const eps[] = { url, cluster->m[0].url, NULL };
+        struct etcd *e = client(eps);
+        struct done x = { 0 };
+        assert_int_equal(etcd_range(e, "/x", false, on_done, &x), 0);
+        wait_done(&x);
+        assert_int_equal(x.r, 0);
+        assert_string_equal(etcd_current_endpoint(e), cluster->m[0].url);
+        done_clear(&x);
+        etcd_free(e);
+        MHD_stop_daemon(d);
+}
+
 static void test_free_pending(void **state) {
         NEED_ETCD();
         struct etcd *e = client(NULL);
@@ -320,6 +360,7 @@ int main(void) {
                 cmocka_unit_test(test_range_prefix),
                 cmocka_unit_test(test_error_answer),
                 cmocka_unit_test(test_failover),
+                cmocka_unit_test(test_failover_on_503),
                 cmocka_unit_test(test_free_pending),
                 cmocka_unit_test(test_client_certificate),
         };
