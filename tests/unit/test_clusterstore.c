@@ -116,7 +116,7 @@ static struct state *make_state(size_t n) {
         struct state *s = state_new();
         assert_non_null(s);
         for (size_t i = 0; i < n; i++) {
-                char key[32], id[32];
+                char key[32], id[48];
                 snprintf(key, sizeof(key), "c%03zu", i);
                 snprintf(id, sizeof(id), "ORD-%04zu-0000-0000", i);
                 struct tracked_customer *c = state_add_customer(s, key);

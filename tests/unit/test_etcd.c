@@ -22,6 +22,7 @@
 #include "util.h"
 
 static struct harness_etcd *cluster;
+static struct harness_etcd *tls;        /* test_client_certificate's; freed here even if it fails */
 static uv_loop_t loop;
 static struct http *http;
 
@@ -41,6 +42,7 @@ static int teardown(void **state) {
         uv_run(&loop, UV_RUN_DEFAULT);
         uv_loop_close(&loop);
         harness_etcd_free(cluster);
+        harness_etcd_free(tls);
         return 0;
 }
 
@@ -329,7 +331,6 @@ static int grant_with(const char *url, const char *dir, const char *cert) {
  * certificate of the cluster's CA gets in. */
 static void test_client_certificate(void **state) {
         NEED_ETCD();
-        struct harness_etcd *tls = NULL;
         int r = harness_etcd_start_tls(&tls);
         if (r == -ENOENT)
                 skip();
@@ -338,6 +339,7 @@ static void test_client_certificate(void **state) {
         assert_true(grant_with(tls->m[0].url, tls->tls_dir, NULL) < 0);
         assert_true(grant_with(tls->m[0].url, tls->tls_dir, "other") < 0);
         harness_etcd_free(tls);
+        tls = NULL;
 }
 
 static void test_bad_args(void **state) {
