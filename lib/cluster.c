@@ -19,7 +19,7 @@ struct cluster {
         cluster_change_fn on_change;
         void *userdata;
 
-        uv_timer_t tick;                /* keepalive / campaign, every ttl/3 */
+        uv_timer_t tick;                /* keepalive every ttl/6, campaign every other tick */
         uv_timer_t deadline;            /* end of the deposition rule */
         int open_handles;
         size_t pending;                 /* etcd calls in flight */
@@ -32,6 +32,7 @@ struct cluster {
         int64_t leader_rev;
         char *leader_name;              /* last known, NULL if none */
         bool was_active;                /* for change notifications */
+        uint64_t ticks;
         struct cluster_stats stats;
 };
 
@@ -233,9 +234,11 @@ static void on_tick(uv_timer_t *t) {
                 c->stats.keepalives++;
                 (void) submit(c, &c->keeping_alive, do_keepalive);
         }
-        /* The leader re-reads its key too: cheap, and it notices a key
-         * deleted by hand (its writes would fail the fence anyway). */
-        campaign(c);
+        /* Every ttl/3.  The leader re-reads its key too: cheap, and it
+         * notices a key deleted by hand (its writes would fail the fence
+         * anyway). */
+        if (c->ticks++ % 2 == 0)
+                campaign(c);
 }
 
 int cluster_new(uv_loop_t *loop, struct etcd *etcd, const struct cluster_options *o,
@@ -267,7 +270,7 @@ nomem:
 }
 
 int cluster_start(struct cluster *c) {
-        uint64_t every = (uint64_t) c->ttl_ms / 3;
+        uint64_t every = (uint64_t) c->ttl_ms / 6;
         return uv_timer_start(&c->tick, on_tick, 0, every);
 }
 

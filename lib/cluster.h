@@ -4,7 +4,8 @@
  * etcd's own election (clientv3/concurrency):
  *
  *  - each instance holds a lease of lease_ttl seconds, kept alive from the
- *    loop every lease_ttl/3;
+ *    loop every lease_ttl/6 (so that one late or lost keepalive answer does
+ *    not depose the leader: the rule below leaves it lease_ttl/2);
  *  - the leader key <prefix>leader (value: this instance's name) is created
  *    in a transaction only if absent (compare create_revision == 0, put with
  *    the lease); its create_revision is the leader's revision, which every

@@ -9,6 +9,7 @@
 
 #include <jansson.h>
 
+#include "url.h"
 #include "util.h"
 
 #define ETCD_MAX_ENDPOINTS 16
@@ -67,7 +68,7 @@ int etcd_new(struct http *h, const struct etcd_options *o, struct etcd **ret) {
         int r = -ENOMEM;
         for (const char *const *p = o->endpoints; *p; p++) {
                 bool plaintext;
-                if (e->n_endpoints == ETCD_MAX_ENDPOINTS || http_check_url(*p, false, &plaintext) < 0) {
+                if (e->n_endpoints == ETCD_MAX_ENDPOINTS || url_check_endpoint(*p, URL_ALLOW_HTTP | URL_STRICT, &plaintext, NULL) < 0) {
                         r = -EINVAL;
                         goto fail;
                 }
