@@ -229,4 +229,4 @@ clean:
 	rm -rf build
 
 -include $(LIB_OBJ:.o=.d) $(DAEMON_OBJ:.o=.d) $(FAKE_OBJ:.o=.d) $(HARNESS_OBJ:.o=.d) \
-         $(UNIT_BIN:=.d) $(INTEG_BIN:=.d) $(FUZZ_BIN:=.d)
+         $(UNIT_BIN:=.d) $(INTEG_BIN:=.d) $(FUZZ_BIN:=.d) $(BUILD)/bench/cluster_takeover.d
