@@ -52,12 +52,12 @@ static int teardown(void **state) {
 
 /* A fresh prefix per test. */
 static int per_test(void **state) {
-        if (!cluster)
-                skip();
         snprintf(prefix, sizeof(prefix), "/cs%d/", ++prefix_no);
         snprintf(leader_key, sizeof(leader_key), "%sleader", prefix);
         return 0;
 }
+
+#define NEED_ETCD() do { if (!cluster) skip(); } while (0)
 
 struct done {
         bool called;
@@ -169,6 +169,7 @@ static int64_t mod_revision(const char *customer) {
 
 /* 250 customers: one key each, several transactions; read back equal. */
 static void test_roundtrip(void **state) {
+        NEED_ETCD();
         struct etcd_compare fence = make_leader();
         struct cstore *cs = new_store();
         struct state *st = make_state(250);
@@ -189,6 +190,7 @@ static void test_roundtrip(void **state) {
 
 /* Only what changed is written; a pruned customer is deleted. */
 static void test_changed_only(void **state) {
+        NEED_ETCD();
         struct etcd_compare fence = make_leader();
         struct cstore *cs = new_store();
         struct state *st = make_state(3);
@@ -213,6 +215,7 @@ static void test_changed_only(void **state) {
 
 /* A deposed leader's save fails and changes nothing. */
 static void test_fenced(void **state) {
+        NEED_ETCD();
         struct etcd_compare fence = make_leader();
         struct cstore *cs = new_store();
         struct state *st = make_state(2);
@@ -228,6 +231,7 @@ static void test_fenced(void **state) {
 }
 
 static void test_migrate_once(void **state) {
+        NEED_ETCD();
         struct cstore *cs = new_store();
         struct state *st = make_state(120);
         struct done d = { 0 };
@@ -249,6 +253,7 @@ static void test_migrate_once(void **state) {
 
 /* Anything under the prefix (a running daemon's leader key): refused. */
 static void test_migrate_refuses_nonempty(void **state) {
+        NEED_ETCD();
         make_leader();
         struct cstore *cs = new_store();
         struct state *st = make_state(1);
@@ -262,6 +267,7 @@ static void test_migrate_refuses_nonempty(void **state) {
 }
 
 static void test_corrupt_record(void **state) {
+        NEED_ETCD();
         char key[96];
         snprintf(key, sizeof(key), "%sstate/customers/x", prefix);
         struct done d = { 0 };
@@ -278,6 +284,7 @@ static void test_corrupt_record(void **state) {
 }
 
 static void test_empty_load(void **state) {
+        NEED_ETCD();
         struct cstore *cs = new_store();
         int r;
         struct state *back = load(cs, &r);
