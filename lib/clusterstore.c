@@ -373,7 +373,7 @@ int cstore_migrate(struct cstore *s, const struct state *st, cstore_done_fn cb, 
         j->fence[0] = (struct etcd_compare) { .key = s->meta_key, .target = ETCD_TARGET_CREATE, .value = 0 };
         j->n_fence = 1;
         if (r == 0)
-                r = etcd_range(s->etcd, s->prefix, true, on_migrate_check, j);
+                r = etcd_count(s->etcd, s->prefix, true, on_migrate_check, j);
         if (r < 0)
                 return job_free_early(j, r);
         s->busy = true;

@@ -409,6 +409,17 @@ int etcd_range(struct etcd *e, const char *key, bool prefix, etcd_done_fn cb, vo
         return call_start(e, CALL_RANGE, range_json(key, prefix), cb, userdata);
 }
 
+int etcd_count(struct etcd *e, const char *key, bool prefix, etcd_done_fn cb, void *userdata) {
+        if (!e || !key || !*key || !cb)
+                return -EINVAL;
+        json_t *body = range_json(key, prefix);
+        if (body && json_object_set_new(body, "count_only", json_true()) < 0) {
+                json_decref(body);
+                body = NULL;
+        }
+        return call_start(e, CALL_RANGE, body, cb, userdata);
+}
+
 static json_t *compare_json(const struct etcd_compare *c) {
         static const char *const target[] = { "CREATE", "MOD", "VERSION" };
         static const char *const field[] = { "create_revision", "mod_revision", "version" };

@@ -75,6 +75,8 @@ int etcd_lease_keepalive(struct etcd *e, int64_t lease_id, etcd_done_fn cb, void
 int etcd_lease_revoke(struct etcd *e, int64_t lease_id, etcd_done_fn cb, void *userdata);
 /* One key, or every key starting with key when prefix. */
 int etcd_range(struct etcd *e, const char *key, bool prefix, etcd_done_fn cb, void *userdata);
+/* Only how many (res->count), no keys or values. */
+int etcd_count(struct etcd *e, const char *key, bool prefix, etcd_done_fn cb, void *userdata);
 
 enum etcd_target { ETCD_TARGET_CREATE, ETCD_TARGET_MOD, ETCD_TARGET_VERSION };
 /* key's <target> revision (or version) EQUAL value; 0 means "absent". */

@@ -212,6 +212,13 @@ static void test_range_prefix(void **state) {
         assert_string_equal(d.values[2], "");
         done_clear(&d);
 
+        assert_int_equal(etcd_count(e, "/p/", true, on_done, &d), 0);
+        wait_done(&d);
+        assert_int_equal(d.r, 0);
+        assert_int_equal(d.res.count, 3);
+        assert_int_equal(d.res.n_kvs, 0);
+        done_clear(&d);
+
         assert_int_equal(etcd_range(e, "/nothing/", true, on_done, &d), 0);
         wait_done(&d);
         assert_int_equal(d.r, 0);
