@@ -826,12 +826,11 @@ int store_lock(const char *state_dir, pid_t *ret_holder) {
                 close(fd);
                 return r;
         }
+        /* Best effort: the PID only names the holder to the next one (a
+         * full disk must not stop partnerd here, but where it saves). */
         int len = snprintf(buf, sizeof(buf), "%ld\n", (long) getpid());
-        if (ftruncate(fd, 0) < 0 || pwrite(fd, buf, (size_t) len, 0) != len) {
-                r = -errno;
-                close(fd);
-                return r;
-        }
+        if (ftruncate(fd, 0) == 0)
+                (void) !pwrite(fd, buf, (size_t) len, 0);
         return fd;
 }
 

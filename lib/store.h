@@ -30,7 +30,8 @@ int store_read(const char *state_dir, struct state **ret, char **ret_error);
 /* The exclusive lock of the state directory ({state_dir}/lock, flock(2)):
  * every process that may act on the state or the outbox holds it for as
  * long as it runs.  Creates the directory (0700) if needed.  Returns the
- * lock's file descriptor, with this process's PID written in the file; or
+ * lock's file descriptor, with this process's PID written in the file
+ * (when the disk has room for it); or
  * -EWOULDBLOCK when another process holds it (*ret_holder: its PID, 0 if
  * unknown); or another negative errno. */
 int store_lock(const char *state_dir, pid_t *ret_holder);
