@@ -371,9 +371,11 @@ static int load_state(struct service *s) {
         return 0;
 }
 
+#define LOCK_BUSY (-1)
+
 /* Takes the state directory's lock (nothing to take in --dry-run).
- * 0: held; 1: another process holds it (s->lock_holder, logged once per
- * holder); or an exit code. */
+ * 0: held; LOCK_BUSY: another process holds it (s->lock_holder, logged
+ * once per holder); or an exit code. */
 static int try_lock(struct service *s) {
         const char *dir = s->sv.cfg->daemon.state_dir;
         pid_t holder = 0;
@@ -409,7 +411,7 @@ static int try_lock(struct service *s) {
                 (void) sd_notify(0, line);
         }
         s->lock_holder = holder ? holder : -1;
-        return 1;
+        return LOCK_BUSY;
 }
 
 static void start_polling(struct service *s) {
@@ -425,7 +427,7 @@ static void start_polling(struct service *s) {
 static void on_lock_timer(uv_timer_t *t) {
         struct service *s = t->data;
         int r = try_lock(s);
-        if (r == 1)
+        if (r == LOCK_BUSY)
                 return;
         uv_timer_stop(&s->lock_timer);
         if (r == 0)
@@ -456,7 +458,7 @@ int service_run(const struct options *opts) {
         r = try_lock(&s);
         if (r == 0)
                 r = load_state(&s);
-        if (r != 0 && (r != 1 || opts->once)) {
+        if (r != 0 && r != LOCK_BUSY) {
                 services_free(&s.sv);
                 uv_run(&s.loop, UV_RUN_DEFAULT);
                 (void) uv_loop_close(&s.loop);
@@ -481,7 +483,7 @@ int service_run(const struct options *opts) {
         if (sd_watchdog_enabled(0, &s.watchdog_usec) > 0 && s.watchdog_usec >= 2000)
                 uv_timer_start(&s.watchdog_timer, on_watchdog, s.watchdog_usec / 2000, s.watchdog_usec / 2000);
 
-        if (r == 1) {
+        if (r == LOCK_BUSY) {
                 /* ready to be stopped or reloaded while it waits; STATUS says for what */
                 (void) sd_notify(0, "READY=1");
                 uv_timer_start(&s.lock_timer, on_lock_timer, 1000, 1000);
