@@ -328,7 +328,7 @@ static struct cenv *cenv_new(const struct fcase *fc, struct result *res) {
                 .mail_extra = fc->mail_extra,
                 /* under valgrind a healthy request takes longer than 1 s */
                 .daemon_extra = inv_slow_mode() ? "http_timeout = 3s\nconnect_timeout = 3s\n"
-                                                : "http_timeout = 1s\nconnect_timeout = 1s\n",
+                                                : "http_timeout = 2s\nconnect_timeout = 2s\n",
         };
         struct harness_smtp *server = e->w.smtp;
         assert_int_equal(inv_world_start(&e->w, sc, NULL, NULL, &o), 0);
