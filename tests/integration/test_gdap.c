@@ -9,6 +9,8 @@
  *    "reseller";
  *  - once Graph says the relationship is active it is processed exactly
  *    once, and the confirmation does not say "reseller" either;
+ *  - an order of the same tenant showing both links is a reseller block,
+ *    processed at once;
  *  - an expired relationship: one ops notice, no Process, no more mails;
  *    an id Graph does not know (404): the same, not pending forever;
  *  - the fake's log proves Partner Center never got a Graph token and Graph
@@ -39,6 +41,7 @@
 #define ORD_CONTOSO   "ORD-3001-0001-0001"   /* GDAP pending, tenant already a reseller */
 #define ORD_FABRIKAM  "ORD-3001-0001-0002"   /* GDAP expired */
 #define ORD_NORTHWIND "ORD-3001-0001-0003"   /* GDAP id Graph does not know */
+#define ORD_BOTH      "ORD-3001-0001-0004"   /* Contoso, GDAP and reseller links: a reseller block */
 #define OPS "ops@example.test"
 #define ADMIN "admin1@example.test"
 #define RUN_TIMEOUT_MS 120000
@@ -190,8 +193,10 @@ static void test_gdap_only_order(void **state) {
         /* asked Graph about the relationship of its link, never processed */
         assert_true(count(e, "GET", "/delegatedAdminRelationships/" G_CONTOSO) >= 1);
         assert_int_equal(process_calls(e, ORD_CONTOSO), 0);
-        /* Partner Center was not asked about a GDAP block at all */
-        assert_int_equal(count(e, "GET", "/v1/customers/" CONTOSO), 0);
+        /* the order with both links waits for the reseller relationship, which
+         * Contoso accepted: Partner Center was asked, and it is processed */
+        assert_true(count(e, "GET", "/v1/customers/" CONTOSO) >= 1);
+        assert_int_equal(process_calls(e, ORD_BOTH), 1);
         struct mails m = mails_to(e, 0, ORD_CONTOSO, ADMIN);
         assert_int_equal(m.n, 1);
         assert_false(m.reseller);
@@ -228,6 +233,7 @@ static void test_gdap_only_order(void **state) {
         assert_false(conf.reseller);
         run_once(e);
         assert_int_equal(process_calls(e, ORD_CONTOSO), 1);
+        assert_int_equal(process_calls(e, ORD_BOTH), 1);
         assert_int_equal(process_calls(e, ORD_FABRIKAM), 0);
         assert_int_equal(process_calls(e, ORD_NORTHWIND), 0);
 
