@@ -185,6 +185,29 @@ static struct mails mails_to(struct env *e, size_t from, const char *order, cons
         return r;
 }
 
+/* The customer of `partnerd status --json` whose key is key: its kind and
+ * gdap_ended ("-" when null). */
+static void status_of(struct env *e, const char *key, char *kind, char *ended, size_t n) {
+        int status = -1;
+        assert_int_equal(harness_pd_run(e->pd, (const char *const[]) { "status", "--json", NULL },
+                                        RUN_TIMEOUT_MS, &status), 0);
+        assert_int_equal(status, 0);
+        char *out = harness_pd_output(e->pd, e->pd->runs, false);
+        json_t *root = out ? json_loads(out, 0, NULL) : NULL, *c;
+        size_t i;
+        assert_non_null(root);
+        snprintf(kind, n, "(none)");
+        json_array_foreach(json_object_get(root, "customers"), i, c)
+                if (strcmp(json_string_value(json_object_get(c, "key")), key) == 0) {
+                        const char *k = json_string_value(json_object_get(c, "kind"));
+                        const char *g = json_string_value(json_object_get(c, "gdap_ended"));
+                        snprintf(kind, n, "%s", k ? k : "(null)");
+                        snprintf(ended, n, "%s", g ? g : "-");
+                }
+        json_decref(root);
+        free(out);
+}
+
 static void test_gdap_only_order(void **state) {
         struct env *e = *state;
 
@@ -211,6 +234,16 @@ static void test_gdap_only_order(void **state) {
         assert_int_equal(n.n, 1);
         assert_false(f.reseller);
         assert_false(n.reseller);
+        char kind[32], ended[32];
+        status_of(e, "gdap:" G_CONTOSO, kind, ended, sizeof(kind));
+        assert_string_equal(kind, "gdap");
+        assert_string_equal(ended, "-");
+        status_of(e, "gdap:" G_FABRIKAM, kind, ended, sizeof(kind));
+        assert_string_equal(ended, "expired");
+        status_of(e, "gdap:" G_NORTHWIND, kind, ended, sizeof(kind));
+        assert_string_equal(ended, "not-found");
+        status_of(e, CONTOSO, kind, ended, sizeof(kind));
+        assert_string_equal(kind, "reseller");
         int graph_reads = count(e, "GET", "/delegatedAdminRelationships/");
         size_t n1 = harness_smtp_count(e->smtp);
 
