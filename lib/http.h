@@ -7,7 +7,8 @@
  *  - Connections (and the DNS cache) are reused across cycles; HTTP/2 is
  *    multiplexed where offered (PIPEWAIT).
  *  - https only; http:// only to loopback hosts.  TLS verification is
- *    always on; ca_file is the only knob.
+ *    always on; ca_file is the only knob (plus an optional client
+ *    certificate, cert_file + key_file, e.g. for etcd).
  *  - Idempotent requests are retried on connection errors, timeouts, 429,
  *    502, 503, 504 with exponential backoff and jitter, honouring
  *    Retry-After (seconds or HTTP-date, capped).  Non-idempotent ones
@@ -62,6 +63,8 @@ struct http_request {
         size_t body_len;
         bool idempotent;             /* retry per the rules above (GET: true) */
         const char *ca_file;         /* optional */
+        const char *cert_file;       /* optional client certificate (PEM) */
+        const char *key_file;        /* its private key (PEM), if not in cert_file */
         long timeout_ms;             /* 0 = default */
         /* When set, http adds "<name>: <uuid>" to each attempt, a new uuid
          * per attempt except when retrying after a timeout (Partner Center's

@@ -100,6 +100,7 @@ struct fake_fault {
         char *match;
         char *body;
         char *retry_after;
+        char *set_status;       /* "A[,B...]": someone else moves the order first */
         int status;
         int times;
         int delay_ms;
@@ -256,3 +257,6 @@ void fake_control_handle(struct fake_state *s, struct fake_req *rq, struct fake_
 /* Finds and consumes a fault for this request (copy in *ret). */
 bool fake_fault_take(struct fake_state *s, const struct fake_req *rq, struct fake_fault *ret);
 void fake_fault_clear(struct fake_fault *f);
+/* set_status of a fault taken for rq: moves the order named in rq's path
+ * (under the lock, before the request is handled). */
+void fake_fault_move_order(struct fake_state *s, const struct fake_fault *f, const struct fake_req *rq);

@@ -268,6 +268,8 @@ static enum MHD_Result serve(struct fake_state *s, struct MHD_Connection *c, str
         fake_sleep_ms(s, act == FAKE_FAULT_STALL && f.delay_ms <= 0 ? STALL_DEFAULT_MS : f.delay_ms);
 
         pthread_mutex_lock(&s->lock);
+        if (faulted)
+                fake_fault_move_order(s, &f, rq);
         if (act == FAKE_FAULT_STATUS)
                 fault_response(&f, &resp);
         else if (act != FAKE_FAULT_RESET && act != FAKE_FAULT_STALL)
