@@ -290,6 +290,8 @@ static enum mail_kind customer_mail_kind(const struct tracked_customer *c, enum 
                 return MAIL_KIND_GDAP_FINAL_WARNING;
         case MAIL_KIND_CONFIRMATION:
                 return MAIL_KIND_GDAP_CONFIRMATION;
+        case MAIL_KIND_DRAFT_WARNING:
+                return MAIL_KIND_GDAP_DRAFT_WARNING;
         default:
                 return k;
         }
@@ -752,8 +754,8 @@ static int start_draft(struct ctx *x, struct tracked_customer *c, struct tracked
                                    : asprintf(&disc, "%" PRId64, o->created_at);
         if (r < 0)
                 return -ENOMEM;
-        struct action *a = add_notify(x, MAIL_KIND_DRAFT_WARNING, c->key, "%s:%s:%s",
-                                      mail_kind_to_string(MAIL_KIND_DRAFT_WARNING), t->id, disc);
+        enum mail_kind kind = customer_mail_kind(c, MAIL_KIND_DRAFT_WARNING);
+        struct action *a = add_notify(x, kind, c->key, "%s:%s:%s", mail_kind_to_string(kind), t->id, disc);
         free(disc);
         if (!a)
                 return -ENOMEM;
@@ -1249,6 +1251,7 @@ int eng_notify_failed(struct state *state, const struct action *a) {
         bool orders_too = false;
         switch (a->mail_kind) {
         case MAIL_KIND_NEW_REQUEST:
+        case MAIL_KIND_GDAP_REQUEST:
                 c->notified_at = 0;
                 c->last_mail_at = a->prev_last_mail_at;
                 c->final_warning_sent = a->prev_final_warning_sent;
@@ -1256,17 +1259,25 @@ int eng_notify_failed(struct state *state, const struct action *a) {
                 orders_too = true;
                 break;
         case MAIL_KIND_REMINDER:
+        case MAIL_KIND_GDAP_REMINDER:
                 if (c->reminders > 0)
                         c->reminders--;
                 c->last_mail_at = a->prev_last_mail_at;
                 break;
         case MAIL_KIND_FINAL_WARNING:
+        case MAIL_KIND_GDAP_FINAL_WARNING:
                 c->final_warning_sent = a->prev_final_warning_sent;
                 c->warned_deadline = a->prev_warned_deadline;
                 c->last_mail_at = a->prev_last_mail_at;
                 break;
         case MAIL_KIND_CONFIRMATION:
+        case MAIL_KIND_GDAP_CONFIRMATION:
                 c->confirmation_sent = false;
+                break;
+        case MAIL_KIND_GDAP_ENDED:
+                /* gdap_ended() tells ops again after the next check */
+                free(c->gdap_ended);
+                c->gdap_ended = NULL;
                 break;
         case MAIL_KIND_PARTNER_UNLISTED:
                 /* notify_unlisted() tells ops again */
@@ -1277,6 +1288,7 @@ int eng_notify_failed(struct state *state, const struct action *a) {
                 }
                 break;
         case MAIL_KIND_DRAFT_WARNING:
+        case MAIL_KIND_GDAP_DRAFT_WARNING:
         case MAIL_KIND_OPS_NOTICE:
         default:
                 orders_too = true;

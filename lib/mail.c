@@ -733,7 +733,8 @@ static int order_td(struct util_buf *h, const char *cls, const char *style) {
 static int build_order_lists(struct render_values *rv, const struct mail_context *ctx) {
         struct util_buf t, h, lt, lh;
         /* A Draft order is not Querying yet: no clock runs, nothing is unknown. */
-        const char *none = ctx->kind == MAIL_KIND_DRAFT_WARNING ? "not yet" : "unknown";
+        const char *none = ctx->kind == MAIL_KIND_DRAFT_WARNING || ctx->kind == MAIL_KIND_GDAP_DRAFT_WARNING
+                                   ? "not yet" : "unknown";
         int r = 0;
 
         util_buf_init(&t, MAIL_MAX_PART);
@@ -979,7 +980,7 @@ static bool kind_needs_url(enum mail_kind k) {
         return k == MAIL_KIND_NEW_REQUEST || k == MAIL_KIND_REMINDER ||
                k == MAIL_KIND_FINAL_WARNING || k == MAIL_KIND_DRAFT_WARNING ||
                k == MAIL_KIND_GDAP_REQUEST || k == MAIL_KIND_GDAP_REMINDER ||
-               k == MAIL_KIND_GDAP_FINAL_WARNING;
+               k == MAIL_KIND_GDAP_FINAL_WARNING || k == MAIL_KIND_GDAP_DRAFT_WARNING;
 }
 
 static int fail(char **ret_err, int r, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

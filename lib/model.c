@@ -444,6 +444,7 @@ static const char *const mail_kind_names[_MAIL_KIND_MAX] = {
         [MAIL_KIND_GDAP_FINAL_WARNING] = "gdap-final-warning",
         [MAIL_KIND_GDAP_CONFIRMATION] = "gdap-confirmation",
         [MAIL_KIND_GDAP_ENDED] = "gdap-ended",
+        [MAIL_KIND_GDAP_DRAFT_WARNING] = "gdap-draft-warning",
 };
 
 bool mail_kind_is_ops(enum mail_kind k) {

@@ -264,6 +264,7 @@ enum mail_kind {
         MAIL_KIND_GDAP_FINAL_WARNING,
         MAIL_KIND_GDAP_CONFIRMATION, /* GDAP relationship active, orders processed */
         MAIL_KIND_GDAP_ENDED,        /* ops: the GDAP relationship ended / is unknown */
+        MAIL_KIND_GDAP_DRAFT_WARNING, /* grant GDAP before the order is placed */
         _MAIL_KIND_MAX,
 };
 

@@ -242,6 +242,60 @@ static void test_ended_statuses(void **unused) {
         ended_case(NULL, REL_NOT_FOUND);
 }
 
+/* A mail that could not be queued is decided again next cycle, with its
+ * GDAP kind. */
+static void test_notify_failed(void **unused) {
+        struct order_list ol = { 0 };
+        struct action_list a = { 0 }, again = { 0 };
+        struct state *s = state_new();
+
+        add(&ol, ORD_G, true);
+        run1(&ol, s, T0, &a);
+        const struct action *req = NULL;
+        for (size_t i = 0; i < a.n; i++)
+                if (a.items[i].type == ACTION_NOTIFY && a.items[i].mail_kind == MAIL_KIND_GDAP_REQUEST)
+                        req = &a.items[i];
+        assert_non_null(req);
+        assert_int_equal(eng_notify_failed(s, req), 0);
+        run1(&ol, s, T0 + 60, &again);
+        assert_int_equal(count(&again, ACTION_NOTIFY, MAIL_KIND_GDAP_REQUEST), 1);
+
+        /* the ops notice about an ended relationship: told again after the next check */
+        run2(&ol, s, GKEY, true, REL_ENDED, "expired", TEN, T0 + 61, &a);
+        const struct action *ended = NULL;
+        for (size_t i = 0; i < a.n; i++)
+                if (a.items[i].type == ACTION_NOTIFY && a.items[i].mail_kind == MAIL_KIND_GDAP_ENDED)
+                        ended = &a.items[i];
+        assert_non_null(ended);
+        assert_int_equal(eng_notify_failed(s, ended), 0);
+        assert_null(state_find_customer(s, GKEY)->gdap_ended);
+        run1(&ol, s, T0 + 200, &again);
+        assert_int_equal(count(&again, ACTION_CHECK, -1), 1);
+        run2(&ol, s, GKEY, true, REL_ENDED, "expired", TEN, T0 + 201, &again);
+        assert_int_equal(count(&again, ACTION_NOTIFY, MAIL_KIND_GDAP_ENDED), 1);
+        action_list_clear(&again);
+        action_list_clear(&a);
+        order_list_clear(&ol);
+        state_free(s);
+}
+
+/* A Draft showing a GDAP link is warned in GDAP words, never processed. */
+static void test_draft_gdap(void **unused) {
+        struct order_list ol = { 0 };
+        struct action_list a = { 0 };
+        struct state *s = state_new();
+        add(&ol, ORD_G, true);
+        ol.items[0].status = ORDER_STATUS_DRAFT;
+        run1(&ol, s, T0, &a);
+        assert_int_equal(count(&a, ACTION_NOTIFY, MAIL_KIND_GDAP_DRAFT_WARNING), 1);
+        assert_int_equal(count(&a, ACTION_NOTIFY, MAIL_KIND_DRAFT_WARNING), 0);
+        run2(&ol, s, GKEY, true, REL_ACCEPTED, "active", TEN, T0 + 1, &a);
+        assert_false(has_process(&a, ORD_G));
+        action_list_clear(&a);
+        order_list_clear(&ol);
+        state_free(s);
+}
+
 static void test_classify_relationship(void **unused) {
         const char *ok = "{\"@odata.context\":\"https://graph.microsoft.com/v1.0/$metadata#x\",\"id\":\"" GID "\","
                          "\"displayName\":\"x\",\"customer\":{\"tenantId\":\"" TEN "\",\"displayName\":\"C\"},"
@@ -279,6 +333,8 @@ int main(void) {
                 cmocka_unit_test(test_active_processes_once),
                 cmocka_unit_test(test_ended_statuses),
                 cmocka_unit_test(test_classify_relationship),
+                cmocka_unit_test(test_notify_failed),
+                cmocka_unit_test(test_draft_gdap),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
