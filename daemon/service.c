@@ -69,8 +69,10 @@ static void services_free(struct services *sv) {
         sv->http = http_free(sv->http);
         sv->transport = mail_transport_free(sv->transport);
         sv->outbox = mail_outbox_free(sv->outbox);
-        for (size_t i = 0; i < sv->n_accounts; i++)
+        for (size_t i = 0; i < sv->n_accounts; i++) {
                 pc_client_free(sv->accounts[i].pc);
+                graph_client_free(sv->accounts[i].graph);
+        }
         free(sv->accounts);
         sv->accounts = NULL;
         sv->n_accounts = 0;
@@ -79,7 +81,8 @@ static void services_free(struct services *sv) {
         sv->cfg = cfg_free(sv->cfg);
 }
 
-/* One Partner Center client, with its own token cache, per account. */
+/* Per account one Partner Center client and one Graph client, each with
+ * its own token cache (one per audience). */
 static int open_accounts(struct services *sv) {
         const struct cfg *cfg = sv->cfg;
         sv->accounts = calloc(cfg_n_accounts(cfg), sizeof(*sv->accounts));
@@ -96,11 +99,22 @@ static int open_accounts(struct services *sv) {
                         .ca_file = m->ca_file,
                         .token_endpoint = m->token_endpoint,
                 };
+                struct graph_options go = {
+                        .login_url = m->login_url,
+                        .graph_url = m->graph_url,
+                        .tenant = m->tenant,
+                        .client_id = m->client_id,
+                        .client_secret = m->client_secret,
+                        .ca_file = m->ca_file,
+                };
                 int r = pc_client_new(sv->http, &po, &sv->accounts[i].pc);
                 if (r < 0)
                         return r;
                 sv->accounts[i].name = m->name;
-                sv->n_accounts++;
+                sv->n_accounts++;   /* freed with the services from here on */
+                r = graph_client_new(sv->http, &go, &sv->accounts[i].graph);
+                if (r < 0)
+                        return r;
         }
         return 0;
 }
@@ -261,6 +275,7 @@ static void start_cycle(struct service *s) {
                 .http = s->sv.http,
                 .mp = s->sv.mp,
                 .pc = s->sv.accounts[0].pc,
+                .graph = s->sv.accounts[0].graph,
                 .accounts = s->sv.accounts,
                 .n_accounts = s->sv.n_accounts,
                 .transport = s->sv.transport,

@@ -36,6 +36,7 @@
 /* Defaults (documented in config.h and partnerd.conf(5)). */
 #define DEF_LOGIN_URL       "https://login.microsoftonline.com"
 #define DEF_API_URL         "https://api.partnercenter.microsoft.com/v1"
+#define DEF_GRAPH_URL       "https://graph.microsoft.com/v1.0"
 #define DEF_PORTAL_URL      "https://portal.platform.softwareone.com"
 #define DEF_SENDMAIL        "/usr/sbin/sendmail"
 #define DEF_STATE_DIR       "/var/lib/partnerd"
@@ -107,6 +108,7 @@ static const struct key_def keys[] = {
 
         { "microsoft", "login_url",          K_URL_HTTP,       O(microsoft.login_url), 0, 0, 0, 0 },
         { "microsoft", "api_url",            K_URL_HTTP,       O(microsoft.api_url), 0, 0, 0, 0 },
+        { "microsoft", "graph_url",          K_URL_HTTP,       O(microsoft.graph_url), 0, 0, 0, 0 },
         { "microsoft", "tenant",             K_HOST,           O(microsoft.tenant), 0, 0, 0, F_REQUIRED },
         { "microsoft", "client_id",          K_WORD,           O(microsoft.client_id), 0, 0, 0, F_REQUIRED },
         { "microsoft", "client_secret_file", K_SECRET_PATH,    O(microsoft.client_secret_file), 0, 0, 0, F_REQUIRED },
@@ -257,6 +259,7 @@ static void account_clear(struct cfg_microsoft *m) {
         strv_free(m->partner_ids, m->n_partner_ids);
         free(m->login_url);
         free(m->api_url);
+        free(m->graph_url);
         free(m->tenant);
         free(m->client_id);
         secret_free(m->client_secret);
@@ -1062,10 +1065,11 @@ static int set_defaults(struct cfg *cfg) {
         cfg->marketplace.portal_url = strdup(DEF_PORTAL_URL);
         cfg->microsoft.login_url = strdup(DEF_LOGIN_URL);
         cfg->microsoft.api_url = strdup(DEF_API_URL);
+        cfg->microsoft.graph_url = strdup(DEF_GRAPH_URL);
         cfg->mail.sendmail_path = strdup(DEF_SENDMAIL);
         cfg->mail.url_hosts = calloc(url_n_link_hosts, sizeof(char *));
         if (!cfg->microsoft.check_schedule || !cfg->marketplace.portal_url || !cfg->microsoft.name ||
-            !cfg->microsoft.login_url || !cfg->microsoft.api_url || !cfg->mail.sendmail_path ||
+            !cfg->microsoft.login_url || !cfg->microsoft.api_url || !cfg->microsoft.graph_url || !cfg->mail.sendmail_path ||
             !cfg->mail.url_hosts)
                 return -ENOMEM;
         memcpy(cfg->microsoft.check_schedule, def_check_schedule, sizeof(def_check_schedule));

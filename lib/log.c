@@ -45,6 +45,7 @@ static const struct {
         [LOG_EV_URL_REJECTED] = { "url-rejected", "982a3a65ff4140abbbc7951407ee4199" },
         [LOG_EV_RELOADED] = { "reloaded", "8bfe374430ef46a0af149a3ac4322e7f" },
         [LOG_EV_PARTNER_UNLISTED] = { "partner-unlisted", "19de6345f6d34aa395a1ddf932de6db0" },
+        [LOG_EV_GDAP_ENDED] = { "gdap-ended", "c71a4eeb041645f0ab5d0f9c63c9fb58" },
 };
 
 #define LOG_MAX_FIELDS 24

@@ -43,6 +43,7 @@ enum log_event {
         LOG_EV_URL_REJECTED,
         LOG_EV_RELOADED,
         LOG_EV_PARTNER_UNLISTED,     /* the link's partnerId is in no account: never processed */
+        LOG_EV_GDAP_ENDED,           /* a GDAP relationship ended / unknown: never processed */
         _LOG_EV_MAX,
 };
 

@@ -733,7 +733,8 @@ static int order_td(struct util_buf *h, const char *cls, const char *style) {
 static int build_order_lists(struct render_values *rv, const struct mail_context *ctx) {
         struct util_buf t, h, lt, lh;
         /* A Draft order is not Querying yet: no clock runs, nothing is unknown. */
-        const char *none = ctx->kind == MAIL_KIND_DRAFT_WARNING ? "not yet" : "unknown";
+        const char *none = ctx->kind == MAIL_KIND_DRAFT_WARNING || ctx->kind == MAIL_KIND_GDAP_DRAFT_WARNING
+                                   ? "not yet" : "unknown";
         int r = 0;
 
         util_buf_init(&t, MAIL_MAX_PART);
@@ -977,7 +978,9 @@ static int append_recipients(struct util_buf *hdr, const char *name, char *const
 
 static bool kind_needs_url(enum mail_kind k) {
         return k == MAIL_KIND_NEW_REQUEST || k == MAIL_KIND_REMINDER ||
-               k == MAIL_KIND_FINAL_WARNING || k == MAIL_KIND_DRAFT_WARNING;
+               k == MAIL_KIND_FINAL_WARNING || k == MAIL_KIND_DRAFT_WARNING ||
+               k == MAIL_KIND_GDAP_REQUEST || k == MAIL_KIND_GDAP_REMINDER ||
+               k == MAIL_KIND_GDAP_FINAL_WARNING || k == MAIL_KIND_GDAP_DRAFT_WARNING;
 }
 
 static int fail(char **ret_err, int r, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -1165,7 +1168,7 @@ int mail_render(const struct mail_templates *t, const struct cfg_mail *cfg,
         /* To: the configured list (ops for an ops notice) and the order
          * contacts; Cc; Bcc only in the envelope. */
         first = true;
-        if ((ctx->kind == MAIL_KIND_OPS_NOTICE || ctx->kind == MAIL_KIND_PARTNER_UNLISTED) && cfg->n_ops > 0)
+        if (mail_kind_is_ops(ctx->kind) && cfg->n_ops > 0)
                 r = append_recipients(&hdr, "To", cfg->ops, cfg->n_ops, false, &first, &env, ret_err);
         else
                 r = append_recipients(&hdr, "To", cfg->to, cfg->n_to, false, &first, &env, ret_err);

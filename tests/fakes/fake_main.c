@@ -92,7 +92,7 @@ static void req_free(struct fake_req *rq) {
         free(rq->route);
 }
 
-enum kind { K_NONE, K_MP, K_PC, K_TOKEN_V1, K_TOKEN_V2, K_CONTROL };
+enum kind { K_NONE, K_MP, K_PC, K_GRAPH, K_TOKEN_V1, K_TOKEN_V2, K_CONTROL };
 
 static enum kind classify(const char *path) {
         const char *slash;
@@ -103,6 +103,8 @@ static enum kind classify(const char *path) {
                 return K_CONTROL;
         if (strncmp(path, "/v1/", 4) == 0)
                 return K_PC;
+        if (strncmp(path, "/v1.0/", 6) == 0)
+                return K_GRAPH;
         slash = strchr(path + 1, '/');
         if (slash && strcmp(slash, "/oauth2/token") == 0)
                 return K_TOKEN_V1;
@@ -117,6 +119,8 @@ static const char *route_name(enum kind k, const struct fake_req *rq) {
                 return fake_mp_route(rq);
         case K_PC:
                 return fake_pc_route(rq);
+        case K_GRAPH:
+                return fake_graph_route(rq);
         case K_TOKEN_V1:
         case K_TOKEN_V2:
                 return "token";
@@ -143,6 +147,9 @@ static void handle(struct fake_state *s, enum kind k, struct fake_req *rq, struc
                                 resp->body = b;
                         }
                 }
+                break;
+        case K_GRAPH:
+                fake_graph_handle(s, rq, resp);
                 break;
         case K_TOKEN_V1:
         case K_TOKEN_V2:

@@ -168,6 +168,7 @@ static void assert_defaults(const struct cfg *c) {
         assert_string_equal(c->marketplace.portal_url, "https://portal.platform.softwareone.com");
         assert_string_equal(c->microsoft.login_url, "https://login.microsoftonline.com");
         assert_string_equal(c->microsoft.api_url, "https://api.partnercenter.microsoft.com/v1");
+        assert_string_equal(c->microsoft.graph_url, "https://graph.microsoft.com/v1.0");
         assert_null(c->microsoft.ca_file);
         assert_int_equal(c->microsoft.token_endpoint, 1);
         assert_int_equal(c->microsoft.n_check_schedule, 5);
@@ -288,6 +289,7 @@ static void test_every_key(void **state) {
         assert_string_equal(c->marketplace.portal_url, "https://portal.example.com");
         assert_string_equal(c->microsoft.login_url, "http://127.0.0.1:8080");
         assert_string_equal(c->microsoft.api_url, "http://[::1]:9090/v1");
+        assert_string_equal(c->microsoft.graph_url, "http://[::1]:9090/v1.0");
         assert_string_equal(c->microsoft.ca_file, "/etc/ssl/certs/ca-certificates.crt");
         assert_int_equal(c->microsoft.token_endpoint, 2);
         assert_int_equal(c->microsoft.n_check_schedule, 3);
@@ -817,7 +819,7 @@ static void test_docs_name_every_key(void **state) {
         static const char *const keys[] = {
                 "[marketplace]", "url", "token_file", "poll_interval", "products", "ca_file",
                 "portal_url",
-                "[microsoft]", "login_url", "api_url", "tenant", "client_id", "client_secret_file",
+                "[microsoft]", "login_url", "api_url", "graph_url", "tenant", "client_id", "client_secret_file",
                 "ca_file", "token_endpoint", "check_schedule", "partner_ids",
                 "[mail]", "transport", "smtp_url", "username", "password_file", "ca_file",
                 "sendmail", "from", "to", "cc", "bcc", "ops", "notify_order_contacts",
@@ -925,7 +927,7 @@ static void test_accounts(void **state) {
 
         /* a second account: its own keys, the rest from [microsoft] */
         int r = load(f, BASE "[microsoft]\npartner_ids = " PA "\napi_url = https://pc.example.com/v1\n"
-                     "token_endpoint = v2\n" BRAZIL(PB ", " PC));
+                     "graph_url = https://graph.example.com/beta\ntoken_endpoint = v2\n" BRAZIL(PB ", " PC));
         if (r)
                 dump_errors(f);
         assert_int_equal(r, 0);
@@ -936,6 +938,7 @@ static void test_accounts(void **state) {
         assert_string_equal(b->client_secret, "brazil-secret");
         assert_string_equal(b->api_url, "https://pc.example.com/v1");
         assert_string_equal(b->login_url, "https://login.microsoftonline.com");
+        assert_string_equal(b->graph_url, "https://graph.example.com/beta");   /* inherited */
         assert_int_equal(b->token_endpoint, 2);
         assert_int_equal(b->n_partner_ids, 2);
         assert_ptr_equal(cfg_account_for_partner(f->cfg, PC), b);
@@ -947,6 +950,13 @@ static void test_accounts(void **state) {
                               "login_url = https://login.example.com\n"), 0);
         assert_string_equal(cfg_account(f->cfg, 1)->login_url, "https://login.example.com");
         assert_string_equal(f->cfg->microsoft.login_url, "https://login.microsoftonline.com");
+        assert_int_equal(load(f, BASE "[microsoft]\npartner_ids = " PA "\n" BRAZIL(PB)
+                              "graph_url = https://graph.example.com/v1.0\n"), 0);
+        assert_string_equal(cfg_account(f->cfg, 1)->graph_url, "https://graph.example.com/v1.0");
+        assert_string_equal(f->cfg->microsoft.graph_url, "https://graph.microsoft.com/v1.0");
+        /* validated like the other endpoints: https, or http to loopback only */
+        assert_int_equal(load(f, BASE "[microsoft]\ngraph_url = http://graph.example.com/v1.0\n"), -EINVAL);
+        assert_true(errors_mention(f, "[microsoft] graph_url"));
 }
 
 static void test_account_errors(void **state) {
