@@ -15,7 +15,8 @@
  * negative errno is returned (*ret_warning may explain) so that a later
  * save does not destroy it.  Older schema versions are migrated. */
 int store_load(const char *state_dir, struct state **ret, char **ret_warning);
-/* Saves atomically; on failure (disk full, read-only) the old file stays. */
+/* Saves atomically; on failure (disk full, read-only) the old file stays.
+ * -EFBIG for a state larger than store_load() accepts (64 MiB). */
 int store_save(const char *state_dir, const struct state *s);
 
 /* JSON encoding, for tests, fuzzing and `partnerd status --json`. */
