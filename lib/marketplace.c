@@ -398,14 +398,16 @@ static size_t skip_value(const char *s, size_t n, size_t i) {
         size_t depth = 0;
         if (i >= n)
                 return 0;
+        /* a scalar, or junk (a stray byte order mark...) before a value:
+         * the element parser refuses it, the scan only finds its end */
+        size_t j = i;
+        while (j < n && s[j] && !strchr("{[\",]} \t\r\n", s[j]))
+                j++;
+        if (j >= n || !s[j] || !strchr("{[\"", s[j]))
+                return j > i && (j >= n || s[j]) ? j : 0;
+        i = j;
         if (s[i] == '"')
                 return skip_string(s, n, i);
-        if (s[i] != '{' && s[i] != '[') {
-                size_t j = i;
-                while (j < n && !strchr(",]} \t\r\n", s[j]))
-                        j++;
-                return j > i ? j : 0;
-        }
         while (i < n) {
                 if (s[i] == '"') {
                         i = skip_string(s, n, i);
@@ -423,34 +425,34 @@ static size_t skip_value(const char *s, size_t n, size_t i) {
 }
 
 /* Calls fn for each member of the object at s[i] ('{'): the raw key (with
- * its quotes) and the value's span.  false when the text is not shaped
- * like an object. */
+ * its quotes) and the value's span.  Returns the index after the object,
+ * 0 when the text is not shaped like an object. */
 typedef bool (*member_fn)(void *ud, const char *key, size_t klen, size_t vs, size_t ve);
-static bool scan_object(const char *s, size_t n, size_t i, member_fn fn, void *ud) {
+static size_t scan_object(const char *s, size_t n, size_t i, member_fn fn, void *ud) {
         i = skip_ws(s, n, i);
         if (i >= n || s[i] != '{')
-                return false;
+                return 0;
         i = skip_ws(s, n, i + 1);
         if (i < n && s[i] == '}')
-                return true;
+                return i + 1;
         while (i < n && s[i] == '"') {
                 size_t ks = i, ke = skip_string(s, n, i);
                 if (!ke)
-                        return false;
+                        return 0;
                 i = skip_ws(s, n, ke);
                 if (i >= n || s[i] != ':')
-                        return false;
+                        return 0;
                 size_t vs = skip_ws(s, n, i + 1), ve = skip_value(s, n, vs);
                 if (!ve || !fn(ud, s + ks, ke - ks, vs, ve))
-                        return false;
+                        return 0;
                 i = skip_ws(s, n, ve);
                 if (i < n && s[i] == '}')
-                        return true;
+                        return i + 1;
                 if (i >= n || s[i] != ',')
-                        return false;
+                        return 0;
                 i = skip_ws(s, n, i + 1);
         }
-        return false;
+        return 0;
 }
 
 struct span {
@@ -481,6 +483,8 @@ static bool find_id(void *ud, const char *key, size_t klen, size_t vs, size_t ve
 static void element_id(const char *s, size_t n, char id[static 32]) {
         struct span sp = { .text = s };
         id[0] = '\0';
+        if (n >= 3 && memcmp(s, "\xef\xbb\xbf", 3) == 0)
+                s += 3, n -= 3, sp.text = s;
         if (!scan_object(s, n, 0, find_id, &sp) || sp.found != 1 || sp.end - sp.start >= 32)
                 return;
         memcpy(id, s + sp.start, sp.end - sp.start);
@@ -595,8 +599,8 @@ static int parse_page(const struct page_ctx *pc, const char *body, size_t len, s
         if (ret_items)
                 *ret_items = 0;
 
-        if (scan_object(body, len, 0, find_data, &data) && data.found == 1 && body[data.start] == '[' &&
-            skip_ws(body, len, data.end) == len)
+        size_t end = scan_object(body, len, 0, find_data, &data);
+        if (end && skip_ws(body, len, end) == len && data.found == 1 && body[data.start] == '[')
                 root = parse_envelope(body, len, &data);
         else {  /* not shaped like a page: let jansson say what is wrong */
                 data.found = 0;
