@@ -98,7 +98,10 @@ struct fcase {
  * straddles the 300-byte cut of a quoted error. */
 #define ECHO_DETAIL  "{\\\"title\\\":\\\"Bad Request\\\",\\\"detail\\\":\\\"token " FAULT_TOKEN " is not valid\\\"}"
 #define PAD50        "xxxxxxxxx xxxxxxxxx xxxxxxxxx xxxxxxxxx xxxxxxxxx "
-#define ECHO_CUT     PAD50 PAD50 PAD50 PAD50 PAD50 "xxxxxxxxx xxxxxxxxx xxxxxxxxx xxxxxxx " FAULT_TOKEN " tail"
+/* "HTTP 400 Bad Request: " (22 bytes) + the body, cut at 300 bytes: the
+ * token starts at byte 245 of the body, so an unscrubbed cut would keep
+ * "idt:TKN-3001-0001:faults-mkt" and drop the rest. */
+#define ECHO_CUT     PAD50 PAD50 PAD50 PAD50 "xxxxxxxxx xxxxxxxxx xxxxxxxxx xxxxxxxxx xxxx " FAULT_TOKEN " tail"
 /* One hostile order put first on the list page (fake action "inject"). */
 #define BAD_ID       "ORD-3001-9999-0001"
 #define BAD_DUP      "{\\\"id\\\":\\\"" BAD_ID "\\\",\\\"status\\\":\\\"Querying\\\",\\\"status\\\":\\\"Draft\\\"}"
