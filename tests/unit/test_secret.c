@@ -8,8 +8,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <cmocka.h>
 
+#include "log.h"
 #include "secret.h"
 #include "util.h"
 
@@ -115,11 +117,41 @@ static void test_strip_format_chars(void **unused) {
         assert_false(util_is_format_char('A'));
 }
 
+/* log: a message or field holding a secret is scrubbed before the line is
+ * cut at its limit (2048 bytes), and format characters are dropped. */
+static void test_log_scrubs(void **unused) {
+        char path[] = "/tmp/test_secret_log.XXXXXX";
+        int fd = mkstemp(path), saved = dup(STDERR_FILENO);
+        assert_true(fd >= 0 && saved >= 0);
+        assert_int_equal(secret_register("LOG-SECRET-0123456789", SECRET_CONFIG), 0);
+        fflush(stderr);
+        assert_true(dup2(fd, STDERR_FILENO) >= 0);
+        log_init(LOG_TARGET_STDERR);
+        char pad[2040];
+        memset(pad, 'p', sizeof(pad) - 1);
+        pad[sizeof(pad) - 1] = '\0';
+        log_error("echo: LOG-SECRET-0123456789 end");
+        log_error("%s LOG-SECRET-0123456789", pad);       /* across the cut */
+        log_event(LOG_ERR, LOG_EV_NONE, LOG_FIELDS({ "X", "LOG-SECRET-0123456789" }), "A\xe2\x80\xae" "B");
+        fflush(stderr);
+        assert_true(dup2(saved, STDERR_FILENO) >= 0);
+        close(saved);
+        char *out = NULL;
+        assert_int_equal(util_read_file(path, 1 << 20, &out, NULL), 0);
+        unlink(path);
+        close(fd);
+        assert_non_null(strstr(out, "<3>echo: [redacted] end\n"));
+        assert_null(strstr(out, "LOG-SEC"));
+        assert_non_null(strstr(out, "<3>AB\n"));
+        free(out);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_teardown(test_scrub_forms, teardown),
                 cmocka_unit_test_teardown(test_scrub_buf_cuts_after_scrubbing, teardown),
                 cmocka_unit_test_teardown(test_transient_tokens_evicted, teardown),
+                cmocka_unit_test_teardown(test_log_scrubs, teardown),
                 cmocka_unit_test(test_utf8_decode),
                 cmocka_unit_test(test_strip_format_chars),
         };
