@@ -35,7 +35,8 @@ struct services {
         struct mail_templates *templates;
         struct http *http;
         struct mp_client *mp;
-        struct pc_client *pc;
+        struct cycle_account *accounts;   /* one Partner Center client per account */
+        size_t n_accounts;
         struct mail_transport *transport;
         struct mail_outbox *outbox;
 };
@@ -69,10 +70,40 @@ static void services_free(struct services *sv) {
         sv->http = http_free(sv->http);
         sv->transport = mail_transport_free(sv->transport);
         sv->outbox = mail_outbox_free(sv->outbox);
-        sv->pc = pc_client_free(sv->pc);
+        for (size_t i = 0; i < sv->n_accounts; i++)
+                pc_client_free(sv->accounts[i].pc);
+        free(sv->accounts);
+        sv->accounts = NULL;
+        sv->n_accounts = 0;
         sv->mp = mp_client_free(sv->mp);
         sv->templates = mail_templates_free(sv->templates);
         sv->cfg = cfg_free(sv->cfg);
+}
+
+/* One Partner Center client, with its own token cache, per account. */
+static int open_accounts(struct services *sv) {
+        const struct cfg *cfg = sv->cfg;
+        sv->accounts = calloc(cfg_n_accounts(cfg), sizeof(*sv->accounts));
+        if (!sv->accounts)
+                return -ENOMEM;
+        for (size_t i = 0; i < cfg_n_accounts(cfg); i++) {
+                const struct cfg_microsoft *m = cfg_account(cfg, i);
+                struct pc_options po = {
+                        .login_url = m->login_url,
+                        .api_url = m->api_url,
+                        .tenant = m->tenant,
+                        .client_id = m->client_id,
+                        .client_secret = m->client_secret,
+                        .ca_file = m->ca_file,
+                        .token_endpoint = m->token_endpoint,
+                };
+                int r = pc_client_new(sv->http, &po, &sv->accounts[i].pc);
+                if (r < 0)
+                        return r;
+                sv->accounts[i].name = m->name;
+                sv->n_accounts++;
+        }
+        return 0;
 }
 
 static int services_open(struct service *s, struct services *sv, unsigned flags) {
@@ -101,18 +132,9 @@ static int services_open(struct service *s, struct services *sv, unsigned flags)
                 .ca_file = cfg->marketplace.ca_file,
                 .max_orders_bytes = cfg->marketplace.max_orders_bytes,
         };
-        struct pc_options po = {
-                .login_url = cfg->microsoft.login_url,
-                .api_url = cfg->microsoft.api_url,
-                .tenant = cfg->microsoft.tenant,
-                .client_id = cfg->microsoft.client_id,
-                .client_secret = cfg->microsoft.client_secret,
-                .ca_file = cfg->microsoft.ca_file,
-                .token_endpoint = cfg->microsoft.token_endpoint,
-        };
         const char *what = "the Marketplace client";
         if ((r = mp_client_new(sv->http, &mo, &sv->mp)) < 0 ||
-            (what = "the Partner Center client", r = pc_client_new(sv->http, &po, &sv->pc)) < 0 ||
+            (what = "the Partner Center clients", r = open_accounts(sv)) < 0 ||
             (what = "the mail transport", r = mail_transport_new(sv->http, &s->loop, &cfg->mail, &sv->transport)) < 0) {
                 log_error("Cannot set up %s: %s", what, strerror(-r));
                 goto fail;
@@ -227,7 +249,9 @@ static void start_cycle(struct service *s) {
                 .cfg = s->sv.cfg,
                 .http = s->sv.http,
                 .mp = s->sv.mp,
-                .pc = s->sv.pc,
+                .pc = s->sv.accounts[0].pc,
+                .accounts = s->sv.accounts,
+                .n_accounts = s->sv.n_accounts,
                 .transport = s->sv.transport,
                 .outbox = s->sv.outbox,
                 .templates = s->sv.templates,

@@ -40,6 +40,7 @@
 #include "engine.h"
 #include "log.h"
 #include "store.h"
+#include "url.h"
 #include "util.h"
 
 /* Requests in flight per phase, per parallel slot of lib/http: enough that
@@ -110,6 +111,7 @@ struct op {
         struct cycle *c;
         char *order_id;          /* template, process */
         char *customer_key;      /* check */
+        char *account;           /* check, process: the customer's account */
         size_t index;            /* template: index into orders; contact: into buyers */
         bool reread_after_post;  /* process: second read after a 4xx */
         long post_status;
@@ -135,6 +137,7 @@ static void op_done(struct op *o) {
         struct cycle *c = o->c;
         free(o->order_id);
         free(o->customer_key);
+        free(o->account);
         free(o->post_error);
         free(o);
         c->pending--;
@@ -172,8 +175,54 @@ static void persist(struct cycle *c, const char *what) {
 
 static void log_action(const struct action *a) {
         log_event(a->log_priority ? a->log_priority : LOG_INFO, (enum log_event) a->log_event,
-                  LOG_FIELDS({ "ORDER_ID", a->order_id }, { "CUSTOMER_KEY", a->customer_key }),
+                  LOG_FIELDS({ "ORDER_ID", a->order_id }, { "CUSTOMER_KEY", a->customer_key },
+                             { "PARTNER_ACCOUNT", a->account }),
                   "%s", a->message ? a->message : "(no message)");
+}
+
+/* ---- accounts ---- */
+
+/* The client of a configured account; NULL for ACCOUNT_NONE or a name the
+ * configuration no longer has. */
+static struct pc_client *account_client(const struct cycle *c, const char *name) {
+        if (!c->env.accounts)
+                return !name || strcmp(name, ACCOUNT_DEFAULT) == 0 ? c->env.pc : NULL;
+        for (size_t i = 0; name && i < c->env.n_accounts; i++)
+                if (strcmp(c->env.accounts[i].name, name) == 0)
+                        return c->env.accounts[i].pc;
+        return NULL;
+}
+
+/* The section of an account, for messages: "microsoft" or "microsoft.NAME". */
+static void account_section(const char *name, char *buf, size_t n) {
+        if (!name || strcmp(name, ACCOUNT_DEFAULT) == 0)
+                snprintf(buf, n, "microsoft");
+        else
+                snprintf(buf, n, "microsoft.%s", name);
+}
+
+/* Which account checks each order: the one whose partner_ids lists its
+ * link's partnerId (lib/url.c reads it).  NULL stays for the default
+ * account (its customer keys are what they were before accounts): so do
+ * orders without a link (nothing to check) and GDAP links, which name no
+ * partnerId (the relationship id is read from the [microsoft] account's
+ * own Graph, which knows only that partner tenant's relationships). */
+static int assign_accounts(struct cycle *c) {
+        for (size_t i = 0; i < c->orders.n; i++) {
+                struct order *o = &c->orders.items[i];
+                util_freep(&o->partner_id);
+                util_freep(&o->account);
+                if (!o->relationship_url || url_link_kind(o->relationship_url) == URL_LINK_GDAP)
+                        continue;
+                o->partner_id = url_link_partner_id(o->relationship_url);
+                if (!o->partner_id && errno == ENOMEM)
+                        return -ENOMEM;
+                const struct cfg_microsoft *a = cfg_account_for_partner(c->env.cfg, o->partner_id);
+                const char *name = a ? a->name : ACCOUNT_NONE;
+                if (strcmp(name, ACCOUNT_DEFAULT) != 0 && !(o->account = strdup(name)))
+                        return -ENOMEM;
+        }
+        return 0;
 }
 
 /* ---- mail ---- */
@@ -242,6 +291,7 @@ static void queue_mail(struct cycle *c, const struct action *a) {
                 .domain = cust->domain,
                 .tenant_id = cust->tenant_id,
                 .url = cust->relationship_url,
+                .partner_id = a->partner_id,
                 .orders = mo,
                 .n_orders = a->n_order_ids,
                 .reminder_number = cust->reminders,
@@ -255,6 +305,7 @@ static void queue_mail(struct cycle *c, const struct action *a) {
         if (r < 0) {
                 log_event(LOG_ERR, LOG_EV_MAIL_FAILED,
                           LOG_FIELDS({ "ORDER_ID", first_order }, { "CUSTOMER_KEY", a->customer_key },
+                                     { "PARTNER_ACCOUNT", cust->account },
                                      { "MAIL_KIND", mail_kind_to_string(a->mail_kind) }),
                           "Cannot compose %s mail for %s: %s", mail_kind_to_string(a->mail_kind),
                           cust->name ? cust->name : a->customer_key, err ? err : strerror(-r));
@@ -275,7 +326,8 @@ static void queue_mail(struct cycle *c, const struct action *a) {
         r = mail_outbox_put(c->env.outbox, a->dedup_key, msg, c->now);
         if (r < 0) {
                 log_event(LOG_ERR, LOG_EV_MAIL_FAILED,
-                          LOG_FIELDS({ "ORDER_ID", first_order }, { "CUSTOMER_KEY", a->customer_key }),
+                          LOG_FIELDS({ "ORDER_ID", first_order }, { "CUSTOMER_KEY", a->customer_key },
+                                     { "PARTNER_ACCOUNT", cust->account }),
                           "Cannot queue %s mail for %s: %s", mail_kind_to_string(a->mail_kind),
                           a->customer_key, strerror(-r));
                 set_error(c, r, "cannot queue mail", strerror(-r));
@@ -284,6 +336,7 @@ static void queue_mail(struct cycle *c, const struct action *a) {
                 log_event(LOG_INFO, LOG_EV_MAIL_QUEUED,
                           LOG_FIELDS({ "ORDER_ID", first_order }, { "CUSTOMER_KEY", a->customer_key },
                                      { "CUSTOMER_DOMAIN", cust->domain }, { "CUSTOMER_TENANT", cust->tenant_id },
+                                     { "PARTNER_ACCOUNT", cust->account },
                                      { "MAIL_KIND", mail_kind_to_string(a->mail_kind) },
                                      { "MESSAGE_ID_MAIL", msg->message_id }),
                           "Queued %s mail for %s (%zu order%s) to %zu recipient(s)",
@@ -341,6 +394,7 @@ static void on_check(void *ud, int r, const struct pc_check_result *res) {
         snprintf(st, sizeof(st), "%ld", res ? res->status : 0L);
         if (f) {
                 f->customer_key = strdup(o->customer_key);
+                f->account = o->account ? strdup(o->account) : NULL;
                 f->state = res ? res->state : REL_UNKNOWN;
                 f->tenant_id = res && res->tenant_id ? strdup(res->tenant_id) : NULL;
                 f->checked_at = c->now;
@@ -348,13 +402,16 @@ static void on_check(void *ud, int r, const struct pc_check_result *res) {
         const struct log_field *fields =
                 LOG_FIELDS({ "CUSTOMER_KEY", o->customer_key },
                            { "CUSTOMER_TENANT", res && res->tenant_id ? res->tenant_id : (cust ? cust->tenant_id : NULL) },
-                           { "CUSTOMER_DOMAIN", cust ? cust->domain : NULL }, { "HTTP_STATUS", st });
+                           { "CUSTOMER_DOMAIN", cust ? cust->domain : NULL }, { "HTTP_STATUS", st },
+                           { "PARTNER_ACCOUNT", o->account });
+        char section[64];
+        account_section(o->account, section, sizeof(section));
         if (!res || res->state == REL_UNKNOWN) {
                 if (res && res->config_error) {
                         if (!c->token_error_logged)
                                 log_event(LOG_ERR, LOG_EV_TOKEN_FAILED, fields,
-                                          "Partner Center sign-in failed, check [microsoft] tenant, client_id and the client secret: %s",
-                                          res->error ? res->error : "unknown error");
+                                          "Partner Center sign-in failed, check [%s] tenant, client_id and the client secret: %s",
+                                          section, res->error ? res->error : "unknown error");
                         c->token_error_logged = true;
                         set_error(c, -EACCES, "Partner Center sign-in failed", res->error);
                 } else {
@@ -374,16 +431,21 @@ static void on_check(void *ud, int r, const struct pc_check_result *res) {
 
 static void start_check(struct cycle *c, const struct action *a) {
         struct op *o = op_new(c);
-        if (!o || !(o->customer_key = strdup(a->customer_key))) {
+        if (!o || !(o->customer_key = strdup(a->customer_key)) ||
+            (a->account && !(o->account = strdup(a->account)))) {
                 set_error(c, -ENOMEM, "out of memory", NULL);
                 if (o)
                         op_done(o);
                 return;
         }
         c->res.checks++;
-        int r = pc_check_customer(c->env.pc, a->tenant_id, a->domain, on_check, o);
+        struct pc_client *pc = account_client(c, a->account);
+        int r = pc ? pc_check_customer(pc, a->tenant_id, a->domain, on_check, o) : -ENOENT;
         if (r < 0) {
-                struct pc_check_result res = { .state = REL_UNKNOWN, .error = strerror(-r) };
+                struct pc_check_result res = {
+                        .state = REL_UNKNOWN,
+                        .error = pc ? strerror(-r) : "no such Partner Center account in the configuration",
+                };
                 on_check(o, r, &res);
         }
 }
@@ -409,7 +471,8 @@ static void on_post(void *ud, int r, long status, const char *err, const struct 
         struct cycle *c = o->c;
         char st[16];
         snprintf(st, sizeof(st), "%ld", status);
-        const struct log_field *fields = LOG_FIELDS({ "ORDER_ID", o->order_id }, { "HTTP_STATUS", st });
+        const struct log_field *fields = LOG_FIELDS({ "ORDER_ID", o->order_id }, { "HTTP_STATUS", st },
+                                                    { "PARTNER_ACCOUNT", o->account });
 
         if (r == 0 && status == 200) {
                 log_event(LOG_NOTICE, LOG_EV_ORDER_PROCESSED, fields,
@@ -456,7 +519,8 @@ static void on_reread(void *ud, int r, long status, const char *err, const struc
                         process_outcome(c, o->order_id, ENG_PROCESS_MOVED, ORDER_STATUS_DELETED,
                                         "order no longer exists");
                 } else {
-                        log_event(LOG_WARNING, LOG_EV_PROCESS_FAILED, LOG_FIELDS({ "ORDER_ID", o->order_id }),
+                        log_event(LOG_WARNING, LOG_EV_PROCESS_FAILED,
+                                  LOG_FIELDS({ "ORDER_ID", o->order_id }, { "PARTNER_ACCOUNT", o->account }),
                                   "Cannot read order %s before Process: %s; will retry next cycle", o->order_id,
                                   err ? err : strerror(r < 0 ? -r : EIO));
                         set_error(c, r < 0 ? r : -EIO, "cannot read an order before Process",
@@ -481,7 +545,8 @@ static void on_reread(void *ud, int r, long status, const char *err, const struc
                 return;
         }
         if (c->env.dry_run) {
-                log_event(LOG_NOTICE, LOG_EV_NONE, LOG_FIELDS({ "ORDER_ID", o->order_id }),
+                log_event(LOG_NOTICE, LOG_EV_NONE,
+                          LOG_FIELDS({ "ORDER_ID", o->order_id }, { "PARTNER_ACCOUNT", o->account }),
                           "Dry run: would call Process on order %s", o->order_id);
                 op_done(o);
                 return;
@@ -494,8 +559,14 @@ static void on_reread(void *ud, int r, long status, const char *err, const struc
 }
 
 static void start_process(struct cycle *c, const struct action *a) {
+        if (!a->account || strcmp(a->account, ACCOUNT_NONE) == 0) {
+                /* the engine never asks this: an order no account answers for is never processed */
+                log_error("Internal error: Process of order %s without a Partner Center account refused",
+                          a->order_id);
+                return;
+        }
         struct op *o = op_new(c);
-        if (!o || !(o->order_id = strdup(a->order_id))) {
+        if (!o || !(o->order_id = strdup(a->order_id)) || !(o->account = strdup(a->account))) {
                 set_error(c, -ENOMEM, "out of memory", NULL);
                 if (o)
                         op_done(o);
@@ -527,7 +598,7 @@ static void on_template(void *ud, int r, long status, const char *err, const cha
                         ord->incomplete = true;
                 set_error(c, r < 0 ? r : -EIO, "cannot fetch a template", err);
         } else if (text) {
-                char *url = mp_extract_relationship_url(text);
+                char *url = url_link_extract(text);
                 if (url) {
                         free(ord->relationship_url);
                         ord->relationship_url = url;
@@ -800,7 +871,7 @@ static void filter_urls(struct cycle *c) {
         const struct cfg_mail *m = &c->env.cfg->mail;
         for (size_t i = 0; i < c->orders.n; i++) {
                 struct order *o = &c->orders.items[i];
-                if (!o->relationship_url || mail_url_allowed(o->relationship_url, m->url_hosts, m->n_url_hosts))
+                if (!o->relationship_url || url_link_allowed(o->relationship_url, m->url_hosts, m->n_url_hosts))
                         continue;
                 const struct tracked_order *t = state_find_order(c->work, o->id, NULL);
                 bool known = t && t->status == TRACK_OTHER_QUERY;
@@ -841,7 +912,9 @@ static void plan(struct cycle *c) {
 
         unindex_tracked(c);      /* the engine changes the state from here on */
         filter_urls(c);
-        r = eng_decide(&c->params, &c->orders, NULL, c->work, c->now, &acts);
+        r = assign_accounts(c);
+        if (r >= 0)
+                r = eng_decide(&c->params, &c->orders, NULL, c->work, c->now, &acts);
         if (r < 0) {
                 set_error(c, r, "engine", strerror(-r));
                 action_list_clear(&acts);

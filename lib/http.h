@@ -92,13 +92,13 @@ int http_new(uv_loop_t *loop, const struct http_options *opts, struct http **ret
 struct http *http_free(struct http *h);
 
 /* 0 when queued (cb runs later, from the loop, exactly once); -EINVAL for a
- * bad URL (see http_check_url), method or header (CR/LF); -ENOBUFS when too
+ * bad URL (see url_check_endpoint), method or header (CR/LF); -ENOBUFS when too
  * many requests are pending; -ESHUTDOWN during http_free(). */
 int http_submit(struct http *h, const struct http_request *req, http_done_fn cb, void *userdata);
 
 /* For SMTP and other non-HTTP transfers on the same multi handle: the
  * caller configures the easy handle fully (and checks its URL with
- * http_check_url(.., true, ..)); http only drives it (adds the common
+ * url_check_endpoint(.., URL_ALLOW_SMTP, ..)); http only drives it (adds the common
  * safety options: NOSIGNAL, PROTOCOLS_STR http(s)/smtp(s), no redirects,
  * the connect and transfer timeouts of http_options; it uses
  * CURLOPT_PRIVATE) and reports the outcome from the loop, after removing
@@ -136,10 +136,6 @@ char *http_describe_error(int r, const struct http_response *resp);
 
 /* Percent-encodes s for a query value (RFC 3986 unreserved kept). */
 char *http_escape(const char *s);
-
-/* Fails with -EINVAL unless url is https://, or http:// to a loopback host
- * (also smtps:// / smtp:// when allow_smtp).  *ret_plaintext tells which. */
-int http_check_url(const char *url, bool allow_smtp, bool *ret_plaintext);
 
 /* true when curl resolves names without blocking (threaded or c-ares). */
 bool http_async_dns(void);

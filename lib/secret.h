@@ -22,7 +22,7 @@
 #include <stddef.h>
 
 #define SECRET_MIN_LEN        6
-#define SECRET_MAX_TRANSIENT  8
+#define SECRET_MAX_TRANSIENT  64   /* one live token per account, and the ones before */
 #define SECRET_REDACTED       "[redacted]"
 
 enum secret_kind {

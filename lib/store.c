@@ -7,7 +7,8 @@
  *
  *   {"version": 1,
  *    "customers": [
- *      {"key": "<tenant id | domain:<domain>>", "tenant_id": s|null,
+ *      {"key": "[<account>/]<tenant id | domain:<domain>>", "account": s|null,
+ *       "tenant_id": s|null,
  *       "domain": s|null, "name": s|null, "relationship_url": s|null,
  *       "first_seen": t, "notified_at": t, "last_mail_at": t,
  *       "reminders": n, "final_warning_sent": b, "deadline_passed_logged": b,
@@ -18,7 +19,14 @@
  *          "querying_at_raw": s|null, "querying_since": t, "first_seen": t,
  *          "process_sent_at": t, "process_attempts": n, "outcome": s|null,
  *          "closed_at": t, "template_id": s|null, "relationship_url": s|null,
- *          "notified": b}]}]}
+ *          "notified": b, "unlisted_partner": s|null}]}]}
+ *
+ * "account" (the Partner Center account the customer is checked with,
+ * "-" for none) came with [microsoft.NAME] accounts, without a version
+ * change: a file written before has no "account", and such a customer
+ * keeps its key and mail state until its next order tells the engine which
+ * account it belongs to (engine.c, adopt_legacy_customers), so nobody is
+ * mailed again and nothing is processed again.
  *
  * Legacy layout (version 0, or no "version"): one flat object of orders,
  *
@@ -71,6 +79,7 @@ static json_t *order_to_json(const struct tracked_order *t, bool *ok) {
         jsonx_put(o, "template_id", jsonx_str(t->template_id), ok);
         jsonx_put(o, "relationship_url", jsonx_str(t->relationship_url), ok);
         jsonx_put(o, "notified", json_boolean(t->notified), ok);
+        jsonx_put(o, "unlisted_partner", jsonx_str(t->unlisted_partner), ok);
         return o;
 }
 
@@ -83,6 +92,7 @@ static json_t *customer_to_json(const struct tracked_customer *c, bool *ok) {
                 return NULL;
         }
         jsonx_put(o, "key", jsonx_str(c->key), ok);
+        jsonx_put(o, "account", jsonx_str(c->account), ok);
         jsonx_put(o, "tenant_id", jsonx_str(c->tenant_id), ok);
         jsonx_put(o, "domain", jsonx_str(c->domain), ok);
         jsonx_put(o, "name", jsonx_str(c->name), ok);
@@ -273,6 +283,7 @@ static void decode_order(struct dec *d, const json_t *jo, struct tracked_custome
         get_str(d, jo, "template_id", w, &t->template_id);
         get_str(d, jo, "relationship_url", w, &t->relationship_url);
         get_bool(d, jo, "notified", w, &t->notified);
+        get_str(d, jo, "unlisted_partner", w, &t->unlisted_partner);
 }
 
 static void decode_customer(struct dec *d, const json_t *jc, struct state *s, size_t i) {
@@ -291,6 +302,7 @@ static void decode_customer(struct dec *d, const json_t *jc, struct state *s, si
                 return;
         }
         snprintf(w, sizeof(w), "customer %.100s", key);
+        get_str(d, jc, "account", w, &c->account);
         get_str(d, jc, "tenant_id", w, &c->tenant_id);
         get_str(d, jc, "domain", w, &c->domain);
         get_str(d, jc, "name", w, &c->name);

@@ -3,8 +3,10 @@
  * Fault matrix: the real partnerd (--once) against the fake platform with a
  * scripted fault on one route (/_fake/fault), or against a misbehaving SMTP
  * server, then again once the fault has cleared.  Routes: orders list,
- * template, process, token, customer check (by tenant id and by domain),
- * and SMTP.  Faults: 500, 502/503 bursts, 429 with Retry-After, connection
+ * template, the single-order GET (the re-read before Process: run 1 must
+ * not call Process at all), process, buyer contact, token (also a refused
+ * secret), customer check (by tenant id and by domain, also throttled for
+ * the whole run), and SMTP.  Faults: 500, 502/503 bursts, 429 with Retry-After, connection
  * refused, reset, truncated body, stall (no byte until the timeout), bodies
  * that are malformed JSON, JSON of the wrong types, 64 MiB (the 16 MiB cap),
  * invalid UTF-8, an unexpected 418, a token that expires mid-cycle; SMTP
@@ -89,6 +91,8 @@ struct fcase {
         bool proxy_env;
         /* run 1 logs exactly one warning line with every one of these */
         const char *warn_once[2];
+        const char *mail_extra;     /* extra [mail] lines, e.g. to reach a route */
+        bool no_process_run1;       /* run 1 must not call Process (it could not re-read) */
 };
 
 /* The scenario's secrets, long and unlike any word. */
@@ -229,6 +233,41 @@ static const struct fcase CASES[] = {
         { "smtp 550 one recipient", { NULL }, .smtp = S_550_ONE, .needles = { "550" } },
         { "smtp drop after DATA", { NULL }, .smtp = S_DROP, .needles = { "Mail" }, .slow = true },
         { "smtp down", { NULL }, .smtp = S_DOWN, .needles = { "Mail" } },
+
+        /* ---- the single-order GET: the re-read before Process ---- */
+        { "order (re-read) 500", { "{\"route\":\"order\",\"status\":500,\"times\":0}" },
+          .needles = { "before Process", "500" }, .no_process_run1 = true },
+        { "order (re-read) reset", { "{\"route\":\"order\",\"action\":\"reset\",\"times\":0}" },
+          .needles = { "before Process" }, .slow = true, .no_process_run1 = true },
+        { "order (re-read) stall", { "{\"route\":\"order\",\"action\":\"stall\",\"delay_ms\":5000,\"times\":0}" },
+          .needles = { "before Process", "time" }, .no_process_run1 = true },
+        /* a 404 on the re-read: the order is gone, or the gateway is wrong
+         * for a moment; the next cycle's list shows it again */
+        { "order (re-read) 404 once", { "{\"route\":\"order\",\"status\":404,\"times\":1}" }, .smtp = S_NONE },
+        { "order (re-read) truncated", { "{\"route\":\"order\",\"action\":\"truncate\",\"times\":0}" },
+          .needles = { "before Process" }, .no_process_run1 = true },
+
+        /* ---- buyer contact (only read with notify_order_contacts) ---- */
+        { "buyer 500", { "{\"route\":\"buyer\",\"status\":500,\"times\":0}" },
+          .needles = { "contact of buyer", "500" }, .clean_run1 = true, .mail_extra = "notify_order_contacts = true\n" },
+        { "buyer reset", { "{\"route\":\"buyer\",\"action\":\"reset\",\"times\":0}" },
+          .needles = { "contact of buyer" }, .clean_run1 = true, .slow = true,
+          .mail_extra = "notify_order_contacts = true\n" },
+        { "buyer malformed JSON", { "{\"route\":\"buyer\",\"status\":200,\"body\":\"{\\\"contact\\\":\",\"times\":0}" },
+          .needles = { "contact of buyer" }, .clean_run1 = true, .mail_extra = "notify_order_contacts = true\n" },
+
+        /* ---- Partner Center throttling that lasts the whole run ---- */
+        { "customer 429 lasts", { "{\"route\":\"customer\",\"status\":429,\"retry_after\":\"1\",\"times\":0}" },
+          .needles = { "relationship", "429" } },
+        { "customers search 429 lasts", { "{\"route\":\"customers\",\"status\":429,\"retry_after\":\"1\",\"times\":0}" },
+          .needles = { "relationship", "429" } },
+
+        /* ---- the token endpoint refuses the secret (Entra: 401
+         * invalid_client, AADSTS7000215; tests/fakes/README.md) ---- */
+        { "token 401 invalid_client", { "{\"route\":\"token\",\"status\":401,\"body\":\""
+          "{\\\"error\\\":\\\"invalid_client\\\",\\\"error_description\\\":\\\"AADSTS7000215: Invalid client "
+          "secret provided.\\\",\\\"error_codes\\\":[7000215]}\",\"times\":0}" },
+          .needles = { "invalid_client" }, .slow = true, .no_process_run1 = true },
 };
 #define N_CASES (sizeof(CASES) / sizeof(CASES[0]))
 
@@ -315,6 +354,7 @@ static struct cenv *cenv_new(const struct fcase *fc, struct result *res) {
         snprintf(smtp_url, sizeof(smtp_url), "smtp://127.0.0.1:%d", e->smtp_port);
         struct harness_pd_options o = {
                 .smtp_url = smtp_url,
+                .mail_extra = fc->mail_extra,
                 /* under valgrind a healthy request takes longer than 1 s */
                 .daemon_extra = inv_slow_mode() ? "http_timeout = 3s\nconnect_timeout = 3s\n"
                                                 : "http_timeout = 1s\nconnect_timeout = 1s\n",
@@ -537,6 +577,13 @@ static void run_faulted(struct cenv *e) {
                 check_no_secret(e, e->w.pd->runs);
         if (e->fc->warn_once[0])
                 check_warn_once(e, e->w.pd->runs);
+        if (e->fc->no_process_run1) {
+                json_t *log = harness_fake_log(&e->w.fake);
+                size_t posts = log ? inv_process_posts(log, NULL, 0) : 0;
+                if (!log || posts)
+                        VIOLATION(e, "%zu Process calls in a run that could not re-read the orders", posts);
+                json_decref(log);
+        }
         if (e->fc->clean_run1) {
                 check_end_state(e, true);
                 if (e->res->violations)
@@ -637,8 +684,8 @@ static void test_fault_matrix(void **state) {
                 if (!selected(fc) || fc->smtp == S_NONE)
                         continue;
                 struct cenv *e = cenv_new(fc, &res[i]);
-                if (!smtp_t0)
-                        smtp_t0 = util_now_mono_ms();
+                /* the last case's failed attempt is the latest to be retried */
+                smtp_t0 = util_now_mono_ms();
                 run_faulted(e);
                 smtp_heal(e);
                 smtp_envs[n_smtp++] = e;

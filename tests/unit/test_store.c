@@ -525,6 +525,41 @@ static void test_prune(void **unused) {
         state_free(s);
 }
 
+/* Customers tracked per Partner Center account: the account and the ops
+ * notice survive a save; a file written before accounts (no "account")
+ * loads with none, for the engine to settle. */
+static void test_accounts(void **unused) {
+        struct state *s = state_new(), *back = NULL;
+        char *text = NULL, *err = NULL;
+        struct tracked_customer *c = state_add_customer(s, "brazil/6f1c2a7e-0b8d-4c55-9e41-2d7f0a3b9c10");
+        assert_non_null(c);
+        c->account = strdup("brazil");
+        struct tracked_order *t = customer_add_order(c, "ORD-1111-1111-1111");
+        t->unlisted_partner = strdup("e0d1c2b3-a4f5-4e6d-8c7b-9a0f1e2d3c4b");
+        assert_int_equal(store_to_json(s, &text), 0);
+        assert_int_equal(store_from_json(text, strlen(text), &back, &err), 0);
+        assert_string_equal(back->customers[0].account, "brazil");
+        assert_string_equal(back->customers[0].orders[0].unlisted_partner, "e0d1c2b3-a4f5-4e6d-8c7b-9a0f1e2d3c4b");
+        state_free(back);
+        free(text);
+        state_free(s);
+
+        static const char old[] = "{\"customers\": [{\"key\": \"6f1c2a7e-0b8d-4c55-9e41-2d7f0a3b9c10\", "
+                                  "\"notified_at\": \"2026-12-04T19:39:57Z\", \"orders\": [{\"id\": "
+                                  "\"ORD-1111-1111-1111\", \"status\": \"blocked\", \"notified\": true}]}], "
+                                  "\"version\": 1}";
+        assert_int_equal(store_from_json(old, strlen(old), &back, &err), 0);
+        assert_null(back->customers[0].account);
+        assert_string_equal(back->customers[0].key, "6f1c2a7e-0b8d-4c55-9e41-2d7f0a3b9c10");
+        assert_true(back->customers[0].notified_at > 0);
+        assert_null(back->customers[0].orders[0].unlisted_partner);
+        state_free(back);
+        /* wrong type */
+        static const char bad[] = "{\"customers\": [{\"key\": \"k\", \"account\": 3}], \"version\": 1}";
+        assert_int_equal(store_from_json(bad, strlen(bad), &back, &err), -EBADMSG);
+        free(err);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_round_trip),
@@ -535,6 +570,7 @@ int main(void) {
                 cmocka_unit_test(test_corrupt_files_moved_aside),
                 cmocka_unit_test(test_prune),
                 cmocka_unit_test(test_save_refuses_oversize),
+                cmocka_unit_test(test_accounts),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
