@@ -1214,36 +1214,12 @@ static const char *reason_phrase(long status) {
         }
 }
 
-/* Length of a valid UTF-8 sequence at p (at most n bytes), 0 if invalid. */
+/* Length of a valid UTF-8 sequence at p (at most n bytes), 0 if invalid
+ * or a C1 control. */
 static size_t utf8_len(const unsigned char *p, size_t n) {
-        size_t len;
-        uint32_t cp;
-        if (p[0] < 0x80)
-                return 1;
-        if ((p[0] & 0xe0) == 0xc0) {
-                len = 2;
-                cp = p[0] & 0x1f;
-        } else if ((p[0] & 0xf0) == 0xe0) {
-                len = 3;
-                cp = p[0] & 0x0f;
-        } else if ((p[0] & 0xf8) == 0xf0) {
-                len = 4;
-                cp = p[0] & 0x07;
-        } else
-                return 0;
-        if (len > n)
-                return 0;
-        for (size_t i = 1; i < len; i++) {
-                if ((p[i] & 0xc0) != 0x80)
-                        return 0;
-                cp = (cp << 6) | (p[i] & 0x3f);
-        }
-        if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
-            cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-                return 0;
-        if (len == 2 && cp < 0xa0)
-                return 0;       /* C1 controls */
-        return len;
+        uint32_t cp = 0;
+        size_t len = util_utf8_decode((const char *) p, n, &cp);
+        return len == 2 && cp < 0xa0 ? 0 : len;
 }
 
 /* Copies s into a fresh string: controls become spaces, runs of blanks
