@@ -96,6 +96,7 @@ struct cycle {
         } *buyers;
         size_t n_buyers;
         bool token_error_logged;
+        struct action_list unsynced;  /* mails queued since the last outbox sync */
         struct cycle_result res;
 };
 
@@ -238,6 +239,47 @@ static const char *buyer_email(const struct cycle *c, const char *buyer_id) {
         return NULL;
 }
 
+/* Keeps what eng_notify_failed() needs of a mail just queued, until the
+ * outbox is synced. */
+static int remember_unsynced(struct cycle *c, const struct action *a) {
+        struct action *u = action_list_add(&c->unsynced);
+        if (!u)
+                return -ENOMEM;
+        *u = (struct action) {
+                .type = a->type,
+                .mail_kind = a->mail_kind,
+                .prev_last_mail_at = a->prev_last_mail_at,
+                .prev_warned_deadline = a->prev_warned_deadline,
+                .prev_final_warning_sent = a->prev_final_warning_sent,
+                .customer_key = strdup(a->customer_key),
+                .order_ids = calloc(a->n_order_ids ? a->n_order_ids : 1, sizeof(char *)),
+        };
+        if (!u->customer_key || !u->order_ids)
+                return -ENOMEM;
+        for (; u->n_order_ids < a->n_order_ids; u->n_order_ids++)
+                if (!(u->order_ids[u->n_order_ids] = strdup(a->order_ids[u->n_order_ids])))
+                        return -ENOMEM;
+        return 0;
+}
+
+/* Makes the mails queued so far durable.  When that fails their intents
+ * are forgotten: the state never says a mail went out that may be lost
+ * (the next cycle decides them again, under the same dedup keys). */
+static void sync_queued(struct cycle *c) {
+        if (c->env.dry_run || !c->env.outbox || c->unsynced.n == 0)
+                return;
+        int r = mail_outbox_sync(c->env.outbox);
+        if (r < 0) {
+                log_event(LOG_ERR, LOG_EV_MAIL_FAILED, NULL,
+                          "Cannot sync the mail outbox: %s; %zu mail(s) not recorded as sent, decided again next cycle",
+                          strerror(-r), c->unsynced.n);
+                set_error(c, r, "cannot sync the mail outbox", strerror(-r));
+                for (size_t i = 0; i < c->unsynced.n; i++)
+                        (void) eng_notify_failed(c->work, &c->unsynced.items[i]);
+        }
+        action_list_clear(&c->unsynced);
+}
+
 static void queue_mail(struct cycle *c, const struct action *a) {
         const struct cfg *cfg = c->env.cfg;
         struct tracked_customer *cust = state_find_customer(c->work, a->customer_key);
@@ -246,6 +288,7 @@ static void queue_mail(struct cycle *c, const struct action *a) {
         size_t n_extra = 0;
         struct mail_message *msg = NULL;
         int64_t deadline = 0;
+        bool queued = false;
         int r;
 
         if (!cust) {
@@ -321,15 +364,19 @@ static void queue_mail(struct cycle *c, const struct action *a) {
                 printf("\nSubject: %s\n\n%s\n", msg->subject, msg->text ? msg->text : "");
                 fflush(stdout);
                 c->res.mails_queued++;
+                queued = true;
                 goto out;
         }
         r = mail_outbox_put(c->env.outbox, a->dedup_key, msg, c->now);
+        if (r >= 0 && remember_unsynced(c, a) < 0)
+                goto oom;
+        queued = r >= 0;
         if (r < 0) {
                 log_event(LOG_ERR, LOG_EV_MAIL_FAILED,
                           LOG_FIELDS({ "ORDER_ID", first_order }, { "CUSTOMER_KEY", a->customer_key },
                                      { "PARTNER_ACCOUNT", cust->account }),
-                          "Cannot queue %s mail for %s: %s", mail_kind_to_string(a->mail_kind),
-                          a->customer_key, strerror(-r));
+                          "Cannot queue %s mail for %s: %s; it will be decided again next cycle",
+                          mail_kind_to_string(a->mail_kind), a->customer_key, strerror(-r));
                 set_error(c, r, "cannot queue mail", strerror(-r));
         } else if (r == 0) {
                 c->res.mails_queued++;
@@ -349,6 +396,9 @@ oom:
         log_error("Out of memory composing mail for %s", a->customer_key);
         set_error(c, -ENOMEM, "out of memory", NULL);
 out:
+        /* not queued: not recorded either, decided again next cycle */
+        if (!queued)
+                (void) eng_notify_failed(c->work, a);
         if (links)
                 for (size_t i = 0; i < a->n_order_ids; i++)
                         free(links[i]);
@@ -465,6 +515,7 @@ static void process_outcome(struct cycle *c, const char *order_id, enum eng_proc
 }
 
 static void on_reread(void *ud, int r, long status, const char *err, const struct order *order);
+static int episode_start(struct cycle *c, struct order *o);
 
 static void on_post(void *ud, int r, long status, const char *err, const struct order *order) {
         struct op *o = ud;
@@ -530,8 +581,14 @@ static void on_reread(void *ud, int r, long status, const char *err, const struc
                 op_done(o);
                 return;
         }
-        bool same_episode = t && t->querying_at_raw && order->querying_at_raw &&
-                            strcmp(t->querying_at_raw, order->querying_at_raw) == 0;
+        /* the episode as the poll named it (see episode_start()) */
+        struct order copy = { 0 };
+        if (order->status == ORDER_STATUS_QUERYING && !order->querying_at_raw &&
+            (order_copy(&copy, order) < 0 || episode_start(c, &copy) < 0))
+                set_error(c, -ENOMEM, "out of memory", NULL);
+        const char *episode = copy.querying_at_raw ? copy.querying_at_raw : order->querying_at_raw;
+        bool same_episode = t && t->querying_at_raw && episode && strcmp(t->querying_at_raw, episode) == 0;
+        order_clear(&copy);
         if (order->status != ORDER_STATUS_QUERYING || !same_episode) {
                 /* Someone else moved it on: a success, not an error (the
                  * engine logs the closed order). */
@@ -659,6 +716,56 @@ static const struct tracked_order *find_tracked(const struct cycle *c, const cha
                         hi = mid;
         }
         return lo < c->n_tracked && strcmp(c->tracked[lo].id, id) == 0 ? c->tracked[lo].t : NULL;
+}
+
+#define EPISODE_UPDATED    "updated:"
+#define EPISODE_FIRST_SEEN "first-seen:"
+
+/* The episode of a Querying order is its audit.querying.at.  Without one
+ * (the platform does not always send it) the best start available stands
+ * in: audit.updated.at, else the time partnerd first saw it, marked as
+ * such ("updated:<time>", "first-seen:<time>").  Once chosen it sticks
+ * while the order stays open (an edit bumps updated.at, it does not start
+ * a new episode), so the re-read before Process finds the same episode.
+ * Logged once, when chosen. */
+static int episode_start(struct cycle *c, struct order *o) {
+        char when[UTIL_TIME_MAX], *raw = NULL;
+        const char *source;
+        int64_t at;
+
+        if (o->status != ORDER_STATUS_QUERYING || o->querying_at_raw)
+                return 0;
+        const struct tracked_order *t = find_tracked(c, o->id);
+        if (t && t->status != TRACK_CLOSED && t->querying_at_raw &&
+            (strncmp(t->querying_at_raw, EPISODE_UPDATED, strlen(EPISODE_UPDATED)) == 0 ||
+             strncmp(t->querying_at_raw, EPISODE_FIRST_SEEN, strlen(EPISODE_FIRST_SEEN)) == 0)) {
+                o->querying_at_raw = strdup(t->querying_at_raw);
+                o->querying_at = t->querying_since;
+                return o->querying_at_raw ? 0 : -ENOMEM;
+        }
+        if (o->updated_at_raw) {
+                source = "audit.updated.at";
+                at = o->updated_at;
+                if (asprintf(&raw, EPISODE_UPDATED "%s", o->updated_at_raw) < 0)
+                        return -ENOMEM;
+        } else {
+                source = "the time partnerd first saw it";
+                at = c->now;
+                if (asprintf(&raw, EPISODE_FIRST_SEEN "%s", util_format_time(at, when)) < 0)
+                        return -ENOMEM;
+        }
+        o->querying_at_raw = raw;
+        o->querying_at = at;
+        log_event(LOG_NOTICE, LOG_EV_NONE, LOG_FIELDS({ "ORDER_ID", o->id }),
+                  "Order %s is Querying without audit.querying.at; its episode starts at %s (%s)", o->id,
+                  util_format_time(at, when), source);
+        return 0;
+}
+
+static void episode_starts(struct cycle *c) {
+        for (size_t i = 0; i < c->orders.n; i++)
+                if (episode_start(c, &c->orders.items[i]) < 0)
+                        set_error(c, -ENOMEM, "out of memory", NULL);
 }
 
 static bool template_known(const struct cycle *c, struct order *o) {
@@ -954,7 +1061,6 @@ static int collect_buyers(struct cycle *c) {
 }
 
 static void plan_mail(struct cycle *c) {
-        int r;
         struct action_list acts = c->planned;
         c->planned = (struct action_list) { 0 };
         /* Mails first: the outbox is their durable intent.  Saving the state
@@ -965,9 +1071,7 @@ static void plan_mail(struct cycle *c) {
          * worst one duplicate, when a key embeds this cycle's clock). */
         perform_simple_actions(c, &acts);
         /* one sync for the batch just queued, then the state that says so */
-        if (!c->env.dry_run && c->env.outbox && (r = mail_outbox_sync(c->env.outbox)) < 0)
-                log_event(LOG_ERR, LOG_EV_MAIL_FAILED, NULL, "Cannot sync the mail outbox: %s",
-                          strerror(-r));
+        sync_queued(c);
         persist_intent(c, &acts, "after queueing mail");
         begin_phase(c, PH_CHECKS, &acts);
         start_early_flush(c);
@@ -1093,6 +1197,7 @@ static void finish(struct cycle *c) {
         c->res.customers_pending = pending;
         if (!c->env.dry_run && c->env.cfg->daemon.retention > 0)
                 store_prune(c->work, c->now - c->env.cfg->daemon.retention);
+        sync_queued(c);     /* confirmations queued since plan_mail() */
         persist(c, "after the cycle");
         c->cb(c->ud, &c->res);
         free(c->res.error);
@@ -1101,6 +1206,7 @@ static void finish(struct cycle *c) {
         order_list_clear(&c->orders);
         rel_fact_list_clear(&c->facts);
         action_list_clear(&c->planned);
+        action_list_clear(&c->unsynced);
         settle_clear(c);
         for (size_t i = 0; i < c->n_buyers; i++) {
                 free(c->buyers[i].id);
@@ -1133,6 +1239,7 @@ static void advance(struct cycle *c) {
                         break;
                 case PH_SETTLE:
                         index_tracked(c);
+                        episode_starts(c);
                         begin_phase(c, PH_TEMPLATES, NULL);
                         break;
                 case PH_TEMPLATES:

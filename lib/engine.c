@@ -366,6 +366,9 @@ static int notify_customer(struct ctx *x, struct tracked_customer *c, enum mail_
                                       c->key, discriminator);
         if (!a)
                 return -ENOMEM;
+        a->prev_last_mail_at = c->last_mail_at;
+        a->prev_warned_deadline = c->warned_deadline;
+        a->prev_final_warning_sent = c->final_warning_sent;
         for (size_t i = 0; i < c->n_orders; i++) {
                 if (c->orders[i].status != st)
                         continue;
@@ -578,6 +581,27 @@ static int adopt_legacy_customers(struct ctx *x) {
         return 0;
 }
 
+/* What identifies the customer's episode in a dedup key, from platform
+ * data only (never a local time: a lost state must make the same keys):
+ * "<order id>@<episode start>" of its blocked order that entered Querying
+ * first (ties: the smaller id), or of its confirmable orders when st is
+ * TRACK_CLOSED (see maybe_confirm). */
+static bool order_confirmable(const struct tracked_customer *c, const struct tracked_order *t);
+
+static void episode_anchor(const struct tracked_customer *c, enum track_status st, char *buf, size_t n) {
+        const struct tracked_order *best = NULL;
+        for (size_t i = 0; i < c->n_orders; i++) {
+                const struct tracked_order *t = &c->orders[i];
+                if (st == TRACK_CLOSED ? !order_confirmable(c, t) : t->status != st)
+                        continue;
+                if (!best || t->querying_since < best->querying_since ||
+                    (t->querying_since == best->querying_since && strcmp(t->id, best->id) < 0))
+                        best = t;
+        }
+        snprintf(buf, n, "%s@%s", best ? best->id : "-",
+                 best && best->querying_at_raw ? best->querying_at_raw : "-");
+}
+
 /* Earliest deadline of the blocked orders of c (0 if none). */
 static int64_t customer_deadline(const struct eng_params *p, const struct tracked_customer *c) {
         int64_t d = 0;
@@ -618,9 +642,10 @@ static int maybe_confirm(struct ctx *x, struct tracked_customer *c) {
         }
         if (n == 0)
                 return 0;
-        struct action *a = add_notify(x, MAIL_KIND_CONFIRMATION, c->key, "%s:%s:%" PRId64,
-                                      mail_kind_to_string(MAIL_KIND_CONFIRMATION), c->key,
-                                      c->accepted_at);
+        char anchor[200];
+        episode_anchor(c, TRACK_CLOSED, anchor, sizeof(anchor));
+        struct action *a = add_notify(x, MAIL_KIND_CONFIRMATION, c->key, "%s:%s:%s",
+                                      mail_kind_to_string(MAIL_KIND_CONFIRMATION), c->key, anchor);
         if (!a)
                 return -ENOMEM;
         c->confirmation_sent = true;
@@ -836,7 +861,12 @@ static int reconcile_order(struct ctx *x, const struct order *o) {
                 if (cls == TRACK_BLOCKED) {
                         t->status = TRACK_BLOCKED;
                         r = start_blocked(x, c, t);
-                }
+                } else if (!t->notified && x->p->have_ops)
+                        r = start_other(x, c, t);   /* its notice was never queued */
+                break;
+        case TRACK_DRAFT:
+                if (!t->notified)
+                        r = start_draft(x, c, t, o);   /* its warning was never queued */
                 break;
         default:
                 break;
@@ -907,7 +937,7 @@ static int notify_unlisted(struct ctx *x, struct tracked_customer *c) {
 
 static int customer_pass(struct ctx *x, struct tracked_customer *c) {
         const struct eng_params *p = x->p;
-        char disc[64];
+        char disc[200], anchor[180];
         int r = maybe_confirm(x, c);
         if (r < 0)
                 return r;
@@ -932,7 +962,7 @@ static int customer_pass(struct ctx *x, struct tracked_customer *c) {
                                             c->name ? c->name : c->key);
                         }
                 } else if (!c->notified_at) {
-                        snprintf(disc, sizeof(disc), "%" PRId64, c->first_seen);
+                        episode_anchor(c, TRACK_BLOCKED, disc, sizeof(disc));
                         r = notify_customer(x, c, MAIL_KIND_NEW_REQUEST, TRACK_BLOCKED, disc);
                         c->notified_at = c->last_mail_at = x->now;
                         if (in_window) {
@@ -947,7 +977,8 @@ static int customer_pass(struct ctx *x, struct tracked_customer *c) {
                         c->last_mail_at = x->now;
                 } else if (!c->final_warning_sent && c->reminders < p->max_reminders &&
                            x->now >= c->last_mail_at + p->reminder_interval) {
-                        snprintf(disc, sizeof(disc), "%" PRId64 ":%d", c->first_seen, c->reminders + 1);
+                        episode_anchor(c, TRACK_BLOCKED, anchor, sizeof(anchor));
+                        snprintf(disc, sizeof(disc), "%s:%d", anchor, c->reminders + 1);
                         r = notify_customer(x, c, MAIL_KIND_REMINDER, TRACK_BLOCKED, disc);
                         c->reminders++;
                         c->last_mail_at = x->now;
@@ -1131,4 +1162,54 @@ int eng_process_outcome(const struct eng_params *p, struct state *state, const c
                 break;
         }
         return r < 0 ? r : 0;
+}
+
+int eng_notify_failed(struct state *state, const struct action *a) {
+        if (!state || !a || a->type != ACTION_NOTIFY || !a->customer_key)
+                return -EINVAL;
+        struct tracked_customer *c = state_find_customer(state, a->customer_key);
+        if (!c)
+                return -ENOENT;
+        bool orders_too = false;
+        switch (a->mail_kind) {
+        case MAIL_KIND_NEW_REQUEST:
+                c->notified_at = 0;
+                c->last_mail_at = a->prev_last_mail_at;
+                c->final_warning_sent = a->prev_final_warning_sent;
+                c->warned_deadline = a->prev_warned_deadline;
+                orders_too = true;
+                break;
+        case MAIL_KIND_REMINDER:
+                if (c->reminders > 0)
+                        c->reminders--;
+                c->last_mail_at = a->prev_last_mail_at;
+                break;
+        case MAIL_KIND_FINAL_WARNING:
+                c->final_warning_sent = a->prev_final_warning_sent;
+                c->warned_deadline = a->prev_warned_deadline;
+                c->last_mail_at = a->prev_last_mail_at;
+                break;
+        case MAIL_KIND_CONFIRMATION:
+                c->confirmation_sent = false;
+                break;
+        case MAIL_KIND_PARTNER_UNLISTED:
+                /* notify_unlisted() tells ops again */
+                for (size_t i = 0; i < a->n_order_ids; i++) {
+                        struct tracked_order *t = customer_find_order(c, a->order_ids[i]);
+                        if (t)
+                                (void) assign_str(&t->unlisted_partner, NULL);
+                }
+                break;
+        case MAIL_KIND_DRAFT_WARNING:
+        case MAIL_KIND_OPS_NOTICE:
+        default:
+                orders_too = true;
+                break;
+        }
+        for (size_t i = 0; orders_too && i < a->n_order_ids; i++) {
+                struct tracked_order *t = customer_find_order(c, a->order_ids[i]);
+                if (t)
+                        t->notified = false;
+        }
+        return 0;
 }

@@ -117,6 +117,8 @@ struct req {
         size_t body_len;
         bool idempotent;
         char *ca_file;
+        char *cert_file;
+        char *key_file;
         long timeout_ms;
         char *request_id_header;
         bool plaintext;
@@ -268,6 +270,8 @@ static void req_free(struct req *q) {
         secret_wipe(q->body, q->body_len);
         free(q->body);
         free(q->ca_file);
+        free(q->cert_file);
+        free(q->key_file);
         free(q->request_id_header);
         resp_body_free(q);
         free(q->content_type);
@@ -723,6 +727,10 @@ static int setup_easy(struct req *q) {
         SET(CURLOPT_SSL_VERIFYHOST, 2L);
         if (q->ca_file)
                 SET(CURLOPT_CAINFO, q->ca_file);
+        if (q->cert_file)
+                SET(CURLOPT_SSLCERT, q->cert_file);
+        if (q->key_file)
+                SET(CURLOPT_SSLKEY, q->key_file);
         SET(CURLOPT_CONNECTTIMEOUT_MS, h->opts.connect_timeout_ms);
         SET(CURLOPT_TIMEOUT_MS, q->timeout_ms);
         /* Wait for a connection that may multiplex (h2 via ALPN) instead of
@@ -1058,8 +1066,11 @@ int http_submit(struct http *h, const struct http_request *req, http_done_fn cb,
         q->method = strdup(method);
         q->url = strdup(req->url);
         q->ca_file = util_strdup0(req->ca_file);
+        q->cert_file = util_strdup0(req->cert_file);
+        q->key_file = util_strdup0(req->key_file);
         q->request_id_header = util_strdup0(req->request_id_header);
         if (!q->method || !q->url || (req->ca_file && !q->ca_file) ||
+            (req->cert_file && !q->cert_file) || (req->key_file && !q->key_file) ||
             (req->request_id_header && !q->request_id_header))
                 goto nomem;
         r = url_host_key(req->url, &q->host, &q->loopback);

@@ -7,8 +7,10 @@
  *  - Connections (and the DNS cache) are reused across cycles; HTTP/2 is
  *    multiplexed where offered (PIPEWAIT).
  *  - https only; http:// only to loopback hosts.  TLS verification is
- *    always on; ca_file is the only knob.  No proxy from the environment;
- *    the configured one only (http_options.proxy), never for loopback.
+ *    always on; ca_file is the only knob (plus an optional client
+ *    certificate, cert_file + key_file, e.g. for etcd).  No proxy from the
+ *    environment; the configured one only (http_options.proxy), never for
+ *    loopback.
  *  - Request headers and bodies (they carry tokens and the client secret)
  *    are wiped from memory when freed.
  *  - Idempotent requests are retried on connection errors, timeouts, 429,
@@ -70,6 +72,8 @@ struct http_request {
         size_t body_len;
         bool idempotent;             /* retry per the rules above (GET: true) */
         const char *ca_file;         /* optional */
+        const char *cert_file;       /* optional client certificate (PEM) */
+        const char *key_file;        /* its private key (PEM), if not in cert_file */
         long timeout_ms;             /* 0 = default */
         /* When set, http adds "<name>: <uuid>" to each attempt, a new uuid
          * per attempt except when retrying after a timeout (Partner Center's

@@ -116,29 +116,6 @@ static bool is_plain_ascii(const char *s) {
 
 /* ---- RFC 2047 --------------------------------------------------------- */
 
-static const char b64chars[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-static int b64_append(struct util_buf *b, const unsigned char *p, size_t n) {
-        char out[4];
-        int r;
-        for (size_t i = 0; i < n; i += 3) {
-                unsigned v = (unsigned) p[i] << 16;
-                if (i + 1 < n)
-                        v |= (unsigned) p[i + 1] << 8;
-                if (i + 2 < n)
-                        v |= p[i + 2];
-                out[0] = b64chars[(v >> 18) & 63];
-                out[1] = b64chars[(v >> 12) & 63];
-                out[2] = i + 1 < n ? b64chars[(v >> 6) & 63] : '=';
-                out[3] = i + 2 < n ? b64chars[v & 63] : '=';
-                r = util_buf_append(b, out, 4);
-                if (r < 0)
-                        return r;
-        }
-        return 0;
-}
-
 /* Raw bytes that fit in one encoded word starting at column col. */
 static size_t ew_capacity(size_t col) {
         size_t avail = col >= QP_LINE_MAX ? 0 : QP_LINE_MAX - col;
@@ -175,7 +152,7 @@ static int append_encoded_words(struct util_buf *b, const char *s, size_t *col) 
                 size_t before = b->len;
                 r = util_buf_puts(b, "=?UTF-8?B?");
                 if (r >= 0)
-                        r = b64_append(b, p, n);
+                        r = util_buf_append_base64(b, p, n);
                 if (r >= 0)
                         r = util_buf_puts(b, "?=");
                 if (r < 0)

@@ -335,6 +335,7 @@ int mp_parse_order(const json_t *obj, struct order *o, char **ret_err) {
                 o->company_name = util_strdup0(o->buyer_name ? o->buyer_name : o->client_name);
         o->error_message = parse_error_text(obj);
         o->querying_at = parse_audit_time(obj, "querying", &o->querying_at_raw);
+        o->updated_at = parse_audit_time(obj, "updated", &o->updated_at_raw);
         o->created_at = parse_audit_time(obj, "created", NULL);
         o->template_id = dup_clean(api_json_str(api_json_obj(obj, "template"), "id"), MP_ID_MAX);
         /* What the order itself shows (parameters, error): all a Draft has;

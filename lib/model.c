@@ -68,6 +68,7 @@ void order_clear(struct order *o) {
         free(o->account);
         free(o->error_message);
         free(o->querying_at_raw);
+        free(o->updated_at_raw);
         free(o->template_id);
         for (size_t i = 0; i < o->n_contacts; i++) {
                 free(o->contacts[i].name);
@@ -88,6 +89,7 @@ int order_copy(struct order *dst, const struct order *src) {
                 .status = src->status,
                 .incomplete = src->incomplete,
                 .querying_at = src->querying_at,
+                .updated_at = src->updated_at,
                 .created_at = src->created_at,
         };
         DUP(id);
@@ -107,6 +109,7 @@ int order_copy(struct order *dst, const struct order *src) {
         DUP(account);
         DUP(error_message);
         DUP(querying_at_raw);
+        DUP(updated_at_raw);
         DUP(template_id);
         if (src->n_contacts) {
                 dst->contacts = calloc(src->n_contacts, sizeof(*dst->contacts));

@@ -68,6 +68,9 @@ struct order {
 
         char *querying_at_raw;    /* audit.querying.at as sent (episode identity) */
         int64_t querying_at;      /* parsed, 0 if absent */
+        char *updated_at_raw;     /* audit.updated.at as sent: the episode start when
+                                   * querying.at is missing (lib/cycle.c) */
+        int64_t updated_at;       /* parsed, 0 if absent */
         int64_t created_at;
         char *template_id;        /* template.id, to notice template changes */
 
@@ -268,6 +271,11 @@ struct action {
         size_t n_order_ids;
         char *dedup_key;             /* NOTIFY: stable key, "new-request:<key>:<episode>" */
         char *partner_id;            /* NOTIFY partner-unlisted: the link's partnerId */
+        /* NOTIFY for a customer: its mail record before this decision, which
+         * eng_notify_failed() restores */
+        int64_t prev_last_mail_at;
+        int64_t prev_warned_deadline;
+        bool prev_final_warning_sent;
         int log_event;               /* ACTION_LOG: enum log_event value */
         int log_priority;            /* ACTION_LOG: syslog priority */
         char *message;               /* ACTION_LOG: human text */

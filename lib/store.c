@@ -49,6 +49,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -57,6 +58,7 @@
 #include "util.h"
 
 #define STORE_FILE "state.json"
+#define STORE_LOCK_FILE "lock"
 #define STORE_MAX_SIZE ((size_t) 64 << 20)   /* 64 MiB: far beyond any real state */
 
 /* ---- encoding ----------------------------------------------------------- */
@@ -430,7 +432,9 @@ out:
         free(ids);
 }
 
-int store_from_json(const char *text, size_t len, struct state **ret, char **ret_err) {
+/* store_from_json(); *ret_newer (optional) is set when the file is of a
+ * schema version newer than this build reads. */
+static int from_json(const char *text, size_t len, struct state **ret, char **ret_err, bool *ret_newer) {
         struct dec d = { 0 };
         json_error_t jerr;
         struct state *s = NULL;
@@ -468,6 +472,8 @@ int store_from_json(const char *text, size_t len, struct state **ret, char **ret
         if (version > STATE_VERSION || version < 0) {
                 dec_fail(&d, "unsupported version %lld (this partnerd reads up to %d)",
                          (long long) version, STATE_VERSION);
+                if (ret_newer && version > STATE_VERSION)
+                        *ret_newer = true;
                 goto out;
         }
         if (version == 0) {
@@ -512,6 +518,10 @@ out:
         *ret = s;
         r = 0;
         return r;
+}
+
+int store_from_json(const char *text, size_t len, struct state **ret, char **ret_err) {
+        return from_json(text, len, ret, ret_err, NULL);
 }
 
 /* ---- files -------------------------------------------------------------- */
@@ -626,45 +636,78 @@ static int move_aside(const char *path, char **ret_to) {
         return -EEXIST;
 }
 
-int store_load(const char *state_dir, struct state **ret, char **ret_warning) {
-        char *path = NULL, *text = NULL, *reason = NULL, *to = NULL;
+/* Reads state.json without changing anything on disk.  -EBADMSG with
+ * *ret_reason when it is unusable, -EPROTONOSUPPORT (and a reason) when a
+ * newer partnerd wrote it; missing: an empty state. */
+static int read_state(const char *path, struct state **ret, char **ret_reason) {
+        char *text = NULL;
         size_t len = 0;
+        bool newer = false;
+        int r = load_streaming(path, ret);
+        if (r != -EAGAIN && r != -ENOENT)
+                return r;
+        r = util_read_file(path, STORE_MAX_SIZE, &text, &len);
+        if (r == -ENOENT) {
+                *ret = state_new();
+                return *ret ? 0 : -ENOMEM;
+        }
+        if (r == -EFBIG) {
+                if (asprintf(ret_reason, "larger than %zu MiB", STORE_MAX_SIZE >> 20) < 0) {
+                        *ret_reason = NULL;
+                        return -ENOMEM;
+                }
+                return -EBADMSG;
+        }
+        if (r < 0)
+                return r;
+        if (strlen(text) != len) {
+                free(text);
+                *ret_reason = strdup("contains NUL bytes");
+                return *ret_reason ? -EBADMSG : -ENOMEM;
+        }
+        r = from_json(text, len, ret, ret_reason, &newer);
+        free(text);
+        return r == -EBADMSG && newer ? -EPROTONOSUPPORT : r;
+}
+
+int store_read(const char *state_dir, struct state **ret, char **ret_error) {
+        char *path = state_path(state_dir), *reason = NULL;
+        int r;
+
+        if (ret_error)
+                *ret_error = NULL;
+        if (!path)
+                return -ENOMEM;
+        r = read_state(path, ret, &reason);
+        if (r < 0 && ret_error && (reason || r != -ENOMEM) &&
+            asprintf(ret_error, r == -EPROTONOSUPPORT ? "state file %s was written by a newer partnerd (%s)"
+                                : r == -EBADMSG ? "state file %s is unusable (%s)" : "cannot read state file %s: %s",
+                     path, reason ? reason : strerror(-r)) < 0)
+                *ret_error = NULL;
+        free(reason);
+        free(path);
+        return r;
+}
+
+int store_load(const char *state_dir, struct state **ret, char **ret_warning) {
+        char *path = NULL, *reason = NULL, *to = NULL;
         int r;
 
         if (ret_warning)
                 *ret_warning = NULL;
-        /* what a save killed mid-write left behind */
-        (void) util_remove_stale_temps(state_dir);
         path = state_path(state_dir);
         if (!path)
                 return -ENOMEM;
-        r = load_streaming(path, ret);
-        if (r != -EAGAIN && r != -ENOENT)
-                goto out;
-        r = util_read_file(path, STORE_MAX_SIZE, &text, &len);
-        if (r == -ENOENT) {
-                *ret = state_new();
-                r = *ret ? 0 : -ENOMEM;
+        r = read_state(path, ret, &reason);
+        if (r == -EPROTONOSUPPORT) {
+                if (ret_warning &&
+                    asprintf(ret_warning, "state file %s was written by a newer partnerd (%s); refusing to "
+                             "touch it: run that version, or move the file away", path, reason) < 0)
+                        *ret_warning = NULL;
                 goto out;
         }
-        if (r == -EFBIG) {
-                if (asprintf(&reason, "larger than %zu MiB", STORE_MAX_SIZE >> 20) < 0) {
-                        reason = NULL;
-                        r = -ENOMEM;
-                        goto out;
-                }
-        } else if (r < 0) {
-                goto out;
-        } else if (strlen(text) != len) {
-                if (!(reason = strdup("contains NUL bytes"))) {
-                        r = -ENOMEM;
-                        goto out;
-                }
-        } else {
-                r = store_from_json(text, len, ret, &reason);
-                if (r != -EBADMSG)
-                        goto out;   /* 0, or -ENOMEM */
-        }
+        if (r != -EBADMSG)
+                goto out;   /* 0, or an error reading it (EACCES, EIO, a directory) */
 
         /* Unusable: keep it for inspection, start empty. */
         r = move_aside(path, &to);
@@ -678,8 +721,10 @@ int store_load(const char *state_dir, struct state **ret, char **ret_warning) {
         *ret = state_new();
         r = *ret ? 0 : -ENOMEM;
 out:
+        /* what a save killed mid-write left behind (never before a refusal) */
+        if (r >= 0)
+                (void) util_remove_stale_temps(state_dir);
         free(path);
-        free(text);
         free(reason);
         free(to);
         return r;
@@ -753,6 +798,63 @@ out:
         free(path);
         free(tmp);
         return r;
+}
+
+/* The PID written in the lock file, 0 when unreadable.  The holder
+ * writes it just after taking the lock: a loser that reads too early
+ * retries briefly. */
+static pid_t lock_holder(int fd) {
+        for (int tries = 0; tries < 20; tries++) {
+                char buf[32];
+                ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
+                long pid = 0;
+                if (n > 0) {
+                        buf[n] = '\0';
+                        pid = strtol(buf, NULL, 10);
+                }
+                if (pid > 0 && pid <= INT32_MAX)
+                        return (pid_t) pid;
+                struct timespec ts = { .tv_nsec = 5 * 1000 * 1000 };
+                nanosleep(&ts, NULL);
+        }
+        return 0;
+}
+
+int store_lock(const char *state_dir, pid_t *ret_holder) {
+        char *path = NULL, buf[32];
+        int fd, r = ensure_dir(state_dir);
+
+        if (ret_holder)
+                *ret_holder = 0;
+        if (r < 0)
+                return r;
+        if (asprintf(&path, "%s/" STORE_LOCK_FILE, state_dir) < 0)
+                return -ENOMEM;
+        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+        free(path);
+        if (fd < 0)
+                return -errno;
+        if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+                r = -errno;
+                if (r == -EWOULDBLOCK && ret_holder)
+                        *ret_holder = lock_holder(fd);
+                close(fd);
+                return r;
+        }
+        /* Best effort: the PID only names the holder to the next one (a
+         * full disk must not stop partnerd here, but where it saves). */
+        int len = snprintf(buf, sizeof(buf), "%ld\n", (long) getpid());
+        if (ftruncate(fd, 0) == 0)
+                (void) !pwrite(fd, buf, (size_t) len, 0);
+        return fd;
+}
+
+void store_unlock(int fd) {
+        if (fd < 0)
+                return;
+        /* no stale PID for the next one to name */
+        (void) ftruncate(fd, 0);
+        close(fd);
 }
 
 void store_prune(struct state *s, int64_t cutoff) {

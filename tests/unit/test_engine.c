@@ -142,7 +142,8 @@ static void test_new_blocked_then_quiet(void **unused) {
         assert_string_equal(n->customer_key, KEY);
         assert_int_equal(n->n_order_ids, 1);
         assert_string_equal(n->order_ids[0], "ORD-1111-1111-1111");
-        snprintf(want, sizeof(want), "new-request:%s:%" PRId64, KEY, T0);
+        /* platform data only: the order and its episode start, never a local time */
+        snprintf(want, sizeof(want), "new-request:%s:ORD-1111-1111-1111@%s", KEY, T0_RAW);
         assert_string_equal(n->dedup_key, want);
         assert_int_equal(count(&a, ACTION_CHECK, -1), 1);
         const struct action *c = find(&a, ACTION_CHECK, -1);
@@ -254,7 +255,7 @@ static void test_reminders_final_warning_deadline(void **unused) {
                         last_reminder_ids = find(&a, ACTION_NOTIFY, MAIL_KIND_REMINDER);
                         if (reminders == 0) {
                                 second_in_reminder = names_order(last_reminder_ids, "ORD-2222-2222-2222");
-                                snprintf(want, sizeof(want), "reminder:%s:%" PRId64 ":1", KEY, T0);
+                                snprintf(want, sizeof(want), "reminder:%s:ORD-1111-1111-1111@%s:1", KEY, T0_RAW);
                                 assert_string_equal(last_reminder_ids->dedup_key, want);
                         }
                         reminder_at[reminders < 8 ? reminders : 7] = t;
@@ -392,7 +393,7 @@ static void test_accepted_processes_blocked_never_draft(void **unused) {
         assert_int_equal(count(&a, ACTION_NOTIFY, MAIL_KIND_CONFIRMATION), 1);
         n = find(&a, ACTION_NOTIFY, MAIL_KIND_CONFIRMATION);
         assert_int_equal(n->n_order_ids, 2);
-        snprintf(want, sizeof(want), "confirmation:%s:%" PRId64, KEY, now);
+        snprintf(want, sizeof(want), "confirmation:%s:ORD-1111-1111-1111@%s", KEY, T0_RAW);
         assert_string_equal(n->dedup_key, want);
 
         /* Later polls: orders processed; the draft is never processed and
@@ -597,7 +598,7 @@ static void test_episodes(void **unused) {
         const struct action *n = find(&a, ACTION_NOTIFY, MAIL_KIND_NEW_REQUEST);
         assert_non_null(n);
         char want[128];
-        snprintf(want, sizeof(want), "new-request:%s:%" PRId64, KEY, T0 + 5 * DAY);
+        snprintf(want, sizeof(want), "new-request:%s:ORD-1111-1111-1111@2026-08-06T00:00:00Z", KEY);
         assert_string_equal(n->dedup_key, want);
         struct tracked_customer *c = state_find_customer(s, KEY);
         assert_int_equal(c->reminders, 0);
@@ -881,6 +882,118 @@ static void test_duplicates_and_bad_input(void **unused) {
         state_free(s);
 }
 
+/* The NOTIFY dedup keys of l, sorted, joined by spaces (malloc'd). */
+static char *notify_keys(const struct action_list *l) {
+        const char *keys[16];
+        size_t n = 0, len = 1;
+        for (size_t i = 0; i < l->n && n < 16; i++)
+                if (l->items[i].type == ACTION_NOTIFY) {
+                        keys[n++] = l->items[i].dedup_key;
+                        len += strlen(l->items[i].dedup_key) + 1;
+                }
+        for (size_t i = 1; i < n; i++)
+                for (size_t j = i; j > 0 && strcmp(keys[j - 1], keys[j]) > 0; j--) {
+                        const char *t = keys[j];
+                        keys[j] = keys[j - 1];
+                        keys[j - 1] = t;
+                }
+        char *out = calloc(1, len);
+        assert_non_null(out);
+        for (size_t i = 0; i < n; i++) {
+                strcat(out, keys[i]);
+                strcat(out, " ");
+        }
+        return out;
+}
+
+/* Fails every NOTIFY of l as if the outbox had refused it. */
+static void fail_notifies(struct state *s, const struct action_list *l) {
+        for (size_t i = 0; i < l->n; i++)
+                if (l->items[i].type == ACTION_NOTIFY)
+                        assert_int_equal(eng_notify_failed(s, &l->items[i]), 0);
+}
+
+/* Issue 12.6 and 12.4: dedup keys come from platform data only, so a lost
+ * state decided again later makes the keys the outbox already holds; and a
+ * mail that could not be queued is not recorded: the next cycle decides it
+ * again, under the same key (the new request, not a reminder a day later). */
+static void test_keys_platform_only_and_failed_mails(void **unused) {
+        struct eng_params p = params();
+        struct order_list ol = { 0 };
+        struct action_list a = { 0 };
+        struct state *s = state_new(), *fresh = state_new();
+        char *k1, *k2;
+
+        p.have_ops = true;
+        add_order(&ol, "ORD-1111-1111-1111", ORDER_STATUS_QUERYING, NULL, "contoso.onmicrosoft.com", URL, T0_RAW);
+        add_order(&ol, "ORD-3333-3333-3333", ORDER_STATUS_DRAFT, NULL, "contoso.onmicrosoft.com", URL, NULL);
+        add_order(&ol, "ORD-4444-4444-4444", ORDER_STATUS_QUERYING, NULL, "fabrikam.com", NULL, T0_RAW);
+        run1(&p, &ol, s, T0, &a);
+        assert_int_equal(count(&a, ACTION_NOTIFY, -1), 3);
+        k1 = notify_keys(&a);
+        /* the state is lost; hours later a fresh one decides the same mails */
+        run1(&p, &ol, fresh, T0 + 3 * HOUR, &a);
+        k2 = notify_keys(&a);
+        assert_string_equal(k1, k2);
+        free(k2);
+
+        /* none of them could be queued: all decided again, same keys */
+        fail_notifies(fresh, &a);
+        struct tracked_customer *c = state_find_customer(fresh, KEY);
+        assert_int_equal(c->notified_at, 0);
+        run1(&p, &ol, fresh, T0 + 4 * HOUR, &a);
+        assert_int_equal(count(&a, ACTION_NOTIFY, MAIL_KIND_NEW_REQUEST), 1);
+        k2 = notify_keys(&a);
+        assert_string_equal(k1, k2);
+        free(k2);
+        /* queued this time: recorded, nothing more */
+        run1(&p, &ol, fresh, T0 + 5 * HOUR, &a);
+        assert_int_equal(count(&a, ACTION_NOTIFY, -1), 0);
+
+        /* a reminder that could not be queued comes again, same number */
+        run1(&p, &ol, fresh, T0 + 4 * HOUR + 2 * DAY, &a);
+        const struct action *r = find(&a, ACTION_NOTIFY, MAIL_KIND_REMINDER);
+        assert_non_null(r);
+        k2 = strdup(r->dedup_key);
+        fail_notifies(fresh, &a);
+        assert_int_equal(c->reminders, 0);
+        run1(&p, &ol, fresh, T0 + 5 * HOUR + 2 * DAY, &a);
+        r = find(&a, ACTION_NOTIFY, MAIL_KIND_REMINDER);
+        assert_non_null(r);
+        assert_string_equal(r->dedup_key, k2);
+        assert_int_equal(c->reminders, 1);
+        free(k2);
+
+        /* a confirmation too */
+        int64_t now = T0 + 6 * HOUR + 2 * DAY;
+        run2(&p, &ol, fresh, KEY, REL_ACCEPTED, NULL, now, &a);
+        assert_true(has_process(&a, "ORD-1111-1111-1111"));
+        action_list_clear(&a);
+        assert_int_equal(eng_process_outcome(&p, fresh, "ORD-1111-1111-1111", ENG_PROCESS_DONE,
+                                             ORDER_STATUS_PROCESSING, NULL, now, &a), 0);
+        r = find(&a, ACTION_NOTIFY, MAIL_KIND_CONFIRMATION);
+        assert_non_null(r);
+        k2 = strdup(r->dedup_key);
+        fail_notifies(fresh, &a);
+        order_list_clear(&ol);
+        add_order(&ol, "ORD-3333-3333-3333", ORDER_STATUS_DRAFT, NULL, "contoso.onmicrosoft.com", URL, NULL);
+        add_order(&ol, "ORD-4444-4444-4444", ORDER_STATUS_QUERYING, NULL, "fabrikam.com", NULL, T0_RAW);
+        run1(&p, &ol, fresh, now + HOUR, &a);
+        assert_int_equal(count(&a, ACTION_NOTIFY, -1), 1);
+        r = find(&a, ACTION_NOTIFY, MAIL_KIND_CONFIRMATION);
+        assert_non_null(r);
+        assert_string_equal(r->dedup_key, k2);
+        run1(&p, &ol, fresh, now + 2 * HOUR, &a);
+        assert_int_equal(count(&a, ACTION_NOTIFY, -1), 0);
+        free(k2);
+
+        free(k1);
+        action_list_clear(&a);
+        order_list_clear(&ol);
+        state_free(s);
+        state_free(fresh);
+}
+
 /* ---- Partner Center accounts (issue 11 part 3) ---- */
 
 #define TEN "6f1c2a7e-0b8d-4c55-9e41-2d7f0a3b9c10"
@@ -934,13 +1047,14 @@ static void test_accounts_are_separate_customers(void **unused) {
         assert_int_equal(count(&a, ACTION_NOTIFY, MAIL_KIND_NEW_REQUEST), 2);
         const struct action *n = find_for(&a, ACTION_NOTIFY, TEN);
         assert_non_null(n);
-        /* the default account's keys are what they were before accounts */
-        snprintf(want, sizeof(want), "new-request:%s:%" PRId64, TEN, T0);
+        /* the default account's keys are what they were before accounts
+         * (platform data only: the order and its episode start) */
+        snprintf(want, sizeof(want), "new-request:%s:ORD-1111-1111-1111@%s", TEN, T0_RAW);
         assert_string_equal(n->dedup_key, want);
         assert_string_equal(n->account, ACCOUNT_DEFAULT);
         n = find_for(&a, ACTION_NOTIFY, "brazil/" TEN);
         assert_non_null(n);
-        snprintf(want, sizeof(want), "new-request:brazil/%s:%" PRId64, TEN, T0);
+        snprintf(want, sizeof(want), "new-request:brazil/%s:ORD-2222-2222-2222@%s", TEN, T0_RAW);
         assert_string_equal(n->dedup_key, want);
         const struct action *c = find_for(&a, ACTION_CHECK, "brazil/" TEN);
         assert_non_null(c);
@@ -1162,6 +1276,7 @@ int main(void) {
                 cmocka_unit_test(test_domain_to_tenant_migration),
                 cmocka_unit_test(test_rerun_is_deterministic),
                 cmocka_unit_test(test_duplicates_and_bad_input),
+                cmocka_unit_test(test_keys_platform_only_and_failed_mails),
                 cmocka_unit_test(test_accounts_are_separate_customers),
                 cmocka_unit_test(test_unlisted_partner_never_processed),
                 cmocka_unit_test(test_legacy_state_adopted),

@@ -420,13 +420,11 @@ static void test_corrupt_files_moved_aside(void **unused) {
 #define S(x) x, strlen(x)
         check_moved_aside(S("{\"version\":1,\"customers\":[{\"key\":\"k\",\"reminders\":\"x\"}]}"),
                           "not a small non-negative integer");
-        check_moved_aside(S("{\"version\":7,\"customers\":[]}"), "unsupported version 7");
         check_moved_aside(S("{\"version\":1,\"customers\":[],\"customers\":[]}"), "duplicate");
         /* The same faults in the layout store_save() writes, which loads
          * customer by customer: the same verdicts. */
         check_moved_aside(S("{\n \"customers\": [\n  {\n   \"key\": \"k\",\n   \"reminders\": \"x\"\n  }\n ],\n"
                             " \"version\": 1\n}\n"), "not a small non-negative integer");
-        check_moved_aside(S("{\n \"customers\": [],\n \"version\": 7\n}\n"), "unsupported version 7");
         check_moved_aside(S("{\n \"customers\": [\n  {\"key\": \"k\", \"key\": \"k\"}\n ],\n \"version\": 1\n}\n"),
                           "duplicate");
         check_moved_aside(S("{\n \"customers\": [],\n \"version\": 1\n}\n}"), "invalid JSON");
@@ -505,6 +503,95 @@ static void test_save_refuses_oversize(void **unused) {
         rm_rf(dir);
 }
 
+/* Issue 12.6: a file of a newer schema version is refused, never moved
+ * aside (the newer partnerd that wrote it still needs it). */
+static void test_newer_version_refused(void **unused) {
+        static const char *const files[] = {
+                "{\"version\":7,\"customers\":[]}",
+                "{\n \"customers\": [],\n \"version\": 7\n}\n",
+        };
+        for (size_t i = 0; i < 2; i++) {
+                char *dir = mktemp_dir(), *warn = NULL, *text = NULL;
+                struct state *s = NULL;
+                size_t n;
+                write_file(dir, "state.json", files[i], strlen(files[i]));
+                assert_int_equal(store_load(dir, &s, &warn), -EPROTONOSUPPORT);
+                assert_null(s);
+                assert_non_null(warn);
+                assert_non_null(strstr(warn, "newer partnerd"));
+                assert_non_null(strstr(warn, "unsupported version 7"));
+                free(warn);
+                assert_int_equal(store_read(dir, &s, &warn), -EPROTONOSUPPORT);
+                assert_non_null(strstr(warn, "newer partnerd"));
+                free(warn);
+                free(find_prefixed(dir, "state.json.corrupt-", &n));
+                assert_int_equal(n, 0);
+                char *p = path_in(dir, "state.json");
+                assert_int_equal(util_read_file(p, 1u << 20, &text, NULL), 0);
+                assert_string_equal(text, files[i]);
+                free(text);
+                free(p);
+                rm_rf(dir);
+        }
+}
+
+/* store_read() (status, --dry-run) changes nothing: a corrupt file stays
+ * where it is, temp files of a killed save stay too. */
+static void test_read_changes_nothing(void **unused) {
+        char *dir = mktemp_dir(), *err = NULL;
+        struct state *s = NULL;
+        size_t n;
+
+        assert_int_equal(store_read(dir, &s, &err), 0);   /* missing: empty */
+        assert_int_equal(s->n_customers, 0);
+        state_free(s);
+        s = NULL;
+        write_file(dir, "state.json", "garbage", 7);
+        write_file(dir, "state.json.tmp.999999999", "x", 1);   /* no such PID */
+        assert_int_equal(store_read(dir, &s, &err), -EBADMSG);
+        assert_null(s);
+        assert_non_null(strstr(err, "unusable"));
+        assert_non_null(strstr(err, "invalid JSON"));
+        free(err);
+        free(find_prefixed(dir, "state.json.corrupt-", &n));
+        assert_int_equal(n, 0);
+        free(find_prefixed(dir, "state.json.tmp.", &n));
+        assert_int_equal(n, 1);
+        free(find_prefixed(dir, "state.json", &n));
+        assert_int_equal(n, 2);
+
+        /* a good file reads as store_load() reads it */
+        struct state *good = sample_state();
+        assert_int_equal(store_save(dir, good), 0);
+        assert_int_equal(store_read(dir, &s, &err), 0);
+        assert_int_equal(s->n_customers, good->n_customers);
+        state_free(s);
+        state_free(good);
+        rm_rf(dir);
+}
+
+/* The state directory lock: a second holder is refused with the PID of
+ * the first, which is released on unlock. */
+static void test_lock(void **unused) {
+        char *dir = mktemp_dir(), *sub = path_in(dir, "new");
+        pid_t holder = -1;
+        int fd = store_lock(sub, &holder);   /* creates the directory */
+        assert_true(fd >= 0);
+        struct stat st;
+        assert_int_equal(stat(sub, &st), 0);
+        assert_int_equal(st.st_mode & 0777, 0700);
+        /* another open file description: refused like another process */
+        assert_int_equal(store_lock(sub, &holder), -EWOULDBLOCK);
+        assert_int_equal(holder, getpid());
+        store_unlock(fd);
+        int fd2 = store_lock(sub, &holder);
+        assert_true(fd2 >= 0);
+        store_unlock(fd2);
+        store_unlock(-1);
+        free(sub);
+        rm_rf(dir);
+}
+
 static void test_prune(void **unused) {
         struct state *s = sample_state();
         /* Customer 0: ORD-2222 closed at 1785576200; customer 1: nothing closed. */
@@ -568,6 +655,9 @@ int main(void) {
                 cmocka_unit_test(test_legacy_migration),
                 cmocka_unit_test(test_load_missing_and_save),
                 cmocka_unit_test(test_corrupt_files_moved_aside),
+                cmocka_unit_test(test_newer_version_refused),
+                cmocka_unit_test(test_read_changes_nothing),
+                cmocka_unit_test(test_lock),
                 cmocka_unit_test(test_prune),
                 cmocka_unit_test(test_save_refuses_oversize),
                 cmocka_unit_test(test_accounts),
