@@ -22,6 +22,7 @@
 #include "mail.h"
 #include "marketplace.h"
 #include "partnercenter.h"
+#include "secret.h"
 #include "store.h"
 #include "util.h"
 
@@ -133,6 +134,7 @@ static int services_open(struct service *s, struct services *sv) {
                 .connect_timeout_ms = (long) cfg->daemon.connect_timeout * 1000,
                 .timeout_ms = (long) cfg->daemon.http_timeout * 1000,
                 .max_response = cfg->daemon.max_response,
+                .proxy = cfg->daemon.proxy,
         };
         r = http_new(&s->loop, &ho, &sv->http);
         if (r < 0) {
@@ -145,6 +147,7 @@ static int services_open(struct service *s, struct services *sv) {
                 .products = (const char *const *) cfg->marketplace.products,
                 .n_products = cfg->marketplace.n_products,
                 .ca_file = cfg->marketplace.ca_file,
+                .max_orders_bytes = cfg->marketplace.max_orders_bytes,
         };
         const char *what = "the Marketplace client";
         if ((r = mp_client_new(sv->http, &mo, &sv->mp)) < 0 ||
@@ -168,6 +171,8 @@ static void notify_status(struct service *s) {
                  s->pending_customers, s->pending_customers == 1 ? "" : "s", s->processed_today,
                  s->processed_today == 1 ? "" : "s", when, s->last_poll ? (s->last_ok ? "ok" : "failed: ") : "",
                  s->last_poll && !s->last_ok ? s->last_error : "");
+        /* any local user reads STATUS= with systemctl status */
+        secret_scrub_buf(line, sizeof(line));
         (void) sd_notify(0, line);
 }
 
@@ -232,7 +237,10 @@ static void on_cycle_done(void *ud, const struct cycle_result *res) {
         s->cycle = NULL;
         s->last_poll = now;
         s->last_ok = res->r >= 0;
-        snprintf(s->last_error, sizeof(s->last_error), "%s", res->error ? res->error : "");
+        /* scrubbed before it is cut: no prefix of a secret may stay */
+        char *error = secret_scrub_str(res->error);
+        snprintf(s->last_error, sizeof(s->last_error), "%s", error ? error : res->error ? "(error)" : "");
+        free(error);
         s->pending_customers = res->customers_pending;
         if (localtime_r(&now, &tm) && tm.tm_yday != s->today) {
                 s->today = tm.tm_yday;

@@ -25,6 +25,7 @@
 
 #include "apiutil.h"
 #include "config.h"
+#include "secret.h"
 #include "url.h"
 #include "util.h"
 
@@ -52,6 +53,9 @@
 #define DEF_HTTP_TIMEOUT    60
 #define DEF_CONNECT_TIMEOUT 10
 #define DEF_MAX_RESPONSE    ((size_t) 16 * 1024 * 1024)
+/* About 1,400 orders of the largest size the parser keeps, or tens of
+ * thousands of ordinary ones. */
+#define DEF_MAX_ORDERS_BYTES ((size_t) 64 * 1024 * 1024)
 static const int64_t def_check_schedule[] = { 60, 120, 300, 600, 900 };
 
 enum kind {
@@ -105,6 +109,7 @@ static const struct key_def keys[] = {
         { "marketplace", "products",       K_PRODUCT_LIST, O(marketplace.products), O(marketplace.n_products), 0, 0, 0 },
         { "marketplace", "ca_file",        K_PATH,         O(marketplace.ca_file), 0, 0, 0, 0 },
         { "marketplace", "portal_url",     K_URL_HTTP,     O(marketplace.portal_url), 0, 0, 0, 0 },
+        { "marketplace", "max_orders_bytes", K_SIZE,       O(marketplace.max_orders_bytes), 0, INT64_C(1) << 20, INT64_C(1) << 32, 0 },
 
         { "microsoft", "login_url",          K_URL_HTTP,       O(microsoft.login_url), 0, 0, 0, 0 },
         { "microsoft", "api_url",            K_URL_HTTP,       O(microsoft.api_url), 0, 0, 0, 0 },
@@ -142,6 +147,7 @@ static const struct key_def keys[] = {
         { "daemon", "http_timeout",    K_DURATION, O(daemon.http_timeout), 0, 1, HOUR_, 0 },
         { "daemon", "connect_timeout", K_DURATION, O(daemon.connect_timeout), 0, 1, 5 * MIN_, 0 },
         { "daemon", "max_response",    K_SIZE,     O(daemon.max_response), 0, 4096, INT64_C(1) << 30, 0 },
+        { "daemon", "proxy",           K_URL_HTTP, O(daemon.proxy), 0, 0, 0, 0 },
 };
 
 #define N_KEYS (sizeof(keys) / sizeof(keys[0]))
@@ -247,13 +253,6 @@ static void strv_free(char **v, size_t n) {
         free(v);
 }
 
-static void secret_free(char *s) {
-        if (s) {
-                explicit_bzero(s, strlen(s));
-                free(s);
-        }
-}
-
 static void account_clear(struct cfg_microsoft *m) {
         free(m->name);
         strv_free(m->partner_ids, m->n_partner_ids);
@@ -301,6 +300,7 @@ struct cfg *cfg_free(struct cfg *c) {
         strv_free(c->mail.url_hosts, c->mail.n_url_hosts);
 
         free(c->daemon.state_dir);
+        free(c->daemon.proxy);
 
         strv_free(c->warnings, c->n_warnings);
         free(c);
@@ -311,38 +311,9 @@ struct cfg *cfg_free(struct cfg *c) {
 
 /* Strict UTF-8 (no overlongs, no surrogates, <= U+10FFFF). */
 static bool utf8_valid(const unsigned char *s, size_t n) {
-        size_t i = 0;
-        while (i < n) {
-                unsigned char c = s[i];
-                size_t len;
-                uint32_t cp;
-                if (c < 0x80) {
-                        i++;
-                        continue;
-                } else if ((c & 0xe0) == 0xc0) {
-                        len = 2;
-                        cp = c & 0x1f;
-                } else if ((c & 0xf0) == 0xe0) {
-                        len = 3;
-                        cp = c & 0x0f;
-                } else if ((c & 0xf8) == 0xf0) {
-                        len = 4;
-                        cp = c & 0x07;
-                } else
+        for (size_t i = 0, k; i < n; i += k)
+                if (!(k = util_utf8_decode((const char *) s + i, n - i, NULL)))
                         return false;
-                if (n - i < len)
-                        return false;
-                for (size_t k = 1; k < len; k++) {
-                        if ((s[i + k] & 0xc0) != 0x80)
-                                return false;
-                        cp = (cp << 6) | (s[i + k] & 0x3f);
-                }
-                if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) ||
-                    (len == 4 && cp < 0x10000) || cp > 0x10ffff ||
-                    (cp >= 0xd800 && cp <= 0xdfff))
-                        return false;
-                i += len;
-        }
         return true;
 }
 
@@ -1059,6 +1030,7 @@ static int set_defaults(struct cfg *cfg) {
         cfg->daemon.http_timeout = DEF_HTTP_TIMEOUT;
         cfg->daemon.connect_timeout = DEF_CONNECT_TIMEOUT;
         cfg->daemon.max_response = DEF_MAX_RESPONSE;
+        cfg->marketplace.max_orders_bytes = DEF_MAX_ORDERS_BYTES;
 
         size_t ns = sizeof(def_check_schedule) / sizeof(def_check_schedule[0]);
         cfg->microsoft.check_schedule = malloc(sizeof(def_check_schedule));
@@ -1163,6 +1135,9 @@ static void load_secret_at(struct ctx *c, const char *section, unsigned line, co
                 add_warning(c, line, "secret file %s readable by others (mode %04o); chmod 0600",
                             path, mode);
         }
+        /* from now on no text that leaves the process may hold it */
+        if (secret_register(s, SECRET_CONFIG) < 0)
+                c->oom = true;
         secret_free(*ret);
         *ret = s;
 }

@@ -26,6 +26,7 @@ struct cfg_marketplace {
         size_t n_products;
         char *ca_file;            /* optional */
         char *portal_url;         /* default https://portal.platform.softwareone.com */
+        size_t max_orders_bytes;  /* orders held for one cycle, default 64 MiB */
 };
 
 /* One Partner Center account: the [microsoft] section (named
@@ -85,6 +86,7 @@ struct cfg_daemon {
         int64_t http_timeout;        /* total per request, seconds, default 60 */
         int64_t connect_timeout;     /* default 10 */
         size_t max_response;         /* bytes, default 16 MiB */
+        char *proxy;                 /* https://, or http:// to loopback; NULL = none */
 };
 
 struct cfg {

@@ -6,7 +6,9 @@
  * with an sd-daemon "<N>" priority prefix.
  *
  * Secrets never go through here: callers pass URLs without credentials and
- * never pass tokens, passwords or Authorization headers.
+ * never pass tokens, passwords or Authorization headers.  A server may still
+ * echo one in a body we quote: every message and field value is scrubbed of
+ * the registered secrets (lib/secret) before it is cut or written.
  */
 #pragma once
 

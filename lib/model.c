@@ -132,6 +132,24 @@ oom:
         return -ENOMEM;
 }
 
+static size_t str_size(const char *s) {
+        return s ? strlen(s) + 1 : 0;
+}
+
+size_t order_size(const struct order *o) {
+        const char *const strs[] = {
+                o->id, o->type, o->product_id, o->product_name, o->agreement_id, o->agreement_name,
+                o->client_name, o->buyer_id, o->buyer_name, o->tenant_id, o->domain, o->company_name,
+                o->relationship_url, o->error_message, o->querying_at_raw, o->template_id,
+        };
+        size_t n = sizeof(*o) + o->n_contacts * sizeof(*o->contacts);
+        for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++)
+                n += str_size(strs[i]);
+        for (size_t i = 0; i < o->n_contacts; i++)
+                n += str_size(o->contacts[i].name) + str_size(o->contacts[i].email);
+        return n;
+}
+
 struct order *order_list_add(struct order_list *l) {
         struct order *p = grow(l->items, &l->cap, l->n, sizeof(*p));
         if (!p)

@@ -90,6 +90,9 @@ struct order {
 void order_clear(struct order *o);
 /* Deep copy; -ENOMEM on failure (dst then cleared). */
 int order_copy(struct order *dst, const struct order *src);
+/* The bytes it holds (struct, strings, contacts): what [marketplace]
+ * max_orders_bytes counts. */
+size_t order_size(const struct order *o);
 
 struct order_list {
         struct order *items;

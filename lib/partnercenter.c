@@ -26,6 +26,7 @@
 
 #include "apiutil.h"
 #include "log.h"
+#include "secret.h"
 #include "url.h"
 #include "util.h"
 
@@ -198,6 +199,9 @@ int pc_parse_token(const char *body, size_t len, char **ret_token, long *ret_exp
         *ret_expires_in = exp;
         r = 0;
 out:
+        /* jansson's copy of the token is freed without a wipe: wipe it */
+        if (tok)
+                secret_wipe((char *) tok, strlen(tok));
         json_decref(j);
         return r;
 }
@@ -316,13 +320,6 @@ static char *dup_trim_slash(const char *s) {
         while (n > 0 && s[n - 1] == '/')
                 n--;
         return n ? strndup(s, n) : NULL;
-}
-
-static void secret_free(char *s) {
-        if (s) {
-                explicit_bzero(s, strlen(s));
-                free(s);
-        }
 }
 
 int pc_client_new(struct http *h, const struct pc_options *opts, struct pc_client **ret) {
@@ -500,16 +497,6 @@ static bool is_config_error(const char *error) {
         return false;
 }
 
-/* Replaces any occurrence of the client secret (an echoing server) by ***. */
-static void scrub_secret(char *s, const char *secret) {
-        size_t n = strlen(secret);
-        char *p;
-        while (n > 0 && (p = strstr(s, secret))) {
-                memset(p, '*', 3 < n ? 3 : n);
-                memmove(p + (3 < n ? 3 : n), p + n, strlen(p + n) + 1);
-        }
-}
-
 static const char *token_path(const struct pc_client *c) {
         return c->token_endpoint == 2 ? PC_TOKEN_PATH_V2 : PC_TOKEN_PATH_V1;
 }
@@ -550,14 +537,20 @@ static void token_done(void *userdata, int r, const struct http_response *resp) 
                              d ? d : "token request failed") < 0)
                         err = NULL;
         }
-        if (err)
-                scrub_secret(err, c->client_secret);
+        if (err) {    /* an echoing server: the registered secrets go */
+                char *clean = secret_scrub_str(err);
+                free(err);
+                err = clean;
+        }
 
         if (token) {
                 secret_free(c->auth_header);
                 c->auth_header = NULL;
-                if (asprintf(&c->auth_header, "Authorization: Bearer %s", token) < 0)
+                if (asprintf(&c->auth_header, "Authorization: Bearer %s", token) < 0 ||
+                    secret_register(token, SECRET_TRANSIENT) < 0) {
+                        secret_free(c->auth_header);
                         c->auth_header = NULL;
+                }
                 explicit_bzero(token, strlen(token));
                 uint64_t life = (uint64_t) ttl * 1000;
                 uint64_t now = util_now_mono_ms();
@@ -611,6 +604,7 @@ static int token_request(struct pc_client *c) {
                 /* issuing a token has no side effect: safe to retry */
                 .idempotent = true,
                 .ca_file = c->ca_file,
+                .sensitive = true,      /* the answer is an access token */
         };
         struct pc_token_req *t = calloc(1, sizeof(*t));
         if (!t) {

@@ -778,6 +778,9 @@ int store_save(const char *state_dir, const struct state *s) {
         r = store_write(f, s);
         if (r == 0 && fflush(f) != 0)
                 r = -errno;
+        /* never write what store_load() would refuse to read back */
+        if (r == 0 && ftello(f) > (off_t) STORE_MAX_SIZE)
+                r = -EFBIG;
         if (r == 0 && (fchmod(fileno(f), 0600) < 0 || fsync(fileno(f)) < 0))
                 r = -errno;
         if (fclose(f) != 0 && r == 0)

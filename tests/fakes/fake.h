@@ -93,6 +93,7 @@ enum fake_fault_action {
         FAKE_FAULT_TRUNCATE,
         FAKE_FAULT_OVERSIZE,
         FAKE_FAULT_DELAY,       /* only delay_ms, then normal handling */
+        FAKE_FAULT_INJECT,      /* normal handling, then body (raw) is put first in "data" */
 };
 
 struct fake_fault {

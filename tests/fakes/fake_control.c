@@ -48,6 +48,7 @@ static int parse_action(const char *a, enum fake_fault_action *ret) {
                 [FAKE_FAULT_STATUS] = "status", [FAKE_FAULT_RESET] = "reset",
                 [FAKE_FAULT_STALL] = "stall", [FAKE_FAULT_TRUNCATE] = "truncate",
                 [FAKE_FAULT_OVERSIZE] = "oversize", [FAKE_FAULT_DELAY] = "delay",
+                [FAKE_FAULT_INJECT] = "inject",
         };
         for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
                 if (strcmp(a, names[i]) == 0) {

@@ -239,6 +239,24 @@ static enum MHD_Result send_response(struct MHD_Connection *c, struct fake_req *
         return ret;
 }
 
+/* The "inject" fault: the raw text f->body becomes the first element of the
+ * answer's "data" array (a list page), bytes as they are: one hostile order
+ * among the real ones (issue 12 item 11: a key twice, a byte order mark,
+ * invalid UTF-8 in one order). */
+static void inject_element(const struct fake_fault *f, struct fake_resp *resp) {
+        const char *at = resp->body && f->body ? strstr(resp->body, "\"data\":[") : NULL;
+        char *b = NULL;
+        if (!at)
+                return;
+        size_t head = (size_t) (at - resp->body) + 8;
+        bool empty = resp->body[head] == ']';
+        if (asprintf(&b, "%.*s%s%s%s", (int) head, resp->body, f->body, empty ? "" : ",",
+                     resp->body + head) < 0)
+                return;
+        free(resp->body);
+        resp->body = b;
+}
+
 /* A scripted status fault: the configured body or a gateway-style body. */
 static void fault_response(struct fake_fault *f, struct fake_resp *resp) {
         if (f->body)
@@ -274,6 +292,8 @@ static enum MHD_Result serve(struct fake_state *s, struct MHD_Connection *c, str
                 fault_response(&f, &resp);
         else if (act != FAKE_FAULT_RESET && act != FAKE_FAULT_STALL)
                 handle(s, k, rq, &resp);
+        if (act == FAKE_FAULT_INJECT)
+                inject_element(&f, &resp);
         if (k != K_CONTROL) {
                 size_t len = resp.body ? strlen(resp.body) : 0;
                 uint64_t sent = act == FAKE_FAULT_RESET || act == FAKE_FAULT_STALL ? 0 :

@@ -658,6 +658,59 @@ static void test_missing_secret(void **state) {
         assert_null(f->cfg->marketplace.token);
 }
 
+/* Issue 12.10: what an editor adds around a pasted secret (a byte order
+ * mark before it, CR LF or blanks after it) is stripped; anything
+ * unprintable inside it is refused, naming the file. */
+static void test_secret_bom_crlf(void **state) {
+        struct fx *f = *state;
+        char path[256];
+        static const char *const stripped[] = {
+                "\xef\xbb\xbftok-en.123\r\n", "tok-en.123\r\n\r\n", "tok-en.123 \t\n", "\xef\xbb\xbftok-en.123",
+                "tok-en.123\r",
+        };
+        snprintf(path, sizeof(path), "%s/marketplace-token", f->dir);
+        for (size_t i = 0; i < sizeof(stripped) / sizeof(stripped[0]); i++) {
+                write_in(f->dir, "marketplace-token", stripped[i], 0600);
+                if (load(f, BASE) != 0)
+                        dump_errors(f);
+                assert_non_null(f->cfg);
+                assert_string_equal(f->cfg->marketplace.token, "tok-en.123");
+        }
+        static const char *const refused[] = {
+                "tok\ren.123\n", "tok-en\xef\xbb\xbf.123\n", "\xef\xbb\xbf\r\n", "tok\x1b[2Jen\n",
+        };
+        for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+                write_in(f->dir, "marketplace-token", refused[i], 0600);
+                assert_int_equal(load(f, BASE), -EINVAL);
+                expect_only_error(f, 3, "[marketplace] token_file: %s is empty or contains control characters", path);
+        }
+}
+
+/* Issue 12.8 and 12.13: the proxy and the orders cap are validated, naming
+ * the key. */
+static void test_proxy_and_orders_cap(void **state) {
+        struct fx *f = *state;
+        assert_int_equal(load(f, BASE "[daemon]\nproxy = https://proxy.example.com:3128\n"), 0);
+        assert_string_equal(f->cfg->daemon.proxy, "https://proxy.example.com:3128");
+        assert_int_equal(f->cfg->marketplace.max_orders_bytes, 64u << 20);
+        assert_int_equal(load(f, BASE "[daemon]\nproxy = http://127.0.0.1:3128/\n"), 0);
+        assert_string_equal(f->cfg->daemon.proxy, "http://127.0.0.1:3128");
+        assert_int_equal(load(f, BASE "[daemon]\nproxy = http://proxy.example.com:3128\n"), -EINVAL);
+        expect_only_error(f, 13, "[daemon] proxy: http:// is only allowed to a loopback host; use https://: "
+                          "'http://proxy.example.com:3128'");
+        assert_int_equal(load(f, BASE "[daemon]\nproxy = socks5://127.0.0.1:1080\n"), -EINVAL);
+        assert_true(errors_mention(f, "[daemon] proxy: must be an https:// URL"));
+        assert_int_equal(load(f, BASE "[daemon]\nproxy = https://user:pw@proxy.example.com\n"), -EINVAL);
+        assert_true(errors_mention(f, "[daemon] proxy: credentials in the URL are not allowed"));
+        assert_false(errors_mention(f, "pw@"));
+        assert_null(f->cfg);
+
+        assert_int_equal(load(f, BASE "[marketplace]\nmax_orders_bytes = 8M\n"), 0);
+        assert_int_equal(f->cfg->marketplace.max_orders_bytes, 8u << 20);
+        assert_int_equal(load(f, BASE "[marketplace]\nmax_orders_bytes = 512K\n"), -EINVAL);
+        assert_true(errors_mention(f, "[marketplace] max_orders_bytes: size '512K' out of range"));
+}
+
 static void test_secret_readable_by_others(void **state) {
         struct fx *f = *state;
         char path[256];
@@ -818,7 +871,7 @@ static void test_quoting_in_errors(void **state) {
 static void test_docs_name_every_key(void **state) {
         static const char *const keys[] = {
                 "[marketplace]", "url", "token_file", "poll_interval", "products", "ca_file",
-                "portal_url",
+                "portal_url", "max_orders_bytes",
                 "[microsoft]", "login_url", "api_url", "graph_url", "tenant", "client_id", "client_secret_file",
                 "ca_file", "token_endpoint", "check_schedule", "partner_ids",
                 "[mail]", "transport", "smtp_url", "username", "password_file", "ca_file",
@@ -826,7 +879,7 @@ static void test_docs_name_every_key(void **state) {
                 "reminder_interval", "max_reminders", "deadline", "deadline_warning", "templates",
                 "url_hosts",
                 "[daemon]", "state_dir", "retention", "max_parallel", "http_timeout",
-                "connect_timeout", "max_response",
+                "connect_timeout", "max_response", "proxy",
         };
         char path[512], *example = NULL, *man = NULL;
         snprintf(path, sizeof(path), "%s/config/partnerd.conf.example", srcdir());
@@ -1082,6 +1135,8 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_many_errors, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_quoting_in_errors, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_docs_name_every_key, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_secret_bom_crlf, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_proxy_and_orders_cap, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_accounts, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_account_errors, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_fuzz, setup, teardown),
