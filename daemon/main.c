@@ -9,9 +9,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 
 #include "daemon.h"
 #include "log.h"
+#include "secret.h"
 
 #define DEFAULT_CONFIG PARTNERD_SYSCONFDIR "/partnerd/partnerd.conf"
 
@@ -85,15 +87,22 @@ int main(int argc, char **argv) {
                 return EXIT_USAGE;
         }
 
+        /* Secrets live in this process: no core dump, no ptrace by other
+         * processes of the same user, /proc/PID/environ and mem root's. */
+        (void) prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
         log_init(LOG_TARGET_AUTO);
         log_set_max_level(opts.verbose ? LOG_DEBUG : LOG_INFO);
         signal(SIGPIPE, SIG_IGN);
 
+        int r;
         if (opts.check_config)
-                return command_check_config(&opts);
-        if (opts.status)
-                return command_status(&opts);
-        if (opts.send_test_mail)
-                return command_send_test_mail(&opts);
-        return service_run(&opts);
+                r = command_check_config(&opts);
+        else if (opts.status)
+                r = command_status(&opts);
+        else if (opts.send_test_mail)
+                r = command_send_test_mail(&opts);
+        else
+                r = service_run(&opts);
+        secret_forget_all();
+        return r;
 }

@@ -22,6 +22,7 @@
 #include "mail.h"
 #include "marketplace.h"
 #include "partnercenter.h"
+#include "secret.h"
 #include "store.h"
 #include "util.h"
 
@@ -69,8 +70,10 @@ static void services_free(struct services *sv) {
         sv->http = http_free(sv->http);
         sv->transport = mail_transport_free(sv->transport);
         sv->outbox = mail_outbox_free(sv->outbox);
-        for (size_t i = 0; i < sv->n_accounts; i++)
+        for (size_t i = 0; i < sv->n_accounts; i++) {
                 pc_client_free(sv->accounts[i].pc);
+                graph_client_free(sv->accounts[i].graph);
+        }
         free(sv->accounts);
         sv->accounts = NULL;
         sv->n_accounts = 0;
@@ -79,7 +82,8 @@ static void services_free(struct services *sv) {
         sv->cfg = cfg_free(sv->cfg);
 }
 
-/* One Partner Center client, with its own token cache, per account. */
+/* Per account one Partner Center client and one Graph client, each with
+ * its own token cache (one per audience). */
 static int open_accounts(struct services *sv) {
         const struct cfg *cfg = sv->cfg;
         sv->accounts = calloc(cfg_n_accounts(cfg), sizeof(*sv->accounts));
@@ -96,11 +100,22 @@ static int open_accounts(struct services *sv) {
                         .ca_file = m->ca_file,
                         .token_endpoint = m->token_endpoint,
                 };
+                struct graph_options go = {
+                        .login_url = m->login_url,
+                        .graph_url = m->graph_url,
+                        .tenant = m->tenant,
+                        .client_id = m->client_id,
+                        .client_secret = m->client_secret,
+                        .ca_file = m->ca_file,
+                };
                 int r = pc_client_new(sv->http, &po, &sv->accounts[i].pc);
                 if (r < 0)
                         return r;
                 sv->accounts[i].name = m->name;
-                sv->n_accounts++;
+                sv->n_accounts++;   /* freed with the services from here on */
+                r = graph_client_new(sv->http, &go, &sv->accounts[i].graph);
+                if (r < 0)
+                        return r;
         }
         return 0;
 }
@@ -119,6 +134,7 @@ static int services_open(struct service *s, struct services *sv) {
                 .connect_timeout_ms = (long) cfg->daemon.connect_timeout * 1000,
                 .timeout_ms = (long) cfg->daemon.http_timeout * 1000,
                 .max_response = cfg->daemon.max_response,
+                .proxy = cfg->daemon.proxy,
         };
         r = http_new(&s->loop, &ho, &sv->http);
         if (r < 0) {
@@ -131,6 +147,7 @@ static int services_open(struct service *s, struct services *sv) {
                 .products = (const char *const *) cfg->marketplace.products,
                 .n_products = cfg->marketplace.n_products,
                 .ca_file = cfg->marketplace.ca_file,
+                .max_orders_bytes = cfg->marketplace.max_orders_bytes,
         };
         const char *what = "the Marketplace client";
         if ((r = mp_client_new(sv->http, &mo, &sv->mp)) < 0 ||
@@ -154,6 +171,8 @@ static void notify_status(struct service *s) {
                  s->pending_customers, s->pending_customers == 1 ? "" : "s", s->processed_today,
                  s->processed_today == 1 ? "" : "s", when, s->last_poll ? (s->last_ok ? "ok" : "failed: ") : "",
                  s->last_poll && !s->last_ok ? s->last_error : "");
+        /* any local user reads STATUS= with systemctl status */
+        secret_scrub_buf(line, sizeof(line));
         (void) sd_notify(0, line);
 }
 
@@ -218,7 +237,10 @@ static void on_cycle_done(void *ud, const struct cycle_result *res) {
         s->cycle = NULL;
         s->last_poll = now;
         s->last_ok = res->r >= 0;
-        snprintf(s->last_error, sizeof(s->last_error), "%s", res->error ? res->error : "");
+        /* scrubbed before it is cut: no prefix of a secret may stay */
+        char *error = secret_scrub_str(res->error);
+        snprintf(s->last_error, sizeof(s->last_error), "%s", error ? error : res->error ? "(error)" : "");
+        free(error);
         s->pending_customers = res->customers_pending;
         if (localtime_r(&now, &tm) && tm.tm_yday != s->today) {
                 s->today = tm.tm_yday;
@@ -261,6 +283,7 @@ static void start_cycle(struct service *s) {
                 .http = s->sv.http,
                 .mp = s->sv.mp,
                 .pc = s->sv.accounts[0].pc,
+                .graph = s->sv.accounts[0].graph,
                 .accounts = s->sv.accounts,
                 .n_accounts = s->sv.n_accounts,
                 .transport = s->sv.transport,

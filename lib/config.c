@@ -25,6 +25,7 @@
 
 #include "apiutil.h"
 #include "config.h"
+#include "secret.h"
 #include "url.h"
 #include "util.h"
 
@@ -36,6 +37,7 @@
 /* Defaults (documented in config.h and partnerd.conf(5)). */
 #define DEF_LOGIN_URL       "https://login.microsoftonline.com"
 #define DEF_API_URL         "https://api.partnercenter.microsoft.com/v1"
+#define DEF_GRAPH_URL       "https://graph.microsoft.com/v1.0"
 #define DEF_PORTAL_URL      "https://portal.platform.softwareone.com"
 #define DEF_SENDMAIL        "/usr/sbin/sendmail"
 #define DEF_STATE_DIR       "/var/lib/partnerd"
@@ -51,6 +53,9 @@
 #define DEF_HTTP_TIMEOUT    60
 #define DEF_CONNECT_TIMEOUT 10
 #define DEF_MAX_RESPONSE    ((size_t) 16 * 1024 * 1024)
+/* About 1,400 orders of the largest size the parser keeps, or tens of
+ * thousands of ordinary ones. */
+#define DEF_MAX_ORDERS_BYTES ((size_t) 64 * 1024 * 1024)
 static const int64_t def_check_schedule[] = { 60, 120, 300, 600, 900 };
 
 enum kind {
@@ -104,9 +109,11 @@ static const struct key_def keys[] = {
         { "marketplace", "products",       K_PRODUCT_LIST, O(marketplace.products), O(marketplace.n_products), 0, 0, 0 },
         { "marketplace", "ca_file",        K_PATH,         O(marketplace.ca_file), 0, 0, 0, 0 },
         { "marketplace", "portal_url",     K_URL_HTTP,     O(marketplace.portal_url), 0, 0, 0, 0 },
+        { "marketplace", "max_orders_bytes", K_SIZE,       O(marketplace.max_orders_bytes), 0, INT64_C(1) << 20, INT64_C(1) << 32, 0 },
 
         { "microsoft", "login_url",          K_URL_HTTP,       O(microsoft.login_url), 0, 0, 0, 0 },
         { "microsoft", "api_url",            K_URL_HTTP,       O(microsoft.api_url), 0, 0, 0, 0 },
+        { "microsoft", "graph_url",          K_URL_HTTP,       O(microsoft.graph_url), 0, 0, 0, 0 },
         { "microsoft", "tenant",             K_HOST,           O(microsoft.tenant), 0, 0, 0, F_REQUIRED },
         { "microsoft", "client_id",          K_WORD,           O(microsoft.client_id), 0, 0, 0, F_REQUIRED },
         { "microsoft", "client_secret_file", K_SECRET_PATH,    O(microsoft.client_secret_file), 0, 0, 0, F_REQUIRED },
@@ -140,6 +147,7 @@ static const struct key_def keys[] = {
         { "daemon", "http_timeout",    K_DURATION, O(daemon.http_timeout), 0, 1, HOUR_, 0 },
         { "daemon", "connect_timeout", K_DURATION, O(daemon.connect_timeout), 0, 1, 5 * MIN_, 0 },
         { "daemon", "max_response",    K_SIZE,     O(daemon.max_response), 0, 4096, INT64_C(1) << 30, 0 },
+        { "daemon", "proxy",           K_URL_HTTP, O(daemon.proxy), 0, 0, 0, 0 },
 };
 
 #define N_KEYS (sizeof(keys) / sizeof(keys[0]))
@@ -245,18 +253,12 @@ static void strv_free(char **v, size_t n) {
         free(v);
 }
 
-static void secret_free(char *s) {
-        if (s) {
-                explicit_bzero(s, strlen(s));
-                free(s);
-        }
-}
-
 static void account_clear(struct cfg_microsoft *m) {
         free(m->name);
         strv_free(m->partner_ids, m->n_partner_ids);
         free(m->login_url);
         free(m->api_url);
+        free(m->graph_url);
         free(m->tenant);
         free(m->client_id);
         secret_free(m->client_secret);
@@ -298,6 +300,7 @@ struct cfg *cfg_free(struct cfg *c) {
         strv_free(c->mail.url_hosts, c->mail.n_url_hosts);
 
         free(c->daemon.state_dir);
+        free(c->daemon.proxy);
 
         strv_free(c->warnings, c->n_warnings);
         free(c);
@@ -308,38 +311,9 @@ struct cfg *cfg_free(struct cfg *c) {
 
 /* Strict UTF-8 (no overlongs, no surrogates, <= U+10FFFF). */
 static bool utf8_valid(const unsigned char *s, size_t n) {
-        size_t i = 0;
-        while (i < n) {
-                unsigned char c = s[i];
-                size_t len;
-                uint32_t cp;
-                if (c < 0x80) {
-                        i++;
-                        continue;
-                } else if ((c & 0xe0) == 0xc0) {
-                        len = 2;
-                        cp = c & 0x1f;
-                } else if ((c & 0xf0) == 0xe0) {
-                        len = 3;
-                        cp = c & 0x0f;
-                } else if ((c & 0xf8) == 0xf0) {
-                        len = 4;
-                        cp = c & 0x07;
-                } else
+        for (size_t i = 0, k; i < n; i += k)
+                if (!(k = util_utf8_decode((const char *) s + i, n - i, NULL)))
                         return false;
-                if (n - i < len)
-                        return false;
-                for (size_t k = 1; k < len; k++) {
-                        if ((s[i + k] & 0xc0) != 0x80)
-                                return false;
-                        cp = (cp << 6) | (s[i + k] & 0x3f);
-                }
-                if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) ||
-                    (len == 4 && cp < 0x10000) || cp > 0x10ffff ||
-                    (cp >= 0xd800 && cp <= 0xdfff))
-                        return false;
-                i += len;
-        }
         return true;
 }
 
@@ -1056,16 +1030,18 @@ static int set_defaults(struct cfg *cfg) {
         cfg->daemon.http_timeout = DEF_HTTP_TIMEOUT;
         cfg->daemon.connect_timeout = DEF_CONNECT_TIMEOUT;
         cfg->daemon.max_response = DEF_MAX_RESPONSE;
+        cfg->marketplace.max_orders_bytes = DEF_MAX_ORDERS_BYTES;
 
         size_t ns = sizeof(def_check_schedule) / sizeof(def_check_schedule[0]);
         cfg->microsoft.check_schedule = malloc(sizeof(def_check_schedule));
         cfg->marketplace.portal_url = strdup(DEF_PORTAL_URL);
         cfg->microsoft.login_url = strdup(DEF_LOGIN_URL);
         cfg->microsoft.api_url = strdup(DEF_API_URL);
+        cfg->microsoft.graph_url = strdup(DEF_GRAPH_URL);
         cfg->mail.sendmail_path = strdup(DEF_SENDMAIL);
         cfg->mail.url_hosts = calloc(url_n_link_hosts, sizeof(char *));
         if (!cfg->microsoft.check_schedule || !cfg->marketplace.portal_url || !cfg->microsoft.name ||
-            !cfg->microsoft.login_url || !cfg->microsoft.api_url || !cfg->mail.sendmail_path ||
+            !cfg->microsoft.login_url || !cfg->microsoft.api_url || !cfg->microsoft.graph_url || !cfg->mail.sendmail_path ||
             !cfg->mail.url_hosts)
                 return -ENOMEM;
         memcpy(cfg->microsoft.check_schedule, def_check_schedule, sizeof(def_check_schedule));
@@ -1159,6 +1135,9 @@ static void load_secret_at(struct ctx *c, const char *section, unsigned line, co
                 add_warning(c, line, "secret file %s readable by others (mode %04o); chmod 0600",
                             path, mode);
         }
+        /* from now on no text that leaves the process may hold it */
+        if (secret_register(s, SECRET_CONFIG) < 0)
+                c->oom = true;
         secret_free(*ret);
         *ret = s;
 }

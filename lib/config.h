@@ -26,11 +26,12 @@ struct cfg_marketplace {
         size_t n_products;
         char *ca_file;            /* optional */
         char *portal_url;         /* default https://portal.platform.softwareone.com */
+        size_t max_orders_bytes;  /* orders held for one cycle, default 64 MiB */
 };
 
 /* One Partner Center account: the [microsoft] section (named
  * CFG_ACCOUNT_DEFAULT) or a [microsoft.NAME] section.  A [microsoft.NAME]
- * section takes login_url, api_url, ca_file and token_endpoint from
+ * section takes login_url, api_url, graph_url, ca_file and token_endpoint from
  * [microsoft] unless it sets them; check_schedule is set in [microsoft]
  * only and applies to every account. */
 struct cfg_microsoft {
@@ -39,6 +40,7 @@ struct cfg_microsoft {
         size_t n_partner_ids;     /* 0: every partnerId (one account only) */
         char *login_url;          /* default https://login.microsoftonline.com */
         char *api_url;            /* default https://api.partnercenter.microsoft.com/v1 */
+        char *graph_url;          /* default https://graph.microsoft.com/v1.0 (GDAP) */
         char *tenant;             /* partner's own tenant id or domain */
         char *client_id;
         char *client_secret;      /* secret, from client_secret_file */
@@ -84,6 +86,7 @@ struct cfg_daemon {
         int64_t http_timeout;        /* total per request, seconds, default 60 */
         int64_t connect_timeout;     /* default 10 */
         size_t max_response;         /* bytes, default 16 MiB */
+        char *proxy;                 /* https://, or http:// to loopback; NULL = none */
 };
 
 struct cfg {

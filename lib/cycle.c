@@ -189,6 +189,16 @@ static struct pc_client *account_client(const struct cycle *c, const char *name)
         return NULL;
 }
 
+/* The Graph client of a configured account (GDAP relationships). */
+static struct graph_client *account_graph(const struct cycle *c, const char *name) {
+        if (!c->env.accounts)
+                return !name || strcmp(name, ACCOUNT_DEFAULT) == 0 ? c->env.graph : NULL;
+        for (size_t i = 0; name && i < c->env.n_accounts; i++)
+                if (strcmp(c->env.accounts[i].name, name) == 0)
+                        return c->env.accounts[i].graph;
+        return NULL;
+}
+
 /* The section of an account, for messages: "microsoft" or "microsoft.NAME". */
 static void account_section(const char *name, char *buf, size_t n) {
         if (!name || strcmp(name, ACCOUNT_DEFAULT) == 0)
@@ -201,15 +211,23 @@ static void account_section(const char *name, char *buf, size_t n) {
  * link's partnerId (lib/url.c reads it).  NULL stays for the default
  * account (its customer keys are what they were before accounts): so do
  * orders without a link (nothing to check) and GDAP links, which name no
- * partnerId (the relationship id is read from the [microsoft] account's
- * own Graph, which knows only that partner tenant's relationships). */
+ * partnerId: the [microsoft] account's Graph is asked about them (it knows
+ * that partner tenant's GDAP relationships only; README "GDAP").  A GDAP
+ * link gets its relationship id in gdap_id: the order is a GDAP block. */
 static int assign_accounts(struct cycle *c) {
         for (size_t i = 0; i < c->orders.n; i++) {
                 struct order *o = &c->orders.items[i];
                 util_freep(&o->partner_id);
                 util_freep(&o->account);
-                if (!o->relationship_url || url_link_kind(o->relationship_url) == URL_LINK_GDAP)
+                util_freep(&o->gdap_id);
+                if (!o->relationship_url)
                         continue;
+                if (url_link_kind(o->relationship_url) == URL_LINK_GDAP) {
+                        o->gdap_id = url_link_gdap_id(o->relationship_url);
+                        if (!o->gdap_id && errno == ENOMEM)
+                                return -ENOMEM;
+                        continue;
+                }
                 o->partner_id = url_link_partner_id(o->relationship_url);
                 if (!o->partner_id && errno == ENOMEM)
                         return -ENOMEM;
@@ -465,6 +483,74 @@ static void on_check(void *ud, int r, const struct pc_check_result *res) {
         op_done(o);
 }
 
+/* A GDAP relationship's state from Graph, as a fact (gdap set: it applies
+ * to GDAP customers only). */
+static void on_graph(void *ud, int r, const struct graph_result *res) {
+        struct op *o = ud;
+        struct cycle *c = o->c;
+        struct rel_fact *f = rel_fact_list_add(&c->facts);
+        struct tracked_customer *cust = state_find_customer(c->work, o->customer_key);
+        const char *name = cust && cust->name ? cust->name : o->customer_key;
+        char st[16];
+
+        snprintf(st, sizeof(st), "%ld", res ? res->http_status : 0L);
+        if (f) {
+                *f = (struct rel_fact) { .gdap = true, .checked_at = c->now,
+                                         .state = res ? res->state : REL_UNKNOWN };
+                f->customer_key = strdup(o->customer_key);
+                f->detail = res && res->status ? strdup(res->status) : NULL;
+        }
+        const struct log_field *fields =
+                LOG_FIELDS({ "CUSTOMER_KEY", o->customer_key }, { "HTTP_STATUS", st },
+                           { "CUSTOMER_TENANT", res && res->tenant_id ? res->tenant_id : NULL },
+                           { "PARTNER_ACCOUNT", o->account });
+        if (!res || res->state == REL_UNKNOWN) {
+                const char *why = res && res->error ? res->error : strerror(r < 0 ? -r : EIO);
+                if (res && res->config_error) {
+                        if (!c->token_error_logged)
+                                log_event(LOG_ERR, LOG_EV_TOKEN_FAILED, fields,
+                                          "Microsoft Graph sign-in failed, check [microsoft] tenant, client_id, "
+                                          "the client secret and the app's DelegatedAdminRelationship.Read.All "
+                                          "permission: %s", why);
+                        c->token_error_logged = true;
+                        set_error(c, -EACCES, "Microsoft Graph sign-in failed", why);
+                } else {
+                        log_event(LOG_WARNING, LOG_EV_CHECK_FAILED, fields,
+                                  "Cannot read the GDAP relationship of %s: %s", name, why);
+                        set_error(c, r < 0 ? r : -EIO, "GDAP relationship check failed", why);
+                }
+        } else if (res->state == REL_PENDING)
+                log_event(LOG_INFO, LOG_EV_RELATIONSHIP_PENDING, fields,
+                          "GDAP relationship of %s still pending (status %s)", name,
+                          res->status ? res->status : "?");
+        else
+                /* the engine logs acceptance and the end itself, once */
+                log_debug("Microsoft Graph reports the GDAP relationship of %s as %s", name,
+                          res->status ? res->status : res->state == REL_NOT_FOUND ? "not found" : "?");
+        op_done(o);
+}
+
+/* The relationship id of a GDAP customer, from its link (lib/url.c). */
+static char *customer_gdap_id(const struct cycle *c, const char *key) {
+        const struct tracked_customer *cust = state_find_customer(c->work, key);
+        return cust && cust->relationship_url ? url_link_gdap_id(cust->relationship_url) : NULL;
+}
+
+static void start_graph_check(struct cycle *c, struct op *o, const struct action *a) {
+        struct graph_client *g = account_graph(c, a->account);
+        char *id = customer_gdap_id(c, a->customer_key);
+        int r = !g ? -ENOENT : !id ? -EINVAL : graph_get_relationship(g, id, on_graph, o);
+        free(id);
+        if (r < 0) {
+                struct graph_result res = {
+                        .state = REL_UNKNOWN,
+                        .error = !g ? "no Microsoft Graph client for the account"
+                                : r == -EINVAL ? "no GDAP relationship id in the link" : strerror(-r),
+                };
+                on_graph(o, r, &res);
+        }
+}
+
 static void start_check(struct cycle *c, const struct action *a) {
         struct op *o = op_new(c);
         if (!o || !(o->customer_key = strdup(a->customer_key)) ||
@@ -475,6 +561,10 @@ static void start_check(struct cycle *c, const struct action *a) {
                 return;
         }
         c->res.checks++;
+        if (customer_key_is_gdap(a->customer_key)) {
+                start_graph_check(c, o, a);
+                return;
+        }
         struct pc_client *pc = account_client(c, a->account);
         int r = pc ? pc_check_customer(pc, a->tenant_id, a->domain, on_check, o) : -ENOENT;
         if (r < 0) {

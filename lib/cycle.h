@@ -14,13 +14,16 @@
 #include "http.h"
 #include "mail.h"
 #include "marketplace.h"
+#include "graph.h"
 #include "partnercenter.h"
 #include "model.h"
 
-/* One Partner Center account and its client (its own token cache). */
+/* One partner account and its clients, one token cache per audience:
+ * Partner Center (reseller relationships) and Microsoft Graph (GDAP). */
 struct cycle_account {
         const char *name;            /* cfg_microsoft.name */
         struct pc_client *pc;
+        struct graph_client *graph;
 };
 
 struct cycle_env {
@@ -29,6 +32,7 @@ struct cycle_env {
         struct http *http;
         struct mp_client *mp;
         struct pc_client *pc;        /* the default account's, when accounts is NULL */
+        struct graph_client *graph;  /* the default account's Graph client, ditto */
         const struct cycle_account *accounts;   /* every configured account */
         size_t n_accounts;
         struct mail_transport *transport;

@@ -73,6 +73,17 @@
  *     written before accounts (account NULL) are adopted by their next
  *     order without a new mail; an order whose account changes moves with
  *     the mail state (customer_inherit_episode).
+ *   - GDAP (issue 11 part 2): a Querying order whose only link is a GDAP
+ *     invitation (order->gdap_id, set by the cycle) is a customer of its
+ *     own, "gdap:<relationship id>" (model.h), of the default account.  Its
+ *     mails are the gdap-* kinds (never the reseller wording), its CHECK is
+ *     answered by Microsoft Graph (facts with gdap set), and only such facts
+ *     apply to it: a reseller acceptance of the same tenant never reaches
+ *     it, nor does a GDAP fact reach a reseller customer.  REL_ACCEPTED
+ *     (status active) processes it like any accepted customer; REL_ENDED
+ *     (expired, terminated, unknown status) and REL_NOT_FOUND (wrong id)
+ *     tell ops once per episode (gdap-ended) and stop its mails and checks:
+ *     it is never processed.
  */
 #include "engine.h"
 
@@ -270,6 +281,26 @@ static int assign_str(char **dst, const char *src) {
 
 /* ---- actions ------------------------------------------------------------ */
 
+/* The mail kind for a customer: GDAP blocks have their own wording. */
+static enum mail_kind customer_mail_kind(const struct tracked_customer *c, enum mail_kind k) {
+        if (!customer_key_is_gdap(c->key))
+                return k;
+        switch (k) {
+        case MAIL_KIND_NEW_REQUEST:
+                return MAIL_KIND_GDAP_REQUEST;
+        case MAIL_KIND_REMINDER:
+                return MAIL_KIND_GDAP_REMINDER;
+        case MAIL_KIND_FINAL_WARNING:
+                return MAIL_KIND_GDAP_FINAL_WARNING;
+        case MAIL_KIND_CONFIRMATION:
+                return MAIL_KIND_GDAP_CONFIRMATION;
+        case MAIL_KIND_DRAFT_WARNING:
+                return MAIL_KIND_GDAP_DRAFT_WARNING;
+        default:
+                return k;
+        }
+}
+
 /* The account of the customer tracked under key (NULL if none). */
 static const char *key_account(const struct ctx *x, const char *key) {
         const struct idx_ent *e = cust_find(x, key);
@@ -366,6 +397,7 @@ static struct action *add_notify(struct ctx *x, enum mail_kind kind, const char 
 /* A NOTIFY naming every order of c in status st; marks them notified. */
 static int notify_customer(struct ctx *x, struct tracked_customer *c, enum mail_kind kind,
                            enum track_status st, const char *discriminator) {
+        kind = customer_mail_kind(c, kind);
         struct action *a = add_notify(x, kind, c->key, "%s:%s:%s", mail_kind_to_string(kind),
                                       c->key, discriminator);
         if (!a)
@@ -410,6 +442,8 @@ static void customer_reset_episode(struct tracked_customer *c, int64_t now) {
         c->check_count = 0;
         c->accepted_at = 0;
         c->confirmation_sent = false;
+        free(c->gdap_ended);
+        c->gdap_ended = NULL;
 }
 
 static int64_t min_nz(int64_t a, int64_t b) {
@@ -648,8 +682,8 @@ static int maybe_confirm(struct ctx *x, struct tracked_customer *c) {
                 return 0;
         char anchor[200];
         episode_anchor(c, TRACK_CLOSED, anchor, sizeof(anchor));
-        struct action *a = add_notify(x, MAIL_KIND_CONFIRMATION, c->key, "%s:%s:%s",
-                                      mail_kind_to_string(MAIL_KIND_CONFIRMATION), c->key, anchor);
+        enum mail_kind kind = customer_mail_kind(c, MAIL_KIND_CONFIRMATION);
+        struct action *a = add_notify(x, kind, c->key, "%s:%s:%s", mail_kind_to_string(kind), c->key, anchor);
         if (!a)
                 return -ENOMEM;
         c->confirmation_sent = true;
@@ -706,8 +740,9 @@ static int start_blocked(struct ctx *x, struct tracked_customer *c, struct track
                 c->next_check = 0;   /* accepted already: confirm now, process this cycle */
         t->notified = false;
         return add_log(x, LOG_NOTICE, LOG_EV_ORDER_BLOCKED, c->key, t->id,
-                       "Order %s is Querying, waiting for %s to accept the reseller relationship",
-                       t->id, c->name ? c->name : c->key);
+                       "Order %s is Querying, waiting for %s to %s", t->id, c->name ? c->name : c->key,
+                       customer_key_is_gdap(c->key) ? "grant delegated admin access (GDAP)"
+                                                    : "accept the reseller relationship");
 }
 
 static int start_other(struct ctx *x, struct tracked_customer *c, struct tracked_order *t) {
@@ -733,8 +768,8 @@ static int start_draft(struct ctx *x, struct tracked_customer *c, struct tracked
                                    : asprintf(&disc, "%" PRId64, o->created_at);
         if (r < 0)
                 return -ENOMEM;
-        struct action *a = add_notify(x, MAIL_KIND_DRAFT_WARNING, c->key, "%s:%s:%s",
-                                      mail_kind_to_string(MAIL_KIND_DRAFT_WARNING), t->id, disc);
+        enum mail_kind kind = customer_mail_kind(c, MAIL_KIND_DRAFT_WARNING);
+        struct action *a = add_notify(x, kind, c->key, "%s:%s:%s", mail_kind_to_string(kind), t->id, disc);
         free(disc);
         if (!a)
                 return -ENOMEM;
@@ -989,8 +1024,8 @@ static int customer_pass(struct ctx *x, struct tracked_customer *c) {
         if (r < 0)
                 return r;
         int64_t deadline = customer_deadline(p, c);
-        if (!deadline)
-                return 0;   /* no blocked order */
+        if (!deadline || c->gdap_ended)
+                return 0;   /* no blocked order, or a GDAP relationship that will never come */
         /* a customer no account answers for is never checked: its request
          * does not wait for a check */
         bool check_now = customer_checkable(c) && (p->check_all || c->next_check <= x->now);
@@ -1074,11 +1109,15 @@ static int phase1(struct ctx *x) {
 static struct tracked_customer *fact_customer(struct ctx *x, const struct rel_fact *f) {
         const struct idx_ent *e = cust_find(x, f->customer_key);
         struct tracked_customer *c = e ? &x->s->customers[e->a] : NULL;
-        for (size_t i = 0; !c && f->tenant_id && i < x->s->n_customers; i++)
-                if (x->s->customers[i].tenant_id &&
+        for (size_t i = 0; !c && f->tenant_id && !f->gdap && i < x->s->n_customers; i++)
+                if (x->s->customers[i].tenant_id && !customer_key_is_gdap(x->s->customers[i].key) &&
                     strcasecmp(x->s->customers[i].tenant_id, f->tenant_id) == 0 &&
                     streq0(x->s->customers[i].account, f->account ? f->account : ACCOUNT_DEFAULT))
                         c = &x->s->customers[i];
+        /* a Graph answer is about a GDAP relationship, a Partner Center one
+         * about the reseller relationship: never the other kind */
+        if (c && f->gdap != customer_key_is_gdap(c->key))
+                return NULL;
         return c && customer_checkable(c) ? c : NULL;
 }
 
@@ -1089,6 +1128,38 @@ static int deferred_request(struct ctx *x, struct tracked_customer *c) {
         if (c->notified_at || c->accepted_at || !deadline || x->now >= deadline)
                 return 0;
         return first_request(x, c, deadline);
+}
+
+/* A GDAP relationship that will never become active (ended, unknown
+ * status, no such id): never processed; ops hears once per episode. */
+static int gdap_ended(struct ctx *x, struct tracked_customer *c, const struct rel_fact *f) {
+        const char *what = f->state == REL_NOT_FOUND ? "not-found" : f->detail ? f->detail : "unknown";
+        if (c->gdap_ended)
+                return 0;
+        if (set_str(&c->gdap_ended, what) < 0)
+                return -ENOMEM;
+        c->accepted_at = 0;
+        if (x->p->have_ops) {
+                char anchor[200];
+                episode_anchor(c, TRACK_BLOCKED, anchor, sizeof(anchor));
+                struct action *a = add_notify(x, MAIL_KIND_GDAP_ENDED, c->key, "%s:%s:%s:%s",
+                                              mail_kind_to_string(MAIL_KIND_GDAP_ENDED), c->key, anchor, what);
+                if (!a)
+                        return -ENOMEM;
+                for (size_t i = 0; i < c->n_orders; i++)
+                        if (c->orders[i].status == TRACK_BLOCKED &&
+                            action_add_order_id(a, c->orders[i].id) < 0)
+                                return -ENOMEM;
+        }
+        const char *id = c->key + strlen(CUSTOMER_KEY_GDAP), *name = c->name ? c->name : c->key;
+        const char *ops = x->p->have_ops ? "; operations notified" : "";
+        if (f->state == REL_NOT_FOUND)
+                return add_log(x, LOG_WARNING, LOG_EV_GDAP_ENDED, c->key, NULL,
+                               "Microsoft Graph knows no GDAP relationship %s for %s (a wrong link?); "
+                               "its orders are never processed%s", id, name, ops);
+        return add_log(x, LOG_WARNING, LOG_EV_GDAP_ENDED, c->key, NULL,
+                       "GDAP relationship %s for %s is %s; its orders are never processed%s", id, name,
+                       what, ops);
 }
 
 /* Orders whose Process outcome stayed unknown (5xx, timeout, crash after
@@ -1128,11 +1199,14 @@ static int phase2(struct ctx *x, const struct rel_fact_list *facts) {
                         if (f->tenant_id && *f->tenant_id && !c->tenant_id &&
                             !(c->tenant_id = strdup(f->tenant_id)))
                                 return -ENOMEM;
+                        if (c->gdap_ended)
+                                break;   /* ops was told it ended: a later answer changes nothing */
                         if (!c->accepted_at) {
                                 c->accepted_at = x->now;
                                 r = add_log(x, LOG_NOTICE, LOG_EV_RELATIONSHIP_ACCEPTED, c->key, NULL,
-                                            "%s accepted the reseller relationship",
-                                            c->name ? c->name : c->key);
+                                            "%s %s", c->name ? c->name : c->key,
+                                            f->gdap ? "granted delegated admin access (GDAP relationship active)"
+                                                    : "accepted the reseller relationship");
                         }
                         for (size_t oi = 0; r >= 0 && oi < c->n_orders; oi++) {
                                 struct tracked_order *t = &c->orders[oi];
@@ -1143,6 +1217,10 @@ static int phase2(struct ctx *x, const struct rel_fact_list *facts) {
                                         continue;
                                 r = add_process(x, c, t);
                         }
+                        break;
+                case REL_ENDED:
+                case REL_NOT_FOUND:
+                        r = gdap_ended(x, c, f);
                         break;
                 case REL_PENDING:
                         /* The schedule advanced when the check was emitted.  A
@@ -1255,6 +1333,7 @@ int eng_notify_failed(struct state *state, const struct action *a) {
         bool orders_too = false;
         switch (a->mail_kind) {
         case MAIL_KIND_NEW_REQUEST:
+        case MAIL_KIND_GDAP_REQUEST:
                 c->notified_at = 0;
                 c->last_mail_at = a->prev_last_mail_at;
                 c->final_warning_sent = a->prev_final_warning_sent;
@@ -1262,17 +1341,25 @@ int eng_notify_failed(struct state *state, const struct action *a) {
                 orders_too = true;
                 break;
         case MAIL_KIND_REMINDER:
+        case MAIL_KIND_GDAP_REMINDER:
                 if (c->reminders > 0)
                         c->reminders--;
                 c->last_mail_at = a->prev_last_mail_at;
                 break;
         case MAIL_KIND_FINAL_WARNING:
+        case MAIL_KIND_GDAP_FINAL_WARNING:
                 c->final_warning_sent = a->prev_final_warning_sent;
                 c->warned_deadline = a->prev_warned_deadline;
                 c->last_mail_at = a->prev_last_mail_at;
                 break;
         case MAIL_KIND_CONFIRMATION:
+        case MAIL_KIND_GDAP_CONFIRMATION:
                 c->confirmation_sent = false;
+                break;
+        case MAIL_KIND_GDAP_ENDED:
+                /* gdap_ended() tells ops again after the next check */
+                free(c->gdap_ended);
+                c->gdap_ended = NULL;
                 break;
         case MAIL_KIND_PARTNER_UNLISTED:
                 /* notify_unlisted() tells ops again */
@@ -1283,6 +1370,7 @@ int eng_notify_failed(struct state *state, const struct action *a) {
                 }
                 break;
         case MAIL_KIND_DRAFT_WARNING:
+        case MAIL_KIND_GDAP_DRAFT_WARNING:
         case MAIL_KIND_OPS_NOTICE:
         default:
                 orders_too = true;

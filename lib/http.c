@@ -27,6 +27,7 @@
 
 #include <jansson.h>
 
+#include "secret.h"
 #include "url.h"
 #include "util.h"
 
@@ -123,6 +124,8 @@ struct req {
         long timeout_ms;
         char *request_id_header;
         bool plaintext;
+        bool loopback;                  /* never through a proxy */
+        bool sensitive;                 /* wipe the response body */
 
         struct curl_slist *slist;
         struct util_buf resp_body;
@@ -157,6 +160,7 @@ struct http {
         struct http_timer *defer;       /* results to deliver from the loop */
         struct http_options opts;
         char *user_agent;
+        char *proxy;
 
         struct link queued, running, backoff, done;
         struct link socks;
@@ -219,8 +223,22 @@ static void set_state(struct req *q, enum req_state st) {
         q->state = st;
 }
 
-static void req_reset_response(struct req *q) {
+/* Frees a curl header list whose lines may carry a secret. */
+static void slist_wipe_free(struct curl_slist *l) {
+        for (struct curl_slist *i = l; i; i = i->next)
+                if (i->data)
+                        secret_wipe(i->data, strlen(i->data));
+        curl_slist_free_all(l);
+}
+
+static void resp_body_free(struct req *q) {
+        if (q->sensitive && q->resp_body.data)
+                secret_wipe(q->resp_body.data, q->resp_body.cap);
         util_buf_free(&q->resp_body);
+}
+
+static void req_reset_response(struct req *q) {
+        resp_body_free(q);
         util_buf_init(&q->resp_body, q->h->opts.max_response);
         q->header_bytes = 0;
         q->too_big = false;
@@ -244,19 +262,20 @@ static void req_free(struct req *q) {
         }
         if (!q->is_easy && q->easy)
                 curl_easy_cleanup(q->easy);
-        curl_slist_free_all(q->slist);
+        slist_wipe_free(q->slist);
         free(q->method);
         free(q->url);
         free(q->host);
         for (size_t i = 0; i < q->n_headers; i++)
-                free(q->headers[i]);
+                secret_free(q->headers[i]);
         free(q->headers);
+        secret_wipe(q->body, q->body_len);
         free(q->body);
         free(q->ca_file);
         free(q->cert_file);
         free(q->key_file);
         free(q->request_id_header);
-        util_buf_free(&q->resp_body);
+        resp_body_free(q);
         free(q->content_type);
         free(q->request_id);
         free(q->correlation_id);
@@ -682,11 +701,11 @@ static int build_slist(struct req *q) {
                         goto oom;
                 l = t;
         }
-        curl_slist_free_all(q->slist);
+        slist_wipe_free(q->slist);
         q->slist = l;
         return 0;
 oom:
-        curl_slist_free_all(l);
+        slist_wipe_free(l);
         return -ENOMEM;
 }
 
@@ -739,6 +758,13 @@ static int setup_easy(struct req *q) {
         SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t) h->opts.max_response);
         SET(CURLOPT_ACCEPT_ENCODING, "");
         SET(CURLOPT_HTTPHEADER, q->slist);
+        /* "" turns libcurl's use of http_proxy & co. off; NOPROXY "" keeps
+         * no_proxy from the environment out of the configured proxy too.
+         * Through a proxy, always a CONNECT tunnel: it sees no header. */
+        SET(CURLOPT_PROXY, h->proxy && !q->loopback ? h->proxy : "");
+        SET(CURLOPT_NOPROXY, "");
+        if (h->proxy && !q->loopback)
+                SET(CURLOPT_HTTPPROXYTUNNEL, 1L);
         if (strcmp(q->method, "GET") == 0)
                 SET(CURLOPT_HTTPGET, 1L);
         else if (strcmp(q->method, "HEAD") == 0)
@@ -844,6 +870,8 @@ int http_new(uv_loop_t *loop, const struct http_options *opts, struct http **ret
                 return -EINVAL;
         if (!http_async_dns())
                 return -ENOTSUP;       /* a blocking resolver would stall the loop */
+        if (opts && opts->proxy && url_check_endpoint(opts->proxy, URL_ALLOW_HTTP, NULL, NULL) < 0)
+                return -EINVAL;        /* https://, or http:// to a loopback proxy */
         if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
                 return -ENOMEM;
 
@@ -871,12 +899,14 @@ int http_new(uv_loop_t *loop, const struct http_options *opts, struct http **ret
         DEF(retry_after_max_ms, HTTP_DEFAULT_RETRY_AFTER_MAX);
 #undef DEF
         h->opts.user_agent = NULL;
+        h->opts.proxy = NULL;
         h->user_agent = strdup(opts && opts->user_agent ? opts->user_agent
                                                         : "partnerd/" PARTNERD_VERSION);
+        h->proxy = opts && opts->proxy ? strdup(opts->proxy) : NULL;
         h->timer = calloc(1, sizeof(*h->timer));
         h->defer = calloc(1, sizeof(*h->defer));
         h->multi = curl_multi_init();
-        if (!h->user_agent || !h->timer || !h->defer || !h->multi)
+        if (!h->user_agent || !h->timer || !h->defer || !h->multi || (opts && opts->proxy && !h->proxy))
                 goto oom;
         /* uv_timer_init() cannot fail on Linux; both are closed together. */
         uv_timer_init(loop, &h->timer->timer);
@@ -898,6 +928,7 @@ oom:
         free(h->timer);
         free(h->defer);
         free(h->user_agent);
+        free(h->proxy);
         free(h);
         curl_global_cleanup();
         return -ENOMEM;
@@ -946,6 +977,7 @@ static void teardown(struct http *h) {
         uv_timer_stop(&h->defer->timer);
         uv_close((uv_handle_t *) &h->defer->timer, timer_close_cb);
         free(h->user_agent);
+        free(h->proxy);
         free(h);
         curl_global_cleanup();
 }
@@ -965,7 +997,7 @@ struct http *http_free(struct http *h) {
         return NULL;
 }
 
-static int url_host_key(const char *url, char **ret) {
+static int url_host_key(const char *url, char **ret, bool *ret_loopback) {
         CURLU *u = curl_url();
         char *host = NULL, *port = NULL;
         int r = -EINVAL;
@@ -980,6 +1012,8 @@ static int url_host_key(const char *url, char **ret) {
                 goto out;
         }
         util_ascii_lower(*ret);
+        if (ret_loopback)
+                *ret_loopback = util_host_is_loopback(host);
         r = 0;
 out:
         curl_free(host);
@@ -1034,6 +1068,7 @@ int http_submit(struct http *h, const struct http_request *req, http_done_fn cb,
         if (!q)
                 return -ENOMEM;
         q->plaintext = plaintext;
+        q->sensitive = req->sensitive;
         q->idempotent = req->idempotent;
         q->timeout_ms = req->timeout_ms > 0 ? req->timeout_ms : h->opts.timeout_ms;
         q->cb = cb;
@@ -1048,7 +1083,7 @@ int http_submit(struct http *h, const struct http_request *req, http_done_fn cb,
             (req->cert_file && !q->cert_file) || (req->key_file && !q->key_file) ||
             (req->request_id_header && !q->request_id_header))
                 goto nomem;
-        r = url_host_key(req->url, &q->host);
+        r = url_host_key(req->url, &q->host, &q->loopback);
         if (r < 0)
                 goto fail;
         if (req->headers) {
@@ -1121,6 +1156,9 @@ int http_add_easy(struct http *h, CURL *easy, http_easy_done_fn cb, void *userda
         curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
         curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, h->opts.connect_timeout_ms);
         curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, h->opts.timeout_ms);
+        /* never a proxy for mail, least of all one from the environment */
+        curl_easy_setopt(easy, CURLOPT_PROXY, "");
+        curl_easy_setopt(easy, CURLOPT_NOPROXY, "");
         set_state(q, REQ_RUNNING);
         if (curl_multi_add_handle(h->multi, easy) != CURLM_OK) {
                 q->easy = NULL;
@@ -1197,36 +1235,12 @@ static const char *reason_phrase(long status) {
         }
 }
 
-/* Length of a valid UTF-8 sequence at p (at most n bytes), 0 if invalid. */
+/* Length of a valid UTF-8 sequence at p (at most n bytes), 0 if invalid
+ * or a C1 control. */
 static size_t utf8_len(const unsigned char *p, size_t n) {
-        size_t len;
-        uint32_t cp;
-        if (p[0] < 0x80)
-                return 1;
-        if ((p[0] & 0xe0) == 0xc0) {
-                len = 2;
-                cp = p[0] & 0x1f;
-        } else if ((p[0] & 0xf0) == 0xe0) {
-                len = 3;
-                cp = p[0] & 0x0f;
-        } else if ((p[0] & 0xf8) == 0xf0) {
-                len = 4;
-                cp = p[0] & 0x07;
-        } else
-                return 0;
-        if (len > n)
-                return 0;
-        for (size_t i = 1; i < len; i++) {
-                if ((p[i] & 0xc0) != 0x80)
-                        return 0;
-                cp = (cp << 6) | (p[i] & 0x3f);
-        }
-        if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
-            cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-                return 0;
-        if (len == 2 && cp < 0xa0)
-                return 0;       /* C1 controls */
-        return len;
+        uint32_t cp = 0;
+        size_t len = util_utf8_decode((const char *) p, n, &cp);
+        return len == 2 && cp < 0xa0 ? 0 : len;
 }
 
 /* Copies s into a fresh string: controls become spaces, runs of blanks
@@ -1416,6 +1430,13 @@ char *http_describe_error(int r, const struct http_response *resp) {
                                 reason ? reason : "");
                 const char *body = resp->body ? resp->body : "";
                 size_t len = resp->body ? resp->body_len : 0;
+                /* A server may echo a secret we sent: it goes before anything
+                 * is quoted or cut (a cut could leave a prefix of it). */
+                char *scrubbed = secret_found(body, len) ? secret_scrub(body, len, &len) : NULL;
+                if (scrubbed)
+                        body = scrubbed;
+                else if (len && secret_found(body, len))
+                        len = 0;        /* no memory to scrub it: quote nothing */
                 struct util_buf m;
                 util_buf_init(&m, 16 * 1024);
                 json_t *o = NULL;
@@ -1432,6 +1453,7 @@ char *http_describe_error(int r, const struct http_response *resp) {
                         util_buf_append(&b, m.data, m.len);
                 }
                 util_buf_free(&m);
+                free(scrubbed);
         }
         char *out = sanitise(b.data ? b.data : "", b.len, HTTP_DESCRIBE_MAX);
         util_buf_free(&b);

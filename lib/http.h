@@ -8,7 +8,11 @@
  *    multiplexed where offered (PIPEWAIT).
  *  - https only; http:// only to loopback hosts.  TLS verification is
  *    always on; ca_file is the only knob (plus an optional client
- *    certificate, cert_file + key_file, e.g. for etcd).
+ *    certificate, cert_file + key_file, e.g. for etcd).  No proxy from the
+ *    environment; the configured one only (http_options.proxy), never for
+ *    loopback.
+ *  - Request headers and bodies (they carry tokens and the client secret)
+ *    are wiped from memory when freed.
  *  - Idempotent requests are retried on connection errors, timeouts, 429,
  *    502, 503, 504 with exponential backoff and jitter, honouring
  *    Retry-After (seconds or HTTP-date, capped).  Non-idempotent ones
@@ -40,6 +44,11 @@ struct http_options {
         long backoff_max_ms;         /* default 30000 */
         long retry_after_max_ms;     /* cap on Retry-After, default 120000 */
         const char *user_agent;      /* default "partnerd/<version>" */
+        /* The only proxy ever used ([daemon] proxy): https://, or http:// to
+         * a loopback proxy; NULL = none.  http_proxy, https_proxy, all_proxy
+         * and no_proxy from the environment are ignored.  Requests to
+         * loopback hosts and SMTP transfers never use a proxy. */
+        const char *proxy;
 };
 
 /* Header fields of a response that callers and logs care about. */
@@ -72,6 +81,9 @@ struct http_request {
          * per attempt except when retrying after a timeout (Partner Center's
          * MS-RequestId rule). */
         const char *request_id_header;
+        /* The response carries a secret (an access token): its buffer is
+         * wiped when freed.  Headers and bodies we send are always wiped. */
+        bool sensitive;
 };
 
 /* r: 0 when an HTTP response arrived (any status; check resp->status),

@@ -12,6 +12,9 @@
 #define SD_JOURNAL_SUPPRESS_LOCATION 1
 #include <systemd/sd-journal.h>
 
+#include "secret.h"
+#include "util.h"
+
 /* Stable identifiers: never change one once released; the journal catalog
  * (systemd/partnerd.catalog) explains each. */
 static const struct {
@@ -45,6 +48,7 @@ static const struct {
         [LOG_EV_URL_REJECTED] = { "url-rejected", "982a3a65ff4140abbbc7951407ee4199" },
         [LOG_EV_RELOADED] = { "reloaded", "8bfe374430ef46a0af149a3ac4322e7f" },
         [LOG_EV_PARTNER_UNLISTED] = { "partner-unlisted", "19de6345f6d34aa395a1ddf932de6db0" },
+        [LOG_EV_GDAP_ENDED] = { "gdap-ended", "c71a4eeb041645f0ab5d0f9c63c9fb58" },
 };
 
 #define LOG_MAX_FIELDS 24
@@ -101,11 +105,35 @@ const char *log_event_name(enum log_event ev) {
 }
 
 /* One event is one line: control characters from remote data are shown
- * as '?' so a hostile value cannot forge a second log line. */
+ * as '?' so a hostile value cannot forge a second log line; Unicode format
+ * characters (bidi overrides, zero-width) are dropped so a value cannot
+ * disguise the line either. */
 static void sanitize_line(char *s) {
         for (unsigned char *p = (unsigned char *) s; *p; p++)
                 if (*p < 0x20 || *p == 0x7f)
                         *p = '?';
+        util_strip_format_chars(s);
+}
+
+/* The message, scrubbed of every registered secret before it is cut to
+ * the line limit (so no prefix of a secret survives the cut). */
+static void format_message(char *msg, size_t size, const char *fmt, va_list ap) {
+        char *full = NULL;
+        if (vasprintf(&full, fmt, ap) < 0) {
+                snprintf(msg, size, "(out of memory formatting a log message)");
+                return;
+        }
+        char *clean = secret_scrub_str(full);
+        secret_free(full);
+        snprintf(msg, size, "%s", clean ? clean : "(out of memory formatting a log message)");
+        /* snprintf may have cut a UTF-8 sequence: cut it back */
+        size_t n = strlen(msg);
+        if (clean && clean[n]) {
+                while (n > 0 && ((unsigned char) clean[n] & 0xc0) == 0x80)
+                        n--;
+                msg[n] = '\0';
+        }
+        free(clean);
 }
 
 void log_event(int priority, enum log_event ev, const struct log_field *fields,
@@ -117,7 +145,7 @@ void log_event(int priority, enum log_event ev, const struct log_field *fields,
         if (priority > max_level)
                 return;
         va_start(ap, fmt);
-        vsnprintf(msg, sizeof(msg), fmt, ap);
+        format_message(msg, sizeof(msg), fmt, ap);
         va_end(ap);
         sanitize_line(msg);
 
@@ -151,9 +179,15 @@ void log_event(int priority, enum log_event ev, const struct log_field *fields,
                         continue;
                 /* journal field values may hold any bytes, but keep one
                  * event on one line for people reading it as text */
-                ADD("%s=%s", fields[i].key, fields[i].value);
-                if (n > 0)
+                char *value = secret_scrub_str(fields[i].value);
+                if (!value)
+                        continue;
+                ADD("%s=%s", fields[i].key, value);
+                free(value);
+                if (n > 0) {
                         sanitize_line((char *) iov[n - 1].iov_base + strlen(fields[i].key) + 1);
+                        iov[n - 1].iov_len = strlen(bufs[n - 1]);
+                }
         }
 #undef ADD
         (void) sd_journal_sendv(iov, (int) n);

@@ -6,7 +6,9 @@
  * with an sd-daemon "<N>" priority prefix.
  *
  * Secrets never go through here: callers pass URLs without credentials and
- * never pass tokens, passwords or Authorization headers.
+ * never pass tokens, passwords or Authorization headers.  A server may still
+ * echo one in a body we quote: every message and field value is scrubbed of
+ * the registered secrets (lib/secret) before it is cut or written.
  */
 #pragma once
 
@@ -43,6 +45,7 @@ enum log_event {
         LOG_EV_URL_REJECTED,
         LOG_EV_RELOADED,
         LOG_EV_PARTNER_UNLISTED,     /* the link's partnerId is in no account: never processed */
+        LOG_EV_GDAP_ENDED,           /* a GDAP relationship ended / unknown: never processed */
         _LOG_EV_MAX,
 };
 

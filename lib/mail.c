@@ -18,6 +18,7 @@
 
 #include <curl/curl.h>
 
+#include "secret.h"
 #include "url.h"
 #include "util.h"
 
@@ -42,30 +43,7 @@
 
 /* Length of the valid UTF-8 sequence at p (1..4), 0 if invalid. */
 static size_t utf8_seq_len(const unsigned char *p) {
-        unsigned c = p[0];
-        if (c < 0x80)
-                return 1;
-        if (c >= 0xc2 && c <= 0xdf)
-                return (p[1] & 0xc0) == 0x80 ? 2 : 0;
-        if (c >= 0xe0 && c <= 0xef) {
-                if ((p[1] & 0xc0) != 0x80 || (p[2] & 0xc0) != 0x80)
-                        return 0;
-                if (c == 0xe0 && p[1] < 0xa0)
-                        return 0;          /* overlong */
-                if (c == 0xed && p[1] >= 0xa0)
-                        return 0;          /* surrogate */
-                return 3;
-        }
-        if (c >= 0xf0 && c <= 0xf4) {
-                if ((p[1] & 0xc0) != 0x80 || (p[2] & 0xc0) != 0x80 || (p[3] & 0xc0) != 0x80)
-                        return 0;
-                if (c == 0xf0 && p[1] < 0x90)
-                        return 0;
-                if (c == 0xf4 && p[1] >= 0x90)
-                        return 0;
-                return 4;
-        }
-        return 0;
+        return util_utf8_decode((const char *) p, 4, NULL);
 }
 
 enum clean_mode {
@@ -74,7 +52,10 @@ enum clean_mode {
 };
 
 /* Copies s as valid UTF-8 (invalid bytes become U+FFFD), without C0/C1
- * controls and DEL, at most max bytes (cut on a character boundary). */
+ * controls, DEL and Unicode format characters (bidi overrides, zero-width:
+ * util_is_format_char), at most max bytes (cut on a character boundary),
+ * with every registered secret replaced (lib/secret).  Every value that
+ * goes into a mail passes here. */
 static char *clean_text(const char *s, enum clean_mode mode, size_t max) {
         struct util_buf b;
         const unsigned char *p = (const unsigned char *) (s ? s : "");
@@ -82,11 +63,14 @@ static char *clean_text(const char *s, enum clean_mode mode, size_t max) {
 
         util_buf_init(&b, max + 8);
         while (*p && b.len < max) {
-                size_t n = utf8_seq_len(p);
+                uint32_t cp = 0;
+                size_t n = util_utf8_decode((const char *) p, 4, &cp);
                 const char *add;
                 char tmp[5];
 
-                if (n == 0) {
+                if (n > 1 && util_is_format_char(cp)) {
+                        add = "";
+                } else if (n == 0) {
                         add = "\xef\xbf\xbd";
                         n = 1;
                 } else if (n == 1 && (*p < 0x20 || *p == 0x7f)) {
@@ -114,6 +98,11 @@ static char *clean_text(const char *s, enum clean_mode mode, size_t max) {
                 if (*add)
                         space = add[0] == ' ';
                 p += n;
+        }
+        if (b.data && secret_found(b.data, b.len)) {
+                char *c = secret_scrub(b.data, b.len, NULL);
+                util_buf_free(&b);
+                return c;
         }
         return util_buf_steal(&b);
 }
@@ -727,7 +716,8 @@ static int order_td(struct util_buf *h, const char *cls, const char *style) {
 static int build_order_lists(struct render_values *rv, const struct mail_context *ctx) {
         struct util_buf t, h, lt, lh;
         /* A Draft order is not Querying yet: no clock runs, nothing is unknown. */
-        const char *none = ctx->kind == MAIL_KIND_DRAFT_WARNING ? "not yet" : "unknown";
+        const char *none = ctx->kind == MAIL_KIND_DRAFT_WARNING || ctx->kind == MAIL_KIND_GDAP_DRAFT_WARNING
+                                   ? "not yet" : "unknown";
         int r = 0;
 
         util_buf_init(&t, MAIL_MAX_PART);
@@ -971,7 +961,9 @@ static int append_recipients(struct util_buf *hdr, const char *name, char *const
 
 static bool kind_needs_url(enum mail_kind k) {
         return k == MAIL_KIND_NEW_REQUEST || k == MAIL_KIND_REMINDER ||
-               k == MAIL_KIND_FINAL_WARNING || k == MAIL_KIND_DRAFT_WARNING;
+               k == MAIL_KIND_FINAL_WARNING || k == MAIL_KIND_DRAFT_WARNING ||
+               k == MAIL_KIND_GDAP_REQUEST || k == MAIL_KIND_GDAP_REMINDER ||
+               k == MAIL_KIND_GDAP_FINAL_WARNING || k == MAIL_KIND_GDAP_DRAFT_WARNING;
 }
 
 static int fail(char **ret_err, int r, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -1159,7 +1151,7 @@ int mail_render(const struct mail_templates *t, const struct cfg_mail *cfg,
         /* To: the configured list (ops for an ops notice) and the order
          * contacts; Cc; Bcc only in the envelope. */
         first = true;
-        if ((ctx->kind == MAIL_KIND_OPS_NOTICE || ctx->kind == MAIL_KIND_PARTNER_UNLISTED) && cfg->n_ops > 0)
+        if (mail_kind_is_ops(ctx->kind) && cfg->n_ops > 0)
                 r = append_recipients(&hdr, "To", cfg->ops, cfg->n_ops, false, &first, &env, ret_err);
         else
                 r = append_recipients(&hdr, "To", cfg->to, cfg->n_to, false, &first, &env, ret_err);

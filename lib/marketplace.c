@@ -22,6 +22,7 @@
 #include "apiutil.h"
 #include "url.h"
 #include "log.h"
+#include "secret.h"
 #include "util.h"
 
 /* ---- ASSUMPTIONS ------------------------------------------------------
@@ -70,6 +71,10 @@
 #define MP_MAX_CONTACTS         32
 #define MP_TEMPLATE_MAX         (1024 * 1024)
 #define MP_ID_MAX               64
+/* Bad orders remembered so each is warned about once. */
+#define MP_MAX_WARNED           4096
+/* [marketplace] max_orders_bytes when the caller sets none. */
+#define MP_MAX_ORDERS_BYTES     ((size_t) 64 << 20)
 /* ---------------------------------------------------------------------- */
 
 /* ======================================================================
@@ -105,6 +110,18 @@ static char *dup_clean(const char *s, size_t max) {
         for (char *q = p; *q; q++)
                 if ((unsigned char) *q < 0x20 || *q == 0x7f)
                         *q = ' ';
+        /* Bidi overrides and invisible characters never reach a mail, the
+         * state or a log; neither does a secret a server echoes. */
+        util_strip_format_chars(p);
+        if (secret_found(p, strlen(p))) {
+                char *c = secret_scrub_str(p);
+                free(p);
+                p = c;
+        }
+        if (p && !*p) {
+                free(p);
+                return NULL;
+        }
         return p;
 }
 
@@ -343,12 +360,227 @@ fail:
         return r;
 }
 
+/* ---- the list page, one order at a time ----
+ *
+ * jansson parses a document whole: one order with a key twice, a stray byte
+ * order mark or invalid UTF-8 would fail the page and hide every other
+ * order.  So the page is split first by a structural scan (strings and
+ * nesting only, no recursion, nothing decoded): the envelope is parsed with
+ * "data" emptied, then each element of "data" on its own, strictly. */
+
+static size_t skip_ws(const char *s, size_t n, size_t i) {
+        while (i < n && (s[i] == ' ' || s[i] == '\t' || s[i] == '\r' || s[i] == '\n'))
+                i++;
+        return i;
+}
+
+/* The index after the string starting at s[i] ('"'), 0 if unterminated. */
+static size_t skip_string(const char *s, size_t n, size_t i) {
+        for (i++; i < n; i++) {
+                if (s[i] == '\\')
+                        i++;
+                else if (s[i] == '"')
+                        return i + 1;
+        }
+        return 0;
+}
+
+/* The index after the value starting at s[i], 0 when it is not one. */
+static size_t skip_value(const char *s, size_t n, size_t i) {
+        size_t depth = 0;
+        if (i >= n)
+                return 0;
+        /* a scalar, or junk (a stray byte order mark...) before a value:
+         * the element parser refuses it, the scan only finds its end */
+        size_t j = i;
+        while (j < n && s[j] && !strchr("{[\",]} \t\r\n", s[j]))
+                j++;
+        if (j >= n || !s[j] || !strchr("{[\"", s[j]))
+                return j > i && (j >= n || s[j]) ? j : 0;
+        i = j;
+        if (s[i] == '"')
+                return skip_string(s, n, i);
+        while (i < n) {
+                if (s[i] == '"') {
+                        i = skip_string(s, n, i);
+                        if (!i)
+                                return 0;
+                        continue;
+                }
+                if (s[i] == '{' || s[i] == '[')
+                        depth++;
+                else if ((s[i] == '}' || s[i] == ']') && --depth == 0)
+                        return i + 1;
+                i++;
+        }
+        return 0;
+}
+
+/* Calls fn for each member of the object at s[i] ('{'): the raw key (with
+ * its quotes) and the value's span.  Returns the index after the object,
+ * 0 when the text is not shaped like an object. */
+typedef bool (*member_fn)(void *ud, const char *key, size_t klen, size_t vs, size_t ve);
+static size_t scan_object(const char *s, size_t n, size_t i, member_fn fn, void *ud) {
+        i = skip_ws(s, n, i);
+        if (i >= n || s[i] != '{')
+                return 0;
+        i = skip_ws(s, n, i + 1);
+        if (i < n && s[i] == '}')
+                return i + 1;
+        while (i < n && s[i] == '"') {
+                size_t ks = i, ke = skip_string(s, n, i);
+                if (!ke)
+                        return 0;
+                i = skip_ws(s, n, ke);
+                if (i >= n || s[i] != ':')
+                        return 0;
+                size_t vs = skip_ws(s, n, i + 1), ve = skip_value(s, n, vs);
+                if (!ve || !fn(ud, s + ks, ke - ks, vs, ve))
+                        return 0;
+                i = skip_ws(s, n, ve);
+                if (i < n && s[i] == '}')
+                        return i + 1;
+                if (i >= n || s[i] != ',')
+                        return 0;
+                i = skip_ws(s, n, i + 1);
+        }
+        return 0;
+}
+
+struct span {
+        size_t start, end;
+        const char *text;        /* the member "id": its string value */
+        size_t found;
+};
+
+static bool find_data(void *ud, const char *key, size_t klen, size_t vs, size_t ve) {
+        struct span *sp = ud;
+        if (klen == 6 && memcmp(key, "\"data\"", 6) == 0 && sp->found++ == 0) {
+                sp->start = vs;
+                sp->end = ve;
+        }
+        return true;
+}
+
+static bool find_id(void *ud, const char *key, size_t klen, size_t vs, size_t ve) {
+        struct span *sp = ud;
+        if (klen == 4 && memcmp(key, "\"id\"", 4) == 0 && sp->text[vs] == '"' && ve - vs >= 2 && !sp->found++) {
+                sp->start = vs + 1;
+                sp->end = ve - 1;
+        }
+        return true;
+}
+
+/* The order id of a raw element when it can be read safely, else "". */
+static void element_id(const char *s, size_t n, char id[static 32]) {
+        struct span sp = { .text = s };
+        id[0] = '\0';
+        if (n >= 3 && memcmp(s, "\xef\xbb\xbf", 3) == 0)
+                s += 3, n -= 3, sp.text = s;
+        if (!scan_object(s, n, 0, find_id, &sp) || sp.found != 1 || sp.end - sp.start >= 32)
+                return;
+        memcpy(id, s + sp.start, sp.end - sp.start);
+        id[sp.end - sp.start] = '\0';
+        if (!mp_order_id_valid(id))
+                id[0] = '\0';
+}
+
+/* Why jansson refused an element, in words that quote none of it. */
+static const char *element_error(const json_error_t *jerr) {
+        if (strstr(jerr->text, "duplicate"))
+                return "a key appears twice";
+        if (strstr(jerr->text, "UTF-8") || strstr(jerr->text, "decode byte"))
+                return "invalid UTF-8";
+        return "invalid JSON";
+}
+
+/* Where a bad order is reported: a client that remembers what it warned
+ * about (NULL: debug only). */
+struct page_ctx {
+        struct mp_client *c;
+        size_t page, offset;
+};
+
+static void warn_bad_order(const struct page_ctx *pc, size_t index, const char *id, const char *why);
+
+/* Adds the order item to orders; a bad one is skipped and reported.  Only
+ * -ENOMEM fails. */
+static int add_order(const struct page_ctx *pc, size_t index, const json_t *item, struct order_list *orders) {
+        struct order tmp;
+        _cleanup_free_ char *err = NULL;
+        int k = mp_parse_order(item, &tmp, &err);
+        if (k == -ENOMEM)
+                return k;
+        if (k < 0) {
+                const char *id = api_json_str(item, "id");
+                warn_bad_order(pc, index, mp_order_id_valid(id) ? id : "", err ? err : "not an order");
+                return 0;
+        }
+        struct order *o = order_list_add(orders);
+        if (!o) {
+                order_clear(&tmp);
+                return -ENOMEM;
+        }
+        *o = tmp;
+        return 0;
+}
+
+/* The raw element s[0..n), parsed on its own. */
+static int parse_element(const struct page_ctx *pc, size_t index, const char *s, size_t n,
+                         struct order_list *orders) {
+        json_error_t jerr;
+        char id[32];
+        json_t *item = json_loadb(s, n, JSON_REJECT_DUPLICATES, &jerr);
+        if (!item) {
+                element_id(s, n, id);
+                warn_bad_order(pc, index, id, element_error(&jerr));
+                return 0;
+        }
+        int r = add_order(pc, index, item, orders);
+        json_decref(item);
+        return r;
+}
+
+/* The elements of the array body[a.start..a.end), each on its own. */
+static int parse_elements(const struct page_ctx *pc, const char *body, const struct span *a,
+                          struct order_list *orders, size_t *ret_items) {
+        size_t last = a->end - 1, i = skip_ws(body, last, a->start + 1), n = 0;
+        int r = 0;
+        while (r == 0 && i < last) {
+                size_t e = skip_value(body, last, i);
+                if (!e)
+                        return -EBADMSG;
+                r = parse_element(pc, n++, body + i, e - i, orders);
+                i = skip_ws(body, last, e);
+                if (i < last && (body[i] != ',' || (i = skip_ws(body, last, i + 1)) >= last))
+                        return -EBADMSG;    /* no comma, or a trailing one */
+        }
+        *ret_items = n;
+        return r;
+}
+
+/* The envelope: the page with "data" emptied, parsed strictly. */
+static json_t *parse_envelope(const char *body, size_t len, const struct span *data) {
+        struct util_buf b;
+        util_buf_init(&b, len + 2);
+        if (util_buf_append(&b, body, data->start) < 0 || util_buf_puts(&b, "[]") < 0 ||
+            util_buf_append(&b, body + data->end, len - data->end) < 0) {
+                util_buf_free(&b);
+                return NULL;
+        }
+        json_t *root = json_loadb(b.data, b.len, JSON_REJECT_DUPLICATES, NULL);
+        util_buf_free(&b);
+        return root;
+}
+
 /* Parses a list page; also reports the raw item count and the page limit
  * the server applied (-1 if absent).  Items that are not valid orders are
- * skipped (debug-logged): one bad record must not hide the others. */
-static int parse_page(const char *body, size_t len, struct order_list *orders,
+ * skipped and reported (warn_bad_order): one bad record must not hide the
+ * others. */
+static int parse_page(const struct page_ctx *pc, const char *body, size_t len, struct order_list *orders,
                       long *ret_total, long *ret_limit, size_t *ret_items, char **ret_err) {
-        json_error_t jerr;
+        struct span data = { 0 };
+        json_t *root = NULL;
         int r = 0;
 
         if (ret_err)
@@ -359,9 +591,14 @@ static int parse_page(const char *body, size_t len, struct order_list *orders,
         if (ret_items)
                 *ret_items = 0;
 
-        json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
-        const json_t *data = api_json_arr(root, "data");
-        if (!data) {
+        size_t end = scan_object(body, len, 0, find_data, &data);
+        if (end && skip_ws(body, len, end) == len && data.found == 1 && body[data.start] == '[')
+                root = parse_envelope(body, len, &data);
+        else {  /* not shaped like a page: let jansson say what is wrong */
+                data.found = 0;
+                root = json_loadb(body, len, JSON_REJECT_DUPLICATES, NULL);
+        }
+        if (!api_json_arr(root, "data")) {
                 if (ret_err && asprintf(ret_err, "order list: %s",
                                         root ? "no \"data\" array" : "invalid JSON") < 0)
                         *ret_err = NULL;
@@ -377,38 +614,28 @@ static int parse_page(const char *body, size_t len, struct order_list *orders,
         if (ret_limit && json_is_integer(l) && json_integer_value(l) > 0 &&
             json_integer_value(l) <= MP_PAGE_MAX)
                 *ret_limit = (long) json_integer_value(l);
-        if (ret_items)
-                *ret_items = json_array_size(data);
-
-        size_t i;
-        const json_t *item;
-        json_array_foreach(data, i, item) {
-                struct order tmp;
-                _cleanup_free_ char *err = NULL;
-                int k = mp_parse_order(item, &tmp, &err);
-                if (k == -ENOMEM) {
-                        r = k;
-                        break;
-                }
-                if (k < 0) {
-                        log_debug("marketplace: skipping list item %zu: %s", i, err ? err : "invalid");
-                        continue;
-                }
-                struct order *o = order_list_add(orders);
-                if (!o) {
-                        order_clear(&tmp);
-                        r = -ENOMEM;
-                        break;
-                }
-                *o = tmp;
+        size_t n = 0;
+        if (data.found == 1)
+                r = parse_elements(pc, body, &data, orders, &n);
+        else {  /* jansson could read the page whole */
+                size_t i;
+                const json_t *item;
+                n = json_array_size(api_json_arr(root, "data"));
+                json_array_foreach(api_json_arr(root, "data"), i, item)
+                        if ((r = add_order(pc, i, item, orders)) < 0)
+                                break;
         }
         json_decref(root);
+        if (r == -EBADMSG && ret_err && asprintf(ret_err, "order list: invalid JSON") < 0)
+                *ret_err = NULL;
+        if (ret_items)
+                *ret_items = n;
         return r;
 }
 
 int mp_parse_order_page(const char *body, size_t len, struct order_list *orders,
                         long *ret_total, char **ret_err) {
-        return parse_page(body, len, orders, ret_total, NULL, NULL, ret_err);
+        return parse_page(&(struct page_ctx) { 0 }, body, len, orders, ret_total, NULL, NULL, ret_err);
 }
 
 /* ======================================================================
@@ -551,7 +778,10 @@ struct mp_client {
         size_t n_products;
         char *ca_file;
         long page_size;
+        size_t max_orders_bytes; /* what one listing may hold */
         struct mp_req *reqs;     /* in flight, detached on free */
+        char **warned;           /* bad orders already warned about */
+        size_t n_warned;
 };
 
 struct mp_list;
@@ -587,6 +817,7 @@ struct mp_list {
         int r;
         long status;
         char *err;
+        size_t bytes;            /* held by the parsed orders */
 };
 
 static const char *const accept_header = "Accept: application/json";
@@ -603,6 +834,7 @@ int mp_client_new(struct http *h, const struct mp_options *opts, struct mp_clien
         c->h = h;
         c->page_size = opts->page_size > 0 && opts->page_size < MP_PAGE_MAX ? opts->page_size
                                                                            : MP_PAGE_MAX;
+        c->max_orders_bytes = opts->max_orders_bytes ? opts->max_orders_bytes : MP_MAX_ORDERS_BYTES;
         int r = -EINVAL;
         c->base = mp_normalize_base_url(opts->base_url);
         if (!c->base)
@@ -653,6 +885,9 @@ struct mp_client *mp_client_free(struct mp_client *c) {
                 free(c->products[i]);
         free(c->products);
         free(c->ca_file);
+        for (size_t i = 0; i < c->n_warned; i++)
+                free(c->warned[i]);
+        free(c->warned);
         free(c);
         return NULL;
 }
@@ -731,6 +966,34 @@ static struct mp_req *req_new(enum req_kind kind, const char *method, void *ud) 
 }
 
 /* ---- list ---- */
+
+/* A bad order is warned about once per process (the daemon: not every
+ * cycle), named by its id, else by its place in the listing. */
+static void warn_bad_order(const struct page_ctx *pc, size_t index, const char *id, const char *why) {
+        char key[96];
+        struct mp_client *c = pc->c;
+        if (*id)
+                snprintf(key, sizeof(key), "%s", id);
+        else
+                snprintf(key, sizeof(key), "item %zu of the page at offset %zu", index, pc->offset);
+        if (!c) {
+                log_debug("marketplace: skipping list %s: %s", key, why);
+                return;
+        }
+        for (size_t i = 0; i < c->n_warned; i++)
+                if (strcmp(c->warned[i], key) == 0)
+                        return;
+        log_event(LOG_WARNING, LOG_EV_NONE, LOG_FIELDS({ "ORDER_ID", *id ? id : NULL }),
+                  "Order %s skipped, the others go on: %s", key, why);
+        if (c->n_warned >= MP_MAX_WARNED)
+                return;
+        char **v = reallocarray(c->warned, c->n_warned + 1, sizeof(char *));
+        if (!v)
+                return;
+        c->warned = v;
+        if ((v[c->n_warned] = strdup(key)))
+                c->n_warned++;
+}
 
 static void list_free(struct mp_list *l) {
         if (!l)
@@ -853,11 +1116,21 @@ static void page_done(struct mp_req *q, int r, const struct http_response *resp)
         l->status = resp->status;
 
         long total, limit;
-        size_t items;
-        int k = parse_page(resp->body, resp->body_len, &l->pages[q->page], &total, &limit,
+        size_t items, before = l->pages[q->page].n;
+        struct page_ctx pc = { .c = l->c, .page = q->page, .offset = q->page * (size_t) l->limit };
+        int k = parse_page(&pc, resp->body, resp->body_len, &l->pages[q->page], &total, &limit,
                            &items, &perr);
         if (k < 0) {
                 list_fail(l, k, resp->status, describe_msg(q, perr ? perr : "out of memory"));
+                goto out;
+        }
+        for (size_t i = before; i < l->pages[q->page].n; i++)
+                l->bytes += order_size(&l->pages[q->page].items[i]);
+        if (l->bytes > l->c->max_orders_bytes) {
+                char m[160];
+                snprintf(m, sizeof(m), "order list: the orders take more than %zu bytes "
+                         "([marketplace] max_orders_bytes)", l->c->max_orders_bytes);
+                list_fail(l, -E2BIG, resp->status, describe_msg(q, m));
                 goto out;
         }
         if (q->page == 0) {

@@ -26,6 +26,9 @@ struct mp_options {
         size_t n_products;
         const char *ca_file;
         int page_size;               /* default and max 100 */
+        /* The bytes the orders of one listing may hold (order_size());
+         * beyond, the listing fails with -E2BIG.  0: 64 MiB. */
+        size_t max_orders_bytes;
 };
 
 int mp_client_new(struct http *h, const struct mp_options *opts, struct mp_client **ret);

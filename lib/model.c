@@ -66,6 +66,7 @@ void order_clear(struct order *o) {
         free(o->relationship_url);
         free(o->partner_id);
         free(o->account);
+        free(o->gdap_id);
         free(o->error_message);
         free(o->querying_at_raw);
         free(o->updated_at_raw);
@@ -107,6 +108,7 @@ int order_copy(struct order *dst, const struct order *src) {
         DUP(relationship_url);
         DUP(partner_id);
         DUP(account);
+        DUP(gdap_id);
         DUP(error_message);
         DUP(querying_at_raw);
         DUP(updated_at_raw);
@@ -128,6 +130,24 @@ int order_copy(struct order *dst, const struct order *src) {
 oom:
         order_clear(dst);
         return -ENOMEM;
+}
+
+static size_t str_size(const char *s) {
+        return s ? strlen(s) + 1 : 0;
+}
+
+size_t order_size(const struct order *o) {
+        const char *const strs[] = {
+                o->id, o->type, o->product_id, o->product_name, o->agreement_id, o->agreement_name,
+                o->client_name, o->buyer_id, o->buyer_name, o->tenant_id, o->domain, o->company_name,
+                o->relationship_url, o->error_message, o->querying_at_raw, o->template_id,
+        };
+        size_t n = sizeof(*o) + o->n_contacts * sizeof(*o->contacts);
+        for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++)
+                n += str_size(strs[i]);
+        for (size_t i = 0; i < o->n_contacts; i++)
+                n += str_size(o->contacts[i].name) + str_size(o->contacts[i].email);
+        return n;
 }
 
 struct order *order_list_add(struct order_list *l) {
@@ -163,7 +183,9 @@ char *order_customer_key(const struct order *o) {
         bool plain = strcmp(acct, ACCOUNT_DEFAULT) == 0;
         char *k = NULL;
         int r;
-        if (o->tenant_id && *o->tenant_id)
+        if (o->gdap_id && *o->gdap_id)
+                r = asprintf(&k, CUSTOMER_KEY_GDAP "%s", o->gdap_id);
+        else if (o->tenant_id && *o->tenant_id)
                 r = asprintf(&k, "%s%s%s", plain ? "" : acct, plain ? "" : "/", o->tenant_id);
         else if (o->domain && *o->domain)
                 r = asprintf(&k, "%s%sdomain:%s", plain ? "" : acct, plain ? "" : "/", o->domain);
@@ -172,9 +194,14 @@ char *order_customer_key(const struct order *o) {
         return r < 0 ? NULL : util_ascii_lower(k);
 }
 
+bool customer_key_is_gdap(const char *key) {
+        return key && strncmp(key, CUSTOMER_KEY_GDAP, strlen(CUSTOMER_KEY_GDAP)) == 0;
+}
+
 void rel_fact_clear(struct rel_fact *f) {
         if (!f)
                 return;
+        free(f->detail);
         free(f->customer_key);
         free(f->account);
         free(f->tenant_id);
@@ -238,6 +265,7 @@ void tracked_customer_clear(struct tracked_customer *c) {
         free(c->domain);
         free(c->name);
         free(c->relationship_url);
+        free(c->gdap_ended);
         for (size_t i = 0; i < c->n_orders; i++)
                 tracked_order_clear(&c->orders[i]);
         free(c->orders);
@@ -290,6 +318,7 @@ static int tracked_order_copy(struct tracked_order *dst, const struct tracked_or
 static int tracked_customer_copy(struct tracked_customer *dst, const struct tracked_customer *src) {
         *dst = *src;
         dst->key = dst->account = dst->tenant_id = dst->domain = dst->name = dst->relationship_url = NULL;
+        dst->gdap_ended = NULL;
         dst->orders = NULL;
         dst->n_orders = dst->cap_orders = 0;
         DUP(key);
@@ -298,6 +327,7 @@ static int tracked_customer_copy(struct tracked_customer *dst, const struct trac
         DUP(domain);
         DUP(name);
         DUP(relationship_url);
+        DUP(gdap_ended);
         if (src->n_orders) {
                 dst->orders = calloc(src->n_orders, sizeof(*dst->orders));
                 if (!dst->orders)
@@ -427,7 +457,17 @@ static const char *const mail_kind_names[_MAIL_KIND_MAX] = {
         [MAIL_KIND_OPS_NOTICE] = "ops-notice",
         [MAIL_KIND_CONFIRMATION] = "confirmation",
         [MAIL_KIND_PARTNER_UNLISTED] = "partner-unlisted",
+        [MAIL_KIND_GDAP_REQUEST] = "gdap-request",
+        [MAIL_KIND_GDAP_REMINDER] = "gdap-reminder",
+        [MAIL_KIND_GDAP_FINAL_WARNING] = "gdap-final-warning",
+        [MAIL_KIND_GDAP_CONFIRMATION] = "gdap-confirmation",
+        [MAIL_KIND_GDAP_ENDED] = "gdap-ended",
+        [MAIL_KIND_GDAP_DRAFT_WARNING] = "gdap-draft-warning",
 };
+
+bool mail_kind_is_ops(enum mail_kind k) {
+        return k == MAIL_KIND_OPS_NOTICE || k == MAIL_KIND_PARTNER_UNLISTED || k == MAIL_KIND_GDAP_ENDED;
+}
 
 const char *mail_kind_to_string(enum mail_kind k) {
         return k >= 0 && k < _MAIL_KIND_MAX ? mail_kind_names[k] : "unknown";

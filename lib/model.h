@@ -65,6 +65,10 @@ struct order {
          * the default account. */
         char *partner_id;
         char *account;
+        /* The relationship id of a GDAP-only link (set by the cycle from
+         * url_link_gdap_id()), NULL otherwise: such an order waits for
+         * that GDAP relationship, never for the reseller one. */
+        char *gdap_id;
 
         char *querying_at_raw;    /* audit.querying.at as sent (episode identity) */
         int64_t querying_at;      /* parsed, 0 if absent */
@@ -86,6 +90,9 @@ struct order {
 void order_clear(struct order *o);
 /* Deep copy; -ENOMEM on failure (dst then cleared). */
 int order_copy(struct order *dst, const struct order *src);
+/* The bytes it holds (struct, strings, contacts): what [marketplace]
+ * max_orders_bytes counts. */
+size_t order_size(const struct order *o);
 
 struct order_list {
         struct order *items;
@@ -113,6 +120,11 @@ void order_list_clear(struct order_list *l);
  * what they were).  Returns NULL when the order names neither tenant nor
  * domain (malloc'd string otherwise). */
 char *order_customer_key(const struct order *o);
+/* GDAP blocks are customers of their own, keyed "gdap:<relationship id>"
+ * (default account): a reseller relationship of the same tenant, tracked
+ * under the tenant key, never touches them. */
+#define CUSTOMER_KEY_GDAP "gdap:"
+bool customer_key_is_gdap(const char *key);
 /* The account name of a customer key's prefix rule: o->account, or
  * ACCOUNT_DEFAULT when NULL. */
 const char *order_account(const struct order *o);
@@ -122,7 +134,9 @@ const char *order_account(const struct order *o);
 enum rel_state {
         REL_UNKNOWN = 0,   /* the check failed (network, 5xx, token...) */
         REL_PENDING,       /* 404/403, or 200 without relationshipToPartner=reseller */
-        REL_ACCEPTED,
+        REL_ACCEPTED,      /* reseller accepted / GDAP relationship active */
+        REL_ENDED,         /* GDAP: expired, terminated, or a status we do not know */
+        REL_NOT_FOUND,     /* GDAP: no relationship with that id (a wrong link) */
 };
 
 struct rel_fact {
@@ -131,6 +145,8 @@ struct rel_fact {
         enum rel_state state;
         char *tenant_id;          /* learned tenant id, when the check found one */
         int64_t checked_at;
+        bool gdap;                /* a Microsoft Graph GDAP answer, not Partner Center's */
+        char *detail;             /* GDAP: the relationship status as Graph sent it */
 };
 
 void rel_fact_clear(struct rel_fact *f);
@@ -197,6 +213,9 @@ struct tracked_customer {
         int64_t next_check;       /* next Partner Center check (0 = due now) */
         int check_count;          /* checks made, drives the backoff schedule */
         int64_t accepted_at;      /* 0 = not (yet) accepted */
+        char *gdap_ended;         /* GDAP customers: the final Graph status ops was told
+                                   * ("expired", "not-found"...) this episode; no more
+                                   * mails nor checks then */
         struct tracked_order *orders;
         size_t n_orders;
         size_t cap_orders;
@@ -243,10 +262,18 @@ enum mail_kind {
         MAIL_KIND_OPS_NOTICE,        /* Querying for another reason -> ops */
         MAIL_KIND_CONFIRMATION,      /* accepted and processed */
         MAIL_KIND_PARTNER_UNLISTED,  /* ops: the link's partnerId is in no account */
+        MAIL_KIND_GDAP_REQUEST,      /* first request to grant delegated admin access (GDAP) */
+        MAIL_KIND_GDAP_REMINDER,
+        MAIL_KIND_GDAP_FINAL_WARNING,
+        MAIL_KIND_GDAP_CONFIRMATION, /* GDAP relationship active, orders processed */
+        MAIL_KIND_GDAP_ENDED,        /* ops: the GDAP relationship ended / is unknown */
+        MAIL_KIND_GDAP_DRAFT_WARNING, /* grant GDAP before the order is placed */
         _MAIL_KIND_MAX,
 };
 
 const char *mail_kind_to_string(enum mail_kind k);   /* "new-request", ... */
+/* Mails for the operations team (ops recipients), not for the customer. */
+bool mail_kind_is_ops(enum mail_kind k);
 
 enum action_type {
         ACTION_NOTIFY = 0,   /* queue one mail for a customer */

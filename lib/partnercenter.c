@@ -26,6 +26,7 @@
 
 #include "apiutil.h"
 #include "log.h"
+#include "secret.h"
 #include "url.h"
 #include "util.h"
 
@@ -36,6 +37,10 @@
 /* Token audience (v1 resource / v2 scope) [DOC current auth page]. */
 #define PC_RESOURCE             "https://api.partnercenter.microsoft.com"
 #define PC_SCOPE_V2             "https://api.partnercenter.microsoft.com/.default"
+/* Microsoft Graph: app-only tokens only through the v2 endpoint, for the
+ * .default scope of Graph [DOC Graph auth; partner-center-api.md 5.1]. */
+#define PC_GRAPH_SCOPE          "https://graph.microsoft.com/.default"
+#define PC_GRAPH_REQUEST_ID     "client-request-id"
 #define PC_TOKEN_PATH_V1        "/oauth2/token"
 #define PC_TOKEN_PATH_V2        "/oauth2/v2.0/token"
 /* When a token response omits expires_in, assume a short life [ASSUMED]. */
@@ -96,6 +101,7 @@ struct pc_client {
         char *client_secret;      /* secret */
         char *ca_file;
         int token_endpoint;
+        bool graph;               /* audience Microsoft Graph (pc_options.graph) */
 
         char *auth_header;        /* "Authorization: Bearer ..." (secret) or NULL */
         uint64_t token_refresh_at;
@@ -117,6 +123,7 @@ struct pc_check {
         char *tenant_id;          /* asked by id when set */
         char *domain;             /* else by domain */
         pc_check_fn cb;
+        pc_get_fn raw_cb;         /* pc_get(): the answer goes to the caller as is */
         void *ud;
         char correlation[37];
         unsigned gen_used;
@@ -192,6 +199,9 @@ int pc_parse_token(const char *body, size_t len, char **ret_token, long *ret_exp
         *ret_expires_in = exp;
         r = 0;
 out:
+        /* jansson's copy of the token is freed without a wipe: wipe it */
+        if (tok)
+                secret_wipe((char *) tok, strlen(tok));
         json_decref(j);
         return r;
 }
@@ -312,13 +322,6 @@ static char *dup_trim_slash(const char *s) {
         return n ? strndup(s, n) : NULL;
 }
 
-static void secret_free(char *s) {
-        if (s) {
-                explicit_bzero(s, strlen(s));
-                free(s);
-        }
-}
-
 int pc_client_new(struct http *h, const struct pc_options *opts, struct pc_client **ret) {
         bool plain;
         if (!h || !opts || !ret || !opts->tenant || !*opts->tenant || !opts->client_id ||
@@ -334,7 +337,9 @@ int pc_client_new(struct http *h, const struct pc_options *opts, struct pc_clien
                 return -ENOMEM;
         c->h = h;
         c->loop = http_get_loop(h);
-        c->token_endpoint = opts->token_endpoint == 2 ? 2 : 1;
+        c->graph = opts->graph;
+        /* a Graph token exists only on the v2 endpoint (scope, no resource) */
+        c->token_endpoint = opts->token_endpoint == 2 || opts->graph ? 2 : 1;
         c->login_url = dup_trim_slash(opts->login_url);
         c->api_url = dup_trim_slash(opts->api_url);
         c->tenant = http_escape(opts->tenant);
@@ -419,7 +424,11 @@ static void check_free(struct pc_check *k) {
 
 /* Calls the user's callback with the result gathered in k, then frees k. */
 static void check_finish(struct pc_check *k) {
-        if (k->c) {
+        if (k->c && k->raw_cb) {
+                /* only failures get here: no answer to hand over */
+                k->raw_cb(k->ud, k->r < 0 ? k->r : -EIO, NULL,
+                          k->res_err ? k->res_err : "request failed", k->res.config_error);
+        } else if (k->c) {
                 k->res.tenant_id = k->res_tenant;
                 k->res.relationship = k->res_rel;
                 k->res.error = k->res.state == REL_UNKNOWN ? (k->res_err ? k->res_err
@@ -463,13 +472,15 @@ static int check_finish_deferred(struct pc_check *k) {
 
 /* ---- token ---- */
 
+static int check_start(struct pc_client *c, struct pc_check *k);
 static void api_done(void *userdata, int r, const struct http_response *resp);
 static int api_send(struct pc_check *k);
 
 static char *token_request_body(const struct pc_client *c) {
         _cleanup_free_ char *id = http_escape(c->client_id);
         char *secret = http_escape(c->client_secret);
-        _cleanup_free_ char *aud = http_escape(c->token_endpoint == 2 ? PC_SCOPE_V2 : PC_RESOURCE);
+        _cleanup_free_ char *aud = http_escape(c->graph ? PC_GRAPH_SCOPE
+                                               : c->token_endpoint == 2 ? PC_SCOPE_V2 : PC_RESOURCE);
         char *body = NULL;
         if (id && secret && aud &&
             asprintf(&body, "grant_type=client_credentials&client_id=%s&client_secret=%s&%s=%s",
@@ -484,16 +495,6 @@ static bool is_config_error(const char *error) {
                 if (strcmp(error, pc_config_errors[i]) == 0)
                         return true;
         return false;
-}
-
-/* Replaces any occurrence of the client secret (an echoing server) by ***. */
-static void scrub_secret(char *s, const char *secret) {
-        size_t n = strlen(secret);
-        char *p;
-        while (n > 0 && (p = strstr(s, secret))) {
-                memset(p, '*', 3 < n ? 3 : n);
-                memmove(p + (3 < n ? 3 : n), p + n, strlen(p + n) + 1);
-        }
 }
 
 static const char *token_path(const struct pc_client *c) {
@@ -536,14 +537,20 @@ static void token_done(void *userdata, int r, const struct http_response *resp) 
                              d ? d : "token request failed") < 0)
                         err = NULL;
         }
-        if (err)
-                scrub_secret(err, c->client_secret);
+        if (err) {    /* an echoing server: the registered secrets go */
+                char *clean = secret_scrub_str(err);
+                free(err);
+                err = clean;
+        }
 
         if (token) {
                 secret_free(c->auth_header);
                 c->auth_header = NULL;
-                if (asprintf(&c->auth_header, "Authorization: Bearer %s", token) < 0)
+                if (asprintf(&c->auth_header, "Authorization: Bearer %s", token) < 0 ||
+                    secret_register(token, SECRET_TRANSIENT) < 0) {
+                        secret_free(c->auth_header);
                         c->auth_header = NULL;
+                }
                 explicit_bzero(token, strlen(token));
                 uint64_t life = (uint64_t) ttl * 1000;
                 uint64_t now = util_now_mono_ms();
@@ -597,6 +604,7 @@ static int token_request(struct pc_client *c) {
                 /* issuing a token has no side effect: safe to retry */
                 .idempotent = true,
                 .ca_file = c->ca_file,
+                .sensitive = true,      /* the answer is an access token */
         };
         struct pc_token_req *t = calloc(1, sizeof(*t));
         if (!t) {
@@ -653,8 +661,10 @@ static int api_send(struct pc_check *k) {
         snprintf(corr, sizeof(corr), PC_CORRELATION_HEADER ": %s", k->correlation);
         headers[n++] = c->auth_header;
         headers[n++] = "Accept: application/json";
-        headers[n++] = corr;
-        headers[n++] = "MS-Contract-Version: " PC_CONTRACT_VERSION;
+        if (!c->graph) {
+                headers[n++] = corr;
+                headers[n++] = "MS-Contract-Version: " PC_CONTRACT_VERSION;
+        }
         for (size_t i = 0; i < k->n_next_headers && i < PC_MAX_NEXT_HEADERS; i++)
                 headers[n++] = k->next_headers[i];
         headers[n] = NULL;
@@ -665,7 +675,7 @@ static int api_send(struct pc_check *k) {
                 .headers = headers,
                 .idempotent = true,
                 .ca_file = c->ca_file,
-                .request_id_header = PC_REQUEST_ID_HEADER,
+                .request_id_header = c->graph ? PC_GRAPH_REQUEST_ID : PC_REQUEST_ID_HEADER,
         };
         k->gen_used = c->token_gen;
         return http_submit(c->h, &req, api_done, k);
@@ -799,6 +809,11 @@ static void api_done(void *userdata, int r, const struct http_response *resp) {
                         check_fail(k, q, status, api_error(k, "cannot submit request"), false);
                 return;
         }
+        if (k->raw_cb) {
+                k->raw_cb(k->ud, r, resp, NULL, false);
+                check_free(k);
+                return;
+        }
         bool by_id = k->tenant_id != NULL;
         bool ok = r == 0 && (status == 200 ||
                              (by_id && (status == PC_PENDING_STATUS_A || status == PC_PENDING_STATUS_B)));
@@ -861,12 +876,7 @@ int pc_check_customer(struct pc_client *c, const char *tenant_id, const char *do
         url = NULL;
         if (r < 0)
                 goto fail;
-        k->c = c;
-        k->next = c->checks;
-        if (c->checks)
-                c->checks->prev = k;
-        c->checks = k;
-        r = with_token(k);
+        r = check_start(c, k);
         if (r < 0) {
                 check_free(k);
                 return r;
@@ -876,4 +886,32 @@ fail:
         free(url);
         check_free(k);
         return r;
+}
+
+/* Links k into c's checks and sends it (or queues it behind the token). */
+static int check_start(struct pc_client *c, struct pc_check *k) {
+        k->c = c;
+        k->next = c->checks;
+        if (c->checks)
+                c->checks->prev = k;
+        c->checks = k;
+        return with_token(k);
+}
+
+int pc_get(struct pc_client *c, const char *url, pc_get_fn cb, void *ud) {
+        if (!c || !url || !cb)
+                return -EINVAL;
+        struct pc_check *k = calloc(1, sizeof(*k));
+        if (!k)
+                return -ENOMEM;
+        k->raw_cb = cb;
+        k->ud = ud;
+        int r = util_uuid4(k->correlation);
+        if (r >= 0)
+                r = set_url(k, strdup(url));
+        if (r >= 0)
+                r = check_start(c, k);
+        if (r < 0)
+                check_free(k);
+        return r < 0 ? r : 0;
 }

@@ -25,6 +25,12 @@ struct pc_options {
         const char *client_secret;   /* secret, copied */
         const char *ca_file;
         int token_endpoint;          /* 1 (default) or 2 */
+        /* Audience Microsoft Graph instead of Partner Center: the token is
+         * asked for scope https://graph.microsoft.com/.default (v2
+         * endpoint), and requests carry no Partner Center headers.  A
+         * client has one audience and one token cache: a Graph token never
+         * goes to Partner Center, nor the reverse. */
+        bool graph;
 };
 
 int pc_client_new(struct http *h, const struct pc_options *opts, struct pc_client **ret);
@@ -44,6 +50,14 @@ struct pc_check_result {
 typedef void (*pc_check_fn)(void *ud, int r, const struct pc_check_result *res);
 int pc_check_customer(struct pc_client *c, const char *tenant_id, const char *domain,
                       pc_check_fn cb, void *ud);
+
+/* A GET of url with this client's token (refreshed once on a 401), for
+ * lib/graph.  When r == 0 and resp != NULL, resp is the answer whatever
+ * its status; otherwise err says why there is none (config: the token
+ * endpoint refused the configuration). */
+typedef void (*pc_get_fn)(void *ud, int r, const struct http_response *resp, const char *err,
+                          bool config);
+int pc_get(struct pc_client *c, const char *url, pc_get_fn cb, void *ud);
 
 /* ---- pure helpers ---- */
 /* Parses a token response (expires_in as string or integer). */

@@ -137,6 +137,8 @@ static void state_cell(const struct tracked_customer *c, const struct tracked_or
                        char *buf, size_t n) {
         if (t->status == TRACK_CLOSED)
                 snprintf(buf, n, "closed: %s", t->outcome ? t->outcome : "-");
+        else if (t->status == TRACK_BLOCKED && c->gdap_ended)
+                snprintf(buf, n, "blocked (GDAP %s: never processed)", c->gdap_ended);
         else if (t->status == TRACK_BLOCKED && t->outcome)
                 /* "process-refused": not processed until the order changes */
                 snprintf(buf, n, "blocked (%s)", t->outcome);
@@ -273,6 +275,9 @@ static int render_json(const struct state *s, int64_t now, int64_t deadline, cha
                 jsonx_put(jc, "key", jsonx_str(c->key), &ok);
                 /* the account name, "-" when none answers, null when not yet known */
                 jsonx_put(jc, "account", jsonx_str(c->account), &ok);
+                /* what it waits for: the reseller relationship or a GDAP one */
+                jsonx_put(jc, "kind", json_string(customer_key_is_gdap(c->key) ? "gdap" : "reseller"), &ok);
+                jsonx_put(jc, "gdap_ended", jsonx_str(c->gdap_ended), &ok);
                 jsonx_put(jc, "name", jsonx_str(c->name), &ok);
                 jsonx_put(jc, "tenant_id", jsonx_str(c->tenant_id), &ok);
                 jsonx_put(jc, "domain", jsonx_str(c->domain), &ok);

@@ -7,13 +7,14 @@
  *
  *   {"version": 1,
  *    "customers": [
- *      {"key": "[<account>/]<tenant id | domain:<domain>>", "account": s|null,
+ *      {"key": "[<account>/]<tenant id | domain:<domain>> | gdap:<relationship id>",
+ *       "account": s|null,
  *       "tenant_id": s|null,
  *       "domain": s|null, "name": s|null, "relationship_url": s|null,
  *       "first_seen": t, "notified_at": t, "last_mail_at": t,
  *       "reminders": n, "final_warning_sent": b, "deadline_passed_logged": b,
  *       "warned_deadline": t, "confirmation_sent": b,
- *       "next_check": t, "check_count": n, "accepted_at": t,
+ *       "next_check": t, "check_count": n, "accepted_at": t, "gdap_ended": s|null,
  *       "orders": [
  *         {"id": "ORD-…", "status": "blocked|processing_sent|closed|other_query|draft",
  *          "querying_at_raw": s|null, "querying_since": t, "first_seen": t,
@@ -110,6 +111,7 @@ static json_t *customer_to_json(const struct tracked_customer *c, bool *ok) {
         jsonx_put(o, "next_check", jsonx_time(c->next_check), ok);
         jsonx_put(o, "check_count", json_integer(c->check_count), ok);
         jsonx_put(o, "accepted_at", jsonx_time(c->accepted_at), ok);
+        jsonx_put(o, "gdap_ended", jsonx_str(c->gdap_ended), ok);
         for (size_t i = 0; i < c->n_orders; i++) {
                 json_t *t = order_to_json(&c->orders[i], ok);
                 if (!t || json_array_append_new(orders, t) < 0)
@@ -320,6 +322,7 @@ static void decode_customer(struct dec *d, const json_t *jc, struct state *s, si
         get_time(d, jc, "next_check", w, &c->next_check);
         get_int(d, jc, "check_count", w, &c->check_count);
         get_time(d, jc, "accepted_at", w, &c->accepted_at);
+        get_str(d, jc, "gdap_ended", w, &c->gdap_ended);
         const json_t *orders = json_object_get(jc, "orders");
         if (orders && !json_is_null(orders) && !json_is_array(orders)) {
                 dec_fail(d, "%s: \"orders\" is not an array", w);
@@ -775,6 +778,9 @@ int store_save(const char *state_dir, const struct state *s) {
         r = store_write(f, s);
         if (r == 0 && fflush(f) != 0)
                 r = -errno;
+        /* never write what store_load() would refuse to read back */
+        if (r == 0 && ftello(f) > (off_t) STORE_MAX_SIZE)
+                r = -EFBIG;
         if (r == 0 && (fchmod(fileno(f), 0600) < 0 || fsync(fileno(f)) < 0))
                 r = -errno;
         if (fclose(f) != 0 && r == 0)

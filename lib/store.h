@@ -37,7 +37,8 @@ int store_read(const char *state_dir, struct state **ret, char **ret_error);
 int store_lock(const char *state_dir, pid_t *ret_holder);
 /* Releases the lock (clearing the PID); accepts -1. */
 void store_unlock(int fd);
-/* Saves atomically; on failure (disk full, read-only) the old file stays. */
+/* Saves atomically; on failure (disk full, read-only) the old file stays.
+ * -EFBIG for a state larger than store_load() accepts (64 MiB). */
 int store_save(const char *state_dir, const struct state *s);
 
 /* JSON encoding, for tests, fuzzing and `partnerd status --json`. */

@@ -336,6 +336,7 @@ int util_read_file(const char *path, size_t max, char **ret, size_t *ret_len) {
                 }
         }
         close(fd);
+        explicit_bzero(chunk, sizeof(chunk));   /* it may have held a secret */
         if (r < 0) {
                 util_buf_free(&b);
                 return r;
@@ -446,11 +447,19 @@ int util_read_secret(const char *path, char **ret, bool *ret_world_readable) {
         r = util_read_file(path, 65536, &s, &len);
         if (r < 0)
                 return r;
-        if (len > 0 && s[len - 1] == '\n')
+        /* What editors add around a pasted secret is not part of it: a
+         * UTF-8 byte order mark at the start, line ends and blanks at the
+         * end.  Anything else unprintable is refused, not guessed at. */
+        size_t start = len >= 3 && memcmp(s, "\xef\xbb\xbf", 3) == 0 ? 3 : 0;
+        while (len > start && strchr(" \t\r\n", s[len - 1]))
                 s[--len] = '\0';
-        if (len > 0 && s[len - 1] == '\r')
-                s[--len] = '\0';
-        if (len == 0 || strlen(s) != len || util_has_ctl(s, false)) {
+        if (start) {
+                memmove(s, s + start, len - start + 1);
+                len -= start;
+                explicit_bzero(s + len + 1, start);
+        }
+        if (len == 0 || strlen(s) != len || util_has_ctl(s, false) || strstr(s, "\xef\xbb\xbf")) {
+                explicit_bzero(s, len);
                 free(s);
                 return -EBADMSG;
         }
@@ -539,4 +548,71 @@ uint64_t util_now_mono_ms(void) {
 
 int64_t util_now_wall(void) {
         return (int64_t) time(NULL);
+}
+
+size_t util_utf8_decode(const char *s, size_t n, uint32_t *ret_cp) {
+        const unsigned char *p = (const unsigned char *) s;
+        size_t len;
+        uint32_t cp, min;
+
+        if (n == 0)
+                return 0;
+        if (p[0] < 0x80)
+                len = 1, cp = p[0], min = 0;
+        else if ((p[0] & 0xe0) == 0xc0)
+                len = 2, cp = p[0] & 0x1f, min = 0x80;
+        else if ((p[0] & 0xf0) == 0xe0)
+                len = 3, cp = p[0] & 0x0f, min = 0x800;
+        else if ((p[0] & 0xf8) == 0xf0)
+                len = 4, cp = p[0] & 0x07, min = 0x10000;
+        else
+                return 0;
+        if (len > n)
+                return 0;
+        for (size_t i = 1; i < len; i++) {
+                if ((p[i] & 0xc0) != 0x80)
+                        return 0;     /* also stops at a NUL */
+                cp = (cp << 6) | (p[i] & 0x3f);
+        }
+        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+                return 0;
+        if (ret_cp)
+                *ret_cp = cp;
+        return len;
+}
+
+bool util_is_format_char(uint32_t cp) {
+        static const struct { uint32_t lo, hi; } cf[] = {
+                { 0x00ad, 0x00ad }, { 0x0600, 0x0605 }, { 0x061c, 0x061c }, { 0x06dd, 0x06dd },
+                { 0x070f, 0x070f }, { 0x0890, 0x0891 }, { 0x08e2, 0x08e2 }, { 0x180e, 0x180e },
+                { 0x200b, 0x200f }, { 0x202a, 0x202e }, { 0x2060, 0x2064 }, { 0x2066, 0x206f },
+                { 0xfeff, 0xfeff }, { 0xfff9, 0xfffb }, { 0x110bd, 0x110bd }, { 0x110cd, 0x110cd },
+                { 0x13430, 0x1343f }, { 0x1bca0, 0x1bca3 }, { 0x1d173, 0x1d17a },
+                { 0xe0001, 0xe0001 }, { 0xe0020, 0xe007f },
+        };
+        for (size_t i = 0; i < sizeof(cf) / sizeof(cf[0]); i++)
+                if (cp >= cf[i].lo && cp <= cf[i].hi)
+                        return true;
+        return false;
+}
+
+char *util_strip_format_chars(char *s) {
+        char *w = s;
+        if (!s)
+                return NULL;
+        for (const char *p = s; *p;) {
+                uint32_t cp;
+                size_t n = util_utf8_decode(p, 4, &cp);
+                if (n == 0)
+                        n = 1;            /* not ours to judge: kept */
+                else if (util_is_format_char(cp)) {
+                        p += n;
+                        continue;
+                }
+                memmove(w, p, n);
+                w += n;
+                p += n;
+        }
+        *w = '\0';
+        return s;
 }

@@ -64,7 +64,9 @@ int util_write_file_atomic(const char *path, const void *data, size_t len, mode_
  * longer exists.  Returns how many were removed (best effort, never fails). */
 size_t util_remove_stale_temps(const char *dir);
 
-/* Reads a secret file (at most 64 KiB), strips one trailing newline.
+/* Reads a secret file (at most 64 KiB).  A UTF-8 byte order mark at the
+ * start and CR, LF, blanks at the end are stripped; -EBADMSG when it is
+ * then empty or holds a control character or a byte order mark.
  * *ret_world_readable is set when group/other may read it. */
 int util_read_secret(const char *path, char **ret, bool *ret_world_readable);
 
@@ -79,6 +81,22 @@ bool util_has_ctl(const char *s, bool allow_tab);
 /* free() then NULL; accepts NULL. */
 #define util_freep(p) do { free(*(p)); *(p) = NULL; } while (0)
 char *util_strdup0(const char *s);   /* NULL-safe strdup */
+
+/* The one UTF-8 decoder: the code point of the valid, shortest-form
+ * sequence at s (at most n bytes; on a NUL-terminated string n may be 4
+ * whatever is left, the bytes are checked in order) and its length 1..4.
+ * 0 when s does not start a valid sequence (stray continuation, overlong,
+ * surrogate, beyond U+10FFFF, cut short). */
+size_t util_utf8_decode(const char *s, size_t n, uint32_t *ret_cp);
+/* Unicode format characters (category Cf) that text from the network
+ * must not carry into a mail or a log: the bidi controls (U+202A..U+202E,
+ * U+2066..U+2069, U+200E, U+200F, U+061C), zero-width and invisible ones
+ * (U+200B..U+200D, U+2060..U+2064, U+FEFF, U+180E, U+00AD), the other
+ * Cf ranges (Arabic number signs, interlinear annotation, tags). */
+bool util_is_format_char(uint32_t cp);
+/* Removes them from s in place (bytes that are not valid UTF-8 stay as they
+ * are); returns s.  NULL-safe. */
+char *util_strip_format_chars(char *s);
 
 /* Random 128-bit identifiers (getrandom). */
 int util_random_bytes(void *buf, size_t n);

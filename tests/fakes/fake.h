@@ -65,6 +65,21 @@ struct fake_tenant {
         int pending_status;     /* 404 (default) or 403 */
 };
 
+/* A GDAP (granular delegated admin) relationship of one partner account,
+ * served by the Graph routes (fake_graph.c). */
+struct fake_gdap {
+        int account;            /* the partner account it belongs to */
+        char *id;               /* "<guid>-<guid>", opaque */
+        char *display_name;
+        char *tenant_id;        /* customer.tenantId */
+        char *customer_name;
+        char *status;           /* delegatedAdminRelationshipStatus */
+        int active_after_reads; /* 0 = never automatically */
+        int reads;
+        int64_t created;
+        int64_t activated;      /* 0 = never */
+};
+
 struct fake_order {
         json_t *obj;            /* the order as the API returns it */
         int revision;           /* not in the schema: kept aside */
@@ -78,6 +93,7 @@ enum fake_fault_action {
         FAKE_FAULT_TRUNCATE,
         FAKE_FAULT_OVERSIZE,
         FAKE_FAULT_DELAY,       /* only delay_ms, then normal handling */
+        FAKE_FAULT_INJECT,      /* normal handling, then body (raw) is put first in "data" */
 };
 
 struct fake_fault {
@@ -96,6 +112,7 @@ struct fake_token {
         char *token;
         uint64_t expires_mono_ms;
         int account;            /* the partner account it was issued to */
+        bool graph;             /* audience Microsoft Graph (v2 scope), else Partner Center */
 };
 
 struct fake_continuation {
@@ -131,6 +148,8 @@ struct fake_state {
         size_t n_tenants;
         struct fake_order *orders;
         size_t n_orders;
+        struct fake_gdap *gdap;
+        size_t n_gdap;
         json_t *order_index;    /* object id -> integer index into orders */
         uint64_t orders_gen;    /* bumped by every order change */
         struct {                /* the last list's sorted matches (not owned) */
@@ -184,6 +203,9 @@ int fake_token_issue(struct fake_state *s, char **ret_token);
 bool fake_token_valid(struct fake_state *s, const char *token);
 /* The account a valid token was issued to, -1 if none. */
 int fake_token_account(struct fake_state *s, const char *token);
+/* The audience of a valid token: 1 Graph, 0 Partner Center, -1 invalid. */
+int fake_token_graph(struct fake_state *s, const char *token);
+struct fake_gdap *fake_gdap_find(struct fake_state *s, const char *id);
 int fake_account_find(struct fake_state *s, const char *name);
 /* The tenant entry of id_or_domain for one account (-1: the first of any). */
 struct fake_tenant *fake_tenant_find_for(struct fake_state *s, const char *id_or_domain, int account);
@@ -225,6 +247,12 @@ int fake_order_set_status(struct fake_state *s, struct fake_order *o, const char
 void fake_pc_token(struct fake_state *s, struct fake_req *rq, struct fake_resp *resp, bool v2);
 void fake_pc_handle(struct fake_state *s, struct fake_req *rq, struct fake_resp *resp);
 const char *fake_pc_route(const struct fake_req *rq);
+
+/* fake_graph.c: Microsoft Graph, GET /v1.0/tenantRelationships/... */
+void fake_graph_handle(struct fake_state *s, struct fake_req *rq, struct fake_resp *resp);
+const char *fake_graph_route(const struct fake_req *rq);
+void fake_graph_error(struct fake_resp *resp, int status, const char *code, const char *message);
+json_t *fake_gdap_json(const struct fake_gdap *g);
 
 /* fake_control.c */
 void fake_control_handle(struct fake_state *s, struct fake_req *rq, struct fake_resp *resp);

@@ -48,6 +48,7 @@ static int parse_action(const char *a, enum fake_fault_action *ret) {
                 [FAKE_FAULT_STATUS] = "status", [FAKE_FAULT_RESET] = "reset",
                 [FAKE_FAULT_STALL] = "stall", [FAKE_FAULT_TRUNCATE] = "truncate",
                 [FAKE_FAULT_OVERSIZE] = "oversize", [FAKE_FAULT_DELAY] = "delay",
+                [FAKE_FAULT_INJECT] = "inject",
         };
         for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
                 if (strcmp(a, names[i]) == 0) {
@@ -243,6 +244,27 @@ void fake_control_handle(struct fake_state *s, struct fake_req *rq, struct fake_
                         t->accepted = true;
                 fake_resp_json(resp, t ? 200 : 404, t ? json_pack("{s:s s:b}", "id", t->id, "accepted", 1)
                                                       : json_pack("{s:s}", "error", "unknown tenant"));
+        } else if (post && strncmp(p, "gdap/", 5) == 0) {
+                /* ?status=S: the relationship's status becomes S (the
+                 * customer approved it, it expired...) */
+                struct fake_gdap *g = fake_gdap_find(s, p + 5);
+                const char *st = fake_query_get(rq, "status");
+                char *n = st ? strdup(st) : NULL;
+                if (g && n) {
+                        free(g->status);
+                        g->status = n;
+                        if (strcmp(n, "active") == 0 && !g->activated)
+                                g->activated = util_now_wall();
+                } else
+                        free(n);
+                fake_resp_json(resp, g && n ? 200 : 404, g && n ? fake_gdap_json(g)
+                                                                : json_pack("{s:s}", "error", "unknown gdap relationship or no status"));
+        } else if (!post && strcmp(p, "gdap") == 0) {
+                json_t *a = json_array();
+                for (size_t i = 0; i < s->n_gdap; i++)
+                        json_array_append_new(a, json_pack("{s:s s:s s:i}", "id", s->gdap[i].id, "status",
+                                                           s->gdap[i].status, "reads", s->gdap[i].reads));
+                fake_resp_json(resp, 200, a);
         } else if (post && strncmp(p, "orders/", 7) == 0)
                 set_order_status(s, p + 7, resp);
         else if (!post && strcmp(p, "orders") == 0)

@@ -92,7 +92,7 @@ static void req_free(struct fake_req *rq) {
         free(rq->route);
 }
 
-enum kind { K_NONE, K_MP, K_PC, K_TOKEN_V1, K_TOKEN_V2, K_CONTROL };
+enum kind { K_NONE, K_MP, K_PC, K_GRAPH, K_TOKEN_V1, K_TOKEN_V2, K_CONTROL };
 
 static enum kind classify(const char *path) {
         const char *slash;
@@ -103,6 +103,8 @@ static enum kind classify(const char *path) {
                 return K_CONTROL;
         if (strncmp(path, "/v1/", 4) == 0)
                 return K_PC;
+        if (strncmp(path, "/v1.0/", 6) == 0)
+                return K_GRAPH;
         slash = strchr(path + 1, '/');
         if (slash && strcmp(slash, "/oauth2/token") == 0)
                 return K_TOKEN_V1;
@@ -117,6 +119,8 @@ static const char *route_name(enum kind k, const struct fake_req *rq) {
                 return fake_mp_route(rq);
         case K_PC:
                 return fake_pc_route(rq);
+        case K_GRAPH:
+                return fake_graph_route(rq);
         case K_TOKEN_V1:
         case K_TOKEN_V2:
                 return "token";
@@ -143,6 +147,9 @@ static void handle(struct fake_state *s, enum kind k, struct fake_req *rq, struc
                                 resp->body = b;
                         }
                 }
+                break;
+        case K_GRAPH:
+                fake_graph_handle(s, rq, resp);
                 break;
         case K_TOKEN_V1:
         case K_TOKEN_V2:
@@ -232,6 +239,24 @@ static enum MHD_Result send_response(struct MHD_Connection *c, struct fake_req *
         return ret;
 }
 
+/* The "inject" fault: the raw text f->body becomes the first element of the
+ * answer's "data" array (a list page), bytes as they are: one hostile order
+ * among the real ones (issue 12 item 11: a key twice, a byte order mark,
+ * invalid UTF-8 in one order). */
+static void inject_element(const struct fake_fault *f, struct fake_resp *resp) {
+        const char *at = resp->body && f->body ? strstr(resp->body, "\"data\":[") : NULL;
+        char *b = NULL;
+        if (!at)
+                return;
+        size_t head = (size_t) (at - resp->body) + 8;
+        bool empty = resp->body[head] == ']';
+        if (asprintf(&b, "%.*s%s%s%s", (int) head, resp->body, f->body, empty ? "" : ",",
+                     resp->body + head) < 0)
+                return;
+        free(resp->body);
+        resp->body = b;
+}
+
 /* A scripted status fault: the configured body or a gateway-style body. */
 static void fault_response(struct fake_fault *f, struct fake_resp *resp) {
         if (f->body)
@@ -267,6 +292,8 @@ static enum MHD_Result serve(struct fake_state *s, struct MHD_Connection *c, str
                 fault_response(&f, &resp);
         else if (act != FAKE_FAULT_RESET && act != FAKE_FAULT_STALL)
                 handle(s, k, rq, &resp);
+        if (act == FAKE_FAULT_INJECT)
+                inject_element(&f, &resp);
         if (k != K_CONTROL) {
                 size_t len = resp.body ? strlen(resp.body) : 0;
                 uint64_t sent = act == FAKE_FAULT_RESET || act == FAKE_FAULT_STALL ? 0 :

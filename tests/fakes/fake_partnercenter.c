@@ -14,6 +14,10 @@
 
 #define PC_RESOURCE "https://api.partnercenter.microsoft.com"
 #define PC_SCOPE    PC_RESOURCE "/.default"
+/* Microsoft Graph as a token audience: v1 resource, v2 .default scope
+ * [DOC Entra v2 client credentials; partner-center-api.md 5.1]. */
+#define GRAPH_RESOURCE "https://graph.microsoft.com"
+#define GRAPH_SCOPE    GRAPH_RESOURCE "/.default"
 
 /* Form value of key in an x-www-form-urlencoded body (malloc'd) or NULL. */
 static char *form_get(const char *body, size_t len, const char *key) {
@@ -67,8 +71,11 @@ static int path_account(struct fake_state *s, const struct fake_req *rq) {
         return -1;
 }
 
-/* Returns false (and fills resp) when the form is not acceptable. */
-static bool check_token_form(struct fake_state *s, struct fake_req *rq, struct fake_resp *resp, bool v2) {
+/* Returns false (and fills resp) when the form is not acceptable; *graph:
+ * the token is for Microsoft Graph (the scope / resource decides the
+ * audience, as Entra issues one token per resource). */
+static bool check_token_form(struct fake_state *s, struct fake_req *rq, struct fake_resp *resp, bool v2,
+                             bool *graph) {
         char *grant = form_get(rq->body, rq->body_len, "grant_type");
         char *id = form_get(rq->body, rq->body_len, "client_id");
         char *secret = form_get(rq->body, rq->body_len, "client_secret");
@@ -90,11 +97,14 @@ static bool check_token_form(struct fake_state *s, struct fake_req *rq, struct f
                 entra_error(resp, 401, "invalid_client", 7000215, "Invalid client secret provided. "
                             "Ensure the secret being sent in the request is the client secret value, "
                             "not the client secret ID.");
-        else if (!aud || strcmp(aud, v2 ? PC_SCOPE : PC_RESOURCE) != 0)
+        else if (!aud || (strcmp(aud, v2 ? PC_SCOPE : PC_RESOURCE) != 0 &&
+                          strcmp(aud, v2 ? GRAPH_SCOPE : GRAPH_RESOURCE) != 0))
                 entra_error(resp, 400, v2 ? "invalid_scope" : "invalid_resource", v2 ? 70011 : 500011,
                             "The resource principal was not found in the tenant.");
-        else
+        else {
                 ok = true;
+                *graph = strcmp(aud, v2 ? GRAPH_SCOPE : GRAPH_RESOURCE) == 0;
+        }
         free(grant);
         free(id);
         free(secret);
@@ -110,13 +120,15 @@ void fake_pc_token(struct fake_state *s, struct fake_req *rq, struct fake_resp *
                 entra_error(resp, 405, "invalid_request", 900561, "The endpoint only accepts POST requests.");
                 return;
         }
-        if (!check_token_form(s, rq, resp, v2))
+        bool graph = false;
+        if (!check_token_form(s, rq, resp, v2, &graph))
                 return;
         if (fake_token_issue(s, &token) < 0) {
                 entra_error(resp, 500, "temporarily_unavailable", 90033, "Out of memory.");
                 return;
         }
         s->tokens[s->n_tokens - 1].account = path_account(s, rq);
+        s->tokens[s->n_tokens - 1].graph = graph;
         if (v2) {
                 fake_resp_json(resp, 200, json_pack("{s:s s:i s:i s:s}", "token_type", "Bearer",
                         "expires_in", s->expires_in, "ext_expires_in", s->expires_in, "access_token", token));
@@ -128,7 +140,7 @@ void fake_pc_token(struct fake_state *s, struct fake_req *rq, struct fake_resp *
         snprintf(nbf, sizeof(nbf), "%lld", (long long) now);
         fake_resp_json(resp, 200, json_pack("{s:s s:s s:s s:s s:s s:s s:s}", "token_type", "Bearer",
                 "expires_in", exp, "ext_expires_in", exp, "expires_on", on, "not_before", nbf,
-                "resource", PC_RESOURCE, "access_token", token));
+                "resource", graph ? GRAPH_RESOURCE : PC_RESOURCE, "access_token", token));
 }
 
 static json_t *link(const char *uri) {
@@ -300,7 +312,9 @@ const char *fake_pc_route(const struct fake_req *rq) {
 void fake_pc_handle(struct fake_state *s, struct fake_req *rq, struct fake_resp *resp) {
         const char *route = fake_pc_route(rq);
 
-        if (!fake_token_valid(s, fake_bearer(rq->authorization))) {
+        /* a token of another audience (Graph) is no Partner Center token
+         * [DOC: a token is valid for the resource it was issued for] */
+        if (fake_token_graph(s, fake_bearer(rq->authorization)) != 0) {
                 fake_resp_pc_error(resp, 401, FAKE_PC_UNAUTHORIZED_CODE,
                                    "Unauthorized: the access token is missing, invalid or expired.");
                 return;

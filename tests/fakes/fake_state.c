@@ -47,6 +47,32 @@ static int load_tenant(struct fake_state *s, struct fake_tenant *t, json_t *j, c
 
 static int regionalize_order(struct fake_state *s, json_t **obj, const char *acct, char **ret_err);
 
+static int load_gdap(struct fake_state *s, struct fake_gdap *g, json_t *j, char **ret_err) {
+        if (!json_is_object(j) || !json_is_string(json_object_get(j, "id")))
+                return err(ret_err, "gdap relationship without string \"id\"", "");
+        const char *acct = json_string_value(json_object_get(j, "account"));
+        g->account = acct ? fake_account_find(s, acct) : 0;
+        if (g->account < 0)
+                return err(ret_err, "gdap relationship names an unknown partner account: ", acct);
+        g->id = dup_str(j, "id", NULL);
+        g->tenant_id = dup_str(j, "tenant_id", "00000000-0000-0000-0000-000000000000");
+        g->customer_name = dup_str(j, "customer_name", "Customer");
+        g->display_name = dup_str(j, "display_name", g->customer_name);
+        g->status = dup_str(j, "status", "approvalPending");
+        g->active_after_reads = (int) json_integer_value(json_object_get(j, "active_after_reads"));
+        g->created = util_now_wall() - 86400;
+        if (strcmp(g->status, "active") == 0)
+                g->activated = g->created + 3600;
+        return g->id && g->tenant_id && g->customer_name && g->display_name && g->status ? 0 : -ENOMEM;
+}
+
+struct fake_gdap *fake_gdap_find(struct fake_state *s, const char *id) {
+        for (size_t i = 0; id && i < s->n_gdap; i++)
+                if (strcmp(s->gdap[i].id, id) == 0)
+                        return &s->gdap[i];
+        return NULL;
+}
+
 static int load_order(struct fake_state *s, struct fake_order *o, json_t *j, char **ret_err) {
         if (!json_is_object(j) || !json_is_string(json_object_get(j, "id")))
                 return err(ret_err, "order without string \"id\"", "");
@@ -172,6 +198,13 @@ int fake_state_load(struct fake_state *s, const char *path, char **ret_err) {
                 if (r < 0)
                         goto out;
         }
+        arr = json_object_get(root, "gdap_relationships");
+        s->gdap = calloc(json_array_size(arr) + 1, sizeof(*s->gdap));
+        for (i = 0; s->gdap && i < json_array_size(arr); i++, s->n_gdap++) {
+                r = load_gdap(s, &s->gdap[i], json_array_get(arr, i), ret_err);
+                if (r < 0)
+                        goto out;
+        }
         arr = json_object_get(root, "orders");
         s->orders = calloc(json_array_size(arr) + 1, sizeof(*s->orders));
         for (i = 0; s->orders && i < json_array_size(arr); i++, s->n_orders++) {
@@ -189,7 +222,7 @@ int fake_state_load(struct fake_state *s, const char *path, char **ret_err) {
                         goto out;
                 }
         }
-        r = (s->tenants && s->orders && s->order_index) ? 0 : -ENOMEM;
+        r = (s->tenants && s->gdap && s->orders && s->order_index) ? 0 : -ENOMEM;
 out:
         json_decref(root);
         return r;
@@ -209,6 +242,14 @@ void fake_state_free(struct fake_state *s) {
         for (i = 0; i < s->n_tenants; i++)
                 tenant_free(&s->tenants[i]);
         free(s->tenants);
+        for (i = 0; i < s->n_gdap; i++) {
+                free(s->gdap[i].id);
+                free(s->gdap[i].display_name);
+                free(s->gdap[i].tenant_id);
+                free(s->gdap[i].customer_name);
+                free(s->gdap[i].status);
+        }
+        free(s->gdap);
         for (i = 0; i < s->n_orders; i++)
                 json_decref(s->orders[i].obj);
         free(s->orders);
@@ -306,6 +347,16 @@ int fake_token_account(struct fake_state *s, const char *token) {
         return -1;
 }
 
+int fake_token_graph(struct fake_state *s, const char *token) {
+        uint64_t now = util_now_mono_ms();
+
+        for (size_t i = 0; token && i < s->n_tokens; i++)
+                if (strcmp(s->tokens[i].token, token) == 0)
+                        return s->tokens[i].expires_mono_ms > now && s->tokens[i].account >= 0
+                                       ? s->tokens[i].graph : -1;
+        return -1;
+}
+
 const char *fake_bearer(const char *authorization) {
         if (!authorization || strncasecmp(authorization, "Bearer ", 7) != 0)
                 return NULL;
@@ -353,7 +404,8 @@ void fake_log_request(struct fake_state *s, const struct fake_req *rq, int statu
 
         const char *b = fake_bearer(rq->authorization);
         int acct = b ? fake_token_account(s, b) : -1;
-        rec = json_pack("{sI s:o s:o s:o s:i s:o s:o s:s s:b sI sI s:o}",
+        int graph = b ? fake_token_graph(s, b) : -1;
+        rec = json_pack("{sI s:o s:o s:o s:i s:o s:o s:s s:b sI sI s:o s:o}",
                         "seq", (json_int_t) ++s->seq,
                         "method", jstr(rq->method),
                         "path", jstr(rq->path),
@@ -366,7 +418,10 @@ void fake_log_request(struct fake_state *s, const struct fake_req *rq, int statu
                         "t_ms", (json_int_t) (util_now_mono_ms() - s->start_ms),
                         "bytes", (json_int_t) bytes,
                         /* the partner account whose token was presented */
-                        "account", acct >= 0 ? json_string(s->accounts[acct].name) : json_null());
+                        "account", acct >= 0 ? json_string(s->accounts[acct].name) : json_null(),
+                        /* the audience of the token presented: which service it was for */
+                        "audience", graph < 0 ? json_null()
+                                              : json_string(graph ? "graph" : "partner-center"));
         if (!rec)
                 return;
         if (s->log_file) {

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * fuzz_pc: Partner Center / Entra response parsing: pc_parse_token() and
- * pc_classify_customer().
+ * fuzz_pc: Partner Center / Entra / Graph response parsing: pc_parse_token(),
+ * pc_classify_customer() and graph_classify_relationship().
  *
  * Input layout: byte 0 picks the HTTP status for the classification (200
  * for most values), the rest is the body.
@@ -10,7 +10,9 @@
  * without whitespace or control characters (it goes into a header), with
  * 0 < expires_in < 2^31; the classification is a known state, PENDING for
  * 403/404, UNKNOWN for other non-200 statuses; a tenant id is a lower-case
- * GUID; a next-page URL stays on the API host (curl parses the same host
+ * GUID; a GDAP answer is NOT_FOUND exactly for 404, UNKNOWN for other
+ * non-200 statuses, its status a printable token of at most 64 bytes; a
+ * next-page URL stays on the API host (curl parses the same host
  * and scheme) and has no whitespace or control character.
  */
 #include <errno.h>
@@ -21,6 +23,7 @@
 #include <curl/curl.h>
 
 #include "fuzz.h"
+#include "graph.h"
 #include "partnercenter.h"
 
 #define API_URL "https://api.partnercenter.microsoft.com/v1"
@@ -59,6 +62,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (tenant)
                 FUZZ_CHECK(fuzz_guid_lower(tenant), "tenant id '%s'", tenant);
         free(tenant);
+
+        char *gst = NULL, *gten = NULL;
+        s = graph_classify_relationship(status, body, len, "11111111-1111-4111-8111-111111111111", &gst, &gten);
+        FUZZ_CHECK(s == REL_UNKNOWN || s == REL_PENDING || s == REL_ACCEPTED || s == REL_ENDED ||
+                   s == REL_NOT_FOUND, "gdap state %d", (int) s);
+        FUZZ_CHECK((s == REL_NOT_FOUND) == (status == 404), "status %ld gave gdap %d", status, (int) s);
+        if (status != 200 && status != 404)
+                FUZZ_CHECK(s == REL_UNKNOWN, "status %ld gave gdap %d", status, (int) s);
+        if (gst)
+                FUZZ_CHECK(*gst && strlen(gst) <= 64 && fuzz_find_ctl(gst, false) < 0 && !strchr(gst, ' '),
+                           "gdap status '%s'", gst);
+        if (gten)
+                FUZZ_CHECK(fuzz_guid_lower(gten), "gdap tenant id '%s'", gten);
+        free(gst);
+        free(gten);
 
         char *uri = fuzz_strndup((const uint8_t *) body, len);
         char *next = pc_next_url(API_URL, uri);

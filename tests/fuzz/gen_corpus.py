@@ -127,6 +127,14 @@ def pc(scn):
     put("pc", "next-uri", b"\x05/customers?size=100&seek=dGVzdA==&seekOperation=Next&filter=x")
     put("pc", "next-uri-v1", b"\x05/v1/customers?size=100&seekOperation=Next")
     put("pc", "customer-404", b"\xf0" + b'{"code":600,"description":"The customer does not exist."}')
+    gid = "11111111-1111-4111-8111-111111111111"
+    for st in ("active", "approvalPending", "expired", "unknownFutureValue"):
+        put("pc", "gdap-" + st, b"\x01" + compact({
+            "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#tenantRelationships/delegatedAdminRelationships/$entity",
+            "id": gid, "displayName": "x", "duration": "P730D",
+            "customer": {"tenantId": "6F1C2A7E-0B8D-4C55-9E41-2D7F0A3B9C10", "displayName": "Contoso"},
+            "status": st, "createdDateTime": "2026-11-20T09:12:44Z"}).encode())
+    put("pc", "gdap-404", b"\xf0" + b'{"error":{"code":"ResourceNotFound","message":"x"}}')
     put("pc", "customer-profile-only", b"\x02" + b'{"companyProfile":{"tenantId":"6F1C2A7E-0B8D-4C55-9E41-2D7F0A3B9C10"},"relationshipToPartner":"Reseller"}')
 
 

@@ -16,6 +16,7 @@
 #include <uv.h>
 
 #include "harness.h"
+#include "graph.h"
 #include "http.h"
 #include "marketplace.h"
 #include "partnercenter.h"
@@ -40,6 +41,7 @@
 #define T_FORBIDDEN   "44444444-4444-4444-8444-444444444444"
 #define T_PAGED       "55555555-5555-4555-8555-555555555555"
 #define PAGED_DOMAIN  "shop.example"
+#define GDAP_ID       "66666666-6666-4666-8666-666666666666-77777777-7777-4777-8777-777777777777"
 #define N_DECOYS      150      /* accepted customers whose domain starts with PAGED_DOMAIN */
 
 struct env {
@@ -147,8 +149,13 @@ static int write_scenario(const char *path, int expires_in) {
                 "buyers", "id", "BUY-1001-0001", "name", "Buyer Ltd", "contact",
                 "firstName", "Bea", "email", "bea@buyer.example",
                 "orders", orders);
-        if (!root)
+        /* one GDAP relationship of T_ACCEPTED: pending, active after one read */
+        if (!root || json_object_set_new(root, "gdap_relationships",
+                                         json_pack("[{s:s s:s s:s s:i}]", "id", GDAP_ID, "tenant_id", T_ACCEPTED,
+                                                   "status", "approvalPending", "active_after_reads", 1)) < 0) {
+                json_decref(root);
                 return -ENOMEM;
+        }
         int r = json_dump_file(root, path, JSON_COMPACT) < 0 ? -EIO : 0;
         json_decref(root);
         return r;
@@ -977,6 +984,102 @@ static void test_pc_short_token(void **state) {
 }
 
 /* A client freed while a token request and checks are in flight. */
+/* ---- Microsoft Graph (GDAP) ---- */
+
+struct graph_res {
+        int done;
+        int r;
+        enum rel_state state;
+        char *status, *tenant_id, *error;
+};
+
+static void on_graph(void *ud, int r, const struct graph_result *res) {
+        struct graph_res *g = ud;
+        g->done++;
+        g->r = r;
+        g->state = res->state;
+        g->status = util_strdup0(res->status);
+        g->tenant_id = util_strdup0(res->tenant_id);
+        g->error = util_strdup0(res->error);
+}
+
+static void graph_res_clear(struct graph_res *g) {
+        free(g->status);
+        free(g->tenant_id);
+        free(g->error);
+        *g = (struct graph_res) { 0 };
+}
+
+static void graph_one(struct env *e, struct graph_client *c, const char *id, struct graph_res *res) {
+        *res = (struct graph_res) { 0 };
+        assert_int_equal(graph_get_relationship(c, id, on_graph, res), 0);
+        run_until(e, &res->done, 1);
+}
+
+/* The same account's Partner Center and Graph clients: one token each, of
+ * its own audience, and neither goes to the other service (the fake
+ * refuses a token of the wrong audience with 401, and logs the audience of
+ * every token presented). */
+static void test_token_audiences(void **state) {
+        struct env *e = *state;
+        char graph_url[128];
+        snprintf(graph_url, sizeof(graph_url), "%s/v1.0", fake_url(e));
+        struct graph_options go = {
+                .login_url = fake_url(e), .graph_url = graph_url, .tenant = MS_TENANT,
+                .client_id = CLIENT_ID, .client_secret = CLIENT_SECRET,
+        };
+        struct graph_client *g = NULL;
+        assert_int_equal(graph_client_new(e->h, &go, &g), 0);
+        struct pc_client *pc = pc_new(e, CLIENT_SECRET, 2);   /* the same v2 endpoint, another scope */
+        struct check_res cres;
+        struct graph_res gres;
+
+        check_one(e, pc, T_ACCEPTED, NULL, &cres);
+        assert_int_equal(cres.state, REL_ACCEPTED);
+        check_res_clear(&cres);
+        graph_one(e, g, GDAP_ID, &gres);
+        assert_int_equal(gres.r, 0);
+        assert_int_equal(gres.state, REL_PENDING);
+        assert_string_equal(gres.status, "approvalPending");
+        assert_string_equal(gres.tenant_id, T_ACCEPTED);
+        graph_res_clear(&gres);
+        /* the second read: active (active_after_reads 1) */
+        graph_one(e, g, GDAP_ID, &gres);
+        assert_int_equal(gres.state, REL_ACCEPTED);
+        assert_string_equal(gres.status, "active");
+        graph_res_clear(&gres);
+        /* an id Graph does not know: not found, not an error to retry */
+        graph_one(e, g, "0000-1111", &gres);
+        assert_int_equal(gres.r, 0);
+        assert_int_equal(gres.state, REL_NOT_FOUND);
+        graph_res_clear(&gres);
+        check_one(e, pc, T_ACCEPTED, NULL, &cres);
+        check_res_clear(&cres);
+
+        /* one token per audience, each cached */
+        assert_int_equal(harness_fake_count(&e->fake, "POST", "/oauth2/v2.0/token"), 2);
+        json_t *log = harness_fake_log(&e->fake), *rec;
+        size_t i;
+        int n_pc = 0, n_graph = 0;
+        json_array_foreach(log, i, rec) {
+                const char *path = json_string_value(json_object_get(rec, "path"));
+                const char *aud = json_string_value(json_object_get(rec, "audience"));
+                if (strncmp(path, "/v1/", 4) == 0) {
+                        n_pc++;
+                        assert_string_equal(aud, "partner-center");
+                } else if (strncmp(path, "/v1.0/", 6) == 0) {
+                        n_graph++;
+                        assert_string_equal(aud, "graph");
+                        assert_int_equal(json_integer_value(json_object_get(rec, "status")) == 401, 0);
+                }
+        }
+        json_decref(log);
+        assert_int_equal(n_pc, 2);
+        assert_int_equal(n_graph, 3);
+        pc_client_free(pc);
+        graph_client_free(g);
+}
+
 static void test_pc_free_in_flight(void **state) {
         struct env *e = *state;
         struct pc_client *c = pc_new(e, CLIENT_SECRET, 1);
@@ -1006,6 +1109,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_pc_invalid_client, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_pc_short_token, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_pc_free_in_flight, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_token_audiences, setup, teardown),
         };
         const char *filter = getenv("TEST_FILTER");
         if (filter)

@@ -37,6 +37,9 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <cmocka.h>
 
 #include <jansson.h>
@@ -92,10 +95,38 @@ struct fcase {
         /* Process refused for good (a 4xx other than "moved on"): one POST
          * per order, which stays Querying, never confirmed */
         bool refused;
+        /* the secrets (FAULT_TOKEN, FAULT_SECRET) appear in no output of run
+         * 1 and in no file of the state directory */
+        bool no_secret;
+        /* run 1 with http_proxy & co. pointing at a listener of ours: nothing
+         * may connect to it */
+        bool proxy_env;
+        /* run 1 logs exactly one warning line with every one of these */
+        const char *warn_once[2];
         const char *mail_extra;     /* extra [mail] lines, e.g. to reach a route */
         bool no_process_run1;       /* run 1 must not call Process (it could not re-read) */
         enum run_kind kind;
 };
+
+/* The scenario's secrets, long and unlike any word. */
+#define FAULT_TOKEN  "idt:TKN-3001-0001:faults-mkt-7c1e9a"
+#define FAULT_SECRET "faults-pc-secret-4d2a8b"
+/* An error body that quotes the token (RFC 7807 detail), and one where it
+ * straddles the 300-byte cut of a quoted error. */
+#define ECHO_DETAIL  "{\\\"title\\\":\\\"Bad Request\\\",\\\"detail\\\":\\\"token " FAULT_TOKEN " is not valid\\\"}"
+#define PAD50        "xxxxxxxxx xxxxxxxxx xxxxxxxxx xxxxxxxxx xxxxxxxxx "
+/* "HTTP 400 Bad Request: " (22 bytes) + the body, cut at 300 bytes: the
+ * token starts at byte 245 of the body, so an unscrubbed cut would keep
+ * "idt:TKN-3001-0001:faults-mkt" and drop the rest. */
+#define ECHO_CUT     PAD50 PAD50 PAD50 PAD50 "xxxxxxxxx xxxxxxxxx xxxxxxxxx xxxxxxxxx xxxx " FAULT_TOKEN " tail"
+/* One hostile order put first on the list page (fake action "inject"). */
+#define BAD_ID       "ORD-3001-9999-0001"
+#define BAD_DUP      "{\\\"id\\\":\\\"" BAD_ID "\\\",\\\"status\\\":\\\"Querying\\\",\\\"status\\\":\\\"Draft\\\"}"
+/* {"id":"ORD-3001-9999-0001","status":"Querying","product":{"name":"<ff fe>"}} */
+#define BAD_UTF8_ORDER_HEX "7b226964223a224f52442d333030312d393939392d30303031222c22737461747573223a225175657279696e67222c" \
+                           "2270726f64756374223a7b226e616d65223a22fffe227d7d"
+/* <BOM>{"id":"ORD-3001-9999-0001","status":"Querying"} */
+#define BAD_BOM_ORDER_HEX  "efbbbf7b226964223a224f52442d333030312d393939392d30303031222c22737461747573223a225175657279696e67227d"
 
 /* {"a":"<ff fe>..."} : invalid UTF-8 in a JSON string */
 #define BAD_UTF8_HEX "7b2264617461223a5b7b226964223a224f52442dfffe227d5d7d"
@@ -121,9 +152,24 @@ static const struct fcase CASES[] = {
           .needles = { "list orders" } },
         { "orders 64 MiB body", { "{\"route\":\"orders\",\"action\":\"oversize\",\"times\":0}" },
           .needles = { "list orders" }, .slow = true },
+        /* the invalid UTF-8 is inside the one order: that order is skipped,
+         * not the page (issue 12.11) */
         { "orders invalid UTF-8", { "{\"route\":\"orders\",\"status\":200,\"body_hex\":\"" BAD_UTF8_HEX "\",\"times\":0}" },
-          .needles = { "list orders" }, .slow = true },
+          .needles = { "skipped", "invalid UTF-8" }, .slow = true },
         { "orders 418", { "{\"route\":\"orders\",\"status\":418,\"times\":0}" }, .needles = { "list orders", "418" } },
+        /* issue 12.7: a server echoes the token; 12.11: one bad order */
+        { "orders 400 echoes the token", { "{\"route\":\"orders\",\"status\":400,\"body\":\"" ECHO_DETAIL "\",\"times\":0}" },
+          .needles = { "list orders", "[redacted]" }, .no_secret = true, .slow = true },
+        { "orders 400 token past the cut", { "{\"route\":\"orders\",\"status\":400,\"body\":\"" ECHO_CUT "\",\"times\":0}" },
+          .needles = { "list orders", "400" }, .no_secret = true },
+        { "bad order: a key twice", { "{\"route\":\"orders\",\"action\":\"inject\",\"body\":\"" BAD_DUP "\",\"times\":0}" },
+          .clean_run1 = true, .warn_once = { BAD_ID, "a key appears twice" }, .slow = true },
+        { "bad order: invalid UTF-8", { "{\"route\":\"orders\",\"action\":\"inject\",\"body_hex\":\"" BAD_UTF8_ORDER_HEX "\",\"times\":0}" },
+          .clean_run1 = true, .warn_once = { BAD_ID, "invalid UTF-8" } },
+        { "bad order: byte order mark", { "{\"route\":\"orders\",\"action\":\"inject\",\"body_hex\":\"" BAD_BOM_ORDER_HEX "\",\"times\":0}" },
+          .clean_run1 = true, .warn_once = { BAD_ID, "invalid JSON" } },
+        /* issue 12.8: proxy variables from the environment are ignored */
+        { "proxy variables", { NULL }, .proxy_env = true, .clean_run1 = true, .slow = true },
         { "platform down", { NULL }, .fake_down = true, .needles = { "list orders" }, .slow = true },
 
         /* ---- template ---- */
@@ -176,6 +222,8 @@ static const struct fcase CASES[] = {
           .needles = { "token" } },
         { "token 64 MiB body", { "{\"route\":\"token\",\"action\":\"oversize\",\"times\":0}" },
           .needles = { "token", "larger" } },
+        { "token 401 echoes the secret", { "{\"route\":\"token\",\"status\":401,\"body\":\"{\\\"error\\\":\\\"invalid_client\\\",\\\"error_description\\\":\\\"AADSTS7000215: Invalid client secret provided: " FAULT_SECRET "\\\"}\",\"times\":0}" },
+          .needles = { "invalid_client", "[redacted]" }, .no_secret = true },
         { "token expires mid-cycle", { "{\"route\":\"customer\",\"action\":\"delay\",\"delay_ms\":2500,\"times\":1}" },
           .short_token = true, .clean_run1 = true, .slow = true },
 
@@ -329,6 +377,8 @@ static struct cenv *cenv_new(const struct fcase *fc, struct result *res) {
         assert_non_null(sc);
         if (fc->short_token)
                 json_object_set_new(json_object_get(sc, "microsoft"), "expires_in", json_integer(1));
+        json_object_set_new(json_object_get(sc, "marketplace"), "token", json_string(FAULT_TOKEN));
+        json_object_set_new(json_object_get(sc, "microsoft"), "client_secret", json_string(FAULT_SECRET));
         /* the server is started here (faulty or down), not by the world */
         if (fc->smtp == S_DOWN)
                 e->smtp_port = closed_port();
@@ -341,7 +391,7 @@ static struct cenv *cenv_new(const struct fcase *fc, struct result *res) {
                 .mail_extra = fc->mail_extra,
                 /* under valgrind a healthy request takes longer than 1 s */
                 .daemon_extra = inv_slow_mode() ? "http_timeout = 3s\nconnect_timeout = 3s\n"
-                                                : "http_timeout = 1s\nconnect_timeout = 1s\n",
+                                                : "http_timeout = 2s\nconnect_timeout = 2s\n",
         };
         struct harness_smtp *server = e->w.smtp;
         assert_int_equal(inv_world_start(&e->w, sc, NULL, NULL, &o), 0);
@@ -350,12 +400,54 @@ static struct cenv *cenv_new(const struct fcase *fc, struct result *res) {
         return e;
 }
 
-/* Runs --once; status and peak RSS; never lets it hang. */
+/* A loopback listener that only counts who connects (the connections
+ * wait in its backlog). */
+static int listener_open(int *ret_port) {
+        struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        socklen_t sl = sizeof(sa);
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fd < 0 || bind(fd, (struct sockaddr *) &sa, sizeof(sa)) < 0 || listen(fd, 64) < 0 ||
+            getsockname(fd, (struct sockaddr *) &sa, &sl) < 0) {
+                if (fd >= 0)
+                        close(fd);
+                return -1;
+        }
+        *ret_port = ntohs(sa.sin_port);
+        return fd;
+}
+
+static size_t listener_count(int fd) {
+        size_t n = 0;
+        int c;
+        while ((c = accept4(fd, NULL, NULL, SOCK_CLOEXEC)) >= 0) {
+                close(c);
+                n++;
+        }
+        return n;
+}
+
+/* Runs --once; status and peak RSS; never lets it hang.  With proxy_env,
+ * every proxy variable libcurl reads points at a listener of ours. */
 static int run(struct cenv *e, long *ret_rss) {
         const char *args[] = { "--once", NULL };
-        int status = -1;
+        int status = -1, lport = 0, lfd = -1;
         long rss = 0;
-        pid_t pid = harness_pd_spawn(e->w.pd, args);
+        char env[8][64];
+        const char *envp[9] = { NULL };
+        if (e->fc->proxy_env && e->w.pd->runs == 0) {
+                static const char *const names[] = { "http_proxy", "https_proxy", "all_proxy", "smtp_proxy",
+                                                     "HTTPS_PROXY", "ALL_PROXY", "no_proxy", "NO_PROXY" };
+                lfd = listener_open(&lport);
+                assert_true(lfd >= 0);
+                for (size_t i = 0; i < 8; i++) {
+                        if (i < 6)
+                                snprintf(env[i], sizeof(env[i]), "%s=http://127.0.0.1:%d", names[i], lport);
+                        else    /* nothing is exempt */
+                                snprintf(env[i], sizeof(env[i]), "%s=", names[i]);
+                        envp[i] = env[i];
+                }
+        }
+        pid_t pid = harness_pd_spawn_env(e->w.pd, args, envp);
         assert_true(pid > 0);
         int r = inv_wait_rusage(pid, RUN_TIMEOUT_MS, &status, &rss);
         if (r == -ETIMEDOUT) {
@@ -364,6 +456,12 @@ static int run(struct cenv *e, long *ret_rss) {
                 return -1;
         }
         assert_int_equal(r, 0);
+        if (lfd >= 0) {
+                size_t n = listener_count(lfd);
+                close(lfd);
+                if (n)
+                        VIOLATION(e, "%zu connections to the proxy named by http_proxy & co.", n);
+        }
         if (status != 0 && status != 1)
                 VIOLATION(e, "run %d ended with status %d (a signal?)", e->w.pd->runs, status);
         if (ret_rss)
@@ -382,6 +480,41 @@ static bool find_line(struct cenv *e, int run_no, const char *const *needles, bo
 static void dump_err(struct cenv *e, int run_no) {
         char *err = harness_pd_output(e->w.pd, run_no, true);
         fprintf(stderr, "faults: [%s] stderr of run %d:\n%s\n", e->fc->name, run_no, err ? err : "");
+        free(err);
+}
+
+/* Where a secret was found: stdout/stderr of run_no or a state file. */
+static void check_no_secret(struct cenv *e, int run_no) {
+        static const char *const secrets[] = { FAULT_TOKEN, FAULT_SECRET };
+        char *texts[2] = { harness_pd_output(e->w.pd, run_no, false), harness_pd_output(e->w.pd, run_no, true) };
+        char path[1024];
+        snprintf(path, sizeof(path), "%s/state.json", e->w.pd->state_dir);
+        char *state = NULL;
+        (void) util_read_file(path, 64u << 20, &state, NULL);
+        const char *where[3] = { "stdout", "stderr", "state.json" };
+        const char *data[3] = { texts[0], texts[1], state };
+        for (size_t i = 0; i < 3; i++)
+                for (size_t k = 0; k < 2; k++)
+                        if (data[i] && strstr(data[i], secrets[k]))
+                                VIOLATION(e, "the secret %s is in the %s of run %d", secrets[k], where[i], run_no);
+        /* nor any prefix of 8 bytes or more (a cut quote) */
+        for (size_t i = 0; i < 2; i++)
+                if (data[i] && strstr(data[i], "faults-mkt"))
+                        VIOLATION(e, "a piece of the token is in the %s of run %d", where[i], run_no);
+        free(texts[0]);
+        free(texts[1]);
+        free(state);
+}
+
+/* Exactly one warning line naming the bad order. */
+static void check_warn_once(struct cenv *e, int run_no) {
+        char *err = harness_pd_output(e->w.pd, run_no, true);
+        const char *needles[] = { e->fc->warn_once[0], e->fc->warn_once[1], NULL };
+        size_t n = inv_count_lines(err, needles);
+        if (n != 1 || !inv_find_log_line(err, 4, needles, e->res->line, sizeof(e->res->line))) {
+                VIOLATION(e, "%zu warning lines naming %s (%s), want 1", n, needles[0], needles[1]);
+                dump_err(e, run_no);
+        }
         free(err);
 }
 
@@ -643,6 +776,10 @@ static void run_faulted(struct cenv *e) {
                 }
                 json_decref(log);
         }
+        if (e->fc->no_secret)
+                check_no_secret(e, e->w.pd->runs);
+        if (e->fc->warn_once[0])
+                check_warn_once(e, e->w.pd->runs);
         if (e->fc->no_process_run1) {
                 json_t *log = harness_fake_log(&e->w.fake);
                 size_t posts = log ? inv_process_posts(log, NULL, 0) : 0;

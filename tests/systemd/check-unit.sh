@@ -57,6 +57,7 @@ UMask=0077
 LoadCredential=marketplace-token
 LoadCredential=partner-center-secret
 LoadCredential=smtp-password
+LimitCORE=0
 Documentation=man:partnerd(8) man:partnerd.conf(5)
 CapabilityBoundingSet=
 EOF

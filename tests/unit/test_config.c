@@ -168,6 +168,7 @@ static void assert_defaults(const struct cfg *c) {
         assert_string_equal(c->marketplace.portal_url, "https://portal.platform.softwareone.com");
         assert_string_equal(c->microsoft.login_url, "https://login.microsoftonline.com");
         assert_string_equal(c->microsoft.api_url, "https://api.partnercenter.microsoft.com/v1");
+        assert_string_equal(c->microsoft.graph_url, "https://graph.microsoft.com/v1.0");
         assert_null(c->microsoft.ca_file);
         assert_int_equal(c->microsoft.token_endpoint, 1);
         assert_int_equal(c->microsoft.n_check_schedule, 5);
@@ -288,6 +289,7 @@ static void test_every_key(void **state) {
         assert_string_equal(c->marketplace.portal_url, "https://portal.example.com");
         assert_string_equal(c->microsoft.login_url, "http://127.0.0.1:8080");
         assert_string_equal(c->microsoft.api_url, "http://[::1]:9090/v1");
+        assert_string_equal(c->microsoft.graph_url, "http://[::1]:9090/v1.0");
         assert_string_equal(c->microsoft.ca_file, "/etc/ssl/certs/ca-certificates.crt");
         assert_int_equal(c->microsoft.token_endpoint, 2);
         assert_int_equal(c->microsoft.n_check_schedule, 3);
@@ -656,6 +658,59 @@ static void test_missing_secret(void **state) {
         assert_null(f->cfg->marketplace.token);
 }
 
+/* Issue 12.10: what an editor adds around a pasted secret (a byte order
+ * mark before it, CR LF or blanks after it) is stripped; anything
+ * unprintable inside it is refused, naming the file. */
+static void test_secret_bom_crlf(void **state) {
+        struct fx *f = *state;
+        char path[256];
+        static const char *const stripped[] = {
+                "\xef\xbb\xbftok-en.123\r\n", "tok-en.123\r\n\r\n", "tok-en.123 \t\n", "\xef\xbb\xbftok-en.123",
+                "tok-en.123\r",
+        };
+        snprintf(path, sizeof(path), "%s/marketplace-token", f->dir);
+        for (size_t i = 0; i < sizeof(stripped) / sizeof(stripped[0]); i++) {
+                write_in(f->dir, "marketplace-token", stripped[i], 0600);
+                if (load(f, BASE) != 0)
+                        dump_errors(f);
+                assert_non_null(f->cfg);
+                assert_string_equal(f->cfg->marketplace.token, "tok-en.123");
+        }
+        static const char *const refused[] = {
+                "tok\ren.123\n", "tok-en\xef\xbb\xbf.123\n", "\xef\xbb\xbf\r\n", "tok\x1b[2Jen\n",
+        };
+        for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+                write_in(f->dir, "marketplace-token", refused[i], 0600);
+                assert_int_equal(load(f, BASE), -EINVAL);
+                expect_only_error(f, 3, "[marketplace] token_file: %s is empty or contains control characters", path);
+        }
+}
+
+/* Issue 12.8 and 12.13: the proxy and the orders cap are validated, naming
+ * the key. */
+static void test_proxy_and_orders_cap(void **state) {
+        struct fx *f = *state;
+        assert_int_equal(load(f, BASE "[daemon]\nproxy = https://proxy.example.com:3128\n"), 0);
+        assert_string_equal(f->cfg->daemon.proxy, "https://proxy.example.com:3128");
+        assert_int_equal(f->cfg->marketplace.max_orders_bytes, 64u << 20);
+        assert_int_equal(load(f, BASE "[daemon]\nproxy = http://127.0.0.1:3128/\n"), 0);
+        assert_string_equal(f->cfg->daemon.proxy, "http://127.0.0.1:3128");
+        assert_int_equal(load(f, BASE "[daemon]\nproxy = http://proxy.example.com:3128\n"), -EINVAL);
+        expect_only_error(f, 13, "[daemon] proxy: http:// is only allowed to a loopback host; use https://: "
+                          "'http://proxy.example.com:3128'");
+        assert_int_equal(load(f, BASE "[daemon]\nproxy = socks5://127.0.0.1:1080\n"), -EINVAL);
+        assert_true(errors_mention(f, "[daemon] proxy: must be an https:// URL"));
+        assert_int_equal(load(f, BASE "[daemon]\nproxy = https://user:pw@proxy.example.com\n"), -EINVAL);
+        assert_true(errors_mention(f, "[daemon] proxy: credentials in the URL are not allowed"));
+        assert_false(errors_mention(f, "pw@"));
+        assert_null(f->cfg);
+
+        assert_int_equal(load(f, BASE "[marketplace]\nmax_orders_bytes = 8M\n"), 0);
+        assert_int_equal(f->cfg->marketplace.max_orders_bytes, 8u << 20);
+        assert_int_equal(load(f, BASE "[marketplace]\nmax_orders_bytes = 512K\n"), -EINVAL);
+        assert_true(errors_mention(f, "[marketplace] max_orders_bytes: size '512K' out of range"));
+}
+
 static void test_secret_readable_by_others(void **state) {
         struct fx *f = *state;
         char path[256];
@@ -816,15 +871,15 @@ static void test_quoting_in_errors(void **state) {
 static void test_docs_name_every_key(void **state) {
         static const char *const keys[] = {
                 "[marketplace]", "url", "token_file", "poll_interval", "products", "ca_file",
-                "portal_url",
-                "[microsoft]", "login_url", "api_url", "tenant", "client_id", "client_secret_file",
+                "portal_url", "max_orders_bytes",
+                "[microsoft]", "login_url", "api_url", "graph_url", "tenant", "client_id", "client_secret_file",
                 "ca_file", "token_endpoint", "check_schedule", "partner_ids",
                 "[mail]", "transport", "smtp_url", "username", "password_file", "ca_file",
                 "sendmail", "from", "to", "cc", "bcc", "ops", "notify_order_contacts",
                 "reminder_interval", "max_reminders", "deadline", "deadline_warning", "templates",
                 "url_hosts",
                 "[daemon]", "state_dir", "retention", "max_parallel", "http_timeout",
-                "connect_timeout", "max_response",
+                "connect_timeout", "max_response", "proxy",
         };
         char path[512], *example = NULL, *man = NULL;
         snprintf(path, sizeof(path), "%s/config/partnerd.conf.example", srcdir());
@@ -925,7 +980,7 @@ static void test_accounts(void **state) {
 
         /* a second account: its own keys, the rest from [microsoft] */
         int r = load(f, BASE "[microsoft]\npartner_ids = " PA "\napi_url = https://pc.example.com/v1\n"
-                     "token_endpoint = v2\n" BRAZIL(PB ", " PC));
+                     "graph_url = https://graph.example.com/beta\ntoken_endpoint = v2\n" BRAZIL(PB ", " PC));
         if (r)
                 dump_errors(f);
         assert_int_equal(r, 0);
@@ -936,6 +991,7 @@ static void test_accounts(void **state) {
         assert_string_equal(b->client_secret, "brazil-secret");
         assert_string_equal(b->api_url, "https://pc.example.com/v1");
         assert_string_equal(b->login_url, "https://login.microsoftonline.com");
+        assert_string_equal(b->graph_url, "https://graph.example.com/beta");   /* inherited */
         assert_int_equal(b->token_endpoint, 2);
         assert_int_equal(b->n_partner_ids, 2);
         assert_ptr_equal(cfg_account_for_partner(f->cfg, PC), b);
@@ -947,6 +1003,13 @@ static void test_accounts(void **state) {
                               "login_url = https://login.example.com\n"), 0);
         assert_string_equal(cfg_account(f->cfg, 1)->login_url, "https://login.example.com");
         assert_string_equal(f->cfg->microsoft.login_url, "https://login.microsoftonline.com");
+        assert_int_equal(load(f, BASE "[microsoft]\npartner_ids = " PA "\n" BRAZIL(PB)
+                              "graph_url = https://graph.example.com/v1.0\n"), 0);
+        assert_string_equal(cfg_account(f->cfg, 1)->graph_url, "https://graph.example.com/v1.0");
+        assert_string_equal(f->cfg->microsoft.graph_url, "https://graph.microsoft.com/v1.0");
+        /* validated like the other endpoints: https, or http to loopback only */
+        assert_int_equal(load(f, BASE "[microsoft]\ngraph_url = http://graph.example.com/v1.0\n"), -EINVAL);
+        assert_true(errors_mention(f, "[microsoft] graph_url"));
 }
 
 static void test_account_errors(void **state) {
@@ -1072,6 +1135,8 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_many_errors, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_quoting_in_errors, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_docs_name_every_key, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_secret_bom_crlf, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_proxy_and_orders_cap, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_accounts, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_account_errors, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_fuzz, setup, teardown),

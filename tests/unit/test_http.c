@@ -28,6 +28,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 #include <microhttpd.h>
+#include <malloc.h>
 
 #include "http.h"
 #include "url.h"
@@ -605,6 +606,59 @@ static void test_post_not_retried(void **state) {
         assert_int_equal(srv_key("post").count, 1);
         result_clear(&res);
         ctx_done(&c);
+}
+
+/* Issue 12.9: the copies http keeps of request headers and bodies (they
+ * carry tokens and the client secret) are wiped before they are freed.
+ * free() is interposed here: a block freed while it still starts with the
+ * marked header or body by the loop's thread is counted.  (libcurl's own
+ * request buffer starts with the request line and is not ours to wipe; the
+ * test server's copies are freed by its threads.) */
+#define WIPE_HEADER "Authorization: Bearer WIPE-MARK-5e1f"
+#define WIPE_BODY   "client_secret=WIPE-MARK-5e1f&grant_type=client_credentials"
+#if !defined(__SANITIZE_ADDRESS__)
+extern void __libc_free(void *p);
+static atomic_int wipe_watch, wipe_unwiped;
+static pthread_t wipe_thread;     /* the loop's: the test server has its own copies */
+void free(void *p) {
+        if (p && atomic_load(&wipe_watch) && pthread_equal(pthread_self(), wipe_thread)) {
+                size_t n = malloc_usable_size(p);
+                if ((n >= sizeof(WIPE_HEADER) - 1 && memcmp(p, WIPE_HEADER, sizeof(WIPE_HEADER) - 1) == 0) ||
+                    (n >= sizeof(WIPE_BODY) - 1 && memcmp(p, WIPE_BODY, sizeof(WIPE_BODY) - 1) == 0))
+                        atomic_fetch_add(&wipe_unwiped, 1);
+        }
+        __libc_free(p);
+}
+#endif
+
+static void test_request_secrets_wiped(void **state) {
+#if defined(__SANITIZE_ADDRESS__)
+        skip();
+#else
+        struct ctx c;
+        struct result res[2] = { 0 };
+        const char *headers[] = { WIPE_HEADER, "Content-Type: application/x-www-form-urlencoded", NULL };
+        atomic_store(&wipe_unwiped, 0);
+        wipe_thread = pthread_self();
+        atomic_store(&wipe_watch, 1);
+        ctx_init(&c, &fast_opts);
+        struct http_request get_req = { .url = srv_url("/w?key=wipe-get"), .headers = headers, .idempotent = true };
+        struct http_request post_req = {
+                .method = "POST", .url = srv_url("/w?key=wipe-post"), .headers = headers,
+                .body = WIPE_BODY, .body_len = strlen(WIPE_BODY), .sensitive = true,
+        };
+        assert_int_equal(http_submit(c.h, &get_req, on_done, &res[0]), 0);
+        assert_int_equal(http_submit(c.h, &post_req, on_done, &res[1]), 0);
+        run_until(&c, &res[1].done, 1);
+        run_until(&c, &res[0].done, 1);
+        assert_int_equal(res[0].status, 200);
+        assert_int_equal(res[1].status, 200);
+        ctx_done(&c);
+        atomic_store(&wipe_watch, 0);
+        result_clear(&res[0]);
+        result_clear(&res[1]);
+        assert_int_equal(atomic_load(&wipe_unwiped), 0);
+#endif
 }
 
 static void test_methods(void **state) {
@@ -1323,6 +1377,7 @@ int main(void) {
                 cmocka_unit_test(test_retry_after),
                 cmocka_unit_test(test_retry_after_capped_and_date),
                 cmocka_unit_test(test_post_not_retried),
+                cmocka_unit_test(test_request_secrets_wiped),
                 cmocka_unit_test(test_methods),
                 cmocka_unit_test(test_queue_timeout_starts_late),
                 cmocka_unit_test(test_hosts_independent),

@@ -632,6 +632,11 @@ static const struct mail_order hostile_orders[] = {
           .error = "Tenant <unknown> & domain not verified" },
 };
 
+/* A GDAP invitation link (what a GDAP mail carries). */
+static const char *gdap_url = "https://admin.microsoft.com/AdminPortal/Home#/partners/invitation/"
+                              "granularAdminRelationships/0c9d7f3e-1a2b-4c5d-8e9f-0a1b2c3d4e5f-"
+                              "9e8d7c6b-5a49-4837-a261-5f4e3d2c1b0a";
+
 static struct mail_context hostile_ctx(enum mail_kind kind) {
         return (struct mail_context) {
                 .kind = kind,
@@ -710,6 +715,9 @@ static void test_render_every_kind(void **state) {
                 struct mail_message *m = NULL;
                 char *err = NULL;
                 struct parsed p = {};
+                bool gdap = strncmp(mail_kind_to_string(k), "gdap-", 5) == 0;
+                const char *url = gdap ? gdap_url : good_url;
+                ctx.url = url;
 
                 assert_int_equal(mail_render(t, &cfg, &ctx, &m, &err), 0);
                 assert_null(err);
@@ -742,7 +750,7 @@ static void test_render_every_kind(void **state) {
                 assert_string_equal(m->envelope_from, "partner-desk@softwareone.example");
 
                 /* envelope: to (ops for the notices) + cc + bcc, deduplicated */
-                if (k == MAIL_KIND_OPS_NOTICE || k == MAIL_KIND_PARTNER_UNLISTED) {
+                if (mail_kind_is_ops(k)) {
                         assert_int_equal(m->n_rcpt, 4);
                         assert_string_equal(m->rcpt[0], "ops@softwareone.example");
                         v = header_get(p.headers, "To");
@@ -787,10 +795,20 @@ static void test_render_every_kind(void **state) {
                         assert_non_null(strstr(p.text, "[microsoft.NAME]"));
                         assert_null(strstr(p.text, "Global Administrator"));
                 }
-                if (k != MAIL_KIND_OPS_NOTICE && k != MAIL_KIND_CONFIRMATION && k != MAIL_KIND_PARTNER_UNLISTED) {
-                        assert_non_null(strstr(p.text, good_url));
+                if (gdap) {
+                        /* GDAP is not a reseller relationship: no GDAP mail may say so */
+                        assert_null(strcasestr(p.text, "reseller"));
+                        assert_null(strcasestr(p.html, "reseller"));
+                        assert_null(strcasestr(m->subject, "reseller"));
+                        assert_non_null(strstr(p.text, "delegated admin"));
+                        assert_non_null(strstr(p.text, "GDAP"));
+                }
+                if (k == MAIL_KIND_GDAP_ENDED)
+                        assert_non_null(strstr(p.text, url));   /* ops sees the link */
+                if (!mail_kind_is_ops(k) && k != MAIL_KIND_CONFIRMATION && k != MAIL_KIND_GDAP_CONFIRMATION) {
+                        assert_non_null(strstr(p.text, url));
                         char href[512];
-                        snprintf(href, sizeof(href), "href=\"%s\"", good_url);
+                        snprintf(href, sizeof(href), "href=\"%s\"", url);
                         char *esc = NULL;
                         /* & -> &amp; */
                         struct util_buf b;
@@ -800,10 +818,13 @@ static void test_render_every_kind(void **state) {
                         esc = util_buf_steal(&b);
                         assert_non_null(strstr(p.html, esc));
                         free(esc);
-                        assert_non_null(strstr(p.html, "Accept the relationship</a>"));
+                        assert_non_null(strstr(p.html, gdap ? "Grant access</a>" : "Accept the relationship</a>"));
                         assert_non_null(strstr(p.html, "Global Administrator"));
                         assert_non_null(strstr(p.text, "Global Administrator of contoso.example"));
-                        assert_non_null(strstr(p.text, "Microsoft Customer Agreement"));
+                        if (gdap)
+                                assert_non_null(strstr(p.text, "Microsoft 365 admin center"));
+                        else
+                                assert_non_null(strstr(p.text, "Microsoft Customer Agreement"));
                 }
                 assert_non_null(strstr(p.text, "partner-desk@softwareone.example"));
                 assert_non_null(strstr(p.html, "max-width:600px"));
@@ -828,7 +849,14 @@ static void test_render_every_kind(void **state) {
                         assert_non_null(strstr(p.text, "has been accepted"));
                         break;
                 case MAIL_KIND_REMINDER:
+                case MAIL_KIND_GDAP_REMINDER:
                         assert_non_null(strstr(m->subject, "Reminder 2"));
+                        break;
+                case MAIL_KIND_GDAP_REQUEST:
+                        assert_non_null(strstr(m->subject, "grant SoftwareOne delegated admin access"));
+                        break;
+                case MAIL_KIND_GDAP_CONFIRMATION:
+                        assert_non_null(strstr(p.text, "is active"));
                         break;
                 default:
                         break;

@@ -264,6 +264,55 @@ static void test_parse_page(void **state) {
         order_list_clear(&l);
 }
 
+/* Issue 12.11: one bad order (a key twice, a stray byte order mark, invalid
+ * UTF-8 in a field) is skipped; the page and the other orders go on. */
+static void test_parse_page_bad_order(void **unused) {
+        struct order_list l = { 0 };
+        long total = 0;
+        char *err = NULL;
+        const char page[] =
+                "{\"$meta\":{\"pagination\":{\"offset\":0,\"limit\":100,\"total\":6}},"
+                " \"data\":[{\"id\":\"ORD-1111-1111-1111\",\"status\":\"Querying\"},"
+                "  {\"id\":\"ORD-2222-2222-2222\",\"status\":\"Querying\",\"status\":\"Draft\"},"
+                "  \xef\xbb\xbf{\"id\":\"ORD-3333-3333-3333\",\"status\":\"Querying\"},"
+                "  {\"id\":\"ORD-4444-4444-4444\",\"status\":\"Querying\",\"product\":{\"name\":\"A\xff\xfe\"}},"
+                "  {\"nested\":{\"id\":\"x]}\\\"{[\"},\"id\":\"ORD-5555-5555-5555\",\"status\":\"Draft\"},"
+                "  {\"id\":\"ORD-6666-6666-6666\",\"status\":\"Querying\",\"buyer\":{\"name\":\"B\"}}"
+                " ]}";
+        assert_int_equal(mp_parse_order_page(page, sizeof(page) - 1, &l, &total, &err), 0);
+        assert_null(err);
+        assert_int_equal(total, 6);
+        assert_int_equal(l.n, 3);
+        assert_string_equal(l.items[0].id, "ORD-1111-1111-1111");
+        assert_string_equal(l.items[1].id, "ORD-5555-5555-5555");
+        assert_string_equal(l.items[2].id, "ORD-6666-6666-6666");
+        assert_string_equal(l.items[2].buyer_name, "B");
+        order_list_clear(&l);
+
+        /* the envelope itself stays strict: a key twice, a broken array */
+        static const char *const bad[] = {
+                "{\"data\":[],\"data\":[]}",
+                "{\"$meta\":{},\"$meta\":{},\"data\":[{\"id\":\"ORD-1111-1111-1111\",\"status\":\"Querying\"}]}",
+                "{\"data\":[{\"id\":\"ORD-1111-1111-1111\",\"status\":\"Querying\"} {\"id\":\"ORD-2222-2222-2222\"}]}",
+                "{\"data\":[{\"id\":\"ORD-1111-1111-1111\",\"status\":\"Querying\"},]}",
+                "{\"data\":[{\"id\":\"ORD-1111-1111-1111\"",
+                "{\"data\":[]} trailing",
+                "{\"data\":[{\"id\":\"ORD-1111-1111-1111\",\"status\":\"Querying\"}],\"x\":\"\xff\"}",
+        };
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+                if (mp_parse_order_page(bad[i], strlen(bad[i]), &l, &total, &err) != -EBADMSG)
+                        fail_msg("accepted: %s", bad[i]);
+                assert_non_null(err);
+                util_freep(&err);
+                order_list_clear(&l);
+        }
+        /* "data" spelled with an escape: jansson reads the page whole */
+        const char *esc = "{\"d\\u0061ta\":[{\"id\":\"ORD-1111-1111-1111\",\"status\":\"Querying\"}]}";
+        assert_int_equal(mp_parse_order_page(esc, strlen(esc), &l, &total, &err), 0);
+        assert_int_equal(l.n, 1);
+        order_list_clear(&l);
+}
+
 #define RESELLER "https://admin.microsoft.com/Adminportal/Home?invType=ResellerRelationship" \
                  "&partnerId=3b33e682-00c3-41ee-9dd2-a548adf56438&msppId=0#/partners/invitation"
 #define GDAP "https://admin.microsoft.com/AdminPortal/Home#/partners/invitation/" \
@@ -513,6 +562,7 @@ int main(void) {
                 cmocka_unit_test(test_parse_hostile_lengths),
                 cmocka_unit_test(test_order_id_valid),
                 cmocka_unit_test(test_parse_page),
+                cmocka_unit_test(test_parse_page_bad_order),
                 cmocka_unit_test(test_extract_url),
                 cmocka_unit_test(test_extract_url_from_order),
                 cmocka_unit_test(test_extract_url_random),

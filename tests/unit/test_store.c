@@ -460,6 +460,49 @@ static void test_corrupt_files_moved_aside(void **unused) {
         rm_rf(dir);
 }
 
+/* Issue 12.13: store_save refuses to write a state store_load would refuse
+ * to read (64 MiB): -EFBIG, the old file intact, no temp file left. */
+static void test_save_refuses_oversize(void **unused) {
+        char *dir = mktemp_dir();
+        struct state *s = sample_state(), *big = state_new();
+        char *warn = NULL, *before = NULL, *after = NULL;
+        const size_t name_len = (size_t) 4 << 20;
+        assert_int_equal(store_save(dir, s), 0);
+        char *p = path_in(dir, "state.json");
+        assert_int_equal(util_read_file(p, 1 << 20, &before, NULL), 0);
+
+        assert_non_null(big);
+        for (int i = 0; i < 17; i++) {     /* 17 x 4 MiB: past 64 MiB */
+                char key[32];
+                snprintf(key, sizeof(key), "domain:big%d.example", i);
+                struct tracked_customer *c = state_add_customer(big, key);
+                assert_non_null(c);
+                c->name = malloc(name_len + 1);
+                assert_non_null(c->name);
+                memset(c->name, 'n', name_len);
+                c->name[name_len] = '\0';
+        }
+        assert_int_equal(store_save(dir, big), -EFBIG);
+        assert_int_equal(util_read_file(p, 1 << 20, &after, NULL), 0);
+        assert_string_equal(before, after);
+        DIR *d = opendir(dir);
+        struct dirent *de;
+        assert_non_null(d);
+        while ((de = readdir(d)))
+                assert_null(strstr(de->d_name, ".tmp."));
+        closedir(d);
+        struct state *back = NULL;
+        assert_int_equal(store_load(dir, &back, &warn), 0);
+        assert_null(warn);
+        state_free(back);
+        state_free(big);
+        state_free(s);
+        free(before);
+        free(after);
+        free(p);
+        rm_rf(dir);
+}
+
 /* Issue 12.6: a file of a newer schema version is refused, never moved
  * aside (the newer partnerd that wrote it still needs it). */
 static void test_newer_version_refused(void **unused) {
@@ -616,6 +659,7 @@ int main(void) {
                 cmocka_unit_test(test_read_changes_nothing),
                 cmocka_unit_test(test_lock),
                 cmocka_unit_test(test_prune),
+                cmocka_unit_test(test_save_refuses_oversize),
                 cmocka_unit_test(test_accounts),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
