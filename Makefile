@@ -58,7 +58,7 @@ FAKE     := $(BUILD)/fakeplatform
 LIBA     := $(BUILD)/libpartnerd.a
 
 .PHONY: all deps check test unit integration check-asan check-valgrind check-systemd demo bench \
-        install uninstall clean tests deb check-deb check-html fuzz fuzz-smoke fuzz-bins
+        install uninstall clean tests deb check-deb check-bare check-html fuzz fuzz-smoke fuzz-bins
 
 all: $(PARTNERD)
 
@@ -203,6 +203,12 @@ deb:
 
 check-deb:
 	@tests/deb/check-deb.sh
+
+# check-bare (not part of check): the README's `make demo` and `make check` in
+# a debootstrapped Debian 12 with only build-essential and git, from a clean
+# clone of HEAD (tests/bare/check-bare.sh; needs root).  Slow: run it with nice.
+check-bare:
+	@tests/bare/check-bare.sh
 
 clean:
 	rm -rf build
