@@ -24,9 +24,20 @@
 
 struct mail_templates;
 
+/* The default templates, compiled in: every file of config/templates,
+ * under its name ("reminder.txt"), generated at build time by
+ * scripts/embed-templates.c (build/gen/templates.c).  Ends with a NULL name. */
+struct mail_builtin {
+        const char *name;
+        const char *data;            /* NUL-terminated */
+        size_t len;
+};
+extern const struct mail_builtin mail_builtin_templates[];
+
 /* Loads every template (subject, text, html for each enum mail_kind:
  * <kind>.subject, <kind>.txt, <kind>.html) from override_dir when a file
- * exists there, else from default_dir.  Placeholders: {{customer_name}}
+ * exists there, else from default_dir, else (default_dir NULL) from the
+ * built-in ones.  Placeholders: {{customer_name}}
  * {{domain}} {{tenant_id}} {{url}} {{deadline}} {{days_left}}
  * {{reminder_number}} {{order_count}} {{orders}} {{portal_links}} {{now}}
  * {{contact}} (the From addr-spec).  Unknown
@@ -35,6 +46,11 @@ struct mail_templates;
 int mail_templates_load(const char *override_dir, const char *default_dir,
                         struct mail_templates **ret, struct cfg_errors *errors);
 struct mail_templates *mail_templates_free(struct mail_templates *t);
+/* The template files a set holds (every kind's subject, text and html):
+ * the i-th one's file name, and the path it was read from (NULL: built in).
+ * false when i is past the last. */
+bool mail_templates_source(const struct mail_templates *t, size_t i, const char **ret_name,
+                           const char **ret_path);
 
 /* One order named in a mail. */
 struct mail_order {
