@@ -22,6 +22,7 @@
 #include "log.h"
 #include "mail.h"
 #include "marketplace.h"
+#include "metrics.h"
 #include "partnercenter.h"
 #include "store.h"
 #include "util.h"
@@ -55,6 +56,8 @@ struct service {
         uint64_t cycle_started_ms;
         /* for STATUS= */
         time_t last_poll;
+        time_t last_success;         /* end of the last successful cycle, 0 = none */
+        double last_duration;        /* seconds, the last cycle */
         bool last_ok;
         char last_error[200];
         size_t pending_customers;
@@ -144,6 +147,7 @@ static void notify_status(struct service *s) {
 }
 
 static void close_handles(struct service *s);
+static void write_metrics(struct service *s, bool up);
 
 static void on_finish_timer(uv_timer_t *t) {
         close_handles(t->data);
@@ -154,6 +158,7 @@ static void on_finish_timer(uv_timer_t *t) {
 static void maybe_finish(struct service *s) {
         if (!s->stopping || s->cycle)
                 return;
+        write_metrics(s, false);
         (void) sd_notify(0, "STOPPING=1\nSTATUS=Stopping");
         uv_timer_start(&s->finish_timer, on_finish_timer, 0, 0);
 }
@@ -171,6 +176,22 @@ static void apply_reload(struct service *s) {
 static void start_cycle(struct service *s);
 static void on_poll_timer(uv_timer_t *t);
 
+/* [daemon] metrics_file, after each cycle (up) and on the way out (down). */
+static void write_metrics(struct service *s, bool up) {
+        const char *path = s->sv.cfg ? s->sv.cfg->daemon.metrics_file : NULL;
+        if (!path || s->opts->dry_run)
+                return;
+        struct metrics_snapshot m = {
+                .up = up,
+                .last_success = s->last_success,
+                .cycle_duration = s->last_duration,
+        };
+        metrics_from_state(s->state, s->sv.cfg->mail.deadline, &m);
+        int r = metrics_write(path, &m);
+        if (r < 0)
+                log_warning("Cannot write the metrics file %s: %s", path, strerror(-r));
+}
+
 static void on_cycle_done(void *ud, const struct cycle_result *res) {
         struct service *s = ud;
         char el[32];
@@ -187,6 +208,10 @@ static void on_cycle_done(void *ud, const struct cycle_result *res) {
                 s->processed_today = 0;
         }
         s->processed_today += res->processed;
+        if (res->r >= 0)
+                s->last_success = now;
+        s->last_duration = (double) (util_now_mono_ms() - s->cycle_started_ms) / 1000.0;
+        write_metrics(s, true);
         snprintf(el, sizeof(el), "%llu", (unsigned long long) (util_now_mono_ms() - s->cycle_started_ms));
         log_event(res->r >= 0 ? LOG_INFO : LOG_ERR, res->r >= 0 ? LOG_EV_POLL_DONE : LOG_EV_POLL_FAILED,
                   LOG_FIELDS({ "ELAPSED_MS", el }),

@@ -76,6 +76,7 @@ struct cfg_daemon {
         int64_t http_timeout;        /* total per request, seconds, default 60 */
         int64_t connect_timeout;     /* default 10 */
         size_t max_response;         /* bytes, default 16 MiB */
+        char *metrics_file;          /* Prometheus textfile, NULL = none */
 };
 
 struct cfg {
