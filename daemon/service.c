@@ -48,7 +48,9 @@ struct service {
         bool have_next;
         struct state *state;
         struct cycle *cycle;
-        uv_timer_t poll_timer, watchdog_timer, stop_timer, finish_timer;
+        uv_timer_t poll_timer, watchdog_timer, stop_timer, finish_timer, retry_timer;
+        bool retrying;                 /* a queued-mail retry flush runs */
+        bool cycle_wanted;             /* the poll timer fired during it */
         uv_signal_t sig_term, sig_int, sig_hup;
         bool stopping;
         int exit_code;
@@ -148,6 +150,7 @@ static void notify_status(struct service *s) {
 
 static void close_handles(struct service *s);
 static void write_metrics(struct service *s, bool up);
+static void schedule_retry(struct service *s);
 
 static void on_finish_timer(uv_timer_t *t) {
         close_handles(t->data);
@@ -156,7 +159,7 @@ static void on_finish_timer(uv_timer_t *t) {
 /* Teardown frees the http layer, so it never runs inside one of its
  * callbacks: it is deferred to a timer callback of its own. */
 static void maybe_finish(struct service *s) {
-        if (!s->stopping || s->cycle)
+        if (!s->stopping || s->cycle || s->retrying)
                 return;
         write_metrics(s, false);
         (void) sd_notify(0, "STOPPING=1\nSTATUS=Stopping");
@@ -164,7 +167,7 @@ static void maybe_finish(struct service *s) {
 }
 
 static void apply_reload(struct service *s) {
-        if (!s->have_next || s->cycle)
+        if (!s->have_next || s->cycle || s->retrying)
                 return;
         services_free(&s->sv);
         s->sv = s->next;
@@ -229,11 +232,60 @@ static void on_cycle_done(void *ud, const struct cycle_result *res) {
                 return;
         }
         uv_timer_start(&s->poll_timer, on_poll_timer, (uint64_t) s->sv.cfg->marketplace.poll_interval * 1000, 0);
+        schedule_retry(s);
 }
 
 static void on_poll_timer(uv_timer_t *t) {
-        apply_reload(t->data);   /* a reload waiting for the last cycle to end */
-        start_cycle(t->data);
+        struct service *s = t->data;
+        if (s->retrying) {         /* the retry flush ends first, then the cycle */
+                s->cycle_wanted = true;
+                return;
+        }
+        apply_reload(s);   /* a reload waiting for the last cycle to end */
+        start_cycle(s);
+}
+
+/* Queued mail is retried when it is due, on its own timer, not only at
+ * the next cycle (whose flush sends what is due as well). */
+
+static void on_retry_done(void *ud) {
+        struct service *s = ud;
+        s->retrying = false;
+        if (s->stopping) {
+                maybe_finish(s);
+                return;
+        }
+        if (s->cycle_wanted) {
+                s->cycle_wanted = false;
+                apply_reload(s);
+                start_cycle(s);
+        }
+        schedule_retry(s);
+}
+
+static void on_retry_timer(uv_timer_t *t) {
+        struct service *s = t->data;
+        if (s->cycle || s->stopping)
+                return;            /* the cycle flushes, and reschedules at its end */
+        struct cycle_env env = { .loop = &s->loop, .cfg = s->sv.cfg, .http = s->sv.http,
+                                 .transport = s->sv.transport, .outbox = s->sv.outbox };
+        s->retrying = true;
+        int r = cycle_retry_mail(&env, util_now_wall(), on_retry_done, s);
+        if (r < 0) {
+                s->retrying = false;
+                log_event(LOG_ERR, LOG_EV_MAIL_FAILED, NULL, "Cannot send queued mail: %s", strerror(-r));
+                schedule_retry(s);
+        }
+}
+
+static void schedule_retry(struct service *s) {
+        int64_t next = s->opts->once || s->opts->dry_run || s->stopping ? 0 : mail_outbox_next_attempt(s->sv.outbox);
+        if (!next || s->retrying) {
+                uv_timer_stop(&s->retry_timer);
+                return;
+        }
+        int64_t wait = next - util_now_wall();
+        uv_timer_start(&s->retry_timer, on_retry_timer, (uint64_t) (wait < 1 ? 1 : wait) * 1000, 0);
 }
 
 static void start_cycle(struct service *s) {
@@ -320,8 +372,10 @@ static void on_signal(uv_signal_t *h, int signum) {
         log_info("Received %s, stopping", signum == SIGTERM ? "SIGTERM" : "SIGINT");
         s->stopping = true;
         uv_timer_stop(&s->poll_timer);
-        if (s->cycle) {
-                cycle_abort(s->cycle);
+        uv_timer_stop(&s->retry_timer);
+        if (s->cycle || s->retrying) {
+                if (s->cycle)
+                        cycle_abort(s->cycle);
                 uv_timer_start(&s->stop_timer, on_stop_timer, STOP_GRACE_MS, 0);
         }
         maybe_finish(s);
@@ -331,6 +385,8 @@ static void close_handles(struct service *s) {
         uv_timer_stop(&s->stop_timer);
         uv_timer_stop(&s->poll_timer);
         uv_timer_stop(&s->watchdog_timer);
+        uv_timer_stop(&s->retry_timer);
+        uv_close((uv_handle_t *) &s->retry_timer, NULL);
         uv_close((uv_handle_t *) &s->finish_timer, NULL);
         uv_close((uv_handle_t *) &s->poll_timer, NULL);
         uv_close((uv_handle_t *) &s->watchdog_timer, NULL);
@@ -375,6 +431,8 @@ int service_run(const struct options *opts) {
         uv_timer_init(&s.loop, &s.watchdog_timer);
         uv_timer_init(&s.loop, &s.stop_timer);
         uv_timer_init(&s.loop, &s.finish_timer);
+        uv_timer_init(&s.loop, &s.retry_timer);
+        s.retry_timer.data = &s;
         uv_signal_init(&s.loop, &s.sig_term);
         uv_signal_init(&s.loop, &s.sig_int);
         uv_signal_init(&s.loop, &s.sig_hup);

@@ -195,3 +195,5 @@ typedef void (*mail_flush_fn)(void *ud, const struct mail_flush_stats *st);
 int mail_outbox_flush(struct mail_outbox *o, struct mail_transport *t, int64_t now,
                       mail_flush_fn cb, void *ud);
 size_t mail_outbox_pending(const struct mail_outbox *o);
+/* The earliest next attempt of a queued message not being sent, 0 if none. */
+int64_t mail_outbox_next_attempt(const struct mail_outbox *o);

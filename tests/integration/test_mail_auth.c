@@ -5,7 +5,11 @@
  * partnerd's login.  That is a configuration error: exactly one
  * error-level line naming the server and the user, no per-message
  * warnings, the mails stay queued (nothing moved to outbox/failed), and once
- * the password is right the same mails go out.
+ * the password is right the same server takes it.
+ *
+ * Queued mail is retried on its own timer: with poll_interval = 1h, a mail
+ * the server refused once with 451 is delivered at its first back-off step
+ * (1 min, lib/mailoutbox.c) by the running daemon, with no second cycle.
  */
 #include <dirent.h>
 #include <setjmp.h>
@@ -15,6 +19,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -121,9 +127,42 @@ static void test_login_refused(void **state) {
         assert_int_equal(status, 0);
 }
 
+static void test_retry_between_cycles(void **state) {
+        struct env *e = *state;
+        harness_smtp_stop(e->smtp);
+        harness_pd_free(e->pd);
+        /* the first DATA gets 451: that mail is queued for a retry */
+        assert_int_equal(harness_smtp_start(&(struct harness_smtp_options) { .fail_data = 1 }, &e->smtp), 0);
+        struct harness_pd_options o = {
+                .fake_base = e->fake.base_url,
+                .smtp_url = harness_smtp_url(e->smtp),
+                .scenario = e->scenario,
+                .poll_interval = "1h",
+        };
+        assert_int_equal(harness_pd_setup(&o, &e->pd), 0);
+        pid_t pid = harness_pd_spawn(e->pd, NULL);
+        assert_true(pid > 0);
+        /* 3 mails in the scenario (2 requests, 1 Draft warning): 2 at once,
+         * the refused one after its back-off; wait at most 150 s */
+        size_t n = 0;
+        for (int i = 0; i < 1500 && (n = harness_smtp_count(e->smtp)) < 3; i++) {
+                struct timespec ts = { 0, 100 * 1000 * 1000 };
+                nanosleep(&ts, NULL);
+        }
+        assert_int_equal(harness_kill(pid, SIGTERM, 20000), 0);
+        assert_int_equal(n, 3);
+        char *err = harness_pd_output(e->pd, e->pd->runs, true);
+        assert_non_null(err);
+        /* one cycle only: the retry did not wait for (or cause) a poll */
+        assert_int_equal(count_lines(err, "Cycle done in"), 1);
+        assert_non_null(strstr(err, "not sent (attempt 1)"));
+        free(err);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_login_refused, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_retry_between_cycles, setup, teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
