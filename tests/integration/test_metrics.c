@@ -7,7 +7,8 @@
  *    scenario (2 customers blocked on the reseller relationship, 1 Draft,
  *    1 order Querying for another reason), and no temp file is left;
  *  - `promtool check metrics` accepts it and `promtool check rules` accepts
- *    config/partnerd.rules.yml (skipped when promtool is not installed:
+ *    config/partnerd.rules.yml, and `promtool test rules` runs the alert
+ *    unit tests of tests/prom/ (skipped when promtool is not installed:
  *    Debian package prometheus, scripts/deps.sh).
  */
 #include <setjmp.h>
@@ -146,6 +147,11 @@ static void test_rules(void **state) {
         snprintf(cmd, sizeof(cmd), "promtool check rules '%s' >/dev/null", rules);
         assert_int_equal(system(cmd), 0);
         free(rules);
+        /* the alerts fire (and stay quiet) as meant, on synthetic series */
+        char *unit = harness_src_path("tests/prom/partnerd.rules.test.yml");
+        snprintf(cmd, sizeof(cmd), "promtool test rules '%s' >/dev/null", unit);
+        assert_int_equal(system(cmd), 0);
+        free(unit);
 }
 
 int main(void) {
