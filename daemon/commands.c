@@ -155,31 +155,23 @@ int command_templates(const struct options *opts) {
         return 0;
 }
 
-/* Reads the state file without touching it (no move-aside: this is a
- * read-only view). */
+/* Reads the state file without touching it (no lock, no move-aside: this
+ * is a read-only view). */
 int command_status(const struct options *opts) {
         struct cfg *cfg = NULL;
         struct state *st = NULL;
-        char *path = NULL, *text = NULL, *out = NULL, *err = NULL;
-        size_t len = 0;
+        char *out = NULL, *err = NULL;
         int r, ret = 1;
 
         r = load_config(opts->config_path, CFG_NO_SECRETS, &cfg, NULL, true);
         if (r != 0)
                 return r;
-        if (asprintf(&path, "%s/state.json", cfg->daemon.state_dir) < 0)
-                goto out;
-        r = util_read_file(path, 64u << 20, &text, &len);
-        if (r == -ENOENT)
-                st = state_new();
-        else if (r < 0) {
-                fprintf(stderr, "partnerd: cannot read %s: %s\n", path, strerror(-r));
-                goto out;
-        } else if (store_from_json(text, len, &st, &err) < 0) {
-                fprintf(stderr, "partnerd: %s is not a valid state file: %s\n", path, err ? err : "?");
+        r = store_read(cfg->daemon.state_dir, &st, &err);
+        if (r < 0) {
+                fprintf(stderr, "partnerd: %s\n", err ? err : strerror(-r));
                 goto out;
         }
-        if (!st || status_render(st, util_now_wall(), cfg->mail.deadline, opts->json, &out) < 0) {
+        if (status_render(st, util_now_wall(), cfg->mail.deadline, opts->json, &out) < 0) {
                 fprintf(stderr, "partnerd: cannot render the status\n");
                 goto out;
         }
@@ -188,8 +180,6 @@ int command_status(const struct options *opts) {
 out:
         free(out);
         free(err);
-        free(text);
-        free(path);
         state_free(st);
         cfg_free(cfg);
         return ret;

@@ -5,6 +5,7 @@
 #include <stdbool.h>
 
 #define EXIT_USAGE  2
+#define EXIT_TEMPFAIL 75 /* EX_TEMPFAIL: the state directory is in use */
 #define EXIT_CONFIG 78   /* EX_CONFIG */
 
 struct options {

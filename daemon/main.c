@@ -37,7 +37,8 @@ static void usage(FILE *f) {
                 "  -h, --help            show this help\n"
                 "      --version         show the version\n"
                 "\n"
-                "Exit status: 0 ok, 1 failure, 2 usage, 78 configuration error.\n");
+                "Exit status: 0 ok, 1 failure, 2 usage, 75 state directory in use,\n"
+                "78 configuration error.\n");
 }
 
 int main(int argc, char **argv) {

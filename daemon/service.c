@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 
 #include <systemd/sd-daemon.h>
@@ -35,7 +34,8 @@ struct services {
         struct mail_templates *templates;
         struct http *http;
         struct mp_client *mp;
-        struct pc_client *pc;
+        struct cycle_account *accounts;   /* one Partner Center client per account */
+        size_t n_accounts;
         struct mail_transport *transport;
         struct mail_outbox *outbox;
 };
@@ -44,11 +44,12 @@ struct service {
         uv_loop_t loop;
         const struct options *opts;
         struct services sv;
-        struct services next;          /* a reloaded config waiting for the cycle to end */
-        bool have_next;
+        bool reload_requested;         /* SIGHUP during a cycle: reload when it ends */
+        int lock_fd;                   /* the state directory's lock, -1 when not held */
+        pid_t lock_holder;             /* the PID we wait for (logged once per holder) */
         struct state *state;
         struct cycle *cycle;
-        uv_timer_t poll_timer, watchdog_timer, stop_timer, finish_timer, retry_timer;
+        uv_timer_t poll_timer, watchdog_timer, stop_timer, finish_timer, lock_timer, retry_timer;
         bool retrying;                 /* a queued-mail retry flush runs */
         bool cycle_wanted;             /* the poll timer fired during it */
         uv_signal_t sig_term, sig_int, sig_hup;
@@ -73,15 +74,48 @@ static void services_free(struct services *sv) {
         sv->http = http_free(sv->http);
         sv->transport = mail_transport_free(sv->transport);
         sv->outbox = mail_outbox_free(sv->outbox);
-        sv->pc = pc_client_free(sv->pc);
+        for (size_t i = 0; i < sv->n_accounts; i++)
+                pc_client_free(sv->accounts[i].pc);
+        free(sv->accounts);
+        sv->accounts = NULL;
+        sv->n_accounts = 0;
         sv->mp = mp_client_free(sv->mp);
         sv->templates = mail_templates_free(sv->templates);
         sv->cfg = cfg_free(sv->cfg);
 }
 
-static int services_open(struct service *s, struct services *sv, unsigned flags) {
+/* One Partner Center client, with its own token cache, per account. */
+static int open_accounts(struct services *sv) {
+        const struct cfg *cfg = sv->cfg;
+        sv->accounts = calloc(cfg_n_accounts(cfg), sizeof(*sv->accounts));
+        if (!sv->accounts)
+                return -ENOMEM;
+        for (size_t i = 0; i < cfg_n_accounts(cfg); i++) {
+                const struct cfg_microsoft *m = cfg_account(cfg, i);
+                struct pc_options po = {
+                        .login_url = m->login_url,
+                        .api_url = m->api_url,
+                        .tenant = m->tenant,
+                        .client_id = m->client_id,
+                        .client_secret = m->client_secret,
+                        .ca_file = m->ca_file,
+                        .token_endpoint = m->token_endpoint,
+                };
+                int r = pc_client_new(sv->http, &po, &sv->accounts[i].pc);
+                if (r < 0)
+                        return r;
+                sv->accounts[i].name = m->name;
+                sv->n_accounts++;
+        }
+        return 0;
+}
+
+/* Builds the clients of one configuration.  The outbox is opened once the
+ * state directory is locked (never in --dry-run, which writes nothing); a
+ * reload keeps the one the service has, so that nothing queued is orphaned. */
+static int services_open(struct service *s, struct services *sv) {
         const struct cfg *cfg;
-        int r = load_config(s->opts->config_path, flags | LOAD_CONFIG_EVENTS, &sv->cfg, &sv->templates, true);
+        int r = load_config(s->opts->config_path, LOAD_CONFIG_EVENTS, &sv->cfg, &sv->templates, true);
         if (r != 0)
                 return -EINVAL;    /* the configuration is invalid: EX_CONFIG */
         cfg = sv->cfg;
@@ -103,31 +137,11 @@ static int services_open(struct service *s, struct services *sv, unsigned flags)
                 .n_products = cfg->marketplace.n_products,
                 .ca_file = cfg->marketplace.ca_file,
         };
-        struct pc_options po = {
-                .login_url = cfg->microsoft.login_url,
-                .api_url = cfg->microsoft.api_url,
-                .tenant = cfg->microsoft.tenant,
-                .client_id = cfg->microsoft.client_id,
-                .client_secret = cfg->microsoft.client_secret,
-                .ca_file = cfg->microsoft.ca_file,
-                .token_endpoint = cfg->microsoft.token_endpoint,
-        };
         const char *what = "the Marketplace client";
         if ((r = mp_client_new(sv->http, &mo, &sv->mp)) < 0 ||
-            (what = "the Partner Center client", r = pc_client_new(sv->http, &po, &sv->pc)) < 0 ||
+            (what = "the Partner Center clients", r = open_accounts(sv)) < 0 ||
             (what = "the mail transport", r = mail_transport_new(sv->http, &s->loop, &cfg->mail, &sv->transport)) < 0) {
                 log_error("Cannot set up %s: %s", what, strerror(-r));
-                goto fail;
-        }
-        /* systemd's StateDirectory= creates it; a plain run creates it here */
-        if (mkdir(cfg->daemon.state_dir, 0700) < 0 && errno != EEXIST) {
-                r = -errno;
-                log_error("Cannot create the state directory %s: %s", cfg->daemon.state_dir, strerror(-r));
-                goto fail;
-        }
-        r = mail_outbox_open(cfg->daemon.state_dir, &sv->outbox);
-        if (r < 0) {
-                log_error("Cannot open the mail outbox in %s/outbox: %s", cfg->daemon.state_dir, strerror(-r));
                 goto fail;
         }
         return 0;
@@ -166,14 +180,30 @@ static void maybe_finish(struct service *s) {
         uv_timer_start(&s->finish_timer, on_finish_timer, 0, 0);
 }
 
+/* Applies a reload: never while a cycle runs (its clients, transport and
+ * outbox stay what they were until it ends).  The outbox moves to the new
+ * services as it is, with everything queued in it. */
 static void apply_reload(struct service *s) {
-        if (!s->have_next || s->cycle || s->retrying)
-                return;
-        services_free(&s->sv);
-        s->sv = s->next;
-        s->next = (struct services) { 0 };
-        s->have_next = false;
-        log_event(LOG_INFO, LOG_EV_RELOADED, NULL, "Configuration reloaded from %s", s->opts->config_path);
+        struct services next = { 0 };
+
+        s->reload_requested = false;
+        if (services_open(s, &next) < 0)
+                log_event(LOG_ERR, LOG_EV_CONFIG_INVALID, LOG_FIELDS({ "CONFIG_FILE", s->opts->config_path }),
+                          "Reload failed, keeping the running configuration");
+        else if (strcmp(next.cfg->daemon.state_dir, s->sv.cfg->daemon.state_dir) != 0) {
+                log_event(LOG_ERR, LOG_EV_CONFIG_INVALID, LOG_FIELDS({ "CONFIG_FILE", s->opts->config_path }),
+                          "Reload failed, keeping the running configuration: state_dir cannot change "
+                          "while partnerd runs (restart it)");
+                services_free(&next);
+        } else {
+                next.outbox = s->sv.outbox;
+                s->sv.outbox = NULL;
+                services_free(&s->sv);
+                s->sv = next;
+                log_event(LOG_INFO, LOG_EV_RELOADED, NULL, "Configuration reloaded from %s", s->opts->config_path);
+        }
+        (void) sd_notify(0, "READY=1");
+        notify_status(s);
 }
 
 static void start_cycle(struct service *s);
@@ -193,6 +223,15 @@ static void write_metrics(struct service *s, bool up) {
         int r = metrics_write(path, &m);
         if (r < 0)
                 log_warning("Cannot write the metrics file %s: %s", path, strerror(-r));
+}
+
+/* A reload requested during the cycle that just ended, outside any http
+ * callback (it frees the http layer). */
+static void on_reload_timer(uv_timer_t *t) {
+        struct service *s = t->data;
+        apply_reload(s);
+        uv_timer_start(&s->poll_timer, on_poll_timer, (uint64_t) s->sv.cfg->marketplace.poll_interval * 1000, 0);
+        schedule_retry(s);
 }
 
 static void on_cycle_done(void *ud, const struct cycle_result *res) {
@@ -231,6 +270,10 @@ static void on_cycle_done(void *ud, const struct cycle_result *res) {
                 maybe_finish(s);
                 return;
         }
+        if (s->reload_requested) {
+                uv_timer_start(&s->poll_timer, on_reload_timer, 0, 0);
+                return;
+        }
         uv_timer_start(&s->poll_timer, on_poll_timer, (uint64_t) s->sv.cfg->marketplace.poll_interval * 1000, 0);
         schedule_retry(s);
 }
@@ -241,12 +284,20 @@ static void on_poll_timer(uv_timer_t *t) {
                 s->cycle_wanted = true;
                 return;
         }
-        apply_reload(s);   /* a reload waiting for the last cycle to end */
         start_cycle(s);
 }
 
-/* Queued mail is retried when it is due, on its own timer, not only at
- * the next cycle (whose flush sends what is due as well). */
+/* ---- queued mail between cycles ----
+ * Retried when due, on a timer of its own, not only at the next cycle
+ * (whose flush sends what is due as well).  A cycle, a reload and the stop
+ * wait for a running retry flush. */
+
+/* A reload requested during the retry flush that just ended. */
+static void on_retry_reload(uv_timer_t *t) {
+        struct service *s = t->data;
+        apply_reload(s);
+        schedule_retry(s);
+}
 
 static void on_retry_done(void *ud) {
         struct service *s = ud;
@@ -255,12 +306,15 @@ static void on_retry_done(void *ud) {
                 maybe_finish(s);
                 return;
         }
+        /* outside the http callback this runs in */
         if (s->cycle_wanted) {
                 s->cycle_wanted = false;
-                apply_reload(s);
-                start_cycle(s);
+                uv_timer_start(&s->poll_timer, on_poll_timer, 0, 0);
         }
-        schedule_retry(s);
+        if (s->reload_requested)
+                uv_timer_start(&s->retry_timer, on_retry_reload, 0, 0);
+        else
+                schedule_retry(s);
 }
 
 static void on_retry_timer(uv_timer_t *t) {
@@ -296,7 +350,9 @@ static void start_cycle(struct service *s) {
                 .cfg = s->sv.cfg,
                 .http = s->sv.http,
                 .mp = s->sv.mp,
-                .pc = s->sv.pc,
+                .pc = s->sv.accounts[0].pc,
+                .accounts = s->sv.accounts,
+                .n_accounts = s->sv.n_accounts,
                 .transport = s->sv.transport,
                 .outbox = s->sv.outbox,
                 .templates = s->sv.templates,
@@ -352,19 +408,13 @@ static void on_signal(uv_signal_t *h, int signum) {
                 snprintf(buf, sizeof(buf), "RELOADING=1\nMONOTONIC_USEC=%llu",
                          (unsigned long long) ts.tv_sec * 1000000ULL + (unsigned long long) ts.tv_nsec / 1000);
                 (void) sd_notify(0, buf);
-                struct services next = { 0 };
-                if (services_open(s, &next, 0) < 0)
-                        log_event(LOG_ERR, LOG_EV_CONFIG_INVALID, LOG_FIELDS({ "CONFIG_FILE", s->opts->config_path }),
-                                  "Reload failed, keeping the running configuration");
-                else {
-                        if (s->have_next)
-                                services_free(&s->next);
-                        s->next = next;
-                        s->have_next = true;
-                        apply_reload(s);   /* now, or before the next cycle */
-                }
-                (void) sd_notify(0, "READY=1");
-                notify_status(s);
+                if (s->cycle || s->retrying) {
+                        /* the running cycle (or mail retry) finishes with what it has */
+                        if (!s->reload_requested)
+                                log_info("Reload requested: it takes effect when the running cycle ends");
+                        s->reload_requested = true;
+                } else
+                        apply_reload(s);
                 return;
         }
         if (s->stopping)
@@ -385,58 +435,166 @@ static void close_handles(struct service *s) {
         uv_timer_stop(&s->stop_timer);
         uv_timer_stop(&s->poll_timer);
         uv_timer_stop(&s->watchdog_timer);
+        uv_timer_stop(&s->lock_timer);
         uv_timer_stop(&s->retry_timer);
         uv_close((uv_handle_t *) &s->retry_timer, NULL);
         uv_close((uv_handle_t *) &s->finish_timer, NULL);
+        uv_close((uv_handle_t *) &s->lock_timer, NULL);
         uv_close((uv_handle_t *) &s->poll_timer, NULL);
         uv_close((uv_handle_t *) &s->watchdog_timer, NULL);
         uv_close((uv_handle_t *) &s->stop_timer, NULL);
         uv_close((uv_handle_t *) &s->sig_term, NULL);
         uv_close((uv_handle_t *) &s->sig_int, NULL);
         uv_close((uv_handle_t *) &s->sig_hup, NULL);
-        if (s->have_next)
-                services_free(&s->next);
         services_free(&s->sv);
 }
 
-int service_run(const struct options *opts) {
-        struct service s = { .opts = opts };
+/* With the lock held: loads the state and opens the outbox.  --dry-run
+ * reads the state only (a damaged file is reported, not moved) and has no
+ * outbox.  0, or the exit code. */
+static int load_state(struct service *s) {
+        const char *dir = s->sv.cfg->daemon.state_dir;
         char *warning = NULL;
+        int r;
+
+        if (s->opts->dry_run) {
+                r = store_read(dir, &s->state, &warning);
+                if (r == -EBADMSG) {
+                        log_warning("%s; a real run would move it aside and start empty, as this dry run does",
+                                    warning ? warning : "state file unusable");
+                        s->state = state_new();
+                        r = s->state ? 0 : -ENOMEM;
+                } else if (r < 0 && warning)
+                        log_event(LOG_ERR, LOG_EV_STATE_CORRUPT, LOG_FIELDS({ "STATE_DIR", dir }), "%s", warning);
+        } else {
+                r = store_load(dir, &s->state, &warning);
+                if (warning)
+                        log_event(LOG_ERR, LOG_EV_STATE_CORRUPT, LOG_FIELDS({ "STATE_DIR", dir }), "%s", warning);
+        }
+        free(warning);
+        if (r == -EPROTONOSUPPORT)
+                return EXIT_CONFIG;   /* a newer partnerd's file: not ours to touch */
+        if (r < 0) {
+                log_error("Cannot load the state from %s: %s", dir, strerror(-r));
+                return 1;
+        }
+        if (s->opts->dry_run)
+                return 0;
+        r = mail_outbox_open(dir, &s->sv.outbox);
+        if (r < 0) {
+                log_error("Cannot open the mail outbox in %s/outbox: %s", dir, strerror(-r));
+                return 1;
+        }
+        return 0;
+}
+
+#define LOCK_BUSY (-1)
+
+/* Takes the state directory's lock (nothing to take in --dry-run).
+ * 0: held; LOCK_BUSY: another process holds it (s->lock_holder, logged
+ * once per holder); or an exit code. */
+static int try_lock(struct service *s) {
+        const char *dir = s->sv.cfg->daemon.state_dir;
+        pid_t holder = 0;
+        char pid[16];
+
+        if (s->opts->dry_run)
+                return 0;
+        int r = store_lock(dir, &holder);
+        if (r >= 0) {
+                s->lock_fd = r;
+                if (s->lock_holder)
+                        log_info("The state directory %s is free now, starting", dir);
+                return 0;
+        }
+        if (r != -EWOULDBLOCK) {
+                log_error("Cannot lock the state directory %s: %s", dir, strerror(-r));
+                return 1;
+        }
+        snprintf(pid, sizeof(pid), "%ld", (long) holder);
+        if (s->opts->once) {
+                log_event(LOG_ERR, LOG_EV_NONE, LOG_FIELDS({ "STATE_DIR", dir }, { "LOCK_PID", pid }),
+                          "The state directory %s is in use by PID %s (another partnerd); try again when it ends",
+                          dir, holder ? pid : "unknown");
+                return EXIT_TEMPFAIL;
+        }
+        if (!s->lock_holder || s->lock_holder != holder) {
+                char line[300];
+                log_event(LOG_WARNING, LOG_EV_NONE, LOG_FIELDS({ "STATE_DIR", dir }, { "LOCK_PID", pid }),
+                          "Waiting for PID %s, which holds the lock of the state directory %s",
+                          holder ? pid : "unknown", dir);
+                snprintf(line, sizeof(line), "STATUS=Waiting for PID %s, which holds the lock of %s",
+                         holder ? pid : "unknown", dir);
+                (void) sd_notify(0, line);
+        }
+        s->lock_holder = holder ? holder : -1;
+        return LOCK_BUSY;
+}
+
+static void start_polling(struct service *s) {
+        log_event(LOG_INFO, LOG_EV_STARTED, NULL, "partnerd %s started%s%s, polling every %llds",
+                  PARTNERD_VERSION, s->opts->once ? " for one cycle" : "", s->opts->dry_run ? " (dry run)" : "",
+                  (long long) s->sv.cfg->marketplace.poll_interval);
+        (void) sd_notify(0, "READY=1\nSTATUS=Starting the first poll");
+        uv_timer_start(&s->poll_timer, on_poll_timer, 0, 0);
+}
+
+/* The daemon waits for the lock (checked every second; signals, the
+ * watchdog and reloads work meanwhile). */
+static void on_lock_timer(uv_timer_t *t) {
+        struct service *s = t->data;
+        int r = try_lock(s);
+        if (r == LOCK_BUSY)
+                return;
+        uv_timer_stop(&s->lock_timer);
+        if (r == 0)
+                r = load_state(s);
+        if (r != 0) {
+                s->exit_code = r;
+                s->stopping = true;
+                maybe_finish(s);
+                return;
+        }
+        start_polling(s);
+}
+
+int service_run(const struct options *opts) {
+        struct service s = { .opts = opts, .lock_fd = -1 };
         int r;
 
         if (uv_loop_init(&s.loop) < 0) {
                 log_error("Cannot create the event loop");
                 return 1;
         }
-        r = services_open(&s, &s.sv, 0);
+        r = services_open(&s, &s.sv);
         if (r < 0) {
                 uv_run(&s.loop, UV_RUN_DEFAULT);
                 (void) uv_loop_close(&s.loop);
                 return r == -EINVAL ? EXIT_CONFIG : 1;
         }
-        r = store_load(s.sv.cfg->daemon.state_dir, &s.state, &warning);
-        if (warning)
-                log_event(LOG_ERR, LOG_EV_STATE_CORRUPT, LOG_FIELDS({ "STATE_DIR", s.sv.cfg->daemon.state_dir }),
-                          "%s", warning);
-        free(warning);
-        if (r < 0) {
-                log_error("Cannot load the state from %s: %s", s.sv.cfg->daemon.state_dir, strerror(-r));
+        r = try_lock(&s);
+        if (r == 0)
+                r = load_state(&s);
+        if (r != 0 && r != LOCK_BUSY) {
                 services_free(&s.sv);
                 uv_run(&s.loop, UV_RUN_DEFAULT);
                 (void) uv_loop_close(&s.loop);
-                return 1;
+                store_unlock(s.lock_fd);
+                return r;
         }
 
         uv_timer_init(&s.loop, &s.poll_timer);
         uv_timer_init(&s.loop, &s.watchdog_timer);
         uv_timer_init(&s.loop, &s.stop_timer);
         uv_timer_init(&s.loop, &s.finish_timer);
+        uv_timer_init(&s.loop, &s.lock_timer);
         uv_timer_init(&s.loop, &s.retry_timer);
         s.retry_timer.data = &s;
         uv_signal_init(&s.loop, &s.sig_term);
         uv_signal_init(&s.loop, &s.sig_int);
         uv_signal_init(&s.loop, &s.sig_hup);
         s.poll_timer.data = s.watchdog_timer.data = s.stop_timer.data = s.finish_timer.data = &s;
+        s.lock_timer.data = &s;
         s.sig_term.data = s.sig_int.data = s.sig_hup.data = &s;
         uv_signal_start(&s.sig_term, on_signal, SIGTERM);
         uv_signal_start(&s.sig_int, on_signal, SIGINT);
@@ -444,11 +602,12 @@ int service_run(const struct options *opts) {
         if (sd_watchdog_enabled(0, &s.watchdog_usec) > 0 && s.watchdog_usec >= 2000)
                 uv_timer_start(&s.watchdog_timer, on_watchdog, s.watchdog_usec / 2000, s.watchdog_usec / 2000);
 
-        log_event(LOG_INFO, LOG_EV_STARTED, NULL, "partnerd %s started%s%s, polling every %llds",
-                  PARTNERD_VERSION, opts->once ? " for one cycle" : "", opts->dry_run ? " (dry run)" : "",
-                  (long long) s.sv.cfg->marketplace.poll_interval);
-        (void) sd_notify(0, "READY=1\nSTATUS=Starting the first poll");
-        uv_timer_start(&s.poll_timer, on_poll_timer, 0, 0);
+        if (r == LOCK_BUSY) {
+                /* ready to be stopped or reloaded while it waits; STATUS says for what */
+                (void) sd_notify(0, "READY=1");
+                uv_timer_start(&s.lock_timer, on_lock_timer, 1000, 1000);
+        } else
+                start_polling(&s);
 
         uv_run(&s.loop, UV_RUN_DEFAULT);
         /* the cycle is over and the handles are closed: let close callbacks run */
@@ -457,6 +616,7 @@ int service_run(const struct options *opts) {
         if (r < 0)
                 log_warning("Event loop not idle at exit: %s", uv_strerror(r));
         state_free(s.state);
+        store_unlock(s.lock_fd);
         log_event(LOG_INFO, LOG_EV_STOPPED, NULL, "partnerd stopped");
         return s.exit_code;
 }

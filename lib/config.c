@@ -23,7 +23,9 @@
 
 #include <curl/curl.h>
 
+#include "apiutil.h"
 #include "config.h"
+#include "url.h"
 #include "util.h"
 
 #define CFG_FILE_MAX     (1024 * 1024)   /* whole file */
@@ -36,7 +38,6 @@
 #define DEF_API_URL         "https://api.partnercenter.microsoft.com/v1"
 #define DEF_PORTAL_URL      "https://portal.platform.softwareone.com"
 #define DEF_SENDMAIL        "/usr/sbin/sendmail"
-#define DEF_URL_HOST        "admin.microsoft.com"
 #define DEF_STATE_DIR       "/var/lib/partnerd"
 #define DEF_POLL_INTERVAL   (5 * UTIL_SEC_PER_MIN)
 #define DEF_REMINDER        (24 * UTIL_SEC_PER_HOUR)
@@ -72,10 +73,13 @@ enum kind {
         K_HOST_LIST,     /* char ** + size_t count, lower-cased */
         K_TRANSPORT,
         K_TOKEN_ENDPOINT,
+        K_GUID_LIST,     /* char ** + size_t count, lower-cased GUIDs */
 };
 
 enum {
         F_REQUIRED = 1 << 0,
+        F_SHARED   = 1 << 1,   /* [microsoft] only: one value for every account */
+        F_ACCOUNT  = 1 << 2,   /* required in every [microsoft.NAME] section */
 };
 
 struct key_def {
@@ -108,7 +112,8 @@ static const struct key_def keys[] = {
         { "microsoft", "client_secret_file", K_SECRET_PATH,    O(microsoft.client_secret_file), 0, 0, 0, F_REQUIRED },
         { "microsoft", "ca_file",            K_PATH,           O(microsoft.ca_file), 0, 0, 0, 0 },
         { "microsoft", "token_endpoint",     K_TOKEN_ENDPOINT, O(microsoft.token_endpoint), 0, 0, 0, 0 },
-        { "microsoft", "check_schedule",     K_DURATION_LIST,  O(microsoft.check_schedule), O(microsoft.n_check_schedule), 10, DAY_, 0 },
+        { "microsoft", "check_schedule",     K_DURATION_LIST,  O(microsoft.check_schedule), O(microsoft.n_check_schedule), 10, DAY_, F_SHARED },
+        { "microsoft", "partner_ids",        K_GUID_LIST,      O(microsoft.partner_ids), O(microsoft.n_partner_ids), 0, 0, F_ACCOUNT },
 
         { "mail", "transport",             K_TRANSPORT,    O(mail.transport), 0, 0, 0, 0 },
         { "mail", "smtp_url",              K_URL_SMTP,     O(mail.smtp_url), 0, 0, 0, 0 },
@@ -150,7 +155,18 @@ struct ctx {
         size_t n_errors;
         bool oom;
         unsigned key_line[N_KEYS];  /* 0: not set in the file */
+        /* [microsoft.NAME] sections: the one being read (index + 1, 0 =
+         * none), and per account the header line and its keys' lines. */
+        size_t cur_acct;
+        struct acct_lines {
+                unsigned header;
+                unsigned key[N_KEYS];
+        } *acct;
+        char label[16 + CFG_ACCOUNT_NAME_MAX];   /* "microsoft.NAME" for messages */
 };
+
+/* The section a message names: [microsoft.NAME] inside an account section. */
+#define SEC(c, k) ((c)->cur_acct && strcmp((k)->section, "microsoft") == 0 ? (c)->label : (k)->section)
 
 /* ---- messages ---- */
 
@@ -237,6 +253,19 @@ static void secret_free(char *s) {
         }
 }
 
+static void account_clear(struct cfg_microsoft *m) {
+        free(m->name);
+        strv_free(m->partner_ids, m->n_partner_ids);
+        free(m->login_url);
+        free(m->api_url);
+        free(m->tenant);
+        free(m->client_id);
+        secret_free(m->client_secret);
+        free(m->client_secret_file);
+        free(m->ca_file);
+        free(m->check_schedule);
+}
+
 struct cfg *cfg_free(struct cfg *c) {
         if (!c)
                 return NULL;
@@ -250,14 +279,10 @@ struct cfg *cfg_free(struct cfg *c) {
         free(c->marketplace.ca_file);
         free(c->marketplace.portal_url);
 
-        free(c->microsoft.login_url);
-        free(c->microsoft.api_url);
-        free(c->microsoft.tenant);
-        free(c->microsoft.client_id);
-        secret_free(c->microsoft.client_secret);
-        free(c->microsoft.client_secret_file);
-        free(c->microsoft.ca_file);
-        free(c->microsoft.check_schedule);
+        account_clear(&c->microsoft);
+        for (size_t i = 0; i < c->n_accounts; i++)
+                account_clear(&c->accounts[i]);
+        free(c->accounts);
 
         free(c->mail.smtp_url);
         free(c->mail.username);
@@ -504,77 +529,6 @@ static int parse_bool(const char *s, bool *ret) {
         return -EINVAL;
 }
 
-/* Validates a URL with libcurl's parser.  smtp: smtps:// or smtp://, else
- * https:// or http:// to a loopback host.  No userinfo, query or fragment.
- * On error, *ret_msg is a static description; -EPERM when the URL holds
- * credentials (the value must then not be echoed). */
-static int check_url(const char *value, bool smtp, const char **ret_msg) {
-        CURLU *u = curl_url();
-        char *scheme = NULL, *host = NULL, *user = NULL, *pass = NULL, *query = NULL,
-             *frag = NULL;
-        int r = -EINVAL;
-
-        if (!u) {
-                *ret_msg = "out of memory";
-                return -ENOMEM;
-        }
-        /* Userinfo is looked for in the text too: a URL curl cannot parse
-         * may still hold a password, and it must not be echoed. */
-        const char *auth = strstr(value, "://");
-        auth = auth ? auth + 3 : value;
-        if (memchr(auth, '@', strcspn(auth, "/?#"))) {
-                *ret_msg = "credentials in the URL are not allowed (use a *_file key)";
-                r = -EPERM;
-                goto out;
-        }
-        if (curl_url_set(u, CURLUPART_URL, value, CURLU_NON_SUPPORT_SCHEME) != CURLUE_OK ||
-            curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
-            curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK || !*host) {
-                *ret_msg = "not a valid URL";
-                goto out;
-        }
-        /* The scheme must be written out: curl would guess one. */
-        if (strncasecmp(value, scheme, strlen(scheme)) != 0 ||
-            strncmp(value + strlen(scheme), "://", 3) != 0) {
-                *ret_msg = "not a valid URL";
-                goto out;
-        }
-        if (curl_url_get(u, CURLUPART_USER, &user, 0) == CURLUE_OK ||
-            curl_url_get(u, CURLUPART_PASSWORD, &pass, 0) == CURLUE_OK) {
-                *ret_msg = "credentials in the URL are not allowed (use a *_file key)";
-                r = -EPERM;
-                goto out;
-        }
-        if (curl_url_get(u, CURLUPART_QUERY, &query, 0) == CURLUE_OK ||
-            curl_url_get(u, CURLUPART_FRAGMENT, &frag, 0) == CURLUE_OK) {
-                *ret_msg = "a query or fragment is not allowed";
-                goto out;
-        }
-        if (smtp) {
-                if (!util_streq_ci(scheme, "smtps") && !util_streq_ci(scheme, "smtp")) {
-                        *ret_msg = "must be smtps:// or smtp:// (STARTTLS)";
-                        goto out;
-                }
-        } else if (util_streq_ci(scheme, "http")) {
-                if (!util_host_is_loopback(host)) {
-                        *ret_msg = "http:// is only allowed to a loopback host; use https://";
-                        goto out;
-                }
-        } else if (!util_streq_ci(scheme, "https")) {
-                *ret_msg = "must be an https:// URL";
-                goto out;
-        }
-        r = 0;
-out:
-        curl_free(scheme);
-        curl_free(host);
-        curl_free(user);
-        curl_free(pass);
-        curl_free(query);
-        curl_free(frag);
-        curl_url_cleanup(u);
-        return r;
-}
 
 /* dir + "/" + rel */
 static char *path_join(const char *dir, const char *rel) {
@@ -584,8 +538,16 @@ static char *path_join(const char *dir, const char *rel) {
         return s;
 }
 
+/* The field at offset off (k->off or k->off_n) of the struct cfg, or of
+ * the account being read for a [microsoft] key inside [microsoft.NAME]. */
+static void *field_at(const struct ctx *c, const struct key_def *k, size_t off) {
+        if (c->cur_acct && strcmp(k->section, "microsoft") == 0)
+                return (char *) &c->cfg->accounts[c->cur_acct - 1] + (off - O(microsoft));
+        return (char *) c->cfg + off;
+}
+
 static void set_str(struct ctx *c, const struct key_def *k, char *s) {
-        char **field = (char **) ((char *) c->cfg + k->off);
+        char **field = field_at(c, k, k->off);
         free(*field);
         *field = s;
 }
@@ -605,14 +567,14 @@ static bool split_value(struct ctx *c, unsigned line, const struct key_def *k, c
         if (r == -ENOMEM)
                 c->oom = true;
         else if (r < 0)
-                add_error(c, line, "[%s] %s: %s", k->section, k->key,
+                add_error(c, line, "[%s] %s: %s", SEC(c, k), k->key,
                           r == -E2BIG ? "too many entries" : "empty entry in list");
         return r >= 0;
 }
 
 static void set_strv(struct ctx *c, const struct key_def *k, char **v, size_t n) {
-        char ***field = (char ***) ((char *) c->cfg + k->off);
-        size_t *count = (size_t *) ((char *) c->cfg + k->off_n);
+        char ***field = field_at(c, k, k->off);
+        size_t *count = field_at(c, k, k->off_n);
         strv_free(*field, *count);
         *field = v;
         *count = n;
@@ -623,7 +585,7 @@ static void range_error(struct ctx *c, unsigned line, const struct key_def *k, c
         util_format_duration(k->min, lo, sizeof(lo));
         util_format_duration(k->max, hi, sizeof(hi));
         add_error(c, line, "[%s] %s: duration '%s' out of range (%s..%s)",
-                  k->section, k->key, quote(v, q), lo, hi);
+                  SEC(c, k), k->key, quote(v, q), lo, hi);
 }
 
 static bool parse_one_duration(struct ctx *c, unsigned line, const struct key_def *k,
@@ -637,7 +599,7 @@ static bool parse_one_duration(struct ctx *c, unsigned line, const struct key_de
         }
         if (r < 0) {
                 add_error(c, line, "[%s] %s: invalid duration '%s' (use e.g. 30s, 5min, 24h, 2d)",
-                          k->section, k->key, quote(v, q));
+                          SEC(c, k), k->key, quote(v, q));
                 return false;
         }
         *ret = d;
@@ -646,7 +608,7 @@ static bool parse_one_duration(struct ctx *c, unsigned line, const struct key_de
 
 /* Parses one value into the cfg.  Errors are added to c. */
 static void parse_value(struct ctx *c, unsigned line, const struct key_def *k, const char *v) {
-        void *field = (char *) c->cfg + k->off;
+        void *field = field_at(c, k, k->off);
         char q[QUOTE_BUF];
         const char *msg = NULL;
         char **list = NULL;
@@ -654,26 +616,27 @@ static void parse_value(struct ctx *c, unsigned line, const struct key_def *k, c
         int r;
 
         if (!*v) {
-                add_error(c, line, "[%s] %s: empty value", k->section, k->key);
+                add_error(c, line, "[%s] %s: empty value", SEC(c, k), k->key);
                 return;
         }
         if (util_has_ctl(v, false)) {
-                add_error(c, line, "[%s] %s: control character in value", k->section, k->key);
+                add_error(c, line, "[%s] %s: control character in value", SEC(c, k), k->key);
                 return;
         }
 
         switch (k->kind) {
         case K_URL_HTTP:
         case K_URL_SMTP: {
-                r = check_url(v, k->kind == K_URL_SMTP, &msg);
+                r = url_check_endpoint(v, URL_STRICT | (k->kind == K_URL_SMTP ? URL_ALLOW_SMTP : URL_ALLOW_HTTP),
+                                       NULL, &msg);
                 if (r == -ENOMEM) {
                         c->oom = true;
                         return;
                 }
                 if (r < 0 && r != -EPERM)
-                        add_error(c, line, "[%s] %s: %s: '%s'", k->section, k->key, msg, quote(v, q));
+                        add_error(c, line, "[%s] %s: %s: '%s'", SEC(c, k), k->key, msg, quote(v, q));
                 if (r == -EPERM)  /* the value holds credentials: not echoed */
-                        add_error(c, line, "[%s] %s: %s", k->section, k->key, msg);
+                        add_error(c, line, "[%s] %s: %s", SEC(c, k), k->key, msg);
                 if (r < 0)
                         return;
                 char *s = strdup(v);
@@ -700,7 +663,7 @@ static void parse_value(struct ctx *c, unsigned line, const struct key_def *k, c
                                 if (*p <= ' ' || *p >= 0x7f)
                                         bad = "only printable ASCII without spaces allowed";
                 if (bad) {
-                        add_error(c, line, "[%s] %s: %s: '%s'", k->section, k->key, bad,
+                        add_error(c, line, "[%s] %s: %s: '%s'", SEC(c, k), k->key, bad,
                                   quote(v, q));
                         return;
                 }
@@ -712,11 +675,11 @@ static void parse_value(struct ctx *c, unsigned line, const struct key_def *k, c
         case K_SECRET_PATH: {
                 if (k->kind == K_ABS_PATH && v[0] != '/') {
                         add_error(c, line, "[%s] %s: '%s' is not an absolute path",
-                                  k->section, k->key, quote(v, q));
+                                  SEC(c, k), k->key, quote(v, q));
                         return;
                 }
                 if (strlen(v) >= PATH_MAX) {
-                        add_error(c, line, "[%s] %s: path too long", k->section, k->key);
+                        add_error(c, line, "[%s] %s: path too long", SEC(c, k), k->key);
                         return;
                 }
                 /* Stored as written; resolved after the whole file is read. */
@@ -744,7 +707,7 @@ static void parse_value(struct ctx *c, unsigned line, const struct key_def *k, c
                         return;
                 }
                 int64_t **f = field;
-                size_t *count = (size_t *) ((char *) c->cfg + k->off_n);
+                size_t *count = field_at(c, k, k->off_n);
                 free(*f);
                 *f = d;
                 *count = n;
@@ -755,12 +718,12 @@ static void parse_value(struct ctx *c, unsigned line, const struct key_def *k, c
                 errno = 0;
                 long long x = isdigit((unsigned char) v[0]) ? strtoll(v, &end, 10) : 0;
                 if (!isdigit((unsigned char) v[0]) || *end) {
-                        add_error(c, line, "[%s] %s: invalid number '%s'", k->section, k->key,
+                        add_error(c, line, "[%s] %s: invalid number '%s'", SEC(c, k), k->key,
                                   quote(v, q));
                         return;
                 }
                 if (errno == ERANGE || x < k->min || x > k->max) {
-                        add_error(c, line, "[%s] %s: %s out of range (%lld..%lld)", k->section,
+                        add_error(c, line, "[%s] %s: %s out of range (%lld..%lld)", SEC(c, k),
                                   k->key, quote(v, q), (long long) k->min, (long long) k->max);
                         return;
                 }
@@ -772,12 +735,12 @@ static void parse_value(struct ctx *c, unsigned line, const struct key_def *k, c
                 r = parse_size(v, &sz);
                 if (r == -EINVAL) {
                         add_error(c, line, "[%s] %s: invalid size '%s' (use e.g. 512K, 16M)",
-                                  k->section, k->key, quote(v, q));
+                                  SEC(c, k), k->key, quote(v, q));
                         return;
                 }
                 if (r < 0 || sz < (uint64_t) k->min || sz > (uint64_t) k->max) {
                         add_error(c, line, "[%s] %s: size '%s' out of range (%lldK..%lldM)",
-                                  k->section, k->key, quote(v, q), (long long) k->min / 1024,
+                                  SEC(c, k), k->key, quote(v, q), (long long) k->min / 1024,
                                   (long long) k->max / (1024 * 1024));
                         return;
                 }
@@ -787,11 +750,11 @@ static void parse_value(struct ctx *c, unsigned line, const struct key_def *k, c
         case K_BOOL:
                 if (parse_bool(v, (bool *) field) < 0)
                         add_error(c, line, "[%s] %s: invalid boolean '%s' (use yes or no)",
-                                  k->section, k->key, quote(v, q));
+                                  SEC(c, k), k->key, quote(v, q));
                 return;
         case K_ADDRESS: {
                 if (!address_valid(v)) {
-                        add_error(c, line, "[%s] %s: invalid address '%s'", k->section, k->key,
+                        add_error(c, line, "[%s] %s: invalid address '%s'", SEC(c, k), k->key,
                                   quote(v, q));
                         return;
                 }
@@ -800,7 +763,8 @@ static void parse_value(struct ctx *c, unsigned line, const struct key_def *k, c
         }
         case K_ADDRESS_LIST:
         case K_PRODUCT_LIST:
-        case K_HOST_LIST: {
+        case K_HOST_LIST:
+        case K_GUID_LIST: {
                 if (!split_value(c, line, k, v, &list, &n))
                         return;
                 bool ok = true;
@@ -813,11 +777,16 @@ static void parse_value(struct ctx *c, unsigned line, const struct key_def *k, c
                         else if (k->kind == K_HOST_LIST &&
                                  !hostname_valid(list[i], strlen(list[i])))
                                 what = "host name";
+                        else if (k->kind == K_GUID_LIST && !api_guid_valid(list[i]))
+                                what = "partnerId (not a GUID)";
+                        for (size_t j = 0; !what && k->kind == K_GUID_LIST && j < i; j++)
+                                if (util_streq_ci(list[i], list[j]))
+                                        what = "partnerId (listed twice)";
                         if (what) {
-                                add_error(c, line, "[%s] %s: invalid %s '%s'", k->section,
+                                add_error(c, line, "[%s] %s: invalid %s '%s'", SEC(c, k),
                                           k->key, what, quote(list[i], q));
                                 ok = false;
-                        } else if (k->kind == K_HOST_LIST)
+                        } else if (k->kind == K_HOST_LIST || k->kind == K_GUID_LIST)
                                 util_ascii_lower(list[i]);
                 }
                 if (!ok) {
@@ -834,7 +803,7 @@ static void parse_value(struct ctx *c, unsigned line, const struct key_def *k, c
                         *(enum cfg_transport *) field = CFG_TRANSPORT_SENDMAIL;
                 else
                         add_error(c, line, "[%s] %s: invalid value '%s' (use smtp or sendmail)",
-                                  k->section, k->key, quote(v, q));
+                                  SEC(c, k), k->key, quote(v, q));
                 return;
         case K_TOKEN_ENDPOINT:
                 if (strcmp(v, "v1") == 0 || strcmp(v, "1") == 0)
@@ -843,7 +812,7 @@ static void parse_value(struct ctx *c, unsigned line, const struct key_def *k, c
                         *(int *) field = 2;
                 else
                         add_error(c, line, "[%s] %s: invalid value '%s' (use v1 or v2)",
-                                  k->section, k->key, quote(v, q));
+                                  SEC(c, k), k->key, quote(v, q));
                 return;
         }
 }
@@ -886,6 +855,64 @@ static void strip_inline_comment(char *s) {
                 }
 }
 
+static bool account_name_valid(const char *n) {
+        size_t len = strlen(n);
+        if (len == 0 || len > CFG_ACCOUNT_NAME_MAX || !(islower((unsigned char) n[0]) || isdigit((unsigned char) n[0])))
+                return false;
+        for (size_t i = 0; i < len; i++)
+                if (!islower((unsigned char) n[i]) && !isdigit((unsigned char) n[i]) && n[i] != '_' && n[i] != '-')
+                        return false;
+        return true;
+}
+
+/* [microsoft.NAME]: starts another Partner Center account.  Returns the
+ * section its keys belong to, "" when it cannot be used (reported). */
+static const char *open_account(struct ctx *c, unsigned line, const char *name) {
+        char q[QUOTE_BUF];
+        const char *n = name + strlen("microsoft.");
+        struct cfg *cfg = c->cfg;
+
+        if (!account_name_valid(n)) {
+                add_error(c, line, "invalid account name in section [%s] (use a-z, 0-9, '_' and '-', "
+                          "at most %d characters, starting with a letter or digit)",
+                          quote(name, q), CFG_ACCOUNT_NAME_MAX);
+                return "";
+        }
+        if (strcmp(n, CFG_ACCOUNT_DEFAULT) == 0) {
+                add_error(c, line, "duplicate section [%s]: '%s' is the name of the [microsoft] account",
+                          name, n);
+                return "";
+        }
+        for (size_t i = 0; i < cfg->n_accounts; i++)
+                if (strcmp(cfg->accounts[i].name, n) == 0) {
+                        add_error(c, line, "duplicate section [%s] (first on line %u)", name, c->acct[i].header);
+                        return "";
+                }
+        if (cfg->n_accounts >= CFG_ACCOUNTS_MAX) {
+                add_error(c, line, "too many [microsoft.NAME] sections (at most %d)", CFG_ACCOUNTS_MAX);
+                return "";
+        }
+        struct cfg_microsoft *a = reallocarray(cfg->accounts, cfg->n_accounts + 1, sizeof(*a));
+        if (a)
+                cfg->accounts = a;
+        struct acct_lines *l = reallocarray(c->acct, cfg->n_accounts + 1, sizeof(*l));
+        if (l)
+                c->acct = l;
+        if (!a || !l) {
+                c->oom = true;
+                return "";
+        }
+        a[cfg->n_accounts] = (struct cfg_microsoft) { .name = strdup(n) };
+        l[cfg->n_accounts] = (struct acct_lines) { .header = line };
+        if (!a[cfg->n_accounts].name) {
+                c->oom = true;
+                return "";
+        }
+        c->cur_acct = ++cfg->n_accounts;
+        snprintf(c->label, sizeof(c->label), "microsoft.%s", n);
+        return "microsoft";
+}
+
 /* section: the current one; NULL before any header, "" inside an unknown
  * section (its keys are not reported again). */
 static void parse_line(struct ctx *c, unsigned line, char *raw, const char **section) {
@@ -910,6 +937,11 @@ static void parse_line(struct ctx *c, unsigned line, char *raw, const char **sec
                         add_error(c, line, "unexpected text after section header [%s]",
                                   quote(name, q));
                         *section = "";
+                        return;
+                }
+                c->cur_acct = 0;
+                if (strncmp(name, "microsoft.", 10) == 0) {
+                        *section = open_account(c, line, name);
                         return;
                 }
                 const char *known = section_lookup(name);
@@ -954,12 +986,19 @@ static void parse_line(struct ctx *c, unsigned line, char *raw, const char **sec
                         add_error(c, line, "invalid key name in [%s]", *section);
                 return;
         }
-        if (c->key_line[idx]) {
+        unsigned *lines = c->cur_acct && strcmp(k->section, "microsoft") == 0
+                          ? c->acct[c->cur_acct - 1].key : c->key_line;
+        if (lines[idx]) {
                 add_error(c, line, "[%s] %s: duplicate key (first set on line %u)",
-                          k->section, k->key, c->key_line[idx]);
+                          SEC(c, k), k->key, lines[idx]);
                 return;
         }
-        c->key_line[idx] = line;
+        if (c->cur_acct && (k->flags & F_SHARED)) {
+                add_error(c, line, "[%s] %s: applies to every account; set it in [microsoft]",
+                          SEC(c, k), k->key);
+                return;
+        }
+        lines[idx] = line;
         parse_value(c, line, k, value);
 }
 
@@ -1007,6 +1046,7 @@ static void parse_text(struct ctx *c, char *text, size_t len) {
 static int set_defaults(struct cfg *cfg) {
         cfg->marketplace.poll_interval = DEF_POLL_INTERVAL;
         cfg->microsoft.token_endpoint = 1;
+        cfg->microsoft.name = strdup(CFG_ACCOUNT_DEFAULT);
         cfg->mail.transport = CFG_TRANSPORT_SMTP;
         cfg->mail.notify_order_contacts = false;
         cfg->mail.reminder_interval = DEF_REMINDER;
@@ -1025,16 +1065,16 @@ static int set_defaults(struct cfg *cfg) {
         cfg->microsoft.login_url = strdup(DEF_LOGIN_URL);
         cfg->microsoft.api_url = strdup(DEF_API_URL);
         cfg->mail.sendmail_path = strdup(DEF_SENDMAIL);
-        cfg->mail.url_hosts = calloc(1, sizeof(char *));
-        if (!cfg->microsoft.check_schedule || !cfg->marketplace.portal_url ||
+        cfg->mail.url_hosts = calloc(url_n_link_hosts, sizeof(char *));
+        if (!cfg->microsoft.check_schedule || !cfg->marketplace.portal_url || !cfg->microsoft.name ||
             !cfg->microsoft.login_url || !cfg->microsoft.api_url || !cfg->mail.sendmail_path ||
             !cfg->mail.url_hosts)
                 return -ENOMEM;
         memcpy(cfg->microsoft.check_schedule, def_check_schedule, sizeof(def_check_schedule));
         cfg->microsoft.n_check_schedule = ns;
-        if (!(cfg->mail.url_hosts[0] = strdup(DEF_URL_HOST)))
-                return -ENOMEM;
-        cfg->mail.n_url_hosts = 1;
+        for (; cfg->mail.n_url_hosts < url_n_link_hosts; cfg->mail.n_url_hosts++)
+                if (!(cfg->mail.url_hosts[cfg->mail.n_url_hosts] = strdup(url_link_hosts[cfg->mail.n_url_hosts])))
+                        return -ENOMEM;
         return 0;
 }
 
@@ -1086,14 +1126,13 @@ static void resolve_path(struct ctx *c, char **field, const char *base) {
         *field = s;
 }
 
-static void load_secret(struct ctx *c, const char *section, const char *key, char *path,
-                        char **ret) {
-        unsigned line;
+/* section: as the message names it ("microsoft.NAME" too); line: of the key. */
+static void load_secret_at(struct ctx *c, const char *section, unsigned line, const char *key,
+                           const char *path, char **ret) {
         bool world = false;
         char *s = NULL;
         int r;
 
-        key_by_name(section, key, &line, c);
         r = util_read_secret(path, &s, &world);
         if (r == -ENOMEM) {
                 c->oom = true;
@@ -1126,15 +1165,151 @@ static void load_secret(struct ctx *c, const char *section, const char *key, cha
         *ret = s;
 }
 
-static void check_file_readable(struct ctx *c, const char *section, const char *key,
-                                const char *path) {
+static void load_secret(struct ctx *c, const char *section, const char *key, const char *path,
+                        char **ret) {
         unsigned line;
+        key_by_name(section, key, &line, c);
+        load_secret_at(c, section, line, key, path, ret);
+}
+
+static void check_file_readable_at(struct ctx *c, const char *section, unsigned line, const char *key,
+                                   const char *path) {
         if (!path || (c->flags & CFG_NO_SECRETS))
                 return;
-        key_by_name(section, key, &line, c);
         if (access(path, R_OK) < 0)
                 add_error(c, line, "[%s] %s: cannot read %s: %s", section, key, path,
                           strerror(errno));
+}
+
+static void check_file_readable(struct ctx *c, const char *section, const char *key,
+                                const char *path) {
+        unsigned line;
+        key_by_name(section, key, &line, c);
+        check_file_readable_at(c, section, line, key, path);
+}
+
+/* A [microsoft] value an account did not set: a copy of [microsoft]'s.
+ * Strings and numbers only (lists are per account or F_SHARED). */
+static void inherit(struct ctx *c, const struct key_def *k, struct cfg_microsoft *a) {
+        size_t off = k->off - O(microsoft);
+        const char *src = (const char *) &c->cfg->microsoft + off;
+        char *dst = (char *) a + off;
+        switch (k->kind) {
+        case K_URL_HTTP: case K_URL_SMTP: case K_STRING: case K_WORD: case K_HOST:
+        case K_PATH: case K_ABS_PATH: case K_SECRET_PATH: case K_ADDRESS: {
+                const char *v = *(char *const *) src;
+                if (v && !(*(char **) dst = strdup(v)))
+                        c->oom = true;
+                return;
+        }
+        case K_INT: case K_TOKEN_ENDPOINT:
+                *(int *) dst = *(const int *) src;
+                return;
+        case K_DURATION:
+                *(int64_t *) dst = *(const int64_t *) src;
+                return;
+        default:
+                return;
+        }
+}
+
+/* Where partnerId id is listed before account ai (index into every
+ * account, 0 = [microsoft]); its line in *ret_line. */
+static const struct cfg_microsoft *listed_before(const struct ctx *c, size_t ai, const char *id,
+                                                 unsigned *ret_line) {
+        size_t idx = 0;
+        key_lookup("microsoft", "partner_ids", &idx);
+        for (size_t i = 0; i < ai; i++) {
+                const struct cfg_microsoft *a = cfg_account(c->cfg, i);
+                for (size_t j = 0; j < a->n_partner_ids; j++)
+                        if (strcmp(a->partner_ids[j], id) == 0) {
+                                *ret_line = i ? c->acct[i - 1].key[idx] : c->key_line[idx];
+                                return a;
+                        }
+        }
+        return NULL;
+}
+
+static void check_partner_ids(struct ctx *c) {
+        size_t idx = 0;
+        const struct cfg *cfg = c->cfg;
+        key_lookup("microsoft", "partner_ids", &idx);
+        for (size_t ai = 1; ai < cfg_n_accounts(cfg); ai++) {
+                const struct cfg_microsoft *a = cfg_account(cfg, ai);
+                for (size_t j = 0; j < a->n_partner_ids; j++) {
+                        unsigned first = 0;
+                        const struct cfg_microsoft *b = listed_before(c, ai, a->partner_ids[j], &first);
+                        if (!b)
+                                continue;
+                        char where[16 + CFG_ACCOUNT_NAME_MAX];
+                        if (b == &cfg->microsoft)
+                                snprintf(where, sizeof(where), "microsoft");
+                        else
+                                snprintf(where, sizeof(where), "microsoft.%s", b->name);
+                        add_error(c, c->acct[ai - 1].key[idx],
+                                  "[microsoft.%s] partner_ids: partnerId %s is also listed in [%s] (line %u)",
+                                  a->name, a->partner_ids[j], where, first);
+                }
+        }
+        if (cfg->n_accounts > 0 && cfg->microsoft.n_partner_ids == 0)
+                add_error(c, 0, "[microsoft] partner_ids: missing required key (with [microsoft.NAME] "
+                          "accounts every account lists the partnerIds it answers for)");
+        else if (cfg->n_accounts == 0 && cfg->microsoft.n_partner_ids == 0)
+                add_warning(c, 0, "[microsoft] partner_ids is not set: the one Partner Center account "
+                            "checks every order, whatever partnerId its link names");
+}
+
+/* Required keys, inherited values, paths and secrets of [microsoft.NAME]. */
+static void finish_accounts(struct ctx *c, const char *secret_base) {
+        struct cfg *cfg = c->cfg;
+        for (size_t i = 0; i < cfg->n_accounts; i++) {
+                struct cfg_microsoft *a = &cfg->accounts[i];
+                const struct acct_lines *l = &c->acct[i];
+                char label[16 + CFG_ACCOUNT_NAME_MAX];
+                snprintf(label, sizeof(label), "microsoft.%s", a->name);
+                for (size_t k = 0; k < N_KEYS; k++) {
+                        if (strcmp(keys[k].section, "microsoft") != 0 || l->key[k])
+                                continue;
+                        if (keys[k].flags & (F_REQUIRED | F_ACCOUNT))
+                                add_error(c, l->header, "[%s] %s: missing required key", label, keys[k].key);
+                        else if (!(keys[k].flags & F_SHARED))
+                                inherit(c, &keys[k], a);
+                }
+                size_t ki = 0;
+                resolve_path(c, &a->ca_file, cfg->dir);
+                resolve_path(c, &a->client_secret_file, secret_base);
+                key_lookup("microsoft", "ca_file", &ki);
+                if (l->key[ki])   /* an inherited one is checked in [microsoft] */
+                        check_file_readable_at(c, label, l->key[ki], "ca_file", a->ca_file);
+                key_lookup("microsoft", "client_secret_file", &ki);
+                if (a->client_secret_file && !(c->flags & CFG_NO_SECRETS))
+                        load_secret_at(c, label, l->key[ki], "client_secret_file", a->client_secret_file,
+                                       &a->client_secret);
+        }
+        check_partner_ids(c);
+}
+
+size_t cfg_n_accounts(const struct cfg *c) {
+        return c ? 1 + c->n_accounts : 0;
+}
+
+const struct cfg_microsoft *cfg_account(const struct cfg *c, size_t i) {
+        if (!c || i > c->n_accounts)
+                return NULL;
+        return i == 0 ? &c->microsoft : &c->accounts[i - 1];
+}
+
+const struct cfg_microsoft *cfg_account_for_partner(const struct cfg *c, const char *partner_id) {
+        for (size_t i = 0; partner_id && i < cfg_n_accounts(c); i++) {
+                const struct cfg_microsoft *a = cfg_account(c, i);
+                for (size_t j = 0; j < a->n_partner_ids; j++)
+                        if (strcmp(a->partner_ids[j], partner_id) == 0)
+                                return a;
+        }
+        /* one account without partner_ids answers for everything */
+        if (c && c->n_accounts == 0 && c->microsoft.n_partner_ids == 0)
+                return &c->microsoft;
+        return NULL;
 }
 
 static void finish(struct ctx *c) {
@@ -1187,6 +1362,7 @@ static void finish(struct ctx *c) {
         resolve_path(c, &cfg->marketplace.token_file, base);
         resolve_path(c, &cfg->microsoft.client_secret_file, base);
         resolve_path(c, &cfg->mail.password_file, base);
+        finish_accounts(c, base);
         if (c->flags & CFG_NO_SECRETS)
                 return;
         if (cfg->marketplace.token_file)
@@ -1265,5 +1441,6 @@ out:
                 free(text);
         }
         cfg_free(c.cfg);
+        free(c.acct);
         return r;
 }

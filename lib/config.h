@@ -28,7 +28,15 @@ struct cfg_marketplace {
         char *portal_url;         /* default https://portal.platform.softwareone.com */
 };
 
+/* One Partner Center account: the [microsoft] section (named
+ * CFG_ACCOUNT_DEFAULT) or a [microsoft.NAME] section.  A [microsoft.NAME]
+ * section takes login_url, api_url, ca_file and token_endpoint from
+ * [microsoft] unless it sets them; check_schedule is set in [microsoft]
+ * only and applies to every account. */
 struct cfg_microsoft {
+        char *name;               /* "default" for [microsoft], else NAME */
+        char **partner_ids;       /* lower-case GUIDs this account answers for */
+        size_t n_partner_ids;     /* 0: every partnerId (one account only) */
         char *login_url;          /* default https://login.microsoftonline.com */
         char *api_url;            /* default https://api.partnercenter.microsoft.com/v1 */
         char *tenant;             /* partner's own tenant id or domain */
@@ -83,12 +91,31 @@ struct cfg {
         char *path;                  /* the file that was loaded */
         char *dir;                   /* its directory */
         struct cfg_marketplace marketplace;
-        struct cfg_microsoft microsoft;
+        struct cfg_microsoft microsoft;   /* the [microsoft] account */
+        struct cfg_microsoft *accounts;   /* [microsoft.NAME] accounts, in file order */
+        size_t n_accounts;
         struct cfg_mail mail;
         struct cfg_daemon daemon;
         char **warnings;             /* non-fatal ("secret file readable by others") */
         size_t n_warnings;
 };
+
+/* The name of the [microsoft] account (a [microsoft.default] section is
+ * refused as a duplicate). */
+#define CFG_ACCOUNT_DEFAULT "default"
+/* [microsoft.NAME]: NAME is [a-z0-9][a-z0-9_-]{0,31}. */
+#define CFG_ACCOUNT_NAME_MAX 32
+#define CFG_ACCOUNTS_MAX 64
+
+/* Every Partner Center account: index 0 is [microsoft], then the
+ * [microsoft.NAME] sections. */
+size_t cfg_n_accounts(const struct cfg *c);
+const struct cfg_microsoft *cfg_account(const struct cfg *c, size_t i);
+/* The account that answers for a link's partnerId (lower-case GUID, NULL
+ * when the link names none): the one whose partner_ids lists it, else the
+ * only account when it lists no partner_ids, else NULL (no account may
+ * check such an order: it is never processed). */
+const struct cfg_microsoft *cfg_account_for_partner(const struct cfg *c, const char *partner_id);
 
 /* Every problem found, each "FILE:LINE: message" (LINE 0 when the problem
  * is not on one line, e.g. a missing key). */

@@ -40,6 +40,7 @@
 #include "engine.h"
 #include "log.h"
 #include "store.h"
+#include "url.h"
 #include "util.h"
 
 /* Requests in flight per phase, per parallel slot of lib/http: enough that
@@ -95,6 +96,7 @@ struct cycle {
         } *buyers;
         size_t n_buyers;
         bool token_error_logged;
+        struct action_list unsynced;  /* mails queued since the last outbox sync */
         struct cycle_result res;
 };
 
@@ -110,6 +112,7 @@ struct op {
         struct cycle *c;
         char *order_id;          /* template, process */
         char *customer_key;      /* check */
+        char *account;           /* check, process: the customer's account */
         size_t index;            /* template: index into orders; contact: into buyers */
         bool reread_after_post;  /* process: second read after a 4xx */
         long post_status;
@@ -135,6 +138,7 @@ static void op_done(struct op *o) {
         struct cycle *c = o->c;
         free(o->order_id);
         free(o->customer_key);
+        free(o->account);
         free(o->post_error);
         free(o);
         c->pending--;
@@ -172,8 +176,54 @@ static void persist(struct cycle *c, const char *what) {
 
 static void log_action(const struct action *a) {
         log_event(a->log_priority ? a->log_priority : LOG_INFO, (enum log_event) a->log_event,
-                  LOG_FIELDS({ "ORDER_ID", a->order_id }, { "CUSTOMER_KEY", a->customer_key }),
+                  LOG_FIELDS({ "ORDER_ID", a->order_id }, { "CUSTOMER_KEY", a->customer_key },
+                             { "PARTNER_ACCOUNT", a->account }),
                   "%s", a->message ? a->message : "(no message)");
+}
+
+/* ---- accounts ---- */
+
+/* The client of a configured account; NULL for ACCOUNT_NONE or a name the
+ * configuration no longer has. */
+static struct pc_client *account_client(const struct cycle *c, const char *name) {
+        if (!c->env.accounts)
+                return !name || strcmp(name, ACCOUNT_DEFAULT) == 0 ? c->env.pc : NULL;
+        for (size_t i = 0; name && i < c->env.n_accounts; i++)
+                if (strcmp(c->env.accounts[i].name, name) == 0)
+                        return c->env.accounts[i].pc;
+        return NULL;
+}
+
+/* The section of an account, for messages: "microsoft" or "microsoft.NAME". */
+static void account_section(const char *name, char *buf, size_t n) {
+        if (!name || strcmp(name, ACCOUNT_DEFAULT) == 0)
+                snprintf(buf, n, "microsoft");
+        else
+                snprintf(buf, n, "microsoft.%s", name);
+}
+
+/* Which account checks each order: the one whose partner_ids lists its
+ * link's partnerId (lib/url.c reads it).  NULL stays for the default
+ * account (its customer keys are what they were before accounts): so do
+ * orders without a link (nothing to check) and GDAP links, which name no
+ * partnerId (the relationship id is read from the [microsoft] account's
+ * own Graph, which knows only that partner tenant's relationships). */
+static int assign_accounts(struct cycle *c) {
+        for (size_t i = 0; i < c->orders.n; i++) {
+                struct order *o = &c->orders.items[i];
+                util_freep(&o->partner_id);
+                util_freep(&o->account);
+                if (!o->relationship_url || url_link_kind(o->relationship_url) == URL_LINK_GDAP)
+                        continue;
+                o->partner_id = url_link_partner_id(o->relationship_url);
+                if (!o->partner_id && errno == ENOMEM)
+                        return -ENOMEM;
+                const struct cfg_microsoft *a = cfg_account_for_partner(c->env.cfg, o->partner_id);
+                const char *name = a ? a->name : ACCOUNT_NONE;
+                if (strcmp(name, ACCOUNT_DEFAULT) != 0 && !(o->account = strdup(name)))
+                        return -ENOMEM;
+        }
+        return 0;
 }
 
 /* ---- mail ---- */
@@ -189,6 +239,47 @@ static const char *buyer_email(const struct cycle *c, const char *buyer_id) {
         return NULL;
 }
 
+/* Keeps what eng_notify_failed() needs of a mail just queued, until the
+ * outbox is synced. */
+static int remember_unsynced(struct cycle *c, const struct action *a) {
+        struct action *u = action_list_add(&c->unsynced);
+        if (!u)
+                return -ENOMEM;
+        *u = (struct action) {
+                .type = a->type,
+                .mail_kind = a->mail_kind,
+                .prev_last_mail_at = a->prev_last_mail_at,
+                .prev_warned_deadline = a->prev_warned_deadline,
+                .prev_final_warning_sent = a->prev_final_warning_sent,
+                .customer_key = strdup(a->customer_key),
+                .order_ids = calloc(a->n_order_ids ? a->n_order_ids : 1, sizeof(char *)),
+        };
+        if (!u->customer_key || !u->order_ids)
+                return -ENOMEM;
+        for (; u->n_order_ids < a->n_order_ids; u->n_order_ids++)
+                if (!(u->order_ids[u->n_order_ids] = strdup(a->order_ids[u->n_order_ids])))
+                        return -ENOMEM;
+        return 0;
+}
+
+/* Makes the mails queued so far durable.  When that fails their intents
+ * are forgotten: the state never says a mail went out that may be lost
+ * (the next cycle decides them again, under the same dedup keys). */
+static void sync_queued(struct cycle *c) {
+        if (c->env.dry_run || !c->env.outbox || c->unsynced.n == 0)
+                return;
+        int r = mail_outbox_sync(c->env.outbox);
+        if (r < 0) {
+                log_event(LOG_ERR, LOG_EV_MAIL_FAILED, NULL,
+                          "Cannot sync the mail outbox: %s; %zu mail(s) not recorded as sent, decided again next cycle",
+                          strerror(-r), c->unsynced.n);
+                set_error(c, r, "cannot sync the mail outbox", strerror(-r));
+                for (size_t i = 0; i < c->unsynced.n; i++)
+                        (void) eng_notify_failed(c->work, &c->unsynced.items[i]);
+        }
+        action_list_clear(&c->unsynced);
+}
+
 static void queue_mail(struct cycle *c, const struct action *a) {
         const struct cfg *cfg = c->env.cfg;
         struct tracked_customer *cust = state_find_customer(c->work, a->customer_key);
@@ -197,6 +288,7 @@ static void queue_mail(struct cycle *c, const struct action *a) {
         size_t n_extra = 0;
         struct mail_message *msg = NULL;
         int64_t deadline = 0;
+        bool queued = false;
         int r;
 
         if (!cust) {
@@ -242,6 +334,7 @@ static void queue_mail(struct cycle *c, const struct action *a) {
                 .domain = cust->domain,
                 .tenant_id = cust->tenant_id,
                 .url = cust->relationship_url,
+                .partner_id = a->partner_id,
                 .orders = mo,
                 .n_orders = a->n_order_ids,
                 .reminder_number = cust->reminders,
@@ -255,6 +348,7 @@ static void queue_mail(struct cycle *c, const struct action *a) {
         if (r < 0) {
                 log_event(LOG_ERR, LOG_EV_MAIL_FAILED,
                           LOG_FIELDS({ "ORDER_ID", first_order }, { "CUSTOMER_KEY", a->customer_key },
+                                     { "PARTNER_ACCOUNT", cust->account },
                                      { "MAIL_KIND", mail_kind_to_string(a->mail_kind) }),
                           "Cannot compose %s mail for %s: %s", mail_kind_to_string(a->mail_kind),
                           cust->name ? cust->name : a->customer_key, err ? err : strerror(-r));
@@ -270,20 +364,26 @@ static void queue_mail(struct cycle *c, const struct action *a) {
                 printf("\nSubject: %s\n\n%s\n", msg->subject, msg->text ? msg->text : "");
                 fflush(stdout);
                 c->res.mails_queued++;
+                queued = true;
                 goto out;
         }
         r = mail_outbox_put(c->env.outbox, a->dedup_key, msg, c->now);
+        if (r >= 0 && remember_unsynced(c, a) < 0)
+                goto oom;
+        queued = r >= 0;
         if (r < 0) {
                 log_event(LOG_ERR, LOG_EV_MAIL_FAILED,
-                          LOG_FIELDS({ "ORDER_ID", first_order }, { "CUSTOMER_KEY", a->customer_key }),
-                          "Cannot queue %s mail for %s: %s", mail_kind_to_string(a->mail_kind),
-                          a->customer_key, strerror(-r));
+                          LOG_FIELDS({ "ORDER_ID", first_order }, { "CUSTOMER_KEY", a->customer_key },
+                                     { "PARTNER_ACCOUNT", cust->account }),
+                          "Cannot queue %s mail for %s: %s; it will be decided again next cycle",
+                          mail_kind_to_string(a->mail_kind), a->customer_key, strerror(-r));
                 set_error(c, r, "cannot queue mail", strerror(-r));
         } else if (r == 0) {
                 c->res.mails_queued++;
                 log_event(LOG_INFO, LOG_EV_MAIL_QUEUED,
                           LOG_FIELDS({ "ORDER_ID", first_order }, { "CUSTOMER_KEY", a->customer_key },
                                      { "CUSTOMER_DOMAIN", cust->domain }, { "CUSTOMER_TENANT", cust->tenant_id },
+                                     { "PARTNER_ACCOUNT", cust->account },
                                      { "MAIL_KIND", mail_kind_to_string(a->mail_kind) },
                                      { "MESSAGE_ID_MAIL", msg->message_id }),
                           "Queued %s mail for %s (%zu order%s) to %zu recipient(s)",
@@ -296,6 +396,9 @@ oom:
         log_error("Out of memory composing mail for %s", a->customer_key);
         set_error(c, -ENOMEM, "out of memory", NULL);
 out:
+        /* not queued: not recorded either, decided again next cycle */
+        if (!queued)
+                (void) eng_notify_failed(c->work, a);
         if (links)
                 for (size_t i = 0; i < a->n_order_ids; i++)
                         free(links[i]);
@@ -341,6 +444,7 @@ static void on_check(void *ud, int r, const struct pc_check_result *res) {
         snprintf(st, sizeof(st), "%ld", res ? res->status : 0L);
         if (f) {
                 f->customer_key = strdup(o->customer_key);
+                f->account = o->account ? strdup(o->account) : NULL;
                 f->state = res ? res->state : REL_UNKNOWN;
                 f->tenant_id = res && res->tenant_id ? strdup(res->tenant_id) : NULL;
                 f->checked_at = c->now;
@@ -348,13 +452,16 @@ static void on_check(void *ud, int r, const struct pc_check_result *res) {
         const struct log_field *fields =
                 LOG_FIELDS({ "CUSTOMER_KEY", o->customer_key },
                            { "CUSTOMER_TENANT", res && res->tenant_id ? res->tenant_id : (cust ? cust->tenant_id : NULL) },
-                           { "CUSTOMER_DOMAIN", cust ? cust->domain : NULL }, { "HTTP_STATUS", st });
+                           { "CUSTOMER_DOMAIN", cust ? cust->domain : NULL }, { "HTTP_STATUS", st },
+                           { "PARTNER_ACCOUNT", o->account });
+        char section[64];
+        account_section(o->account, section, sizeof(section));
         if (!res || res->state == REL_UNKNOWN) {
                 if (res && res->config_error) {
                         if (!c->token_error_logged)
                                 log_event(LOG_ERR, LOG_EV_TOKEN_FAILED, fields,
-                                          "Partner Center sign-in failed, check [microsoft] tenant, client_id and the client secret: %s",
-                                          res->error ? res->error : "unknown error");
+                                          "Partner Center sign-in failed, check [%s] tenant, client_id and the client secret: %s",
+                                          section, res->error ? res->error : "unknown error");
                         c->token_error_logged = true;
                         set_error(c, -EACCES, "Partner Center sign-in failed", res->error);
                 } else {
@@ -374,16 +481,21 @@ static void on_check(void *ud, int r, const struct pc_check_result *res) {
 
 static void start_check(struct cycle *c, const struct action *a) {
         struct op *o = op_new(c);
-        if (!o || !(o->customer_key = strdup(a->customer_key))) {
+        if (!o || !(o->customer_key = strdup(a->customer_key)) ||
+            (a->account && !(o->account = strdup(a->account)))) {
                 set_error(c, -ENOMEM, "out of memory", NULL);
                 if (o)
                         op_done(o);
                 return;
         }
         c->res.checks++;
-        int r = pc_check_customer(c->env.pc, a->tenant_id, a->domain, on_check, o);
+        struct pc_client *pc = account_client(c, a->account);
+        int r = pc ? pc_check_customer(pc, a->tenant_id, a->domain, on_check, o) : -ENOENT;
         if (r < 0) {
-                struct pc_check_result res = { .state = REL_UNKNOWN, .error = strerror(-r) };
+                struct pc_check_result res = {
+                        .state = REL_UNKNOWN,
+                        .error = pc ? strerror(-r) : "no such Partner Center account in the configuration",
+                };
                 on_check(o, r, &res);
         }
 }
@@ -403,13 +515,15 @@ static void process_outcome(struct cycle *c, const char *order_id, enum eng_proc
 }
 
 static void on_reread(void *ud, int r, long status, const char *err, const struct order *order);
+static int episode_start(struct cycle *c, struct order *o);
 
 static void on_post(void *ud, int r, long status, const char *err, const struct order *order) {
         struct op *o = ud;
         struct cycle *c = o->c;
         char st[16];
         snprintf(st, sizeof(st), "%ld", status);
-        const struct log_field *fields = LOG_FIELDS({ "ORDER_ID", o->order_id }, { "HTTP_STATUS", st });
+        const struct log_field *fields = LOG_FIELDS({ "ORDER_ID", o->order_id }, { "HTTP_STATUS", st },
+                                                    { "PARTNER_ACCOUNT", o->account });
 
         if (r == 0 && status == 200) {
                 log_event(LOG_NOTICE, LOG_EV_ORDER_PROCESSED, fields,
@@ -456,7 +570,8 @@ static void on_reread(void *ud, int r, long status, const char *err, const struc
                         process_outcome(c, o->order_id, ENG_PROCESS_MOVED, ORDER_STATUS_DELETED,
                                         "order no longer exists");
                 } else {
-                        log_event(LOG_WARNING, LOG_EV_PROCESS_FAILED, LOG_FIELDS({ "ORDER_ID", o->order_id }),
+                        log_event(LOG_WARNING, LOG_EV_PROCESS_FAILED,
+                                  LOG_FIELDS({ "ORDER_ID", o->order_id }, { "PARTNER_ACCOUNT", o->account }),
                                   "Cannot read order %s before Process: %s; will retry next cycle", o->order_id,
                                   err ? err : strerror(r < 0 ? -r : EIO));
                         set_error(c, r < 0 ? r : -EIO, "cannot read an order before Process",
@@ -466,8 +581,14 @@ static void on_reread(void *ud, int r, long status, const char *err, const struc
                 op_done(o);
                 return;
         }
-        bool same_episode = t && t->querying_at_raw && order->querying_at_raw &&
-                            strcmp(t->querying_at_raw, order->querying_at_raw) == 0;
+        /* the episode as the poll named it (see episode_start()) */
+        struct order copy = { 0 };
+        if (order->status == ORDER_STATUS_QUERYING && !order->querying_at_raw &&
+            (order_copy(&copy, order) < 0 || episode_start(c, &copy) < 0))
+                set_error(c, -ENOMEM, "out of memory", NULL);
+        const char *episode = copy.querying_at_raw ? copy.querying_at_raw : order->querying_at_raw;
+        bool same_episode = t && t->querying_at_raw && episode && strcmp(t->querying_at_raw, episode) == 0;
+        order_clear(&copy);
         if (order->status != ORDER_STATUS_QUERYING || !same_episode) {
                 /* Someone else moved it on: a success, not an error (the
                  * engine logs the closed order). */
@@ -481,7 +602,8 @@ static void on_reread(void *ud, int r, long status, const char *err, const struc
                 return;
         }
         if (c->env.dry_run) {
-                log_event(LOG_NOTICE, LOG_EV_NONE, LOG_FIELDS({ "ORDER_ID", o->order_id }),
+                log_event(LOG_NOTICE, LOG_EV_NONE,
+                          LOG_FIELDS({ "ORDER_ID", o->order_id }, { "PARTNER_ACCOUNT", o->account }),
                           "Dry run: would call Process on order %s", o->order_id);
                 op_done(o);
                 return;
@@ -494,8 +616,14 @@ static void on_reread(void *ud, int r, long status, const char *err, const struc
 }
 
 static void start_process(struct cycle *c, const struct action *a) {
+        if (!a->account || strcmp(a->account, ACCOUNT_NONE) == 0) {
+                /* the engine never asks this: an order no account answers for is never processed */
+                log_error("Internal error: Process of order %s without a Partner Center account refused",
+                          a->order_id);
+                return;
+        }
         struct op *o = op_new(c);
-        if (!o || !(o->order_id = strdup(a->order_id))) {
+        if (!o || !(o->order_id = strdup(a->order_id)) || !(o->account = strdup(a->account))) {
                 set_error(c, -ENOMEM, "out of memory", NULL);
                 if (o)
                         op_done(o);
@@ -527,7 +655,7 @@ static void on_template(void *ud, int r, long status, const char *err, const cha
                         ord->incomplete = true;
                 set_error(c, r < 0 ? r : -EIO, "cannot fetch a template", err);
         } else if (text) {
-                char *url = mp_extract_relationship_url(text);
+                char *url = url_link_extract(text);
                 if (url) {
                         free(ord->relationship_url);
                         ord->relationship_url = url;
@@ -588,6 +716,56 @@ static const struct tracked_order *find_tracked(const struct cycle *c, const cha
                         hi = mid;
         }
         return lo < c->n_tracked && strcmp(c->tracked[lo].id, id) == 0 ? c->tracked[lo].t : NULL;
+}
+
+#define EPISODE_UPDATED    "updated:"
+#define EPISODE_FIRST_SEEN "first-seen:"
+
+/* The episode of a Querying order is its audit.querying.at.  Without one
+ * (the platform does not always send it) the best start available stands
+ * in: audit.updated.at, else the time partnerd first saw it, marked as
+ * such ("updated:<time>", "first-seen:<time>").  Once chosen it sticks
+ * while the order stays open (an edit bumps updated.at, it does not start
+ * a new episode), so the re-read before Process finds the same episode.
+ * Logged once, when chosen. */
+static int episode_start(struct cycle *c, struct order *o) {
+        char when[UTIL_TIME_MAX], *raw = NULL;
+        const char *source;
+        int64_t at;
+
+        if (o->status != ORDER_STATUS_QUERYING || o->querying_at_raw)
+                return 0;
+        const struct tracked_order *t = find_tracked(c, o->id);
+        if (t && t->status != TRACK_CLOSED && t->querying_at_raw &&
+            (strncmp(t->querying_at_raw, EPISODE_UPDATED, strlen(EPISODE_UPDATED)) == 0 ||
+             strncmp(t->querying_at_raw, EPISODE_FIRST_SEEN, strlen(EPISODE_FIRST_SEEN)) == 0)) {
+                o->querying_at_raw = strdup(t->querying_at_raw);
+                o->querying_at = t->querying_since;
+                return o->querying_at_raw ? 0 : -ENOMEM;
+        }
+        if (o->updated_at_raw) {
+                source = "audit.updated.at";
+                at = o->updated_at;
+                if (asprintf(&raw, EPISODE_UPDATED "%s", o->updated_at_raw) < 0)
+                        return -ENOMEM;
+        } else {
+                source = "the time partnerd first saw it";
+                at = c->now;
+                if (asprintf(&raw, EPISODE_FIRST_SEEN "%s", util_format_time(at, when)) < 0)
+                        return -ENOMEM;
+        }
+        o->querying_at_raw = raw;
+        o->querying_at = at;
+        log_event(LOG_NOTICE, LOG_EV_NONE, LOG_FIELDS({ "ORDER_ID", o->id }),
+                  "Order %s is Querying without audit.querying.at; its episode starts at %s (%s)", o->id,
+                  util_format_time(at, when), source);
+        return 0;
+}
+
+static void episode_starts(struct cycle *c) {
+        for (size_t i = 0; i < c->orders.n; i++)
+                if (episode_start(c, &c->orders.items[i]) < 0)
+                        set_error(c, -ENOMEM, "out of memory", NULL);
 }
 
 static bool template_known(const struct cycle *c, struct order *o) {
@@ -800,7 +978,7 @@ static void filter_urls(struct cycle *c) {
         const struct cfg_mail *m = &c->env.cfg->mail;
         for (size_t i = 0; i < c->orders.n; i++) {
                 struct order *o = &c->orders.items[i];
-                if (!o->relationship_url || mail_url_allowed(o->relationship_url, m->url_hosts, m->n_url_hosts))
+                if (!o->relationship_url || url_link_allowed(o->relationship_url, m->url_hosts, m->n_url_hosts))
                         continue;
                 const struct tracked_order *t = state_find_order(c->work, o->id, NULL);
                 bool known = t && t->status == TRACK_OTHER_QUERY;
@@ -841,7 +1019,9 @@ static void plan(struct cycle *c) {
 
         unindex_tracked(c);      /* the engine changes the state from here on */
         filter_urls(c);
-        r = eng_decide(&c->params, &c->orders, NULL, c->work, c->now, &acts);
+        r = assign_accounts(c);
+        if (r >= 0)
+                r = eng_decide(&c->params, &c->orders, NULL, c->work, c->now, &acts);
         if (r < 0) {
                 set_error(c, r, "engine", strerror(-r));
                 action_list_clear(&acts);
@@ -881,7 +1061,6 @@ static int collect_buyers(struct cycle *c) {
 }
 
 static void plan_mail(struct cycle *c) {
-        int r;
         struct action_list acts = c->planned;
         c->planned = (struct action_list) { 0 };
         /* Mails first: the outbox is their durable intent.  Saving the state
@@ -892,9 +1071,7 @@ static void plan_mail(struct cycle *c) {
          * worst one duplicate, when a key embeds this cycle's clock). */
         perform_simple_actions(c, &acts);
         /* one sync for the batch just queued, then the state that says so */
-        if (!c->env.dry_run && c->env.outbox && (r = mail_outbox_sync(c->env.outbox)) < 0)
-                log_event(LOG_ERR, LOG_EV_MAIL_FAILED, NULL, "Cannot sync the mail outbox: %s",
-                          strerror(-r));
+        sync_queued(c);
         persist_intent(c, &acts, "after queueing mail");
         begin_phase(c, PH_CHECKS, &acts);
         start_early_flush(c);
@@ -1070,6 +1247,7 @@ static void finish(struct cycle *c) {
         c->res.customers_pending = pending;
         if (!c->env.dry_run && c->env.cfg->daemon.retention > 0)
                 store_prune(c->work, c->now - c->env.cfg->daemon.retention);
+        sync_queued(c);     /* confirmations queued since plan_mail() */
         persist(c, "after the cycle");
         c->cb(c->ud, &c->res);
         free(c->res.error);
@@ -1078,6 +1256,7 @@ static void finish(struct cycle *c) {
         order_list_clear(&c->orders);
         rel_fact_list_clear(&c->facts);
         action_list_clear(&c->planned);
+        action_list_clear(&c->unsynced);
         settle_clear(c);
         for (size_t i = 0; i < c->n_buyers; i++) {
                 free(c->buyers[i].id);
@@ -1110,6 +1289,7 @@ static void advance(struct cycle *c) {
                         break;
                 case PH_SETTLE:
                         index_tracked(c);
+                        episode_starts(c);
                         begin_phase(c, PH_TEMPLATES, NULL);
                         break;
                 case PH_TEMPLATES:

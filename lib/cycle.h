@@ -17,12 +17,20 @@
 #include "partnercenter.h"
 #include "model.h"
 
+/* One Partner Center account and its client (its own token cache). */
+struct cycle_account {
+        const char *name;            /* cfg_microsoft.name */
+        struct pc_client *pc;
+};
+
 struct cycle_env {
         uv_loop_t *loop;
         const struct cfg *cfg;
         struct http *http;
         struct mp_client *mp;
-        struct pc_client *pc;
+        struct pc_client *pc;        /* the default account's, when accounts is NULL */
+        const struct cycle_account *accounts;   /* every configured account */
+        size_t n_accounts;
         struct mail_transport *transport;
         struct mail_outbox *outbox;
         const struct mail_templates *templates;

@@ -59,6 +59,16 @@
  *     deadline (warned_deadline records which deadline they were about).
  *   - Querying with an acceptance URL but without tenant or domain cannot
  *     be checked: it is treated as "querying for another reason" (ops).
+ *   - Partner Center accounts: a customer is (account, tenant), the account
+ *     being the one the cycle found for the order's link (order->account).
+ *     Only checkable customers (a configured account) are checked, and only
+ *     their facts and unknown outcomes lead to PROCESS; a fact found by
+ *     tenant id only matches customers of the account that was asked.
+ *     ACCOUNT_NONE customers are mailed like any other, never checked nor
+ *     processed, and ops hears once per order.  Customers from a state
+ *     written before accounts (account NULL) are adopted by their next
+ *     order without a new mail; an order whose account changes moves with
+ *     the mail state (customer_inherit_episode).
  */
 #include "engine.h"
 
@@ -153,6 +163,7 @@ struct ctx {
         struct idx ord;    /* order id -> a = customer index, b = order index */
         struct idx poll;   /* order id -> a = index in orders (first occurrence) */
         char **old_keys;   /* replaced customer keys, still referenced by cust */
+        const struct tracked_customer *only;   /* eng_process_outcome: its customer (no index) */
         size_t n_old_keys;
 };
 
@@ -255,16 +266,38 @@ static int assign_str(char **dst, const char *src) {
 
 /* ---- actions ------------------------------------------------------------ */
 
+/* The account of the customer tracked under key (NULL if none). */
+static const char *key_account(const struct ctx *x, const char *key) {
+        const struct idx_ent *e = cust_find(x, key);
+        if (e)
+                return x->s->customers[e->a].account;
+        if (x->cust.cap)
+                return NULL;   /* indexed: it is not there */
+        if (x->only && strcmp(x->only->key, key) == 0)
+                return x->only->account;
+        const struct tracked_customer *c = state_find_customer(x->s, key);
+        return c ? c->account : NULL;
+}
+
 static struct action *add_action(struct ctx *x, enum action_type type, const char *customer_key) {
         struct action *a = action_list_add(x->out);
         if (!a)
                 return NULL;
         *a = (struct action) { .type = type };
-        if (customer_key && !(a->customer_key = strdup(customer_key))) {
+        const char *acct = customer_key ? key_account(x, customer_key) : NULL;
+        if ((customer_key && !(a->customer_key = strdup(customer_key))) ||
+            (acct && !(a->account = strdup(acct)))) {
+                action_clear(a);
                 x->out->n--;
                 return NULL;
         }
         return a;
+}
+
+/* A customer that may be asked about its relationship: it has an account
+ * (not ACCOUNT_NONE, not one tracked before accounts and not adopted). */
+static bool customer_checkable(const struct tracked_customer *c) {
+        return c->account && strcmp(c->account, ACCOUNT_NONE) != 0;
 }
 
 static int add_log(struct ctx *x, int priority, enum log_event ev, const char *customer_key,
@@ -333,6 +366,9 @@ static int notify_customer(struct ctx *x, struct tracked_customer *c, enum mail_
                                       c->key, discriminator);
         if (!a)
                 return -ENOMEM;
+        a->prev_last_mail_at = c->last_mail_at;
+        a->prev_warned_deadline = c->warned_deadline;
+        a->prev_final_warning_sent = c->final_warning_sent;
         for (size_t i = 0; i < c->n_orders; i++) {
                 if (c->orders[i].status != st)
                         continue;
@@ -419,8 +455,8 @@ static int migrate_domain_customers(struct ctx *x) {
                 if (!o->tenant_id || !*o->tenant_id || !o->domain || !*o->domain)
                         continue;
                 char *dkey = NULL, *tkey = NULL;
-                struct order only_domain = { .domain = o->domain };
-                struct order only_tenant = { .tenant_id = o->tenant_id };
+                struct order only_domain = { .domain = o->domain, .account = o->account };
+                struct order only_tenant = { .tenant_id = o->tenant_id, .account = o->account };
                 dkey = order_customer_key(&only_domain);
                 tkey = order_customer_key(&only_tenant);
                 if (!dkey || !tkey) {
@@ -451,18 +487,119 @@ static int migrate_domain_customers(struct ctx *x) {
         return 0;
 }
 
-static int get_customer(struct ctx *x, const char *key, size_t *ret_ci) {
+/* The customer tracked under key, created (for account) when new: then
+ * 1 is returned. */
+static int get_customer(struct ctx *x, const char *key, const char *account, size_t *ret_ci) {
         const struct idx_ent *e = cust_find(x, key);
         if (e) {
                 *ret_ci = e->a;
                 return 0;
         }
         struct tracked_customer *c = state_add_customer(x->s, key);
-        if (!c)
+        if (!c || !(c->account = strdup(account)))
                 return -ENOMEM;
         c->first_seen = x->now;
         *ret_ci = x->s->n_customers - 1;
-        return idx_put(&x->cust, c->key, *ret_ci, 0);
+        int r = idx_put(&x->cust, c->key, *ret_ci, 0);
+        return r < 0 ? r : 1;
+}
+
+static int classify(const struct order *o);
+
+/* The tenant or domain part of a customer key (without "<account>/"). */
+static const char *bare_key(const char *key) {
+        const char *slash = strchr(key, '/');
+        return slash ? slash + 1 : key;
+}
+
+/* An order moved to the customer of the same tenant under another account
+ * (the configuration moved its partnerId, or the customer was tracked
+ * before accounts existed): the new customer takes over where the mails
+ * stood, so nobody is asked twice.  The acceptance does not carry over:
+ * it was a relationship with the other account. */
+/* An order whose Process intent was decided on another account's answer
+ * waits for its new account's: back to blocked (its earlier call did not
+ * take, or the poll would have closed it). */
+static void order_new_account(struct tracked_order *t) {
+        if (t->status == TRACK_PROCESS_SENT)
+                t->status = TRACK_BLOCKED;
+}
+
+static void customer_inherit_episode(struct tracked_customer *to, const struct tracked_customer *from) {
+        to->first_seen = from->first_seen;
+        to->notified_at = from->notified_at;
+        to->last_mail_at = from->last_mail_at;
+        to->reminders = from->reminders;
+        to->final_warning_sent = from->final_warning_sent;
+        to->deadline_passed_logged = from->deadline_passed_logged;
+        to->warned_deadline = from->warned_deadline;
+}
+
+/* Customers tracked before accounts existed (account NULL) take the
+ * account of the first of their orders in this poll: the key stays when
+ * that is the default account, else the customer moves to its new key
+ * (merged into an existing one).  Acceptance is kept only for the default
+ * account, the one partnerd asked before.  Orders naming other accounts
+ * move on in reconcile_order() and keep the mail state. */
+static int adopt_legacy_customers(struct ctx *x) {
+        for (size_t ci = 0; ci < x->s->n_customers; ci++) {
+                struct tracked_customer *c = &x->s->customers[ci];
+                const struct order *o = NULL;
+                for (size_t oi = 0; !o && c->account == NULL && oi < c->n_orders; oi++) {
+                        o = poll_find(x, c->orders[oi].id);
+                        if (o && (o->incomplete || classify(o) < 0))
+                                o = NULL;
+                }
+                if (!o)
+                        continue;
+                char *key = order_customer_key(o);
+                if (!key)
+                        continue;   /* unknown:<order> customers keep their key */
+                int r = 0;
+                const char *acct = order_account(o);
+                if (strcmp(acct, ACCOUNT_DEFAULT) != 0) {
+                        c->accepted_at = 0;
+                        c->next_check = 0;
+                        c->confirmation_sent = false;
+                        for (size_t oi = 0; oi < c->n_orders; oi++)
+                                order_new_account(&c->orders[oi]);
+                }
+                if (!(c->account = strdup(acct)))
+                        r = -ENOMEM;
+                else if (strcmp(key, c->key) != 0) {
+                        const struct idx_ent *te = cust_find(x, key);
+                        r = te ? customer_merge(x->s, ci, te->a) : customer_rekey(x, ci, key);
+                        if (r >= 0 && te) {
+                                r = ctx_index_state(x);   /* positions changed */
+                                ci--;
+                        }
+                }
+                free(key);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+/* What identifies the customer's episode in a dedup key, from platform
+ * data only (never a local time: a lost state must make the same keys):
+ * "<order id>@<episode start>" of its blocked order that entered Querying
+ * first (ties: the smaller id), or of its confirmable orders when st is
+ * TRACK_CLOSED (see maybe_confirm). */
+static bool order_confirmable(const struct tracked_customer *c, const struct tracked_order *t);
+
+static void episode_anchor(const struct tracked_customer *c, enum track_status st, char *buf, size_t n) {
+        const struct tracked_order *best = NULL;
+        for (size_t i = 0; i < c->n_orders; i++) {
+                const struct tracked_order *t = &c->orders[i];
+                if (st == TRACK_CLOSED ? !order_confirmable(c, t) : t->status != st)
+                        continue;
+                if (!best || t->querying_since < best->querying_since ||
+                    (t->querying_since == best->querying_since && strcmp(t->id, best->id) < 0))
+                        best = t;
+        }
+        snprintf(buf, n, "%s@%s", best ? best->id : "-",
+                 best && best->querying_at_raw ? best->querying_at_raw : "-");
 }
 
 /* Earliest deadline of the blocked orders of c (0 if none). */
@@ -505,9 +642,10 @@ static int maybe_confirm(struct ctx *x, struct tracked_customer *c) {
         }
         if (n == 0)
                 return 0;
-        struct action *a = add_notify(x, MAIL_KIND_CONFIRMATION, c->key, "%s:%s:%" PRId64,
-                                      mail_kind_to_string(MAIL_KIND_CONFIRMATION), c->key,
-                                      c->accepted_at);
+        char anchor[200];
+        episode_anchor(c, TRACK_CLOSED, anchor, sizeof(anchor));
+        struct action *a = add_notify(x, MAIL_KIND_CONFIRMATION, c->key, "%s:%s:%s",
+                                      mail_kind_to_string(MAIL_KIND_CONFIRMATION), c->key, anchor);
         if (!a)
                 return -ENOMEM;
         c->confirmation_sent = true;
@@ -621,9 +759,15 @@ static int reconcile_order(struct ctx *x, const struct order *o) {
 
         const struct idx_ent *e = idx_get(&x->ord, o->id);
         if (e && strcmp(x->s->customers[e->a].key, key) != 0) {
-                /* The order now names another customer (domain edited, tenant learned). */
+                /* The order now names another customer (domain edited, tenant
+                 * learned, another partner account). */
                 size_t from = e->a, oi = e->b;
-                r = get_customer(x, key, &ci);
+                r = get_customer(x, key, order_account(o), &ci);
+                if (r >= 0 && strcmp(bare_key(key), bare_key(x->s->customers[from].key)) == 0) {
+                        order_new_account(&x->s->customers[from].orders[oi]);
+                        if (r == 1)
+                                customer_inherit_episode(&x->s->customers[ci], &x->s->customers[from]);
+                }
                 if (r >= 0 && !customer_take_order(&x->s->customers[ci], &x->s->customers[from], oi))
                         r = -ENOMEM;
                 if (r >= 0 && x->s->customers[from].n_orders == 0)
@@ -634,7 +778,7 @@ static int reconcile_order(struct ctx *x, const struct order *o) {
                         goto out;
                 e = idx_get(&x->ord, o->id);
         }
-        r = get_customer(x, key, &ci);
+        r = get_customer(x, key, order_account(o), &ci);
         if (r < 0)
                 goto out;
         struct tracked_customer *c = &x->s->customers[ci];
@@ -717,7 +861,12 @@ static int reconcile_order(struct ctx *x, const struct order *o) {
                 if (cls == TRACK_BLOCKED) {
                         t->status = TRACK_BLOCKED;
                         r = start_blocked(x, c, t);
-                }
+                } else if (!t->notified && x->p->have_ops)
+                        r = start_other(x, c, t);   /* its notice was never queued */
+                break;
+        case TRACK_DRAFT:
+                if (!t->notified)
+                        r = start_draft(x, c, t, o);   /* its warning was never queued */
                 break;
         default:
                 break;
@@ -757,9 +906,38 @@ static int close_missing(struct ctx *x) {
         return 0;
 }
 
+/* Blocked orders whose partnerId no account lists are never checked nor
+ * processed; ops hears of each once per episode (and again if the link
+ * names another partnerId). */
+static int notify_unlisted(struct ctx *x, struct tracked_customer *c) {
+        for (size_t i = 0; i < c->n_orders; i++) {
+                struct tracked_order *t = &c->orders[i];
+                const struct order *o = poll_find(x, t->id);
+                const char *pid = o && o->partner_id ? o->partner_id : "none";
+                if (t->status != TRACK_BLOCKED || !o || streq0(t->unlisted_partner, pid))
+                        continue;
+                if (x->p->have_ops) {
+                        struct action *a = add_notify(x, MAIL_KIND_PARTNER_UNLISTED, c->key, "%s:%s:%s:%s",
+                                                      mail_kind_to_string(MAIL_KIND_PARTNER_UNLISTED), t->id,
+                                                      t->querying_at_raw ? t->querying_at_raw : "-", pid);
+                        if (!a || action_add_order_id(a, t->id) < 0 || !(a->partner_id = strdup(pid)))
+                                return -ENOMEM;
+                }
+                if (assign_str(&t->unlisted_partner, pid) < 0)
+                        return -ENOMEM;
+                int r = add_log(x, LOG_WARNING, LOG_EV_PARTNER_UNLISTED, c->key, t->id,
+                                "Order %s names partnerId %s, which no [microsoft] account lists; it is "
+                                "never checked nor processed%s", t->id, pid,
+                                x->p->have_ops ? "; operations notified" : "");
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
 static int customer_pass(struct ctx *x, struct tracked_customer *c) {
         const struct eng_params *p = x->p;
-        char disc[64];
+        char disc[200], anchor[180];
         int r = maybe_confirm(x, c);
         if (r < 0)
                 return r;
@@ -784,7 +962,7 @@ static int customer_pass(struct ctx *x, struct tracked_customer *c) {
                                             c->name ? c->name : c->key);
                         }
                 } else if (!c->notified_at) {
-                        snprintf(disc, sizeof(disc), "%" PRId64, c->first_seen);
+                        episode_anchor(c, TRACK_BLOCKED, disc, sizeof(disc));
                         r = notify_customer(x, c, MAIL_KIND_NEW_REQUEST, TRACK_BLOCKED, disc);
                         c->notified_at = c->last_mail_at = x->now;
                         if (in_window) {
@@ -799,7 +977,8 @@ static int customer_pass(struct ctx *x, struct tracked_customer *c) {
                         c->last_mail_at = x->now;
                 } else if (!c->final_warning_sent && c->reminders < p->max_reminders &&
                            x->now >= c->last_mail_at + p->reminder_interval) {
-                        snprintf(disc, sizeof(disc), "%" PRId64 ":%d", c->first_seen, c->reminders + 1);
+                        episode_anchor(c, TRACK_BLOCKED, anchor, sizeof(anchor));
+                        snprintf(disc, sizeof(disc), "%s:%d", anchor, c->reminders + 1);
                         r = notify_customer(x, c, MAIL_KIND_REMINDER, TRACK_BLOCKED, disc);
                         c->reminders++;
                         c->last_mail_at = x->now;
@@ -808,7 +987,9 @@ static int customer_pass(struct ctx *x, struct tracked_customer *c) {
                         return r;
         }
 
-        if (p->check_all || c->next_check <= x->now) {
+        if (c->account && strcmp(c->account, ACCOUNT_NONE) == 0 && (r = notify_unlisted(x, c)) < 0)
+                return r;
+        if (customer_checkable(c) && (p->check_all || c->next_check <= x->now)) {
                 struct action *a = add_action(x, ACTION_CHECK, c->key);
                 if (!a || (c->tenant_id && !(a->tenant_id = strdup(c->tenant_id))) ||
                     (c->domain && !(a->domain = strdup(c->domain))))
@@ -821,6 +1002,8 @@ static int customer_pass(struct ctx *x, struct tracked_customer *c) {
 
 static int phase1(struct ctx *x) {
         int r = ctx_index_state(x);
+        if (r >= 0)
+                r = adopt_legacy_customers(x);
         if (r >= 0)
                 r = migrate_domain_customers(x);
         for (size_t i = 0; r >= 0 && x->orders && i < x->orders->n; i++) {
@@ -840,15 +1023,18 @@ static int phase1(struct ctx *x) {
 
 /* ---- phase 2: relationship facts ----------------------------------------- */
 
+/* The customer a fact is about: by key, else (a domain customer whose
+ * tenant id the check learned) by tenant id among the customers of the
+ * account that was asked, never another account's. */
 static struct tracked_customer *fact_customer(struct ctx *x, const struct rel_fact *f) {
         const struct idx_ent *e = cust_find(x, f->customer_key);
-        if (e)
-                return &x->s->customers[e->a];
-        for (size_t i = 0; f->tenant_id && i < x->s->n_customers; i++)
+        struct tracked_customer *c = e ? &x->s->customers[e->a] : NULL;
+        for (size_t i = 0; !c && f->tenant_id && i < x->s->n_customers; i++)
                 if (x->s->customers[i].tenant_id &&
-                    strcasecmp(x->s->customers[i].tenant_id, f->tenant_id) == 0)
-                        return &x->s->customers[i];
-        return NULL;
+                    strcasecmp(x->s->customers[i].tenant_id, f->tenant_id) == 0 &&
+                    streq0(x->s->customers[i].account, f->account ? f->account : ACCOUNT_DEFAULT))
+                        c = &x->s->customers[i];
+        return c && customer_checkable(c) ? c : NULL;
 }
 
 /* Orders whose Process outcome stayed unknown (5xx, timeout, crash after
@@ -861,7 +1047,8 @@ static int resend_unknown(struct ctx *x) {
                 for (size_t oi = 0; oi < c->n_orders; oi++) {
                         struct tracked_order *t = &c->orders[oi];
                         const struct order *o = poll_find(x, t->id);
-                        if (t->status != TRACK_PROCESS_SENT || t->process_sent_at >= x->now || !o ||
+                        if (!customer_checkable(c) ||
+                            t->status != TRACK_PROCESS_SENT || t->process_sent_at >= x->now || !o ||
                             o->status != ORDER_STATUS_QUERYING ||
                             !streq0(o->querying_at_raw, t->querying_at_raw))
                                 continue;
@@ -943,7 +1130,7 @@ int eng_process_outcome(const struct eng_params *p, struct state *state, const c
                 return -ENOENT;
         if (t->status != TRACK_PROCESS_SENT)
                 return 0;   /* stale: a later poll already settled this order */
-        struct ctx x = { .p = p, .s = state, .now = now, .out = ret_actions };
+        struct ctx x = { .p = p, .s = state, .now = now, .out = ret_actions, .only = c };
         char outcome[64];
         int r = 0;
         switch (res) {
@@ -975,4 +1162,54 @@ int eng_process_outcome(const struct eng_params *p, struct state *state, const c
                 break;
         }
         return r < 0 ? r : 0;
+}
+
+int eng_notify_failed(struct state *state, const struct action *a) {
+        if (!state || !a || a->type != ACTION_NOTIFY || !a->customer_key)
+                return -EINVAL;
+        struct tracked_customer *c = state_find_customer(state, a->customer_key);
+        if (!c)
+                return -ENOENT;
+        bool orders_too = false;
+        switch (a->mail_kind) {
+        case MAIL_KIND_NEW_REQUEST:
+                c->notified_at = 0;
+                c->last_mail_at = a->prev_last_mail_at;
+                c->final_warning_sent = a->prev_final_warning_sent;
+                c->warned_deadline = a->prev_warned_deadline;
+                orders_too = true;
+                break;
+        case MAIL_KIND_REMINDER:
+                if (c->reminders > 0)
+                        c->reminders--;
+                c->last_mail_at = a->prev_last_mail_at;
+                break;
+        case MAIL_KIND_FINAL_WARNING:
+                c->final_warning_sent = a->prev_final_warning_sent;
+                c->warned_deadline = a->prev_warned_deadline;
+                c->last_mail_at = a->prev_last_mail_at;
+                break;
+        case MAIL_KIND_CONFIRMATION:
+                c->confirmation_sent = false;
+                break;
+        case MAIL_KIND_PARTNER_UNLISTED:
+                /* notify_unlisted() tells ops again */
+                for (size_t i = 0; i < a->n_order_ids; i++) {
+                        struct tracked_order *t = customer_find_order(c, a->order_ids[i]);
+                        if (t)
+                                (void) assign_str(&t->unlisted_partner, NULL);
+                }
+                break;
+        case MAIL_KIND_DRAFT_WARNING:
+        case MAIL_KIND_OPS_NOTICE:
+        default:
+                orders_too = true;
+                break;
+        }
+        for (size_t i = 0; orders_too && i < a->n_order_ids; i++) {
+                struct tracked_order *t = customer_find_order(c, a->order_ids[i]);
+                if (t)
+                        t->notified = false;
+        }
+        return 0;
 }

@@ -32,8 +32,10 @@ struct eng_params {
  * reminders...) so the caller must persist it before acting.
  *
  * Every NOTIFY carries dedup_key "<mail kind>:<customer key or order
- * id>:<discriminator>", identical when the same decision is re-made from
- * the same stored state (printable ASCII, at most ENG_DEDUP_KEY_MAX bytes).
+ * id>:<discriminator>", identical when the same decision is re-made, even
+ * from a lost or fresh state: it is built from platform data only (order
+ * ids, episode starts, the deadline, the reminder number), never from a
+ * local clock (printable ASCII, at most ENG_DEDUP_KEY_MAX bytes).
  *
  * Phase 2 (facts != NULL: the results of the checks, possibly none): record
  * them and return PROCESS actions for every blocked order of an accepted
@@ -68,3 +70,10 @@ enum eng_process_result {
 int eng_process_outcome(const struct eng_params *p, struct state *state, const char *order_id,
                         enum eng_process_result res, enum order_status order_status,
                         const char *detail, int64_t now, struct action_list *ret_actions);
+
+/* The mail of NOTIFY action a (returned by the calls above, applied to this
+ * state) could not be queued: forgets its intent (notified_at, reminders,
+ * the warning and confirmation flags, the orders' notified flags), so that
+ * the next cycle decides the same mail again, with the same dedup key.
+ * -ENOENT when its customer is no longer tracked. */
+int eng_notify_failed(struct state *state, const struct action *a);

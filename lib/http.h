@@ -7,7 +7,8 @@
  *  - Connections (and the DNS cache) are reused across cycles; HTTP/2 is
  *    multiplexed where offered (PIPEWAIT).
  *  - https only; http:// only to loopback hosts.  TLS verification is
- *    always on; ca_file is the only knob.
+ *    always on; ca_file is the only knob (plus an optional client
+ *    certificate, cert_file + key_file, e.g. for etcd).
  *  - Idempotent requests are retried on connection errors, timeouts, 429,
  *    502, 503, 504 with exponential backoff and jitter, honouring
  *    Retry-After (seconds or HTTP-date, capped).  Non-idempotent ones
@@ -62,6 +63,8 @@ struct http_request {
         size_t body_len;
         bool idempotent;             /* retry per the rules above (GET: true) */
         const char *ca_file;         /* optional */
+        const char *cert_file;       /* optional client certificate (PEM) */
+        const char *key_file;        /* its private key (PEM), if not in cert_file */
         long timeout_ms;             /* 0 = default */
         /* When set, http adds "<name>: <uuid>" to each attempt, a new uuid
          * per attempt except when retrying after a timeout (Partner Center's
@@ -81,13 +84,13 @@ int http_new(uv_loop_t *loop, const struct http_options *opts, struct http **ret
 struct http *http_free(struct http *h);
 
 /* 0 when queued (cb runs later, from the loop, exactly once); -EINVAL for a
- * bad URL (see http_check_url), method or header (CR/LF); -ENOBUFS when too
+ * bad URL (see url_check_endpoint), method or header (CR/LF); -ENOBUFS when too
  * many requests are pending; -ESHUTDOWN during http_free(). */
 int http_submit(struct http *h, const struct http_request *req, http_done_fn cb, void *userdata);
 
 /* For SMTP and other non-HTTP transfers on the same multi handle: the
  * caller configures the easy handle fully (and checks its URL with
- * http_check_url(.., true, ..)); http only drives it (adds the common
+ * url_check_endpoint(.., URL_ALLOW_SMTP, ..)); http only drives it (adds the common
  * safety options: NOSIGNAL, PROTOCOLS_STR http(s)/smtp(s), no redirects,
  * the connect and transfer timeouts of http_options; it uses
  * CURLOPT_PRIVATE) and reports the outcome from the loop, after removing
@@ -125,10 +128,6 @@ char *http_describe_error(int r, const struct http_response *resp);
 
 /* Percent-encodes s for a query value (RFC 3986 unreserved kept). */
 char *http_escape(const char *s);
-
-/* Fails with -EINVAL unless url is https://, or http:// to a loopback host
- * (also smtps:// / smtp:// when allow_smtp).  *ret_plaintext tells which. */
-int http_check_url(const char *url, bool allow_smtp, bool *ret_plaintext);
 
 /* true when curl resolves names without blocking (threaded or c-ares). */
 bool http_async_dns(void);

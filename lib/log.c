@@ -44,6 +44,7 @@ static const struct {
         [LOG_EV_STATE_SAVE_FAILED] = { "state-save-failed", "207e4e4191194816b7fef46b7e59b044" },
         [LOG_EV_URL_REJECTED] = { "url-rejected", "982a3a65ff4140abbbc7951407ee4199" },
         [LOG_EV_RELOADED] = { "reloaded", "8bfe374430ef46a0af149a3ac4322e7f" },
+        [LOG_EV_PARTNER_UNLISTED] = { "partner-unlisted", "19de6345f6d34aa395a1ddf932de6db0" },
 };
 
 #define LOG_MAX_FIELDS 24

@@ -42,6 +42,7 @@ enum log_event {
         LOG_EV_STATE_SAVE_FAILED,
         LOG_EV_URL_REJECTED,
         LOG_EV_RELOADED,
+        LOG_EV_PARTNER_UNLISTED,     /* the link's partnerId is in no account: never processed */
         _LOG_EV_MAX,
 };
 

@@ -18,6 +18,7 @@
 
 #include <curl/curl.h>
 
+#include "url.h"
 #include "util.h"
 
 /* Caps on everything we build from outside data. */
@@ -29,7 +30,6 @@
 #define MAIL_MAX_URL        2048u
 
 /* The relationship URL allow-list when the configuration names none. */
-#define MAIL_DEFAULT_URL_HOST "admin.microsoft.com"
 
 /* RFC 2047: "=?UTF-8?B?" + "?=" around the base64 text. */
 #define EW_OVERHEAD 12u
@@ -127,29 +127,6 @@ static bool is_plain_ascii(const char *s) {
 
 /* ---- RFC 2047 --------------------------------------------------------- */
 
-static const char b64chars[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-static int b64_append(struct util_buf *b, const unsigned char *p, size_t n) {
-        char out[4];
-        int r;
-        for (size_t i = 0; i < n; i += 3) {
-                unsigned v = (unsigned) p[i] << 16;
-                if (i + 1 < n)
-                        v |= (unsigned) p[i + 1] << 8;
-                if (i + 2 < n)
-                        v |= p[i + 2];
-                out[0] = b64chars[(v >> 18) & 63];
-                out[1] = b64chars[(v >> 12) & 63];
-                out[2] = i + 1 < n ? b64chars[(v >> 6) & 63] : '=';
-                out[3] = i + 2 < n ? b64chars[v & 63] : '=';
-                r = util_buf_append(b, out, 4);
-                if (r < 0)
-                        return r;
-        }
-        return 0;
-}
-
 /* Raw bytes that fit in one encoded word starting at column col. */
 static size_t ew_capacity(size_t col) {
         size_t avail = col >= QP_LINE_MAX ? 0 : QP_LINE_MAX - col;
@@ -186,7 +163,7 @@ static int append_encoded_words(struct util_buf *b, const char *s, size_t *col) 
                 size_t before = b->len;
                 r = util_buf_puts(b, "=?UTF-8?B?");
                 if (r >= 0)
-                        r = b64_append(b, p, n);
+                        r = util_buf_append_base64(b, p, n);
                 if (r >= 0)
                         r = util_buf_puts(b, "?=");
                 if (r < 0)
@@ -509,59 +486,6 @@ static int append_address(struct util_buf *b, const char *display, const char *a
 
 /* ---- URL allow-list --------------------------------------------------- */
 
-bool mail_url_allowed(const char *url, char *const *hosts, size_t n_hosts) {
-        static char *const default_hosts[] = { (char *) MAIL_DEFAULT_URL_HOST };
-        CURLU *u = NULL;
-        char *scheme = NULL, *host = NULL, *port = NULL, *user = NULL, *pass = NULL;
-        bool ok = false;
-
-        if (!url || strlen(url) > MAIL_MAX_URL || util_has_ctl(url, false))
-                return false;
-        if (strncasecmp(url, "https://", 8) != 0)
-                return false;
-        /* Characters that have no business in the URL and could confuse a
-         * reader or an HTML attribute. */
-        if (strpbrk(url, " \"'<>\\`{}|^"))
-                return false;
-        for (const unsigned char *p = (const unsigned char *) url; *p; p++)
-                if (*p >= 0x80)
-                        return false;
-        if (n_hosts == 0 || !hosts) {
-                hosts = default_hosts;
-                n_hosts = 1;
-        }
-        u = curl_url();
-        if (!u)
-                return false;
-        if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK)
-                goto out;
-        if (curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK || strcmp(scheme, "https") != 0)
-                goto out;
-        /* "https://admin.microsoft.com@evil.example" has user info: refuse. */
-        if (curl_url_get(u, CURLUPART_USER, &user, 0) != CURLUE_NO_USER)
-                goto out;
-        if (curl_url_get(u, CURLUPART_PASSWORD, &pass, 0) != CURLUE_NO_PASSWORD)
-                goto out;
-        CURLUcode pc = curl_url_get(u, CURLUPART_PORT, &port, 0);
-        if (pc == CURLUE_OK && strcmp(port, "443") != 0)
-                goto out;
-        if (pc != CURLUE_OK && pc != CURLUE_NO_PORT)
-                goto out;
-        if (curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK)
-                goto out;
-        for (size_t i = 0; i < n_hosts; i++)
-                if (hosts[i] && util_streq_ci(host, hosts[i]))
-                        ok = true;
-out:
-        curl_free(scheme);
-        curl_free(host);
-        curl_free(port);
-        curl_free(user);
-        curl_free(pass);
-        curl_url_cleanup(u);
-        return ok;
-}
-
 /* ---- templates -------------------------------------------------------- */
 
 enum tpl_part {
@@ -577,6 +501,7 @@ static const char *const tpl_suffix[_TPL_MAX] = { ".subject", ".txt", ".html" };
 static const char *const placeholders[] = {
         "customer_name", "domain", "tenant_id", "url", "deadline", "days_left",
         "reminder_number", "order_count", "orders", "portal_links", "now", "contact",
+        "partner_id",
 };
 
 struct mail_templates {
@@ -1166,6 +1091,9 @@ static int fill_values(struct render_values *rv, const struct mail_context *ctx,
         if (r >= 0)
                 r = set_value(rv, "contact", from_addr);
         if (r >= 0)
+                r = set_value(rv, "partner_id", ctx->partner_id && *ctx->partner_id ? ctx->partner_id
+                                                                                  : "(none)");
+        if (r >= 0)
                 r = build_order_lists(rv, ctx);
         return r;
 }
@@ -1205,10 +1133,10 @@ int mail_render(const struct mail_templates *t, const struct cfg_mail *cfg,
                 goto out;
         }
         const char *url = ctx->url && *ctx->url ? ctx->url : NULL;
-        if (url && !mail_url_allowed(url, cfg->url_hosts, cfg->n_url_hosts)) {
+        if (url && !url_link_allowed(url, cfg->url_hosts, cfg->n_url_hosts)) {
                 r = fail(ret_err, -EINVAL,
                          "relationship URL refused: it must be https:// on an allowed host (%s%s)",
-                         cfg->n_url_hosts > 0 ? cfg->url_hosts[0] : MAIL_DEFAULT_URL_HOST,
+                         cfg->n_url_hosts > 0 ? cfg->url_hosts[0] : url_link_hosts[0],
                          cfg->n_url_hosts > 1 ? ", ..." : "");
                 goto out;
         }
@@ -1286,7 +1214,7 @@ int mail_render(const struct mail_templates *t, const struct cfg_mail *cfg,
         /* To: the configured list (ops for an ops notice) and the order
          * contacts; Cc; Bcc only in the envelope. */
         first = true;
-        if (ctx->kind == MAIL_KIND_OPS_NOTICE && cfg->n_ops > 0)
+        if ((ctx->kind == MAIL_KIND_OPS_NOTICE || ctx->kind == MAIL_KIND_PARTNER_UNLISTED) && cfg->n_ops > 0)
                 r = append_recipients(&hdr, "To", cfg->ops, cfg->n_ops, false, &first, &env, ret_err);
         else
                 r = append_recipients(&hdr, "To", cfg->to, cfg->n_to, false, &first, &env, ret_err);

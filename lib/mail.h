@@ -69,6 +69,7 @@ struct mail_context {
         const char *domain;
         const char *tenant_id;
         const char *url;             /* relationship acceptance URL */
+        const char *partner_id;      /* partner-unlisted: the link's partnerId */
         const struct mail_order *orders;
         size_t n_orders;
         int reminder_number;         /* 1-based for reminders */
@@ -112,8 +113,6 @@ char *mail_encode_qp(const char *text);
 int mail_parse_address(const char *s, char **ret_display, char **ret_addr);
 /* s is a bare, valid addr-spec (what an envelope may carry). */
 bool mail_is_addr_spec(const char *s);
-/* The URL is https:// on one of hosts (case-insensitive, exact). */
-bool mail_url_allowed(const char *url, char *const *hosts, size_t n_hosts);
 
 /* ---- transport ---- */
 

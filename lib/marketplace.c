@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "apiutil.h"
+#include "url.h"
 #include "log.h"
 #include "util.h"
 
@@ -58,16 +59,6 @@
 #define MP_PAR_PRIMARY_DOMAIN   "PrimaryDomainName"        /* ordering */
 #define MP_PAR_COMPANY_NAME     "CustomerCompanyName"      /* ordering */
 #define MP_PAR_TYPE_CONTACT     "Contact"
-/* The acceptance URL: Microsoft 365 admin centre, reseller invitation
- * (direct or indirect) first, the GDAP invitation form as a second kind
- * [O screenshots; A for the exact grammar]. */
-#define MP_URL_PREFIX           "https://admin.microsoft.com/"
-#define MP_URL_PATH             "adminportal"
-#define MP_URL_INVTYPE_KEY      "invtype="
-#define MP_URL_INVTYPE_RESELLER "ResellerRelationship"
-#define MP_URL_INVTYPE_INDIRECT "IndirectResellerRelationship"
-#define MP_URL_GDAP_FRAGMENT    "#/partners/invitation/granularAdminRelationships/"
-#define MP_URL_MAX              2048
 /* Caps on remote strings (error.message is 1..4000 chars [C]). */
 #define MP_STR_MAX              4096
 #define MP_ERROR_MAX            4000
@@ -111,10 +102,6 @@ static char *dup_clean(const char *s, size_t max) {
                 if ((unsigned char) *q < 0x20 || *q == 0x7f)
                         *q = ' ';
         return p;
-}
-
-static bool ascii_prefix_ci(const char *s, const char *prefix) {
-        return strncasecmp(s, prefix, strlen(prefix)) == 0;
 }
 
 bool mp_order_id_valid(const char *id) {
@@ -331,6 +318,7 @@ int mp_parse_order(const json_t *obj, struct order *o, char **ret_err) {
                 o->company_name = util_strdup0(o->buyer_name ? o->buyer_name : o->client_name);
         o->error_message = parse_error_text(obj);
         o->querying_at = parse_audit_time(obj, "querying", &o->querying_at_raw);
+        o->updated_at = parse_audit_time(obj, "updated", &o->updated_at_raw);
         o->created_at = parse_audit_time(obj, "created", NULL);
         o->template_id = dup_clean(api_json_str(api_json_obj(obj, "template"), "id"), MP_ID_MAX);
         /* What the order itself shows (parameters, error): all a Draft has;
@@ -420,153 +408,8 @@ int mp_parse_order_page(const char *body, size_t len, struct order_list *orders,
 }
 
 /* ======================================================================
- * Relationship URL extraction
+ * Relationship links (what a link is: lib/url)
  * ====================================================================== */
-
-static bool url_stop_char(unsigned char ch) {
-        return ch <= 0x20 || ch == 0x7f || strchr("\"'<>)]`", ch) != NULL;
-}
-
-/* Unescapes HTML (&amp; &#38; &#x26;) and markdown (\& \_ \#) escapes of
- * [s, s+len).  Fails (NULL) on control characters or oversize. */
-static char *url_unescape(const char *s, size_t len) {
-        if (len > MP_URL_MAX * 2)
-                return NULL;
-        char *out = malloc(len + 1);
-        if (!out)
-                return NULL;
-        size_t o = 0;
-        for (size_t i = 0; i < len;) {
-                static const char *const amp[] = { "&amp;", "&#38;", "&#x26;" };
-                bool done = false;
-                for (size_t k = 0; k < 3 && !done; k++) {
-                        size_t n = strlen(amp[k]);
-                        if (len - i >= n && strncasecmp(s + i, amp[k], n) == 0) {
-                                out[o++] = '&';
-                                i += n;
-                                done = true;
-                        }
-                }
-                if (done)
-                        continue;
-                if (s[i] == '\\' && i + 1 < len && strchr("&_#", s[i + 1])) {
-                        out[o++] = s[i + 1];
-                        i += 2;
-                        continue;
-                }
-                out[o++] = s[i++];
-        }
-        out[o] = '\0';
-        /* trailing sentence punctuation is not part of the URL */
-        while (o > 0 && strchr(".,;:!", out[o - 1]))
-                out[--o] = '\0';
-        /* Only what a mail may carry: printable ASCII, none of the characters
-         * RFC 3986 never allows in a URL (the mail side refuses them too). */
-        bool bad = o > MP_URL_MAX || util_has_ctl(out, false);
-        for (size_t k = 0; !bad && k < o; k++)
-                bad = (unsigned char) out[k] >= 0x80 || strchr("\\{}|^", out[k]) != NULL;
-        if (bad) {
-                free(out);
-                return NULL;
-        }
-        return out;
-}
-
-/* Value of the query key (ci) in url's query part, as [*ret, *ret+len). */
-static bool url_query_value(const char *url, const char *key_eq, const char **ret, size_t *ret_len) {
-        const char *q = strchr(url, '?');
-        const char *frag = strchr(url, '#');
-        if (!q || (frag && frag < q))
-                return false;
-        const char *end = frag ? frag : url + strlen(url);
-        for (const char *p = q + 1; p < end;) {
-                const char *amp = memchr(p, '&', (size_t) (end - p));
-                const char *e = amp ? amp : end;
-                size_t kl = strlen(key_eq);
-                if ((size_t) (e - p) >= kl && strncasecmp(p, key_eq, kl) == 0) {
-                        *ret = p + kl;
-                        *ret_len = (size_t) (e - p) - kl;
-                        return true;
-                }
-                p = e + 1;
-        }
-        return false;
-}
-
-enum mp_url_kind mp_relationship_url_kind(const char *url) {
-        if (!url || !ascii_prefix_ci(url, MP_URL_PREFIX))
-                return MP_URL_NONE;
-        const char *path = url + strlen(MP_URL_PREFIX);
-        if (!ascii_prefix_ci(path, MP_URL_PATH))
-                return MP_URL_NONE;
-        const char *v;
-        size_t vl;
-        if (url_query_value(url, MP_URL_INVTYPE_KEY, &v, &vl) &&
-            ((vl == strlen(MP_URL_INVTYPE_RESELLER) &&
-              strncasecmp(v, MP_URL_INVTYPE_RESELLER, vl) == 0) ||
-             (vl == strlen(MP_URL_INVTYPE_INDIRECT) &&
-              strncasecmp(v, MP_URL_INVTYPE_INDIRECT, vl) == 0)))
-                return MP_URL_RESELLER;
-        const char *g = strcasestr(path, MP_URL_GDAP_FRAGMENT);
-        if (g && g[strlen(MP_URL_GDAP_FRAGMENT)] != '\0')
-                return MP_URL_GDAP;
-        return MP_URL_NONE;
-}
-
-/* Scans text; keeps the first URL of each kind in *reseller / *gdap (when
- * still NULL).  -ENOMEM only. */
-static int scan_urls(const char *text, char **reseller, char **gdap) {
-        if (!text)
-                return 0;
-        size_t plen = strlen(MP_URL_PREFIX);
-        for (const char *p = text; (p = strcasestr(p, MP_URL_PREFIX)); p += plen) {
-                if (*reseller)
-                        return 0;
-                /* a scheme starts at a word boundary ("xhttps://" is not one) */
-                if (p > text && (isalnum((unsigned char) p[-1]) || strchr("+-.", p[-1])))
-                        continue;
-                size_t len = 0;
-                while (p[len] && !url_stop_char((unsigned char) p[len]))
-                        len++;
-                if (p[len] && (unsigned char) p[len] < 0x20 && p[len] != '\t' &&
-                    p[len] != '\n' && p[len] != '\r')
-                        continue;  /* a control character inside: reject */
-                if (len > MP_URL_MAX * 2)
-                        continue;
-                char *u = url_unescape(p, len);
-                if (!u) {
-                        if (errno == ENOMEM)
-                                return -ENOMEM;
-                        continue;
-                }
-                enum mp_url_kind k = mp_relationship_url_kind(u);
-                if (k == MP_URL_RESELLER && !*reseller)
-                        *reseller = u;
-                else if (k == MP_URL_GDAP && !*gdap)
-                        *gdap = u;
-                else
-                        free(u);
-        }
-        return 0;
-}
-
-static char *pick_url(char *reseller, char *gdap) {
-        if (reseller) {
-                free(gdap);
-                return reseller;
-        }
-        return gdap;
-}
-
-char *mp_extract_relationship_url(const char *text) {
-        char *reseller = NULL, *gdap = NULL;
-        if (scan_urls(text, &reseller, &gdap) < 0) {
-                free(reseller);
-                free(gdap);
-                return NULL;
-        }
-        return pick_url(reseller, gdap);
-}
 
 char *mp_extract_relationship_url_from_order(const json_t *obj) {
         char *reseller = NULL, *gdap = NULL;
@@ -578,19 +421,19 @@ char *mp_extract_relationship_url_from_order(const json_t *obj) {
                 size_t i;
                 const json_t *p;
                 json_array_foreach(arr, i, p) {
-                        r = scan_urls(api_json_str(p, "value"), &reseller, &gdap);
+                        r = url_link_scan(api_json_str(p, "value"), &reseller, &gdap);
                         if (r < 0 || reseller)
                                 break;
                 }
         }
         if (r >= 0 && !reseller)
-                r = scan_urls(api_json_str(api_json_obj(obj, "error"), "message"), &reseller, &gdap);
+                r = url_link_scan(api_json_str(api_json_obj(obj, "error"), "message"), &reseller, &gdap);
         if (r < 0) {
                 free(reseller);
                 free(gdap);
                 return NULL;
         }
-        return pick_url(reseller, gdap);
+        return url_link_pick(reseller, gdap);
 }
 
 char *mp_portal_link(const char *portal_base, const char *order_id) {

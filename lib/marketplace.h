@@ -75,25 +75,14 @@ int mp_parse_order(const json_t *obj, struct order *o, char **ret_err);
 /* Parses a list page: appends to *orders, sets *ret_total (-1 if absent). */
 int mp_parse_order_page(const char *body, size_t len, struct order_list *orders,
                         long *ret_total, char **ret_err);
-/* Finds the reseller relationship URL in template text (HTML, markdown or
- * plain), unescaping &amp; and \&.  malloc'd URL, or NULL when none. */
-char *mp_extract_relationship_url(const char *text);
-/* Same over an order's string parameter values and error message. */
+/* The relationship link of an order's string parameter values and error
+ * message: the first reseller link, else the first GDAP link (url.h). */
 char *mp_extract_relationship_url_from_order(const json_t *obj);
 /* "https://portal.platform.softwareone.com/commerce/orders/ORD-..." */
 char *mp_portal_link(const char *portal_base, const char *order_id);
 /* true for ORD-dddd-dddd-dddd(-dddd) */
 bool mp_order_id_valid(const char *id);
 
-/* Which kind of acceptance URL a (clean) URL is: the reseller invitation
- * (direct or indirect) or the GDAP invitation.  mp_extract_* return the
- * reseller kind when the text holds both. */
-enum mp_url_kind {
-        MP_URL_NONE = 0,
-        MP_URL_RESELLER,
-        MP_URL_GDAP,
-};
-enum mp_url_kind mp_relationship_url_kind(const char *url);
 /* "https://host[/public/v1][/]" -> "https://host/public/v1"; NULL on junk. */
 char *mp_normalize_base_url(const char *url);
 /* The RQL filter for the list query, values double-quoted and

@@ -25,9 +25,22 @@ static int order_block_kind(const struct tracked_order *t) {
         }
 }
 
+/* The entry of account name (NULL: the default one), added when new. */
+static struct metrics_account *account_entry(struct metrics_snapshot *m, const char *name) {
+        name = name ? name : ACCOUNT_DEFAULT;
+        for (size_t i = 0; i < m->n_accounts; i++)
+                if (strcmp(m->accounts[i].name, name) == 0)
+                        return &m->accounts[i];
+        if (m->n_accounts == METRICS_MAX_ACCOUNTS)
+                return &m->accounts[METRICS_MAX_ACCOUNTS - 1];
+        m->accounts[m->n_accounts] = (struct metrics_account) { .name = name };
+        return &m->accounts[m->n_accounts++];
+}
+
 void metrics_from_state(const struct state *st, int64_t deadline, struct metrics_snapshot *m) {
         memset(m->blocked, 0, sizeof(m->blocked));
-        m->pending_customers = 0;
+        m->n_accounts = 0;
+        (void) account_entry(m, NULL);   /* the default account is always there */
         m->deadline_soonest = 0;
         for (size_t i = 0; st && i < st->n_customers; i++) {
                 const struct tracked_customer *c = &st->customers[i];
@@ -45,7 +58,7 @@ void metrics_from_state(const struct state *st, int64_t deadline, struct metrics
                         if (base && (!m->deadline_soonest || base + deadline < m->deadline_soonest))
                                 m->deadline_soonest = base + deadline;
                 }
-                m->pending_customers += pending;
+                account_entry(m, c->account)->pending += pending;
         }
 }
 
@@ -73,7 +86,13 @@ int metrics_format(const struct metrics_snapshot *m, char **ret) {
                 r |= util_buf_printf(&b, "partnerd_blocked_orders{kind=\"%s\"} %zu\n", block_kind[k], m->blocked[k]);
         r |= head(&b, "partnerd_pending_customers", "gauge",
                   "Customers whose relationship acceptance is awaited, by account.");
-        r |= util_buf_printf(&b, "partnerd_pending_customers{account=\"default\"} %zu\n", m->pending_customers);
+        for (size_t i = 0; i < m->n_accounts; i++) {
+                r |= util_buf_puts(&b, "partnerd_pending_customers{account=\"");
+                for (const char *p = m->accounts[i].name; *p; p++)   /* label value escapes */
+                        r |= *p == '\\' ? util_buf_puts(&b, "\\\\") : *p == '"' ? util_buf_puts(&b, "\\\"")
+                             : *p == '\n' ? util_buf_puts(&b, "\\n") : util_buf_append(&b, p, 1);
+                r |= util_buf_printf(&b, "\"} %zu\n", m->accounts[i].pending);
+        }
         if (m->deadline_soonest) {
                 r |= head(&b, "partnerd_deadline_soonest_timestamp_seconds", "gauge",
                           "The earliest platform deadline among blocked orders (Unix time).");

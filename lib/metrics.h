@@ -23,17 +23,26 @@ enum metrics_block_kind {
         _METRICS_BLOCK_MAX,
 };
 
+/* partnerd_pending_customers{account}: one entry per account seen. */
+#define METRICS_MAX_ACCOUNTS 32
+struct metrics_account {
+        const char *name;                    /* borrowed from the state; "default" */
+        size_t pending;
+};
+
 struct metrics_snapshot {
         bool up;                             /* partnerd_up */
         int64_t last_success;                /* 0: no successful cycle yet (sample omitted) */
         double cycle_duration;               /* seconds, the last cycle */
         size_t blocked[_METRICS_BLOCK_MAX];
-        size_t pending_customers;            /* account="default" until regional accounts */
+        struct metrics_account accounts[METRICS_MAX_ACCOUNTS];   /* beyond: counted in the last */
+        size_t n_accounts;
         int64_t deadline_soonest;            /* 0: no blocked order (sample omitted) */
 };
 
 /* Fills the state-derived fields (blocked, pending, deadline_soonest);
- * deadline is the platform's deadline after Querying began, in seconds. */
+ * deadline is the platform's deadline after Querying began, in seconds.
+ * The account names are borrowed from st: format before st changes. */
 void metrics_from_state(const struct state *st, int64_t deadline, struct metrics_snapshot *m);
 
 /* The exposition text (malloc'd). */

@@ -64,8 +64,11 @@ void order_clear(struct order *o) {
         free(o->domain);
         free(o->company_name);
         free(o->relationship_url);
+        free(o->partner_id);
+        free(o->account);
         free(o->error_message);
         free(o->querying_at_raw);
+        free(o->updated_at_raw);
         free(o->template_id);
         for (size_t i = 0; i < o->n_contacts; i++) {
                 free(o->contacts[i].name);
@@ -86,6 +89,7 @@ int order_copy(struct order *dst, const struct order *src) {
                 .status = src->status,
                 .incomplete = src->incomplete,
                 .querying_at = src->querying_at,
+                .updated_at = src->updated_at,
                 .created_at = src->created_at,
         };
         DUP(id);
@@ -101,8 +105,11 @@ int order_copy(struct order *dst, const struct order *src) {
         DUP(domain);
         DUP(company_name);
         DUP(relationship_url);
+        DUP(partner_id);
+        DUP(account);
         DUP(error_message);
         DUP(querying_at_raw);
+        DUP(updated_at_raw);
         DUP(template_id);
         if (src->n_contacts) {
                 dst->contacts = calloc(src->n_contacts, sizeof(*dst->contacts));
@@ -147,24 +154,29 @@ void order_list_clear(struct order_list *l) {
         *l = (struct order_list) { 0 };
 }
 
+const char *order_account(const struct order *o) {
+        return o->account ? o->account : ACCOUNT_DEFAULT;
+}
+
 char *order_customer_key(const struct order *o) {
+        const char *acct = order_account(o);
+        bool plain = strcmp(acct, ACCOUNT_DEFAULT) == 0;
         char *k = NULL;
-        if (o->tenant_id && *o->tenant_id) {
-                k = strdup(o->tenant_id);
-                return k ? util_ascii_lower(k) : NULL;
-        }
-        if (o->domain && *o->domain) {
-                if (asprintf(&k, "domain:%s", o->domain) < 0)
-                        return NULL;
-                return util_ascii_lower(k);
-        }
-        return NULL;
+        int r;
+        if (o->tenant_id && *o->tenant_id)
+                r = asprintf(&k, "%s%s%s", plain ? "" : acct, plain ? "" : "/", o->tenant_id);
+        else if (o->domain && *o->domain)
+                r = asprintf(&k, "%s%sdomain:%s", plain ? "" : acct, plain ? "" : "/", o->domain);
+        else
+                return NULL;
+        return r < 0 ? NULL : util_ascii_lower(k);
 }
 
 void rel_fact_clear(struct rel_fact *f) {
         if (!f)
                 return;
         free(f->customer_key);
+        free(f->account);
         free(f->tenant_id);
         *f = (struct rel_fact) { 0 };
 }
@@ -213,6 +225,7 @@ void tracked_order_clear(struct tracked_order *o) {
         free(o->outcome);
         free(o->template_id);
         free(o->relationship_url);
+        free(o->unlisted_partner);
         *o = (struct tracked_order) { 0 };
 }
 
@@ -220,6 +233,7 @@ void tracked_customer_clear(struct tracked_customer *c) {
         if (!c)
                 return;
         free(c->key);
+        free(c->account);
         free(c->tenant_id);
         free(c->domain);
         free(c->name);
@@ -263,21 +277,23 @@ void state_free(struct state *s) {
 static int tracked_order_copy(struct tracked_order *dst, const struct tracked_order *src) {
         *dst = *src;
         dst->id = dst->querying_at_raw = dst->outcome = dst->template_id = NULL;
-        dst->relationship_url = NULL;
+        dst->relationship_url = dst->unlisted_partner = NULL;
         DUP(id);
         DUP(querying_at_raw);
         DUP(outcome);
         DUP(template_id);
         DUP(relationship_url);
+        DUP(unlisted_partner);
         return 0;
 }
 
 static int tracked_customer_copy(struct tracked_customer *dst, const struct tracked_customer *src) {
         *dst = *src;
-        dst->key = dst->tenant_id = dst->domain = dst->name = dst->relationship_url = NULL;
+        dst->key = dst->account = dst->tenant_id = dst->domain = dst->name = dst->relationship_url = NULL;
         dst->orders = NULL;
         dst->n_orders = dst->cap_orders = 0;
         DUP(key);
+        DUP(account);
         DUP(tenant_id);
         DUP(domain);
         DUP(name);
@@ -410,6 +426,7 @@ static const char *const mail_kind_names[_MAIL_KIND_MAX] = {
         [MAIL_KIND_DRAFT_WARNING] = "draft-warning",
         [MAIL_KIND_OPS_NOTICE] = "ops-notice",
         [MAIL_KIND_CONFIRMATION] = "confirmation",
+        [MAIL_KIND_PARTNER_UNLISTED] = "partner-unlisted",
 };
 
 const char *mail_kind_to_string(enum mail_kind k) {
@@ -420,6 +437,8 @@ void action_clear(struct action *a) {
         if (!a)
                 return;
         free(a->customer_key);
+        free(a->account);
+        free(a->partner_id);
         free(a->tenant_id);
         free(a->domain);
         free(a->order_id);

@@ -58,8 +58,19 @@ struct order {
         char *relationship_url;   /* extracted acceptance URL, NULL if none */
         char *error_message;      /* order error.message / parameter errors, joined */
 
+        /* Which Partner Center account checks it (set by the cycle from the
+         * link's partnerId and the configuration): partner_id is the link's
+         * (lower-case, NULL when none), account the name of the account
+         * that answers for it, ACCOUNT_NONE when no account does, NULL for
+         * the default account. */
+        char *partner_id;
+        char *account;
+
         char *querying_at_raw;    /* audit.querying.at as sent (episode identity) */
         int64_t querying_at;      /* parsed, 0 if absent */
+        char *updated_at_raw;     /* audit.updated.at as sent: the episode start when
+                                   * querying.at is missing (lib/cycle.c) */
+        int64_t updated_at;       /* parsed, 0 if absent */
         int64_t created_at;
         char *template_id;        /* template.id, to notice template changes */
 
@@ -87,10 +98,24 @@ struct order *order_list_add(struct order_list *l);
 const struct order *order_list_find(const struct order_list *l, const char *id);
 void order_list_clear(struct order_list *l);
 
+/* Partner Center accounts.  Customers are tracked per (account, tenant):
+ * a relationship accepted with one SoftwareOne partner account says
+ * nothing about another.  ACCOUNT_DEFAULT is the [microsoft] account,
+ * ACCOUNT_NONE stands for "no account lists the link's partnerId" (such
+ * a customer is mailed but never checked, its orders never processed). */
+#define ACCOUNT_DEFAULT "default"
+#define ACCOUNT_NONE "-"
+
 /* The key under which a customer is tracked: the tenant id when known,
- * else "domain:<lower-case domain>".  Returns NULL when the order names
- * neither (malloc'd string otherwise). */
+ * else "domain:<lower-case domain>", prefixed "<account>/" unless the
+ * order's account is the default one (so the keys, and the mail dedup
+ * keys built on them, of customers tracked before accounts existed stay
+ * what they were).  Returns NULL when the order names neither tenant nor
+ * domain (malloc'd string otherwise). */
 char *order_customer_key(const struct order *o);
+/* The account name of a customer key's prefix rule: o->account, or
+ * ACCOUNT_DEFAULT when NULL. */
+const char *order_account(const struct order *o);
 
 /* ---- Relationship facts (from Partner Center) ------------------------- */
 
@@ -102,6 +127,7 @@ enum rel_state {
 
 struct rel_fact {
         char *customer_key;       /* as order_customer_key() */
+        char *account;            /* the account that was asked */
         enum rel_state state;
         char *tenant_id;          /* learned tenant id, when the check found one */
         int64_t checked_at;
@@ -147,10 +173,15 @@ struct tracked_order {
         char *relationship_url;
         bool notified;            /* this order was named in a mail already */
         int process_attempts;     /* PROCESS actions emitted in this episode */
+        char *unlisted_partner;   /* the partnerId ops was told no account lists
+                                   * ("none" for a link without one), this episode */
 };
 
 struct tracked_customer {
         char *key;                /* order_customer_key() */
+        char *account;            /* Partner Center account (ACCOUNT_NONE: none
+                                   * answers; NULL: tracked before accounts
+                                   * existed, adopted by its next order) */
         char *tenant_id;
         char *domain;
         char *name;
@@ -211,6 +242,7 @@ enum mail_kind {
         MAIL_KIND_DRAFT_WARNING,     /* accept before the order is placed */
         MAIL_KIND_OPS_NOTICE,        /* Querying for another reason -> ops */
         MAIL_KIND_CONFIRMATION,      /* accepted and processed */
+        MAIL_KIND_PARTNER_UNLISTED,  /* ops: the link's partnerId is in no account */
         _MAIL_KIND_MAX,
 };
 
@@ -228,12 +260,19 @@ struct action {
         enum action_type type;
         enum mail_kind mail_kind;    /* ACTION_NOTIFY */
         char *customer_key;          /* NOTIFY, CHECK, PROCESS */
+        char *account;               /* the customer's account (journal PARTNER_ACCOUNT=; CHECK: who asks) */
         char *tenant_id;             /* CHECK: by id when known */
         char *domain;                /* CHECK: domain filter fallback */
         char *order_id;              /* PROCESS, LOG */
         char **order_ids;            /* NOTIFY: every order the mail names */
         size_t n_order_ids;
         char *dedup_key;             /* NOTIFY: stable key, "new-request:<key>:<episode>" */
+        char *partner_id;            /* NOTIFY partner-unlisted: the link's partnerId */
+        /* NOTIFY for a customer: its mail record before this decision, which
+         * eng_notify_failed() restores */
+        int64_t prev_last_mail_at;
+        int64_t prev_warned_deadline;
+        bool prev_final_warning_sent;
         int log_event;               /* ACTION_LOG: enum log_event value */
         int log_priority;            /* ACTION_LOG: syslog priority */
         char *message;               /* ACTION_LOG: human text */

@@ -26,6 +26,7 @@
 
 #include "apiutil.h"
 #include "log.h"
+#include "url.h"
 #include "util.h"
 
 /* ---- ASSUMPTIONS ------------------------------------------------------
@@ -323,8 +324,8 @@ int pc_client_new(struct http *h, const struct pc_options *opts, struct pc_clien
         if (!h || !opts || !ret || !opts->tenant || !*opts->tenant || !opts->client_id ||
             !*opts->client_id || !opts->client_secret || !*opts->client_secret ||
             !opts->login_url || !opts->api_url ||
-            http_check_url(opts->login_url, false, &plain) < 0 ||
-            http_check_url(opts->api_url, false, &plain) < 0 ||
+            url_check_endpoint(opts->login_url, URL_ALLOW_HTTP, &plain, NULL) < 0 ||
+            url_check_endpoint(opts->api_url, URL_ALLOW_HTTP, &plain, NULL) < 0 ||
             util_has_ctl(opts->login_url, false) || util_has_ctl(opts->api_url, false) ||
             (opts->token_endpoint != 0 && opts->token_endpoint != 1 && opts->token_endpoint != 2))
                 return -EINVAL;

@@ -19,6 +19,7 @@ enum {
         COL_ORDER,
         COL_CUSTOMER,
         COL_IDENT,
+        COL_ACCOUNT,
         COL_STATE,
         COL_FIRST_SEEN,
         COL_NOTIFIED,
@@ -29,7 +30,7 @@ enum {
 };
 
 static const char *const headers[_COL_MAX] = {
-        "ORDER", "CUSTOMER", "DOMAIN/TENANT", "STATE", "FIRST SEEN",
+        "ORDER", "CUSTOMER", "DOMAIN/TENANT", "ACCOUNT", "STATE", "FIRST SEEN",
         "NOTIFIED", "REMINDERS", "NEXT CHECK", "DEADLINE",
 };
 
@@ -123,6 +124,15 @@ static char *cellf(const char *fmt, ...) {
         return cell(buf);
 }
 
+/* Which Partner Center account checks the customer: its name, "none"
+ * when no account lists the link's partnerId (never processed), "-" when
+ * tracked before accounts and not seen since. */
+static const char *account_text(const struct tracked_customer *c) {
+        if (!c->account)
+                return NULL;
+        return strcmp(c->account, ACCOUNT_NONE) == 0 ? "none (partnerId not listed)" : c->account;
+}
+
 static void state_cell(const struct tracked_customer *c, const struct tracked_order *t,
                        char *buf, size_t n) {
         if (t->status == TRACK_CLOSED)
@@ -159,6 +169,7 @@ static int render_text(const struct state *s, int64_t now, int64_t deadline, cha
                         row[COL_ORDER] = cell(t->id);
                         row[COL_CUSTOMER] = cell(c->name);
                         row[COL_IDENT] = cell(c->tenant_id ? c->tenant_id : c->domain);
+                        row[COL_ACCOUNT] = cell(account_text(c));
                         state_cell(c, t, st, sizeof(st));
                         row[COL_STATE] = cell(st);
                         fmt_abs(t->first_seen, a, sizeof(a));
@@ -257,6 +268,8 @@ static int render_json(const struct state *s, int64_t now, int64_t deadline, cha
                         break;
                 }
                 jsonx_put(jc, "key", jsonx_str(c->key), &ok);
+                /* the account name, "-" when none answers, null when not yet known */
+                jsonx_put(jc, "account", jsonx_str(c->account), &ok);
                 jsonx_put(jc, "name", jsonx_str(c->name), &ok);
                 jsonx_put(jc, "tenant_id", jsonx_str(c->tenant_id), &ok);
                 jsonx_put(jc, "domain", jsonx_str(c->domain), &ok);

@@ -7,7 +7,8 @@
  *
  *   {"version": 1,
  *    "customers": [
- *      {"key": "<tenant id | domain:<domain>>", "tenant_id": s|null,
+ *      {"key": "[<account>/]<tenant id | domain:<domain>>", "account": s|null,
+ *       "tenant_id": s|null,
  *       "domain": s|null, "name": s|null, "relationship_url": s|null,
  *       "first_seen": t, "notified_at": t, "last_mail_at": t,
  *       "reminders": n, "final_warning_sent": b, "deadline_passed_logged": b,
@@ -18,7 +19,14 @@
  *          "querying_at_raw": s|null, "querying_since": t, "first_seen": t,
  *          "process_sent_at": t, "process_attempts": n, "outcome": s|null,
  *          "closed_at": t, "template_id": s|null, "relationship_url": s|null,
- *          "notified": b}]}]}
+ *          "notified": b, "unlisted_partner": s|null}]}]}
+ *
+ * "account" (the Partner Center account the customer is checked with,
+ * "-" for none) came with [microsoft.NAME] accounts, without a version
+ * change: a file written before has no "account", and such a customer
+ * keeps its key and mail state until its next order tells the engine which
+ * account it belongs to (engine.c, adopt_legacy_customers), so nobody is
+ * mailed again and nothing is processed again.
  *
  * Legacy layout (version 0, or no "version"): one flat object of orders,
  *
@@ -41,6 +49,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -49,6 +58,7 @@
 #include "util.h"
 
 #define STORE_FILE "state.json"
+#define STORE_LOCK_FILE "lock"
 #define STORE_MAX_SIZE ((size_t) 64 << 20)   /* 64 MiB: far beyond any real state */
 
 /* ---- encoding ----------------------------------------------------------- */
@@ -71,6 +81,7 @@ static json_t *order_to_json(const struct tracked_order *t, bool *ok) {
         jsonx_put(o, "template_id", jsonx_str(t->template_id), ok);
         jsonx_put(o, "relationship_url", jsonx_str(t->relationship_url), ok);
         jsonx_put(o, "notified", json_boolean(t->notified), ok);
+        jsonx_put(o, "unlisted_partner", jsonx_str(t->unlisted_partner), ok);
         return o;
 }
 
@@ -83,6 +94,7 @@ static json_t *customer_to_json(const struct tracked_customer *c, bool *ok) {
                 return NULL;
         }
         jsonx_put(o, "key", jsonx_str(c->key), ok);
+        jsonx_put(o, "account", jsonx_str(c->account), ok);
         jsonx_put(o, "tenant_id", jsonx_str(c->tenant_id), ok);
         jsonx_put(o, "domain", jsonx_str(c->domain), ok);
         jsonx_put(o, "name", jsonx_str(c->name), ok);
@@ -273,6 +285,7 @@ static void decode_order(struct dec *d, const json_t *jo, struct tracked_custome
         get_str(d, jo, "template_id", w, &t->template_id);
         get_str(d, jo, "relationship_url", w, &t->relationship_url);
         get_bool(d, jo, "notified", w, &t->notified);
+        get_str(d, jo, "unlisted_partner", w, &t->unlisted_partner);
 }
 
 static void decode_customer(struct dec *d, const json_t *jc, struct state *s, size_t i) {
@@ -291,6 +304,7 @@ static void decode_customer(struct dec *d, const json_t *jc, struct state *s, si
                 return;
         }
         snprintf(w, sizeof(w), "customer %.100s", key);
+        get_str(d, jc, "account", w, &c->account);
         get_str(d, jc, "tenant_id", w, &c->tenant_id);
         get_str(d, jc, "domain", w, &c->domain);
         get_str(d, jc, "name", w, &c->name);
@@ -418,7 +432,9 @@ out:
         free(ids);
 }
 
-int store_from_json(const char *text, size_t len, struct state **ret, char **ret_err) {
+/* store_from_json(); *ret_newer (optional) is set when the file is of a
+ * schema version newer than this build reads. */
+static int from_json(const char *text, size_t len, struct state **ret, char **ret_err, bool *ret_newer) {
         struct dec d = { 0 };
         json_error_t jerr;
         struct state *s = NULL;
@@ -456,6 +472,8 @@ int store_from_json(const char *text, size_t len, struct state **ret, char **ret
         if (version > STATE_VERSION || version < 0) {
                 dec_fail(&d, "unsupported version %lld (this partnerd reads up to %d)",
                          (long long) version, STATE_VERSION);
+                if (ret_newer && version > STATE_VERSION)
+                        *ret_newer = true;
                 goto out;
         }
         if (version == 0) {
@@ -500,6 +518,10 @@ out:
         *ret = s;
         r = 0;
         return r;
+}
+
+int store_from_json(const char *text, size_t len, struct state **ret, char **ret_err) {
+        return from_json(text, len, ret, ret_err, NULL);
 }
 
 /* ---- files -------------------------------------------------------------- */
@@ -614,45 +636,78 @@ static int move_aside(const char *path, char **ret_to) {
         return -EEXIST;
 }
 
-int store_load(const char *state_dir, struct state **ret, char **ret_warning) {
-        char *path = NULL, *text = NULL, *reason = NULL, *to = NULL;
+/* Reads state.json without changing anything on disk.  -EBADMSG with
+ * *ret_reason when it is unusable, -EPROTONOSUPPORT (and a reason) when a
+ * newer partnerd wrote it; missing: an empty state. */
+static int read_state(const char *path, struct state **ret, char **ret_reason) {
+        char *text = NULL;
         size_t len = 0;
+        bool newer = false;
+        int r = load_streaming(path, ret);
+        if (r != -EAGAIN && r != -ENOENT)
+                return r;
+        r = util_read_file(path, STORE_MAX_SIZE, &text, &len);
+        if (r == -ENOENT) {
+                *ret = state_new();
+                return *ret ? 0 : -ENOMEM;
+        }
+        if (r == -EFBIG) {
+                if (asprintf(ret_reason, "larger than %zu MiB", STORE_MAX_SIZE >> 20) < 0) {
+                        *ret_reason = NULL;
+                        return -ENOMEM;
+                }
+                return -EBADMSG;
+        }
+        if (r < 0)
+                return r;
+        if (strlen(text) != len) {
+                free(text);
+                *ret_reason = strdup("contains NUL bytes");
+                return *ret_reason ? -EBADMSG : -ENOMEM;
+        }
+        r = from_json(text, len, ret, ret_reason, &newer);
+        free(text);
+        return r == -EBADMSG && newer ? -EPROTONOSUPPORT : r;
+}
+
+int store_read(const char *state_dir, struct state **ret, char **ret_error) {
+        char *path = state_path(state_dir), *reason = NULL;
+        int r;
+
+        if (ret_error)
+                *ret_error = NULL;
+        if (!path)
+                return -ENOMEM;
+        r = read_state(path, ret, &reason);
+        if (r < 0 && ret_error && (reason || r != -ENOMEM) &&
+            asprintf(ret_error, r == -EPROTONOSUPPORT ? "state file %s was written by a newer partnerd (%s)"
+                                : r == -EBADMSG ? "state file %s is unusable (%s)" : "cannot read state file %s: %s",
+                     path, reason ? reason : strerror(-r)) < 0)
+                *ret_error = NULL;
+        free(reason);
+        free(path);
+        return r;
+}
+
+int store_load(const char *state_dir, struct state **ret, char **ret_warning) {
+        char *path = NULL, *reason = NULL, *to = NULL;
         int r;
 
         if (ret_warning)
                 *ret_warning = NULL;
-        /* what a save killed mid-write left behind */
-        (void) util_remove_stale_temps(state_dir);
         path = state_path(state_dir);
         if (!path)
                 return -ENOMEM;
-        r = load_streaming(path, ret);
-        if (r != -EAGAIN && r != -ENOENT)
-                goto out;
-        r = util_read_file(path, STORE_MAX_SIZE, &text, &len);
-        if (r == -ENOENT) {
-                *ret = state_new();
-                r = *ret ? 0 : -ENOMEM;
+        r = read_state(path, ret, &reason);
+        if (r == -EPROTONOSUPPORT) {
+                if (ret_warning &&
+                    asprintf(ret_warning, "state file %s was written by a newer partnerd (%s); refusing to "
+                             "touch it: run that version, or move the file away", path, reason) < 0)
+                        *ret_warning = NULL;
                 goto out;
         }
-        if (r == -EFBIG) {
-                if (asprintf(&reason, "larger than %zu MiB", STORE_MAX_SIZE >> 20) < 0) {
-                        reason = NULL;
-                        r = -ENOMEM;
-                        goto out;
-                }
-        } else if (r < 0) {
-                goto out;
-        } else if (strlen(text) != len) {
-                if (!(reason = strdup("contains NUL bytes"))) {
-                        r = -ENOMEM;
-                        goto out;
-                }
-        } else {
-                r = store_from_json(text, len, ret, &reason);
-                if (r != -EBADMSG)
-                        goto out;   /* 0, or -ENOMEM */
-        }
+        if (r != -EBADMSG)
+                goto out;   /* 0, or an error reading it (EACCES, EIO, a directory) */
 
         /* Unusable: keep it for inspection, start empty. */
         r = move_aside(path, &to);
@@ -666,8 +721,10 @@ int store_load(const char *state_dir, struct state **ret, char **ret_warning) {
         *ret = state_new();
         r = *ret ? 0 : -ENOMEM;
 out:
+        /* what a save killed mid-write left behind (never before a refusal) */
+        if (r >= 0)
+                (void) util_remove_stale_temps(state_dir);
         free(path);
-        free(text);
         free(reason);
         free(to);
         return r;
@@ -738,6 +795,63 @@ out:
         free(path);
         free(tmp);
         return r;
+}
+
+/* The PID written in the lock file, 0 when unreadable.  The holder
+ * writes it just after taking the lock: a loser that reads too early
+ * retries briefly. */
+static pid_t lock_holder(int fd) {
+        for (int tries = 0; tries < 20; tries++) {
+                char buf[32];
+                ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
+                long pid = 0;
+                if (n > 0) {
+                        buf[n] = '\0';
+                        pid = strtol(buf, NULL, 10);
+                }
+                if (pid > 0 && pid <= INT32_MAX)
+                        return (pid_t) pid;
+                struct timespec ts = { .tv_nsec = 5 * 1000 * 1000 };
+                nanosleep(&ts, NULL);
+        }
+        return 0;
+}
+
+int store_lock(const char *state_dir, pid_t *ret_holder) {
+        char *path = NULL, buf[32];
+        int fd, r = ensure_dir(state_dir);
+
+        if (ret_holder)
+                *ret_holder = 0;
+        if (r < 0)
+                return r;
+        if (asprintf(&path, "%s/" STORE_LOCK_FILE, state_dir) < 0)
+                return -ENOMEM;
+        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+        free(path);
+        if (fd < 0)
+                return -errno;
+        if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+                r = -errno;
+                if (r == -EWOULDBLOCK && ret_holder)
+                        *ret_holder = lock_holder(fd);
+                close(fd);
+                return r;
+        }
+        /* Best effort: the PID only names the holder to the next one (a
+         * full disk must not stop partnerd here, but where it saves). */
+        int len = snprintf(buf, sizeof(buf), "%ld\n", (long) getpid());
+        if (ftruncate(fd, 0) == 0)
+                (void) !pwrite(fd, buf, (size_t) len, 0);
+        return fd;
+}
+
+void store_unlock(int fd) {
+        if (fd < 0)
+                return;
+        /* no stale PID for the next one to name */
+        (void) ftruncate(fd, 0);
+        close(fd);
 }
 
 void store_prune(struct state *s, int64_t cutoff) {

@@ -5,16 +5,38 @@
  */
 #pragma once
 
+#include <sys/types.h>
+
 #include "model.h"
 
-/* Loads the state.  A missing file gives an empty state.  A corrupt one
- * (invalid JSON, wrong types, future version, over 64 MiB) is moved aside
- * as state.json.corrupt-<YYYYmmddTHHMMSSZ>, *ret_warning (malloc'd) says
- * why and where, and an empty state is returned (r == 0).  If it cannot be
- * moved aside, or cannot be read at all (EACCES, EIO, a directory), the
- * negative errno is returned (*ret_warning may explain) so that a later
- * save does not destroy it.  Older schema versions are migrated. */
+/* Loads the state, for the process that holds the lock.  A missing file
+ * gives an empty state.  A corrupt one (invalid JSON, wrong types, over
+ * 64 MiB) is moved aside as state.json.corrupt-<YYYYmmddTHHMMSSZ>,
+ * *ret_warning (malloc'd) says why and where, and an empty state is
+ * returned (r == 0).  If it cannot be moved aside, or cannot be read at all
+ * (EACCES, EIO, a directory), the negative errno is returned (*ret_warning
+ * may explain) so that a later save does not destroy it.  A file written
+ * by a newer partnerd (a later schema version) is never touched:
+ * -EPROTONOSUPPORT and *ret_warning says so.  Older schema versions are
+ * migrated.  Temporary files a killed save left behind are removed. */
 int store_load(const char *state_dir, struct state **ret, char **ret_warning);
+/* Reads the state without changing anything on disk (no move aside, no
+ * clean-up): for `partnerd status` and --dry-run, which take no lock.
+ * Missing: an empty state.  Errors as store_load() (-EBADMSG when it is
+ * unusable, -EPROTONOSUPPORT when newer), with *ret_error (malloc'd, may
+ * be NULL) saying why in one line naming the file. */
+int store_read(const char *state_dir, struct state **ret, char **ret_error);
+
+/* The exclusive lock of the state directory ({state_dir}/lock, flock(2)):
+ * every process that may act on the state or the outbox holds it for as
+ * long as it runs.  Creates the directory (0700) if needed.  Returns the
+ * lock's file descriptor, with this process's PID written in the file
+ * (when the disk has room for it); or
+ * -EWOULDBLOCK when another process holds it (*ret_holder: its PID, 0 if
+ * unknown); or another negative errno. */
+int store_lock(const char *state_dir, pid_t *ret_holder);
+/* Releases the lock (clearing the PID); accepts -1. */
+void store_unlock(int fd);
 /* Saves atomically; on failure (disk full, read-only) the old file stays. */
 int store_save(const char *state_dir, const struct state *s);
 

@@ -87,6 +87,71 @@ void util_buf_free(struct util_buf *b) {
         b->len = b->cap = 0;
 }
 
+static const char b64chars[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+int util_buf_append_base64(struct util_buf *b, const void *data, size_t n) {
+        const unsigned char *p = data;
+        char out[4];
+        int r;
+        for (size_t i = 0; i < n; i += 3) {
+                unsigned v = (unsigned) p[i] << 16;
+                if (i + 1 < n)
+                        v |= (unsigned) p[i + 1] << 8;
+                if (i + 2 < n)
+                        v |= p[i + 2];
+                out[0] = b64chars[(v >> 18) & 63];
+                out[1] = b64chars[(v >> 12) & 63];
+                out[2] = i + 1 < n ? b64chars[(v >> 6) & 63] : '=';
+                out[3] = i + 2 < n ? b64chars[v & 63] : '=';
+                r = util_buf_append(b, out, 4);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+static int b64_value(char c) {
+        const char *p = c ? strchr(b64chars, c) : NULL;
+        return p ? (int) (p - b64chars) : -1;
+}
+
+int util_base64_decode(const char *s, size_t len, char **ret, size_t *ret_len) {
+        if (len % 4 != 0)
+                return -EINVAL;
+        unsigned char *out = malloc(len / 4 * 3 + 1);
+        if (!out)
+                return -ENOMEM;
+        size_t o = 0;
+        for (size_t i = 0; i < len; i += 4) {
+                int v[4];
+                size_t pad = 0;
+                for (size_t k = 0; k < 4; k++) {
+                        bool is_pad = s[i + k] == '=' && i + 4 == len && k >= 2;
+                        if (pad && !is_pad)
+                                goto bad;
+                        v[k] = is_pad ? 0 : b64_value(s[i + k]);
+                        pad += is_pad;
+                        if (v[k] < 0)
+                                goto bad;
+                }
+                unsigned x = (unsigned) v[0] << 18 | (unsigned) v[1] << 12 | (unsigned) v[2] << 6 | (unsigned) v[3];
+                out[o++] = (unsigned char) (x >> 16);
+                if (pad < 2)
+                        out[o++] = (unsigned char) (x >> 8);
+                if (pad < 1)
+                        out[o++] = (unsigned char) x;
+        }
+        out[o] = '\0';
+        *ret = (char *) out;
+        if (ret_len)
+                *ret_len = o;
+        return 0;
+bad:
+        free(out);
+        return -EINVAL;
+}
+
 int util_parse_duration(const char *s, int64_t *ret_sec) {
         static const struct { const char *unit; int64_t ms; } units[] = {
                 { "ms", 1 }, { "msec", 1 },

@@ -28,6 +28,11 @@ int util_buf_append(struct util_buf *b, const void *data, size_t len);
 int util_buf_puts(struct util_buf *b, const char *s);
 int util_buf_printf(struct util_buf *b, const char *fmt, ...)
         __attribute__((format(printf, 2, 3)));
+/* Appends the standard base64 (RFC 4648, padded, no line breaks) of p. */
+int util_buf_append_base64(struct util_buf *b, const void *p, size_t n);
+/* Decodes standard padded base64 into a malloc'd, NUL-terminated buffer.
+ * -EINVAL on any other character or bad padding. */
+int util_base64_decode(const char *s, size_t len, char **ret, size_t *ret_len);
 /* Hands the data to the caller (never NULL on success: "" for empty). */
 char *util_buf_steal(struct util_buf *b);
 void util_buf_free(struct util_buf *b);

@@ -35,8 +35,25 @@
 #define FAKE_MAX_BODY (1024 * 1024)
 #define FAKE_MAX_TOKENS 1024
 #define FAKE_MAX_CONTINUATIONS 256
+#define FAKE_MAX_ACCOUNTS 16
+/* partnerId of the "microsoft" account when the scenario gives none: the
+ * example of Microsoft's docs (partner-center-api.md 3.1). */
+#define FAKE_DEFAULT_PARTNER_ID "3b33e682-00c3-41ee-9dd2-a548adf56438"
 
+/* A SoftwareOne partner account: its own Entra tenant, app and secret, and
+ * its own customers.  Index 0 is the scenario's "microsoft" block. */
+struct fake_account {
+        char *name;             /* "default" for index 0 */
+        char *tenant;
+        char *client_id;
+        char *client_secret;
+        char *partner_id;       /* the partnerId its links carry */
+};
+
+/* One customer tenant's relationship with one partner account (a tenant
+ * may appear once per account). */
 struct fake_tenant {
+        int account;            /* index into fake_state.accounts */
         char *id;
         char *domain;
         char *name;
@@ -68,6 +85,7 @@ struct fake_fault {
         char *match;
         char *body;
         char *retry_after;
+        char *set_status;       /* "A[,B...]": someone else moves the order first */
         int status;
         int times;
         int delay_ms;
@@ -77,6 +95,7 @@ struct fake_fault {
 struct fake_token {
         char *token;
         uint64_t expires_mono_ms;
+        int account;            /* the partner account it was issued to */
 };
 
 struct fake_continuation {
@@ -102,6 +121,10 @@ struct fake_state {
         char *client_secret;
         int expires_in;
         int64_t querying_fail_after;    /* seconds, 0 = off */
+        struct fake_account accounts[FAKE_MAX_ACCOUNTS];
+        size_t n_accounts;
+        bool regional_partner_ids;      /* links carry their account's partnerId */
+        bool realism;           /* "realism": the real services' known quirks (README) */
         json_t *templates;      /* object id -> text */
         json_t *buyers;         /* array */
         struct fake_tenant *tenants;
@@ -159,6 +182,11 @@ struct fake_tenant *fake_tenant_find(struct fake_state *s, const char *id_or_dom
 struct fake_order *fake_order_find(struct fake_state *s, const char *id);
 int fake_token_issue(struct fake_state *s, char **ret_token);
 bool fake_token_valid(struct fake_state *s, const char *token);
+/* The account a valid token was issued to, -1 if none. */
+int fake_token_account(struct fake_state *s, const char *token);
+int fake_account_find(struct fake_state *s, const char *name);
+/* The tenant entry of id_or_domain for one account (-1: the first of any). */
+struct fake_tenant *fake_tenant_find_for(struct fake_state *s, const char *id_or_domain, int account);
 const char *fake_bearer(const char *authorization);
 void fake_sleep_ms(struct fake_state *s, int ms);
 /* bytes: response body bytes sent (the benchmark sums them). */
@@ -202,3 +230,6 @@ void fake_control_handle(struct fake_state *s, struct fake_req *rq, struct fake_
 /* Finds and consumes a fault for this request (copy in *ret). */
 bool fake_fault_take(struct fake_state *s, const struct fake_req *rq, struct fake_fault *ret);
 void fake_fault_clear(struct fake_fault *f);
+/* set_status of a fault taken for rq: moves the order named in rq's path
+ * (under the lock, before the request is handled). */
+void fake_fault_move_order(struct fake_state *s, const struct fake_fault *f, const struct fake_req *rq);

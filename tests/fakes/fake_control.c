@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "fake.h"
 #include "util.h"
@@ -14,11 +15,31 @@ static const char *const order_statuses[] = {
         "New", "Draft", "Quoted", "Processing", "Querying", "Completed", "Failed", "Deleted", NULL
 };
 
+/* The canonical spelling of an order status, NULL if unknown. */
+static const char *status_name(const char *st, size_t len) {
+        for (const char *const *p = order_statuses; *p; p++)
+                if (strlen(*p) == len && strncasecmp(*p, st, len) == 0)
+                        return *p;
+        return NULL;
+}
+
+static bool valid_statuses(const char *list) {
+        for (const char *p = list;; p++) {
+                size_t len = strcspn(p, ",");
+                if (!status_name(p, len))
+                        return false;
+                p += len;
+                if (!*p)
+                        return true;
+        }
+}
+
 void fake_fault_clear(struct fake_fault *f) {
         free(f->route);
         free(f->match);
         free(f->body);
         free(f->retry_after);
+        free(f->set_status);
         *f = (struct fake_fault) { 0 };
 }
 
@@ -61,6 +82,7 @@ static void add_fault(struct fake_state *s, struct fake_req *rq, struct fake_res
         const char *action, *route;
 
         const char *hex = json_string_value(json_object_get(j, "body_hex"));
+        const char *set_status = json_string_value(json_object_get(j, "set_status"));
         route = json_string_value(json_object_get(j, "route"));
         action = json_string_value(json_object_get(j, "action"));
         f.status = (int) json_integer_value(json_object_get(j, "status"));
@@ -79,6 +101,11 @@ static void add_fault(struct fake_state *s, struct fake_req *rq, struct fake_res
                 fake_resp_json(resp, 400, json_pack("{s:s}", "error", "body_hex: pairs of hex digits, no 00"));
                 goto out;
         }
+        if (set_status && !valid_statuses(set_status)) {
+                fake_resp_json(resp, 400, json_pack("{s:s}", "error", "set_status: order statuses, comma-separated"));
+                goto out;
+        }
+        f.set_status = util_strdup0(set_status);
         f.route = strdup(route);
         f.match = util_strdup0(json_string_value(json_object_get(j, "match")));
         if (!hex)
@@ -110,6 +137,7 @@ bool fake_fault_take(struct fake_state *s, const struct fake_req *rq, struct fak
                 *ret = (struct fake_fault) {
                         .route = util_strdup0(f->route), .match = util_strdup0(f->match),
                         .body = util_strdup0(f->body), .retry_after = util_strdup0(f->retry_after),
+                        .set_status = util_strdup0(f->set_status),
                         .status = f->status, .times = 1, .delay_ms = f->delay_ms, .action = f->action,
                 };
                 if (f->times > 0 && --f->times == 0) {  /* times <= 0: forever */
@@ -120,6 +148,35 @@ bool fake_fault_take(struct fake_state *s, const struct fake_req *rq, struct fak
                 return true;
         }
         return false;
+}
+
+/* Someone else moves the order between two of partnerd's requests (the
+ * operator in the portal, the vendor's fulfilment): the order named in the
+ * path of a Marketplace request goes through each status of set_status in
+ * turn, as the control route would move it. */
+void fake_fault_move_order(struct fake_state *s, const struct fake_fault *f, const struct fake_req *rq) {
+        static const char prefix[] = "/public/v1/commerce/orders/";
+        char id[64];
+        struct fake_order *o;
+
+        if (!f->set_status || strncmp(rq->path, prefix, sizeof(prefix) - 1) != 0)
+                return;
+        size_t len = strcspn(rq->path + sizeof(prefix) - 1, "/");
+        if (len >= sizeof(id))
+                return;
+        memcpy(id, rq->path + sizeof(prefix) - 1, len);
+        id[len] = '\0';
+        if (!(o = fake_order_find(s, id)))
+                return;
+        for (const char *p = f->set_status;; p++) {
+                size_t n = strcspn(p, ",");
+                const char *st = status_name(p, n);
+                if (st)
+                        fake_order_set_status(s, o, st);
+                p += n;
+                if (!*p)
+                        return;
+        }
 }
 
 static void set_order_status(struct fake_state *s, const char *rest, struct fake_resp *resp) {
@@ -161,9 +218,10 @@ static json_t *tenants_summary(struct fake_state *s) {
 
         for (size_t i = 0; i < s->n_tenants; i++) {
                 struct fake_tenant *t = &s->tenants[i];
-                json_array_append_new(a, json_pack("{s:s s:s s:s s:b s:s s:i}", "id", t->id,
+                json_array_append_new(a, json_pack("{s:s s:s s:s s:b s:s s:i s:s}", "id", t->id,
                         "domain", t->domain, "name", t->name, "accepted", t->accepted,
-                        "relationship", t->relationship, "checks", t->checks));
+                        "relationship", t->relationship, "checks", t->checks,
+                        "account", s->accounts[t->account].name));
         }
         return a;
 }
@@ -174,7 +232,13 @@ void fake_control_handle(struct fake_state *s, struct fake_req *rq, struct fake_
         struct fake_tenant *t;
 
         if (post && strncmp(p, "accept/", 7) == 0) {
-                t = fake_tenant_find(s, p + 7);
+                /* ?account=NAME: the relationship with that partner account
+                 * (default: the "microsoft" one, else the tenant's first) */
+                const char *acct = fake_query_get(rq, "account");
+                int ai = acct ? fake_account_find(s, acct) : 0;
+                t = ai >= 0 ? fake_tenant_find_for(s, p + 7, ai) : NULL;
+                if (!t && !acct)
+                        t = fake_tenant_find(s, p + 7);
                 if (t)
                         t->accepted = true;
                 fake_resp_json(resp, t ? 200 : 404, t ? json_pack("{s:s s:b}", "id", t->id, "accepted", 1)

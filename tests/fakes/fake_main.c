@@ -132,6 +132,17 @@ static void handle(struct fake_state *s, enum kind k, struct fake_req *rq, struc
                 break;
         case K_PC:
                 fake_pc_handle(s, rq, resp);
+                /* Partner Center starts its bodies with a UTF-8 BOM
+                 * [Azure/msrest-for-python#144; Microsoft's Partner Center
+                 * PowerShell module skips the first character of each
+                 * response]. */
+                if (s->realism && resp->body && resp->body[0] == '{') {
+                        char *b = NULL;
+                        if (asprintf(&b, "\xEF\xBB\xBF%s", resp->body) >= 0) {
+                                free(resp->body);
+                                resp->body = b;
+                        }
+                }
                 break;
         case K_TOKEN_V1:
         case K_TOKEN_V2:
@@ -250,6 +261,8 @@ static enum MHD_Result serve(struct fake_state *s, struct MHD_Connection *c, str
         fake_sleep_ms(s, act == FAKE_FAULT_STALL && f.delay_ms <= 0 ? STALL_DEFAULT_MS : f.delay_ms);
 
         pthread_mutex_lock(&s->lock);
+        if (faulted)
+                fake_fault_move_order(s, &f, rq);
         if (act == FAKE_FAULT_STATUS)
                 fault_response(&f, &resp);
         else if (act != FAKE_FAULT_RESET && act != FAKE_FAULT_STALL)

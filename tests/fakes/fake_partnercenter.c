@@ -55,25 +55,38 @@ static void entra_error(struct fake_resp *resp, int status, const char *error, i
                 "trace_id", trace, "correlation_id", corr, "error_uri", uri));
 }
 
+/* The partner account whose Entra tenant is the first path segment, -1
+ * if none: each SoftwareOne regional entity is its own tenant with its
+ * own app (partner-center-api.md 2, 3.2). */
+static int path_account(struct fake_state *s, const struct fake_req *rq) {
+        const char *tenant = rq->path + 1;
+        size_t tl = strcspn(tenant, "/");
+        for (size_t i = 0; i < s->n_accounts; i++)
+                if (tl == strlen(s->accounts[i].tenant) && strncasecmp(tenant, s->accounts[i].tenant, tl) == 0)
+                        return (int) i;
+        return -1;
+}
+
 /* Returns false (and fills resp) when the form is not acceptable. */
 static bool check_token_form(struct fake_state *s, struct fake_req *rq, struct fake_resp *resp, bool v2) {
         char *grant = form_get(rq->body, rq->body_len, "grant_type");
         char *id = form_get(rq->body, rq->body_len, "client_id");
         char *secret = form_get(rq->body, rq->body_len, "client_secret");
         char *aud = form_get(rq->body, rq->body_len, v2 ? "scope" : "resource");
-        const char *tenant = rq->path + 1;
-        size_t tl = strcspn(tenant, "/");
+        int ai = path_account(s, rq);
+        const struct fake_account *a = ai >= 0 ? &s->accounts[ai] : NULL;
         bool ok = false;
 
-        if (tl != strlen(s->ms_tenant) || strncasecmp(tenant, s->ms_tenant, tl) != 0)
+        if (!a)
                 entra_error(resp, 400, "invalid_request", 90002, "Tenant not found.");
         else if (!grant || strcmp(grant, "client_credentials") != 0)
                 entra_error(resp, 400, "unsupported_grant_type", 70003,
                             "The app requested an unsupported grant type.");
-        else if (!id || strcmp(id, s->client_id) != 0)
+        else if (!id || strcmp(id, a->client_id) != 0)
+                /* an app is registered in its own partner tenant only */
                 entra_error(resp, 400, "unauthorized_client", 700016,
                             "Application was not found in the directory.");
-        else if (!secret || strcmp(secret, s->client_secret) != 0)
+        else if (!secret || strcmp(secret, a->client_secret) != 0)
                 entra_error(resp, 401, "invalid_client", 7000215, "Invalid client secret provided. "
                             "Ensure the secret being sent in the request is the client secret value, "
                             "not the client secret ID.");
@@ -103,6 +116,7 @@ void fake_pc_token(struct fake_state *s, struct fake_req *rq, struct fake_resp *
                 entra_error(resp, 500, "temporarily_unavailable", 90033, "Out of memory.");
                 return;
         }
+        s->tokens[s->n_tokens - 1].account = path_account(s, rq);
         if (v2) {
                 fake_resp_json(resp, 200, json_pack("{s:s s:i s:i s:s}", "token_type", "Bearer",
                         "expires_in", s->expires_in, "ext_expires_in", s->expires_in, "access_token", token));
@@ -151,11 +165,14 @@ static void tenant_checked(struct fake_tenant *t) {
                 t->accepted = true;     /* visible from the next look-up on */
 }
 
-static void get_customer(struct fake_state *s, const char *id, struct fake_resp *resp) {
+/* Relationships are per partner tenant: a customer that accepted account
+ * A is not a customer of account B, whose look-ups refuse it as for any
+ * stranger (partner-center-api.md 3.2, 4.1; issue 11 part 3). */
+static void get_customer(struct fake_state *s, int account, const char *id, struct fake_resp *resp) {
         struct fake_tenant *t = NULL;
 
         for (size_t i = 0; i < s->n_tenants; i++)      /* by id only, not domain */
-                if (util_streq_ci(s->tenants[i].id, id))
+                if (s->tenants[i].account == account && util_streq_ci(s->tenants[i].id, id))
                         t = &s->tenants[i];
         if (t && t->accepted) {
                 fake_resp_json(resp, 200, customer_json(t, true));
@@ -202,10 +219,11 @@ static void customers_page(struct fake_state *s, struct fake_req *rq, size_t off
                            const char *field, const char *value, struct fake_resp *resp) {
         json_t *items = json_array(), *links;
         size_t seen = 0, more = 0;
+        int account = fake_token_account(s, fake_bearer(rq->authorization));
 
         for (size_t i = 0; i < s->n_tenants; i++) {
                 struct fake_tenant *t = &s->tenants[i];
-                if (!t->accepted || !tenant_matches(t, field, value))
+                if (t->account != account || !t->accepted || !tenant_matches(t, field, value))
                         continue;       /* a pending tenant is not a customer yet */
                 if (seen >= offset && seen < offset + size)
                         json_array_append_new(items, customer_json(t, false));
@@ -263,8 +281,10 @@ static void list_customers(struct fake_state *s, struct fake_req *rq, struct fak
         }
         customers_page(s, rq, 0, size > 0 ? (size_t) size : FAKE_PC_DEFAULT_PAGE, field, value, resp);
         /* an exact domain search for a pending tenant is a check too */
+        int account = fake_token_account(s, fake_bearer(rq->authorization));
         for (size_t i = 0; field && strcmp(field, "Domain") == 0 && i < s->n_tenants; i++)
-                if (!s->tenants[i].accepted && util_streq_ci(s->tenants[i].domain, value))
+                if (s->tenants[i].account == account && !s->tenants[i].accepted &&
+                    util_streq_ci(s->tenants[i].domain, value))
                         tenant_checked(&s->tenants[i]);
         json_decref(f);
 }
@@ -295,5 +315,5 @@ void fake_pc_handle(struct fake_state *s, struct fake_req *rq, struct fake_resp 
                 /* needs App+User; every token here is app-only */
                 fake_resp_pc_error(resp, 403, 1002, "Authorization Failed");
         else
-                get_customer(s, rq->path + 14, resp);
+                get_customer(s, fake_token_account(s, fake_bearer(rq->authorization)), rq->path + 14, resp);
 }

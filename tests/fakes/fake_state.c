@@ -22,11 +22,15 @@ static int err(char **ret_err, const char *msg, const char *what) {
         return -EINVAL;
 }
 
-static int load_tenant(struct fake_tenant *t, json_t *j, char **ret_err) {
+static int load_tenant(struct fake_state *s, struct fake_tenant *t, json_t *j, char **ret_err) {
         char uuid[37];
 
         if (!json_is_object(j) || !json_is_string(json_object_get(j, "id")))
                 return err(ret_err, "tenant without string \"id\"", "");
+        const char *acct = json_string_value(json_object_get(j, "account"));
+        t->account = acct ? fake_account_find(s, acct) : 0;
+        if (t->account < 0)
+                return err(ret_err, "tenant names an unknown partner account: ", acct);
         t->id = dup_str(j, "id", NULL);
         t->domain = dup_str(j, "domain", "");
         t->name = dup_str(j, "name", t->domain);
@@ -41,10 +45,15 @@ static int load_tenant(struct fake_tenant *t, json_t *j, char **ret_err) {
         return 0;
 }
 
-static int load_order(struct fake_order *o, json_t *j, char **ret_err) {
+static int regionalize_order(struct fake_state *s, json_t **obj, const char *acct, char **ret_err);
+
+static int load_order(struct fake_state *s, struct fake_order *o, json_t *j, char **ret_err) {
         if (!json_is_object(j) || !json_is_string(json_object_get(j, "id")))
                 return err(ret_err, "order without string \"id\"", "");
         o->obj = json_deep_copy(j);
+        const char *acct = json_string_value(json_object_get(j, "x-fake-partner-account"));
+        if (s->regional_partner_ids && regionalize_order(s, &o->obj, acct, ret_err) < 0)
+                return -EINVAL;
         o->template_raw = json_is_true(json_object_get(j, "x-fake-template-raw"));
         o->revision = (int) json_integer_value(json_object_get(j, "x-fake-revision"));
         if (json_is_integer(json_object_get(j, "revision")))
@@ -56,13 +65,57 @@ static int load_order(struct fake_order *o, json_t *j, char **ret_err) {
         return 0;
 }
 
-static int load_microsoft(struct fake_state *s, json_t *ms) {
+static int load_account(struct fake_account *a, json_t *j, const char *name, char **ret_err) {
+        a->name = dup_str(j, "name", name);
+        a->tenant = dup_str(j, "tenant", "partner.onmicrosoft.com");
+        a->client_id = dup_str(j, "client_id", "00000000-0000-0000-0000-000000000001");
+        a->client_secret = dup_str(j, "client_secret", "secret");
+        a->partner_id = dup_str(j, "partner_id", name ? FAKE_DEFAULT_PARTNER_ID : NULL);
+        if (!a->name || !a->partner_id)
+                return err(ret_err, "partner account needs \"name\" and \"partner_id\"", "");
+        return 0;
+}
+
+static int load_microsoft(struct fake_state *s, json_t *root, char **ret_err) {
+        json_t *ms = json_object_get(root, "microsoft"), *pa = json_object_get(root, "partner_accounts");
         s->ms_tenant = dup_str(ms, "tenant", "partner.onmicrosoft.com");
         s->client_id = dup_str(ms, "client_id", "00000000-0000-0000-0000-000000000001");
         s->client_secret = dup_str(ms, "client_secret", "secret");
         s->expires_in = (int) json_integer_value(json_object_get(ms, "expires_in"));
         if (s->expires_in <= 0)
                 s->expires_in = 3600;
+        /* realism (load_mp) turns it on too: SoftwareOne's regional entities
+         * each send their own partnerId */
+        s->regional_partner_ids = s->realism || json_is_true(json_object_get(root, "regional_partner_ids"));
+        int r = load_account(&s->accounts[s->n_accounts++], ms, "default", ret_err);
+        for (size_t i = 0; r >= 0 && i < json_array_size(pa); i++) {
+                if (s->n_accounts == FAKE_MAX_ACCOUNTS)
+                        return err(ret_err, "too many partner_accounts", "");
+                r = load_account(&s->accounts[s->n_accounts++], json_array_get(pa, i), NULL, ret_err);
+        }
+        return r;
+}
+
+/* regional_partner_ids: every relationship link of the order (parameters,
+ * error text, wherever it is written) names the partnerId of the account
+ * in x-fake-partner-account (default: the "microsoft" one), as SoftwareOne's
+ * regional entities each send their own (partner-center-api.md 3.2). */
+static int regionalize_order(struct fake_state *s, json_t **obj, const char *acct, char **ret_err) {
+        int ai = acct ? fake_account_find(s, acct) : 0;
+        if (ai < 0)
+                return err(ret_err, "order names an unknown partner account: ", acct);
+        char *text = json_dumps(*obj, JSON_COMPACT);
+        if (!text)
+                return -ENOMEM;
+        for (char *p = text; (p = strstr(p, "partnerId=")); p += 10)
+                if (strlen(p + 10) >= 36)
+                        memcpy(p + 10, s->accounts[ai].partner_id, 36);
+        json_t *n = json_loads(text, 0, NULL);
+        free(text);
+        if (!n)
+                return -ENOMEM;
+        json_decref(*obj);
+        *obj = n;
         return 0;
 }
 
@@ -76,6 +129,7 @@ static int load_mp(struct fake_state *s, json_t *root, char **ret_err) {
         s->mp_token_id = strndup(p ? p : "TKN-0000-0000", p ? strcspn(p, ":") : 13);
         if (fa && util_parse_duration(fa, &s->querying_fail_after) < 0)
                 return err(ret_err, "bad querying_fail_after: ", fa);
+        s->realism = json_is_true(json_object_get(root, "realism"));
         s->templates = json_incref(json_object_get(root, "templates"));
         if (!json_is_object(s->templates)) {
                 json_decref(s->templates);
@@ -107,19 +161,21 @@ int fake_state_load(struct fake_state *s, const char *path, char **ret_err) {
         r = load_mp(s, root, ret_err);
         if (r < 0)
                 goto out;
-        load_microsoft(s, json_object_get(root, "microsoft"));
+        r = load_microsoft(s, root, ret_err);
+        if (r < 0)
+                goto out;
 
         arr = json_object_get(root, "tenants");
         s->tenants = calloc(json_array_size(arr) + 1, sizeof(*s->tenants));
         for (i = 0; s->tenants && i < json_array_size(arr); i++, s->n_tenants++) {
-                r = load_tenant(&s->tenants[i], json_array_get(arr, i), ret_err);
+                r = load_tenant(s, &s->tenants[i], json_array_get(arr, i), ret_err);
                 if (r < 0)
                         goto out;
         }
         arr = json_object_get(root, "orders");
         s->orders = calloc(json_array_size(arr) + 1, sizeof(*s->orders));
         for (i = 0; s->orders && i < json_array_size(arr); i++, s->n_orders++) {
-                r = load_order(&s->orders[i], json_array_get(arr, i), ret_err);
+                r = load_order(s, &s->orders[i], json_array_get(arr, i), ret_err);
                 if (r < 0)
                         goto out;
         }
@@ -177,14 +233,33 @@ void fake_state_free(struct fake_state *s) {
         free(s->ms_tenant);
         free(s->client_id);
         free(s->client_secret);
+        for (i = 0; i < s->n_accounts; i++) {
+                free(s->accounts[i].name);
+                free(s->accounts[i].tenant);
+                free(s->accounts[i].client_id);
+                free(s->accounts[i].client_secret);
+                free(s->accounts[i].partner_id);
+        }
+}
+
+int fake_account_find(struct fake_state *s, const char *name) {
+        for (size_t i = 0; name && i < s->n_accounts; i++)
+                if (strcmp(s->accounts[i].name, name) == 0)
+                        return (int) i;
+        return -1;
+}
+
+struct fake_tenant *fake_tenant_find_for(struct fake_state *s, const char *id_or_domain, int account) {
+        for (size_t i = 0; id_or_domain && i < s->n_tenants; i++)
+                if ((account < 0 || s->tenants[i].account == account) &&
+                    (util_streq_ci(s->tenants[i].id, id_or_domain) ||
+                     util_streq_ci(s->tenants[i].domain, id_or_domain)))
+                        return &s->tenants[i];
+        return NULL;
 }
 
 struct fake_tenant *fake_tenant_find(struct fake_state *s, const char *id_or_domain) {
-        for (size_t i = 0; id_or_domain && i < s->n_tenants; i++)
-                if (util_streq_ci(s->tenants[i].id, id_or_domain) ||
-                    util_streq_ci(s->tenants[i].domain, id_or_domain))
-                        return &s->tenants[i];
-        return NULL;
+        return fake_tenant_find_for(s, id_or_domain, -1);
 }
 
 struct fake_order *fake_order_find(struct fake_state *s, const char *id) {
@@ -219,12 +294,16 @@ int fake_token_issue(struct fake_state *s, char **ret_token) {
 }
 
 bool fake_token_valid(struct fake_state *s, const char *token) {
+        return fake_token_account(s, token) >= 0;
+}
+
+int fake_token_account(struct fake_state *s, const char *token) {
         uint64_t now = util_now_mono_ms();
 
         for (size_t i = 0; token && i < s->n_tokens; i++)
                 if (strcmp(s->tokens[i].token, token) == 0)
-                        return s->tokens[i].expires_mono_ms > now;
-        return false;
+                        return s->tokens[i].expires_mono_ms > now ? s->tokens[i].account : -1;
+        return -1;
 }
 
 const char *fake_bearer(const char *authorization) {
@@ -272,7 +351,9 @@ static json_t *jstr(const char *v) {
 void fake_log_request(struct fake_state *s, const struct fake_req *rq, int status, uint64_t bytes) {
         json_t *rec;
 
-        rec = json_pack("{sI s:o s:o s:o s:i s:o s:o s:s s:b sI sI}",
+        const char *b = fake_bearer(rq->authorization);
+        int acct = b ? fake_token_account(s, b) : -1;
+        rec = json_pack("{sI s:o s:o s:o s:i s:o s:o s:s s:b sI sI s:o}",
                         "seq", (json_int_t) ++s->seq,
                         "method", jstr(rq->method),
                         "path", jstr(rq->path),
@@ -283,7 +364,9 @@ void fake_log_request(struct fake_state *s, const struct fake_req *rq, int statu
                         "authorization_kind", auth_kind(s, rq),
                         "continuation", rq->continuation != NULL,
                         "t_ms", (json_int_t) (util_now_mono_ms() - s->start_ms),
-                        "bytes", (json_int_t) bytes);
+                        "bytes", (json_int_t) bytes,
+                        /* the partner account whose token was presented */
+                        "account", acct >= 0 ? json_string(s->accounts[acct].name) : json_null());
         if (!rec)
                 return;
         if (s->log_file) {

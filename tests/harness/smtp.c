@@ -21,6 +21,7 @@ struct harness_smtp {
         int port;
         char *tmp;
         char *dir;
+        char *stall;
         char url[64];
 };
 
@@ -74,7 +75,7 @@ int harness_smtp_start(const struct harness_smtp_options *o, struct harness_smtp
                 goto fail;
         s->tmp = harness_smtp_mkdtemp();
         if (!s->tmp || asprintf(&s->dir, "%s/messages", s->tmp) < 0 ||
-            asprintf(&portfile, "%s/port", s->tmp) < 0)
+            asprintf(&portfile, "%s/port", s->tmp) < 0 || asprintf(&s->stall, "%s/stall-data", s->tmp) < 0)
                 goto fail;
         snprintf(portbuf, sizeof(portbuf), "%d", o->port);
         snprintf(faild, sizeof(faild), "%d", o->fail_data);
@@ -94,6 +95,8 @@ int harness_smtp_start(const struct harness_smtp_options *o, struct harness_smtp
         argv[n++] = replyc;
         argv[n++] = "--drop-after-data";
         argv[n++] = dropd;
+        argv[n++] = "--stall-file";
+        argv[n++] = s->stall;
         if (o->tls_cert) {
                 argv[n++] = "--tls-cert";
                 argv[n++] = o->tls_cert;
@@ -178,6 +181,7 @@ void harness_smtp_stop(struct harness_smtp *s) {
         harness_smtp_rm_rf(s->tmp);
         free(s->tmp);
         free(s->dir);
+        free(s->stall);
         free(s);
 }
 
@@ -205,6 +209,17 @@ size_t harness_smtp_count(const struct harness_smtp *s) {
                 if (!there)
                         return n;
         }
+}
+
+const char *harness_smtp_stall_file(const struct harness_smtp *s) {
+        return s->stall;
+}
+
+json_t *harness_smtp_sidecar(const struct harness_smtp *s, size_t i) {
+        char *p = msg_path(s, i, "json");
+        json_t *j = p ? json_load_file(p, 0, NULL) : NULL;
+        free(p);
+        return j;
 }
 
 char *harness_smtp_raw(const struct harness_smtp *s, size_t i, size_t *ret_len) {

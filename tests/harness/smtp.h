@@ -39,6 +39,12 @@ size_t harness_smtp_count(const struct harness_smtp *s);
 /* Parses message i (0-based, in arrival order) with mailparse.py; the
  * smtpd sidecar is under "envelope".  NULL on failure. */
 json_t *harness_smtp_parse(const struct harness_smtp *s, size_t i);
+/* The smtpd sidecar of message i (envelope, "message_id", "data_at" and
+ * "accepted_at" in seconds since the epoch); NULL on failure. */
+json_t *harness_smtp_sidecar(const struct harness_smtp *s, size_t i);
+/* The stall control file: while it exists and holds N, every DATA stalls
+ * N ms (FILE.inflight exists meanwhile) before it is stored and answered. */
+const char *harness_smtp_stall_file(const struct harness_smtp *s);
 /* The raw bytes of message i (malloc'd, NUL-terminated). */
 char *harness_smtp_raw(const struct harness_smtp *s, size_t i, size_t *ret_len);
 

@@ -19,6 +19,7 @@
 #include "http.h"
 #include "marketplace.h"
 #include "partnercenter.h"
+#include "url.h"
 #include "util.h"
 
 #define MP_TOKEN      "idt:TKN-7777-0001:s3cr3t-api-token"
@@ -480,7 +481,7 @@ static void test_template(void **state) {
                 assert_non_null(res.text);
                 assert_null(strstr(res.text, "{{"));
                 assert_true(res.text[0] == '#' || res.text[0] == '<');  /* decoded, not "\"..." */
-                char *u = mp_extract_relationship_url(res.text);
+                char *u = url_link_extract(res.text);
                 assert_non_null(u);
                 assert_string_equal(u, REL_URL);
                 free(u);

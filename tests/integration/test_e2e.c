@@ -10,6 +10,11 @@
  *  run 2  calls Process exactly once, on Contoso's Querying order only
  *         (never on its Draft), and confirms it by mail.
  *  run 3  sends nothing and calls nothing.
+ *
+ * querying_without_timestamp: Querying orders without audit.querying.at
+ * (one with audit.updated.at, one without either) are mailed, and
+ * processed exactly once after acceptance; which episode start was used is
+ * logged once per order (issue 12.12).
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -486,6 +491,96 @@ static void test_status(void **state) {
         free(out);
 }
 
+static size_t err_lines(struct harness_pd *pd, int run, const char *const *needles) {
+        char *err = harness_pd_output(pd, run, true);
+        size_t n = 0;
+        for (char *line = err, *nl; line && *line; line = nl ? nl + 1 : NULL) {
+                nl = strchr(line, '\n');
+                if (nl)
+                        *nl = '\0';
+                bool all = true;
+                for (size_t i = 0; needles[i]; i++)
+                        all = all && strstr(line, needles[i]);
+                n += all;
+        }
+        free(err);
+        return n;
+}
+
+static void test_querying_without_timestamp(void **state) {
+        struct harness_fake fake;
+        struct harness_smtp *smtp = NULL;
+        struct harness_pd *pd = NULL;
+        char *src = harness_src_path("tests/scenarios/basic.json"), *dir = harness_tmpdir(), *scenario = NULL;
+        int status = -1;
+
+        /* the platform does not always send audit.querying.at (issue 12.12) */
+        json_t *sc = json_load_file(src, 0, NULL);
+        assert_non_null(sc);
+        size_t i;
+        json_t *o;
+        json_array_foreach(json_object_get(sc, "orders"), i, o) {
+                const char *id = json_string_value(json_object_get(o, "id"));
+                json_t *audit = json_object_get(o, "audit");
+                if (strcmp(id, ORD_CONTOSO) == 0)
+                        json_object_del(audit, "querying");
+                if (strcmp(id, ORD_FABRIKAM) == 0) {
+                        json_object_del(audit, "querying");
+                        json_object_del(audit, "updated");
+                }
+        }
+        assert_true(asprintf(&scenario, "%s/scenario.json", dir) >= 0);
+        assert_int_equal(json_dump_file(sc, scenario, JSON_INDENT(1)), 0);
+        json_decref(sc);
+        assert_int_equal(harness_fake_start(scenario, &fake), 0);
+        assert_int_equal(harness_smtp_start(&(struct harness_smtp_options) { 0 }, &smtp), 0);
+        assert_int_equal(harness_pd_setup(&(struct harness_pd_options) {
+                .fake_base = fake.base_url, .smtp_url = harness_smtp_url(smtp), .scenario = scenario },
+                &pd), 0);
+        const char *args[] = { "--once", NULL };
+        const char *const said_contoso[] = { "without audit.querying.at", ORD_CONTOSO, "audit.updated.at", NULL };
+        const char *const said_fabrikam[] = { "without audit.querying.at", ORD_FABRIKAM, "first saw", NULL };
+        const char *const said_any[] = { "without audit.querying.at", NULL };
+
+        /* run 1: both customers are asked, the start is logged once each */
+        assert_int_equal(harness_pd_run(pd, args, RUN_TIMEOUT_MS, &status), 0);
+        assert_int_equal(status, 0);
+        assert_int_equal(smtp_mails_mentioning(smtp, 0, ORD_CONTOSO), 1);
+        assert_int_equal(smtp_mails_mentioning(smtp, 0, ORD_FABRIKAM), 1);
+        assert_int_equal(err_lines(pd, 1, said_contoso), 1);
+        assert_int_equal(err_lines(pd, 1, said_fabrikam), 1);
+        assert_int_equal(err_lines(pd, 1, said_any), 2);
+
+        /* run 2: both accepted, each processed once, nothing logged again */
+        assert_int_equal(harness_fake_accept(&fake, CONTOSO_TENANT), 0);
+        assert_int_equal(harness_fake_accept(&fake, "fabrikam.onmicrosoft.com"), 0);
+        assert_int_equal(harness_pd_run(pd, args, RUN_TIMEOUT_MS, &status), 0);
+        assert_int_equal(status, 0);
+        assert_int_equal(err_lines(pd, 2, said_any), 0);
+        assert_int_equal(harness_fake_count(&fake, "POST", ORD_CONTOSO "/process"), 1);
+        assert_int_equal(harness_fake_count(&fake, "POST", ORD_FABRIKAM "/process"), 1);
+        char *st = harness_fake_order_status(&fake, ORD_CONTOSO);
+        assert_string_equal(st, "Processing");
+        free(st);
+        st = harness_fake_order_status(&fake, ORD_FABRIKAM);
+        assert_string_equal(st, "Processing");
+        free(st);
+
+        /* run 3: nothing more */
+        assert_int_equal(harness_pd_run(pd, args, RUN_TIMEOUT_MS, &status), 0);
+        assert_int_equal(status, 0);
+        assert_int_equal(harness_fake_count(&fake, "POST", "/process"), 2);
+        assert_int_equal(err_lines(pd, 3, said_any), 0);
+
+        harness_pd_free(pd);
+        harness_smtp_stop(smtp);
+        assert_int_equal(harness_fake_stop(&fake), 0);
+        harness_rmrf(dir);
+        free(dir);
+        free(scenario);
+        free(src);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_three_runs),
@@ -496,6 +591,7 @@ int main(void) {
                 cmocka_unit_test(test_dry_run_changes_nothing),
                 cmocka_unit_test(test_order_contacts),
                 cmocka_unit_test(test_template_fault),
+                cmocka_unit_test(test_querying_without_timestamp),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -3,13 +3,18 @@
  * Fault matrix: the real partnerd (--once) against the fake platform with a
  * scripted fault on one route (/_fake/fault), or against a misbehaving SMTP
  * server, then again once the fault has cleared.  Routes: orders list,
- * template, process, token, customer check (by tenant id and by domain),
- * and SMTP.  Faults: 500, 502/503 bursts, 429 with Retry-After, connection
+ * template, the single-order GET (the re-read before Process: run 1 must
+ * not call Process at all), process, buyer contact, token (also a refused
+ * secret), customer check (by tenant id and by domain, also throttled for
+ * the whole run), and SMTP.  Faults: 500, 502/503 bursts, 429 with Retry-After, connection
  * refused, reset, truncated body, stall (no byte until the timeout), bodies
  * that are malformed JSON, JSON of the wrong types, 64 MiB (the 16 MiB cap),
  * invalid UTF-8, an unexpected 418, a token that expires mid-cycle; SMTP
  * 421, 451, 550 for one recipient, a connection dropped after DATA, the
- * server down.
+ * server down.  And the world around one run (issue 12): two --once on one
+ * state directory at once, the state directory on a full disk, and a
+ * SIGHUP to the daemon in the middle of a cycle while SMTP fails (every
+ * mail queued then is delivered by the same daemon once SMTP is back).
  *
  * Invariants after every case: partnerd exits 0 or 1 (never a signal, never
  * a hang), peak RSS bounded, one warning/error line naming the fault, no
@@ -67,6 +72,10 @@ static const struct inv_customer CUST[N_CUST] = {
 
 enum smtp_fault { S_NONE, S_421, S_451, S_550_ONE, S_DROP, S_DOWN };
 
+/* How run 1 runs: one --once (default), two at once, --once on a full
+ * disk, or the daemon reloaded mid-cycle. */
+enum run_kind { K_ONCE = 0, K_CONCURRENT, K_DISK_FULL, K_SIGHUP };
+
 struct fcase {
         const char *name;
         const char *faults[3];      /* JSON for /_fake/fault, run 1 only */
@@ -78,6 +87,9 @@ struct fcase {
         bool info_ok;               /* an info line will do */
         bool clean_run1;            /* the fault is absorbed: run 1 does everything */
         bool slow;                  /* also run under valgrind (a subset: one per kind) */
+        const char *mail_extra;     /* extra [mail] lines, e.g. to reach a route */
+        bool no_process_run1;       /* run 1 must not call Process (it could not re-read) */
+        enum run_kind kind;
 };
 
 /* {"a":"<ff fe>..."} : invalid UTF-8 in a JSON string */
@@ -181,6 +193,49 @@ static const struct fcase CASES[] = {
         { "smtp 550 one recipient", { NULL }, .smtp = S_550_ONE, .needles = { "550" } },
         { "smtp drop after DATA", { NULL }, .smtp = S_DROP, .needles = { "Mail" }, .slow = true },
         { "smtp down", { NULL }, .smtp = S_DOWN, .needles = { "Mail" } },
+
+        /* ---- the single-order GET: the re-read before Process ---- */
+        { "order (re-read) 500", { "{\"route\":\"order\",\"status\":500,\"times\":0}" },
+          .needles = { "before Process", "500" }, .no_process_run1 = true },
+        { "order (re-read) reset", { "{\"route\":\"order\",\"action\":\"reset\",\"times\":0}" },
+          .needles = { "before Process" }, .slow = true, .no_process_run1 = true },
+        { "order (re-read) stall", { "{\"route\":\"order\",\"action\":\"stall\",\"delay_ms\":5000,\"times\":0}" },
+          .needles = { "before Process", "time" }, .no_process_run1 = true },
+        /* a 404 on the re-read: the order is gone, or the gateway is wrong
+         * for a moment; the next cycle's list shows it again */
+        { "order (re-read) 404 once", { "{\"route\":\"order\",\"status\":404,\"times\":1}" }, .smtp = S_NONE },
+        { "order (re-read) truncated", { "{\"route\":\"order\",\"action\":\"truncate\",\"times\":0}" },
+          .needles = { "before Process" }, .no_process_run1 = true },
+
+        /* ---- buyer contact (only read with notify_order_contacts) ---- */
+        { "buyer 500", { "{\"route\":\"buyer\",\"status\":500,\"times\":0}" },
+          .needles = { "contact of buyer", "500" }, .clean_run1 = true, .mail_extra = "notify_order_contacts = true\n" },
+        { "buyer reset", { "{\"route\":\"buyer\",\"action\":\"reset\",\"times\":0}" },
+          .needles = { "contact of buyer" }, .clean_run1 = true, .slow = true,
+          .mail_extra = "notify_order_contacts = true\n" },
+        { "buyer malformed JSON", { "{\"route\":\"buyer\",\"status\":200,\"body\":\"{\\\"contact\\\":\",\"times\":0}" },
+          .needles = { "contact of buyer" }, .clean_run1 = true, .mail_extra = "notify_order_contacts = true\n" },
+
+        /* ---- Partner Center throttling that lasts the whole run ---- */
+        { "customer 429 lasts", { "{\"route\":\"customer\",\"status\":429,\"retry_after\":\"1\",\"times\":0}" },
+          .needles = { "relationship", "429" } },
+        { "customers search 429 lasts", { "{\"route\":\"customers\",\"status\":429,\"retry_after\":\"1\",\"times\":0}" },
+          .needles = { "relationship", "429" } },
+
+        /* ---- the token endpoint refuses the secret (Entra: 401
+         * invalid_client, AADSTS7000215; tests/fakes/README.md) ---- */
+        { "token 401 invalid_client", { "{\"route\":\"token\",\"status\":401,\"body\":\""
+          "{\\\"error\\\":\\\"invalid_client\\\",\\\"error_description\\\":\\\"AADSTS7000215: Invalid client "
+          "secret provided.\\\",\\\"error_codes\\\":[7000215]}\",\"times\":0}" },
+          .needles = { "invalid_client" }, .slow = true, .no_process_run1 = true },
+        /* ---- the world around the run (issue 12) ---- */
+        /* the list is slow, so the two runs overlap: one works, one exits 75 */
+        { "concurrent --once", { "{\"route\":\"orders\",\"action\":\"delay\",\"delay_ms\":1500,\"times\":2}" },
+          .kind = K_CONCURRENT, .needles = { "in use by", "PID" }, .clean_run1 = true },
+        { "disk full then freed", { NULL }, .kind = K_DISK_FULL, .needles = { "No space left on device" } },
+        /* the list is slow, so the SIGHUP lands before any mail is queued */
+        { "SIGHUP mid-cycle, smtp 451", { "{\"route\":\"orders\",\"action\":\"delay\",\"delay_ms\":2000,\"times\":1}" },
+          .smtp = S_451, .kind = K_SIGHUP, .needles = { "451" } },
 };
 #define N_CASES (sizeof(CASES) / sizeof(CASES[0]))
 
@@ -198,6 +253,9 @@ struct cenv {
         int smtp_port;
         const char *domains[N_CUST];
         struct result *res;
+        int needle_run;             /* the run whose log names the fault (0: the last) */
+        pid_t daemon;               /* K_SIGHUP: still running after run 1 */
+        size_t queued;              /* K_SIGHUP: mails it queued in its first cycle */
 };
 
 #define VIOLATION(e, ...)                                                         \
@@ -236,6 +294,8 @@ static int closed_port(void) {
 static void cenv_free(struct cenv *e) {
         if (!e)
                 return;
+        if (e->daemon > 0)
+                (void) harness_kill(e->daemon, SIGKILL, 2000);
         inv_world_stop(&e->w);
         free(e);
 }
@@ -265,6 +325,7 @@ static struct cenv *cenv_new(const struct fcase *fc, struct result *res) {
         snprintf(smtp_url, sizeof(smtp_url), "smtp://127.0.0.1:%d", e->smtp_port);
         struct harness_pd_options o = {
                 .smtp_url = smtp_url,
+                .mail_extra = fc->mail_extra,
                 /* under valgrind a healthy request takes longer than 1 s */
                 .daemon_extra = inv_slow_mode() ? "http_timeout = 3s\nconnect_timeout = 3s\n"
                                                 : "http_timeout = 1s\nconnect_timeout = 1s\n",
@@ -352,6 +413,158 @@ static void check_end_state(struct cenv *e, bool after_run1) {
         json_decref(log);
 }
 
+/* Process POSTs per order so far, at most one each (200 or not). */
+static void check_one_post_each(struct cenv *e) {
+        json_t *log = harness_fake_log(&e->w.fake);
+        char id[24];
+        assert_non_null(log);
+        for (size_t ci = 0; ci < N_CUST; ci++)
+                for (int k = 0; k < CUST[ci].n_querying + CUST[ci].n_draft; k++) {
+                        size_t n = inv_process_posts(log, inv_order_id(id, SERIES, ci, k), 0);
+                        if (n > 1)
+                                VIOLATION(e, "Process POSTed %zu times on %s", n, id);
+                }
+        json_decref(log);
+}
+
+/* Two --once on one state directory at once: one runs (0 or 1), the
+ * other exits 75 (EX_TEMPFAIL) naming the first one's PID. */
+static void run_concurrent(struct cenv *e) {
+        const char *args[] = { "--once", NULL };
+        int first = e->w.pd->runs + 1, st[2] = { -1, -1 };
+        pid_t pid[2];
+        for (int i = 0; i < 2; i++) {
+                pid[i] = harness_pd_spawn(e->w.pd, args);
+                assert_true(pid[i] > 0);
+        }
+        for (int i = 0; i < 2; i++) {
+                long rss = 0;
+                if (inv_wait_rusage(pid[i], RUN_TIMEOUT_MS, &st[i], &rss) == -ETIMEDOUT) {
+                        VIOLATION(e, "run %d hung (killed after %d ms)", first + i, RUN_TIMEOUT_MS);
+                        (void) harness_kill(pid[i], SIGKILL, 2000);
+                }
+                if (rss > e->res->rss1_kb)
+                        e->res->rss1_kb = rss;
+        }
+        int loser = st[0] == 75 ? 0 : st[1] == 75 ? 1 : -1;
+        if (loser < 0 || (st[1 - loser] != 0 && st[1 - loser] != 1))
+                VIOLATION(e, "the two runs exited %d and %d: want one 0 or 1 and one 75", st[0], st[1]);
+        e->res->status1 = loser < 0 ? st[0] : st[1 - loser];
+        e->needle_run = first + (loser < 0 ? 0 : loser);
+        if (loser >= 0) {
+                char pidtext[32];
+                snprintf(pidtext, sizeof(pidtext), "PID %ld", (long) pid[1 - loser]);
+                char *err = harness_pd_output(e->w.pd, e->needle_run, true);
+                if (!err || !strstr(err, pidtext))
+                        VIOLATION(e, "the run that exited 75 does not name %s", pidtext);
+                free(err);
+        }
+        check_one_post_each(e);
+}
+
+/* true when this test may mount a tmpfs in a private mount namespace */
+static bool mounts_work(void) {
+        static int cached = -1;
+        if (cached < 0)
+                cached = system("unshare -m --propagation private /bin/sh -c "
+                                "'mount -t tmpfs -o size=16k tmpfs /mnt' >/dev/null 2>&1") == 0;
+        return cached;
+}
+
+/* --once with its state directory on a full tmpfs (a private mount
+ * namespace): no mail, no Process, whatever could not be recorded. */
+static void run_disk_full(struct cenv *e) {
+        char *wrap = NULL, *path = NULL, *text = NULL;
+        if (!mounts_work()) {
+                fprintf(stderr, "faults: [%s] SKIP: unshare -m / mount not permitted here\n", e->fc->name);
+                snprintf(e->res->line, sizeof(e->res->line), "skipped: mount not permitted");
+                e->res->status1 = 1;
+                e->needle_run = -1;
+                return;
+        }
+        assert_true(asprintf(&path, "%s/full.sh", e->w.dir) >= 0);
+        assert_true(asprintf(&text, "#!/bin/sh\n# test_faults: partnerd with its state directory on a full disk\n"
+                             "if [ -z \"$PD_IN_NS\" ]; then\n"
+                             "  PD_IN_NS=1 exec unshare -m --propagation private /bin/sh \"$0\" \"$@\"\n"
+                             "fi\n"
+                             "mkdir -p '%s' && mount -t tmpfs -o size=64k tmpfs '%s' || exit 99\n"
+                             "dd if=/dev/zero of='%s/filler' bs=1k count=1024 2>/dev/null\n"
+                             "exec \"$@\"\n", e->w.pd->state_dir, e->w.pd->state_dir, e->w.pd->state_dir) >= 0);
+        assert_int_equal(util_write_file_atomic(path, text, strlen(text), 0755), 0);
+        const char *old = getenv("PARTNERD_WRAPPER");
+        char *saved = old ? strdup(old) : NULL;
+        assert_true(asprintf(&wrap, "/bin/sh %s%s%s", path, saved ? " " : "", saved ? saved : "") >= 0);
+        setenv("PARTNERD_WRAPPER", wrap, 1);
+        e->res->status1 = run(e, &e->res->rss1_kb);
+        if (saved)
+                setenv("PARTNERD_WRAPPER", saved, 1);
+        else
+                unsetenv("PARTNERD_WRAPPER");
+        json_t *log = harness_fake_log(&e->w.fake);
+        if (inv_process_posts(log, NULL, 0) != 0)
+                VIOLATION(e, "Process called although its intent could not be saved");
+        json_decref(log);
+        if (harness_smtp_count(e->w.smtp) != 0)
+                VIOLATION(e, "mail sent from a full disk");
+        free(saved);
+        free(wrap);
+        free(path);
+        free(text);
+}
+
+static bool wait_log(struct cenv *e, int run_no, const char *needle, int timeout_ms) {
+        for (int waited = 0; waited <= timeout_ms; waited += 100) {
+                char *err = harness_pd_output(e->w.pd, run_no, true);
+                bool found = err && strstr(err, needle);
+                free(err);
+                if (found)
+                        return true;
+                usleep(100 * 1000);
+        }
+        return false;
+}
+
+/* The daemon, sent SIGHUP while its first cycle lists the orders (the list
+ * is slow), with SMTP failing: it keeps running after run 1. */
+static void run_sighup(struct cenv *e) {
+        const char *none[] = { NULL };
+        e->daemon = harness_pd_spawn(e->w.pd, none);
+        assert_true(e->daemon > 0);
+        e->needle_run = e->w.pd->runs;
+        if (!wait_log(e, e->needle_run, " started", 30000))
+                VIOLATION(e, "the daemon did not start");
+        assert_int_equal(kill(e->daemon, SIGHUP), 0);
+        if (!wait_log(e, e->needle_run, "Cycle ", RUN_TIMEOUT_MS) ||
+            !wait_log(e, e->needle_run, "Configuration reloaded", 30000))
+                VIOLATION(e, "no cycle end or no reload after SIGHUP");
+        char *err = harness_pd_output(e->w.pd, e->needle_run, true);
+        e->queued = err ? inv_count_lines(err, (const char *const[]) { "Queued ", NULL }) : 0;
+        free(err);
+        if (e->queued == 0)
+                VIOLATION(e, "the reloaded cycle queued no mail");
+        e->res->status1 = 0;
+}
+
+/* After SMTP is back and the outbox's retry is due: the same daemon
+ * delivers everything it queued before the reload, then stops cleanly. */
+static void finish_sighup(struct cenv *e) {
+        size_t got = 0;
+        for (int waited = 0; waited <= 40000 && got < e->queued; waited += 200) {
+                got = harness_smtp_count(e->w.smtp);
+                usleep(200 * 1000);
+        }
+        if (got < e->queued) {
+                VIOLATION(e, "the daemon delivered %zu of the %zu mails queued in the reloaded cycle", got,
+                          e->queued);
+                dump_err(e, e->needle_run);
+        }
+        int st = harness_kill(e->daemon, SIGTERM, 20000);
+        if (st != 0)
+                VIOLATION(e, "the daemon exited %d on SIGTERM", st);
+        e->daemon = 0;
+        check_one_post_each(e);
+}
+
 static void add_faults(struct cenv *e) {
         for (size_t i = 0; i < 3 && e->fc->faults[i]; i++)
                 assert_int_equal(harness_fake_fault(&e->w.fake, e->fc->faults[i]), 0);
@@ -367,14 +580,22 @@ static void run_faulted(struct cenv *e) {
                 e->w.fake.pid = 0;
         }
         add_faults(e);
-        e->res->status1 = run(e, &e->res->rss1_kb);
+        if (e->fc->kind == K_CONCURRENT)
+                run_concurrent(e);
+        else if (e->fc->kind == K_DISK_FULL)
+                run_disk_full(e);
+        else if (e->fc->kind == K_SIGHUP)
+                run_sighup(e);
+        else
+                e->res->status1 = run(e, &e->res->rss1_kb);
         if (!inv_slow_mode() && e->res->rss1_kb > RSS_LIMIT_KB)
                 VIOLATION(e, "peak RSS %ld KiB > %ld KiB", e->res->rss1_kb, RSS_LIMIT_KB);
-        if (e->fc->needles[0] && !find_line(e, e->w.pd->runs, e->fc->needles, e->fc->info_ok)) {
+        int needle_run = e->needle_run ? e->needle_run : e->w.pd->runs;
+        if (e->fc->needles[0] && needle_run > 0 && !find_line(e, needle_run, e->fc->needles, e->fc->info_ok)) {
                 VIOLATION(e, "no warning/error line naming the fault (%s%s%s%s%s)", e->fc->needles[0],
                           e->fc->needles[1] ? ", " : "", e->fc->needles[1] ? e->fc->needles[1] : "",
                           e->fc->needles[2] ? ", " : "", e->fc->needles[2] ? e->fc->needles[2] : "");
-                dump_err(e, e->w.pd->runs);
+                dump_err(e, needle_run);
         }
         if (e->fc->fake_down) {
                 /* back on the same port, the same scenario: nothing happened */
@@ -398,6 +619,13 @@ static void run_faulted(struct cenv *e) {
                                 free(line);
                         }
                 }
+                json_decref(log);
+        }
+        if (e->fc->no_process_run1) {
+                json_t *log = harness_fake_log(&e->w.fake);
+                size_t posts = log ? inv_process_posts(log, NULL, 0) : 0;
+                if (!log || posts)
+                        VIOLATION(e, "%zu Process calls in a run that could not re-read the orders", posts);
                 json_decref(log);
         }
         if (e->fc->clean_run1) {
@@ -500,8 +728,8 @@ static void test_fault_matrix(void **state) {
                 if (!selected(fc) || fc->smtp == S_NONE)
                         continue;
                 struct cenv *e = cenv_new(fc, &res[i]);
-                if (!smtp_t0)
-                        smtp_t0 = util_now_mono_ms();
+                /* the last case's failed attempt is the latest to be retried */
+                smtp_t0 = util_now_mono_ms();
                 run_faulted(e);
                 smtp_heal(e);
                 smtp_envs[n_smtp++] = e;
@@ -518,6 +746,8 @@ static void test_fault_matrix(void **state) {
                                 ;
                 }
                 for (size_t i = 0; i < n_smtp; i++) {
+                        if (smtp_envs[i]->fc->kind == K_SIGHUP)
+                                finish_sighup(smtp_envs[i]);
                         run_healed(smtp_envs[i]);
                         cenv_free(smtp_envs[i]);
                 }

@@ -287,6 +287,79 @@ static void test_plain_loopback(void **state) {
         harness_smtp_stop(srv);
 }
 
+/* CR/LF in a customer name, followed by header lines of other names than
+ * Bcc and an empty line, through the real server: what it received has
+ * exactly the headers partnerd writes, each once (a check about injection,
+ * not about line length), the envelope only the configured recipients, and
+ * the injected text stays inside the Subject as text. */
+static void test_header_injection_received(void **state) {
+        static const char *const allowed[] = {
+                "Date", "Message-ID", "From", "To", "Cc", "Subject", "MIME-Version", "Auto-Submitted",
+                "X-Auto-Response-Suppress", "Content-Type",
+        };
+        static const char *const evil[] = {
+                "Contoso\r\nX-Injected: 1\r\nReply-To: evil@evil.example",
+                "Contoso\nBcc: evil@evil.example\n\nforged body",
+                "Müller\r\nX-Injected: 2\r\nTo: evil@evil.example",
+        };
+        const char *want[] = { "admins@contoso.example", "it@contoso.example",
+                               "desk-copy@softwareone.example", "audit@softwareone.example" };
+        struct harness_smtp *srv = NULL;
+        struct fx f;
+        assert_int_equal(harness_smtp_start(NULL, &srv), 0);
+        fx_init(&f, harness_smtp_url(srv));
+        /* the shipped new-request subject names the domain only: an
+         * operator's subject naming the customer (as the ops notice does) */
+        char *ovr = NULL, *p = NULL;
+        const char *subj_tpl = "Action needed for {{customer_name}} ({{domain}})";
+        struct cfg_errors errs = {};
+        assert_true(asprintf(&ovr, "%s/ovr", f.tmp) > 0);
+        assert_int_equal(mkdir(ovr, 0700), 0);
+        assert_true(asprintf(&p, "%s/new-request.subject", ovr) > 0);
+        assert_int_equal(util_write_file_atomic(p, subj_tpl, strlen(subj_tpl), 0644), 0);
+        mail_templates_free(f.tpl);
+        assert_int_equal(mail_templates_load(ovr, template_dir(), &f.tpl, &errs), 0);
+        free(p);
+        free(ovr);
+
+        for (size_t e = 0; e < sizeof(evil) / sizeof(evil[0]); e++) {
+                struct mail_message *m = render(&f, MAIL_KIND_NEW_REQUEST, evil[e]);
+                struct sent sn = send_one(&f, m);
+                assert_true(sn.res.ok);
+                json_t *j = harness_smtp_parse(srv, e);
+                assert_non_null(j);
+                json_t *names = json_object_get(j, "header_names");
+                assert_true(json_array_size(names) >= 9);
+                for (size_t i = 0; i < json_array_size(names); i++) {
+                        const char *n = json_string_value(json_array_get(names, i));
+                        size_t k, dup = 0;
+                        for (k = 0; k < sizeof(allowed) / sizeof(allowed[0]); k++)
+                                if (strcasecmp(n, allowed[k]) == 0)
+                                        break;
+                        if (k == sizeof(allowed) / sizeof(allowed[0]))
+                                fail_msg("input %zu: the server received an injected header %s", e, n);
+                        for (size_t i2 = 0; i2 < json_array_size(names); i2++)
+                                dup += strcasecmp(n, json_string_value(json_array_get(names, i2))) == 0;
+                        if (dup != 1)
+                                fail_msg("input %zu: header %s received %zu times", e, n, dup);
+                }
+                assert_envelope(j, want, 4);
+                check_received(j, m, true);
+                /* the injected words are in the one Subject, as text */
+                const char *subj = jstr(j, "subject", NULL);
+                assert_non_null(subj);
+                assert_null(strpbrk(subj, "\r\n"));
+                assert_non_null(strstr(subj, e == 1 ? "Bcc: evil@evil.example" : "X-Injected:"));
+                json_t *to = json_object_get(j, "to");
+                assert_int_equal(json_array_size(to), 2);
+                assert_null(json_object_get(json_object_get(j, "headers"), "Reply-To"));
+                json_decref(j);
+                mail_message_free(m);
+        }
+        fx_done(&f);
+        harness_smtp_stop(srv);
+}
+
 static void test_starttls_auth(void **state) {
         struct harness_smtp *srv = NULL;
         struct certs c = certs_make();
@@ -1021,6 +1094,7 @@ static void test_transport_config(void **state) {
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_plain_loopback),
+                cmocka_unit_test(test_header_injection_received),
                 cmocka_unit_test(test_starttls_auth),
                 cmocka_unit_test(test_smtps_implicit_tls),
                 cmocka_unit_test(test_starttls_required),

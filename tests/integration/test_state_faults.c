@@ -9,6 +9,12 @@
  *   garbage       state.json replaced by garbage
  *   truncated     state.json cut in half
  *   old schema    a version 0 (legacy) state file
+ *   newer schema  a state file of a later version: refused (exit 78), untouched
+ *   dry run       --dry-run moves, rewrites and deletes nothing (a corrupt
+ *                 state, a killed save's temp file, the outbox)
+ *   first mail    the daemon on a full disk: the request mail that could not
+ *                 be queued goes out as soon as there is room (not recorded
+ *                 as sent meanwhile)
  *
  * Each: a clear error line (or, for the old schema, no error), exit 0/1 and
  * never a signal, no Process whose intent could not be saved, no Process
@@ -25,6 +31,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -210,8 +217,9 @@ static bool mounts_work(void) {
 
 /* Writes a wrapper that runs partnerd in a private mount namespace after
  * `setup` (shell commands; $S is the state directory) and copies the state
- * directory as partnerd left it to $S.after. */
-static void write_wrapper(struct env *e, const char *setup_cmds) {
+ * directory as partnerd left it to $S.after; with exec_it partnerd
+ * replaces the wrapper instead (a daemon that gets signals). */
+static void write_wrapper_mode(struct env *e, const char *setup_cmds, bool exec_it) {
         char *path = NULL, *text = NULL;
         assert_true(asprintf(&path, "%s/wrap.sh", e->w.dir) >= 0);
         assert_true(asprintf(&text,
@@ -222,17 +230,21 @@ static void write_wrapper(struct env *e, const char *setup_cmds) {
                              "  PD_IN_NS=1 exec unshare -m --propagation private /bin/sh \"$0\" \"$@\"\n"
                              "fi\n"
                              "%s\n"
-                             "\"$@\"\n"
+                             "%s\"$@\"\n"
                              "rc=$?\n"
                              "rm -rf \"$S.after\" && mkdir -p \"$S.after\" && cp -a \"$S\"/. \"$S.after\"/ 2>/dev/null\n"
                              "rm -f \"$S.after/filler\"\n"
                              "exit $rc\n",
-                             e->w.pd->state_dir, setup_cmds) >= 0);
+                             e->w.pd->state_dir, setup_cmds, exec_it ? "exec " : "") >= 0);
         assert_int_equal(util_write_file_atomic(path, text, strlen(text), 0755), 0);
         free(e->wrap);
         assert_true(asprintf(&e->wrap, "/bin/sh %s", path) >= 0);
         free(path);
         free(text);
+}
+
+static void write_wrapper(struct env *e, const char *setup_cmds) {
+        write_wrapper_mode(e, setup_cmds, false);
 }
 
 static char *after_path(struct env *e, const char *name) {
@@ -336,7 +348,9 @@ static void next_second(void) {
 }
 
 /* Runs once, damages state.json with damage(), runs again: the file is moved
- * aside with an error line, the run goes on; then the end state. */
+ * aside with an error line, the run goes on; then the end state.  No mail
+ * is repeated: the dedup keys come from platform data only, so the fresh
+ * state makes the keys the outbox has already sent (issue 12.6). */
 static void damaged_state(struct env *e, void (*damage)(const char *path)) {
         char *path = NULL;
         assert_int_equal(run(e, false), 0);
@@ -357,8 +371,7 @@ static void damaged_state(struct env *e, void (*damage)(const char *path)) {
         assert_int_equal(process_posts(e), posts1);
         assert_int_equal(run(e, false), 0);
         assert_int_equal(process_posts(e), posts1);
-        /* at most one repeated mail per customer */
-        assert_end_state(e, N_CUST);
+        assert_end_state(e, 0);
         free(path);
 }
 
@@ -429,6 +442,159 @@ static void test_old_schema(void **state) {
         free(path);
 }
 
+/* Issue 12.6: a state file written by a newer partnerd is refused with a
+ * clear error and exit 78 (EX_CONFIG), never moved aside or rewritten. */
+static void test_newer_schema(void **state) {
+        struct env *e = *state;
+        static const char newer[] = "{\"version\": 2, \"customers\": [], \"from_the_future\": true}\n";
+        char *path = NULL, *cmd = NULL;
+        int status = -1;
+
+        assert_int_equal(mkdir(e->w.pd->state_dir, 0700), 0);
+        assert_true(asprintf(&path, "%s/state.json", e->w.pd->state_dir) >= 0);
+        assert_int_equal(util_write_file_atomic(path, newer, strlen(newer), 0600), 0);
+        const char *args[] = { "--once", NULL };
+        assert_int_equal(harness_pd_run(e->w.pd, args, RUN_TIMEOUT_MS, &status), 0);
+        assert_int_equal(status, 78);
+        assert_true(has_line(e, e->w.pd->runs, (const char *const[]) { "newer partnerd", "version 2", NULL }, false));
+        char *text = read_text(path);
+        assert_non_null(text);
+        assert_string_equal(text, newer);
+        free(text);
+        assert_true(asprintf(&cmd, "ls %s/state.json.corrupt-* >/dev/null 2>&1", e->w.pd->state_dir) >= 0);
+        assert_int_not_equal(system(cmd), 0);
+        assert_int_equal(process_posts(e), 0);
+        assert_int_equal(harness_smtp_count(e->w.smtp), 0);
+        /* the daemon too, before it reports ready */
+        const char *none[] = { NULL };
+        assert_int_equal(harness_pd_run(e->w.pd, none, RUN_TIMEOUT_MS, &status), 0);
+        assert_int_equal(status, 78);
+        free(cmd);
+        free(path);
+}
+
+/* Every file under dir with its size, mtime and checksum (malloc'd). */
+static char *tree_snapshot(const char *dir) {
+        char *cmd = NULL, *out = NULL;
+        size_t len = 0;
+        assert_true(asprintf(&cmd, "cd '%s' && find . -printf '%%p %%y %%s %%T@\\n' | sort && "
+                             "find . -type f -exec sha256sum {} + | sort", dir) >= 0);
+        FILE *p = popen(cmd, "r"), *m = open_memstream(&out, &len);
+        assert_non_null(p);
+        assert_non_null(m);
+        char buf[4096];
+        size_t n;
+        while ((n = fread(buf, 1, sizeof(buf), p)) > 0)
+                fwrite(buf, 1, n, m);
+        assert_int_equal(pclose(p), 0);
+        fclose(m);
+        free(cmd);
+        return out;
+}
+
+/* Issue 12.6: --dry-run never moves, rewrites or deletes anything, even
+ * what a real run would clean up: a corrupt state file, the temp file of a
+ * killed save, the outbox with a queued and an unreadable message. */
+static void test_dry_run_touches_nothing(void **state) {
+        struct env *e = *state;
+        char *p = NULL;
+        int status = -1;
+
+        /* a real run first: state, outbox, lock file */
+        assert_int_equal(run(e, false), 0);
+        assert_true(asprintf(&p, "%s/state.json", e->w.pd->state_dir) >= 0);
+        static const char bad[] = "{\"version\": 1, \"customers\": 7}";
+        assert_int_equal(util_write_file_atomic(p, bad, strlen(bad), 0600), 0);
+        free(p);
+        assert_true(asprintf(&p, "%s/state.json.tmp.999999999", e->w.pd->state_dir) >= 0);
+        assert_int_equal(util_write_file_atomic(p, "half", 4, 0600), 0);
+        free(p);
+        assert_true(asprintf(&p, "%s/outbox/000000000001-0000000000000000.msg", e->w.pd->state_dir) >= 0);
+        assert_int_equal(util_write_file_atomic(p, "not an envelope\n", 16, 0600), 0);
+        free(p);
+        assert_true(asprintf(&p, "%s/outbox/sent.json.tmp.999999999", e->w.pd->state_dir) >= 0);
+        assert_int_equal(util_write_file_atomic(p, "half", 4, 0600), 0);
+        free(p);
+        char *before = tree_snapshot(e->w.pd->state_dir);
+        size_t mails = harness_smtp_count(e->w.smtp);
+
+        next_second();
+        const char *args[] = { "--once", "--dry-run", NULL };
+        assert_int_equal(harness_pd_run(e->w.pd, args, RUN_TIMEOUT_MS, &status), 0);
+        if (status != 0)
+                dump_err(e, e->w.pd->runs);
+        assert_int_equal(status, 0);
+        char *after = tree_snapshot(e->w.pd->state_dir);
+        if (strcmp(before, after) != 0)
+                fail_msg("the dry run changed the state directory:\n--- before\n%s--- after\n%s", before, after);
+        assert_true(has_line(e, e->w.pd->runs, (const char *const[]) { "unusable", "dry run", NULL }, false));
+        assert_int_equal(harness_smtp_count(e->w.smtp), mails);
+        /* a state directory that does not exist is not created */
+        harness_rmrf(e->w.pd->state_dir);
+        assert_int_equal(harness_pd_run(e->w.pd, args, RUN_TIMEOUT_MS, &status), 0);
+        assert_int_equal(status, 0);
+        assert_int_not_equal(access(e->w.pd->state_dir, F_OK), 0);
+        free(before);
+        free(after);
+}
+
+/* Issue 12.4: the daemon starts on a full disk.  The new-request mail
+ * cannot be queued ("No space left on device"); it must not be recorded as
+ * sent, so that once there is room again the next cycle (10 s later) sends
+ * the request, not a reminder a day later. */
+static void test_first_mail_disk_full(void **state) {
+        struct env *e = *state;
+        char *flag = NULL;
+        int status = -1;
+
+        if (!mounts_work()) {
+                fprintf(stderr, "state: SKIP first mail on a full disk (needs unshare -m and a tmpfs mount)\n");
+                skip();
+        }
+        assert_int_equal(mkdir(e->w.pd->state_dir, 0700), 0);
+        assert_true(asprintf(&flag, "%s.free", e->w.pd->state_dir) >= 0);
+        write_wrapper_mode(e, "mount -t tmpfs -o size=64k tmpfs \"$S\" || exit 99\n"
+                              "dd if=/dev/zero of=\"$S/filler\" bs=1k count=1024 2>/dev/null\n"
+                              "( while [ ! -e \"$S.free\" ]; do sleep 0.1; done; rm -f \"$S/filler\" ) &",
+                           true);
+        setenv("PARTNERD_WRAPPER", e->wrap, 1);
+        const char *none[] = { NULL };
+        pid_t pid = harness_pd_spawn(e->w.pd, none);
+        unsetenv("PARTNERD_WRAPPER");
+        assert_true(pid > 0);
+        int run_no = e->w.pd->runs;
+
+        /* the first cycle meets the full disk */
+        bool full = false;
+        for (int i = 0; i < 300 && !full; i++) {
+                char *err = harness_pd_output(e->w.pd, run_no, true);
+                full = err && strstr(err, "No space left on device") && strstr(err, "Cycle ");
+                free(err);
+                if (!full)
+                        usleep(100 * 1000);
+        }
+        assert_true(has_line(e, run_no, (const char *const[]) { "Cannot queue", "No space left on device", NULL }, false));
+        assert_int_equal(harness_smtp_count(e->w.smtp), 0);
+
+        /* room again: the next cycle sends the request */
+        assert_int_equal(util_write_file_atomic(flag, "", 0, 0600), 0);
+        size_t asked = 0;
+        for (int i = 0; i < 400 && !asked; i++) {
+                struct inv_mail_tally t;
+                assert_int_equal(inv_mail_tally(e->w.smtp, 0, DOMAINS, N_CUST, &t), 0);
+                asked = inv_mail_count(&t, CUST[C_PENDING].domain, "new-request");
+                inv_mail_tally_done(&t);
+                if (!asked)
+                        usleep(100 * 1000);
+        }
+        status = harness_kill(pid, SIGTERM, 20000);
+        if (!asked)
+                dump_err(e, run_no);
+        assert_int_equal(asked, 1);
+        assert_int_equal(status, 0);
+        free(flag);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_read_only, setup, teardown),
@@ -437,6 +603,9 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_garbage, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_truncated, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_old_schema, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_newer_schema, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_dry_run_touches_nothing, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_first_mail_disk_full, setup, teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

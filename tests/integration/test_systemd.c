@@ -18,6 +18,9 @@
  *                         line) or an unreadable state (1) never reports
  *                         READY=1
  *  stderr_priority_prefix without the journal every stderr line is "<N>..."
+ *  waits_for_lock         another process holds the state directory: READY=1
+ *                         with a STATUS= naming its PID, no poll, then the
+ *                         first poll as soon as the lock is free
  *
  * Every datagram and every output is searched for the scenario's secrets.
  * The poll interval cannot go below 10 s, so the waits follow the daemon's
@@ -35,6 +38,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -662,6 +666,33 @@ static void test_no_ready_on_state_error(void **state) {
         free(path);
 }
 
+static void test_waits_for_lock(void **state) {
+        struct env *e = *state;
+        char *path = NULL, line[600], pid[32];
+
+        assert_true(mkdir(e->pd->state_dir, 0700) == 0 || errno == EEXIST);
+        assert_true(asprintf(&path, "%s/lock", e->pd->state_dir) > 0);
+        int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        assert_true(fd >= 0);
+        assert_int_equal(flock(fd, LOCK_EX | LOCK_NB), 0);
+        int len = snprintf(pid, sizeof(pid), "%ld\n", (long) getpid());
+        assert_int_equal(pwrite(fd, pid, (size_t) len, 0), len);
+        snprintf(line, sizeof(line), "STATUS=Waiting for PID %ld, which holds the lock of %s", (long) getpid(),
+                 e->pd->state_dir);
+
+        start_daemon(e, NULL, NULL);
+        ssize_t waiting = wait_line(e, 0, line, START_TIMEOUT_MS);
+        assert_true(waiting >= 0);
+        assert_true(wait_line(e, 0, "READY=1", START_TIMEOUT_MS) >= 0);
+        notify_read(&e->notify, 2500);
+        assert_int_equal(harness_fake_count(&e->fake, "GET", "/orders"), 0);
+        close(fd);
+        assert_true(wait_polled(e, (size_t) waiting, CYCLE_TIMEOUT_MS) >= 0);
+        assert_true(harness_fake_count(&e->fake, "GET", "/orders") >= 1);
+        stop_daemon(e);
+        free(path);
+}
+
 static void test_stderr_priority_prefix(void **state) {
         struct env *e = *state;
         /* no JOURNAL_STREAM; then one naming another stream than our stderr */
@@ -697,6 +728,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_no_ready_on_config_error, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_no_ready_on_state_error, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_stderr_priority_prefix, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_waits_for_lock, setup, teardown),
         };
         signal(SIGPIPE, SIG_IGN);
         return cmocka_run_group_tests(tests, NULL, NULL);

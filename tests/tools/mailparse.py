@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 # SPDX-License-Identifier: MIT
 """Parses one stored message with Python's email package and prints JSON:
-{headers: {Name: decoded value}, to, subject, text, html, links: [hrefs],
+{headers: {Name: decoded value}, header_names: [every top-level header name in
+order, repeats included], to, subject, text, html, links: [hrefs],
 raw_header_lines: [...], max_line_len, bare_lf, defects: [...]}
 (An optional second argument names the JSON sidecar of smtpd.py; its
 content is added as "envelope".)"""
@@ -51,6 +52,7 @@ def main():
     lines = raw.split(b"\r\n")
     out = {
         "headers": headers,
+        "header_names": list(msg.keys()),
         "to": [str(a.addr_spec) for a in msg["To"].addresses] if msg["To"] else [],
         "cc": [str(a.addr_spec) for a in msg["Cc"].addresses] if msg["Cc"] else [],
         "from": str(msg["From"].addresses[0].addr_spec) if msg["From"] else None,

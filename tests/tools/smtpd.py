@@ -20,16 +20,28 @@ server-side transcript of commands (AUTH arguments are never recorded).
   --drop-after-data N  for the first N DATA transactions, read the message,
                       then close the connection without a reply (and without
                       storing it): the client cannot know whether it went
+  --stall-file FILE   while FILE exists, each DATA transaction that arrives
+                      stalls for the milliseconds FILE holds before the
+                      message is stored and answered 250, and FILE.inflight
+                      exists during the stall: a test can kill the client
+                      with a transfer in flight.  The message was received
+                      whole, so it is stored even when the client is gone,
+                      as a real MTA that got the final dot would.
+The JSON sidecar also holds "message_id" (the Message-ID header),
+"data_at" (time.time() when the whole message was received) and
+"accepted_at" (when it was stored, just before the 250).
 Exits cleanly on SIGTERM/SIGINT.
 """
 import argparse
 import asyncio
+import email.parser
 import json
 import logging
 import os
 import signal
 import ssl
 import sys
+import time
 import warnings
 
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword, TLSSetupException
@@ -42,6 +54,7 @@ class Handler:
         self.fail_data = args.fail_data
         self.reply_code = args.reply_code
         self.drop_after_data = args.drop_after_data
+        self.stall_file = args.stall_file
         self.count = 0
         self.data_seen = 0
 
@@ -68,9 +81,20 @@ class Handler:
             return "%d 5.7.1 Message refused by test policy" % self.reply_code
         if self.data_seen <= self.fail_data:
             return "451 4.3.0 Temporary failure, try again later"
+        # Shielded: a client that disconnects during the stall cancels
+        # handle_DATA, but the message it sent whole is still stored.
+        return await asyncio.shield(self.accept(session, envelope, time.time()))
+
+    async def accept(self, session, envelope, data_at):
+        await self.stall()
         self.count += 1
         base = os.path.join(self.dir, "%04d" % self.count)
+        raw = envelope.original_content or envelope.content
+        msg = email.parser.BytesHeaderParser().parsebytes(raw)
         side = {
+            "message_id": msg.get("Message-ID"),
+            "data_at": data_at,
+            "accepted_at": time.time(),
             "mail_from": envelope.mail_from,
             "rcpt_tos": envelope.rcpt_tos,
             "tls": session.ssl is not None,
@@ -80,6 +104,25 @@ class Handler:
         write_atomic(base + ".json", json.dumps(side, indent=1).encode())
         write_atomic(base + ".eml", envelope.original_content or envelope.content)
         return "250 2.0.0 Ok: queued as %04d" % self.count
+
+
+    async def stall(self):
+        if not self.stall_file:
+            return
+        try:
+            with open(self.stall_file) as f:
+                ms = int(f.read().strip() or "0")
+        except (OSError, ValueError):
+            return
+        marker = self.stall_file + ".inflight"
+        write_atomic(marker, b"%f\n" % time.time())
+        try:
+            await asyncio.sleep(ms / 1000.0)
+        finally:
+            try:
+                os.unlink(marker)
+            except FileNotFoundError:
+                pass
 
 
 def write_atomic(path, data):
@@ -130,6 +173,7 @@ def main():
     ap.add_argument("--fail-data", type=int, default=0)
     ap.add_argument("--reply-code", type=int, default=0)
     ap.add_argument("--drop-after-data", type=int, default=0)
+    ap.add_argument("--stall-file")
     args = ap.parse_args()
 
     os.makedirs(args.dir, exist_ok=True)

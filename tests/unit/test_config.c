@@ -152,6 +152,9 @@ static bool errors_mention(const struct fx *f, const char *needle) {
         "from = CSP orders <partnerd@example.com>\n" \
         "to = admin@example.com\n"
 
+/* BASE with partner_ids for its one account (no warning). */
+#define BASE_PIDS BASE "[microsoft]\npartner_ids = 3b33e682-00c3-41ee-9dd2-a548adf56438\n"
+
 static const char *srcdir(void) {
         const char *s = getenv("TEST_SRCDIR");
         return s && *s ? s : ".";
@@ -188,8 +191,9 @@ static void assert_defaults(const struct cfg *c) {
         assert_int_equal(c->mail.deadline, 15 * 86400);
         assert_int_equal(c->mail.deadline_warning, 3 * 86400);
         assert_null(c->mail.template_dir);
-        assert_int_equal(c->mail.n_url_hosts, 1);
+        assert_int_equal(c->mail.n_url_hosts, 2);
         assert_string_equal(c->mail.url_hosts[0], "admin.microsoft.com");
+        assert_string_equal(c->mail.url_hosts[1], "admin.cloud.microsoft");
         assert_string_equal(c->daemon.state_dir, "/var/lib/partnerd");
         assert_int_equal(c->daemon.retention, 30 * 86400);
         assert_int_equal(c->daemon.max_parallel, 16);
@@ -233,7 +237,9 @@ static void test_example_with_credentials(void **state) {
                 dump_errors(f);
         assert_int_equal(r, 0);
         struct cfg *c = f->cfg;
-        assert_int_equal(c->n_warnings, 0);
+        /* one account without partner_ids: it answers for every partnerId */
+        assert_int_equal(c->n_warnings, 1);
+        assert_non_null(strstr(c->warnings[0], "[microsoft] partner_ids is not set"));
         assert_string_equal(c->path, f->conf);
         assert_non_null(strstr(c->dir, "cfgtest-"));
         assert_string_equal(c->marketplace.url, "https://api.platform.softwareone.com/public/v1");
@@ -655,7 +661,7 @@ static void test_secret_readable_by_others(void **state) {
         char path[256];
         snprintf(path, sizeof(path), "%s/pc-secret", f->dir);
         assert_int_equal(chmod(path, 0644), 0);
-        assert_int_equal(load(f, BASE), 0);
+        assert_int_equal(load(f, BASE_PIDS), 0);
         assert_int_equal(f->cfg->n_warnings, 1);
         char want[1024];
         snprintf(want, sizeof(want), "%s:7: secret file %s readable by others (mode 0644); chmod 0600",
@@ -663,10 +669,10 @@ static void test_secret_readable_by_others(void **state) {
         assert_string_equal(f->cfg->warnings[0], want);
         assert_false(strstr(f->cfg->warnings[0], "pc-secret-next-to-config"));
         assert_int_equal(chmod(path, 0640), 0);
-        assert_int_equal(load(f, BASE), 0);
+        assert_int_equal(load(f, BASE_PIDS), 0);
         assert_int_equal(f->cfg->n_warnings, 1);
         assert_int_equal(chmod(path, 0600), 0);
-        assert_int_equal(load(f, BASE), 0);
+        assert_int_equal(load(f, BASE_PIDS), 0);
         assert_int_equal(f->cfg->n_warnings, 0);
 }
 
@@ -812,7 +818,7 @@ static void test_docs_name_every_key(void **state) {
                 "[marketplace]", "url", "token_file", "poll_interval", "products", "ca_file",
                 "portal_url",
                 "[microsoft]", "login_url", "api_url", "tenant", "client_id", "client_secret_file",
-                "ca_file", "token_endpoint", "check_schedule",
+                "ca_file", "token_endpoint", "check_schedule", "partner_ids",
                 "[mail]", "transport", "smtp_url", "username", "password_file", "ca_file",
                 "sendmail", "from", "to", "cc", "bcc", "ops", "notify_order_contacts",
                 "reminder_interval", "max_reminders", "deadline", "deadline_warning", "templates",
@@ -880,6 +886,127 @@ static void fuzz_one(struct fx *f, const char *data, size_t len) {
                 assert_false(util_has_ctl(f->err.items[i], false));
 }
 
+/* ---- Partner Center accounts ---- */
+
+#define PA "3b33e682-00c3-41ee-9dd2-a548adf56438"
+#define PB "5c1e9a2b-7d4f-4e6a-9b3c-2f8d1a6e4b70"
+#define PC "e0d1c2b3-a4f5-4e6d-8c7b-9a0f1e2d3c4b"
+/* lines 12.. after BASE */
+#define BRAZIL(pids) \
+        "[microsoft.brazil]\n" \
+        "tenant = softwareone-br.onmicrosoft.com\n" \
+        "client_id = 8e2f4a6c-1b3d-4f5e-9a7c-0d2e4f6a8b1c\n" \
+        "client_secret_file = br-secret\n" \
+        "partner_ids = " pids "\n"
+
+static void test_accounts(void **state) {
+        struct fx *f = *state;
+        write_in(f->dir, "br-secret", "brazil-secret\n", 0600);
+
+        /* a single account without partner_ids answers for everything, with a warning */
+        assert_int_equal(load(f, BASE), 0);
+        assert_int_equal(cfg_n_accounts(f->cfg), 1);
+        assert_string_equal(cfg_account(f->cfg, 0)->name, "default");
+        assert_int_equal(f->cfg->n_warnings, 1);
+        char want[1024];
+        snprintf(want, sizeof(want), "%s:0: [microsoft] partner_ids is not set: the one Partner Center "
+                 "account checks every order, whatever partnerId its link names", f->conf);
+        assert_string_equal(f->cfg->warnings[0], want);
+        assert_ptr_equal(cfg_account_for_partner(f->cfg, PA), &f->cfg->microsoft);
+        assert_ptr_equal(cfg_account_for_partner(f->cfg, NULL), &f->cfg->microsoft);
+
+        /* with partner_ids: only those (upper case is normalised) */
+        assert_int_equal(load(f, BASE "[microsoft]\npartner_ids = 3B33E682-00C3-41EE-9DD2-A548ADF56438\n"), 0);
+        assert_int_equal(f->cfg->n_warnings, 0);
+        assert_string_equal(f->cfg->microsoft.partner_ids[0], PA);
+        assert_ptr_equal(cfg_account_for_partner(f->cfg, PA), &f->cfg->microsoft);
+        assert_null(cfg_account_for_partner(f->cfg, PB));
+        assert_null(cfg_account_for_partner(f->cfg, NULL));
+
+        /* a second account: its own keys, the rest from [microsoft] */
+        int r = load(f, BASE "[microsoft]\npartner_ids = " PA "\napi_url = https://pc.example.com/v1\n"
+                     "token_endpoint = v2\n" BRAZIL(PB ", " PC));
+        if (r)
+                dump_errors(f);
+        assert_int_equal(r, 0);
+        assert_int_equal(cfg_n_accounts(f->cfg), 2);
+        const struct cfg_microsoft *b = cfg_account(f->cfg, 1);
+        assert_string_equal(b->name, "brazil");
+        assert_string_equal(b->tenant, "softwareone-br.onmicrosoft.com");
+        assert_string_equal(b->client_secret, "brazil-secret");
+        assert_string_equal(b->api_url, "https://pc.example.com/v1");
+        assert_string_equal(b->login_url, "https://login.microsoftonline.com");
+        assert_int_equal(b->token_endpoint, 2);
+        assert_int_equal(b->n_partner_ids, 2);
+        assert_ptr_equal(cfg_account_for_partner(f->cfg, PC), b);
+        assert_ptr_equal(cfg_account_for_partner(f->cfg, PA), &f->cfg->microsoft);
+        assert_null(cfg_account_for_partner(f->cfg, NULL));
+        assert_null(cfg_account(f->cfg, 2));
+        /* its own values win */
+        assert_int_equal(load(f, BASE "[microsoft]\npartner_ids = " PA "\n" BRAZIL(PB)
+                              "login_url = https://login.example.com\n"), 0);
+        assert_string_equal(cfg_account(f->cfg, 1)->login_url, "https://login.example.com");
+        assert_string_equal(f->cfg->microsoft.login_url, "https://login.microsoftonline.com");
+}
+
+static void test_account_errors(void **state) {
+        struct fx *f = *state;
+        write_in(f->dir, "br-secret", "brazil-secret\n", 0600);
+
+        /* a partnerId listed twice: both places named */
+        assert_int_equal(load(f, BASE "[microsoft]\npartner_ids = " PA "\n" BRAZIL(PB ", " PA)), -EINVAL);
+        expect_only_error(f, 18, "[microsoft.brazil] partner_ids: partnerId " PA
+                          " is also listed in [microsoft] (line 13)");
+        assert_int_equal(load(f, BASE "[microsoft]\npartner_ids = " PA ", " PA "\n"), -EINVAL);
+        expect_only_error(f, 13, "[microsoft] partner_ids: invalid partnerId (listed twice) '" PA "'");
+        assert_int_equal(load(f, BASE "[microsoft]\npartner_ids = " PA "\n" BRAZIL(PB)
+                              "[microsoft.chile]\ntenant = cl.onmicrosoft.com\nclient_id = x\n"
+                              "client_secret_file = br-secret\npartner_ids = " PB "\n"), -EINVAL);
+        expect_only_error(f, 23, "[microsoft.chile] partner_ids: partnerId " PB
+                          " is also listed in [microsoft.brazil] (line 18)");
+        /* not a GUID */
+        assert_int_equal(load(f, BASE "[microsoft]\npartner_ids = softwareone\n"), -EINVAL);
+        expect_only_error(f, 13, "[microsoft] partner_ids: invalid partnerId (not a GUID) 'softwareone'");
+        /* several accounts: every one lists its partnerIds */
+        assert_int_equal(load(f, BASE BRAZIL(PB)), -EINVAL);
+        expect_only_error(f, 0, "[microsoft] partner_ids: missing required key (with [microsoft.NAME] "
+                          "accounts every account lists the partnerIds it answers for)");
+        assert_int_equal(load(f, BASE "[microsoft]\npartner_ids = " PA "\n[microsoft.brazil]\n"
+                              "tenant = br.onmicrosoft.com\n"), -EINVAL);
+        expect_error(f, 14, "[microsoft.brazil] client_id: missing required key");
+        expect_error(f, 14, "[microsoft.brazil] client_secret_file: missing required key");
+        expect_error(f, 14, "[microsoft.brazil] partner_ids: missing required key");
+        assert_int_equal(f->err.n, 3);
+        /* names: validated, never twice, "default" is [microsoft] */
+        assert_int_equal(load(f, BASE "[microsoft]\npartner_ids = " PA "\n" BRAZIL(PB) BRAZIL(PC)), -EINVAL);
+        expect_only_error(f, 19, "duplicate section [microsoft.brazil] (first on line 14)");
+        assert_int_equal(load(f, BASE "[microsoft.default]\ntenant = x.onmicrosoft.com\n"), -EINVAL);
+        expect_only_error(f, 12, "duplicate section [microsoft.default]: 'default' is the name of the "
+                          "[microsoft] account");
+        assert_int_equal(load(f, BASE "[microsoft.Brazil]\ntenant = x.onmicrosoft.com\n"), -EINVAL);
+        expect_only_error(f, 12, "invalid account name in section [microsoft.Brazil] (use a-z, 0-9, '_' "
+                          "and '-', at most 32 characters, starting with a letter or digit)");
+        assert_int_equal(load(f, BASE "[microsoft.]\n"), -EINVAL);
+        assert_int_equal(f->err.n, 1);
+        assert_int_equal(load(f, BASE "[microsoft.-x]\n"), -EINVAL);
+        assert_int_equal(f->err.n, 1);
+        assert_int_equal(load(f, BASE "[microsoft.a23456789012345678901234567890123]\n"), -EINVAL);
+        assert_int_equal(f->err.n, 1);
+        /* one schedule for all; a key twice in one account section */
+        assert_int_equal(load(f, BASE "[microsoft]\npartner_ids = " PA "\n" BRAZIL(PB) "check_schedule = 1min\n"),
+                         -EINVAL);
+        expect_only_error(f, 19, "[microsoft.brazil] check_schedule: applies to every account; set it in [microsoft]");
+        assert_int_equal(load(f, BASE "[microsoft]\npartner_ids = " PA "\n" BRAZIL(PB) "tenant = y.onmicrosoft.com\n"),
+                         -EINVAL);
+        expect_only_error(f, 19, "[microsoft.brazil] tenant: duplicate key (first set on line 15)");
+        /* its secret: named with its section */
+        assert_int_equal(load(f, BASE "[microsoft]\npartner_ids = " PA "\n[microsoft.brazil]\n"
+                              "tenant = br.onmicrosoft.com\nclient_id = x\nclient_secret_file = nope\n"
+                              "partner_ids = " PB "\n"), -EINVAL);
+        assert_int_equal(f->err.n, 1);
+        assert_true(errors_mention(f, ":17: [microsoft.brazil] client_secret_file: cannot read "));
+}
+
 static void test_fuzz(void **state) {
         struct fx *f = *state;
         static const char alphabet[] = "[]=#; \t\r\n,<>@.:/abcdefghikmnoprstuwxyz0123456789_-\x80\xc3\xff";
@@ -945,6 +1072,8 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_many_errors, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_quoting_in_errors, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_docs_name_every_key, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_accounts, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_account_errors, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_fuzz, setup, teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -142,7 +142,8 @@ static void test_new_blocked_then_quiet(void **unused) {
         assert_string_equal(n->customer_key, KEY);
         assert_int_equal(n->n_order_ids, 1);
         assert_string_equal(n->order_ids[0], "ORD-1111-1111-1111");
-        snprintf(want, sizeof(want), "new-request:%s:%" PRId64, KEY, T0);
+        /* platform data only: the order and its episode start, never a local time */
+        snprintf(want, sizeof(want), "new-request:%s:ORD-1111-1111-1111@%s", KEY, T0_RAW);
         assert_string_equal(n->dedup_key, want);
         assert_int_equal(count(&a, ACTION_CHECK, -1), 1);
         const struct action *c = find(&a, ACTION_CHECK, -1);
@@ -254,7 +255,7 @@ static void test_reminders_final_warning_deadline(void **unused) {
                         last_reminder_ids = find(&a, ACTION_NOTIFY, MAIL_KIND_REMINDER);
                         if (reminders == 0) {
                                 second_in_reminder = names_order(last_reminder_ids, "ORD-2222-2222-2222");
-                                snprintf(want, sizeof(want), "reminder:%s:%" PRId64 ":1", KEY, T0);
+                                snprintf(want, sizeof(want), "reminder:%s:ORD-1111-1111-1111@%s:1", KEY, T0_RAW);
                                 assert_string_equal(last_reminder_ids->dedup_key, want);
                         }
                         reminder_at[reminders < 8 ? reminders : 7] = t;
@@ -392,7 +393,7 @@ static void test_accepted_processes_blocked_never_draft(void **unused) {
         assert_int_equal(count(&a, ACTION_NOTIFY, MAIL_KIND_CONFIRMATION), 1);
         n = find(&a, ACTION_NOTIFY, MAIL_KIND_CONFIRMATION);
         assert_int_equal(n->n_order_ids, 2);
-        snprintf(want, sizeof(want), "confirmation:%s:%" PRId64, KEY, now);
+        snprintf(want, sizeof(want), "confirmation:%s:ORD-1111-1111-1111@%s", KEY, T0_RAW);
         assert_string_equal(n->dedup_key, want);
 
         /* Later polls: orders processed; the draft is never processed and
@@ -597,7 +598,7 @@ static void test_episodes(void **unused) {
         const struct action *n = find(&a, ACTION_NOTIFY, MAIL_KIND_NEW_REQUEST);
         assert_non_null(n);
         char want[128];
-        snprintf(want, sizeof(want), "new-request:%s:%" PRId64, KEY, T0 + 5 * DAY);
+        snprintf(want, sizeof(want), "new-request:%s:ORD-1111-1111-1111@2026-08-06T00:00:00Z", KEY);
         assert_string_equal(n->dedup_key, want);
         struct tracked_customer *c = state_find_customer(s, KEY);
         assert_int_equal(c->reminders, 0);
@@ -881,6 +882,383 @@ static void test_duplicates_and_bad_input(void **unused) {
         state_free(s);
 }
 
+/* The NOTIFY dedup keys of l, sorted, joined by spaces (malloc'd). */
+static char *notify_keys(const struct action_list *l) {
+        const char *keys[16];
+        size_t n = 0, len = 1;
+        for (size_t i = 0; i < l->n && n < 16; i++)
+                if (l->items[i].type == ACTION_NOTIFY) {
+                        keys[n++] = l->items[i].dedup_key;
+                        len += strlen(l->items[i].dedup_key) + 1;
+                }
+        for (size_t i = 1; i < n; i++)
+                for (size_t j = i; j > 0 && strcmp(keys[j - 1], keys[j]) > 0; j--) {
+                        const char *t = keys[j];
+                        keys[j] = keys[j - 1];
+                        keys[j - 1] = t;
+                }
+        char *out = calloc(1, len);
+        assert_non_null(out);
+        for (size_t i = 0; i < n; i++) {
+                strcat(out, keys[i]);
+                strcat(out, " ");
+        }
+        return out;
+}
+
+/* Fails every NOTIFY of l as if the outbox had refused it. */
+static void fail_notifies(struct state *s, const struct action_list *l) {
+        for (size_t i = 0; i < l->n; i++)
+                if (l->items[i].type == ACTION_NOTIFY)
+                        assert_int_equal(eng_notify_failed(s, &l->items[i]), 0);
+}
+
+/* Issue 12.6 and 12.4: dedup keys come from platform data only, so a lost
+ * state decided again later makes the keys the outbox already holds; and a
+ * mail that could not be queued is not recorded: the next cycle decides it
+ * again, under the same key (the new request, not a reminder a day later). */
+static void test_keys_platform_only_and_failed_mails(void **unused) {
+        struct eng_params p = params();
+        struct order_list ol = { 0 };
+        struct action_list a = { 0 };
+        struct state *s = state_new(), *fresh = state_new();
+        char *k1, *k2;
+
+        p.have_ops = true;
+        add_order(&ol, "ORD-1111-1111-1111", ORDER_STATUS_QUERYING, NULL, "contoso.onmicrosoft.com", URL, T0_RAW);
+        add_order(&ol, "ORD-3333-3333-3333", ORDER_STATUS_DRAFT, NULL, "contoso.onmicrosoft.com", URL, NULL);
+        add_order(&ol, "ORD-4444-4444-4444", ORDER_STATUS_QUERYING, NULL, "fabrikam.com", NULL, T0_RAW);
+        run1(&p, &ol, s, T0, &a);
+        assert_int_equal(count(&a, ACTION_NOTIFY, -1), 3);
+        k1 = notify_keys(&a);
+        /* the state is lost; hours later a fresh one decides the same mails */
+        run1(&p, &ol, fresh, T0 + 3 * HOUR, &a);
+        k2 = notify_keys(&a);
+        assert_string_equal(k1, k2);
+        free(k2);
+
+        /* none of them could be queued: all decided again, same keys */
+        fail_notifies(fresh, &a);
+        struct tracked_customer *c = state_find_customer(fresh, KEY);
+        assert_int_equal(c->notified_at, 0);
+        run1(&p, &ol, fresh, T0 + 4 * HOUR, &a);
+        assert_int_equal(count(&a, ACTION_NOTIFY, MAIL_KIND_NEW_REQUEST), 1);
+        k2 = notify_keys(&a);
+        assert_string_equal(k1, k2);
+        free(k2);
+        /* queued this time: recorded, nothing more */
+        run1(&p, &ol, fresh, T0 + 5 * HOUR, &a);
+        assert_int_equal(count(&a, ACTION_NOTIFY, -1), 0);
+
+        /* a reminder that could not be queued comes again, same number */
+        run1(&p, &ol, fresh, T0 + 4 * HOUR + 2 * DAY, &a);
+        const struct action *r = find(&a, ACTION_NOTIFY, MAIL_KIND_REMINDER);
+        assert_non_null(r);
+        k2 = strdup(r->dedup_key);
+        fail_notifies(fresh, &a);
+        assert_int_equal(c->reminders, 0);
+        run1(&p, &ol, fresh, T0 + 5 * HOUR + 2 * DAY, &a);
+        r = find(&a, ACTION_NOTIFY, MAIL_KIND_REMINDER);
+        assert_non_null(r);
+        assert_string_equal(r->dedup_key, k2);
+        assert_int_equal(c->reminders, 1);
+        free(k2);
+
+        /* a confirmation too */
+        int64_t now = T0 + 6 * HOUR + 2 * DAY;
+        run2(&p, &ol, fresh, KEY, REL_ACCEPTED, NULL, now, &a);
+        assert_true(has_process(&a, "ORD-1111-1111-1111"));
+        action_list_clear(&a);
+        assert_int_equal(eng_process_outcome(&p, fresh, "ORD-1111-1111-1111", ENG_PROCESS_DONE,
+                                             ORDER_STATUS_PROCESSING, NULL, now, &a), 0);
+        r = find(&a, ACTION_NOTIFY, MAIL_KIND_CONFIRMATION);
+        assert_non_null(r);
+        k2 = strdup(r->dedup_key);
+        fail_notifies(fresh, &a);
+        order_list_clear(&ol);
+        add_order(&ol, "ORD-3333-3333-3333", ORDER_STATUS_DRAFT, NULL, "contoso.onmicrosoft.com", URL, NULL);
+        add_order(&ol, "ORD-4444-4444-4444", ORDER_STATUS_QUERYING, NULL, "fabrikam.com", NULL, T0_RAW);
+        run1(&p, &ol, fresh, now + HOUR, &a);
+        assert_int_equal(count(&a, ACTION_NOTIFY, -1), 1);
+        r = find(&a, ACTION_NOTIFY, MAIL_KIND_CONFIRMATION);
+        assert_non_null(r);
+        assert_string_equal(r->dedup_key, k2);
+        run1(&p, &ol, fresh, now + 2 * HOUR, &a);
+        assert_int_equal(count(&a, ACTION_NOTIFY, -1), 0);
+        free(k2);
+
+        free(k1);
+        action_list_clear(&a);
+        order_list_clear(&ol);
+        state_free(s);
+        state_free(fresh);
+}
+
+/* ---- Partner Center accounts (issue 11 part 3) ---- */
+
+#define TEN "6f1c2a7e-0b8d-4c55-9e41-2d7f0a3b9c10"
+#define PID_X "5c1e9a2b-7d4f-4e6a-9b3c-2f8d1a6e4b70"
+
+static struct order *add_acct_order(struct order_list *l, const char *id, const char *account,
+                                    const char *pid) {
+        struct order *o = add_order(l, id, ORDER_STATUS_QUERYING, TEN, "contoso.onmicrosoft.com", URL, T0_RAW);
+        o->account = util_strdup0(account);
+        o->partner_id = util_strdup0(pid);
+        return o;
+}
+
+static const struct action *find_for(const struct action_list *l, enum action_type type, const char *key) {
+        for (size_t i = 0; i < l->n; i++)
+                if (l->items[i].type == type && l->items[i].customer_key &&
+                    strcmp(l->items[i].customer_key, key) == 0)
+                        return &l->items[i];
+        return NULL;
+}
+
+/* Phase 2 with one fact as the cycle gives it (the account that was asked). */
+static void run2_as(const struct eng_params *p, const struct order_list *ol, struct state *s,
+                    const char *key, const char *account, const char *tenant, int64_t now,
+                    struct action_list *acts) {
+        struct rel_fact_list facts = { 0 };
+        struct rel_fact *f = rel_fact_list_add(&facts);
+        assert_non_null(f);
+        f->customer_key = strdup(key);
+        f->account = util_strdup0(account);
+        f->state = REL_ACCEPTED;
+        f->tenant_id = util_strdup0(tenant);
+        f->checked_at = now;
+        action_list_clear(acts);
+        assert_int_equal(eng_decide(p, ol, &facts, s, now, acts), 0);
+        rel_fact_list_clear(&facts);
+}
+
+static void test_accounts_are_separate_customers(void **unused) {
+        struct eng_params p = params();
+        struct order_list ol = { 0 };
+        struct action_list a = { 0 };
+        struct state *s = state_new();
+        char want[128];
+
+        add_acct_order(&ol, "ORD-1111-1111-1111", NULL, NULL);        /* default account */
+        add_acct_order(&ol, "ORD-2222-2222-2222", "brazil", PID_X);
+        run1(&p, &ol, s, T0, &a);
+        /* one customer, one request, one check per (account, tenant) */
+        assert_int_equal(s->n_customers, 2);
+        assert_int_equal(count(&a, ACTION_NOTIFY, MAIL_KIND_NEW_REQUEST), 2);
+        const struct action *n = find_for(&a, ACTION_NOTIFY, TEN);
+        assert_non_null(n);
+        /* the default account's keys are what they were before accounts
+         * (platform data only: the order and its episode start) */
+        snprintf(want, sizeof(want), "new-request:%s:ORD-1111-1111-1111@%s", TEN, T0_RAW);
+        assert_string_equal(n->dedup_key, want);
+        assert_string_equal(n->account, ACCOUNT_DEFAULT);
+        n = find_for(&a, ACTION_NOTIFY, "brazil/" TEN);
+        assert_non_null(n);
+        snprintf(want, sizeof(want), "new-request:brazil/%s:ORD-2222-2222-2222@%s", TEN, T0_RAW);
+        assert_string_equal(n->dedup_key, want);
+        const struct action *c = find_for(&a, ACTION_CHECK, "brazil/" TEN);
+        assert_non_null(c);
+        assert_string_equal(c->account, "brazil");
+        assert_string_equal(c->tenant_id, TEN);
+        assert_string_equal(find_for(&a, ACTION_CHECK, TEN)->account, ACCOUNT_DEFAULT);
+        assert_string_equal(find_for(&a, ACTION_LOG, "brazil/" TEN)->account, "brazil");
+        assert_string_equal(state_find_customer(s, "brazil/" TEN)->account, "brazil");
+
+        /* accepted with the default account: only its order is processed */
+        run2_as(&p, &ol, s, TEN, NULL, TEN, T0 + 1, &a);
+        assert_true(has_process(&a, "ORD-1111-1111-1111"));
+        assert_false(has_process(&a, "ORD-2222-2222-2222"));
+        assert_string_equal(find(&a, ACTION_PROCESS, -1)->account, ACCOUNT_DEFAULT);
+        /* the outcome's mail and logs say which account */
+        struct action_list out = { 0 };
+        assert_int_equal(eng_process_outcome(&p, s, "ORD-1111-1111-1111", ENG_PROCESS_DONE,
+                                             ORDER_STATUS_PROCESSING, NULL, T0 + 1, &out), 0);
+        assert_string_equal(find(&out, ACTION_NOTIFY, MAIL_KIND_CONFIRMATION)->account, ACCOUNT_DEFAULT);
+        action_list_clear(&out);
+        /* a fact found by tenant id only (key unknown) stays with the account asked */
+        run2_as(&p, &ol, s, "stale-key", ACCOUNT_DEFAULT, TEN, T0 + 2, &a);
+        assert_false(has_process(&a, "ORD-2222-2222-2222"));
+        run2_as(&p, &ol, s, "stale-key", "brazil", TEN, T0 + 3, &a);
+        assert_true(has_process(&a, "ORD-2222-2222-2222"));
+        for (size_t i = 0; i < a.n; i++)
+                if (a.items[i].type == ACTION_PROCESS && strcmp(a.items[i].order_id, "ORD-2222-2222-2222") == 0)
+                        assert_string_equal(a.items[i].account, "brazil");
+
+        action_list_clear(&a);
+        order_list_clear(&ol);
+        state_free(s);
+}
+
+static void test_unlisted_partner_never_processed(void **unused) {
+        struct eng_params p = params();
+        struct order_list ol = { 0 };
+        struct action_list a = { 0 };
+        struct state *s = state_new();
+        const char *key = ACCOUNT_NONE "/" TEN;
+
+        p.have_ops = true;
+        add_acct_order(&ol, "ORD-3333-3333-3333", ACCOUNT_NONE, PID_X);
+        run1(&p, &ol, s, T0, &a);
+        /* the admins are asked (the link is genuine) */
+        assert_int_equal(count(&a, ACTION_NOTIFY, MAIL_KIND_NEW_REQUEST), 1);
+        /* ops: one notice naming the order and the partnerId */
+        assert_int_equal(count(&a, ACTION_NOTIFY, MAIL_KIND_PARTNER_UNLISTED), 1);
+        const struct action *n = find(&a, ACTION_NOTIFY, MAIL_KIND_PARTNER_UNLISTED);
+        assert_string_equal(n->partner_id, PID_X);
+        assert_true(names_order(n, "ORD-3333-3333-3333"));
+        assert_int_equal(count(&a, ACTION_LOG, LOG_EV_PARTNER_UNLISTED), 1);
+        /* never asked about */
+        assert_int_equal(count(&a, ACTION_CHECK, -1), 0);
+        assert_string_equal(state_find_customer(s, key)->account, ACCOUNT_NONE);
+
+        /* not every cycle: later polls say nothing new, even --once */
+        p.check_all = true;
+        run1(&p, &ol, s, T0 + HOUR, &a);
+        assert_int_equal(count(&a, ACTION_NOTIFY, MAIL_KIND_PARTNER_UNLISTED), 0);
+        assert_int_equal(count(&a, ACTION_LOG, LOG_EV_PARTNER_UNLISTED), 0);
+        assert_int_equal(count(&a, ACTION_CHECK, -1), 0);
+        /* reminders still go to the customer */
+        run1(&p, &ol, s, T0 + 2 * DAY + 1, &a);
+        assert_int_equal(count(&a, ACTION_NOTIFY, MAIL_KIND_REMINDER), 1);
+
+        /* whatever fact arrives, it is never processed */
+        run2_as(&p, &ol, s, key, ACCOUNT_NONE, TEN, T0 + 3 * DAY, &a);
+        assert_int_equal(count(&a, ACTION_PROCESS, -1), 0);
+        run2_as(&p, &ol, s, "stale-key", ACCOUNT_DEFAULT, TEN, T0 + 3 * DAY, &a);
+        assert_int_equal(count(&a, ACTION_PROCESS, -1), 0);
+        /* nor re-sent as an unknown outcome */
+        state_find_customer(s, key)->orders[0].status = TRACK_PROCESS_SENT;
+        state_find_customer(s, key)->orders[0].process_sent_at = T0;
+        run2_empty(&p, &ol, s, T0 + 4 * DAY, &a);
+        assert_int_equal(count(&a, ACTION_PROCESS, -1), 0);
+
+        action_list_clear(&a);
+        order_list_clear(&ol);
+        state_free(s);
+}
+
+/* A state written before accounts: customers without an account. */
+static struct tracked_customer *legacy_customer(struct state *s, const char *order_id) {
+        struct tracked_customer *c = state_add_customer(s, TEN);
+        assert_non_null(c);
+        c->tenant_id = strdup(TEN);
+        c->first_seen = c->notified_at = c->last_mail_at = T0;
+        c->accepted_at = T0 + MIN;
+        c->next_check = T0 + MIN;
+        struct tracked_order *t = customer_add_order(c, order_id);
+        assert_non_null(t);
+        t->status = TRACK_BLOCKED;
+        t->notified = true;
+        t->querying_at_raw = strdup(T0_RAW);
+        t->querying_since = T0;
+        t->first_seen = T0;
+        t->relationship_url = strdup(URL);
+        return c;
+}
+
+static void test_legacy_state_adopted(void **unused) {
+        struct eng_params p = params();
+        struct order_list ol = { 0 };
+        struct action_list a = { 0 };
+        struct state *s = state_new();
+
+        /* its order now belongs to brazil: same mail state, new key, no acceptance */
+        legacy_customer(s, "ORD-4444-4444-4444");
+        add_acct_order(&ol, "ORD-4444-4444-4444", "brazil", PID_X);
+        run1(&p, &ol, s, T0 + HOUR, &a);
+        assert_int_equal(count(&a, ACTION_NOTIFY, -1), 0);
+        assert_int_equal(s->n_customers, 1);
+        struct tracked_customer *c = state_find_customer(s, "brazil/" TEN);
+        assert_non_null(c);
+        assert_string_equal(c->account, "brazil");
+        assert_int_equal(c->notified_at, T0);
+        assert_int_equal(c->accepted_at, 0);   /* that was the other account's answer */
+        assert_string_equal(find(&a, ACTION_CHECK, -1)->account, "brazil");
+        run1(&p, &ol, s, T0 + HOUR + 10, &a);
+        assert_int_equal(count(&a, ACTION_NOTIFY, -1), 0);
+        state_free(s);
+
+        /* its order is the default account's: nothing changes but the account */
+        s = state_new();
+        legacy_customer(s, "ORD-4444-4444-4444");
+        order_list_clear(&ol);
+        add_acct_order(&ol, "ORD-4444-4444-4444", NULL, NULL);
+        run1(&p, &ol, s, T0 + HOUR, &a);
+        assert_int_equal(count(&a, ACTION_NOTIFY, -1), 0);
+        c = state_find_customer(s, TEN);
+        assert_non_null(c);
+        assert_string_equal(c->account, ACCOUNT_DEFAULT);
+        assert_int_equal(c->accepted_at, T0 + MIN);
+        state_free(s);
+
+        /* Process decided on the old account's answer (outcome unknown): not
+         * sent again before brazil says the customer accepted */
+        s = state_new();
+        c = legacy_customer(s, "ORD-4444-4444-4444");
+        c->orders[0].status = TRACK_PROCESS_SENT;
+        c->orders[0].process_sent_at = T0 + MIN;
+        order_list_clear(&ol);
+        add_acct_order(&ol, "ORD-4444-4444-4444", "brazil", PID_X);
+        run1(&p, &ol, s, T0 + HOUR, &a);
+        run2_empty(&p, &ol, s, T0 + HOUR, &a);
+        assert_int_equal(count(&a, ACTION_PROCESS, -1), 0);
+        run2_as(&p, &ol, s, "brazil/" TEN, "brazil", TEN, T0 + HOUR + 1, &a);
+        assert_true(has_process(&a, "ORD-4444-4444-4444"));
+        state_free(s);
+
+        /* no account lists its partnerId: kept, ops told, never processed */
+        s = state_new();
+        legacy_customer(s, "ORD-4444-4444-4444");
+        order_list_clear(&ol);
+        add_acct_order(&ol, "ORD-4444-4444-4444", ACCOUNT_NONE, PID_X);
+        p.have_ops = true;
+        run1(&p, &ol, s, T0 + HOUR, &a);
+        assert_int_equal(count(&a, ACTION_NOTIFY, MAIL_KIND_NEW_REQUEST), 0);
+        assert_int_equal(count(&a, ACTION_NOTIFY, MAIL_KIND_PARTNER_UNLISTED), 1);
+        assert_int_equal(count(&a, ACTION_CHECK, -1), 0);
+        run2_as(&p, &ol, s, ACCOUNT_NONE "/" TEN, ACCOUNT_NONE, TEN, T0 + HOUR, &a);
+        assert_int_equal(count(&a, ACTION_PROCESS, -1), 0);
+
+        action_list_clear(&a);
+        order_list_clear(&ol);
+        state_free(s);
+}
+
+/* The configuration moves a partnerId to another account: the order moves
+ * with the customer's mail state, nobody is asked twice. */
+static void test_account_move_keeps_mails(void **unused) {
+        struct eng_params p = params();
+        struct order_list ol = { 0 };
+        struct action_list a = { 0 };
+        struct state *s = state_new();
+
+        add_acct_order(&ol, "ORD-5555-5555-5555", NULL, NULL);
+        add_acct_order(&ol, "ORD-6666-6666-6666", NULL, NULL);
+        run1(&p, &ol, s, T0, &a);
+        assert_int_equal(count(&a, ACTION_NOTIFY, MAIL_KIND_NEW_REQUEST), 1);
+        ol.items[1].account = strdup("brazil");
+        run1(&p, &ol, s, T0 + HOUR, &a);
+        assert_int_equal(count(&a, ACTION_NOTIFY, -1), 0);
+        struct tracked_customer *c = state_find_customer(s, "brazil/" TEN);
+        assert_non_null(c);
+        assert_int_equal(c->notified_at, T0);
+        assert_non_null(customer_find_order(c, "ORD-6666-6666-6666"));
+        assert_non_null(state_find_customer(s, TEN));
+        /* a Process decided on the default account's answer waits for brazil's */
+        run2_as(&p, &ol, s, TEN, NULL, TEN, T0 + HOUR + 1, &a);
+        assert_true(has_process(&a, "ORD-5555-5555-5555"));
+        ol.items[0].account = strdup("brazil");
+        run1(&p, &ol, s, T0 + HOUR + 2, &a);
+        run2_empty(&p, &ol, s, T0 + HOUR + 3, &a);
+        assert_int_equal(count(&a, ACTION_PROCESS, -1), 0);
+        assert_int_equal(customer_find_order(state_find_customer(s, "brazil/" TEN), "ORD-5555-5555-5555")->status,
+                         TRACK_BLOCKED);
+
+        action_list_clear(&a);
+        order_list_clear(&ol);
+        state_free(s);
+}
+
 int main(void) {
         assert_int_equal(util_parse_time(T0_RAW, &T0), 0);
         const struct CMUnitTest tests[] = {
@@ -898,6 +1276,11 @@ int main(void) {
                 cmocka_unit_test(test_domain_to_tenant_migration),
                 cmocka_unit_test(test_rerun_is_deterministic),
                 cmocka_unit_test(test_duplicates_and_bad_input),
+                cmocka_unit_test(test_keys_platform_only_and_failed_mails),
+                cmocka_unit_test(test_accounts_are_separate_customers),
+                cmocka_unit_test(test_unlisted_partner_never_processed),
+                cmocka_unit_test(test_legacy_state_adopted),
+                cmocka_unit_test(test_account_move_keeps_mails),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

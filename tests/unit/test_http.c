@@ -30,6 +30,7 @@
 #include <microhttpd.h>
 
 #include "http.h"
+#include "url.h"
 #include "util.h"
 
 #define HTTP_DESCRIBE_LIMIT 310         /* ~300 bytes plus "..." */
@@ -939,31 +940,31 @@ static void test_cancel_from_callback(void **state) {
 
 static void test_url_rules(void **state) {
         bool plain = true;
-        assert_int_equal(http_check_url("https://api.example.com/v1/x?a=b", false, &plain), 0);
+        assert_int_equal(url_check_endpoint("https://api.example.com/v1/x?a=b", URL_ALLOW_HTTP, &plain, NULL), 0);
         assert_false(plain);
-        assert_int_equal(http_check_url("http://127.0.0.1:8080/x", false, &plain), 0);
+        assert_int_equal(url_check_endpoint("http://127.0.0.1:8080/x", URL_ALLOW_HTTP, &plain, NULL), 0);
         assert_true(plain);
-        assert_int_equal(http_check_url("http://localhost/x", false, &plain), 0);
-        assert_int_equal(http_check_url("http://[::1]:9/x", false, &plain), 0);
-        assert_int_equal(http_check_url("http://example.com/x", false, &plain), -EINVAL);
-        assert_int_equal(http_check_url("http://127.0.0.1.example.com/x", false, &plain), -EINVAL);
-        assert_int_equal(http_check_url("ftp://example.com/x", false, &plain), -EINVAL);
-        assert_int_equal(http_check_url("file:///etc/passwd", false, &plain), -EINVAL);
-        assert_int_equal(http_check_url("https://user:pw@example.com/", false, &plain), -EINVAL);
-        assert_int_equal(http_check_url("https://user@example.com/", false, &plain), -EINVAL);
-        assert_int_equal(http_check_url("https://example.com/a\r\nX: y", false, &plain), -EINVAL);
-        assert_int_equal(http_check_url("https://example.com/a\tb", false, &plain), -EINVAL);
-        assert_int_equal(http_check_url("https://", false, &plain), -EINVAL);
-        assert_int_equal(http_check_url("https://:443/x", false, &plain), -EINVAL);
-        assert_int_equal(http_check_url("not a url", false, &plain), -EINVAL);
-        assert_int_equal(http_check_url("", false, &plain), -EINVAL);
-        assert_int_equal(http_check_url(NULL, false, &plain), -EINVAL);
-        assert_int_equal(http_check_url("smtps://mail.example.com:465", false, &plain), -EINVAL);
-        assert_int_equal(http_check_url("smtps://mail.example.com:465", true, &plain), 0);
+        assert_int_equal(url_check_endpoint("http://localhost/x", URL_ALLOW_HTTP, &plain, NULL), 0);
+        assert_int_equal(url_check_endpoint("http://[::1]:9/x", URL_ALLOW_HTTP, &plain, NULL), 0);
+        assert_int_equal(url_check_endpoint("http://example.com/x", URL_ALLOW_HTTP, &plain, NULL), -EINVAL);
+        assert_int_equal(url_check_endpoint("http://127.0.0.1.example.com/x", URL_ALLOW_HTTP, &plain, NULL), -EINVAL);
+        assert_int_equal(url_check_endpoint("ftp://example.com/x", URL_ALLOW_HTTP, &plain, NULL), -EINVAL);
+        assert_int_equal(url_check_endpoint("file:///etc/passwd", URL_ALLOW_HTTP, &plain, NULL), -EINVAL);
+        assert_int_equal(url_check_endpoint("https://user:pw@example.com/", URL_ALLOW_HTTP, &plain, NULL), -EPERM);
+        assert_int_equal(url_check_endpoint("https://user@example.com/", URL_ALLOW_HTTP, &plain, NULL), -EPERM);
+        assert_int_equal(url_check_endpoint("https://example.com/a\r\nX: y", URL_ALLOW_HTTP, &plain, NULL), -EINVAL);
+        assert_int_equal(url_check_endpoint("https://example.com/a\tb", URL_ALLOW_HTTP, &plain, NULL), -EINVAL);
+        assert_int_equal(url_check_endpoint("https://", URL_ALLOW_HTTP, &plain, NULL), -EINVAL);
+        assert_int_equal(url_check_endpoint("https://:443/x", URL_ALLOW_HTTP, &plain, NULL), -EINVAL);
+        assert_int_equal(url_check_endpoint("not a url", URL_ALLOW_HTTP, &plain, NULL), -EINVAL);
+        assert_int_equal(url_check_endpoint("", URL_ALLOW_HTTP, &plain, NULL), -EINVAL);
+        assert_int_equal(url_check_endpoint(NULL, URL_ALLOW_HTTP, &plain, NULL), -EINVAL);
+        assert_int_equal(url_check_endpoint("smtps://mail.example.com:465", URL_ALLOW_HTTP, &plain, NULL), -EINVAL);
+        assert_int_equal(url_check_endpoint("smtps://mail.example.com:465", URL_ALLOW_HTTP | URL_ALLOW_SMTP, &plain, NULL), 0);
         assert_false(plain);
-        assert_int_equal(http_check_url("smtp://mail.example.com:587", true, &plain), 0);
+        assert_int_equal(url_check_endpoint("smtp://mail.example.com:587", URL_ALLOW_HTTP | URL_ALLOW_SMTP, &plain, NULL), 0);
         assert_true(plain);
-        assert_int_equal(http_check_url("smtp://u:p@mail.example.com", true, &plain), -EINVAL);
+        assert_int_equal(url_check_endpoint("smtp://u:p@mail.example.com", URL_ALLOW_HTTP | URL_ALLOW_SMTP, &plain, NULL), -EPERM);
 
         /* http_submit refuses without touching the network */
         struct ctx c;

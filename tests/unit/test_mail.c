@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "mail.h"
+#include "url.h"
 #include "util.h"
 
 /* ---- helpers: decoders written independently of lib/mail ---- */
@@ -65,6 +66,7 @@ static char *decode_header(const char *v) {
         size_t o = 0;
         const char *p = v;
         bool prev_word = false;
+        size_t word_end = 0;
         assert_non_null(out);
         while (*p) {
                 if (p[0] == '\r') {
@@ -78,13 +80,14 @@ static char *decode_header(const char *v) {
                         assert_non_null(end);
                         size_t wlen = (size_t) (end + 2 - p);
                         assert_true(wlen <= 75);
-                        /* drop the whitespace between two adjacent words */
+                        /* drop the whitespace between two adjacent words
+                         * (not the spaces a word itself decodes to) */
                         if (prev_word)
-                                while (o > 0 && out[o - 1] == ' ')
-                                        o--;
+                                o = word_end;
                         size_t n = b64_decode(p + 10, (size_t) (end - p - 10), out + o);
                         assert_true(valid_utf8(out + o, n));
                         o += n;
+                        word_end = o;
                         p = end + 2;
                         prev_word = true;
                         continue;
@@ -471,17 +474,17 @@ static void test_url_allowed(void **state) {
                 "",
         };
         for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
-                if (!mail_url_allowed(good[i], hosts, 1))
+                if (!url_link_allowed(good[i], hosts, 1))
                         fail_msg("refused good URL %s", good[i]);
         for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-                if (mail_url_allowed(bad[i], hosts, 1))
+                if (url_link_allowed(bad[i], hosts, 1))
                         fail_msg("accepted bad URL %s", bad[i]);
         /* Default allow-list when none is configured. */
-        assert_true(mail_url_allowed("https://admin.microsoft.com/x", NULL, 0));
-        assert_false(mail_url_allowed("https://portal.example/x", NULL, 0));
+        assert_true(url_link_allowed("https://admin.microsoft.com/x", NULL, 0));
+        assert_false(url_link_allowed("https://portal.example/x", NULL, 0));
         char *other[] = { (char *) "portal.example", (char *) "admin.microsoft.com" };
-        assert_true(mail_url_allowed("https://portal.example/x", other, 2));
-        assert_false(mail_url_allowed(NULL, other, 2));
+        assert_true(url_link_allowed("https://portal.example/x", other, 2));
+        assert_false(url_link_allowed(NULL, other, 2));
 }
 
 /* ---- templates and composition ---- */
@@ -536,6 +539,42 @@ static char *header_get(const char *headers, const char *name) {
                         p += 2;
         }
         return NULL;
+}
+
+/* The header names a rendered message may carry, each at most once. */
+static const char *const HEADER_NAMES[] = {
+        "Date", "Message-ID", "From", "To", "Cc", "Subject", "MIME-Version", "Auto-Submitted",
+        "X-Auto-Response-Suppress", "Content-Type",
+};
+
+/* Header injection, whatever the injected name: every logical line of the
+ * header block (a line plus its CRLF SP/HT continuations) is "Name: value"
+ * with a Name of HEADER_NAMES, no Name twice, and no continuation carries a
+ * "Name:" of an injected header at its start. */
+static void assert_only_known_headers(const char *headers, const char *what) {
+        bool seen[sizeof(HEADER_NAMES) / sizeof(HEADER_NAMES[0])] = { false };
+        for (const char *p = headers; *p; ) {
+                const char *eol = strstr(p, "\r\n");
+                assert_non_null(eol);
+                if (*p == ' ' || *p == '\t') {          /* a continuation */
+                        const char *w = p + strspn(p, " \t");
+                        if (!strncasecmp(w, "Bcc:", 4) || !strncasecmp(w, "X-Injected:", 11) ||
+                            !strncasecmp(w, "Reply-To:", 9))
+                                fail_msg("%s: continuation line starts with an injected name: %.*s", what,
+                                         (int) (eol - p), p);
+                } else {
+                        size_t n = strcspn(p, ":\r\n"), i;
+                        for (i = 0; i < sizeof(HEADER_NAMES) / sizeof(HEADER_NAMES[0]); i++)
+                                if (strlen(HEADER_NAMES[i]) == n && !strncasecmp(p, HEADER_NAMES[i], n))
+                                        break;
+                        if (i == sizeof(HEADER_NAMES) / sizeof(HEADER_NAMES[0]) || p[n] != ':')
+                                fail_msg("%s: unexpected header line (injected?): %.*s", what, (int) (eol - p), p);
+                        if (seen[i])
+                                fail_msg("%s: header %s twice (injected?)", what, HEADER_NAMES[i]);
+                        seen[i] = true;
+                }
+                p = eol + 2;
+        }
 }
 
 static void parse_message(const struct mail_message *m, struct parsed *out) {
@@ -608,6 +647,56 @@ static struct mail_context hostile_ctx(enum mail_kind kind) {
         };
 }
 
+/* CR/LF in every text that reaches a header (the customer name, the order
+ * id of an ops notice), each followed by a header of another name than Bcc
+ * and by an empty line: the header block keeps its own lines and only
+ * them, the envelope its own recipients. */
+static void test_render_header_injection(void **state) {
+        static const char *const evil[] = {
+                "Contoso\r\nX-Injected: 1\r\nReply-To: evil@x",
+                "Contoso\nX-Injected: 1\nContent-Type: text/html",
+                "Contoso\rX-Injected: 1\r\n\r\n<html>body</html>",
+                "Müller\r\n X-Injected: folded\r\nReply-To: evil@x",
+        };
+        struct mail_templates *t = NULL;
+        struct cfg_errors errs = {};
+        struct cfg_mail cfg = test_cfg();
+
+        assert_int_equal(mail_templates_load(NULL, template_dir(), &t, &errs), 0);
+        for (size_t e = 0; e < sizeof(evil) / sizeof(evil[0]); e++)
+                for (int k = 0; k < _MAIL_KIND_MAX; k++) {
+                        struct mail_order orders[] = { hostile_orders[0] };
+                        struct mail_context ctx = hostile_ctx((enum mail_kind) k);
+                        struct mail_message *m = NULL;
+                        struct parsed p = {};
+                        char *err = NULL, what[64];
+
+                        orders[0].id = evil[e];
+                        ctx.customer_name = evil[e];
+                        ctx.orders = orders;
+                        ctx.n_orders = 1;
+                        assert_int_equal(mail_render(t, &cfg, &ctx, &m, &err), 0);
+                        snprintf(what, sizeof(what), "%s, input %zu", mail_kind_to_string(k), e);
+                        parse_message(m, &p);
+                        assert_only_known_headers(p.headers, what);
+                        /* nor once decoded: a reader's client shows one Subject line */
+                        char *v = header_get(p.headers, "Subject"), *d = v ? decode_header(v) : NULL;
+                        assert_non_null(d);
+                        if (strpbrk(d, "\r\n"))
+                                fail_msg("%s: CR/LF in the decoded Subject: %s", what, d);
+                        free(d);
+                        free(v);
+                        assert_null(strcasestr(p.headers, "\nX-Injected"));
+                        assert_null(strcasestr(p.headers, "\nReply-To"));
+                        assert_int_equal(m->n_rcpt, 4);
+                        for (size_t i = 0; i < m->n_rcpt; i++)
+                                assert_null(strstr(m->rcpt[i], "evil"));
+                        parsed_free(&p);
+                        mail_message_free(m);
+                }
+        mail_templates_free(t);
+}
+
 static void test_render_every_kind(void **state) {
         struct mail_templates *t = NULL;
         struct cfg_errors errs = {};
@@ -648,11 +737,12 @@ static void test_render_every_kind(void **state) {
                 assert_null(header_get(p.headers, "Bcc"));
                 assert_null(strstr(p.headers, "\nBcc:"));
                 assert_null(strstr(m->data, "\r\nBcc:"));
+                assert_only_known_headers(p.headers, mail_kind_to_string(k));
                 assert_null(strstr(p.headers, "audit@"));
                 assert_string_equal(m->envelope_from, "partner-desk@softwareone.example");
 
-                /* envelope: to (ops for the notice) + cc + bcc, deduplicated */
-                if (k == MAIL_KIND_OPS_NOTICE) {
+                /* envelope: to (ops for the notices) + cc + bcc, deduplicated */
+                if (k == MAIL_KIND_OPS_NOTICE || k == MAIL_KIND_PARTNER_UNLISTED) {
                         assert_int_equal(m->n_rcpt, 4);
                         assert_string_equal(m->rcpt[0], "ops@softwareone.example");
                         v = header_get(p.headers, "To");
@@ -691,7 +781,13 @@ static void test_render_every_kind(void **state) {
                 }
 
                 /* the URL: exact in the text, HTML-escaped in the button href */
-                if (k != MAIL_KIND_OPS_NOTICE && k != MAIL_KIND_CONFIRMATION) {
+                if (k == MAIL_KIND_PARTNER_UNLISTED) {
+                        /* ops: the link as it is, and the partnerId it names */
+                        assert_non_null(strstr(p.text, good_url));
+                        assert_non_null(strstr(p.text, "[microsoft.NAME]"));
+                        assert_null(strstr(p.text, "Global Administrator"));
+                }
+                if (k != MAIL_KIND_OPS_NOTICE && k != MAIL_KIND_CONFIRMATION && k != MAIL_KIND_PARTNER_UNLISTED) {
                         assert_non_null(strstr(p.text, good_url));
                         char href[512];
                         snprintf(href, sizeof(href), "href=\"%s\"", good_url);
@@ -1003,6 +1099,7 @@ int main(void) {
                 cmocka_unit_test(test_address),
                 cmocka_unit_test(test_url_allowed),
                 cmocka_unit_test(test_render_every_kind),
+                cmocka_unit_test(test_render_header_injection),
                 cmocka_unit_test(test_render_refusals),
                 cmocka_unit_test(test_draft_without_clock),
                 cmocka_unit_test(test_template_override_and_errors),

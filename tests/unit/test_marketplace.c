@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include "marketplace.h"
+#include "url.h"
 #include "util.h"
 
 /* A CSP purchase order blocked in Querying, composed for this test. */
@@ -269,7 +270,7 @@ static void test_parse_page(void **state) {
              "granularAdminRelationships/11111111-2222-3333-4444-555555555555-66666666-7777"
 
 static void expect_url(const char *text, const char *want) {
-        char *u = mp_extract_relationship_url(text);
+        char *u = url_link_extract(text);
         if (!want) {
                 assert_null(u);
                 return;
@@ -306,10 +307,10 @@ static void test_extract_url(void **state) {
         /* GDAP alone is the second kind; with both the reseller one wins */
         expect_url("Accept GDAP: " GDAP "\n", GDAP);
         expect_url("first " GDAP " then " RESELLER, RESELLER);
-        assert_int_equal(mp_relationship_url_kind(RESELLER), MP_URL_RESELLER);
-        assert_int_equal(mp_relationship_url_kind(GDAP), MP_URL_GDAP);
-        assert_int_equal(mp_relationship_url_kind("https://admin.microsoft.com/Adminportal/Home"),
-                         MP_URL_NONE);
+        assert_int_equal(url_link_kind(RESELLER), URL_LINK_RESELLER);
+        assert_int_equal(url_link_kind(GDAP), URL_LINK_GDAP);
+        assert_int_equal(url_link_kind("https://admin.microsoft.com/Adminportal/Home"),
+                         URL_LINK_NONE);
         /* nothing to find */
         expect_url(NULL, NULL);
         expect_url("", NULL);
@@ -402,14 +403,14 @@ static void test_extract_url_random(void **state) {
                         len += pl;
                 }
                 buf[len] = '\0';
-                char *u = mp_extract_relationship_url(buf);
+                char *u = url_link_extract(buf);
                 if (!u)
                         continue;
                 assert_true(strncasecmp(u, "https://admin.microsoft.com/adminportal", 39) == 0);
                 assert_true(strlen(u) <= 2048);
                 assert_false(util_has_ctl(u, false));
                 assert_null(strpbrk(u, " \"'<>)]"));
-                assert_int_not_equal(mp_relationship_url_kind(u), MP_URL_NONE);
+                assert_int_not_equal(url_link_kind(u), URL_LINK_NONE);
                 assert_null(strstr(u, "&amp;"));
                 found++;
                 free(u);

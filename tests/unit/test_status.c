@@ -161,12 +161,42 @@ static void test_json(void **unused) {
         state_free(s);
 }
 
+/* Which Partner Center account checks each customer. */
+static void test_account(void **unused) {
+        struct state *s = state_new();
+        char *out = NULL;
+        const char *acc[] = { "brazil", ACCOUNT_NONE, NULL };
+        const char *keys[] = { "brazil/t1", "-/t2", "t3" };
+        for (int i = 0; i < 3; i++) {
+                struct tracked_customer *c = state_add_customer(s, keys[i]);
+                c->account = acc[i] ? strdup(acc[i]) : NULL;
+                char id[32];
+                snprintf(id, sizeof(id), "ORD-0000-0000-000%d", i);
+                customer_add_order(c, id)->status = TRACK_BLOCKED;
+        }
+        assert_int_equal(status_render(s, T0, 15 * DAY, false, &out), 0);
+        assert_non_null(strstr(out, "ACCOUNT"));
+        assert_non_null(strstr(out, "brazil"));
+        assert_non_null(strstr(out, "none (partnerId not listed)"));
+        free(out);
+        assert_int_equal(status_render(s, T0, 15 * DAY, true, &out), 0);
+        json_t *root = json_loads(out, 0, NULL);
+        json_t *cs = json_object_get(root, "customers");
+        assert_string_equal(json_string_value(json_object_get(json_array_get(cs, 0), "account")), "brazil");
+        assert_string_equal(json_string_value(json_object_get(json_array_get(cs, 1), "account")), "-");
+        assert_true(json_is_null(json_object_get(json_array_get(cs, 2), "account")));
+        json_decref(root);
+        free(out);
+        state_free(s);
+}
+
 int main(void) {
         assert_int_equal(util_parse_time("2026-08-01T09:20:02Z", &T0), 0);
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_empty),
                 cmocka_unit_test(test_table),
                 cmocka_unit_test(test_json),
+                cmocka_unit_test(test_account),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

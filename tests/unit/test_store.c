@@ -420,13 +420,11 @@ static void test_corrupt_files_moved_aside(void **unused) {
 #define S(x) x, strlen(x)
         check_moved_aside(S("{\"version\":1,\"customers\":[{\"key\":\"k\",\"reminders\":\"x\"}]}"),
                           "not a small non-negative integer");
-        check_moved_aside(S("{\"version\":7,\"customers\":[]}"), "unsupported version 7");
         check_moved_aside(S("{\"version\":1,\"customers\":[],\"customers\":[]}"), "duplicate");
         /* The same faults in the layout store_save() writes, which loads
          * customer by customer: the same verdicts. */
         check_moved_aside(S("{\n \"customers\": [\n  {\n   \"key\": \"k\",\n   \"reminders\": \"x\"\n  }\n ],\n"
                             " \"version\": 1\n}\n"), "not a small non-negative integer");
-        check_moved_aside(S("{\n \"customers\": [],\n \"version\": 7\n}\n"), "unsupported version 7");
         check_moved_aside(S("{\n \"customers\": [\n  {\"key\": \"k\", \"key\": \"k\"}\n ],\n \"version\": 1\n}\n"),
                           "duplicate");
         check_moved_aside(S("{\n \"customers\": [],\n \"version\": 1\n}\n}"), "invalid JSON");
@@ -462,6 +460,95 @@ static void test_corrupt_files_moved_aside(void **unused) {
         rm_rf(dir);
 }
 
+/* Issue 12.6: a file of a newer schema version is refused, never moved
+ * aside (the newer partnerd that wrote it still needs it). */
+static void test_newer_version_refused(void **unused) {
+        static const char *const files[] = {
+                "{\"version\":7,\"customers\":[]}",
+                "{\n \"customers\": [],\n \"version\": 7\n}\n",
+        };
+        for (size_t i = 0; i < 2; i++) {
+                char *dir = mktemp_dir(), *warn = NULL, *text = NULL;
+                struct state *s = NULL;
+                size_t n;
+                write_file(dir, "state.json", files[i], strlen(files[i]));
+                assert_int_equal(store_load(dir, &s, &warn), -EPROTONOSUPPORT);
+                assert_null(s);
+                assert_non_null(warn);
+                assert_non_null(strstr(warn, "newer partnerd"));
+                assert_non_null(strstr(warn, "unsupported version 7"));
+                free(warn);
+                assert_int_equal(store_read(dir, &s, &warn), -EPROTONOSUPPORT);
+                assert_non_null(strstr(warn, "newer partnerd"));
+                free(warn);
+                free(find_prefixed(dir, "state.json.corrupt-", &n));
+                assert_int_equal(n, 0);
+                char *p = path_in(dir, "state.json");
+                assert_int_equal(util_read_file(p, 1u << 20, &text, NULL), 0);
+                assert_string_equal(text, files[i]);
+                free(text);
+                free(p);
+                rm_rf(dir);
+        }
+}
+
+/* store_read() (status, --dry-run) changes nothing: a corrupt file stays
+ * where it is, temp files of a killed save stay too. */
+static void test_read_changes_nothing(void **unused) {
+        char *dir = mktemp_dir(), *err = NULL;
+        struct state *s = NULL;
+        size_t n;
+
+        assert_int_equal(store_read(dir, &s, &err), 0);   /* missing: empty */
+        assert_int_equal(s->n_customers, 0);
+        state_free(s);
+        s = NULL;
+        write_file(dir, "state.json", "garbage", 7);
+        write_file(dir, "state.json.tmp.999999999", "x", 1);   /* no such PID */
+        assert_int_equal(store_read(dir, &s, &err), -EBADMSG);
+        assert_null(s);
+        assert_non_null(strstr(err, "unusable"));
+        assert_non_null(strstr(err, "invalid JSON"));
+        free(err);
+        free(find_prefixed(dir, "state.json.corrupt-", &n));
+        assert_int_equal(n, 0);
+        free(find_prefixed(dir, "state.json.tmp.", &n));
+        assert_int_equal(n, 1);
+        free(find_prefixed(dir, "state.json", &n));
+        assert_int_equal(n, 2);
+
+        /* a good file reads as store_load() reads it */
+        struct state *good = sample_state();
+        assert_int_equal(store_save(dir, good), 0);
+        assert_int_equal(store_read(dir, &s, &err), 0);
+        assert_int_equal(s->n_customers, good->n_customers);
+        state_free(s);
+        state_free(good);
+        rm_rf(dir);
+}
+
+/* The state directory lock: a second holder is refused with the PID of
+ * the first, which is released on unlock. */
+static void test_lock(void **unused) {
+        char *dir = mktemp_dir(), *sub = path_in(dir, "new");
+        pid_t holder = -1;
+        int fd = store_lock(sub, &holder);   /* creates the directory */
+        assert_true(fd >= 0);
+        struct stat st;
+        assert_int_equal(stat(sub, &st), 0);
+        assert_int_equal(st.st_mode & 0777, 0700);
+        /* another open file description: refused like another process */
+        assert_int_equal(store_lock(sub, &holder), -EWOULDBLOCK);
+        assert_int_equal(holder, getpid());
+        store_unlock(fd);
+        int fd2 = store_lock(sub, &holder);
+        assert_true(fd2 >= 0);
+        store_unlock(fd2);
+        store_unlock(-1);
+        free(sub);
+        rm_rf(dir);
+}
+
 static void test_prune(void **unused) {
         struct state *s = sample_state();
         /* Customer 0: ORD-2222 closed at 1785576200; customer 1: nothing closed. */
@@ -482,6 +569,41 @@ static void test_prune(void **unused) {
         state_free(s);
 }
 
+/* Customers tracked per Partner Center account: the account and the ops
+ * notice survive a save; a file written before accounts (no "account")
+ * loads with none, for the engine to settle. */
+static void test_accounts(void **unused) {
+        struct state *s = state_new(), *back = NULL;
+        char *text = NULL, *err = NULL;
+        struct tracked_customer *c = state_add_customer(s, "brazil/6f1c2a7e-0b8d-4c55-9e41-2d7f0a3b9c10");
+        assert_non_null(c);
+        c->account = strdup("brazil");
+        struct tracked_order *t = customer_add_order(c, "ORD-1111-1111-1111");
+        t->unlisted_partner = strdup("e0d1c2b3-a4f5-4e6d-8c7b-9a0f1e2d3c4b");
+        assert_int_equal(store_to_json(s, &text), 0);
+        assert_int_equal(store_from_json(text, strlen(text), &back, &err), 0);
+        assert_string_equal(back->customers[0].account, "brazil");
+        assert_string_equal(back->customers[0].orders[0].unlisted_partner, "e0d1c2b3-a4f5-4e6d-8c7b-9a0f1e2d3c4b");
+        state_free(back);
+        free(text);
+        state_free(s);
+
+        static const char old[] = "{\"customers\": [{\"key\": \"6f1c2a7e-0b8d-4c55-9e41-2d7f0a3b9c10\", "
+                                  "\"notified_at\": \"2026-12-04T19:39:57Z\", \"orders\": [{\"id\": "
+                                  "\"ORD-1111-1111-1111\", \"status\": \"blocked\", \"notified\": true}]}], "
+                                  "\"version\": 1}";
+        assert_int_equal(store_from_json(old, strlen(old), &back, &err), 0);
+        assert_null(back->customers[0].account);
+        assert_string_equal(back->customers[0].key, "6f1c2a7e-0b8d-4c55-9e41-2d7f0a3b9c10");
+        assert_true(back->customers[0].notified_at > 0);
+        assert_null(back->customers[0].orders[0].unlisted_partner);
+        state_free(back);
+        /* wrong type */
+        static const char bad[] = "{\"customers\": [{\"key\": \"k\", \"account\": 3}], \"version\": 1}";
+        assert_int_equal(store_from_json(bad, strlen(bad), &back, &err), -EBADMSG);
+        free(err);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_round_trip),
@@ -490,7 +612,11 @@ int main(void) {
                 cmocka_unit_test(test_legacy_migration),
                 cmocka_unit_test(test_load_missing_and_save),
                 cmocka_unit_test(test_corrupt_files_moved_aside),
+                cmocka_unit_test(test_newer_version_refused),
+                cmocka_unit_test(test_read_changes_nothing),
+                cmocka_unit_test(test_lock),
                 cmocka_unit_test(test_prune),
+                cmocka_unit_test(test_accounts),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
