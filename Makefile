@@ -4,7 +4,6 @@ VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 
 PREFIX     ?= /usr/local
 SBINDIR    ?= $(PREFIX)/sbin
-DATADIR    ?= $(PREFIX)/share/partnerd
 MANDIR     ?= $(PREFIX)/share/man
 SYSCONFDIR ?= /etc
 UNITDIR    ?= /lib/systemd/system
@@ -27,7 +26,7 @@ WARN     := -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wformat=2 -Wstrict-p
             -Wmissing-prototypes -Wno-unused-parameter
 CFLAGS   ?= $(OPT) -g
 ALL_CFLAGS := -std=c11 -D_GNU_SOURCE -DPARTNERD_VERSION='"$(VERSION)"' \
-            -DPARTNERD_DATADIR='"$(DATADIR)"' -DPARTNERD_SYSCONFDIR='"$(SYSCONFDIR)"' \
+            -DPARTNERD_SYSCONFDIR='"$(SYSCONFDIR)"' \
             $(WARN) $(CFLAGS) -Ilib $(call pkgcflags,$(RUNTIME_PKGS))
 ifneq ($(SAN),)
 ALL_CFLAGS += -fsanitize=$(SAN) -fno-omit-frame-pointer -fno-sanitize-recover=all
@@ -37,7 +36,12 @@ LIBS      := $(call pkglibs,$(RUNTIME_PKGS)) -lm
 TEST_LIBS := $(call pkglibs,$(TEST_PKGS)) $(LIBS)
 
 LIB_SRC    := $(sort $(wildcard lib/*.c))
-LIB_OBJ    := $(LIB_SRC:%.c=$(BUILD)/%.o)
+# The default mail templates, compiled in: every file of config/templates
+# (the one source) becomes an entry of mail_builtin_templates[] (lib/mail.h).
+TEMPLATE_FILES := $(sort $(wildcard config/templates/*))
+EMBED      := $(BUILD)/tools/embed-templates
+GEN_TEMPLATES := $(BUILD)/gen/templates.c
+LIB_OBJ    := $(LIB_SRC:%.c=$(BUILD)/%.o) $(GEN_TEMPLATES:.c=.o)
 DAEMON_SRC := $(sort $(wildcard daemon/*.c))
 DAEMON_OBJ := $(DAEMON_SRC:%.c=$(BUILD)/%.o)
 FAKE_SRC   := $(sort $(wildcard tests/fakes/*.c))
@@ -58,7 +62,7 @@ FAKE     := $(BUILD)/fakeplatform
 LIBA     := $(BUILD)/libpartnerd.a
 
 .PHONY: all deps check test unit integration check-asan check-valgrind check-systemd demo bench \
-        install uninstall clean tests deb check-deb check-html fuzz fuzz-smoke fuzz-bins
+        install uninstall clean tests deb check-deb check-bare check-html fuzz fuzz-smoke fuzz-bins
 
 all: $(PARTNERD)
 
@@ -68,6 +72,19 @@ deps:
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -Itests/harness -MMD -MP -c -o $@ $<
+
+# Plain flags: a build tool, run on this machine (also in sanitizer/fuzz builds).
+$(EMBED): scripts/embed-templates.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -D_GNU_SOURCE $(WARN) -O2 -o $@ $<
+
+# The directory is a prerequisite too: adding or removing a file regenerates.
+$(GEN_TEMPLATES): $(EMBED) $(TEMPLATE_FILES) config/templates
+	@mkdir -p $(dir $@)
+	$(EMBED) $@ $(TEMPLATE_FILES)
+
+$(GEN_TEMPLATES:.c=.o): $(GEN_TEMPLATES) lib/mail.h
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
 $(LIBA): $(LIB_OBJ)
 	@rm -f $@
@@ -196,10 +213,9 @@ bench: deps
 	@$(BUILD)/bench-cluster; r=$$?; [ $$r = 0 ] || [ $$r = 77 ]
 
 install: $(PARTNERD)
-	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(DATADIR)/templates $(DESTDIR)$(SYSCONFDIR)/partnerd \
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(SYSCONFDIR)/partnerd \
 	  $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(UNITDIR) $(DESTDIR)$(CATALOGDIR)
 	install -m 0755 $(PARTNERD) $(DESTDIR)$(SBINDIR)/partnerd
-	install -m 0644 config/templates/* $(DESTDIR)$(DATADIR)/templates/
 	@if [ -e $(DESTDIR)$(SYSCONFDIR)/partnerd/partnerd.conf ]; then \
 	  echo "keeping existing $(DESTDIR)$(SYSCONFDIR)/partnerd/partnerd.conf"; \
 	else install -m 0644 config/partnerd.conf.example $(DESTDIR)$(SYSCONFDIR)/partnerd/partnerd.conf; fi
@@ -214,7 +230,7 @@ uninstall:
 	rm -f $(DESTDIR)$(SBINDIR)/partnerd $(DESTDIR)$(UNITDIR)/partnerd.service \
 	  $(DESTDIR)$(CATALOGDIR)/partnerd.catalog $(DESTDIR)$(MANDIR)/man8/partnerd.8 \
 	  $(DESTDIR)$(MANDIR)/man5/partnerd.conf.5
-	rm -rf $(DESTDIR)$(DATADIR)
+	rm -rf $(DESTDIR)$(PREFIX)/share/partnerd   # older versions installed the templates there
 
 # The Debian package (debian/README.source): build/deb/partnerd_<version>_<arch>.deb,
 # lintian-clean.  check-deb builds it and installs it on a booted Debian 12 container; not
@@ -224,6 +240,12 @@ deb:
 
 check-deb:
 	@tests/deb/check-deb.sh
+
+# check-bare (not part of check): the README's `make demo` and `make check` in
+# a debootstrapped Debian 12 with only build-essential and git, from a clean
+# clone of HEAD (tests/bare/check-bare.sh; needs root).  Slow: run it with nice.
+check-bare:
+	@tests/bare/check-bare.sh
 
 clean:
 	rm -rf build

@@ -1,9 +1,12 @@
 /* SPDX-License-Identifier: MIT */
-/* The one-shot commands: --check-config, status, --send-test-mail. */
+/* The one-shot commands: --check-config, status, templates, --send-test-mail. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <uv.h>
 
@@ -15,8 +18,6 @@
 #include "status.h"
 #include "store.h"
 #include "util.h"
-
-#define DEFAULT_TEMPLATES PARTNERD_DATADIR "/templates"
 
 /* One configuration error: a log event for the daemon and for the journal,
  * a plain line for a person running a command. */
@@ -47,7 +48,7 @@ int load_config(const char *path, unsigned flags, struct cfg **ret_cfg,
                 if (!override)
                         r = -ENOMEM;
                 else
-                        r = mail_templates_load(override, DEFAULT_TEMPLATES, &t, &errors);
+                        r = mail_templates_load(override, NULL, &t, &errors);
         }
         if (r < 0 || errors.n > 0) {
                 char *msg = NULL;
@@ -82,6 +83,76 @@ int command_check_config(const struct options *opts) {
         int r = load_config(opts->config_path, 0, &cfg, NULL, false);
         cfg_free(cfg);
         return r;
+}
+
+/* Writes data to path only if nothing is there yet (O_EXCL); a failed
+ * write leaves no partial file. */
+static int write_new_file(const char *path, const char *data, size_t len) {
+        int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+        int r = 0;
+
+        if (fd < 0)
+                return -errno;
+        for (size_t off = 0; off < len && r == 0; ) {
+                ssize_t n = write(fd, data + off, len - off);
+                if (n < 0 && errno != EINTR)
+                        r = -errno;
+                else if (n > 0)
+                        off += (size_t) n;
+        }
+        if (r == 0 && fsync(fd) < 0)
+                r = -errno;
+        if (close(fd) < 0 && r == 0)
+                r = -errno;
+        if (r < 0)
+                unlink(path);
+        return r;
+}
+
+/* templates --dump DIR: the built-in templates as files, never over an
+ * existing one (those are kept and named; exit 1). */
+static int dump_templates(const char *dir) {
+        int ret = 0;
+
+        if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
+                fprintf(stderr, "partnerd: cannot create %s: %s\n", dir, strerror(errno));
+                return 1;
+        }
+        for (const struct mail_builtin *b = mail_builtin_templates; b->name; b++) {
+                char *path = NULL;
+                int r = asprintf(&path, "%s/%s", dir, b->name) < 0 ? -ENOMEM
+                                                                     : write_new_file(path, b->data, b->len);
+                if (r == -EEXIST)
+                        fprintf(stderr, "partnerd: %s exists, kept as it is\n", path);
+                else if (r < 0)
+                        fprintf(stderr, "partnerd: cannot write %s/%s: %s\n", dir, b->name, strerror(-r));
+                else
+                        printf("%s\n", path);
+                if (r < 0)
+                        ret = 1;
+                free(path);
+        }
+        return ret;
+}
+
+/* templates: each template and where it comes from, as the daemon would
+ * load them (the overrides are validated as --check-config does). */
+int command_templates(const struct options *opts) {
+        struct cfg *cfg = NULL;
+        struct mail_templates *t = NULL;
+        const char *name, *path;
+        int r;
+
+        if (opts->dump_dir)
+                return dump_templates(opts->dump_dir);
+        r = load_config(opts->config_path, CFG_NO_SECRETS, &cfg, &t, true);
+        if (r != 0)
+                return r;
+        for (size_t i = 0; mail_templates_source(t, i, &name, &path); i++)
+                printf("%-24s %s\n", name, path ? path : "built in");
+        mail_templates_free(t);
+        cfg_free(cfg);
+        return 0;
 }
 
 /* Reads the state file without touching it (no lock, no move-aside: this

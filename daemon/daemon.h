@@ -17,6 +17,8 @@ struct options {
         bool verbose;
         bool status;
         bool json;
+        bool templates;              /* the templates command */
+        const char *dump_dir;        /* templates --dump DIR */
 };
 
 /* service.c: run one cycle (--once) or forever; returns the exit code. */
@@ -25,6 +27,7 @@ int service_run(const struct options *opts);
 /* commands.c */
 int command_check_config(const struct options *opts);
 int command_status(const struct options *opts);
+int command_templates(const struct options *opts);
 int command_send_test_mail(const struct options *opts);
 
 /* Loads the configuration and the templates, printing every error as

@@ -21,6 +21,7 @@ static void usage(FILE *f) {
         fprintf(f,
                 "Usage: partnerd [OPTIONS]\n"
                 "       partnerd [--config PATH] status [--json]\n"
+                "       partnerd [--config PATH] templates [--dump DIR]\n"
                 "\n"
                 "Emails the Microsoft reseller relationship request of blocked Marketplace\n"
                 "orders to the customer's admins and processes the orders once accepted.\n"
@@ -33,6 +34,8 @@ static void usage(FILE *f) {
                 "      --send-test-mail  send a test message to the configured recipients\n"
                 "  -v, --verbose         log debug messages too\n"
                 "      --json            with status: print JSON\n"
+                "      --dump DIR        with templates: write the built-in templates to DIR\n"
+                "                        (existing files are kept)\n"
                 "  -h, --help            show this help\n"
                 "      --version         show the version\n"
                 "\n"
@@ -41,7 +44,7 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
-        enum { OPT_ONCE = 0x100, OPT_CHECK, OPT_TESTMAIL, OPT_VERSION, OPT_JSON };
+        enum { OPT_ONCE = 0x100, OPT_CHECK, OPT_TESTMAIL, OPT_VERSION, OPT_JSON, OPT_DUMP };
         static const struct option longopts[] = {
                 { "config", required_argument, NULL, 'c' },
                 { "once", no_argument, NULL, OPT_ONCE },
@@ -50,6 +53,7 @@ int main(int argc, char **argv) {
                 { "send-test-mail", no_argument, NULL, OPT_TESTMAIL },
                 { "verbose", no_argument, NULL, 'v' },
                 { "json", no_argument, NULL, OPT_JSON },
+                { "dump", required_argument, NULL, OPT_DUMP },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, OPT_VERSION },
                 { NULL, 0, NULL, 0 },
@@ -66,24 +70,32 @@ int main(int argc, char **argv) {
                 case OPT_TESTMAIL: opts.send_test_mail = true; break;
                 case 'v': opts.verbose = true; break;
                 case OPT_JSON: opts.json = true; break;
+                case OPT_DUMP: opts.dump_dir = optarg; break;
                 case 'h': usage(stdout); return 0;
                 case OPT_VERSION: printf("partnerd %s\n", PARTNERD_VERSION); return 0;
                 default: usage(stderr); return EXIT_USAGE;
                 }
         }
         if (optind < argc) {
-                if (strcmp(argv[optind], "status") != 0 || optind + 1 != argc) {
+                if (optind + 1 == argc && strcmp(argv[optind], "status") == 0)
+                        opts.status = true;
+                else if (optind + 1 == argc && strcmp(argv[optind], "templates") == 0)
+                        opts.templates = true;
+                else {
                         fprintf(stderr, "partnerd: unknown command '%s' (try --help)\n", argv[optind]);
                         return EXIT_USAGE;
                 }
-                opts.status = true;
         }
         if (opts.json && !opts.status) {
                 fprintf(stderr, "partnerd: --json goes with the status command\n");
                 return EXIT_USAGE;
         }
-        if (opts.status + opts.check_config + opts.send_test_mail > 1) {
-                fprintf(stderr, "partnerd: status, --check-config and --send-test-mail exclude each other\n");
+        if (opts.dump_dir && !opts.templates) {
+                fprintf(stderr, "partnerd: --dump goes with the templates command\n");
+                return EXIT_USAGE;
+        }
+        if (opts.status + opts.templates + opts.check_config + opts.send_test_mail > 1) {
+                fprintf(stderr, "partnerd: status, templates, --check-config and --send-test-mail exclude each other\n");
                 return EXIT_USAGE;
         }
 
@@ -99,6 +111,8 @@ int main(int argc, char **argv) {
                 r = command_check_config(&opts);
         else if (opts.status)
                 r = command_status(&opts);
+        else if (opts.templates)
+                r = command_templates(&opts);
         else if (opts.send_test_mail)
                 r = command_send_test_mail(&opts);
         else

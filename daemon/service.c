@@ -21,6 +21,7 @@
 #include "log.h"
 #include "mail.h"
 #include "marketplace.h"
+#include "metrics.h"
 #include "partnercenter.h"
 #include "secret.h"
 #include "store.h"
@@ -49,7 +50,9 @@ struct service {
         pid_t lock_holder;             /* the PID we wait for (logged once per holder) */
         struct state *state;
         struct cycle *cycle;
-        uv_timer_t poll_timer, watchdog_timer, stop_timer, finish_timer, lock_timer;
+        uv_timer_t poll_timer, watchdog_timer, stop_timer, finish_timer, lock_timer, retry_timer;
+        bool retrying;                 /* a queued-mail retry flush runs */
+        bool cycle_wanted;             /* the poll timer fired during it */
         uv_signal_t sig_term, sig_int, sig_hup;
         bool stopping;
         int exit_code;
@@ -57,6 +60,8 @@ struct service {
         uint64_t cycle_started_ms;
         /* for STATUS= */
         time_t last_poll;
+        time_t last_success;         /* end of the last successful cycle, 0 = none */
+        double last_duration;        /* seconds, the last cycle */
         bool last_ok;
         char last_error[200];
         size_t pending_customers;
@@ -177,6 +182,8 @@ static void notify_status(struct service *s) {
 }
 
 static void close_handles(struct service *s);
+static void write_metrics(struct service *s, bool up);
+static void schedule_retry(struct service *s);
 
 static void on_finish_timer(uv_timer_t *t) {
         close_handles(t->data);
@@ -185,8 +192,9 @@ static void on_finish_timer(uv_timer_t *t) {
 /* Teardown frees the http layer, so it never runs inside one of its
  * callbacks: it is deferred to a timer callback of its own. */
 static void maybe_finish(struct service *s) {
-        if (!s->stopping || s->cycle)
+        if (!s->stopping || s->cycle || s->retrying)
                 return;
+        write_metrics(s, false);
         (void) sd_notify(0, "STOPPING=1\nSTATUS=Stopping");
         uv_timer_start(&s->finish_timer, on_finish_timer, 0, 0);
 }
@@ -220,12 +228,29 @@ static void apply_reload(struct service *s) {
 static void start_cycle(struct service *s);
 static void on_poll_timer(uv_timer_t *t);
 
+/* [daemon] metrics_file, after each cycle (up) and on the way out (down). */
+static void write_metrics(struct service *s, bool up) {
+        const char *path = s->sv.cfg ? s->sv.cfg->daemon.metrics_file : NULL;
+        if (!path || s->opts->dry_run)
+                return;
+        struct metrics_snapshot m = {
+                .up = up,
+                .last_success = s->last_success,
+                .cycle_duration = s->last_duration,
+        };
+        metrics_from_state(s->state, s->sv.cfg->mail.deadline, &m);
+        int r = metrics_write(path, &m);
+        if (r < 0)
+                log_warning("Cannot write the metrics file %s: %s", path, strerror(-r));
+}
+
 /* A reload requested during the cycle that just ended, outside any http
  * callback (it frees the http layer). */
 static void on_reload_timer(uv_timer_t *t) {
         struct service *s = t->data;
         apply_reload(s);
         uv_timer_start(&s->poll_timer, on_poll_timer, (uint64_t) s->sv.cfg->marketplace.poll_interval * 1000, 0);
+        schedule_retry(s);
 }
 
 static void on_cycle_done(void *ud, const struct cycle_result *res) {
@@ -247,6 +272,10 @@ static void on_cycle_done(void *ud, const struct cycle_result *res) {
                 s->processed_today = 0;
         }
         s->processed_today += res->processed;
+        if (res->r >= 0)
+                s->last_success = now;
+        s->last_duration = (double) (util_now_mono_ms() - s->cycle_started_ms) / 1000.0;
+        write_metrics(s, true);
         snprintf(el, sizeof(el), "%llu", (unsigned long long) (util_now_mono_ms() - s->cycle_started_ms));
         log_event(res->r >= 0 ? LOG_INFO : LOG_ERR, res->r >= 0 ? LOG_EV_POLL_DONE : LOG_EV_POLL_FAILED,
                   LOG_FIELDS({ "ELAPSED_MS", el }),
@@ -268,10 +297,71 @@ static void on_cycle_done(void *ud, const struct cycle_result *res) {
                 return;
         }
         uv_timer_start(&s->poll_timer, on_poll_timer, (uint64_t) s->sv.cfg->marketplace.poll_interval * 1000, 0);
+        schedule_retry(s);
 }
 
 static void on_poll_timer(uv_timer_t *t) {
-        start_cycle(t->data);
+        struct service *s = t->data;
+        if (s->retrying) {         /* the retry flush ends first, then the cycle */
+                s->cycle_wanted = true;
+                return;
+        }
+        start_cycle(s);
+}
+
+/* ---- queued mail between cycles ----
+ * Retried when due, on a timer of its own, not only at the next cycle
+ * (whose flush sends what is due as well).  A cycle, a reload and the stop
+ * wait for a running retry flush. */
+
+/* A reload requested during the retry flush that just ended. */
+static void on_retry_reload(uv_timer_t *t) {
+        struct service *s = t->data;
+        apply_reload(s);
+        schedule_retry(s);
+}
+
+static void on_retry_done(void *ud) {
+        struct service *s = ud;
+        s->retrying = false;
+        if (s->stopping) {
+                maybe_finish(s);
+                return;
+        }
+        /* outside the http callback this runs in */
+        if (s->cycle_wanted) {
+                s->cycle_wanted = false;
+                uv_timer_start(&s->poll_timer, on_poll_timer, 0, 0);
+        }
+        if (s->reload_requested)
+                uv_timer_start(&s->retry_timer, on_retry_reload, 0, 0);
+        else
+                schedule_retry(s);
+}
+
+static void on_retry_timer(uv_timer_t *t) {
+        struct service *s = t->data;
+        if (s->cycle || s->stopping)
+                return;            /* the cycle flushes, and reschedules at its end */
+        struct cycle_env env = { .loop = &s->loop, .cfg = s->sv.cfg, .http = s->sv.http,
+                                 .transport = s->sv.transport, .outbox = s->sv.outbox };
+        s->retrying = true;
+        int r = cycle_retry_mail(&env, util_now_wall(), on_retry_done, s);
+        if (r < 0) {
+                s->retrying = false;
+                log_event(LOG_ERR, LOG_EV_MAIL_FAILED, NULL, "Cannot send queued mail: %s", strerror(-r));
+                schedule_retry(s);
+        }
+}
+
+static void schedule_retry(struct service *s) {
+        int64_t next = s->opts->once || s->opts->dry_run || s->stopping ? 0 : mail_outbox_next_attempt(s->sv.outbox);
+        if (!next || s->retrying) {
+                uv_timer_stop(&s->retry_timer);
+                return;
+        }
+        int64_t wait = next - util_now_wall();
+        uv_timer_start(&s->retry_timer, on_retry_timer, (uint64_t) (wait < 1 ? 1 : wait) * 1000, 0);
 }
 
 static void start_cycle(struct service *s) {
@@ -341,8 +431,8 @@ static void on_signal(uv_signal_t *h, int signum) {
                 snprintf(buf, sizeof(buf), "RELOADING=1\nMONOTONIC_USEC=%llu",
                          (unsigned long long) ts.tv_sec * 1000000ULL + (unsigned long long) ts.tv_nsec / 1000);
                 (void) sd_notify(0, buf);
-                if (s->cycle) {
-                        /* the running cycle finishes with what it has */
+                if (s->cycle || s->retrying) {
+                        /* the running cycle (or mail retry) finishes with what it has */
                         if (!s->reload_requested)
                                 log_info("Reload requested: it takes effect when the running cycle ends");
                         s->reload_requested = true;
@@ -355,8 +445,10 @@ static void on_signal(uv_signal_t *h, int signum) {
         log_info("Received %s, stopping", signum == SIGTERM ? "SIGTERM" : "SIGINT");
         s->stopping = true;
         uv_timer_stop(&s->poll_timer);
-        if (s->cycle) {
-                cycle_abort(s->cycle);
+        uv_timer_stop(&s->retry_timer);
+        if (s->cycle || s->retrying) {
+                if (s->cycle)
+                        cycle_abort(s->cycle);
                 uv_timer_start(&s->stop_timer, on_stop_timer, STOP_GRACE_MS, 0);
         }
         maybe_finish(s);
@@ -367,6 +459,8 @@ static void close_handles(struct service *s) {
         uv_timer_stop(&s->poll_timer);
         uv_timer_stop(&s->watchdog_timer);
         uv_timer_stop(&s->lock_timer);
+        uv_timer_stop(&s->retry_timer);
+        uv_close((uv_handle_t *) &s->retry_timer, NULL);
         uv_close((uv_handle_t *) &s->finish_timer, NULL);
         uv_close((uv_handle_t *) &s->lock_timer, NULL);
         uv_close((uv_handle_t *) &s->poll_timer, NULL);
@@ -517,6 +611,8 @@ int service_run(const struct options *opts) {
         uv_timer_init(&s.loop, &s.stop_timer);
         uv_timer_init(&s.loop, &s.finish_timer);
         uv_timer_init(&s.loop, &s.lock_timer);
+        uv_timer_init(&s.loop, &s.retry_timer);
+        s.retry_timer.data = &s;
         uv_signal_init(&s.loop, &s.sig_term);
         uv_signal_init(&s.loop, &s.sig_int);
         uv_signal_init(&s.loop, &s.sig_hup);

@@ -142,6 +142,7 @@ static const struct key_def keys[] = {
         { "mail", "url_hosts",             K_HOST_LIST,    O(mail.url_hosts), O(mail.n_url_hosts), 0, 0, 0 },
 
         { "daemon", "state_dir",       K_ABS_PATH, O(daemon.state_dir), 0, 0, 0, 0 },
+        { "daemon", "metrics_file",    K_ABS_PATH, O(daemon.metrics_file), 0, 0, 0, 0 },
         { "daemon", "retention",       K_DURATION, O(daemon.retention), 0, HOUR_, 3650 * DAY_, 0 },
         { "daemon", "max_parallel",    K_INT,      O(daemon.max_parallel), 0, 1, 256, 0 },
         { "daemon", "http_timeout",    K_DURATION, O(daemon.http_timeout), 0, 1, HOUR_, 0 },
@@ -301,6 +302,7 @@ struct cfg *cfg_free(struct cfg *c) {
 
         free(c->daemon.state_dir);
         free(c->daemon.proxy);
+        free(c->daemon.metrics_file);
 
         strv_free(c->warnings, c->n_warnings);
         free(c);

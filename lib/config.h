@@ -87,6 +87,7 @@ struct cfg_daemon {
         int64_t connect_timeout;     /* default 10 */
         size_t max_response;         /* bytes, default 16 MiB */
         char *proxy;                 /* https://, or http:// to loopback; NULL = none */
+        char *metrics_file;          /* Prometheus textfile, NULL = none */
 };
 
 struct cfg {

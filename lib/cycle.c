@@ -1244,6 +1244,23 @@ static void decide(struct cycle *c) {
         begin_phase(c, PH_PROCESS, &acts);
 }
 
+/* SMTP 535: the server refused partnerd's login.  A configuration error,
+ * not the message's: one error line per flush naming the server and the
+ * user; the messages stay queued on their back-off schedule. */
+static bool log_auth_failure(const struct cfg *cfg, const struct mail_flush_item *it, bool *logged) {
+        char when[UTIL_TIME_MAX];
+        if (it->outcome == MAIL_FLUSH_SENT || it->smtp_code != 535)
+                return false;
+        if (!*logged)
+                log_event(LOG_ERR, LOG_EV_MAIL_FAILED, LOG_FIELDS({ "SMTP_CODE", "535" }),
+                          "SMTP server %s refused the login of user %s (535 authentication failed): check "
+                          "[mail] username and password_file; mail stays queued, next attempt at %s",
+                          cfg->mail.smtp_url, cfg->mail.username ? cfg->mail.username : "(none)",
+                          util_format_time(it->next_attempt, when));
+        *logged = true;
+        return true;
+}
+
 static void log_flush_item(const struct mail_flush_item *it) {
         char code[16], when[UTIL_TIME_MAX];
         snprintf(code, sizeof(code), "%ld", it->smtp_code);
@@ -1276,10 +1293,41 @@ static void log_flush_item(const struct mail_flush_item *it) {
 
 static void on_flush(void *ud, const struct mail_flush_stats *st) {
         struct op *o = ud;
+        bool auth_logged = false;
         for (size_t i = 0; i < st->n_items; i++)
-                log_flush_item(&st->items[i]);
+                if (!log_auth_failure(o->c->env.cfg, &st->items[i], &auth_logged))
+                        log_flush_item(&st->items[i]);
         o->c->res.mails_sent += st->sent;
         op_done(o);
+}
+
+/* ---- queued mail between cycles ---- */
+
+struct mail_retry {
+        const struct cfg *cfg;
+        cycle_retry_done_fn done;
+        void *ud;
+};
+
+static void on_retry_flush(void *ud, const struct mail_flush_stats *st) {
+        struct mail_retry *m = ud;
+        bool auth_logged = false;
+        for (size_t i = 0; i < st->n_items; i++)
+                if (!log_auth_failure(m->cfg, &st->items[i], &auth_logged))
+                        log_flush_item(&st->items[i]);
+        m->done(m->ud);
+        free(m);
+}
+
+int cycle_retry_mail(const struct cycle_env *env, int64_t now, cycle_retry_done_fn done, void *ud) {
+        struct mail_retry *m = calloc(1, sizeof(*m));
+        if (!m)
+                return -ENOMEM;
+        *m = (struct mail_retry) { .cfg = env->cfg, .done = done, .ud = ud };
+        int r = mail_outbox_flush(env->outbox, env->transport, now, on_retry_flush, m);
+        if (r < 0)
+                free(m);
+        return r;
 }
 
 static bool can_mail(const struct cycle *c) {
@@ -1302,8 +1350,10 @@ static bool final_flush(struct cycle *c) {
 
 static void on_early_flush(void *ud, const struct mail_flush_stats *st) {
         struct cycle *c = ud;
+        bool auth_logged = false;
         for (size_t i = 0; i < st->n_items; i++)
-                log_flush_item(&st->items[i]);
+                if (!log_auth_failure(c->env.cfg, &st->items[i], &auth_logged))
+                        log_flush_item(&st->items[i]);
         c->res.mails_sent += st->sent;
         c->early_flush = false;
         if (c->phase != PH_FLUSH)

@@ -59,5 +59,12 @@ typedef void (*cycle_done_fn)(void *ud, const struct cycle_result *res);
 
 struct cycle;
 int cycle_start(const struct cycle_env *env, cycle_done_fn cb, void *ud, struct cycle **ret);
+/* Sends the queued mails that are due (retries on their back-off schedule),
+ * logged as a cycle logs them, outside a cycle.  done runs once when the
+ * flush is over (maybe from within this call); negative errno (-EBUSY: a
+ * flush runs) when it did not start. */
+typedef void (*cycle_retry_done_fn)(void *ud);
+int cycle_retry_mail(const struct cycle_env *env, int64_t now, cycle_retry_done_fn done, void *ud);
+
 /* Stops taking new work; in-flight requests finish or are cancelled. */
 void cycle_abort(struct cycle *c);

@@ -495,16 +495,30 @@ static const char *const placeholders[] = {
 
 struct mail_templates {
         char *body[_MAIL_KIND_MAX][_TPL_MAX];
+        char *name[_MAIL_KIND_MAX][_TPL_MAX];   /* "reminder.txt" */
+        char *path[_MAIL_KIND_MAX][_TPL_MAX];   /* the file read; NULL: built in */
 };
 
 struct mail_templates *mail_templates_free(struct mail_templates *t) {
         if (!t)
                 return NULL;
         for (size_t k = 0; k < _MAIL_KIND_MAX; k++)
-                for (size_t p = 0; p < _TPL_MAX; p++)
+                for (size_t p = 0; p < _TPL_MAX; p++) {
                         free(t->body[k][p]);
+                        free(t->name[k][p]);
+                        free(t->path[k][p]);
+                }
         free(t);
         return NULL;
+}
+
+bool mail_templates_source(const struct mail_templates *t, size_t i, const char **ret_name,
+                           const char **ret_path) {
+        if (!t || i >= (size_t) _MAIL_KIND_MAX * _TPL_MAX)
+                return false;
+        *ret_name = t->name[i / _TPL_MAX][i % _TPL_MAX];
+        *ret_path = t->path[i / _TPL_MAX][i % _TPL_MAX];
+        return true;
 }
 
 static void errors_add(struct cfg_errors *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -563,6 +577,63 @@ static size_t template_check(const char *path, const char *text, struct cfg_erro
         return bad;
 }
 
+/* Reads template `name`: override_dir/name if it exists, else
+ * default_dir/name, else (default_dir NULL) the built-in copy.  *ret_path
+ * is the file read (NULL for the built-in one); on failure the path the
+ * error is about, or NULL. */
+static int template_read(const char *override_dir, const char *default_dir, const char *name,
+                         char **ret_data, char **ret_path) {
+        const char *dirs[2] = { override_dir, default_dir };
+        int r = -ENOENT;
+
+        for (size_t d = 0; d < 2 && r == -ENOENT; d++) {
+                if (!dirs[d] || !*dirs[d])
+                        continue;
+                free(*ret_path);
+                if (asprintf(ret_path, "%s/%s", dirs[d], name) < 0) {
+                        *ret_path = NULL;
+                        return -ENOMEM;
+                }
+                r = util_read_file(*ret_path, MAIL_MAX_TEMPLATE, ret_data, NULL);
+        }
+        if (r != -ENOENT || default_dir)
+                return r;
+        for (const struct mail_builtin *b = mail_builtin_templates; b->name; b++)
+                if (strcmp(b->name, name) == 0) {
+                        util_freep(ret_path);
+                        *ret_data = strdup(b->data);
+                        return *ret_data ? 0 : -ENOMEM;
+                }
+        util_freep(ret_path);
+        return -ENOENT;
+}
+
+/* Checks one template as read; returns the number of problems. */
+static size_t template_validate(const char *where, bool subject, char *data, struct cfg_errors *errors) {
+        size_t bad = 0;
+
+        for (const unsigned char *p = (const unsigned char *) data; *p; ) {
+                size_t n = utf8_seq_len(p);
+                if (n == 0) {
+                        errors_add(errors, "%s:0: template is not valid UTF-8", where);
+                        bad++;
+                        break;
+                }
+                p += n;
+        }
+        if (subject) {
+                /* One line; trailing newline(s) dropped. */
+                size_t n = strlen(data);
+                while (n > 0 && (data[n - 1] == '\n' || data[n - 1] == '\r'))
+                        data[--n] = '\0';
+                if (strchr(data, '\n') || n == 0) {
+                        errors_add(errors, "%s:1: the subject must be one non-empty line", where);
+                        bad++;
+                }
+        }
+        return bad + template_check(where, data, errors);
+}
+
 int mail_templates_load(const char *override_dir, const char *default_dir,
                         struct mail_templates **ret, struct cfg_errors *errors) {
         struct mail_templates *t = calloc(1, sizeof(*t));
@@ -573,53 +644,31 @@ int mail_templates_load(const char *override_dir, const char *default_dir,
                 return -ENOMEM;
         for (size_t k = 0; k < _MAIL_KIND_MAX; k++)
                 for (size_t part = 0; part < _TPL_MAX; part++) {
-                        const char *dirs[2] = { override_dir, default_dir };
-                        char *path = NULL, *data = NULL;
-                        int r = -ENOENT;
+                        char **name = &t->name[k][part], **path = &t->path[k][part];
+                        int r = asprintf(name, "%s%s", mail_kind_to_string(k), tpl_suffix[part]);
 
-                        for (size_t d = 0; d < 2 && r == -ENOENT; d++) {
-                                if (!dirs[d] || !*dirs[d])
-                                        continue;
-                                free(path);
-                                if (asprintf(&path, "%s/%s%s", dirs[d], mail_kind_to_string(k),
-                                             tpl_suffix[part]) < 0) {
-                                        path = NULL;
-                                        r = -ENOMEM;
-                                        break;
-                                }
-                                r = util_read_file(path, MAIL_MAX_TEMPLATE, &data, NULL);
-                        }
+                        if (r < 0) {
+                                *name = NULL;
+                                r = -ENOMEM;
+                        } else
+                                r = template_read(override_dir, default_dir, *name, &t->body[k][part], path);
                         if (r < 0) {
                                 errors_add(errors, "%s:0: cannot read template: %s",
-                                           path ? path : mail_kind_to_string(k), strerror(-r));
+                                           *path ? *path : *name ? *name : mail_kind_to_string(k),
+                                           r == -ENOENT && !*path ? "no built-in template of that name"
+                                                                  : strerror(-r));
                                 bad++;
                                 if (!first_error)
                                         first_error = r;
-                                free(path);
                                 continue;
                         }
-                        for (const unsigned char *p = (const unsigned char *) data; *p; ) {
-                                size_t n = utf8_seq_len(p);
-                                if (n == 0) {
-                                        errors_add(errors, "%s:0: template is not valid UTF-8", path);
-                                        bad++;
-                                        break;
-                                }
-                                p += n;
-                        }
-                        if (part == TPL_SUBJECT) {
-                                /* One line; trailing newline(s) dropped. */
-                                size_t n = strlen(data);
-                                while (n > 0 && (data[n - 1] == '\n' || data[n - 1] == '\r'))
-                                        data[--n] = '\0';
-                                if (strchr(data, '\n') || n == 0) {
-                                        errors_add(errors, "%s:1: the subject must be one non-empty line", path);
-                                        bad++;
-                                }
-                        }
-                        bad += template_check(path, data, errors);
-                        t->body[k][part] = data;
-                        free(path);
+                        /* Built-in ones are named "(built in) NAME" in messages. */
+                        char *where = NULL;
+                        if (!*path && asprintf(&where, "(built in) %s", *name) < 0)
+                                where = NULL;
+                        bad += template_validate(*path ? *path : where ? where : *name, part == TPL_SUBJECT,
+                                                 t->body[k][part], errors);
+                        free(where);
                 }
         if (bad > 0) {
                 mail_templates_free(t);

@@ -24,9 +24,20 @@
 
 struct mail_templates;
 
+/* The default templates, compiled in: every file of config/templates,
+ * under its name ("reminder.txt"), generated at build time by
+ * scripts/embed-templates.c (build/gen/templates.c).  Ends with a NULL name. */
+struct mail_builtin {
+        const char *name;
+        const char *data;            /* NUL-terminated */
+        size_t len;
+};
+extern const struct mail_builtin mail_builtin_templates[];
+
 /* Loads every template (subject, text, html for each enum mail_kind:
  * <kind>.subject, <kind>.txt, <kind>.html) from override_dir when a file
- * exists there, else from default_dir.  Placeholders: {{customer_name}}
+ * exists there, else from default_dir, else (default_dir NULL) from the
+ * built-in ones.  Placeholders: {{customer_name}}
  * {{domain}} {{tenant_id}} {{url}} {{deadline}} {{days_left}}
  * {{reminder_number}} {{order_count}} {{orders}} {{portal_links}} {{now}}
  * {{contact}} (the From addr-spec).  Unknown
@@ -35,6 +46,11 @@ struct mail_templates;
 int mail_templates_load(const char *override_dir, const char *default_dir,
                         struct mail_templates **ret, struct cfg_errors *errors);
 struct mail_templates *mail_templates_free(struct mail_templates *t);
+/* The template files a set holds (every kind's subject, text and html):
+ * the i-th one's file name, and the path it was read from (NULL: built in).
+ * false when i is past the last. */
+bool mail_templates_source(const struct mail_templates *t, size_t i, const char **ret_name,
+                           const char **ret_path);
 
 /* One order named in a mail. */
 struct mail_order {
@@ -178,3 +194,5 @@ typedef void (*mail_flush_fn)(void *ud, const struct mail_flush_stats *st);
 int mail_outbox_flush(struct mail_outbox *o, struct mail_transport *t, int64_t now,
                       mail_flush_fn cb, void *ud);
 size_t mail_outbox_pending(const struct mail_outbox *o);
+/* The earliest next attempt of a queued message not being sent, 0 if none. */
+int64_t mail_outbox_next_attempt(const struct mail_outbox *o);

@@ -740,6 +740,16 @@ size_t mail_outbox_pending(const struct mail_outbox *o) {
         return o ? o->n_entries : 0;
 }
 
+int64_t mail_outbox_next_attempt(const struct mail_outbox *o) {
+        int64_t next = 0;
+        for (size_t i = 0; o && i < o->n_entries; i++) {
+                const struct outbox_entry *e = o->entries[i];
+                if (!e->in_flight && (!next || e->next_attempt < next))
+                        next = e->next_attempt > 0 ? e->next_attempt : 1;
+        }
+        return next;
+}
+
 /* ---- put -------------------------------------------------------------- */
 
 static int strv_copy(char ***dst, char *const *src, size_t n) {

@@ -185,8 +185,8 @@ for f in /usr/sbin/partnerd /lib/systemd/system/partnerd.service /etc/partnerd/p
          /usr/share/doc/partnerd/copyright /usr/share/doc/partnerd/systemd.md.gz; do
         check "installed $f" C test -s "$f"
 done
-check "templates installed in /usr/share/partnerd/templates" \
-        C sh -c 'ls /usr/share/partnerd/templates/* >/dev/null'
+check "no template directory installed: the templates are built in" \
+        C sh -c '[ ! -e /usr/share/partnerd ] && partnerd templates | grep -q "^new-request.txt *built in$"'
 check "/etc/partnerd/partnerd.conf is a conffile" \
         C sh -c "dpkg-query -W -f='\${Conffiles}' partnerd | grep -q ' /etc/partnerd/partnerd.conf '"
 check "the configuration holds no secret value" \
@@ -259,8 +259,8 @@ max_reminders = 5
 """)
 EOF
 # A local template override, as README.Debian describes: every subject gets a mark.
-C sh -c 'mkdir -p /etc/partnerd/templates &&
-         for f in /usr/share/partnerd/templates/*.subject; do
+C sh -c 'partnerd templates --dump /root/templates >/dev/null && mkdir -p /etc/partnerd/templates &&
+         for f in /root/templates/*.subject; do
                  sed "1s/^/[local] /" "$f" >"/etc/partnerd/templates/${f##*/}"
          done'
 check "the secrets are root-only files in /etc/credstore" \

@@ -65,14 +65,16 @@ int harness_pd_setup(const struct harness_pd_options *o, struct harness_pd **ret
                      "[microsoft]\nlogin_url = %s\napi_url = %s/v1\ngraph_url = %s/v1.0\ntenant = %s\nclient_id = %s\n"
                      "client_secret_file = partner-center-secret\ncheck_schedule = 10s\n%s\n"
                      "[mail]\nsmtp_url = %s\nfrom = CSP orders <partnerd@softwareone.example>\nto = %s\n%s%s%s"
-                     "reminder_interval = 24h\nmax_reminders = 5\ntemplates = %s\n%s\n"
+                     "reminder_interval = 24h\nmax_reminders = 5\n%s%s%s%s\n"
                      "[daemon]\nstate_dir = %s\n%s\n",
                      o->fake_base, o->poll_interval ? o->poll_interval : "10s",
                      o->marketplace_extra ? o->marketplace_extra : "", o->fake_base, o->fake_base,
                      o->fake_base, tenant,
                      client_id, o->microsoft_extra ? o->microsoft_extra : "", o->smtp_url,
                      o->to ? o->to : "admin1@example.test, admin2@example.test", o->ops ? "ops = " : "",
-                     o->ops ? o->ops : "", o->ops ? "\n" : "", templates ? templates : "config/templates",
+                     o->ops ? o->ops : "", o->ops ? "\n" : "", o->builtin_templates ? "" : "templates = ",
+                     o->builtin_templates ? "" : templates ? templates : "config/templates",
+                     o->builtin_templates ? "" : "\n",
                      o->mail_extra ? o->mail_extra : "", pd->state_dir, o->daemon_extra ? o->daemon_extra : "");
         free(templates);
         if (r < 0) {

@@ -19,6 +19,7 @@ struct harness_pd_options {
         const char *poll_interval;    /* default "10s" */
         /* extra raw "key = value" lines appended to each section */
         const char *marketplace_extra, *microsoft_extra, *mail_extra, *daemon_extra;
+        bool builtin_templates;       /* no [mail] templates line (default: config/templates) */
 };
 
 struct harness_pd {
