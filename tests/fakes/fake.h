@@ -240,7 +240,6 @@ int rql_sort(json_t **items, size_t n, const char *order, char **ret_err);
 /* fake_marketplace.c */
 void fake_mp_handle(struct fake_state *s, struct fake_req *rq, struct fake_resp *resp);
 const char *fake_mp_route(const struct fake_req *rq);
-
 int fake_order_set_status(struct fake_state *s, struct fake_order *o, const char *status);
 
 /* fake_partnercenter.c */
