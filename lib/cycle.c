@@ -63,6 +63,7 @@ struct cycle {
         cycle_done_fn cb;
         void *ud;
         enum phase phase;
+        bool auth_logged;        /* the 535 line was written in this cycle */
         size_t pending;          /* requests in flight in this phase */
         size_t window;           /* at most this many in flight */
         bool advancing;          /* inside advance(): completions only count down */
@@ -1245,8 +1246,8 @@ static void decide(struct cycle *c) {
 }
 
 /* SMTP 535: the server refused partnerd's login.  A configuration error,
- * not the message's: one error line per flush naming the server and the
- * user; the messages stay queued on their back-off schedule. */
+ * not the message's: one error line per cycle (or retry) naming the server
+ * and the user; the messages stay queued on their back-off schedule. */
 static bool log_auth_failure(const struct cfg *cfg, const struct mail_flush_item *it, bool *logged) {
         char when[UTIL_TIME_MAX];
         if (it->outcome == MAIL_FLUSH_SENT || it->smtp_code != 535)
@@ -1293,9 +1294,8 @@ static void log_flush_item(const struct mail_flush_item *it) {
 
 static void on_flush(void *ud, const struct mail_flush_stats *st) {
         struct op *o = ud;
-        bool auth_logged = false;
         for (size_t i = 0; i < st->n_items; i++)
-                if (!log_auth_failure(o->c->env.cfg, &st->items[i], &auth_logged))
+                if (!log_auth_failure(o->c->env.cfg, &st->items[i], &o->c->auth_logged))
                         log_flush_item(&st->items[i]);
         o->c->res.mails_sent += st->sent;
         op_done(o);
@@ -1350,9 +1350,8 @@ static bool final_flush(struct cycle *c) {
 
 static void on_early_flush(void *ud, const struct mail_flush_stats *st) {
         struct cycle *c = ud;
-        bool auth_logged = false;
         for (size_t i = 0; i < st->n_items; i++)
-                if (!log_auth_failure(c->env.cfg, &st->items[i], &auth_logged))
+                if (!log_auth_failure(c->env.cfg, &st->items[i], &c->auth_logged))
                         log_flush_item(&st->items[i]);
         c->res.mails_sent += st->sent;
         c->early_flush = false;
