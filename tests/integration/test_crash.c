@@ -593,7 +593,10 @@ static void test_crash_consistency(void **state) {
                 }
                 size_t asked = inv_mail_count(&t, c->domain, "new-request") +
                                inv_mail_count(&t, c->domain, "final-warning");
-                if (CUSTOMERS[ci].how != ACC_START && asked < 1) {
+                /* as in complete(): a customer the control route accepts
+                 * before partnerd's first completed check of it is never
+                 * asked (the first check comes before the first request) */
+                if ((CUSTOMERS[ci].how == ACC_NEVER || CUSTOMERS[ci].how == ACC_CHECKS) && asked < 1) {
                         fprintf(stderr, "crash: VIOLATION %s was never asked to accept\n", c->domain);
                         violations++;
                 }
