@@ -117,6 +117,9 @@ static void sanitize_line(char *s) {
 
 /* The message, scrubbed of every registered secret before it is cut to
  * the line limit (so no prefix of a secret survives the cut). */
+static void format_message(char *msg, size_t size, const char *fmt, va_list ap)
+        __attribute__((format(printf, 3, 0)));
+
 static void format_message(char *msg, size_t size, const char *fmt, va_list ap) {
         char *full = NULL;
         if (vasprintf(&full, fmt, ap) < 0) {
