@@ -614,7 +614,7 @@ static int parse_page(const struct page_ctx *pc, const char *body, size_t len, s
         if (ret_limit && json_is_integer(l) && json_integer_value(l) > 0 &&
             json_integer_value(l) <= MP_PAGE_MAX)
                 *ret_limit = (long) json_integer_value(l);
-        size_t n = 0;
+        size_t n = 0, before = orders->n;
         if (data.found == 1)
                 r = parse_elements(pc, body, &data, orders, &n);
         else {  /* jansson could read the page whole */
@@ -626,6 +626,9 @@ static int parse_page(const struct page_ctx *pc, const char *body, size_t len, s
                                 break;
         }
         json_decref(root);
+        /* a page that failed contributes nothing, not a part of it */
+        while (r < 0 && orders->n > before)
+                order_clear(&orders->items[--orders->n]);
         if (r == -EBADMSG && ret_err && asprintf(ret_err, "order list: invalid JSON") < 0)
                 *ret_err = NULL;
         if (ret_items)
