@@ -18,6 +18,7 @@
 
 #include "fuzz.h"
 #include "mail.h"
+#include "util.h"
 
 #define EW_MAX 75
 #define VALUE_MAX 2048   /* longer values are clipped (lib/mail.c MAIL_MAX_VALUE) */
@@ -110,6 +111,13 @@ static bool clean(const char *s) {
         for (size_t i = 0; i + 1 < n; i++)   /* C1 controls are dropped */
                 if ((unsigned char) s[i] == 0xc2 && (unsigned char) s[i + 1] < 0xa0)
                         return false;
+        /* so are Unicode format characters (bidi controls, soft hyphen...) */
+        for (size_t i = 0, k; i < n; i += k) {
+                uint32_t cp;
+                k = util_utf8_decode(s + i, n - i, &cp);
+                if (k == 0 || util_is_format_char(cp))
+                        return false;
+        }
         return true;
 }
 
