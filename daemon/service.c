@@ -47,6 +47,11 @@ struct service {
         struct services sv;
         bool reload_requested;         /* SIGHUP during a cycle: reload when it ends */
         int lock_fd;                   /* the state directory's lock, -1 when not held */
+        /* [cluster]: NULL single-host.  The state is etcd's, loaded on each
+         * takeover (loaded false: s->state is not the cluster's yet). */
+        struct member *member;
+        bool loaded, loading, was_active;
+        uv_timer_t role_timer;
         pid_t lock_holder;             /* the PID we wait for (logged once per holder) */
         struct state *state;
         struct cycle *cycle;
@@ -168,12 +173,23 @@ fail:
 }
 
 static void notify_status(struct service *s) {
-        char when[16] = "never", line[400];
+        char when[16] = "never", line[600], role[300] = "";
         struct tm tm;
+        if (s->member && !s->opts->dry_run) {
+                char *d = member_describe(s->member);
+                bool active = d && strcmp(d, "active") == 0;
+                snprintf(role, sizeof(role), "%s%s", d ? d : "standby", active ? "; " : "");
+                free(d);
+                if (!active) {
+                        snprintf(line, sizeof(line), "STATUS=%s", role);
+                        (void) sd_notify(0, line);
+                        return;
+                }
+        }
         if (s->last_poll && localtime_r(&s->last_poll, &tm))
                 strftime(when, sizeof(when), "%H:%M:%S", &tm);
-        snprintf(line, sizeof(line), "STATUS=%zu customer%s awaiting acceptance, %zu order%s processed today, last poll %s %s%s",
-                 s->pending_customers, s->pending_customers == 1 ? "" : "s", s->processed_today,
+        snprintf(line, sizeof(line), "STATUS=%s%zu customer%s awaiting acceptance, %zu order%s processed today, last poll %s %s%s",
+                 role, s->pending_customers, s->pending_customers == 1 ? "" : "s", s->processed_today,
                  s->processed_today == 1 ? "" : "s", when, s->last_poll ? (s->last_ok ? "ok" : "failed: ") : "",
                  s->last_poll && !s->last_ok ? s->last_error : "");
         /* any local user reads STATUS= with systemctl status */
@@ -227,6 +243,8 @@ static void apply_reload(struct service *s) {
 
 static void start_cycle(struct service *s);
 static void on_poll_timer(uv_timer_t *t);
+static void start_load(struct service *s);
+static bool may_act(const struct service *s);
 
 /* [daemon] metrics_file, after each cycle (up) and on the way out (down). */
 static void write_metrics(struct service *s, bool up) {
@@ -309,6 +327,76 @@ static void on_poll_timer(uv_timer_t *t) {
         start_cycle(s);
 }
 
+/* ---- [cluster]: only the active instance acts ----
+ * A standby does nothing but campaign (lib/cluster): no poll, no mail, no
+ * Process.  On becoming active the state is loaded from etcd and a cycle
+ * starts at once; on losing the role the running cycle is aborted. */
+
+/* --dry-run reads etcd's state without campaigning, and acts on nothing. */
+static bool may_act(const struct service *s) {
+        return !s->member || s->opts->dry_run || member_active(s->member);
+}
+
+static void on_loaded(void *ud, int r, struct state *loaded, const char *err) {
+        struct service *s = ud;
+        s->loading = false;
+        if (r == -ECANCELED || s->stopping) {
+                state_free(loaded);
+                return;
+        }
+        if (r < 0) {
+                log_event(LOG_ERR, LOG_EV_STATE_CORRUPT, NULL, "Cluster: cannot load the state from etcd: %s",
+                          err ? err : strerror(-r));
+                uv_timer_start(&s->poll_timer, on_poll_timer, (uint64_t) s->sv.cfg->cluster.lease_ttl * 1000 / 3, 0);
+                return;
+        }
+        state_free(s->state);
+        s->state = loaded;
+        s->loaded = true;
+        uv_timer_start(&s->poll_timer, on_poll_timer, 0, 0);   /* outside the http callback */
+}
+
+static void start_load(struct service *s) {
+        if (s->loading)
+                return;
+        s->loading = true;
+        int r = member_load(s->member, on_loaded, s);
+        if (r < 0) {
+                s->loading = false;
+                log_error("Cluster: cannot load the state from etcd: %s", strerror(-r));
+                uv_timer_start(&s->poll_timer, on_poll_timer, (uint64_t) s->sv.cfg->cluster.lease_ttl * 1000 / 3, 0);
+        }
+}
+
+/* A change of role or of the known leader, outside lib/cluster's callback. */
+static void on_role_timer(uv_timer_t *t) {
+        struct service *s = t->data;
+        bool active = member_active(s->member);
+        if (active != s->was_active && !s->stopping) {
+                char *d = member_describe(s->member);
+                s->was_active = active;
+                s->loaded = false;     /* a takeover reads etcd's state afresh */
+                if (active) {
+                        log_info("Cluster: active (this instance: %s)", s->sv.cfg->cluster.name);
+                        if (!s->cycle && !s->retrying)
+                                uv_timer_start(&s->poll_timer, on_poll_timer, 0, 0);
+                } else {
+                        log_warning("Cluster: %s%s", s->cycle ? "lost the leadership, stopping the running cycle; " : "",
+                                    d ? d : "standby");
+                        uv_timer_stop(&s->retry_timer);
+                        if (s->cycle)
+                                cycle_abort(s->cycle);
+                }
+                free(d);
+        }
+        notify_status(s);
+}
+
+static void on_member_change(void *ud) {
+        struct service *s = ud;
+        uv_timer_start(&s->role_timer, on_role_timer, 0, 0);
+}
+
 /* ---- queued mail between cycles ----
  * Retried when due, on a timer of its own, not only at the next cycle
  * (whose flush sends what is due as well).  A cycle, a reload and the stop
@@ -341,8 +429,8 @@ static void on_retry_done(void *ud) {
 
 static void on_retry_timer(uv_timer_t *t) {
         struct service *s = t->data;
-        if (s->cycle || s->stopping)
-                return;            /* the cycle flushes, and reschedules at its end */
+        if (s->cycle || s->stopping || !may_act(s))
+                return;            /* the cycle flushes, and reschedules at its end; a standby sends nothing */
         struct cycle_env env = { .loop = &s->loop, .cfg = s->sv.cfg, .http = s->sv.http,
                                  .transport = s->sv.transport, .outbox = s->sv.outbox };
         s->retrying = true;
@@ -365,8 +453,12 @@ static void schedule_retry(struct service *s) {
 }
 
 static void start_cycle(struct service *s) {
-        if (s->cycle || s->stopping)
+        if (s->cycle || s->stopping || !may_act(s))
+                return;            /* a standby runs no cycle: it campaigns, nothing else */
+        if (s->member && !s->loaded) {
+                start_load(s);     /* the cycle starts when the state is here */
                 return;
+        }
         struct cycle_env env = {
                 .loop = &s->loop,
                 .cfg = s->sv.cfg,
@@ -469,6 +561,9 @@ static void close_handles(struct service *s) {
         uv_close((uv_handle_t *) &s->sig_term, NULL);
         uv_close((uv_handle_t *) &s->sig_int, NULL);
         uv_close((uv_handle_t *) &s->sig_hup, NULL);
+        uv_close((uv_handle_t *) &s->role_timer, NULL);
+        member_stop(s->member, &s->loop);
+        s->member = NULL;
         services_free(&s->sv);
 }
 
@@ -480,6 +575,13 @@ static int load_state(struct service *s) {
         char *warning = NULL;
         int r;
 
+        if (s->sv.cfg->cluster.enabled) {
+                /* the state is etcd's: loaded on each takeover, never the file */
+                s->state = state_new();
+                if (!s->state)
+                        return 1;
+                goto outbox;
+        }
         if (s->opts->dry_run) {
                 r = store_read(dir, &s->state, &warning);
                 if (r == -EBADMSG) {
@@ -501,6 +603,7 @@ static int load_state(struct service *s) {
                 log_error("Cannot load the state from %s: %s", dir, strerror(-r));
                 return 1;
         }
+outbox:
         if (s->opts->dry_run)
                 return 0;
         r = mail_outbox_open(dir, &s->sv.outbox);
@@ -612,7 +715,8 @@ int service_run(const struct options *opts) {
         uv_timer_init(&s.loop, &s.finish_timer);
         uv_timer_init(&s.loop, &s.lock_timer);
         uv_timer_init(&s.loop, &s.retry_timer);
-        s.retry_timer.data = &s;
+        uv_timer_init(&s.loop, &s.role_timer);
+        s.retry_timer.data = s.role_timer.data = &s;
         uv_signal_init(&s.loop, &s.sig_term);
         uv_signal_init(&s.loop, &s.sig_int);
         uv_signal_init(&s.loop, &s.sig_hup);
@@ -625,7 +729,13 @@ int service_run(const struct options *opts) {
         if (sd_watchdog_enabled(0, &s.watchdog_usec) > 0 && s.watchdog_usec >= 2000)
                 uv_timer_start(&s.watchdog_timer, on_watchdog, s.watchdog_usec / 2000, s.watchdog_usec / 2000);
 
-        if (r == LOCK_BUSY) {
+        int cr = s.sv.cfg->cluster.enabled ? member_new(&s.loop, s.sv.cfg, !opts->dry_run, on_member_change, &s, &s.member) : 0;
+        if (cr < 0) {
+                log_error("Cannot set up the cluster member: %s", strerror(-cr));
+                s.exit_code = 1;
+                s.stopping = true;
+                maybe_finish(&s);
+        } else if (r == LOCK_BUSY) {
                 /* ready to be stopped or reloaded while it waits; STATUS says for what */
                 (void) sd_notify(0, "READY=1");
                 uv_timer_start(&s.lock_timer, on_lock_timer, 1000, 1000);
