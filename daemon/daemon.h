@@ -64,9 +64,12 @@ struct member *member_free(struct member *m);
 bool member_active(const struct member *m);
 /* "active" or "standby (leader: HOST)"; malloc'd. */
 char *member_describe(const struct member *m);
-/* The whole state from etcd (cstore_load). */
-int member_load(struct member *m, cstore_done_fn cb, void *ud);
-/* A fenced save (cstore_save): -EPERM at once when not active. */
+/* The whole state from etcd (cstore_load); with restore_outbox first etcd's
+ * outbox entries become {state_dir}/outbox's files (coutbox_restore):
+ * reopen the mail outbox afterwards. */
+int member_load(struct member *m, bool restore_outbox, cstore_done_fn cb, void *ud);
+/* A fenced save: the outbox files (coutbox_sync), then the state
+ * (cstore_save).  -EPERM at once when not active. */
 int member_save(struct member *m, const struct state *st, cstore_done_fn cb, void *ud);
 /* Commands, on a loop of their own: the state and the leader's name
  * (NULL: none) as stored in etcd; migrate a state file's content once. */

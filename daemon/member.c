@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "cluster.h"
+#include "clusteroutbox.h"
 #include "clusterstore.h"
 #include "config.h"
 #include "daemon.h"
@@ -27,6 +28,7 @@ struct member {
         struct etcd *etcd;
         struct cluster *cluster;
         struct cstore *cstore;
+        struct coutbox *outbox;      /* {state_dir}/outbox mirrored to etcd */
         char *leader_key;
         uv_timer_t stop_timer;       /* member_stop: waits for the revoke */
         int stop_ticks;
@@ -53,6 +55,13 @@ static int member_open(uv_loop_t *loop, const struct cfg *cfg, struct member *m)
         int r;
         if ((r = http_new(loop, &ho, &m->http)) < 0 || (r = etcd_new(m->http, &eo, &m->etcd)) < 0 ||
             (r = cstore_new(m->etcd, k->prefix, &m->cstore)) < 0)
+                return r;
+        char *dir = NULL;
+        if (asprintf(&dir, "%s/outbox", cfg->daemon.state_dir) < 0)
+                return -ENOMEM;
+        r = coutbox_new(m->etcd, k->prefix, dir, &m->outbox);
+        free(dir);
+        if (r < 0)
                 return r;
         if (asprintf(&m->leader_key, "%sleader", k->prefix) < 0) {
                 m->leader_key = NULL;
@@ -114,6 +123,7 @@ struct member *member_free(struct member *m) {
                 return NULL;
         m->cluster = cluster_abandon(m->cluster);
         m->cstore = cstore_free(m->cstore);
+        m->outbox = coutbox_free(m->outbox);
         m->etcd = etcd_free(m->etcd);
         m->http = http_free(m->http);
         free(m->leader_key);
@@ -129,16 +139,78 @@ char *member_describe(const struct member *m) {
         return m && m->cluster ? cluster_describe(m->cluster) : strdup("standby (leader: none)");
 }
 
-int member_load(struct member *m, cstore_done_fn cb, void *ud) {
-        return cstore_load(m->cstore, cb, ud);
+static int m_fence(const struct member *m, struct etcd_compare *ret) {
+        return m->cluster ? cluster_fence(m->cluster, ret) : -EPERM;
+}
+
+/* A load or a save: the outbox first (the mails are the intent the state
+ * records as done), then the state. */
+struct chain {
+        struct member *m;
+        const struct state *st;      /* save */
+        cstore_done_fn cb;
+        void *ud;
+};
+
+static void chain_end(struct chain *ch, int r, struct state *loaded, const char *err) {
+        ch->cb(ch->ud, r, loaded, err);
+        free(ch);
+}
+
+static void on_chain_state(void *ud, int r, struct state *loaded, const char *err) {
+        chain_end(ud, r, loaded, err);
+}
+
+static void on_restored(void *ud, int r) {
+        struct chain *ch = ud;
+        if (r >= 0)
+                r = cstore_load(ch->m->cstore, on_chain_state, ch);
+        if (r < 0)
+                chain_end(ch, r, NULL, r == -EBADMSG ? "an outbox entry in etcd is not a message file name" : NULL);
+}
+
+static struct chain *chain_new(struct member *m, const struct state *st, cstore_done_fn cb, void *ud) {
+        struct chain *ch = calloc(1, sizeof(*ch));
+        if (ch)
+                *ch = (struct chain) { .m = m, .st = st, .cb = cb, .ud = ud };
+        return ch;
+}
+
+int member_load(struct member *m, bool restore_outbox, cstore_done_fn cb, void *ud) {
+        if (!restore_outbox)
+                return cstore_load(m->cstore, cb, ud);
+        struct chain *ch = chain_new(m, NULL, cb, ud);
+        if (!ch)
+                return -ENOMEM;
+        int r = coutbox_restore(m->outbox, on_restored, ch);
+        if (r < 0)
+                free(ch);
+        return r;
+}
+
+static void on_synced(void *ud, int r) {
+        struct chain *ch = ud;
+        struct etcd_compare fence;
+        if (r >= 0)
+                r = m_fence(ch->m, &fence);
+        if (r >= 0)
+                r = cstore_save(ch->m->cstore, &fence, ch->st, on_chain_state, ch);
+        if (r < 0)
+                chain_end(ch, r, NULL, r == -EFBIG ? "a queued mail is too large for etcd" : NULL);
 }
 
 int member_save(struct member *m, const struct state *st, cstore_done_fn cb, void *ud) {
         struct etcd_compare fence;
-        int r = m->cluster ? cluster_fence(m->cluster, &fence) : -EPERM;
+        int r = m_fence(m, &fence);
         if (r < 0)
                 return r;
-        return cstore_save(m->cstore, &fence, st, cb, ud);
+        struct chain *ch = chain_new(m, st, cb, ud);
+        if (!ch)
+                return -ENOMEM;
+        r = coutbox_sync(m->outbox, &fence, on_synced, ch);
+        if (r < 0)
+                free(ch);
+        return r;
 }
 
 /* ---- one-shot commands: a loop of their own, run until the answer ---- */

@@ -245,6 +245,7 @@ static void start_cycle(struct service *s);
 static void on_poll_timer(uv_timer_t *t);
 static void start_load(struct service *s);
 static bool may_act(const struct service *s);
+static bool outbox_gate(void *ud);
 
 /* [daemon] metrics_file, after each cycle (up) and on the way out (down). */
 static void write_metrics(struct service *s, bool up) {
@@ -337,6 +338,12 @@ static bool may_act(const struct service *s) {
         return !s->member || s->opts->dry_run || member_active(s->member);
 }
 
+/* Asked by the outbox right before each mail goes out. */
+static bool outbox_gate(void *ud) {
+        const struct service *s = ud;
+        return may_act(s);
+}
+
 static void on_loaded(void *ud, int r, struct state *loaded, const char *err) {
         struct service *s = ud;
         s->loading = false;
@@ -353,6 +360,20 @@ static void on_loaded(void *ud, int r, struct state *loaded, const char *err) {
         state_free(s->state);
         s->state = loaded;
         s->loaded = true;
+        if (!s->opts->dry_run) {
+                /* the files are etcd's outbox now (no flush runs: no cycle, no retry) */
+                const char *dir = s->sv.cfg->daemon.state_dir;
+                s->sv.outbox = mail_outbox_free(s->sv.outbox);
+                r = mail_outbox_open(dir, &s->sv.outbox);
+                if (r >= 0)
+                        mail_outbox_set_gate(s->sv.outbox, outbox_gate, s);
+                if (r < 0) {
+                        log_error("Cannot open the mail outbox in %s/outbox: %s", dir, strerror(-r));
+                        s->loaded = false;
+                        uv_timer_start(&s->poll_timer, on_poll_timer, (uint64_t) s->sv.cfg->cluster.lease_ttl * 1000 / 3, 0);
+                        return;
+                }
+        }
         uv_timer_start(&s->poll_timer, on_poll_timer, 0, 0);   /* outside the http callback */
 }
 
@@ -360,7 +381,7 @@ static void start_load(struct service *s) {
         if (s->loading)
                 return;
         s->loading = true;
-        int r = member_load(s->member, on_loaded, s);
+        int r = member_load(s->member, !s->opts->dry_run, on_loaded, s);
         if (r < 0) {
                 s->loading = false;
                 log_error("Cluster: cannot load the state from etcd: %s", strerror(-r));
@@ -378,8 +399,7 @@ static void on_role_timer(uv_timer_t *t) {
                 s->loaded = false;     /* a takeover reads etcd's state afresh */
                 if (active) {
                         log_info("Cluster: active (this instance: %s)", s->sv.cfg->cluster.name);
-                        if (!s->cycle && !s->retrying)
-                                uv_timer_start(&s->poll_timer, on_poll_timer, 0, 0);
+                        uv_timer_start(&s->poll_timer, on_poll_timer, 0, 0);   /* waits for a retry flush */
                 } else {
                         log_warning("Cluster: %s%s", s->cycle ? "lost the leadership, stopping the running cycle; " : "",
                                     d ? d : "standby");
@@ -409,8 +429,29 @@ static void on_retry_reload(uv_timer_t *t) {
         schedule_retry(s);
 }
 
+static void retry_finished(struct service *s);
+
+static void on_retry_mirrored(void *ud, int r, struct state *loaded, const char *err) {
+        struct service *s = ud;
+        if (r < 0 && r != -ECANCELED)
+                log_warning("Cluster: cannot record the sent mail in etcd: %s", err ? err : strerror(-r));
+        retry_finished(s);
+}
+
+/* In cluster mode what the flush sent leaves etcd's outbox too; the retry
+ * counts as running until then (cycles, reloads and the stop wait). */
 static void on_retry_done(void *ud) {
         struct service *s = ud;
+        if (s->member && s->loaded && !s->opts->dry_run && member_active(s->member)) {
+                int r = member_save(s->member, s->state, on_retry_mirrored, s);
+                if (r >= 0)
+                        return;
+                log_warning("Cluster: cannot record the sent mail in etcd: %s", strerror(-r));
+        }
+        retry_finished(s);
+}
+
+static void retry_finished(struct service *s) {
         s->retrying = false;
         if (s->stopping) {
                 maybe_finish(s);
@@ -429,8 +470,9 @@ static void on_retry_done(void *ud) {
 
 static void on_retry_timer(uv_timer_t *t) {
         struct service *s = t->data;
-        if (s->cycle || s->stopping || !may_act(s))
-                return;            /* the cycle flushes, and reschedules at its end; a standby sends nothing */
+        if (s->cycle || s->stopping || !may_act(s) || (s->member && !s->loaded))
+                return;            /* the cycle flushes, and reschedules at its end; a standby sends
+                                    * nothing; a new leader sends etcd's outbox, once restored */
         struct cycle_env env = { .loop = &s->loop, .cfg = s->sv.cfg, .http = s->sv.http,
                                  .transport = s->sv.transport, .outbox = s->sv.outbox };
         s->retrying = true;
@@ -611,6 +653,8 @@ outbox:
                 log_error("Cannot open the mail outbox in %s/outbox: %s", dir, strerror(-r));
                 return 1;
         }
+        if (s->sv.cfg->cluster.enabled)
+                mail_outbox_set_gate(s->sv.outbox, outbox_gate, s);
         return 0;
 }
 
