@@ -66,7 +66,7 @@ int harness_pd_setup(const struct harness_pd_options *o, struct harness_pd **ret
                      "client_secret_file = partner-center-secret\ncheck_schedule = 10s\n%s\n"
                      "[mail]\nsmtp_url = %s\nfrom = CSP orders <partnerd@softwareone.example>\nto = %s\n%s%s%s"
                      "reminder_interval = 24h\nmax_reminders = 5\n%s%s%s%s\n"
-                     "[daemon]\nstate_dir = %s\n%s\n",
+                     "[daemon]\nstate_dir = %s\n%s\n%s%s",
                      o->fake_base, o->poll_interval ? o->poll_interval : "10s",
                      o->marketplace_extra ? o->marketplace_extra : "", o->fake_base, o->fake_base,
                      o->fake_base, tenant,
@@ -75,7 +75,8 @@ int harness_pd_setup(const struct harness_pd_options *o, struct harness_pd **ret
                      o->ops ? o->ops : "", o->ops ? "\n" : "", o->builtin_templates ? "" : "templates = ",
                      o->builtin_templates ? "" : templates ? templates : "config/templates",
                      o->builtin_templates ? "" : "\n",
-                     o->mail_extra ? o->mail_extra : "", pd->state_dir, o->daemon_extra ? o->daemon_extra : "");
+                     o->mail_extra ? o->mail_extra : "", pd->state_dir, o->daemon_extra ? o->daemon_extra : "",
+                     o->cluster ? "[cluster]\n" : "", o->cluster ? o->cluster : "");
         free(templates);
         if (r < 0) {
                 conf = NULL;

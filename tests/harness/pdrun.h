@@ -20,6 +20,7 @@ struct harness_pd_options {
         /* extra raw "key = value" lines appended to each section */
         const char *marketplace_extra, *microsoft_extra, *mail_extra, *daemon_extra;
         bool builtin_templates;       /* no [mail] templates line (default: config/templates) */
+        const char *cluster;          /* raw "key = value" lines of a [cluster] section (NULL: none) */
 };
 
 struct harness_pd {
