@@ -206,11 +206,18 @@ $(BUILD)/bench-spawn: bench/spawn.c
 $(BUILD)/bench-cluster: $(BUILD)/bench/cluster_takeover.o $(HARNESS_OBJ) $(LIBA)
 	$(CC) $(LDFLAGS) -o $@ $< $(HARNESS_OBJ) $(LIBA) $(TEST_LIBS)
 
+# bench-cluster-daemons: takeover times and etcd calls per cycle with real
+# partnerd daemons (tests/harness/pdcluster.h; exit 77: no etcd).
+$(BUILD)/bench-cluster-daemons: $(BUILD)/bench/cluster_daemons.o $(HARNESS_OBJ) $(LIBA)
+	$(CC) $(LDFLAGS) -o $@ $< $(HARNESS_OBJ) $(LIBA) $(TEST_LIBS)
+
 bench: deps
-	@$(MAKE) --no-print-directory $(PARTNERD) $(FAKE) $(BUILD)/bench-spawn $(BUILD)/bench-cluster
+	@$(MAKE) --no-print-directory $(PARTNERD) $(FAKE) $(BUILD)/bench-spawn $(BUILD)/bench-cluster \
+	  $(BUILD)/bench-cluster-daemons
 	@PARTNERD_BIN=$(abspath $(PARTNERD)) FAKEPLATFORM_BIN=$(abspath $(FAKE)) \
 	  BENCH_SPAWN_BIN=$(abspath $(BUILD)/bench-spawn) bench/run.sh
 	@$(BUILD)/bench-cluster; r=$$?; [ $$r = 0 ] || [ $$r = 77 ]
+	@$(TEST_ENV) $(BUILD)/bench-cluster-daemons; r=$$?; [ $$r = 0 ] || [ $$r = 77 ]
 
 install: $(PARTNERD)
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(SYSCONFDIR)/partnerd \
@@ -251,4 +258,5 @@ clean:
 	rm -rf build
 
 -include $(LIB_OBJ:.o=.d) $(DAEMON_OBJ:.o=.d) $(FAKE_OBJ:.o=.d) $(HARNESS_OBJ:.o=.d) \
-         $(UNIT_BIN:=.d) $(INTEG_BIN:=.d) $(FUZZ_BIN:=.d) $(BUILD)/bench/cluster_takeover.d
+         $(UNIT_BIN:=.d) $(INTEG_BIN:=.d) $(FUZZ_BIN:=.d) $(BUILD)/bench/cluster_takeover.d \
+         $(BUILD)/bench/cluster_daemons.d
