@@ -124,7 +124,7 @@ static int takeover(size_t kills, int ttl) {
         return r;
 }
 
-static int overhead(size_t customers, int ttl, int window) {
+static int overhead(size_t customers, int ttl, int window, double *ret_per_min, double *ret_cycles_per_min) {
         struct harness_pdc c;
         int r = start(&c, customers, ttl);
         if (r == 0) {
@@ -144,6 +144,8 @@ static int overhead(size_t customers, int ttl, int window) {
                                "(%.0f/min), %zu cycles: %.1f per cycle (leadership of both daemons included)\n",
                                customers, ttl, n1 - n0, window, (n1 - n0) * 60.0 / window, cy,
                                cy ? (n1 - n0) / (double) cy : 0.0);
+                        *ret_per_min = (n1 - n0) * 60.0 / window;
+                        *ret_cycles_per_min = (double) cy * 60.0 / window;
                 }
         }
         harness_pdc_teardown(&c);
@@ -162,10 +164,14 @@ int main(int argc, char **argv) {
         }
         free(bin);
         int r = takeover(kills, ttl);
+        double idle = 0, busy = 0, cy_idle = 0, cy_busy = 0;
         if (r == 0)
-                r = overhead(0, ttl, window);
+                r = overhead(0, ttl, window, &idle, &cy_idle);
         if (r == 0)
-                r = overhead(customers, ttl, window);
+                r = overhead(customers, ttl, window, &busy, &cy_busy);
+        if (r == 0 && cy_busy > 0)
+                printf("cluster etcd calls a cycle adds with %zu blocked customers over an idle cycle: %.1f "
+                       "(%.0f/min against %.0f/min)\n", customers, (busy - idle) / cy_busy, busy, idle);
         if (r < 0)
                 fprintf(stderr, "bench-cluster-daemons: failed: %s\n", strerror(-r));
         return r == -ENOENT ? 77 : r < 0;
