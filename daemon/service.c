@@ -215,6 +215,17 @@ static void maybe_finish(struct service *s) {
         uv_timer_start(&s->finish_timer, on_finish_timer, 0, 0);
 }
 
+static bool str_same(const char *a, const char *b) {
+        return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+/* The cluster member is built once: [cluster] does not change on reload. */
+static bool cluster_same(const struct cfg_cluster *a, const struct cfg_cluster *b) {
+        return a->enabled == b->enabled && a->lease_ttl == b->lease_ttl && str_same(a->etcd, b->etcd) &&
+               str_same(a->prefix, b->prefix) && str_same(a->name, b->name) && str_same(a->ca_file, b->ca_file) &&
+               str_same(a->cert_file, b->cert_file) && str_same(a->key_file, b->key_file);
+}
+
 /* Applies a reload: never while a cycle runs (its clients, transport and
  * outbox stay what they were until it ends).  The outbox moves to the new
  * services as it is, with everything queued in it. */
@@ -225,10 +236,12 @@ static void apply_reload(struct service *s) {
         if (services_open(s, &next) < 0)
                 log_event(LOG_ERR, LOG_EV_CONFIG_INVALID, LOG_FIELDS({ "CONFIG_FILE", s->opts->config_path }),
                           "Reload failed, keeping the running configuration");
-        else if (strcmp(next.cfg->daemon.state_dir, s->sv.cfg->daemon.state_dir) != 0) {
+        else if (strcmp(next.cfg->daemon.state_dir, s->sv.cfg->daemon.state_dir) != 0 ||
+                 !cluster_same(&next.cfg->cluster, &s->sv.cfg->cluster)) {
                 log_event(LOG_ERR, LOG_EV_CONFIG_INVALID, LOG_FIELDS({ "CONFIG_FILE", s->opts->config_path }),
-                          "Reload failed, keeping the running configuration: state_dir cannot change "
-                          "while partnerd runs (restart it)");
+                          "Reload failed, keeping the running configuration: %s cannot change "
+                          "while partnerd runs (restart it)",
+                          cluster_same(&next.cfg->cluster, &s->sv.cfg->cluster) ? "state_dir" : "[cluster]");
                 services_free(&next);
         } else {
                 next.outbox = s->sv.outbox;
@@ -342,6 +355,31 @@ static bool may_act(const struct service *s) {
 static bool outbox_gate(void *ud) {
         const struct service *s = ud;
         return may_act(s);
+}
+
+/* The cycle's save in cluster mode: the outbox files and the state, fenced. */
+struct cycle_save_req {
+        void (*done)(void *ud, int r, const char *err);
+        void *ud;
+};
+
+static void on_cycle_saved(void *ud, int r, struct state *loaded, const char *err) {
+        struct cycle_save_req *q = ud;
+        q->done(q->ud, r, err);
+        free(q);
+}
+
+static int cycle_save(void *save_ud, const struct state *st, void (*done)(void *ud, int r, const char *err),
+                      void *ud) {
+        struct service *s = save_ud;
+        struct cycle_save_req *q = malloc(sizeof(*q));
+        if (!q)
+                return -ENOMEM;
+        *q = (struct cycle_save_req) { done, ud };
+        int r = member_save(s->member, st, on_cycle_saved, q);
+        if (r < 0)
+                free(q);
+        return r;
 }
 
 static void on_loaded(void *ud, int r, struct state *loaded, const char *err) {
@@ -517,6 +555,12 @@ static void start_cycle(struct service *s) {
                 .dry_run = s->opts->dry_run,
                 .check_all = s->opts->once,
         };
+        if (s->member) {
+                env.save = cycle_save;
+                env.save_ud = s;
+                env.may_act = outbox_gate;
+                env.may_act_ud = s;
+        }
         s->cycle_started_ms = util_now_mono_ms();
         int r = cycle_start(&env, on_cycle_done, s, &s->cycle);
         if (r < 0) {
