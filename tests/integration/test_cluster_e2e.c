@@ -34,8 +34,9 @@
  * server already accepted will be sent again by the next leader).
  *
  * Skips (reported as skipped) without etcd.  TEST_FILTER (a cmocka pattern)
- * runs some tests only.  CLUSTER_LEASE_TTL (seconds,
- * default 5), CLUSTER_KILLS (default 8), CLUSTER_SEED override.
+ * runs some tests only.  CLUSTER_LEASE_TTL (seconds; default 5, 15 under
+ * valgrind), CLUSTER_KILLS (default 8, 3 under valgrind) and CLUSTER_SEED
+ * override the defaults.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -61,6 +62,7 @@
 
 #define SERIES           3001
 #define DEFAULT_TTL      5
+#define SLOW_TTL         15
 #define DEFAULT_KILLS    8
 #define DEFAULT_SEED     20261204u
 #define COMPLETE_MS      180000      /* a run to completion: check_schedule 10s, poll 10s */
@@ -96,8 +98,10 @@ struct env {
         bool epsilon_accepted;
 };
 
+/* Under valgrind every request is slow: a longer lease (and so longer
+ * request timeouts, lease_ttl/2) keeps the leadership from flapping. */
 static int ttl(void) {
-        return (int) inv_env_ulong("CLUSTER_LEASE_TTL", DEFAULT_TTL);
+        return (int) inv_env_ulong("CLUSTER_LEASE_TTL", inv_slow_mode() ? SLOW_TTL : DEFAULT_TTL);
 }
 
 /* Generous waits: the contract's bound (lease_ttl + one campaign interval)
