@@ -26,6 +26,7 @@
 #include "apiutil.h"
 #include "config.h"
 #include "secret.h"
+#include "text.h"
 #include "url.h"
 #include "util.h"
 
@@ -311,60 +312,6 @@ struct cfg *cfg_free(struct cfg *c) {
 
 /* ---- small validators ---- */
 
-/* Strict UTF-8 (no overlongs, no surrogates, <= U+10FFFF). */
-static bool utf8_valid(const unsigned char *s, size_t n) {
-        for (size_t i = 0, k; i < n; i += k)
-                if (!(k = util_utf8_decode((const char *) s + i, n - i, NULL)))
-                        return false;
-        return true;
-}
-
-static bool is_atext(char ch) {
-        return isalnum((unsigned char) ch) || (ch && strchr("!#$%&'*+-/=?^_`{|}~", ch));
-}
-
-/* One host name: labels of [A-Za-z0-9-], no leading/trailing '-', each
- * 1..63, total <= 253. */
-static bool hostname_valid(const char *s, size_t n) {
-        size_t label = 0;
-        if (n == 0 || n > 253)
-                return false;
-        for (size_t i = 0; i < n; i++) {
-                char ch = s[i];
-                if (ch == '.') {
-                        if (label == 0 || s[i - 1] == '-')
-                                return false;
-                        label = 0;
-                } else if (isalnum((unsigned char) ch) || ch == '-') {
-                        if (ch == '-' && label == 0)
-                                return false;
-                        if (++label > 63)
-                                return false;
-                } else
-                        return false;
-        }
-        return label > 0 && s[n - 1] != '-';
-}
-
-/* addr-spec "local@domain": dot-atom local part (<= 64), host name domain,
- * total <= 254. */
-static bool addr_spec_valid(const char *s, size_t n) {
-        const char *at = memchr(s, '@', n);
-        if (!at || n > 254 || memchr(at + 1, '@', n - (size_t) (at - s) - 1))
-                return false;
-        size_t ll = (size_t) (at - s);
-        if (ll == 0 || ll > 64 || s[0] == '.' || s[ll - 1] == '.')
-                return false;
-        for (size_t i = 0; i < ll; i++) {
-                if (s[i] == '.') {
-                        if (s[i + 1] == '.')
-                                return false;
-                } else if (!is_atext(s[i]))
-                        return false;
-        }
-        return hostname_valid(at + 1, n - ll - 1);
-}
-
 /* "local@domain" or "Display Name <local@domain>".  The display name is
  * printable (UTF-8 allowed), without '<', '>', '"', '\\' or ','. */
 static bool address_valid(const char *s) {
@@ -373,7 +320,7 @@ static bool address_valid(const char *s) {
                 return false;
         const char *lt = strchr(s, '<');
         if (!lt)
-                return addr_spec_valid(s, n);
+                return text_addr_spec_valid(s, n);
         if (s[n - 1] != '>')
                 return false;
         for (const char *p = s; p < lt; p++)
@@ -383,7 +330,7 @@ static bool address_valid(const char *s) {
         size_t al = (size_t) (s + n - 1 - a);
         if (memchr(a, '<', al) || memchr(a, '>', al))
                 return false;
-        return addr_spec_valid(a, al);
+        return text_addr_spec_valid(a, al);
 }
 
 static bool product_valid(const char *s) {
@@ -630,7 +577,7 @@ static void parse_value(struct ctx *c, unsigned line, const struct key_def *k, c
                 const char *bad = NULL;
                 if (strlen(v) > 256)
                         bad = "too long (more than 256 bytes)";
-                else if (k->kind == K_HOST && !hostname_valid(v, strlen(v)))
+                else if (k->kind == K_HOST && !text_hostname_valid(v, strlen(v)))
                         bad = "not a tenant id or domain name";
                 else if (k->kind == K_WORD)
                         for (const char *p = v; *p && !bad; p++)
@@ -749,7 +696,7 @@ static void parse_value(struct ctx *c, unsigned line, const struct key_def *k, c
                         else if (k->kind == K_PRODUCT_LIST && !product_valid(list[i]))
                                 what = "product id";
                         else if (k->kind == K_HOST_LIST &&
-                                 !hostname_valid(list[i], strlen(list[i])))
+                                 !text_hostname_valid(list[i], strlen(list[i])))
                                 what = "host name";
                         else if (k->kind == K_GUID_LIST && !api_guid_valid(list[i]))
                                 what = "partnerId (not a GUID)";
@@ -1002,7 +949,7 @@ static void parse_text(struct ctx *c, char *text, size_t len) {
                         add_error(c, line, "NUL byte in line");
                         continue;
                 }
-                if (!utf8_valid((const unsigned char *) start, n)) {
+                if (!text_utf8_valid(start, n)) {
                         add_error(c, line, "invalid UTF-8");
                         continue;
                 }

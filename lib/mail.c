@@ -19,6 +19,7 @@
 #include <curl/curl.h>
 
 #include "secret.h"
+#include "text.h"
 #include "url.h"
 #include "util.h"
 
@@ -39,72 +40,24 @@
 #define HEADER_LINE_MAX 78u
 #define QP_LINE_MAX 76u
 
-/* ---- UTF-8 and sanitising ------------------------------------------- */
+/* ---- sanitising ------------------------------------------------------ */
 
 /* Length of the valid UTF-8 sequence at p (1..4), 0 if invalid. */
 static size_t utf8_seq_len(const unsigned char *p) {
-        return util_utf8_decode((const char *) p, 4, NULL);
+        return text_utf8_decode((const char *) p, 4, NULL);
 }
 
-enum clean_mode {
-        CLEAN_LINE,      /* one line: every control becomes one space (runs collapse) */
-        CLEAN_TEXT,      /* multi-line text: keeps LF and TAB, drops CR and other controls */
-};
-
-/* Copies s as valid UTF-8 (invalid bytes become U+FFFD), without C0/C1
- * controls, DEL and Unicode format characters (bidi overrides, zero-width:
- * util_is_format_char), at most max bytes (cut on a character boundary),
- * with every registered secret replaced (lib/secret).  Every value that
- * goes into a mail passes here. */
-static char *clean_text(const char *s, enum clean_mode mode, size_t max) {
-        struct util_buf b;
-        const unsigned char *p = (const unsigned char *) (s ? s : "");
-        bool space = false;
-
-        util_buf_init(&b, max + 8);
-        while (*p && b.len < max) {
-                uint32_t cp = 0;
-                size_t n = util_utf8_decode((const char *) p, 4, &cp);
-                const char *add;
-                char tmp[5];
-
-                if (n > 1 && util_is_format_char(cp)) {
-                        add = "";
-                } else if (n == 0) {
-                        add = "\xef\xbf\xbd";
-                        n = 1;
-                } else if (n == 1 && (*p < 0x20 || *p == 0x7f)) {
-                        if (mode == CLEAN_TEXT && (*p == '\n' || *p == '\t')) {
-                                tmp[0] = (char) *p;
-                                tmp[1] = '\0';
-                                add = tmp;
-                        } else if (mode == CLEAN_LINE && (*p == '\r' || *p == '\n' || *p == '\t')) {
-                                add = space ? "" : " ";
-                        } else
-                                add = "";
-                } else if (n == 2 && p[0] == 0xc2 && p[1] < 0xa0) {
-                        add = "";          /* C1 control */
-                } else {
-                        memcpy(tmp, p, n);
-                        tmp[n] = '\0';
-                        add = tmp;
-                }
-                if (b.len + strlen(add) > max)
-                        break;
-                if (util_buf_puts(&b, add) < 0) {
-                        util_buf_free(&b);
-                        return NULL;
-                }
-                if (*add)
-                        space = add[0] == ' ';
-                p += n;
+/* Every value that goes into a mail passes here: one clean line (lib/text:
+ * valid UTF-8, no controls, no format characters), at most max bytes, with
+ * every registered secret replaced (lib/secret). */
+static char *clean_text(const char *s, size_t max) {
+        char *c = text_clean(s ? s : "", s ? strlen(s) : 0, 0, max);
+        if (c && secret_found(c, strlen(c))) {
+                char *scrubbed = secret_scrub(c, strlen(c), NULL);
+                free(c);
+                return scrubbed;
         }
-        if (b.data && secret_found(b.data, b.len)) {
-                char *c = secret_scrub(b.data, b.len, NULL);
-                util_buf_free(&b);
-                return c;
-        }
-        return util_buf_steal(&b);
+        return c;
 }
 
 static bool is_plain_ascii(const char *s) {
@@ -223,7 +176,7 @@ static char *strip_spaces(char *s) {
 
 char *mail_encode_header(const char *value, size_t name_len) {
         struct util_buf b;
-        char *clean = clean_text(value, CLEAN_LINE, MAIL_MAX_VALUE);
+        char *clean = clean_text(value, MAIL_MAX_VALUE);
         size_t col = name_len;
         if (!clean)
                 return NULL;
@@ -299,135 +252,86 @@ char *mail_encode_qp(const char *text) {
 
 /* ---- addresses -------------------------------------------------------- */
 
-static bool is_atext(char c) {
-        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-               (c && strchr("!#$%&'*+-/=?^_`{|}~", c));
+/* The display name before '<' (spaces stripped): a quoted-string
+ * unquoted, or plain text without '<', '>' or '"'.  *ret NULL when empty. */
+static int unquote_display(const char *s, char **ret) {
+        size_t n = strlen(s);
+        struct util_buf b;
+        int r = 0;
+
+        util_buf_init(&b, MAIL_MAX_ADDRESS);
+        if (n >= 2 && s[0] == '"' && s[n - 1] == '"') {
+                for (size_t i = 1; r >= 0 && i + 1 < n; i++) {
+                        if (s[i] == '\\' && i + 2 < n)
+                                i++;
+                        else if (s[i] == '"')
+                                r = -EINVAL;
+                        if (r >= 0)
+                                r = util_buf_append(&b, s + i, 1);
+                }
+        } else if (strpbrk(s, "<>\"") || util_buf_puts(&b, s) < 0)
+                r = -EINVAL;
+        if (r < 0) {
+                util_buf_free(&b);
+                return -EINVAL;
+        }
+        *ret = util_buf_steal(&b);
+        if (!*ret)
+                return -ENOMEM;
+        if (!**ret)
+                util_freep(ret);
+        return 0;
 }
 
-static bool addr_spec_valid(const char *a) {
-        const char *at = strrchr(a, '@');
-        if (!at || at == a || strlen(a) > 254 || (size_t) (at - a) > 64)
-                return false;
-        /* local part: dot-atom */
-        if (a[0] == '.' || at[-1] == '.')
-                return false;
-        for (const char *p = a; p < at; p++) {
-                if (*p == '.') {
-                        if (p[1] == '.')
-                                return false;
-                } else if (!is_atext(*p))
-                        return false;
-        }
-        /* domain: LDH labels */
-        const char *d = at + 1;
-        size_t dl = strlen(d);
-        if (dl == 0 || dl > 253)
-                return false;
-        size_t label = 0;
-        for (const char *p = d; ; p++) {
-                if (*p == '.' || *p == '\0') {
-                        if (label == 0 || label > 63 || p[-1] == '-')
-                                return false;
-                        if (*p == '\0')
-                                break;
-                        label = 0;
-                        continue;
-                }
-                bool ok = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-                          (*p >= '0' && *p <= '9') || (*p == '-' && label > 0);
-                if (!ok)
-                        return false;
-                label++;
-        }
-        return true;
+/* "Display <addr>" (s ends in '>'; modified): its two halves. */
+static int split_angle(char *s, char **ret_display, char **ret_addr) {
+        char *lt = strrchr(s, '<');
+        if (!lt)
+                return -EINVAL;
+        s[strlen(s) - 1] = '\0';
+        *lt = '\0';
+        int r = unquote_display(strip_spaces(s), ret_display);
+        if (r < 0)
+                return r;
+        *ret_addr = strdup(lt + 1);
+        return *ret_addr ? 0 : -ENOMEM;
 }
 
 int mail_parse_address(const char *s, char **ret_display, char **ret_addr) {
-        char *copy = NULL, *display = NULL, *addr = NULL;
-        int r = -EINVAL;
+        char *copy, *display = NULL, *addr = NULL;
+        int r;
 
-        if (!s || strlen(s) > MAIL_MAX_ADDRESS || util_has_ctl(s, false))
+        if (!s || strlen(s) > MAIL_MAX_ADDRESS || util_has_ctl(s, false) || !text_utf8_valid(s, strlen(s)))
                 return -EINVAL;
-        for (const unsigned char *p = (const unsigned char *) s; *p; p += utf8_seq_len(p))
-                if (utf8_seq_len(p) == 0)
-                        return -EINVAL;
         copy = strdup(s);
         if (!copy)
                 return -ENOMEM;
-        strip_spaces(copy);
-
-        size_t n = strlen(copy);
-        if (n > 0 && copy[n - 1] == '>') {
-                char *lt = strrchr(copy, '<');
-                if (!lt)
-                        goto out;
-                copy[n - 1] = '\0';
-                *lt = '\0';
-                addr = strdup(lt + 1);
-                strip_spaces(copy);
-                /* display: optionally a quoted-string */
-                size_t dn = strlen(copy);
-                struct util_buf b;
-                util_buf_init(&b, MAIL_MAX_ADDRESS);
-                if (dn >= 2 && copy[0] == '"' && copy[dn - 1] == '"') {
-                        for (size_t i = 1; i + 1 < dn; i++) {
-                                if (copy[i] == '\\' && i + 2 < dn)
-                                        i++;
-                                else if (copy[i] == '"')
-                                        goto bad_display;
-                                if (util_buf_append(&b, copy + i, 1) < 0)
-                                        goto bad_display;
-                        }
-                } else {
-                        if (strpbrk(copy, "<>\"") || util_buf_puts(&b, copy) < 0)
-                                goto bad_display;
-                }
-                display = util_buf_steal(&b);
-                if (!display || !addr) {
-                        r = -ENOMEM;
-                        goto out;
-                }
-                if (!*display)
-                        util_freep(&display);
-                goto check;
-        bad_display:
-                util_buf_free(&b);
-                goto out;
-        } else {
-                addr = strdup(copy);
-                if (!addr) {
-                        r = -ENOMEM;
-                        goto out;
-                }
-        }
-check:
-        if (!addr_spec_valid(addr))
-                goto out;
-        if (ret_display) {
-                *ret_display = display;
-                display = NULL;
-        }
-        if (ret_addr) {
-                *ret_addr = addr;
-                addr = NULL;
-        }
-        r = 0;
-out:
+        size_t n = strlen(strip_spaces(copy));
+        if (n > 0 && copy[n - 1] == '>')
+                r = split_angle(copy, &display, &addr);
+        else
+                r = (addr = strdup(copy)) ? 0 : -ENOMEM;
         free(copy);
+        if (r == 0 && !text_addr_spec_valid(addr, strlen(addr)))
+                r = -EINVAL;
+        if (r == 0 && ret_display)
+                *ret_display = display, display = NULL;
+        if (r == 0 && ret_addr)
+                *ret_addr = addr, addr = NULL;
         free(display);
         free(addr);
         return r;
 }
 
 bool mail_is_addr_spec(const char *s) {
-        return s && strlen(s) <= MAIL_MAX_ADDRESS && !util_has_ctl(s, false) && addr_spec_valid(s);
+        return s && strlen(s) <= MAIL_MAX_ADDRESS && !util_has_ctl(s, false) && text_addr_spec_valid(s, strlen(s));
 }
 
 /* "Display" <addr> for a header, display encoded when needed. */
 static int append_address(struct util_buf *b, const char *display, const char *addr, size_t *col) {
         int r;
         if (display && *display) {
-                char *clean = clean_text(display, CLEAN_LINE, 200);
+                char *clean = clean_text(display, 200);
                 if (!clean)
                         return -ENOMEM;
                 strip_spaces(clean);
@@ -438,7 +342,7 @@ static int append_address(struct util_buf *b, const char *display, const char *a
                 } else {
                         bool atoms = true;
                         for (const char *p = clean; *p; p++)
-                                if (!is_atext(*p) && *p != ' ')
+                                if (!text_is_atext(*p) && *p != ' ')
                                         atoms = false;
                         size_t before = b->len;
                         r = util_buf_puts(b, atoms ? "" : "\"");
@@ -742,7 +646,7 @@ static size_t placeholder_index(const char *name, size_t n) {
 
 static int set_value(struct render_values *rv, const char *name, const char *value) {
         size_t i = placeholder_index(name, strlen(name));
-        char *c = clean_text(value ? value : "", CLEAN_LINE, MAIL_MAX_VALUE);
+        char *c = clean_text(value ? value : "", MAIL_MAX_VALUE);
         if (!c)
                 return -ENOMEM;
         strip_spaces(c);
@@ -776,9 +680,9 @@ static int build_order_lists(struct render_values *rv, const struct mail_context
         for (size_t i = 0; i < ctx->n_orders && r >= 0; i++) {
                 const struct mail_order *o = &ctx->orders[i];
                 char since[64], dl[64];
-                char *id = clean_text(o->id ? o->id : "?", CLEAN_LINE, 128);
-                char *product = clean_text(o->product ? o->product : "", CLEAN_LINE, 256);
-                char *err = o->error ? clean_text(o->error, CLEAN_LINE, 1024) : NULL;
+                char *id = clean_text(o->id ? o->id : "?", 128);
+                char *product = clean_text(o->product ? o->product : "", 256);
+                char *err = o->error ? clean_text(o->error, 1024) : NULL;
                 bool link = link_usable(o->portal_link);
 
                 if (!id || !product || (o->error && !err)) {
@@ -1144,7 +1048,7 @@ int mail_render(const struct mail_templates *t, const struct cfg_mail *cfg,
                 goto out;
         }
         {
-                char *c = clean_text(subject, CLEAN_LINE, MAIL_MAX_VALUE);
+                char *c = clean_text(subject, MAIL_MAX_VALUE);
                 if (!c) {
                         r = -ENOMEM;
                         goto out;

@@ -26,6 +26,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "text.h"
 #include "url.h"
 #include "util.h"
 
@@ -116,18 +117,6 @@ static void op_free(struct send_op *op) {
         curl_slist_free_all(op->rcpt_list);
         free(op->data);
         free(op);
-}
-
-/* Printable one-line copy of a server/tool text. */
-static void clean_line(char *dst, size_t n, const char *src, size_t len) {
-        size_t j = 0;
-        for (size_t i = 0; i < len && j + 1 < n; i++) {
-                unsigned char c = (unsigned char) src[i];
-                if (c == '\r' || c == '\n')
-                        break;
-                dst[j++] = c < 0x20 || c == 0x7f || c >= 0x80 ? '?' : (char) c;
-        }
-        dst[j] = '\0';
 }
 
 static int64_t parse_code(const char *s, size_t n) {
@@ -241,7 +230,7 @@ static void smtp_server_line(struct send_op *op, const char *s, size_t n) {
                         return;           /* challenge: not recorded */
                 op->in_auth = false;
         }
-        clean_line(op->reply, sizeof(op->reply), s, n);
+        text_ascii_line(op->reply, sizeof(op->reply), s, n);
         if (strcmp(op->verb, "RCPT") == 0 && code >= 400) {
                 op->n_refused++;
                 if (!op->refusal[0])
@@ -328,7 +317,7 @@ static void smtp_done(void *userdata, CURL *easy, CURLcode result) {
                  * decides: 5xx permanent, everything else retry. */
                 res.permanent = !curl_code_is_setup(result) && code >= 500 && code <= 599;
                 char cerr[CURL_ERROR_SIZE];
-                clean_line(cerr, sizeof(cerr), op->errbuf[0] ? op->errbuf : curl_easy_strerror(result),
+                text_ascii_line(cerr, sizeof(cerr), op->errbuf[0] ? op->errbuf : curl_easy_strerror(result),
                            strlen(op->errbuf[0] ? op->errbuf : curl_easy_strerror(result)));
                 if (op->refusal[0] && op->n_refused > 0 && strcmp(op->verb, "RCPT") == 0)
                         snprintf(error, sizeof(error), "SMTP %s (%s)", op->refusal, cerr);
