@@ -666,6 +666,137 @@ static int order_td(struct util_buf *h, const char *cls, const char *style) {
                                "font-size:14px;vertical-align:top;%s\">", cls, style);
 }
 
+/* One order of a mail, cleaned: what its text lines, HTML row and portal
+ * link show. */
+struct order_row {
+        char *id, *product, *err;     /* clean; err NULL when the order has none */
+        const char *portal;           /* a usable portal link, else NULL */
+        char since[64], deadline[64];
+};
+
+static void order_row_free(struct order_row *row) {
+        free(row->id);
+        free(row->product);
+        free(row->err);
+}
+
+/* none: what an unknown time reads as. */
+static int order_row_init(struct order_row *row, const struct mail_order *o, const char *none) {
+        *row = (struct order_row) {
+                .id = clean_text(o->id ? o->id : "?", 128),
+                .product = clean_text(o->product ? o->product : "", 256),
+                .err = o->error ? clean_text(o->error, 1024) : NULL,
+                .portal = link_usable(o->portal_link) ? o->portal_link : NULL,
+        };
+        if (!row->id || !row->product || (o->error && !row->err)) {
+                order_row_free(row);
+                return -ENOMEM;
+        }
+        format_human_time(o->querying_since, none, row->since, sizeof(row->since));
+        format_human_time(o->deadline, none, row->deadline, sizeof(row->deadline));
+        return 0;
+}
+
+/* The plain-text lines of one order (a blank line before all but the
+ * first). */
+static int order_text(struct util_buf *t, const struct order_row *row) {
+        int r = t->len > 0 ? util_buf_puts(t, "\n") : 0;
+        if (r >= 0)
+                r = util_buf_printf(t, "  %s%s%s\n", row->id, *row->product ? " - " : "", row->product);
+        if (r >= 0 && row->portal)
+                r = util_buf_printf(t, "    Portal: %s\n", row->portal);
+        if (r >= 0)
+                r = util_buf_printf(t, "    Querying since: %s\n    Deadline: %s\n", row->since, row->deadline);
+        if (r >= 0 && row->err && *row->err)
+                r = util_buf_printf(t, "    Reason: %s\n", row->err);
+        return r;
+}
+
+/* <a href="HREF" ...>, then text (escaped) or else inner (HTML), </a>. */
+static int html_link(struct util_buf *h, const char *href, const char *text, const char *inner) {
+        int r = util_buf_puts(h, "<a href=\"");
+        if (r >= 0)
+                r = html_escape_append(h, href);
+        if (r >= 0)
+                r = util_buf_puts(h, "\" style=\"color:#0b57d0;\">");
+        if (r >= 0)
+                r = text ? html_escape_append(h, text) : util_buf_puts(h, inner);
+        if (r >= 0)
+                r = util_buf_puts(h, "</a>");
+        return r;
+}
+
+/* One cell: its label for the phone layout (HTML), then text escaped. */
+static int order_cell(struct util_buf *h, const char *cls, const char *style, const char *label,
+                      const char *text) {
+        int r = order_td(h, cls, style);
+        if (r >= 0)
+                r = util_buf_puts(h, label);
+        if (r >= 0)
+                r = html_escape_append(h, text);
+        if (r >= 0)
+                r = util_buf_puts(h, "</td>");
+        return r;
+}
+
+/* The HTML row of one order, and its reason row when it has one. */
+static int order_html(struct util_buf *h, const struct order_row *row) {
+        int r = util_buf_puts(h, "<tr class=\"order\">");
+        if (r >= 0)
+                r = order_cell(h, "id", "white-space:nowrap;", "", row->id);
+        if (r >= 0)
+                r = order_cell(h, "product", "", "", row->product);
+        if (r >= 0)
+                r = order_td(h, "portal", "");
+        if (r >= 0 && row->portal)
+                r = html_link(h, row->portal, NULL, "Open" ORDER_LABEL(" in the portal"));
+        if (r >= 0)
+                r = util_buf_puts(h, "</td>");
+        if (r >= 0)
+                r = order_cell(h, "since", "", ORDER_LABEL("Waiting since "), row->since);
+        if (r >= 0)
+                r = order_cell(h, "deadline", "", ORDER_LABEL("Deadline "), row->deadline);
+        if (r >= 0)
+                r = util_buf_puts(h, "</tr>\n");
+        if (r < 0 || !row->err || !*row->err)
+                return r;
+        r = util_buf_puts(h, "<tr class=\"order-reason\"><td colspan=\"5\" "
+                             "class=\"order-reason\" style=\"padding:2px 8px 8px;"
+                             "font-size:14px;color:#8a1c1c;\">Reason: ");
+        if (r >= 0)
+                r = html_escape_append(h, row->err);
+        if (r >= 0)
+                r = util_buf_puts(h, "</td></tr>\n");
+        return r;
+}
+
+/* The order's entry in the portal link lists (text and HTML). */
+static int order_link(struct util_buf *lt, struct util_buf *lh, const struct order_row *row) {
+        if (!row->portal)
+                return 0;
+        int r = util_buf_printf(lt, "%s%s: %s", lt->len ? "\n" : "", row->id, row->portal);
+        if (r >= 0 && lh->len)
+                r = util_buf_puts(lh, "<br>\n");
+        if (r >= 0)
+                r = html_link(lh, row->portal, row->id, NULL);
+        return r;
+}
+
+/* Hands the four lists to the render values (freed there). */
+static int order_lists_store(struct render_values *rv, struct util_buf *t, struct util_buf *h,
+                             struct util_buf *lt, struct util_buf *lh) {
+        size_t io = placeholder_index("orders", 6), il = placeholder_index("portal_links", 12);
+        if (t->len > 0 && t->data[t->len - 1] == '\n')
+                t->data[--t->len] = '\0';
+        free(rv->v[io]);
+        free(rv->v[il]);
+        rv->v[io] = util_buf_steal(t);
+        rv->v[il] = util_buf_steal(lt);
+        rv->orders_html = util_buf_steal(h);
+        rv->links_html = util_buf_steal(lh);
+        return !rv->v[io] || !rv->v[il] || !rv->orders_html || !rv->links_html ? -ENOMEM : 0;
+}
+
 static int build_order_lists(struct render_values *rv, const struct mail_context *ctx) {
         struct util_buf t, h, lt, lh;
         /* A Draft order is not Querying yet: no clock runs, nothing is unknown. */
@@ -678,110 +809,19 @@ static int build_order_lists(struct render_values *rv, const struct mail_context
         util_buf_init(&lt, MAIL_MAX_PART);
         util_buf_init(&lh, MAIL_MAX_PART);
         for (size_t i = 0; i < ctx->n_orders && r >= 0; i++) {
-                const struct mail_order *o = &ctx->orders[i];
-                char since[64], dl[64];
-                char *id = clean_text(o->id ? o->id : "?", 128);
-                char *product = clean_text(o->product ? o->product : "", 256);
-                char *err = o->error ? clean_text(o->error, 1024) : NULL;
-                bool link = link_usable(o->portal_link);
-
-                if (!id || !product || (o->error && !err)) {
-                        free(id);
-                        free(product);
-                        free(err);
-                        r = -ENOMEM;
+                struct order_row row;
+                r = order_row_init(&row, &ctx->orders[i], none);
+                if (r < 0)
                         break;
-                }
-                format_human_time(o->querying_since, none, since, sizeof(since));
-                format_human_time(o->deadline, none, dl, sizeof(dl));
-
-                if (i > 0)
-                        r = util_buf_puts(&t, "\n");
+                r = order_text(&t, &row);
                 if (r >= 0)
-                        r = util_buf_printf(&t, "  %s%s%s\n", id, *product ? " - " : "", product);
-                if (r >= 0 && link)
-                        r = util_buf_printf(&t, "    Portal: %s\n", o->portal_link);
+                        r = order_html(&h, &row);
                 if (r >= 0)
-                        r = util_buf_printf(&t, "    Querying since: %s\n    Deadline: %s\n", since, dl);
-                if (r >= 0 && err && *err)
-                        r = util_buf_printf(&t, "    Reason: %s\n", err);
-
-                /* HTML row */
-                if (r >= 0)
-                        r = util_buf_puts(&h, "<tr class=\"order\">");
-                if (r >= 0)
-                        r = order_td(&h, "id", "white-space:nowrap;");
-                if (r >= 0)
-                        r = html_escape_append(&h, id);
-                if (r >= 0)
-                        r = util_buf_puts(&h, "</td>");
-                if (r >= 0)
-                        r = order_td(&h, "product", "");
-                if (r >= 0)
-                        r = html_escape_append(&h, product);
-                if (r >= 0)
-                        r = util_buf_puts(&h, "</td>");
-                if (r >= 0)
-                        r = order_td(&h, "portal", "");
-                if (r >= 0 && link) {
-                        r = util_buf_puts(&h, "<a href=\"");
-                        if (r >= 0)
-                                r = html_escape_append(&h, o->portal_link);
-                        if (r >= 0)
-                                r = util_buf_puts(&h, "\" style=\"color:#0b57d0;\">Open"
-                                                      ORDER_LABEL(" in the portal") "</a>");
-                }
-                if (r >= 0)
-                        r = util_buf_puts(&h, "</td>");
-                if (r >= 0)
-                        r = order_td(&h, "since", "");
-                if (r >= 0)
-                        r = util_buf_printf(&h, ORDER_LABEL("Waiting since ") "%s</td>", since);
-                if (r >= 0)
-                        r = order_td(&h, "deadline", "");
-                if (r >= 0)
-                        r = util_buf_printf(&h, ORDER_LABEL("Deadline ") "%s</td></tr>\n", dl);
-                if (r >= 0 && err && *err) {
-                        r = util_buf_puts(&h, "<tr class=\"order-reason\"><td colspan=\"5\" "
-                                              "class=\"order-reason\" style=\"padding:2px 8px 8px;"
-                                              "font-size:14px;color:#8a1c1c;\">Reason: ");
-                        if (r >= 0)
-                                r = html_escape_append(&h, err);
-                        if (r >= 0)
-                                r = util_buf_puts(&h, "</td></tr>\n");
-                }
-
-                /* portal links */
-                if (r >= 0 && link) {
-                        r = util_buf_printf(&lt, "%s%s: %s", lt.len ? "\n" : "", id, o->portal_link);
-                        if (r >= 0)
-                                r = util_buf_puts(&lh, lh.len ? "<br>\n<a href=\"" : "<a href=\"");
-                        if (r >= 0)
-                                r = html_escape_append(&lh, o->portal_link);
-                        if (r >= 0)
-                                r = util_buf_puts(&lh, "\" style=\"color:#0b57d0;\">");
-                        if (r >= 0)
-                                r = html_escape_append(&lh, id);
-                        if (r >= 0)
-                                r = util_buf_puts(&lh, "</a>");
-                }
-                free(id);
-                free(product);
-                free(err);
+                        r = order_link(&lt, &lh, &row);
+                order_row_free(&row);
         }
-        if (r >= 0 && t.len > 0 && t.data[t.len - 1] == '\n')
-                t.data[--t.len] = '\0';
-        if (r >= 0) {
-                size_t io = placeholder_index("orders", 6), il = placeholder_index("portal_links", 12);
-                free(rv->v[io]);
-                free(rv->v[il]);
-                rv->v[io] = util_buf_steal(&t);
-                rv->v[il] = util_buf_steal(&lt);
-                rv->orders_html = util_buf_steal(&h);
-                rv->links_html = util_buf_steal(&lh);
-                if (!rv->v[io] || !rv->v[il] || !rv->orders_html || !rv->links_html)
-                        r = -ENOMEM;
-        }
+        if (r >= 0)
+                r = order_lists_store(rv, &t, &h, &lt, &lh);
         util_buf_free(&t);
         util_buf_free(&h);
         util_buf_free(&lt);
