@@ -1260,6 +1260,12 @@ const struct cfg_microsoft *cfg_account(const struct cfg *c, size_t i) {
         return i == 0 ? &c->microsoft : &c->accounts[i - 1];
 }
 
+char *cfg_template_dir(const struct cfg *c) {
+        if (c->mail.template_dir)
+                return strdup(c->mail.template_dir);
+        return path_join(c->dir, "templates");
+}
+
 const struct cfg_microsoft *cfg_account_for_partner(const struct cfg *c, const char *partner_id) {
         for (size_t i = 0; partner_id && i < cfg_n_accounts(c); i++) {
                 const struct cfg_microsoft *a = cfg_account(c, i);
