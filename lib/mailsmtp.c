@@ -333,6 +333,26 @@ static void smtp_done(void *userdata, CURL *easy, CURLcode result) {
         cb(ud, &res);
 }
 
+/* The options every SMTP transfer has.  One connection per message,
+ * closed after it: curl does not compare TLS settings when it reuses a
+ * STARTTLS connection, so a cached connection could outlive a changed
+ * ca_file or credentials.  TLS verification is never off. */
+static const struct {
+        CURLoption opt;
+        long value;
+} smtp_fixed[] = {
+        { CURLOPT_NOSIGNAL, 1L },
+        { CURLOPT_CONNECTTIMEOUT_MS, SMTP_CONNECT_TIMEOUT_MS },
+        { CURLOPT_TIMEOUT_MS, SMTP_TIMEOUT_MS },
+        { CURLOPT_FRESH_CONNECT, 1L },
+        { CURLOPT_FORBID_REUSE, 1L },
+        { CURLOPT_SSL_VERIFYPEER, 1L },
+        { CURLOPT_SSL_VERIFYHOST, 2L },
+        { CURLOPT_MAIL_RCPT_ALLLOWFAILS, 1L },
+        { CURLOPT_UPLOAD, 1L },
+        { CURLOPT_VERBOSE, 1L },
+};
+
 static int smtp_start(struct mail_transport *t, struct send_op *op, const struct mail_message *m) {
         char *from = NULL;
         CURL *e;
@@ -353,19 +373,11 @@ static int smtp_start(struct mail_transport *t, struct send_op *op, const struct
                 return -ENOMEM;
 
         CURLcode c = CURLE_OK;
+        for (size_t i = 0; c == CURLE_OK && i < sizeof(smtp_fixed) / sizeof(smtp_fixed[0]); i++)
+                c = curl_easy_setopt(e, smtp_fixed[i].opt, smtp_fixed[i].value);
 #define SET(opt, val) do { if (c == CURLE_OK) c = curl_easy_setopt(e, opt, val); } while (0)
         SET(CURLOPT_URL, t->smtp_url);
         SET(CURLOPT_PROTOCOLS_STR, "smtp,smtps");
-        SET(CURLOPT_NOSIGNAL, 1L);
-        SET(CURLOPT_CONNECTTIMEOUT_MS, SMTP_CONNECT_TIMEOUT_MS);
-        SET(CURLOPT_TIMEOUT_MS, SMTP_TIMEOUT_MS);
-        /* One connection per message, closed after it: curl does not compare
-         * TLS settings when it reuses a STARTTLS connection, so a cached
-         * connection could outlive a changed ca_file or credentials. */
-        SET(CURLOPT_FRESH_CONNECT, 1L);
-        SET(CURLOPT_FORBID_REUSE, 1L);
-        SET(CURLOPT_SSL_VERIFYPEER, 1L);
-        SET(CURLOPT_SSL_VERIFYHOST, 2L);
         if (!t->smtp_implicit_tls)
                 /* STARTTLS is required, except to a loopback relay where
                  * plaintext is acceptable (it is still used when offered). */
@@ -378,15 +390,12 @@ static int smtp_start(struct mail_transport *t, struct send_op *op, const struct
         }
         SET(CURLOPT_MAIL_FROM, from);
         SET(CURLOPT_MAIL_RCPT, op->rcpt_list);
-        SET(CURLOPT_MAIL_RCPT_ALLLOWFAILS, 1L);
-        SET(CURLOPT_UPLOAD, 1L);
         SET(CURLOPT_READFUNCTION, smtp_read);
         SET(CURLOPT_READDATA, op);
         SET(CURLOPT_INFILESIZE_LARGE, (curl_off_t) op->len);
         SET(CURLOPT_ERRORBUFFER, op->errbuf);
         SET(CURLOPT_DEBUGFUNCTION, smtp_debug);
         SET(CURLOPT_DEBUGDATA, op);
-        SET(CURLOPT_VERBOSE, 1L);
 #undef SET
         free(from);
         if (c != CURLE_OK)
