@@ -999,37 +999,80 @@ static void parse_text(struct ctx *c, char *text, size_t len) {
 
 /* ---- after the file ---- */
 
-static int set_defaults(struct cfg *cfg) {
-        cfg->marketplace.poll_interval = DEF_POLL_INTERVAL;
-        cfg->microsoft.token_endpoint = 1;
-        cfg->microsoft.name = strdup(CFG_ACCOUNT_DEFAULT);
-        cfg->mail.transport = CFG_TRANSPORT_SMTP;
-        cfg->mail.notify_order_contacts = false;
-        cfg->mail.reminder_interval = DEF_REMINDER;
-        cfg->mail.max_reminders = DEF_MAX_REMINDERS;
-        cfg->mail.deadline = DEF_DEADLINE;
-        cfg->mail.deadline_warning = DEF_DEADLINE_WARN;
-        cfg->daemon.retention = DEF_RETENTION;
-        cfg->daemon.max_parallel = DEF_MAX_PARALLEL;
-        cfg->daemon.http_timeout = DEF_HTTP_TIMEOUT;
-        cfg->daemon.connect_timeout = DEF_CONNECT_TIMEOUT;
-        cfg->daemon.max_response = DEF_MAX_RESPONSE;
-        cfg->marketplace.max_orders_bytes = DEF_MAX_ORDERS_BYTES;
+/* The defaults of the keys a file may leave out (partnerd.conf(5)), named
+ * as in the key table: a number (durations, ints, sizes, booleans,
+ * choices) or a string.  The list defaults follow in set_defaults(). */
+static const struct key_default {
+        const char *section;
+        const char *key;
+        int64_t number;
+        const char *text;
+} key_defaults[] = {
+        { "marketplace", "poll_interval",     DEF_POLL_INTERVAL, NULL },
+        { "marketplace", "portal_url",        0, DEF_PORTAL_URL },
+        { "marketplace", "max_orders_bytes",  (int64_t) DEF_MAX_ORDERS_BYTES, NULL },
 
-        size_t ns = sizeof(def_check_schedule) / sizeof(def_check_schedule[0]);
+        { "microsoft", "login_url",           0, DEF_LOGIN_URL },
+        { "microsoft", "api_url",             0, DEF_API_URL },
+        { "microsoft", "graph_url",           0, DEF_GRAPH_URL },
+        { "microsoft", "token_endpoint",      1, NULL },
+
+        { "mail", "transport",                CFG_TRANSPORT_SMTP, NULL },
+        { "mail", "sendmail",                 0, DEF_SENDMAIL },
+        { "mail", "notify_order_contacts",    false, NULL },
+        { "mail", "reminder_interval",        DEF_REMINDER, NULL },
+        { "mail", "max_reminders",            DEF_MAX_REMINDERS, NULL },
+        { "mail", "deadline",                 DEF_DEADLINE, NULL },
+        { "mail", "deadline_warning",         DEF_DEADLINE_WARN, NULL },
+
+        { "daemon", "retention",              DEF_RETENTION, NULL },
+        { "daemon", "max_parallel",           DEF_MAX_PARALLEL, NULL },
+        { "daemon", "http_timeout",           DEF_HTTP_TIMEOUT, NULL },
+        { "daemon", "connect_timeout",        DEF_CONNECT_TIMEOUT, NULL },
+        { "daemon", "max_response",           (int64_t) DEF_MAX_RESPONSE, NULL },
+};
+
+/* Stores one default in its key's field, typed by the key's kind. */
+static int set_default(struct cfg *cfg, const struct key_default *d) {
+        size_t idx;
+        const struct key_def *k = key_lookup(d->section, d->key, &idx);
+        void *field = (char *) cfg + k->off;
+
+        if (d->text) {
+                *(char **) field = strdup(d->text);
+                return *(char **) field ? 0 : -ENOMEM;
+        }
+        switch (k->kind) {
+        case K_DURATION:
+                *(int64_t *) field = d->number;
+                break;
+        case K_SIZE:
+                *(size_t *) field = (size_t) d->number;
+                break;
+        case K_BOOL:
+                *(bool *) field = d->number != 0;
+                break;
+        case K_TRANSPORT:
+                *(enum cfg_transport *) field = (enum cfg_transport) d->number;
+                break;
+        default:   /* K_INT, K_TOKEN_ENDPOINT */
+                *(int *) field = (int) d->number;
+                break;
+        }
+        return 0;
+}
+
+static int set_defaults(struct cfg *cfg) {
+        for (size_t i = 0; i < sizeof(key_defaults) / sizeof(key_defaults[0]); i++)
+                if (set_default(cfg, &key_defaults[i]) < 0)
+                        return -ENOMEM;
+        cfg->microsoft.name = strdup(CFG_ACCOUNT_DEFAULT);
         cfg->microsoft.check_schedule = malloc(sizeof(def_check_schedule));
-        cfg->marketplace.portal_url = strdup(DEF_PORTAL_URL);
-        cfg->microsoft.login_url = strdup(DEF_LOGIN_URL);
-        cfg->microsoft.api_url = strdup(DEF_API_URL);
-        cfg->microsoft.graph_url = strdup(DEF_GRAPH_URL);
-        cfg->mail.sendmail_path = strdup(DEF_SENDMAIL);
         cfg->mail.url_hosts = calloc(url_n_link_hosts, sizeof(char *));
-        if (!cfg->microsoft.check_schedule || !cfg->marketplace.portal_url || !cfg->microsoft.name ||
-            !cfg->microsoft.login_url || !cfg->microsoft.api_url || !cfg->microsoft.graph_url || !cfg->mail.sendmail_path ||
-            !cfg->mail.url_hosts)
+        if (!cfg->microsoft.name || !cfg->microsoft.check_schedule || !cfg->mail.url_hosts)
                 return -ENOMEM;
         memcpy(cfg->microsoft.check_schedule, def_check_schedule, sizeof(def_check_schedule));
-        cfg->microsoft.n_check_schedule = ns;
+        cfg->microsoft.n_check_schedule = sizeof(def_check_schedule) / sizeof(def_check_schedule[0]);
         for (; cfg->mail.n_url_hosts < url_n_link_hosts; cfg->mail.n_url_hosts++)
                 if (!(cfg->mail.url_hosts[cfg->mail.n_url_hosts] = strdup(url_link_hosts[cfg->mail.n_url_hosts])))
                         return -ENOMEM;
