@@ -317,8 +317,8 @@ static void smtp_done(void *userdata, CURL *easy, CURLcode result) {
                  * decides: 5xx permanent, everything else retry. */
                 res.permanent = !curl_code_is_setup(result) && code >= 500 && code <= 599;
                 char cerr[CURL_ERROR_SIZE];
-                text_ascii_line(cerr, sizeof(cerr), op->errbuf[0] ? op->errbuf : curl_easy_strerror(result),
-                           strlen(op->errbuf[0] ? op->errbuf : curl_easy_strerror(result)));
+                const char *why = op->errbuf[0] ? op->errbuf : curl_easy_strerror(result);
+                text_ascii_line(cerr, sizeof(cerr), why, strlen(why));
                 if (op->refusal[0] && op->n_refused > 0 && strcmp(op->verb, "RCPT") == 0)
                         snprintf(error, sizeof(error), "SMTP %s (%s)", op->refusal, cerr);
                 else if (op->reply[0] && code >= 400)

@@ -46,14 +46,14 @@ char *text_strip_format_chars(char *s);
 
 /* ---- cleaning ------------------------------------------------------------ */
 
+/* text_clean() policies.  Without a flag: one line for a mail (a header
+ * value, a placeholder): CR, LF and TAB become one space (not after a
+ * space); other controls, C1 controls and format characters are dropped.
+ * TEXT_FOLD: an error line from a server: every control and blank becomes
+ * a space, runs fold to one, none at either end; C1 controls count as
+ * invalid bytes, format characters stay (the log drops them); a cut text
+ * ends in "...". */
 enum {
-        /* (no flag) one line for a mail: CR, LF and TAB become one space (not
-         * after a space), other controls, C1 controls and format characters
-         * are dropped. */
-        /* An error line from a server: every control and blank becomes a
-         * space, runs fold to one, none at either end; C1 controls count as
-         * invalid, format characters are kept (the log drops them); a cut
-         * text ends in "...". */
         TEXT_FOLD = 1 << 0,
 };
 
