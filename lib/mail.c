@@ -1040,6 +1040,126 @@ static int append_part(struct util_buf *b, const char *boundary, const char *typ
         return r;
 }
 
+/* The relationship URL of ctx (NULL when it names none): refused unless
+ * the allow-list has its host, required by the kinds that ask the
+ * customer to accept it. */
+static int request_url(const struct cfg_mail *cfg, const struct mail_context *ctx, const char **ret_url,
+                       char **ret_err) {
+        const char *url = ctx->url && *ctx->url ? ctx->url : NULL;
+        if (url && !url_link_allowed(url, cfg->url_hosts, cfg->n_url_hosts))
+                return fail(ret_err, -EINVAL,
+                            "relationship URL refused: it must be https:// on an allowed host (%s%s)",
+                            cfg->n_url_hosts > 0 ? cfg->url_hosts[0] : url_link_hosts[0],
+                            cfg->n_url_hosts > 1 ? ", ..." : "");
+        if (!url && kind_needs_url(ctx->kind))
+                return fail(ret_err, -EINVAL, "no relationship URL for a %s mail", mail_kind_to_string(ctx->kind));
+        *ret_url = url;
+        return 0;
+}
+
+/* The three templates of kind expanded; the subject made one clean line. */
+static int expand_all(const struct mail_templates *t, enum mail_kind kind, const struct render_values *rv,
+                      char **subject, char **text, char **html, char **ret_err) {
+        int r = expand(t->body[kind][TPL_SUBJECT], TPL_SUBJECT, rv, subject);
+        if (r >= 0)
+                r = expand(t->body[kind][TPL_TEXT], TPL_TEXT, rv, text);
+        if (r >= 0)
+                r = expand(t->body[kind][TPL_HTML], TPL_HTML, rv, html);
+        if (r < 0)
+                return fail(ret_err, r, "cannot expand the %s templates", mail_kind_to_string(kind));
+        char *c = clean_text(*subject, MAIL_MAX_VALUE);
+        if (!c)
+                return -ENOMEM;
+        free(*subject);
+        *subject = strip_spaces(c);
+        return 0;
+}
+
+/* Date:, Message-ID: (random, on the From domain) and From: lines. */
+static int append_origin(struct util_buf *hdr, int64_t now, const char *from_display, const char *from_addr,
+                         char **ret_id) {
+        static const char *const days[] = { "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat" };
+        static const char *const mons[] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                            "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
+        time_t tt = (time_t) now;
+        struct tm tm;
+        char rnd[33];
+        size_t col = 6;
+
+        if (!gmtime_r(&tt, &tm))
+                return -EINVAL;
+        int r = random_hex(rnd, 16);
+        if (r < 0)
+                return r;
+        if (asprintf(ret_id, "<%s.%lld@%s>", rnd, (long long) now, strrchr(from_addr, '@') + 1) < 0) {
+                *ret_id = NULL;
+                return -ENOMEM;
+        }
+        r = util_buf_printf(hdr, "Date: %s, %d %s %d %02d:%02d:%02d +0000\r\nMessage-ID: %s\r\nFrom: ",
+                            days[tm.tm_wday], tm.tm_mday, mons[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour,
+                            tm.tm_min, tm.tm_sec, *ret_id);
+        if (r >= 0)
+                r = append_address(hdr, from_display, from_addr, &col);
+        if (r >= 0)
+                r = util_buf_puts(hdr, "\r\n");
+        return r;
+}
+
+/* To: the configured list (ops for an ops notice) and the order contacts;
+ * Cc; Bcc only in the envelope.  Every recipient goes into env. */
+static int append_rcpt_headers(struct util_buf *hdr, const struct cfg_mail *cfg, const struct mail_context *ctx,
+                               struct rcpt_set *env, char **ret_err) {
+        bool ops = mail_kind_is_ops(ctx->kind) && cfg->n_ops > 0;
+        bool first = true;
+        int r = append_recipients(hdr, "To", ops ? cfg->ops : cfg->to, ops ? cfg->n_ops : cfg->n_to, false,
+                                  &first, env, ret_err);
+        if (r >= 0)
+                r = append_recipients(hdr, "To", ctx->extra_rcpt, ctx->n_extra_rcpt, true, &first, env, ret_err);
+        if (r >= 0)
+                /* No To at all: RFC 5322 allows it, but say who it is for. */
+                r = util_buf_puts(hdr, first ? "To: undisclosed-recipients:;\r\n" : "\r\n");
+        first = true;
+        if (r >= 0)
+                r = append_recipients(hdr, "Cc", cfg->cc, cfg->n_cc, false, &first, env, ret_err);
+        if (r >= 0 && !first)
+                r = util_buf_puts(hdr, "\r\n");
+        if (r >= 0)
+                r = append_recipients(NULL, "Bcc", cfg->bcc, cfg->n_bcc, false, &first, env, ret_err);
+        if (r >= 0 && env->n == 0)
+                r = fail(ret_err, -EINVAL, "no recipients for a %s mail", mail_kind_to_string(ctx->kind));
+        return r;
+}
+
+/* Subject: and the MIME headers, then the text and HTML parts. */
+static int append_body(struct util_buf *hdr, const char *subject, const char *text, const char *html,
+                       char **ret_err) {
+        char rnd[33], boundary[64];
+        int r = random_hex(rnd, 12);
+        if (r < 0)
+                return r;
+        snprintf(boundary, sizeof(boundary), "=_partnerd_%s", rnd);
+        char *subject_enc = mail_encode_header(subject, strlen("Subject: "));
+        if (!subject_enc)
+                return -ENOMEM;
+        r = util_buf_printf(hdr, "Subject: %s\r\nMIME-Version: 1.0\r\n"
+                            "Auto-Submitted: auto-generated\r\nX-Auto-Response-Suppress: All\r\n"
+                            "Content-Type: multipart/alternative;\r\n boundary=\"%s\"\r\n\r\n"
+                            "This is a multi-part message in MIME format.\r\n\r\n",
+                            subject_enc, boundary);
+        free(subject_enc);
+        if (r >= 0)
+                r = append_part(hdr, boundary, "text/plain", text);
+        if (r >= 0)
+                r = util_buf_puts(hdr, "\r\n");
+        if (r >= 0)
+                r = append_part(hdr, boundary, "text/html", html);
+        if (r >= 0)
+                r = util_buf_printf(hdr, "\r\n--%s--\r\n", boundary);
+        if (r == -E2BIG)
+                r = fail(ret_err, r, "the rendered message is too large");
+        return r;
+}
+
 int mail_render(const struct mail_templates *t, const struct cfg_mail *cfg,
                 const struct mail_context *ctx, struct mail_message **ret, char **ret_err) {
         struct render_values rv = {};
@@ -1047,9 +1167,7 @@ int mail_render(const struct mail_templates *t, const struct cfg_mail *cfg,
         struct util_buf hdr;
         struct mail_message *m = NULL;
         char *from_display = NULL, *from_addr = NULL, *subject = NULL, *text = NULL, *html = NULL;
-        char *subject_enc = NULL;
-        char rnd[33], boundary[64], date[64];
-        bool first;
+        const char *url = NULL;
         int r;
 
         util_buf_init(&hdr, MAIL_MAX_MESSAGE);
@@ -1058,141 +1176,25 @@ int mail_render(const struct mail_templates *t, const struct cfg_mail *cfg,
         if (!t || !cfg || !ctx || ctx->kind < 0 || ctx->kind >= _MAIL_KIND_MAX)
                 return fail(ret_err, -EINVAL, "invalid mail request");
 
-        if (!cfg->from || mail_parse_address(cfg->from, &from_display, &from_addr) < 0) {
+        if (!cfg->from || mail_parse_address(cfg->from, &from_display, &from_addr) < 0)
                 r = fail(ret_err, -EINVAL, "the configured From address is not valid");
-                goto out;
-        }
-        const char *url = ctx->url && *ctx->url ? ctx->url : NULL;
-        if (url && !url_link_allowed(url, cfg->url_hosts, cfg->n_url_hosts)) {
-                r = fail(ret_err, -EINVAL,
-                         "relationship URL refused: it must be https:// on an allowed host (%s%s)",
-                         cfg->n_url_hosts > 0 ? cfg->url_hosts[0] : url_link_hosts[0],
-                         cfg->n_url_hosts > 1 ? ", ..." : "");
-                goto out;
-        }
-        if (!url && kind_needs_url(ctx->kind)) {
-                r = fail(ret_err, -EINVAL, "no relationship URL for a %s mail", mail_kind_to_string(ctx->kind));
-                goto out;
-        }
-
-        r = fill_values(&rv, ctx, url, from_addr);
-        if (r < 0)
-                goto out;
-        r = expand(t->body[ctx->kind][TPL_SUBJECT], TPL_SUBJECT, &rv, &subject);
-        if (r >= 0)
-                r = expand(t->body[ctx->kind][TPL_TEXT], TPL_TEXT, &rv, &text);
-        if (r >= 0)
-                r = expand(t->body[ctx->kind][TPL_HTML], TPL_HTML, &rv, &html);
-        if (r < 0) {
-                r = fail(ret_err, r, "cannot expand the %s templates", mail_kind_to_string(ctx->kind));
-                goto out;
-        }
-        {
-                char *c = clean_text(subject, MAIL_MAX_VALUE);
-                if (!c) {
-                        r = -ENOMEM;
-                        goto out;
-                }
-                free(subject);
-                subject = strip_spaces(c);
-        }
-
-        /* Date, Message-ID */
-        {
-                int64_t now = ctx->now > 0 ? ctx->now : util_now_wall();
-                time_t tt = (time_t) now;
-                struct tm tm;
-                static const char *const days[] = { "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat" };
-                static const char *const mons[] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                                    "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
-                if (!gmtime_r(&tt, &tm)) {
-                        r = -EINVAL;
-                        goto out;
-                }
-                snprintf(date, sizeof(date), "%s, %d %s %d %02d:%02d:%02d +0000", days[tm.tm_wday],
-                         tm.tm_mday, mons[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
-                r = random_hex(rnd, 16);
-                if (r < 0)
-                        goto out;
-                m = calloc(1, sizeof(*m));
-                if (!m) {
-                        r = -ENOMEM;
-                        goto out;
-                }
-                if (asprintf(&m->message_id, "<%s.%lld@%s>", rnd, (long long) now,
-                             strrchr(from_addr, '@') + 1) < 0) {
-                        m->message_id = NULL;
-                        r = -ENOMEM;
-                        goto out;
-                }
-        }
-        r = random_hex(rnd, 12);
-        if (r < 0)
-                goto out;
-        snprintf(boundary, sizeof(boundary), "=_partnerd_%s", rnd);
-
-        r = util_buf_printf(&hdr, "Date: %s\r\nMessage-ID: %s\r\nFrom: ", date, m->message_id);
-        if (r >= 0) {
-                size_t col = 6;
-                r = append_address(&hdr, from_display, from_addr, &col);
-        }
-        if (r >= 0)
-                r = util_buf_puts(&hdr, "\r\n");
-        if (r < 0)
-                goto out;
-
-        /* To: the configured list (ops for an ops notice) and the order
-         * contacts; Cc; Bcc only in the envelope. */
-        first = true;
-        if (mail_kind_is_ops(ctx->kind) && cfg->n_ops > 0)
-                r = append_recipients(&hdr, "To", cfg->ops, cfg->n_ops, false, &first, &env, ret_err);
         else
-                r = append_recipients(&hdr, "To", cfg->to, cfg->n_to, false, &first, &env, ret_err);
+                r = request_url(cfg, ctx, &url, ret_err);
         if (r >= 0)
-                r = append_recipients(&hdr, "To", ctx->extra_rcpt, ctx->n_extra_rcpt, true, &first, &env, ret_err);
-        if (r >= 0 && !first)
-                r = util_buf_puts(&hdr, "\r\n");
-        if (r >= 0 && first) {
-                /* No To at all: RFC 5322 allows it, but say who it is for. */
-                r = util_buf_puts(&hdr, "To: undisclosed-recipients:;\r\n");
-        }
-        first = true;
+                r = fill_values(&rv, ctx, url, from_addr);
         if (r >= 0)
-                r = append_recipients(&hdr, "Cc", cfg->cc, cfg->n_cc, false, &first, &env, ret_err);
-        if (r >= 0 && !first)
-                r = util_buf_puts(&hdr, "\r\n");
+                r = expand_all(t, ctx->kind, &rv, &subject, &text, &html, ret_err);
+        if (r >= 0 && !(m = calloc(1, sizeof(*m))))
+                r = -ENOMEM;
         if (r >= 0)
-                r = append_recipients(NULL, "Bcc", cfg->bcc, cfg->n_bcc, false, &first, &env, ret_err);
+                r = append_origin(&hdr, ctx->now > 0 ? ctx->now : util_now_wall(), from_display, from_addr,
+                                  &m->message_id);
+        if (r >= 0)
+                r = append_rcpt_headers(&hdr, cfg, ctx, &env, ret_err);
+        if (r >= 0)
+                r = append_body(&hdr, subject, text, html, ret_err);
         if (r < 0)
                 goto out;
-        if (env.n == 0) {
-                r = fail(ret_err, -EINVAL, "no recipients for a %s mail", mail_kind_to_string(ctx->kind));
-                goto out;
-        }
-
-        subject_enc = mail_encode_header(subject, strlen("Subject: "));
-        if (!subject_enc) {
-                r = -ENOMEM;
-                goto out;
-        }
-        r = util_buf_printf(&hdr, "Subject: %s\r\nMIME-Version: 1.0\r\n"
-                            "Auto-Submitted: auto-generated\r\nX-Auto-Response-Suppress: All\r\n"
-                            "Content-Type: multipart/alternative;\r\n boundary=\"%s\"\r\n\r\n"
-                            "This is a multi-part message in MIME format.\r\n\r\n",
-                            subject_enc, boundary);
-        if (r >= 0)
-                r = append_part(&hdr, boundary, "text/plain", text);
-        if (r >= 0)
-                r = util_buf_puts(&hdr, "\r\n");
-        if (r >= 0)
-                r = append_part(&hdr, boundary, "text/html", html);
-        if (r >= 0)
-                r = util_buf_printf(&hdr, "\r\n--%s--\r\n", boundary);
-        if (r < 0) {
-                if (r == -E2BIG)
-                        r = fail(ret_err, r, "the rendered message is too large");
-                goto out;
-        }
 
         m->len = hdr.len;
         m->data = util_buf_steal(&hdr);
@@ -1218,7 +1220,6 @@ out:
         free(from_display);
         free(from_addr);
         free(subject);
-        free(subject_enc);
         free(text);
         free(html);
         return r;
