@@ -184,96 +184,39 @@ static void on_template(void *ud, int r, long status, const char *err, const cha
         cycle_op_done(o);
 }
 
-static int tracked_ref_cmp(const void *a, const void *b) {
-        const struct tracked_ref *x = a, *y = b;
-        int r = strcmp(x->id, y->id);
-        return r ? r : x->seq < y->seq ? -1 : x->seq > y->seq;
-}
-
-/* Sorts the tracked orders by id for the TEMPLATES phase, which looks up
- * every listed order (state_find_order() is a linear scan: 10,000 orders
- * made that 50 million string compares).  Without memory it stays NULL
- * and the lookups fall back to the scan. */
+/* Indexes the tracked orders by id for the TEMPLATES phase, which looks
+ * up every listed order (state_find_order() is a linear scan: 10,000
+ * orders made that 50 million string compares).  Without memory the index
+ * stays empty and the lookups fall back to the scan. */
 static void index_tracked(struct cycle *c) {
-        size_t n = 0;
-        for (size_t i = 0; i < c->work->n_customers; i++)
-                n += c->work->customers[i].n_orders;
-        c->tracked = n ? calloc(n, sizeof(*c->tracked)) : NULL;
-        if (!c->tracked)
-                return;
-        for (size_t i = 0; i < c->work->n_customers; i++)
-                for (size_t k = 0; k < c->work->customers[i].n_orders; k++) {
-                        const struct tracked_order *t = &c->work->customers[i].orders[k];
-                        if (t->id) {
-                                c->tracked[c->n_tracked] = (struct tracked_ref) { t->id, t, c->n_tracked };
-                                c->n_tracked++;
-                        }
-                }
-        qsort(c->tracked, c->n_tracked, sizeof(*c->tracked), tracked_ref_cmp);
+        (void) state_index_orders(c->work, &c->tracked);
 }
 
 static void unindex_tracked(struct cycle *c) {
-        util_freep(&c->tracked);
-        c->n_tracked = 0;
+        idx_free(&c->tracked);
 }
 
 static const struct tracked_order *find_tracked(const struct cycle *c, const char *id) {
-        if (!c->tracked)
+        if (!c->tracked.cap)
                 return state_find_order(c->work, id, NULL);
-        /* the first of equal ids, as the scan would find it */
-        size_t lo = 0, hi = c->n_tracked;
-        while (lo < hi) {
-                size_t mid = lo + (hi - lo) / 2;
-                if (strcmp(c->tracked[mid].id, id) < 0)
-                        lo = mid + 1;
-                else
-                        hi = mid;
-        }
-        return lo < c->n_tracked && strcmp(c->tracked[lo].id, id) == 0 ? c->tracked[lo].t : NULL;
+        return state_index_find(c->work, &c->tracked, id);
 }
 
-#define EPISODE_UPDATED    "updated:"
-#define EPISODE_FIRST_SEEN "first-seen:"
-
-/* The episode of a Querying order is its audit.querying.at.  Without one
- * (the platform does not always send it) the best start available stands
- * in: audit.updated.at, else the time partnerd first saw it, marked as
- * such ("updated:<time>", "first-seen:<time>").  Once chosen it sticks
- * while the order stays open (an edit bumps updated.at, it does not start
- * a new episode), so the re-read before Process finds the same episode.
- * Logged once, when chosen. */
+/* Names the episode of a Querying order the platform sent without
+ * audit.querying.at (order_episode_start(), lib/model.c); logged once,
+ * when chosen. */
 int cycle_episode_start(struct cycle *c, struct order *o) {
-        char when[UTIL_TIME_MAX], *raw = NULL;
-        const char *source;
-        int64_t at;
+        char when[UTIL_TIME_MAX];
 
         if (o->status != ORDER_STATUS_QUERYING || o->querying_at_raw)
                 return 0;
-        const struct tracked_order *t = find_tracked(c, o->id);
-        if (t && t->status != TRACK_CLOSED && t->querying_at_raw &&
-            (strncmp(t->querying_at_raw, EPISODE_UPDATED, strlen(EPISODE_UPDATED)) == 0 ||
-             strncmp(t->querying_at_raw, EPISODE_FIRST_SEEN, strlen(EPISODE_FIRST_SEEN)) == 0)) {
-                o->querying_at_raw = strdup(t->querying_at_raw);
-                o->querying_at = t->querying_since;
-                return o->querying_at_raw ? 0 : -ENOMEM;
-        }
-        if (o->updated_at_raw) {
-                source = "audit.updated.at";
-                at = o->updated_at;
-                if (asprintf(&raw, EPISODE_UPDATED "%s", o->updated_at_raw) < 0)
-                        return -ENOMEM;
-        } else {
-                source = "the time partnerd first saw it";
-                at = c->now;
-                if (asprintf(&raw, EPISODE_FIRST_SEEN "%s", util_format_time(at, when)) < 0)
-                        return -ENOMEM;
-        }
-        o->querying_at_raw = raw;
-        o->querying_at = at;
-        log_event(LOG_NOTICE, LOG_EV_NONE, LOG_FIELDS({ "ORDER_ID", o->id }),
-                  "Order %s is Querying without audit.querying.at; its episode starts at %s (%s)", o->id,
-                  util_format_time(at, when), source);
-        return 0;
+        int r = order_episode_start(o, find_tracked(c, o->id), c->now);
+        if (r == ORDER_EPISODE_FROM_UPDATED || r == ORDER_EPISODE_FROM_FIRST_SEEN)
+                log_event(LOG_NOTICE, LOG_EV_NONE, LOG_FIELDS({ "ORDER_ID", o->id }),
+                          "Order %s is Querying without audit.querying.at; its episode starts at %s (%s)", o->id,
+                          util_format_time(o->querying_at, when),
+                          r == ORDER_EPISODE_FROM_UPDATED ? "audit.updated.at" : "the time partnerd first saw it");
+        return r < 0 ? r : 0;
 }
 
 static void episode_starts(struct cycle *c) {
@@ -284,9 +227,7 @@ static void episode_starts(struct cycle *c) {
 
 static bool template_known(const struct cycle *c, struct order *o) {
         const struct tracked_order *t = find_tracked(c, o->id);
-        if (!t || t->status == TRACK_CLOSED || !t->querying_at_raw || !o->querying_at_raw)
-                return false;
-        if (strcmp(t->querying_at_raw, o->querying_at_raw) != 0)
+        if (!t || t->status == TRACK_CLOSED || !t->querying_at_raw || !order_same_episode(t, o))
                 return false;
         if ((t->template_id || o->template_id) &&
             (!t->template_id || !o->template_id || strcmp(t->template_id, o->template_id) != 0))

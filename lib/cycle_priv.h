@@ -39,8 +39,7 @@ struct cycle {
         bool advancing;          /* inside advance(): completions only count down */
         bool filling;            /* inside fill(): completions only count down */
         bool early_flush;        /* the flush started by plan() is running */
-        struct tracked_ref *tracked;   /* TEMPLATES: tracked orders by id */
-        size_t n_tracked;
+        struct idx tracked;      /* SETTLE..TEMPLATES: tracked orders by id */
         struct action_list todo; /* CHECK or PROCESS actions of the phase */
         char **settle;           /* SETTLE: ids of orders to read */
         size_t n_settle;
@@ -64,13 +63,6 @@ struct cycle {
         bool token_error_logged;
         struct action_list unsynced;  /* mails queued since the last outbox sync */
         struct cycle_result res;
-};
-
-/* A tracked order by id, for lookups while the state does not change. */
-struct tracked_ref {
-        const char *id;
-        const struct tracked_order *t;
-        size_t seq;              /* scan order, for equal ids */
 };
 
 /* One in-flight request of the cycle. */
