@@ -96,23 +96,12 @@ static int open_accounts(struct services *sv) {
                 return -ENOMEM;
         for (size_t i = 0; i < cfg_n_accounts(cfg); i++) {
                 const struct cfg_microsoft *m = cfg_account(cfg, i);
-                struct pc_options po = {
-                        .login_url = m->login_url,
-                        .api_url = m->api_url,
-                        .tenant = m->tenant,
-                        .client_id = m->client_id,
-                        .client_secret = m->client_secret,
-                        .ca_file = m->ca_file,
-                        .token_endpoint = m->token_endpoint,
-                };
-                struct graph_options go = {
-                        .login_url = m->login_url,
-                        .graph_url = m->graph_url,
-                        .tenant = m->tenant,
-                        .client_id = m->client_id,
-                        .client_secret = m->client_secret,
-                        .ca_file = m->ca_file,
-                };
+                /* the application both clients sign in as */
+#define ACCOUNT_APP(m) .login_url = (m)->login_url, .tenant = (m)->tenant, .client_id = (m)->client_id, \
+                       .client_secret = (m)->client_secret, .ca_file = (m)->ca_file
+                struct pc_options po = { ACCOUNT_APP(m), .api_url = m->api_url, .token_endpoint = m->token_endpoint };
+                struct graph_options go = { ACCOUNT_APP(m), .graph_url = m->graph_url };
+#undef ACCOUNT_APP
                 int r = pc_client_new(sv->http, &po, &sv->accounts[i].pc);
                 if (r < 0)
                         return r;

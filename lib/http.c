@@ -28,6 +28,7 @@
 #include <jansson.h>
 
 #include "secret.h"
+#include "text.h"
 #include "url.h"
 #include "util.h"
 
@@ -1235,61 +1236,6 @@ static const char *reason_phrase(long status) {
         }
 }
 
-/* Length of a valid UTF-8 sequence at p (at most n bytes), 0 if invalid
- * or a C1 control. */
-static size_t utf8_len(const unsigned char *p, size_t n) {
-        uint32_t cp = 0;
-        size_t len = util_utf8_decode((const char *) p, n, &cp);
-        return len == 2 && cp < 0xa0 ? 0 : len;
-}
-
-/* Copies s into a fresh string: controls become spaces, runs of blanks
- * collapse, invalid UTF-8 becomes U+FFFD; clipped to max bytes on a
- * character boundary with "..." appended. */
-static char *sanitise(const char *s, size_t n, size_t max) {
-        struct util_buf b;
-        const unsigned char *p = (const unsigned char *) s;
-        bool space = true, clipped = false;
-
-        util_buf_init(&b, max + 16);
-        for (size_t i = 0; i < n;) {
-                size_t l = utf8_len(p + i, n - i);
-                const char *piece = (const char *) p + i;
-                size_t plen = l;
-                if (l == 0) {
-                        piece = "\xef\xbf\xbd";
-                        plen = 3;
-                        l = 1;
-                } else if (l == 1 && (p[i] < 0x20 || p[i] == 0x7f || p[i] == ' ')) {
-                        i++;
-                        if (!space) {
-                                space = true;
-                                piece = " ";
-                                plen = 1;
-                        } else
-                                continue;
-                        if (b.len + 1 > max) {
-                                clipped = true;
-                                break;
-                        }
-                        util_buf_append(&b, piece, plen);
-                        continue;
-                }
-                if (b.len + plen > max) {
-                        clipped = true;
-                        break;
-                }
-                space = false;
-                util_buf_append(&b, piece, plen);
-                i += l;
-        }
-        while (b.len > 0 && b.data[b.len - 1] == ' ')
-                b.data[--b.len] = '\0';
-        if (clipped)
-                util_buf_puts(&b, "...");
-        return util_buf_steal(&b);
-}
-
 static const char *jstr(json_t *o, const char *key) {
         json_t *v = json_object_get(o, key);
         return json_is_string(v) && json_string_length(v) > 0 ? json_string_value(v) : NULL;
@@ -1455,7 +1401,7 @@ char *http_describe_error(int r, const struct http_response *resp) {
                 util_buf_free(&m);
                 free(scrubbed);
         }
-        char *out = sanitise(b.data ? b.data : "", b.len, HTTP_DESCRIBE_MAX);
+        char *out = text_clean(b.data ? b.data : "", b.len, TEXT_FOLD, HTTP_DESCRIBE_MAX);
         util_buf_free(&b);
         return out;
 }
