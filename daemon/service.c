@@ -25,6 +25,7 @@
 #include "partnercenter.h"
 #include "secret.h"
 #include "store.h"
+#include "counters.h"
 #include "util.h"
 
 #define STOP_GRACE_MS 5000
@@ -114,6 +115,15 @@ static int open_accounts(struct services *sv) {
         return 0;
 }
 
+/* The http count hook: partnerd_http_requests_total, into the state (saved
+ * with it).  --dry-run counts nothing: it saves nothing either. */
+static void count_request(void *ud, const char *label, int r, long status) {
+        struct service *s = ud;
+        if (s->state && !s->opts->dry_run)
+                (void) counters_add(&s->state->counters, COUNTER_HTTP_REQUESTS, label,
+                                    counters_status_class(r, status), 1);
+}
+
 /* Builds the clients of one configuration.  The outbox is opened once the
  * state directory is locked (never in --dry-run, which writes nothing); a
  * reload keeps the one the service has, so that nothing queued is orphaned. */
@@ -135,6 +145,7 @@ static int services_open(struct service *s, struct services *sv) {
                 log_error("Cannot set up HTTP: %s", strerror(-r));
                 goto fail;
         }
+        http_set_count_hook(sv->http, count_request, s);
         struct mp_options mo = {
                 .base_url = cfg->marketplace.url,
                 .token = cfg->marketplace.token,
@@ -313,6 +324,7 @@ static void on_retry_reload(uv_timer_t *t) {
 static void on_retry_done(void *ud) {
         struct service *s = ud;
         s->retrying = false;
+        write_metrics(s, true);    /* the mail counters moved */
         if (s->stopping) {
                 maybe_finish(s);
                 return;
@@ -333,7 +345,7 @@ static void on_retry_timer(uv_timer_t *t) {
         if (s->cycle || s->stopping)
                 return;            /* the cycle flushes, and reschedules at its end */
         struct cycle_env env = { .loop = &s->loop, .cfg = s->sv.cfg, .http = s->sv.http,
-                                 .transport = s->sv.transport, .outbox = s->sv.outbox };
+                                 .transport = s->sv.transport, .outbox = s->sv.outbox, .state = s->state };
         s->retrying = true;
         int r = cycle_retry_mail(&env, util_now_wall(), on_retry_done, s);
         if (r < 0) {

@@ -84,17 +84,26 @@ void cycle_set_error(struct cycle *c, int r, const char *what, const char *detai
                 c->res.error = NULL;
 }
 
-static void persist(struct cycle *c, const char *what) {
-        if (c->env.dry_run)
-                return;
-        int r = store_save(c->env.cfg->daemon.state_dir, c->work);
+/* Saves st, logging a failure (what: when).  Also the save of the mail
+ * counters after a retry flush between cycles. */
+static int save_state(const struct cfg *cfg, const struct state *st, const char *what) {
+        int r = store_save(cfg->daemon.state_dir, st);
         if (r < 0) {
                 char buf[16];
                 snprintf(buf, sizeof(buf), "%d", -r);
                 log_event(LOG_ERR, LOG_EV_STATE_SAVE_FAILED,
-                          LOG_FIELDS({ "STATE_DIR", c->env.cfg->daemon.state_dir }, { "ERRNO", buf }),
-                          "Cannot save state in %s (%s): %s; will retry", c->env.cfg->daemon.state_dir,
+                          LOG_FIELDS({ "STATE_DIR", cfg->daemon.state_dir }, { "ERRNO", buf }),
+                          "Cannot save state in %s (%s): %s; will retry", cfg->daemon.state_dir,
                           what, strerror(-r));
+        }
+        return r;
+}
+
+static void persist(struct cycle *c, const char *what) {
+        if (c->env.dry_run)
+                return;
+        int r = save_state(c->env.cfg, c->work, what);
+        if (r < 0) {
                 c->save_failed = true;
                 cycle_set_error(c, r, "cannot save state", strerror(-r));
         }
@@ -310,6 +319,7 @@ static void decide(struct cycle *c) {
 static void on_flush(void *ud, const struct mail_flush_stats *st) {
         struct op *o = ud;
         mailplan_log_flush(o->c->env.cfg, st, &o->c->auth_logged);
+        counters_add_flush(&o->c->work->counters, st);   /* saved with the state at the end */
         o->c->res.mails_sent += st->sent;
         cycle_op_done(o);
 }
@@ -318,6 +328,7 @@ static void on_flush(void *ud, const struct mail_flush_stats *st) {
 
 struct mail_retry {
         const struct cfg *cfg;
+        struct state *state;     /* the mail counters; saved when they moved */
         cycle_retry_done_fn done;
         void *ud;
 };
@@ -326,6 +337,8 @@ static void on_retry_flush(void *ud, const struct mail_flush_stats *st) {
         struct mail_retry *m = ud;
         bool auth_logged = false;
         mailplan_log_flush(m->cfg, st, &auth_logged);
+        if (m->state && counters_add_flush(&m->state->counters, st) > 0)
+                (void) save_state(m->cfg, m->state, "after sending queued mail");
         m->done(m->ud);
         free(m);
 }
@@ -334,7 +347,7 @@ int cycle_retry_mail(const struct cycle_env *env, int64_t now, cycle_retry_done_
         struct mail_retry *m = calloc(1, sizeof(*m));
         if (!m)
                 return -ENOMEM;
-        *m = (struct mail_retry) { .cfg = env->cfg, .done = done, .ud = ud };
+        *m = (struct mail_retry) { .cfg = env->cfg, .state = env->state, .done = done, .ud = ud };
         int r = mail_outbox_flush(env->outbox, env->transport, now, on_retry_flush, m);
         if (r < 0)
                 free(m);
@@ -362,6 +375,7 @@ static bool final_flush(struct cycle *c) {
 static void on_early_flush(void *ud, const struct mail_flush_stats *st) {
         struct cycle *c = ud;
         mailplan_log_flush(c->env.cfg, st, &c->auth_logged);
+        counters_add_flush(&c->work->counters, st);
         c->res.mails_sent += st->sent;
         c->early_flush = false;
         if (c->phase != PH_FLUSH)

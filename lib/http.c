@@ -127,6 +127,7 @@ struct req {
         bool plaintext;
         bool loopback;                  /* never through a proxy */
         bool sensitive;                 /* wipe the response body */
+        char label[24];                 /* http_request.label, for the count hook */
 
         struct curl_slist *slist;
         struct util_buf resp_body;
@@ -168,6 +169,8 @@ struct http {
         size_t n_reqs;
 
         struct http_stats stats;
+        http_count_fn count;            /* http_set_count_hook() */
+        void *count_ud;
         unsigned dispatching;
         bool freeing;
         bool free_pending;
@@ -619,6 +622,8 @@ static void attempt_done(struct req *q, CURLcode code) {
         q->last_timed_out = code == CURLE_OPERATION_TIMEDOUT;
 
         int r = curlcode_to_errno(code, q->too_big);
+        if (h->count && !h->freeing)
+                h->count(h->count_ud, q->label, r, status);
         if (r == -EFBIG)
                 snprintf(q->errbuf, sizeof(q->errbuf), "response larger than %zu bytes",
                          h->opts.max_response);
@@ -1070,6 +1075,7 @@ int http_submit(struct http *h, const struct http_request *req, http_done_fn cb,
                 return -ENOMEM;
         q->plaintext = plaintext;
         q->sensitive = req->sensitive;
+        snprintf(q->label, sizeof(q->label), "%s", req->label ? req->label : "other");
         q->idempotent = req->idempotent;
         q->timeout_ms = req->timeout_ms > 0 ? req->timeout_ms : h->opts.timeout_ms;
         q->cb = cb;
@@ -1176,6 +1182,13 @@ uv_loop_t *http_get_loop(const struct http *h) {
 
 size_t http_pending(const struct http *h) {
         return h ? h->n_reqs : 0;
+}
+
+void http_set_count_hook(struct http *h, http_count_fn fn, void *userdata) {
+        if (!h)
+                return;
+        h->count = fn;
+        h->count_ud = userdata;
 }
 
 void http_get_stats(const struct http *h, struct http_stats *ret) {

@@ -919,6 +919,7 @@ static int req_submit(struct mp_client *c, struct mp_req *q, const char *url, co
                 /* Only reads are retried; POST actions never are. */
                 .idempotent = strcmp(q->method, "GET") == 0,
                 .ca_file = c->ca_file,
+                .label = "marketplace",     /* partnerd_http_requests_total{api} */
         };
         q->c = c;
         q->next = c->reqs;

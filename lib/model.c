@@ -333,7 +333,7 @@ static int tracked_customer_copy(struct tracked_customer *dst, const struct trac
 #undef DUP
 
 int state_copy(struct state *dst, const struct state *src) {
-        *dst = (struct state) { .version = src->version };
+        *dst = (struct state) { .version = src->version, .counters = src->counters };
         if (src->n_customers) {
                 dst->customers = calloc(src->n_customers, sizeof(*dst->customers));
                 if (!dst->customers)

@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "counters.h"
+
 /* ---- Marketplace orders (input) ------------------------------------- */
 
 enum order_status {
@@ -226,6 +228,7 @@ struct state {
         struct tracked_customer *customers;
         size_t n_customers;
         size_t cap_customers;
+        struct counters counters;   /* the partnerd_*_total metrics (lib/counters.h) */
 };
 
 void tracked_order_clear(struct tracked_order *o);
