@@ -42,10 +42,7 @@ int load_config(const char *path, unsigned flags, struct cfg **ret_cfg,
         if (r >= 0) {
                 for (size_t i = 0; i < cfg->n_warnings; i++)
                         log_warning("%s", cfg->warnings[i]);
-                if (cfg->mail.template_dir)
-                        override = strdup(cfg->mail.template_dir);
-                else if (asprintf(&override, "%s/templates", cfg->dir) < 0)
-                        override = NULL;
+                override = cfg_template_dir(cfg);
                 if (!override)
                         r = -ENOMEM;
                 else

@@ -11,11 +11,10 @@
 #include <string.h>
 #include <sys/prctl.h>
 
+#include "config.h"
 #include "daemon.h"
 #include "log.h"
 #include "secret.h"
-
-#define DEFAULT_CONFIG PARTNERD_SYSCONFDIR "/partnerd/partnerd.conf"
 
 static void usage(FILE *f) {
         fprintf(f,
@@ -27,7 +26,7 @@ static void usage(FILE *f) {
                 "Emails the Microsoft reseller relationship request of blocked Marketplace\n"
                 "orders to the customer's admins and processes the orders once accepted.\n"
                 "\n"
-                "  -c, --config PATH     configuration file (default " DEFAULT_CONFIG ")\n"
+                "  -c, --config PATH     configuration file (default " CFG_DEFAULT_PATH ")\n"
                 "      --once            run one full cycle, then exit (1 if it failed)\n"
                 "  -n, --dry-run         decide everything, send no mail, call no Process,\n"
                 "                        write no state; print the mails instead\n"
@@ -59,7 +58,7 @@ int main(int argc, char **argv) {
                 { "version", no_argument, NULL, OPT_VERSION },
                 { NULL, 0, NULL, 0 },
         };
-        struct options opts = { .config_path = DEFAULT_CONFIG };
+        struct options opts = { .config_path = CFG_DEFAULT_PATH };
         int c;
 
         while ((c = getopt_long(argc, argv, "c:nvh", longopts, NULL)) != -1) {

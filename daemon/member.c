@@ -216,18 +216,17 @@ int member_save(struct member *m, const struct state *st, cstore_done_fn cb, voi
 /* ---- one-shot commands: a loop of their own, run until the answer ---- */
 
 struct oneshot {
-        bool done;
+        int pending;             /* requests not answered yet */
         int r;
         struct state *loaded;
         char *err;
         char *leader;
-        bool leader_done;
         int leader_r;
 };
 
 static void on_oneshot(void *ud, int r, struct state *loaded, const char *err) {
         struct oneshot *o = ud;
-        o->done = true;
+        o->pending--;
         o->r = r;
         o->loaded = loaded;
         o->err = err ? strdup(err) : NULL;
@@ -235,40 +234,48 @@ static void on_oneshot(void *ud, int r, struct state *loaded, const char *err) {
 
 static void on_leader(void *ud, int r, const struct etcd_result *res) {
         struct oneshot *o = ud;
-        o->leader_done = true;
+        o->pending--;
         o->leader_r = r;
         if (r == 0 && res->n_kvs > 0)
                 o->leader = strdup(res->kvs[0].value);
 }
 
-/* Frees the member and runs the loop until every handle closed. */
-static void oneshot_close(uv_loop_t *loop, struct member *m) {
+/* Runs start's requests on a loop and a member of their own until every
+ * one answered (o->pending); the answer's error, else 0. */
+static int oneshot_run(const struct cfg *cfg, int (*start)(struct member *m, struct oneshot *o, const void *arg),
+                       const void *arg, struct oneshot *o) {
+        uv_loop_t loop;
+        struct member *m = NULL;
+        if (uv_loop_init(&loop) < 0)
+                return -ENOMEM;
+        int r = member_new(&loop, cfg, false, NULL, NULL, &m);
+        if (r >= 0)
+                r = start(m, o, arg);
+        while (r >= 0 && o->pending > 0 && uv_run(&loop, UV_RUN_ONCE))
+                ;
+        if (r >= 0)
+                r = o->pending > 0 ? -EIO : o->r < 0 ? o->r : o->leader_r;
         member_free(m);
-        uv_run(loop, UV_RUN_DEFAULT);
-        (void) uv_loop_close(loop);
+        uv_run(&loop, UV_RUN_DEFAULT);   /* the cancelled callbacks and the closes */
+        (void) uv_loop_close(&loop);
+        return r;
+}
+
+static int start_read(struct member *m, struct oneshot *o, const void *arg) {
+        int r = etcd_range(m->etcd, m->leader_key, false, on_leader, o);
+        if (r >= 0 && ++o->pending)
+                r = cstore_load(m->cstore, on_oneshot, o);
+        if (r >= 0)
+                o->pending++;
+        return r;
 }
 
 int member_read(const struct cfg *cfg, struct state **ret_state, char **ret_leader, char **ret_err) {
-        uv_loop_t loop;
-        struct member *m = NULL;
         struct oneshot o = { 0 };
-        int r;
-
         *ret_state = NULL;
         *ret_leader = NULL;
         *ret_err = NULL;
-        if (uv_loop_init(&loop) < 0)
-                return -ENOMEM;
-        r = member_new(&loop, cfg, false, NULL, NULL, &m);
-        if (r >= 0)
-                r = etcd_range(m->etcd, m->leader_key, false, on_leader, &o);
-        if (r >= 0)
-                r = cstore_load(m->cstore, on_oneshot, &o);
-        while (r >= 0 && (!o.done || !o.leader_done) && uv_run(&loop, UV_RUN_ONCE))
-                ;
-        if (r >= 0)
-                r = o.r < 0 ? o.r : o.leader_r;
-        oneshot_close(&loop, m);
+        int r = oneshot_run(cfg, start_read, NULL, &o);
         if (r < 0) {
                 state_free(o.loaded);
                 free(o.leader);
@@ -281,23 +288,16 @@ int member_read(const struct cfg *cfg, struct state **ret_state, char **ret_lead
         return 0;
 }
 
-int member_migrate(const struct cfg *cfg, const struct state *st, char **ret_err) {
-        uv_loop_t loop;
-        struct member *m = NULL;
-        struct oneshot o = { 0 };
-        int r;
+static int start_migrate(struct member *m, struct oneshot *o, const void *arg) {
+        int r = cstore_migrate(m->cstore, arg, on_oneshot, o);
+        if (r >= 0)
+                o->pending++;
+        return r;
+}
 
-        *ret_err = NULL;
-        if (uv_loop_init(&loop) < 0)
-                return -ENOMEM;
-        r = member_new(&loop, cfg, false, NULL, NULL, &m);
-        if (r >= 0)
-                r = cstore_migrate(m->cstore, st, on_oneshot, &o);
-        while (r >= 0 && !o.done && uv_run(&loop, UV_RUN_ONCE))
-                ;
-        if (r >= 0)
-                r = o.done ? o.r : -EIO;
-        oneshot_close(&loop, m);
+int member_migrate(const struct cfg *cfg, const struct state *st, char **ret_err) {
+        struct oneshot o = { 0 };
+        int r = oneshot_run(cfg, start_migrate, st, &o);
         state_free(o.loaded);
         *ret_err = o.err;
         return r;

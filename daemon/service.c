@@ -25,6 +25,7 @@
 #include "partnercenter.h"
 #include "secret.h"
 #include "store.h"
+#include "counters.h"
 #include "util.h"
 
 #define STOP_GRACE_MS 5000
@@ -101,23 +102,12 @@ static int open_accounts(struct services *sv) {
                 return -ENOMEM;
         for (size_t i = 0; i < cfg_n_accounts(cfg); i++) {
                 const struct cfg_microsoft *m = cfg_account(cfg, i);
-                struct pc_options po = {
-                        .login_url = m->login_url,
-                        .api_url = m->api_url,
-                        .tenant = m->tenant,
-                        .client_id = m->client_id,
-                        .client_secret = m->client_secret,
-                        .ca_file = m->ca_file,
-                        .token_endpoint = m->token_endpoint,
-                };
-                struct graph_options go = {
-                        .login_url = m->login_url,
-                        .graph_url = m->graph_url,
-                        .tenant = m->tenant,
-                        .client_id = m->client_id,
-                        .client_secret = m->client_secret,
-                        .ca_file = m->ca_file,
-                };
+                /* the application both clients sign in as */
+#define ACCOUNT_APP(m) .login_url = (m)->login_url, .tenant = (m)->tenant, .client_id = (m)->client_id, \
+                       .client_secret = (m)->client_secret, .ca_file = (m)->ca_file
+                struct pc_options po = { ACCOUNT_APP(m), .api_url = m->api_url, .token_endpoint = m->token_endpoint };
+                struct graph_options go = { ACCOUNT_APP(m), .graph_url = m->graph_url };
+#undef ACCOUNT_APP
                 int r = pc_client_new(sv->http, &po, &sv->accounts[i].pc);
                 if (r < 0)
                         return r;
@@ -128,6 +118,15 @@ static int open_accounts(struct services *sv) {
                         return r;
         }
         return 0;
+}
+
+/* The http count hook: partnerd_http_requests_total, into the state (saved
+ * with it).  --dry-run counts nothing: it saves nothing either. */
+static void count_request(void *ud, const char *label, int r, long status) {
+        struct service *s = ud;
+        if (s->state && !s->opts->dry_run)
+                (void) counters_add(&s->state->counters, COUNTER_HTTP_REQUESTS, label,
+                                    counters_status_class(r, status), 1);
 }
 
 /* Builds the clients of one configuration.  The outbox is opened once the
@@ -151,6 +150,7 @@ static int services_open(struct service *s, struct services *sv) {
                 log_error("Cannot set up HTTP: %s", strerror(-r));
                 goto fail;
         }
+        http_set_count_hook(sv->http, count_request, s);
         struct mp_options mo = {
                 .base_url = cfg->marketplace.url,
                 .token = cfg->marketplace.token,
@@ -491,6 +491,7 @@ static void on_retry_done(void *ud) {
 
 static void retry_finished(struct service *s) {
         s->retrying = false;
+        write_metrics(s, true);    /* the mail counters moved */
         if (s->stopping) {
                 maybe_finish(s);
                 return;
@@ -512,7 +513,11 @@ static void on_retry_timer(uv_timer_t *t) {
                 return;            /* the cycle flushes, and reschedules at its end; a standby sends
                                     * nothing; a new leader sends etcd's outbox, once restored */
         struct cycle_env env = { .loop = &s->loop, .cfg = s->sv.cfg, .http = s->sv.http,
-                                 .transport = s->sv.transport, .outbox = s->sv.outbox };
+                                 .transport = s->sv.transport, .outbox = s->sv.outbox, .state = s->state };
+        if (s->member) {       /* the counters and the sent mails go to etcd in on_retry_done() */
+                env.save = cycle_save;
+                env.save_ud = s;
+        }
         s->retrying = true;
         int r = cycle_retry_mail(&env, util_now_wall(), on_retry_done, s);
         if (r < 0) {

@@ -26,6 +26,7 @@
 #include "apiutil.h"
 #include "config.h"
 #include "secret.h"
+#include "text.h"
 #include "url.h"
 #include "util.h"
 
@@ -333,60 +334,6 @@ struct cfg *cfg_free(struct cfg *c) {
 
 /* ---- small validators ---- */
 
-/* Strict UTF-8 (no overlongs, no surrogates, <= U+10FFFF). */
-static bool utf8_valid(const unsigned char *s, size_t n) {
-        for (size_t i = 0, k; i < n; i += k)
-                if (!(k = util_utf8_decode((const char *) s + i, n - i, NULL)))
-                        return false;
-        return true;
-}
-
-static bool is_atext(char ch) {
-        return isalnum((unsigned char) ch) || (ch && strchr("!#$%&'*+-/=?^_`{|}~", ch));
-}
-
-/* One host name: labels of [A-Za-z0-9-], no leading/trailing '-', each
- * 1..63, total <= 253. */
-static bool hostname_valid(const char *s, size_t n) {
-        size_t label = 0;
-        if (n == 0 || n > 253)
-                return false;
-        for (size_t i = 0; i < n; i++) {
-                char ch = s[i];
-                if (ch == '.') {
-                        if (label == 0 || s[i - 1] == '-')
-                                return false;
-                        label = 0;
-                } else if (isalnum((unsigned char) ch) || ch == '-') {
-                        if (ch == '-' && label == 0)
-                                return false;
-                        if (++label > 63)
-                                return false;
-                } else
-                        return false;
-        }
-        return label > 0 && s[n - 1] != '-';
-}
-
-/* addr-spec "local@domain": dot-atom local part (<= 64), host name domain,
- * total <= 254. */
-static bool addr_spec_valid(const char *s, size_t n) {
-        const char *at = memchr(s, '@', n);
-        if (!at || n > 254 || memchr(at + 1, '@', n - (size_t) (at - s) - 1))
-                return false;
-        size_t ll = (size_t) (at - s);
-        if (ll == 0 || ll > 64 || s[0] == '.' || s[ll - 1] == '.')
-                return false;
-        for (size_t i = 0; i < ll; i++) {
-                if (s[i] == '.') {
-                        if (s[i + 1] == '.')
-                                return false;
-                } else if (!is_atext(s[i]))
-                        return false;
-        }
-        return hostname_valid(at + 1, n - ll - 1);
-}
-
 /* "local@domain" or "Display Name <local@domain>".  The display name is
  * printable (UTF-8 allowed), without '<', '>', '"', '\\' or ','. */
 static bool address_valid(const char *s) {
@@ -395,7 +342,7 @@ static bool address_valid(const char *s) {
                 return false;
         const char *lt = strchr(s, '<');
         if (!lt)
-                return addr_spec_valid(s, n);
+                return text_addr_spec_valid(s, n);
         if (s[n - 1] != '>')
                 return false;
         for (const char *p = s; p < lt; p++)
@@ -405,7 +352,7 @@ static bool address_valid(const char *s) {
         size_t al = (size_t) (s + n - 1 - a);
         if (memchr(a, '<', al) || memchr(a, '>', al))
                 return false;
-        return addr_spec_valid(a, al);
+        return text_addr_spec_valid(a, al);
 }
 
 static bool product_valid(const char *s) {
@@ -602,215 +549,250 @@ static bool parse_one_duration(struct ctx *c, unsigned line, const struct key_de
         return true;
 }
 
-/* Parses one value into the cfg.  Errors are added to c. */
-static void parse_value(struct ctx *c, unsigned line, const struct key_def *k, const char *v) {
-        void *field = field_at(c, k, k->off);
-        char q[QUOTE_BUF];
+/* "[SECTION] KEY: message" for the key being read. */
+__attribute__((format(printf, 4, 5)))
+static void key_error(struct ctx *c, unsigned line, const struct key_def *k, const char *fmt, ...) {
+        char *msg = NULL;
+        va_list ap;
+
+        va_start(ap, fmt);
+        int r = vasprintf(&msg, fmt, ap);
+        va_end(ap);
+        if (r < 0) {
+                c->n_errors++;
+                c->oom = true;
+                return;
+        }
+        add_error(c, line, "[%s] %s: %s", SEC(c, k), k->key, msg);
+        free(msg);
+}
+
+/* ---- one parser per key kind ----
+ * Each gets a non-empty value without control characters, stores it in
+ * the key's field or adds an error naming the key. */
+
+typedef void kind_parser(struct ctx *c, unsigned line, const struct key_def *k, const char *v);
+
+/* K_URL_HTTP, K_URL_SMTP: the endpoint policy of lib/url; an http(s) base
+ * loses one trailing '/'. */
+static void kind_url(struct ctx *c, unsigned line, const struct key_def *k, const char *v) {
         const char *msg = NULL;
+        char q[QUOTE_BUF];
+        int r = url_check_endpoint(v, URL_STRICT | (k->kind == K_URL_SMTP ? URL_ALLOW_SMTP : URL_ALLOW_HTTP),
+                                   NULL, &msg);
+        if (r == -ENOMEM) {
+                c->oom = true;
+                return;
+        }
+        if (r == -EPERM)  /* the value holds credentials: not echoed */
+                key_error(c, line, k, "%s", msg);
+        else if (r < 0)
+                key_error(c, line, k, "%s: '%s'", msg, quote(v, q));
+        if (r < 0)
+                return;
+        char *s = strdup(v);
+        if (!s) {
+                c->oom = true;
+                return;
+        }
+        size_t len = strlen(s);
+        if (k->kind == K_URL_HTTP && len > 0 && s[len - 1] == '/')
+                s[len - 1] = '\0';
+        set_str(c, k, s);
+}
+
+/* K_STRING, K_WORD (printable ASCII, no spaces), K_HOST (a host name). */
+static void kind_string(struct ctx *c, unsigned line, const struct key_def *k, const char *v) {
+        const char *bad = NULL;
+        char q[QUOTE_BUF];
+        if (strlen(v) > 256)
+                bad = "too long (more than 256 bytes)";
+        else if (k->kind == K_HOST && !text_hostname_valid(v, strlen(v)))
+                bad = "not a tenant id or domain name";
+        else if (k->kind == K_WORD)
+                for (const char *p = v; *p && !bad; p++)
+                        if (*p <= ' ' || *p >= 0x7f)
+                                bad = "only printable ASCII without spaces allowed";
+        if (bad)
+                key_error(c, line, k, "%s: '%s'", bad, quote(v, q));
+        else
+                set_dup(c, k, v);
+}
+
+/* K_PATH, K_ABS_PATH, K_SECRET_PATH: stored as written, resolved after
+ * the whole file is read. */
+static void kind_path(struct ctx *c, unsigned line, const struct key_def *k, const char *v) {
+        char q[QUOTE_BUF];
+        if (k->kind == K_ABS_PATH && v[0] != '/')
+                key_error(c, line, k, "'%s' is not an absolute path", quote(v, q));
+        else if (strlen(v) >= PATH_MAX)
+                key_error(c, line, k, "path too long");
+        else
+                set_dup(c, k, v);
+}
+
+static void kind_duration(struct ctx *c, unsigned line, const struct key_def *k, const char *v) {
+        parse_one_duration(c, line, k, v, field_at(c, k, k->off));
+}
+
+static void kind_duration_list(struct ctx *c, unsigned line, const struct key_def *k, const char *v) {
         char **list = NULL;
         size_t n = 0;
-        int r;
+        if (!split_value(c, line, k, v, &list, &n))
+                return;
+        int64_t *d = calloc(n, sizeof(int64_t));
+        bool ok = d != NULL;
+        if (!d)
+                c->oom = true;
+        for (size_t i = 0; ok && i < n; i++)
+                ok = parse_one_duration(c, line, k, list[i], &d[i]);
+        strv_free(list, n);
+        if (!ok) {
+                free(d);
+                return;
+        }
+        int64_t **f = field_at(c, k, k->off);
+        size_t *count = field_at(c, k, k->off_n);
+        free(*f);
+        *f = d;
+        *count = n;
+}
 
-        if (!*v) {
-                add_error(c, line, "[%s] %s: empty value", SEC(c, k), k->key);
-                return;
-        }
-        if (util_has_ctl(v, false)) {
-                add_error(c, line, "[%s] %s: control character in value", SEC(c, k), k->key);
-                return;
-        }
+static void kind_int(struct ctx *c, unsigned line, const struct key_def *k, const char *v) {
+        char q[QUOTE_BUF], *end;
+        errno = 0;
+        long long x = isdigit((unsigned char) v[0]) ? strtoll(v, &end, 10) : 0;
+        if (!isdigit((unsigned char) v[0]) || *end)
+                key_error(c, line, k, "invalid number '%s'", quote(v, q));
+        else if (errno == ERANGE || x < k->min || x > k->max)
+                key_error(c, line, k, "%s out of range (%lld..%lld)", quote(v, q),
+                          (long long) k->min, (long long) k->max);
+        else
+                *(int *) field_at(c, k, k->off) = (int) x;
+}
 
-        switch (k->kind) {
-        case K_URL_HTTP:
-        case K_URL_SMTP: {
-                r = url_check_endpoint(v, URL_STRICT | (k->kind == K_URL_SMTP ? URL_ALLOW_SMTP : URL_ALLOW_HTTP),
-                                       NULL, &msg);
-                if (r == -ENOMEM) {
-                        c->oom = true;
-                        return;
-                }
-                if (r < 0 && r != -EPERM)
-                        add_error(c, line, "[%s] %s: %s: '%s'", SEC(c, k), k->key, msg, quote(v, q));
-                if (r == -EPERM)  /* the value holds credentials: not echoed */
-                        add_error(c, line, "[%s] %s: %s", SEC(c, k), k->key, msg);
-                if (r < 0)
-                        return;
-                char *s = strdup(v);
-                if (!s) {
-                        c->oom = true;
-                        return;
-                }
-                size_t len = strlen(s);
-                if (k->kind == K_URL_HTTP && len > 0 && s[len - 1] == '/')
-                        s[len - 1] = '\0';
-                set_str(c, k, s);
-                return;
-        }
-        case K_STRING:
-        case K_WORD:
-        case K_HOST: {
-                const char *bad = NULL;
-                if (strlen(v) > 256)
-                        bad = "too long (more than 256 bytes)";
-                else if (k->kind == K_HOST && !hostname_valid(v, strlen(v)))
-                        bad = "not a tenant id or domain name";
-                else if (k->kind == K_WORD)
-                        for (const char *p = v; *p && !bad; p++)
-                                if (*p <= ' ' || *p >= 0x7f)
-                                        bad = "only printable ASCII without spaces allowed";
-                if (bad) {
-                        add_error(c, line, "[%s] %s: %s: '%s'", SEC(c, k), k->key, bad,
-                                  quote(v, q));
-                        return;
-                }
+static void kind_size(struct ctx *c, unsigned line, const struct key_def *k, const char *v) {
+        char q[QUOTE_BUF];
+        uint64_t sz;
+        int r = parse_size(v, &sz);
+        if (r == -EINVAL)
+                key_error(c, line, k, "invalid size '%s' (use e.g. 512K, 16M)", quote(v, q));
+        else if (r < 0 || sz < (uint64_t) k->min || sz > (uint64_t) k->max)
+                key_error(c, line, k, "size '%s' out of range (%lldK..%lldM)", quote(v, q),
+                          (long long) k->min / 1024, (long long) k->max / (1024 * 1024));
+        else
+                *(size_t *) field_at(c, k, k->off) = (size_t) sz;
+}
+
+static void kind_bool(struct ctx *c, unsigned line, const struct key_def *k, const char *v) {
+        char q[QUOTE_BUF];
+        if (parse_bool(v, field_at(c, k, k->off)) < 0)
+                key_error(c, line, k, "invalid boolean '%s' (use yes or no)", quote(v, q));
+}
+
+static void kind_address(struct ctx *c, unsigned line, const struct key_def *k, const char *v) {
+        char q[QUOTE_BUF];
+        if (address_valid(v))
                 set_dup(c, k, v);
-                return;
-        }
-        case K_PATH:
-        case K_ABS_PATH:
-        case K_SECRET_PATH: {
-                if (k->kind == K_ABS_PATH && v[0] != '/') {
-                        add_error(c, line, "[%s] %s: '%s' is not an absolute path",
-                                  SEC(c, k), k->key, quote(v, q));
-                        return;
-                }
-                if (strlen(v) >= PATH_MAX) {
-                        add_error(c, line, "[%s] %s: path too long", SEC(c, k), k->key);
-                        return;
-                }
-                /* Stored as written; resolved after the whole file is read. */
-                set_dup(c, k, v);
-                return;
-        }
-        case K_DURATION: {
-                int64_t d;
-                if (parse_one_duration(c, line, k, v, &d))
-                        *(int64_t *) field = d;
-                return;
-        }
-        case K_DURATION_LIST: {
-                if (!split_value(c, line, k, v, &list, &n))
-                        return;
-                int64_t *d = calloc(n, sizeof(int64_t));
-                bool ok = d != NULL;
-                if (!d)
-                        c->oom = true;
-                for (size_t i = 0; ok && i < n; i++)
-                        ok = parse_one_duration(c, line, k, list[i], &d[i]);
-                strv_free(list, n);
-                if (!ok) {
-                        free(d);
-                        return;
-                }
-                int64_t **f = field;
-                size_t *count = field_at(c, k, k->off_n);
-                free(*f);
-                *f = d;
-                *count = n;
-                return;
-        }
-        case K_INT: {
-                char *end;
-                errno = 0;
-                long long x = isdigit((unsigned char) v[0]) ? strtoll(v, &end, 10) : 0;
-                if (!isdigit((unsigned char) v[0]) || *end) {
-                        add_error(c, line, "[%s] %s: invalid number '%s'", SEC(c, k), k->key,
-                                  quote(v, q));
-                        return;
-                }
-                if (errno == ERANGE || x < k->min || x > k->max) {
-                        add_error(c, line, "[%s] %s: %s out of range (%lld..%lld)", SEC(c, k),
-                                  k->key, quote(v, q), (long long) k->min, (long long) k->max);
-                        return;
-                }
-                *(int *) field = (int) x;
-                return;
-        }
-        case K_SIZE: {
-                uint64_t sz;
-                r = parse_size(v, &sz);
-                if (r == -EINVAL) {
-                        add_error(c, line, "[%s] %s: invalid size '%s' (use e.g. 512K, 16M)",
-                                  SEC(c, k), k->key, quote(v, q));
-                        return;
-                }
-                if (r < 0 || sz < (uint64_t) k->min || sz > (uint64_t) k->max) {
-                        add_error(c, line, "[%s] %s: size '%s' out of range (%lldK..%lldM)",
-                                  SEC(c, k), k->key, quote(v, q), (long long) k->min / 1024,
-                                  (long long) k->max / (1024 * 1024));
-                        return;
-                }
-                *(size_t *) field = (size_t) sz;
-                return;
-        }
-        case K_BOOL:
-                if (parse_bool(v, (bool *) field) < 0)
-                        add_error(c, line, "[%s] %s: invalid boolean '%s' (use yes or no)",
-                                  SEC(c, k), k->key, quote(v, q));
-                return;
-        case K_ADDRESS: {
-                if (!address_valid(v)) {
-                        add_error(c, line, "[%s] %s: invalid address '%s'", SEC(c, k), k->key,
-                                  quote(v, q));
-                        return;
-                }
-                set_dup(c, k, v);
-                return;
-        }
+        else
+                key_error(c, line, k, "invalid address '%s'", quote(v, q));
+}
+
+/* What item i of a list of kind kind is not ("address", ...), NULL when
+ * it is fine. */
+static const char *list_item_fault(enum kind kind, char *const *list, size_t i) {
+        switch (kind) {
         case K_ADDRESS_LIST:
+                return address_valid(list[i]) ? NULL : "address";
         case K_PRODUCT_LIST:
+                return product_valid(list[i]) ? NULL : "product id";
         case K_HOST_LIST:
-        case K_GUID_LIST: {
-                if (!split_value(c, line, k, v, &list, &n))
-                        return;
-                bool ok = true;
-                for (size_t i = 0; i < n; i++) {
-                        const char *what = NULL;
-                        if (k->kind == K_ADDRESS_LIST && !address_valid(list[i]))
-                                what = "address";
-                        else if (k->kind == K_PRODUCT_LIST && !product_valid(list[i]))
-                                what = "product id";
-                        else if (k->kind == K_HOST_LIST &&
-                                 !hostname_valid(list[i], strlen(list[i])))
-                                what = "host name";
-                        else if (k->kind == K_GUID_LIST && !api_guid_valid(list[i]))
-                                what = "partnerId (not a GUID)";
-                        for (size_t j = 0; !what && k->kind == K_GUID_LIST && j < i; j++)
-                                if (util_streq_ci(list[i], list[j]))
-                                        what = "partnerId (listed twice)";
-                        if (what) {
-                                add_error(c, line, "[%s] %s: invalid %s '%s'", SEC(c, k),
-                                          k->key, what, quote(list[i], q));
-                                ok = false;
-                        } else if (k->kind == K_HOST_LIST || k->kind == K_GUID_LIST)
-                                util_ascii_lower(list[i]);
-                }
-                if (!ok) {
-                        strv_free(list, n);
-                        return;
-                }
+                return text_hostname_valid(list[i], strlen(list[i])) ? NULL : "host name";
+        default:
+                break;
+        }
+        if (!api_guid_valid(list[i]))
+                return "partnerId (not a GUID)";
+        for (size_t j = 0; j < i; j++)
+                if (util_streq_ci(list[i], list[j]))
+                        return "partnerId (listed twice)";
+        return NULL;
+}
+
+/* K_ADDRESS_LIST, K_PRODUCT_LIST, K_HOST_LIST and K_GUID_LIST (the last
+ * two lower-cased): every item checked, every bad one reported. */
+static void kind_list(struct ctx *c, unsigned line, const struct key_def *k, const char *v) {
+        char q[QUOTE_BUF], **list = NULL;
+        size_t n = 0;
+        bool ok = true;
+        if (!split_value(c, line, k, v, &list, &n))
+                return;
+        for (size_t i = 0; i < n; i++) {
+                const char *what = list_item_fault(k->kind, list, i);
+                if (what) {
+                        key_error(c, line, k, "invalid %s '%s'", what, quote(list[i], q));
+                        ok = false;
+                } else if (k->kind == K_HOST_LIST || k->kind == K_GUID_LIST)
+                        util_ascii_lower(list[i]);
+        }
+        if (ok)
                 set_strv(c, k, list, n);
-                return;
-        }
-        case K_TRANSPORT:
-                if (strcmp(v, "smtp") == 0)
-                        *(enum cfg_transport *) field = CFG_TRANSPORT_SMTP;
-                else if (strcmp(v, "sendmail") == 0)
-                        *(enum cfg_transport *) field = CFG_TRANSPORT_SENDMAIL;
-                else
-                        add_error(c, line, "[%s] %s: invalid value '%s' (use smtp or sendmail)",
-                                  SEC(c, k), k->key, quote(v, q));
-                return;
-        case K_TOKEN_ENDPOINT:
-                if (strcmp(v, "v1") == 0 || strcmp(v, "1") == 0)
-                        *(int *) field = 1;
-                else if (strcmp(v, "v2") == 0 || strcmp(v, "2") == 0)
-                        *(int *) field = 2;
-                else
-                        add_error(c, line, "[%s] %s: invalid value '%s' (use v1 or v2)",
-                                  SEC(c, k), k->key, quote(v, q));
-                return;
-        }
+        else
+                strv_free(list, n);
+}
+
+/* K_TRANSPORT, K_TOKEN_ENDPOINT: one of a few words. */
+static void kind_choice(struct ctx *c, unsigned line, const struct key_def *k, const char *v) {
+        static const struct { enum kind kind; const char *word; int value; } words[] = {
+                { K_TRANSPORT, "smtp", CFG_TRANSPORT_SMTP },
+                { K_TRANSPORT, "sendmail", CFG_TRANSPORT_SENDMAIL },
+                { K_TOKEN_ENDPOINT, "v1", 1 }, { K_TOKEN_ENDPOINT, "1", 1 },
+                { K_TOKEN_ENDPOINT, "v2", 2 }, { K_TOKEN_ENDPOINT, "2", 2 },
+        };
+        char q[QUOTE_BUF];
+        for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
+                if (words[i].kind == k->kind && strcmp(v, words[i].word) == 0) {
+                        if (k->kind == K_TRANSPORT)
+                                *(enum cfg_transport *) field_at(c, k, k->off) = (enum cfg_transport) words[i].value;
+                        else
+                                *(int *) field_at(c, k, k->off) = words[i].value;
+                        return;
+                }
+        key_error(c, line, k, "invalid value '%s' (use %s)", quote(v, q),
+                  k->kind == K_TRANSPORT ? "smtp or sendmail" : "v1 or v2");
+}
+
+static kind_parser *const kind_parsers[] = {
+        [K_URL_HTTP]      = kind_url,
+        [K_URL_SMTP]      = kind_url,
+        [K_STRING]        = kind_string,
+        [K_WORD]          = kind_string,
+        [K_HOST]          = kind_string,
+        [K_PATH]          = kind_path,
+        [K_ABS_PATH]      = kind_path,
+        [K_SECRET_PATH]   = kind_path,
+        [K_DURATION]      = kind_duration,
+        [K_DURATION_LIST] = kind_duration_list,
+        [K_INT]           = kind_int,
+        [K_SIZE]          = kind_size,
+        [K_BOOL]          = kind_bool,
+        [K_ADDRESS]       = kind_address,
+        [K_ADDRESS_LIST]  = kind_list,
+        [K_PRODUCT_LIST]  = kind_list,
+        [K_HOST_LIST]     = kind_list,
+        [K_TRANSPORT]     = kind_choice,
+        [K_TOKEN_ENDPOINT] = kind_choice,
+        [K_GUID_LIST]     = kind_list,
+};
+
+/* Parses one value into the cfg.  Errors are added to c. */
+static void parse_value(struct ctx *c, unsigned line, const struct key_def *k, const char *v) {
+        if (!*v)
+                key_error(c, line, k, "empty value");
+        else if (util_has_ctl(v, false))
+                key_error(c, line, k, "control character in value");
+        else
+                kind_parsers[k->kind](c, line, k, v);
 }
 
 /* ---- the file ---- */
@@ -1024,7 +1006,7 @@ static void parse_text(struct ctx *c, char *text, size_t len) {
                         add_error(c, line, "NUL byte in line");
                         continue;
                 }
-                if (!utf8_valid((const unsigned char *) start, n)) {
+                if (!text_utf8_valid(start, n)) {
                         add_error(c, line, "invalid UTF-8");
                         continue;
                 }
@@ -1039,37 +1021,80 @@ static void parse_text(struct ctx *c, char *text, size_t len) {
 
 /* ---- after the file ---- */
 
-static int set_defaults(struct cfg *cfg) {
-        cfg->marketplace.poll_interval = DEF_POLL_INTERVAL;
-        cfg->microsoft.token_endpoint = 1;
-        cfg->microsoft.name = strdup(CFG_ACCOUNT_DEFAULT);
-        cfg->mail.transport = CFG_TRANSPORT_SMTP;
-        cfg->mail.notify_order_contacts = false;
-        cfg->mail.reminder_interval = DEF_REMINDER;
-        cfg->mail.max_reminders = DEF_MAX_REMINDERS;
-        cfg->mail.deadline = DEF_DEADLINE;
-        cfg->mail.deadline_warning = DEF_DEADLINE_WARN;
-        cfg->daemon.retention = DEF_RETENTION;
-        cfg->daemon.max_parallel = DEF_MAX_PARALLEL;
-        cfg->daemon.http_timeout = DEF_HTTP_TIMEOUT;
-        cfg->daemon.connect_timeout = DEF_CONNECT_TIMEOUT;
-        cfg->daemon.max_response = DEF_MAX_RESPONSE;
-        cfg->marketplace.max_orders_bytes = DEF_MAX_ORDERS_BYTES;
+/* The defaults of the keys a file may leave out (partnerd.conf(5)), named
+ * as in the key table: a number (durations, ints, sizes, booleans,
+ * choices) or a string.  The list defaults follow in set_defaults(). */
+static const struct key_default {
+        const char *section;
+        const char *key;
+        int64_t number;
+        const char *text;
+} key_defaults[] = {
+        { "marketplace", "poll_interval",     DEF_POLL_INTERVAL, NULL },
+        { "marketplace", "portal_url",        0, DEF_PORTAL_URL },
+        { "marketplace", "max_orders_bytes",  (int64_t) DEF_MAX_ORDERS_BYTES, NULL },
 
-        size_t ns = sizeof(def_check_schedule) / sizeof(def_check_schedule[0]);
+        { "microsoft", "login_url",           0, DEF_LOGIN_URL },
+        { "microsoft", "api_url",             0, DEF_API_URL },
+        { "microsoft", "graph_url",           0, DEF_GRAPH_URL },
+        { "microsoft", "token_endpoint",      1, NULL },
+
+        { "mail", "transport",                CFG_TRANSPORT_SMTP, NULL },
+        { "mail", "sendmail",                 0, DEF_SENDMAIL },
+        { "mail", "notify_order_contacts",    false, NULL },
+        { "mail", "reminder_interval",        DEF_REMINDER, NULL },
+        { "mail", "max_reminders",            DEF_MAX_REMINDERS, NULL },
+        { "mail", "deadline",                 DEF_DEADLINE, NULL },
+        { "mail", "deadline_warning",         DEF_DEADLINE_WARN, NULL },
+
+        { "daemon", "retention",              DEF_RETENTION, NULL },
+        { "daemon", "max_parallel",           DEF_MAX_PARALLEL, NULL },
+        { "daemon", "http_timeout",           DEF_HTTP_TIMEOUT, NULL },
+        { "daemon", "connect_timeout",        DEF_CONNECT_TIMEOUT, NULL },
+        { "daemon", "max_response",           (int64_t) DEF_MAX_RESPONSE, NULL },
+};
+
+/* Stores one default in its key's field, typed by the key's kind. */
+static int set_default(struct cfg *cfg, const struct key_default *d) {
+        size_t idx;
+        const struct key_def *k = key_lookup(d->section, d->key, &idx);
+        void *field = (char *) cfg + k->off;
+
+        if (d->text) {
+                *(char **) field = strdup(d->text);
+                return *(char **) field ? 0 : -ENOMEM;
+        }
+        switch (k->kind) {
+        case K_DURATION:
+                *(int64_t *) field = d->number;
+                break;
+        case K_SIZE:
+                *(size_t *) field = (size_t) d->number;
+                break;
+        case K_BOOL:
+                *(bool *) field = d->number != 0;
+                break;
+        case K_TRANSPORT:
+                *(enum cfg_transport *) field = (enum cfg_transport) d->number;
+                break;
+        default:   /* K_INT, K_TOKEN_ENDPOINT */
+                *(int *) field = (int) d->number;
+                break;
+        }
+        return 0;
+}
+
+static int set_defaults(struct cfg *cfg) {
+        for (size_t i = 0; i < sizeof(key_defaults) / sizeof(key_defaults[0]); i++)
+                if (set_default(cfg, &key_defaults[i]) < 0)
+                        return -ENOMEM;
+        cfg->microsoft.name = strdup(CFG_ACCOUNT_DEFAULT);
         cfg->microsoft.check_schedule = malloc(sizeof(def_check_schedule));
-        cfg->marketplace.portal_url = strdup(DEF_PORTAL_URL);
-        cfg->microsoft.login_url = strdup(DEF_LOGIN_URL);
-        cfg->microsoft.api_url = strdup(DEF_API_URL);
-        cfg->microsoft.graph_url = strdup(DEF_GRAPH_URL);
-        cfg->mail.sendmail_path = strdup(DEF_SENDMAIL);
         cfg->mail.url_hosts = calloc(url_n_link_hosts, sizeof(char *));
-        if (!cfg->microsoft.check_schedule || !cfg->marketplace.portal_url || !cfg->microsoft.name ||
-            !cfg->microsoft.login_url || !cfg->microsoft.api_url || !cfg->microsoft.graph_url || !cfg->mail.sendmail_path ||
-            !cfg->mail.url_hosts)
+        if (!cfg->microsoft.name || !cfg->microsoft.check_schedule || !cfg->mail.url_hosts)
                 return -ENOMEM;
         memcpy(cfg->microsoft.check_schedule, def_check_schedule, sizeof(def_check_schedule));
-        cfg->microsoft.n_check_schedule = ns;
+        cfg->microsoft.n_check_schedule = sizeof(def_check_schedule) / sizeof(def_check_schedule[0]);
         for (; cfg->mail.n_url_hosts < url_n_link_hosts; cfg->mail.n_url_hosts++)
                 if (!(cfg->mail.url_hosts[cfg->mail.n_url_hosts] = strdup(url_link_hosts[cfg->mail.n_url_hosts])))
                         return -ENOMEM;
@@ -1298,6 +1323,12 @@ const struct cfg_microsoft *cfg_account(const struct cfg *c, size_t i) {
         if (!c || i > c->n_accounts)
                 return NULL;
         return i == 0 ? &c->microsoft : &c->accounts[i - 1];
+}
+
+char *cfg_template_dir(const struct cfg *c) {
+        if (c->mail.template_dir)
+                return strdup(c->mail.template_dir);
+        return path_join(c->dir, "templates");
 }
 
 const struct cfg_microsoft *cfg_account_for_partner(const struct cfg *c, const char *partner_id) {

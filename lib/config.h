@@ -147,6 +147,17 @@ struct cfg_errors {
 
 void cfg_errors_clear(struct cfg_errors *e);
 
+/* The configuration file when none is named (partnerd.conf(5)). */
+#ifndef PARTNERD_SYSCONFDIR
+#define PARTNERD_SYSCONFDIR "/etc"
+#endif
+#define CFG_DEFAULT_PATH PARTNERD_SYSCONFDIR "/partnerd/partnerd.conf"
+
+/* The directory whose templates override the built-in ones: [mail]
+ * templates, else "templates" next to the configuration file.  malloc'd;
+ * NULL on ENOMEM. */
+char *cfg_template_dir(const struct cfg *c);
+
 /* Parses and validates path.  Returns 0 and *ret on success; -EINVAL with
  * every error in *errors when the file is invalid; other negative errno if
  * it cannot be read (also described in *errors).  Loads secrets unless

@@ -206,6 +206,7 @@ static int call_send(struct call *c) {
                 .cert_file = e->cert_file,
                 .key_file = e->key_file,
                 .timeout_ms = e->timeout_ms,
+                .label = "etcd",        /* partnerd_http_requests_total{api} */
         };
         c->attempts++;
         return http_submit(e->http, &req, on_http_done, c);

@@ -28,6 +28,7 @@
 #include <jansson.h>
 
 #include "secret.h"
+#include "text.h"
 #include "url.h"
 #include "util.h"
 
@@ -126,6 +127,7 @@ struct req {
         bool plaintext;
         bool loopback;                  /* never through a proxy */
         bool sensitive;                 /* wipe the response body */
+        char label[24];                 /* http_request.label, for the count hook */
 
         struct curl_slist *slist;
         struct util_buf resp_body;
@@ -167,6 +169,8 @@ struct http {
         size_t n_reqs;
 
         struct http_stats stats;
+        http_count_fn count;            /* http_set_count_hook() */
+        void *count_ud;
         unsigned dispatching;
         bool freeing;
         bool free_pending;
@@ -618,6 +622,8 @@ static void attempt_done(struct req *q, CURLcode code) {
         q->last_timed_out = code == CURLE_OPERATION_TIMEDOUT;
 
         int r = curlcode_to_errno(code, q->too_big);
+        if (h->count && !h->freeing)
+                h->count(h->count_ud, q->label, r, status);
         if (r == -EFBIG)
                 snprintf(q->errbuf, sizeof(q->errbuf), "response larger than %zu bytes",
                          h->opts.max_response);
@@ -1069,6 +1075,7 @@ int http_submit(struct http *h, const struct http_request *req, http_done_fn cb,
                 return -ENOMEM;
         q->plaintext = plaintext;
         q->sensitive = req->sensitive;
+        snprintf(q->label, sizeof(q->label), "%s", req->label ? req->label : "other");
         q->idempotent = req->idempotent;
         q->timeout_ms = req->timeout_ms > 0 ? req->timeout_ms : h->opts.timeout_ms;
         q->cb = cb;
@@ -1177,6 +1184,13 @@ size_t http_pending(const struct http *h) {
         return h ? h->n_reqs : 0;
 }
 
+void http_set_count_hook(struct http *h, http_count_fn fn, void *userdata) {
+        if (!h)
+                return;
+        h->count = fn;
+        h->count_ud = userdata;
+}
+
 void http_get_stats(const struct http *h, struct http_stats *ret) {
         if (!ret)
                 return;
@@ -1233,61 +1247,6 @@ static const char *reason_phrase(long status) {
         case 504: return "Gateway Timeout";
         default: return NULL;
         }
-}
-
-/* Length of a valid UTF-8 sequence at p (at most n bytes), 0 if invalid
- * or a C1 control. */
-static size_t utf8_len(const unsigned char *p, size_t n) {
-        uint32_t cp = 0;
-        size_t len = util_utf8_decode((const char *) p, n, &cp);
-        return len == 2 && cp < 0xa0 ? 0 : len;
-}
-
-/* Copies s into a fresh string: controls become spaces, runs of blanks
- * collapse, invalid UTF-8 becomes U+FFFD; clipped to max bytes on a
- * character boundary with "..." appended. */
-static char *sanitise(const char *s, size_t n, size_t max) {
-        struct util_buf b;
-        const unsigned char *p = (const unsigned char *) s;
-        bool space = true, clipped = false;
-
-        util_buf_init(&b, max + 16);
-        for (size_t i = 0; i < n;) {
-                size_t l = utf8_len(p + i, n - i);
-                const char *piece = (const char *) p + i;
-                size_t plen = l;
-                if (l == 0) {
-                        piece = "\xef\xbf\xbd";
-                        plen = 3;
-                        l = 1;
-                } else if (l == 1 && (p[i] < 0x20 || p[i] == 0x7f || p[i] == ' ')) {
-                        i++;
-                        if (!space) {
-                                space = true;
-                                piece = " ";
-                                plen = 1;
-                        } else
-                                continue;
-                        if (b.len + 1 > max) {
-                                clipped = true;
-                                break;
-                        }
-                        util_buf_append(&b, piece, plen);
-                        continue;
-                }
-                if (b.len + plen > max) {
-                        clipped = true;
-                        break;
-                }
-                space = false;
-                util_buf_append(&b, piece, plen);
-                i += l;
-        }
-        while (b.len > 0 && b.data[b.len - 1] == ' ')
-                b.data[--b.len] = '\0';
-        if (clipped)
-                util_buf_puts(&b, "...");
-        return util_buf_steal(&b);
 }
 
 static const char *jstr(json_t *o, const char *key) {
@@ -1455,7 +1414,7 @@ char *http_describe_error(int r, const struct http_response *resp) {
                 util_buf_free(&m);
                 free(scrubbed);
         }
-        char *out = sanitise(b.data ? b.data : "", b.len, HTTP_DESCRIBE_MAX);
+        char *out = text_clean(b.data ? b.data : "", b.len, TEXT_FOLD, HTTP_DESCRIBE_MAX);
         util_buf_free(&b);
         return out;
 }

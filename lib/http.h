@@ -84,6 +84,10 @@ struct http_request {
         /* The response carries a secret (an access token): its buffer is
          * wiped when freed.  Headers and bodies we send are always wiped. */
         bool sensitive;
+        /* Opaque to http: the caller's name for the API ("marketplace"...),
+         * handed to the count hook (http_set_count_hook).  Copied; at most
+         * 23 bytes are kept; NULL = "other". */
+        const char *label;
 };
 
 /* r: 0 when an HTTP response arrived (any status; check resp->status),
@@ -121,6 +125,12 @@ uv_loop_t *http_get_loop(const struct http *h);
 size_t http_pending(const struct http *h);
 /* Cancels everything pending (callbacks get -ECANCELED). */
 void http_cancel_all(struct http *h);
+
+/* Called once per attempt of an http_submit() request that ended (not
+ * for a cancelled one, nor for http_add_easy() transfers): its label,
+ * r (0 when an HTTP response arrived, else as http_done_fn) and status. */
+typedef void (*http_count_fn)(void *userdata, const char *label, int r, long status);
+void http_set_count_hook(struct http *h, http_count_fn fn, void *userdata);
 
 /* Counters for the benchmark and STATUS=. */
 struct http_stats {

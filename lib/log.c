@@ -13,6 +13,7 @@
 #include <systemd/sd-journal.h>
 
 #include "secret.h"
+#include "text.h"
 #include "util.h"
 
 /* Stable identifiers: never change one once released; the journal catalog
@@ -104,17 +105,6 @@ const char *log_event_name(enum log_event ev) {
         return ev >= 0 && ev < _LOG_EV_MAX ? events[ev].name : "unknown";
 }
 
-/* One event is one line: control characters from remote data are shown
- * as '?' so a hostile value cannot forge a second log line; Unicode format
- * characters (bidi overrides, zero-width) are dropped so a value cannot
- * disguise the line either. */
-static void sanitize_line(char *s) {
-        for (unsigned char *p = (unsigned char *) s; *p; p++)
-                if (*p < 0x20 || *p == 0x7f)
-                        *p = '?';
-        util_strip_format_chars(s);
-}
-
 /* The message, scrubbed of every registered secret before it is cut to
  * the line limit (so no prefix of a secret survives the cut). */
 static void format_message(char *msg, size_t size, const char *fmt, va_list ap)
@@ -130,12 +120,8 @@ static void format_message(char *msg, size_t size, const char *fmt, va_list ap) 
         secret_free(full);
         snprintf(msg, size, "%s", clean ? clean : "(out of memory formatting a log message)");
         /* snprintf may have cut a UTF-8 sequence: cut it back */
-        size_t n = strlen(msg);
-        if (clean && clean[n]) {
-                while (n > 0 && ((unsigned char) clean[n] & 0xc0) == 0x80)
-                        n--;
-                msg[n] = '\0';
-        }
+        if (clean)
+                msg[text_utf8_clip(clean, strlen(clean), strlen(msg))] = '\0';
         free(clean);
 }
 
@@ -150,7 +136,11 @@ void log_event(int priority, enum log_event ev, const struct log_field *fields,
         va_start(ap, fmt);
         format_message(msg, sizeof(msg), fmt, ap);
         va_end(ap);
-        sanitize_line(msg);
+        /* One event is one line: control characters from remote data are
+         * shown as '?' so a hostile value cannot forge a second log line;
+         * Unicode format characters (bidi overrides, zero-width) are dropped
+         * so a value cannot disguise the line either. */
+        text_mask_controls(msg);
 
         if (!use_journal) {
                 fprintf(stderr, "<%d>%s\n", priority & 7, msg);
@@ -188,7 +178,7 @@ void log_event(int priority, enum log_event ev, const struct log_field *fields,
                 ADD("%s=%s", fields[i].key, value);
                 free(value);
                 if (n > 0) {
-                        sanitize_line((char *) iov[n - 1].iov_base + strlen(fields[i].key) + 1);
+                        text_mask_controls((char *) iov[n - 1].iov_base + strlen(fields[i].key) + 1);
                         iov[n - 1].iov_len = strlen(bufs[n - 1]);
                 }
         }

@@ -19,6 +19,7 @@
 #include <curl/curl.h>
 
 #include "secret.h"
+#include "text.h"
 #include "url.h"
 #include "util.h"
 
@@ -39,72 +40,24 @@
 #define HEADER_LINE_MAX 78u
 #define QP_LINE_MAX 76u
 
-/* ---- UTF-8 and sanitising ------------------------------------------- */
+/* ---- sanitising ------------------------------------------------------ */
 
 /* Length of the valid UTF-8 sequence at p (1..4), 0 if invalid. */
 static size_t utf8_seq_len(const unsigned char *p) {
-        return util_utf8_decode((const char *) p, 4, NULL);
+        return text_utf8_decode((const char *) p, 4, NULL);
 }
 
-enum clean_mode {
-        CLEAN_LINE,      /* one line: every control becomes one space (runs collapse) */
-        CLEAN_TEXT,      /* multi-line text: keeps LF and TAB, drops CR and other controls */
-};
-
-/* Copies s as valid UTF-8 (invalid bytes become U+FFFD), without C0/C1
- * controls, DEL and Unicode format characters (bidi overrides, zero-width:
- * util_is_format_char), at most max bytes (cut on a character boundary),
- * with every registered secret replaced (lib/secret).  Every value that
- * goes into a mail passes here. */
-static char *clean_text(const char *s, enum clean_mode mode, size_t max) {
-        struct util_buf b;
-        const unsigned char *p = (const unsigned char *) (s ? s : "");
-        bool space = false;
-
-        util_buf_init(&b, max + 8);
-        while (*p && b.len < max) {
-                uint32_t cp = 0;
-                size_t n = util_utf8_decode((const char *) p, 4, &cp);
-                const char *add;
-                char tmp[5];
-
-                if (n > 1 && util_is_format_char(cp)) {
-                        add = "";
-                } else if (n == 0) {
-                        add = "\xef\xbf\xbd";
-                        n = 1;
-                } else if (n == 1 && (*p < 0x20 || *p == 0x7f)) {
-                        if (mode == CLEAN_TEXT && (*p == '\n' || *p == '\t')) {
-                                tmp[0] = (char) *p;
-                                tmp[1] = '\0';
-                                add = tmp;
-                        } else if (mode == CLEAN_LINE && (*p == '\r' || *p == '\n' || *p == '\t')) {
-                                add = space ? "" : " ";
-                        } else
-                                add = "";
-                } else if (n == 2 && p[0] == 0xc2 && p[1] < 0xa0) {
-                        add = "";          /* C1 control */
-                } else {
-                        memcpy(tmp, p, n);
-                        tmp[n] = '\0';
-                        add = tmp;
-                }
-                if (b.len + strlen(add) > max)
-                        break;
-                if (util_buf_puts(&b, add) < 0) {
-                        util_buf_free(&b);
-                        return NULL;
-                }
-                if (*add)
-                        space = add[0] == ' ';
-                p += n;
+/* Every value that goes into a mail passes here: one clean line (lib/text:
+ * valid UTF-8, no controls, no format characters), at most max bytes, with
+ * every registered secret replaced (lib/secret). */
+static char *clean_text(const char *s, size_t max) {
+        char *c = text_clean(s ? s : "", s ? strlen(s) : 0, 0, max);
+        if (c && secret_found(c, strlen(c))) {
+                char *scrubbed = secret_scrub(c, strlen(c), NULL);
+                free(c);
+                return scrubbed;
         }
-        if (b.data && secret_found(b.data, b.len)) {
-                char *c = secret_scrub(b.data, b.len, NULL);
-                util_buf_free(&b);
-                return c;
-        }
-        return util_buf_steal(&b);
+        return c;
 }
 
 static bool is_plain_ascii(const char *s) {
@@ -223,7 +176,7 @@ static char *strip_spaces(char *s) {
 
 char *mail_encode_header(const char *value, size_t name_len) {
         struct util_buf b;
-        char *clean = clean_text(value, CLEAN_LINE, MAIL_MAX_VALUE);
+        char *clean = clean_text(value, MAIL_MAX_VALUE);
         size_t col = name_len;
         if (!clean)
                 return NULL;
@@ -299,135 +252,86 @@ char *mail_encode_qp(const char *text) {
 
 /* ---- addresses -------------------------------------------------------- */
 
-static bool is_atext(char c) {
-        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-               (c && strchr("!#$%&'*+-/=?^_`{|}~", c));
+/* The display name before '<' (spaces stripped): a quoted-string
+ * unquoted, or plain text without '<', '>' or '"'.  *ret NULL when empty. */
+static int unquote_display(const char *s, char **ret) {
+        size_t n = strlen(s);
+        struct util_buf b;
+        int r = 0;
+
+        util_buf_init(&b, MAIL_MAX_ADDRESS);
+        if (n >= 2 && s[0] == '"' && s[n - 1] == '"') {
+                for (size_t i = 1; r >= 0 && i + 1 < n; i++) {
+                        if (s[i] == '\\' && i + 2 < n)
+                                i++;
+                        else if (s[i] == '"')
+                                r = -EINVAL;
+                        if (r >= 0)
+                                r = util_buf_append(&b, s + i, 1);
+                }
+        } else if (strpbrk(s, "<>\"") || util_buf_puts(&b, s) < 0)
+                r = -EINVAL;
+        if (r < 0) {
+                util_buf_free(&b);
+                return -EINVAL;
+        }
+        *ret = util_buf_steal(&b);
+        if (!*ret)
+                return -ENOMEM;
+        if (!**ret)
+                util_freep(ret);
+        return 0;
 }
 
-static bool addr_spec_valid(const char *a) {
-        const char *at = strrchr(a, '@');
-        if (!at || at == a || strlen(a) > 254 || (size_t) (at - a) > 64)
-                return false;
-        /* local part: dot-atom */
-        if (a[0] == '.' || at[-1] == '.')
-                return false;
-        for (const char *p = a; p < at; p++) {
-                if (*p == '.') {
-                        if (p[1] == '.')
-                                return false;
-                } else if (!is_atext(*p))
-                        return false;
-        }
-        /* domain: LDH labels */
-        const char *d = at + 1;
-        size_t dl = strlen(d);
-        if (dl == 0 || dl > 253)
-                return false;
-        size_t label = 0;
-        for (const char *p = d; ; p++) {
-                if (*p == '.' || *p == '\0') {
-                        if (label == 0 || label > 63 || p[-1] == '-')
-                                return false;
-                        if (*p == '\0')
-                                break;
-                        label = 0;
-                        continue;
-                }
-                bool ok = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-                          (*p >= '0' && *p <= '9') || (*p == '-' && label > 0);
-                if (!ok)
-                        return false;
-                label++;
-        }
-        return true;
+/* "Display <addr>" (s ends in '>'; modified): its two halves. */
+static int split_angle(char *s, char **ret_display, char **ret_addr) {
+        char *lt = strrchr(s, '<');
+        if (!lt)
+                return -EINVAL;
+        s[strlen(s) - 1] = '\0';
+        *lt = '\0';
+        int r = unquote_display(strip_spaces(s), ret_display);
+        if (r < 0)
+                return r;
+        *ret_addr = strdup(lt + 1);
+        return *ret_addr ? 0 : -ENOMEM;
 }
 
 int mail_parse_address(const char *s, char **ret_display, char **ret_addr) {
-        char *copy = NULL, *display = NULL, *addr = NULL;
-        int r = -EINVAL;
+        char *copy, *display = NULL, *addr = NULL;
+        int r;
 
-        if (!s || strlen(s) > MAIL_MAX_ADDRESS || util_has_ctl(s, false))
+        if (!s || strlen(s) > MAIL_MAX_ADDRESS || util_has_ctl(s, false) || !text_utf8_valid(s, strlen(s)))
                 return -EINVAL;
-        for (const unsigned char *p = (const unsigned char *) s; *p; p += utf8_seq_len(p))
-                if (utf8_seq_len(p) == 0)
-                        return -EINVAL;
         copy = strdup(s);
         if (!copy)
                 return -ENOMEM;
-        strip_spaces(copy);
-
-        size_t n = strlen(copy);
-        if (n > 0 && copy[n - 1] == '>') {
-                char *lt = strrchr(copy, '<');
-                if (!lt)
-                        goto out;
-                copy[n - 1] = '\0';
-                *lt = '\0';
-                addr = strdup(lt + 1);
-                strip_spaces(copy);
-                /* display: optionally a quoted-string */
-                size_t dn = strlen(copy);
-                struct util_buf b;
-                util_buf_init(&b, MAIL_MAX_ADDRESS);
-                if (dn >= 2 && copy[0] == '"' && copy[dn - 1] == '"') {
-                        for (size_t i = 1; i + 1 < dn; i++) {
-                                if (copy[i] == '\\' && i + 2 < dn)
-                                        i++;
-                                else if (copy[i] == '"')
-                                        goto bad_display;
-                                if (util_buf_append(&b, copy + i, 1) < 0)
-                                        goto bad_display;
-                        }
-                } else {
-                        if (strpbrk(copy, "<>\"") || util_buf_puts(&b, copy) < 0)
-                                goto bad_display;
-                }
-                display = util_buf_steal(&b);
-                if (!display || !addr) {
-                        r = -ENOMEM;
-                        goto out;
-                }
-                if (!*display)
-                        util_freep(&display);
-                goto check;
-        bad_display:
-                util_buf_free(&b);
-                goto out;
-        } else {
-                addr = strdup(copy);
-                if (!addr) {
-                        r = -ENOMEM;
-                        goto out;
-                }
-        }
-check:
-        if (!addr_spec_valid(addr))
-                goto out;
-        if (ret_display) {
-                *ret_display = display;
-                display = NULL;
-        }
-        if (ret_addr) {
-                *ret_addr = addr;
-                addr = NULL;
-        }
-        r = 0;
-out:
+        size_t n = strlen(strip_spaces(copy));
+        if (n > 0 && copy[n - 1] == '>')
+                r = split_angle(copy, &display, &addr);
+        else
+                r = (addr = strdup(copy)) ? 0 : -ENOMEM;
         free(copy);
+        if (r == 0 && !text_addr_spec_valid(addr, strlen(addr)))
+                r = -EINVAL;
+        if (r == 0 && ret_display)
+                *ret_display = display, display = NULL;
+        if (r == 0 && ret_addr)
+                *ret_addr = addr, addr = NULL;
         free(display);
         free(addr);
         return r;
 }
 
 bool mail_is_addr_spec(const char *s) {
-        return s && strlen(s) <= MAIL_MAX_ADDRESS && !util_has_ctl(s, false) && addr_spec_valid(s);
+        return s && strlen(s) <= MAIL_MAX_ADDRESS && !util_has_ctl(s, false) && text_addr_spec_valid(s, strlen(s));
 }
 
 /* "Display" <addr> for a header, display encoded when needed. */
 static int append_address(struct util_buf *b, const char *display, const char *addr, size_t *col) {
         int r;
         if (display && *display) {
-                char *clean = clean_text(display, CLEAN_LINE, 200);
+                char *clean = clean_text(display, 200);
                 if (!clean)
                         return -ENOMEM;
                 strip_spaces(clean);
@@ -438,7 +342,7 @@ static int append_address(struct util_buf *b, const char *display, const char *a
                 } else {
                         bool atoms = true;
                         for (const char *p = clean; *p; p++)
-                                if (!is_atext(*p) && *p != ' ')
+                                if (!text_is_atext(*p) && *p != ' ')
                                         atoms = false;
                         size_t before = b->len;
                         r = util_buf_puts(b, atoms ? "" : "\"");
@@ -742,7 +646,7 @@ static size_t placeholder_index(const char *name, size_t n) {
 
 static int set_value(struct render_values *rv, const char *name, const char *value) {
         size_t i = placeholder_index(name, strlen(name));
-        char *c = clean_text(value ? value : "", CLEAN_LINE, MAIL_MAX_VALUE);
+        char *c = clean_text(value ? value : "", MAIL_MAX_VALUE);
         if (!c)
                 return -ENOMEM;
         strip_spaces(c);
@@ -762,6 +666,137 @@ static int order_td(struct util_buf *h, const char *cls, const char *style) {
                                "font-size:14px;vertical-align:top;%s\">", cls, style);
 }
 
+/* One order of a mail, cleaned: what its text lines, HTML row and portal
+ * link show. */
+struct order_row {
+        char *id, *product, *err;     /* clean; err NULL when the order has none */
+        const char *portal;           /* a usable portal link, else NULL */
+        char since[64], deadline[64];
+};
+
+static void order_row_free(struct order_row *row) {
+        free(row->id);
+        free(row->product);
+        free(row->err);
+}
+
+/* none: what an unknown time reads as. */
+static int order_row_init(struct order_row *row, const struct mail_order *o, const char *none) {
+        *row = (struct order_row) {
+                .id = clean_text(o->id ? o->id : "?", 128),
+                .product = clean_text(o->product ? o->product : "", 256),
+                .err = o->error ? clean_text(o->error, 1024) : NULL,
+                .portal = link_usable(o->portal_link) ? o->portal_link : NULL,
+        };
+        if (!row->id || !row->product || (o->error && !row->err)) {
+                order_row_free(row);
+                return -ENOMEM;
+        }
+        format_human_time(o->querying_since, none, row->since, sizeof(row->since));
+        format_human_time(o->deadline, none, row->deadline, sizeof(row->deadline));
+        return 0;
+}
+
+/* The plain-text lines of one order (a blank line before all but the
+ * first). */
+static int order_text(struct util_buf *t, const struct order_row *row) {
+        int r = t->len > 0 ? util_buf_puts(t, "\n") : 0;
+        if (r >= 0)
+                r = util_buf_printf(t, "  %s%s%s\n", row->id, *row->product ? " - " : "", row->product);
+        if (r >= 0 && row->portal)
+                r = util_buf_printf(t, "    Portal: %s\n", row->portal);
+        if (r >= 0)
+                r = util_buf_printf(t, "    Querying since: %s\n    Deadline: %s\n", row->since, row->deadline);
+        if (r >= 0 && row->err && *row->err)
+                r = util_buf_printf(t, "    Reason: %s\n", row->err);
+        return r;
+}
+
+/* <a href="HREF" ...>, then text (escaped) or else inner (HTML), </a>. */
+static int html_link(struct util_buf *h, const char *href, const char *text, const char *inner) {
+        int r = util_buf_puts(h, "<a href=\"");
+        if (r >= 0)
+                r = html_escape_append(h, href);
+        if (r >= 0)
+                r = util_buf_puts(h, "\" style=\"color:#0b57d0;\">");
+        if (r >= 0)
+                r = text ? html_escape_append(h, text) : util_buf_puts(h, inner);
+        if (r >= 0)
+                r = util_buf_puts(h, "</a>");
+        return r;
+}
+
+/* One cell: its label for the phone layout (HTML), then text escaped. */
+static int order_cell(struct util_buf *h, const char *cls, const char *style, const char *label,
+                      const char *text) {
+        int r = order_td(h, cls, style);
+        if (r >= 0)
+                r = util_buf_puts(h, label);
+        if (r >= 0)
+                r = html_escape_append(h, text);
+        if (r >= 0)
+                r = util_buf_puts(h, "</td>");
+        return r;
+}
+
+/* The HTML row of one order, and its reason row when it has one. */
+static int order_html(struct util_buf *h, const struct order_row *row) {
+        int r = util_buf_puts(h, "<tr class=\"order\">");
+        if (r >= 0)
+                r = order_cell(h, "id", "white-space:nowrap;", "", row->id);
+        if (r >= 0)
+                r = order_cell(h, "product", "", "", row->product);
+        if (r >= 0)
+                r = order_td(h, "portal", "");
+        if (r >= 0 && row->portal)
+                r = html_link(h, row->portal, NULL, "Open" ORDER_LABEL(" in the portal"));
+        if (r >= 0)
+                r = util_buf_puts(h, "</td>");
+        if (r >= 0)
+                r = order_cell(h, "since", "", ORDER_LABEL("Waiting since "), row->since);
+        if (r >= 0)
+                r = order_cell(h, "deadline", "", ORDER_LABEL("Deadline "), row->deadline);
+        if (r >= 0)
+                r = util_buf_puts(h, "</tr>\n");
+        if (r < 0 || !row->err || !*row->err)
+                return r;
+        r = util_buf_puts(h, "<tr class=\"order-reason\"><td colspan=\"5\" "
+                             "class=\"order-reason\" style=\"padding:2px 8px 8px;"
+                             "font-size:14px;color:#8a1c1c;\">Reason: ");
+        if (r >= 0)
+                r = html_escape_append(h, row->err);
+        if (r >= 0)
+                r = util_buf_puts(h, "</td></tr>\n");
+        return r;
+}
+
+/* The order's entry in the portal link lists (text and HTML). */
+static int order_link(struct util_buf *lt, struct util_buf *lh, const struct order_row *row) {
+        if (!row->portal)
+                return 0;
+        int r = util_buf_printf(lt, "%s%s: %s", lt->len ? "\n" : "", row->id, row->portal);
+        if (r >= 0 && lh->len)
+                r = util_buf_puts(lh, "<br>\n");
+        if (r >= 0)
+                r = html_link(lh, row->portal, row->id, NULL);
+        return r;
+}
+
+/* Hands the four lists to the render values (freed there). */
+static int order_lists_store(struct render_values *rv, struct util_buf *t, struct util_buf *h,
+                             struct util_buf *lt, struct util_buf *lh) {
+        size_t io = placeholder_index("orders", 6), il = placeholder_index("portal_links", 12);
+        if (t->len > 0 && t->data[t->len - 1] == '\n')
+                t->data[--t->len] = '\0';
+        free(rv->v[io]);
+        free(rv->v[il]);
+        rv->v[io] = util_buf_steal(t);
+        rv->v[il] = util_buf_steal(lt);
+        rv->orders_html = util_buf_steal(h);
+        rv->links_html = util_buf_steal(lh);
+        return !rv->v[io] || !rv->v[il] || !rv->orders_html || !rv->links_html ? -ENOMEM : 0;
+}
+
 static int build_order_lists(struct render_values *rv, const struct mail_context *ctx) {
         struct util_buf t, h, lt, lh;
         /* A Draft order is not Querying yet: no clock runs, nothing is unknown. */
@@ -774,110 +809,19 @@ static int build_order_lists(struct render_values *rv, const struct mail_context
         util_buf_init(&lt, MAIL_MAX_PART);
         util_buf_init(&lh, MAIL_MAX_PART);
         for (size_t i = 0; i < ctx->n_orders && r >= 0; i++) {
-                const struct mail_order *o = &ctx->orders[i];
-                char since[64], dl[64];
-                char *id = clean_text(o->id ? o->id : "?", CLEAN_LINE, 128);
-                char *product = clean_text(o->product ? o->product : "", CLEAN_LINE, 256);
-                char *err = o->error ? clean_text(o->error, CLEAN_LINE, 1024) : NULL;
-                bool link = link_usable(o->portal_link);
-
-                if (!id || !product || (o->error && !err)) {
-                        free(id);
-                        free(product);
-                        free(err);
-                        r = -ENOMEM;
+                struct order_row row;
+                r = order_row_init(&row, &ctx->orders[i], none);
+                if (r < 0)
                         break;
-                }
-                format_human_time(o->querying_since, none, since, sizeof(since));
-                format_human_time(o->deadline, none, dl, sizeof(dl));
-
-                if (i > 0)
-                        r = util_buf_puts(&t, "\n");
+                r = order_text(&t, &row);
                 if (r >= 0)
-                        r = util_buf_printf(&t, "  %s%s%s\n", id, *product ? " - " : "", product);
-                if (r >= 0 && link)
-                        r = util_buf_printf(&t, "    Portal: %s\n", o->portal_link);
+                        r = order_html(&h, &row);
                 if (r >= 0)
-                        r = util_buf_printf(&t, "    Querying since: %s\n    Deadline: %s\n", since, dl);
-                if (r >= 0 && err && *err)
-                        r = util_buf_printf(&t, "    Reason: %s\n", err);
-
-                /* HTML row */
-                if (r >= 0)
-                        r = util_buf_puts(&h, "<tr class=\"order\">");
-                if (r >= 0)
-                        r = order_td(&h, "id", "white-space:nowrap;");
-                if (r >= 0)
-                        r = html_escape_append(&h, id);
-                if (r >= 0)
-                        r = util_buf_puts(&h, "</td>");
-                if (r >= 0)
-                        r = order_td(&h, "product", "");
-                if (r >= 0)
-                        r = html_escape_append(&h, product);
-                if (r >= 0)
-                        r = util_buf_puts(&h, "</td>");
-                if (r >= 0)
-                        r = order_td(&h, "portal", "");
-                if (r >= 0 && link) {
-                        r = util_buf_puts(&h, "<a href=\"");
-                        if (r >= 0)
-                                r = html_escape_append(&h, o->portal_link);
-                        if (r >= 0)
-                                r = util_buf_puts(&h, "\" style=\"color:#0b57d0;\">Open"
-                                                      ORDER_LABEL(" in the portal") "</a>");
-                }
-                if (r >= 0)
-                        r = util_buf_puts(&h, "</td>");
-                if (r >= 0)
-                        r = order_td(&h, "since", "");
-                if (r >= 0)
-                        r = util_buf_printf(&h, ORDER_LABEL("Waiting since ") "%s</td>", since);
-                if (r >= 0)
-                        r = order_td(&h, "deadline", "");
-                if (r >= 0)
-                        r = util_buf_printf(&h, ORDER_LABEL("Deadline ") "%s</td></tr>\n", dl);
-                if (r >= 0 && err && *err) {
-                        r = util_buf_puts(&h, "<tr class=\"order-reason\"><td colspan=\"5\" "
-                                              "class=\"order-reason\" style=\"padding:2px 8px 8px;"
-                                              "font-size:14px;color:#8a1c1c;\">Reason: ");
-                        if (r >= 0)
-                                r = html_escape_append(&h, err);
-                        if (r >= 0)
-                                r = util_buf_puts(&h, "</td></tr>\n");
-                }
-
-                /* portal links */
-                if (r >= 0 && link) {
-                        r = util_buf_printf(&lt, "%s%s: %s", lt.len ? "\n" : "", id, o->portal_link);
-                        if (r >= 0)
-                                r = util_buf_puts(&lh, lh.len ? "<br>\n<a href=\"" : "<a href=\"");
-                        if (r >= 0)
-                                r = html_escape_append(&lh, o->portal_link);
-                        if (r >= 0)
-                                r = util_buf_puts(&lh, "\" style=\"color:#0b57d0;\">");
-                        if (r >= 0)
-                                r = html_escape_append(&lh, id);
-                        if (r >= 0)
-                                r = util_buf_puts(&lh, "</a>");
-                }
-                free(id);
-                free(product);
-                free(err);
+                        r = order_link(&lt, &lh, &row);
+                order_row_free(&row);
         }
-        if (r >= 0 && t.len > 0 && t.data[t.len - 1] == '\n')
-                t.data[--t.len] = '\0';
-        if (r >= 0) {
-                size_t io = placeholder_index("orders", 6), il = placeholder_index("portal_links", 12);
-                free(rv->v[io]);
-                free(rv->v[il]);
-                rv->v[io] = util_buf_steal(&t);
-                rv->v[il] = util_buf_steal(&lt);
-                rv->orders_html = util_buf_steal(&h);
-                rv->links_html = util_buf_steal(&lh);
-                if (!rv->v[io] || !rv->v[il] || !rv->orders_html || !rv->links_html)
-                        r = -ENOMEM;
-        }
+        if (r >= 0)
+                r = order_lists_store(rv, &t, &h, &lt, &lh);
         util_buf_free(&t);
         util_buf_free(&h);
         util_buf_free(&lt);
@@ -1096,6 +1040,126 @@ static int append_part(struct util_buf *b, const char *boundary, const char *typ
         return r;
 }
 
+/* The relationship URL of ctx (NULL when it names none): refused unless
+ * the allow-list has its host, required by the kinds that ask the
+ * customer to accept it. */
+static int request_url(const struct cfg_mail *cfg, const struct mail_context *ctx, const char **ret_url,
+                       char **ret_err) {
+        const char *url = ctx->url && *ctx->url ? ctx->url : NULL;
+        if (url && !url_link_allowed(url, cfg->url_hosts, cfg->n_url_hosts))
+                return fail(ret_err, -EINVAL,
+                            "relationship URL refused: it must be https:// on an allowed host (%s%s)",
+                            cfg->n_url_hosts > 0 ? cfg->url_hosts[0] : url_link_hosts[0],
+                            cfg->n_url_hosts > 1 ? ", ..." : "");
+        if (!url && kind_needs_url(ctx->kind))
+                return fail(ret_err, -EINVAL, "no relationship URL for a %s mail", mail_kind_to_string(ctx->kind));
+        *ret_url = url;
+        return 0;
+}
+
+/* The three templates of kind expanded; the subject made one clean line. */
+static int expand_all(const struct mail_templates *t, enum mail_kind kind, const struct render_values *rv,
+                      char **subject, char **text, char **html, char **ret_err) {
+        int r = expand(t->body[kind][TPL_SUBJECT], TPL_SUBJECT, rv, subject);
+        if (r >= 0)
+                r = expand(t->body[kind][TPL_TEXT], TPL_TEXT, rv, text);
+        if (r >= 0)
+                r = expand(t->body[kind][TPL_HTML], TPL_HTML, rv, html);
+        if (r < 0)
+                return fail(ret_err, r, "cannot expand the %s templates", mail_kind_to_string(kind));
+        char *c = clean_text(*subject, MAIL_MAX_VALUE);
+        if (!c)
+                return -ENOMEM;
+        free(*subject);
+        *subject = strip_spaces(c);
+        return 0;
+}
+
+/* Date:, Message-ID: (random, on the From domain) and From: lines. */
+static int append_origin(struct util_buf *hdr, int64_t now, const char *from_display, const char *from_addr,
+                         char **ret_id) {
+        static const char *const days[] = { "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat" };
+        static const char *const mons[] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                            "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
+        time_t tt = (time_t) now;
+        struct tm tm;
+        char rnd[33];
+        size_t col = 6;
+
+        if (!gmtime_r(&tt, &tm))
+                return -EINVAL;
+        int r = random_hex(rnd, 16);
+        if (r < 0)
+                return r;
+        if (asprintf(ret_id, "<%s.%lld@%s>", rnd, (long long) now, strrchr(from_addr, '@') + 1) < 0) {
+                *ret_id = NULL;
+                return -ENOMEM;
+        }
+        r = util_buf_printf(hdr, "Date: %s, %d %s %d %02d:%02d:%02d +0000\r\nMessage-ID: %s\r\nFrom: ",
+                            days[tm.tm_wday], tm.tm_mday, mons[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour,
+                            tm.tm_min, tm.tm_sec, *ret_id);
+        if (r >= 0)
+                r = append_address(hdr, from_display, from_addr, &col);
+        if (r >= 0)
+                r = util_buf_puts(hdr, "\r\n");
+        return r;
+}
+
+/* To: the configured list (ops for an ops notice) and the order contacts;
+ * Cc; Bcc only in the envelope.  Every recipient goes into env. */
+static int append_rcpt_headers(struct util_buf *hdr, const struct cfg_mail *cfg, const struct mail_context *ctx,
+                               struct rcpt_set *env, char **ret_err) {
+        bool ops = mail_kind_is_ops(ctx->kind) && cfg->n_ops > 0;
+        bool first = true;
+        int r = append_recipients(hdr, "To", ops ? cfg->ops : cfg->to, ops ? cfg->n_ops : cfg->n_to, false,
+                                  &first, env, ret_err);
+        if (r >= 0)
+                r = append_recipients(hdr, "To", ctx->extra_rcpt, ctx->n_extra_rcpt, true, &first, env, ret_err);
+        if (r >= 0)
+                /* No To at all: RFC 5322 allows it, but say who it is for. */
+                r = util_buf_puts(hdr, first ? "To: undisclosed-recipients:;\r\n" : "\r\n");
+        first = true;
+        if (r >= 0)
+                r = append_recipients(hdr, "Cc", cfg->cc, cfg->n_cc, false, &first, env, ret_err);
+        if (r >= 0 && !first)
+                r = util_buf_puts(hdr, "\r\n");
+        if (r >= 0)
+                r = append_recipients(NULL, "Bcc", cfg->bcc, cfg->n_bcc, false, &first, env, ret_err);
+        if (r >= 0 && env->n == 0)
+                r = fail(ret_err, -EINVAL, "no recipients for a %s mail", mail_kind_to_string(ctx->kind));
+        return r;
+}
+
+/* Subject: and the MIME headers, then the text and HTML parts. */
+static int append_body(struct util_buf *hdr, const char *subject, const char *text, const char *html,
+                       char **ret_err) {
+        char rnd[33], boundary[64];
+        int r = random_hex(rnd, 12);
+        if (r < 0)
+                return r;
+        snprintf(boundary, sizeof(boundary), "=_partnerd_%s", rnd);
+        char *subject_enc = mail_encode_header(subject, strlen("Subject: "));
+        if (!subject_enc)
+                return -ENOMEM;
+        r = util_buf_printf(hdr, "Subject: %s\r\nMIME-Version: 1.0\r\n"
+                            "Auto-Submitted: auto-generated\r\nX-Auto-Response-Suppress: All\r\n"
+                            "Content-Type: multipart/alternative;\r\n boundary=\"%s\"\r\n\r\n"
+                            "This is a multi-part message in MIME format.\r\n\r\n",
+                            subject_enc, boundary);
+        free(subject_enc);
+        if (r >= 0)
+                r = append_part(hdr, boundary, "text/plain", text);
+        if (r >= 0)
+                r = util_buf_puts(hdr, "\r\n");
+        if (r >= 0)
+                r = append_part(hdr, boundary, "text/html", html);
+        if (r >= 0)
+                r = util_buf_printf(hdr, "\r\n--%s--\r\n", boundary);
+        if (r == -E2BIG)
+                r = fail(ret_err, r, "the rendered message is too large");
+        return r;
+}
+
 int mail_render(const struct mail_templates *t, const struct cfg_mail *cfg,
                 const struct mail_context *ctx, struct mail_message **ret, char **ret_err) {
         struct render_values rv = {};
@@ -1103,9 +1167,7 @@ int mail_render(const struct mail_templates *t, const struct cfg_mail *cfg,
         struct util_buf hdr;
         struct mail_message *m = NULL;
         char *from_display = NULL, *from_addr = NULL, *subject = NULL, *text = NULL, *html = NULL;
-        char *subject_enc = NULL;
-        char rnd[33], boundary[64], date[64];
-        bool first;
+        const char *url = NULL;
         int r;
 
         util_buf_init(&hdr, MAIL_MAX_MESSAGE);
@@ -1114,141 +1176,25 @@ int mail_render(const struct mail_templates *t, const struct cfg_mail *cfg,
         if (!t || !cfg || !ctx || ctx->kind < 0 || ctx->kind >= _MAIL_KIND_MAX)
                 return fail(ret_err, -EINVAL, "invalid mail request");
 
-        if (!cfg->from || mail_parse_address(cfg->from, &from_display, &from_addr) < 0) {
+        if (!cfg->from || mail_parse_address(cfg->from, &from_display, &from_addr) < 0)
                 r = fail(ret_err, -EINVAL, "the configured From address is not valid");
-                goto out;
-        }
-        const char *url = ctx->url && *ctx->url ? ctx->url : NULL;
-        if (url && !url_link_allowed(url, cfg->url_hosts, cfg->n_url_hosts)) {
-                r = fail(ret_err, -EINVAL,
-                         "relationship URL refused: it must be https:// on an allowed host (%s%s)",
-                         cfg->n_url_hosts > 0 ? cfg->url_hosts[0] : url_link_hosts[0],
-                         cfg->n_url_hosts > 1 ? ", ..." : "");
-                goto out;
-        }
-        if (!url && kind_needs_url(ctx->kind)) {
-                r = fail(ret_err, -EINVAL, "no relationship URL for a %s mail", mail_kind_to_string(ctx->kind));
-                goto out;
-        }
-
-        r = fill_values(&rv, ctx, url, from_addr);
-        if (r < 0)
-                goto out;
-        r = expand(t->body[ctx->kind][TPL_SUBJECT], TPL_SUBJECT, &rv, &subject);
-        if (r >= 0)
-                r = expand(t->body[ctx->kind][TPL_TEXT], TPL_TEXT, &rv, &text);
-        if (r >= 0)
-                r = expand(t->body[ctx->kind][TPL_HTML], TPL_HTML, &rv, &html);
-        if (r < 0) {
-                r = fail(ret_err, r, "cannot expand the %s templates", mail_kind_to_string(ctx->kind));
-                goto out;
-        }
-        {
-                char *c = clean_text(subject, CLEAN_LINE, MAIL_MAX_VALUE);
-                if (!c) {
-                        r = -ENOMEM;
-                        goto out;
-                }
-                free(subject);
-                subject = strip_spaces(c);
-        }
-
-        /* Date, Message-ID */
-        {
-                int64_t now = ctx->now > 0 ? ctx->now : util_now_wall();
-                time_t tt = (time_t) now;
-                struct tm tm;
-                static const char *const days[] = { "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat" };
-                static const char *const mons[] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                                    "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
-                if (!gmtime_r(&tt, &tm)) {
-                        r = -EINVAL;
-                        goto out;
-                }
-                snprintf(date, sizeof(date), "%s, %d %s %d %02d:%02d:%02d +0000", days[tm.tm_wday],
-                         tm.tm_mday, mons[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
-                r = random_hex(rnd, 16);
-                if (r < 0)
-                        goto out;
-                m = calloc(1, sizeof(*m));
-                if (!m) {
-                        r = -ENOMEM;
-                        goto out;
-                }
-                if (asprintf(&m->message_id, "<%s.%lld@%s>", rnd, (long long) now,
-                             strrchr(from_addr, '@') + 1) < 0) {
-                        m->message_id = NULL;
-                        r = -ENOMEM;
-                        goto out;
-                }
-        }
-        r = random_hex(rnd, 12);
-        if (r < 0)
-                goto out;
-        snprintf(boundary, sizeof(boundary), "=_partnerd_%s", rnd);
-
-        r = util_buf_printf(&hdr, "Date: %s\r\nMessage-ID: %s\r\nFrom: ", date, m->message_id);
-        if (r >= 0) {
-                size_t col = 6;
-                r = append_address(&hdr, from_display, from_addr, &col);
-        }
-        if (r >= 0)
-                r = util_buf_puts(&hdr, "\r\n");
-        if (r < 0)
-                goto out;
-
-        /* To: the configured list (ops for an ops notice) and the order
-         * contacts; Cc; Bcc only in the envelope. */
-        first = true;
-        if (mail_kind_is_ops(ctx->kind) && cfg->n_ops > 0)
-                r = append_recipients(&hdr, "To", cfg->ops, cfg->n_ops, false, &first, &env, ret_err);
         else
-                r = append_recipients(&hdr, "To", cfg->to, cfg->n_to, false, &first, &env, ret_err);
+                r = request_url(cfg, ctx, &url, ret_err);
         if (r >= 0)
-                r = append_recipients(&hdr, "To", ctx->extra_rcpt, ctx->n_extra_rcpt, true, &first, &env, ret_err);
-        if (r >= 0 && !first)
-                r = util_buf_puts(&hdr, "\r\n");
-        if (r >= 0 && first) {
-                /* No To at all: RFC 5322 allows it, but say who it is for. */
-                r = util_buf_puts(&hdr, "To: undisclosed-recipients:;\r\n");
-        }
-        first = true;
+                r = fill_values(&rv, ctx, url, from_addr);
         if (r >= 0)
-                r = append_recipients(&hdr, "Cc", cfg->cc, cfg->n_cc, false, &first, &env, ret_err);
-        if (r >= 0 && !first)
-                r = util_buf_puts(&hdr, "\r\n");
+                r = expand_all(t, ctx->kind, &rv, &subject, &text, &html, ret_err);
+        if (r >= 0 && !(m = calloc(1, sizeof(*m))))
+                r = -ENOMEM;
         if (r >= 0)
-                r = append_recipients(NULL, "Bcc", cfg->bcc, cfg->n_bcc, false, &first, &env, ret_err);
+                r = append_origin(&hdr, ctx->now > 0 ? ctx->now : util_now_wall(), from_display, from_addr,
+                                  &m->message_id);
+        if (r >= 0)
+                r = append_rcpt_headers(&hdr, cfg, ctx, &env, ret_err);
+        if (r >= 0)
+                r = append_body(&hdr, subject, text, html, ret_err);
         if (r < 0)
                 goto out;
-        if (env.n == 0) {
-                r = fail(ret_err, -EINVAL, "no recipients for a %s mail", mail_kind_to_string(ctx->kind));
-                goto out;
-        }
-
-        subject_enc = mail_encode_header(subject, strlen("Subject: "));
-        if (!subject_enc) {
-                r = -ENOMEM;
-                goto out;
-        }
-        r = util_buf_printf(&hdr, "Subject: %s\r\nMIME-Version: 1.0\r\n"
-                            "Auto-Submitted: auto-generated\r\nX-Auto-Response-Suppress: All\r\n"
-                            "Content-Type: multipart/alternative;\r\n boundary=\"%s\"\r\n\r\n"
-                            "This is a multi-part message in MIME format.\r\n\r\n",
-                            subject_enc, boundary);
-        if (r >= 0)
-                r = append_part(&hdr, boundary, "text/plain", text);
-        if (r >= 0)
-                r = util_buf_puts(&hdr, "\r\n");
-        if (r >= 0)
-                r = append_part(&hdr, boundary, "text/html", html);
-        if (r >= 0)
-                r = util_buf_printf(&hdr, "\r\n--%s--\r\n", boundary);
-        if (r < 0) {
-                if (r == -E2BIG)
-                        r = fail(ret_err, r, "the rendered message is too large");
-                goto out;
-        }
 
         m->len = hdr.len;
         m->data = util_buf_steal(&hdr);
@@ -1274,7 +1220,6 @@ out:
         free(from_display);
         free(from_addr);
         free(subject);
-        free(subject_enc);
         free(text);
         free(html);
         return r;

@@ -611,10 +611,97 @@ static int load_entry(const char *dir, const char *name, struct outbox_entry **r
         return r;
 }
 
-int mail_outbox_open(const char *state_dir, struct mail_outbox **ret) {
-        struct mail_outbox *o;
+/* The outbox's paths and directories (temp files a killed write left
+ * behind removed), and the delivery tombstones (sent.json, sent.log). */
+static int outbox_init(struct mail_outbox *o, const char *state_dir) {
+        int r;
+
+        if (asprintf(&o->dir, "%s/outbox", state_dir) < 0 ||
+            asprintf(&o->failed_dir, "%s/outbox/failed", state_dir) < 0 ||
+            asprintf(&o->sent_path, "%s/outbox/sent.json", state_dir) < 0 ||
+            asprintf(&o->log_path, "%s/outbox/sent.log", state_dir) < 0)
+                return -ENOMEM;
+        r = mkdir_private(o->dir);
+        if (r >= 0)
+                r = mkdir_private(o->failed_dir);
+        if (r < 0)
+                return r;
+        (void) util_remove_stale_temps(o->dir);
+        (void) util_remove_stale_temps(o->failed_dir);
+        r = tombs_load(o);
+        if (r >= 0)
+                r = tombs_load_log(o);
+        return r;
+}
+
+/* A message in failed/ counts as done for deduplication. */
+static int open_failed_entry(struct mail_outbox *o, const char *name, bool *tombs_dirty) {
+        struct outbox_entry *e = NULL;
+        bool failed;
+        if (load_entry(o->failed_dir, name, &e, &failed) >= 0 && !tomb_has(o, e->dedup_key)) {
+                tomb_add(o, e->dedup_key, e->queued_at, true);
+                *tombs_dirty = true;
+        }
+        entry_free(e);
+        return 0;
+}
+
+/* A message in the outbox: queued again, or out of the way (corrupt, sent
+ * or failed before a crash).  Only -ENOMEM stops the open. */
+static int open_queued_entry(struct mail_outbox *o, const char *name, bool *tombs_dirty) {
+        struct outbox_entry *e = NULL;
+        bool failed = false;
+        char *p = NULL;
+        int r;
+
+        if (asprintf(&p, "%s/%s", o->dir, name) < 0)
+                return -ENOMEM;
+        r = load_entry(o->dir, name, &e, &failed);
+        if (r == -EINVAL) {
+                /* Not readable as ours: keep it out of the way. */
+                char *q = NULL;
+                if (asprintf(&q, "%s/%s.corrupt", o->failed_dir, name) >= 0)
+                        (void) rename(p, q);
+                free(q);
+        } else if (r >= 0 && tomb_has(o, e->dedup_key)) {
+                /* Delivered (or failed) before a crash; only the removal
+                 * was missing. */
+                (void) unlink(p);
+                entry_free(e);
+        } else if (r >= 0 && failed) {
+                if (entry_move_failed(o, e) >= 0) {
+                        tomb_add(o, e->dedup_key, e->queued_at, true);
+                        *tombs_dirty = true;
+                }
+                entry_free(e);
+        } else if (r >= 0) {
+                r = entries_add(o, e);
+                if (r < 0)
+                        entry_free(e);
+                else
+                        entry_drop_data(e);
+        }
+        free(p);
+        return r;
+}
+
+/* fn for every message file in dir, in name order; stops on -ENOMEM. */
+static int open_each(struct mail_outbox *o, const char *dir,
+                     int (*fn)(struct mail_outbox *, const char *, bool *), bool *tombs_dirty) {
         char **names = NULL;
         size_t n = 0;
+        int r = list_msgs(dir, &names, &n);
+        for (size_t i = 0; r >= 0 && i < n; i++)
+                if (fn(o, names[i], tombs_dirty) == -ENOMEM)
+                        r = -ENOMEM;
+        for (size_t i = 0; names && i < n; i++)
+                free(names[i]);
+        free(names);
+        return r;
+}
+
+int mail_outbox_open(const char *state_dir, struct mail_outbox **ret) {
+        struct mail_outbox *o;
         bool tombs_dirty = false;
         int r;
 
@@ -623,100 +710,20 @@ int mail_outbox_open(const char *state_dir, struct mail_outbox **ret) {
         o = calloc(1, sizeof(*o));
         if (!o)
                 return -ENOMEM;
-        if (asprintf(&o->dir, "%s/outbox", state_dir) < 0 ||
-            asprintf(&o->failed_dir, "%s/outbox/failed", state_dir) < 0 ||
-            asprintf(&o->sent_path, "%s/outbox/sent.json", state_dir) < 0 ||
-            asprintf(&o->log_path, "%s/outbox/sent.log", state_dir) < 0) {
-                r = -ENOMEM;
-                goto fail;
-        }
-        r = mkdir_private(o->dir);
-        if (r >= 0)
-                r = mkdir_private(o->failed_dir);
-        if (r >= 0) {
-                /* what a write killed midway left behind */
-                (void) util_remove_stale_temps(o->dir);
-                (void) util_remove_stale_temps(o->failed_dir);
-                r = tombs_load(o);
-        }
-        if (r >= 0)
-                r = tombs_load_log(o);
-        if (r < 0)
-                goto fail;
+        r = outbox_init(o, state_dir);
         tombs_dirty = o->log_dirty;
-
-        /* Failed messages count as done for deduplication. */
-        r = list_msgs(o->failed_dir, &names, &n);
-        if (r < 0)
-                goto fail;
-        for (size_t i = 0; i < n; i++) {
-                struct outbox_entry *e = NULL;
-                bool failed;
-                if (load_entry(o->failed_dir, names[i], &e, &failed) >= 0 && !tomb_has(o, e->dedup_key)) {
-                        tomb_add(o, e->dedup_key, e->queued_at, true);
-                        tombs_dirty = true;
-                }
-                entry_free(e);
-                free(names[i]);
-        }
-        free(names);
-        names = NULL;
-
-        r = list_msgs(o->dir, &names, &n);
-        if (r < 0)
-                goto fail;
-        for (size_t i = 0; i < n; i++) {
-                char *p = NULL;
-                struct outbox_entry *e = NULL;
-                bool failed = false;
-
-                if (asprintf(&p, "%s/%s", o->dir, names[i]) < 0) {
-                        r = -ENOMEM;
-                        goto fail;
-                }
-                r = load_entry(o->dir, names[i], &e, &failed);
-                if (r == -EINVAL) {
-                        /* Not readable as ours: keep it out of the way. */
-                        char *q = NULL;
-                        if (asprintf(&q, "%s/%s.corrupt", o->failed_dir, names[i]) >= 0)
-                                (void) rename(p, q);
-                        free(q);
-                } else if (r >= 0 && tomb_has(o, e->dedup_key)) {
-                        /* Delivered (or failed) before a crash; only the
-                         * removal was missing. */
-                        (void) unlink(p);
-                        entry_free(e);
-                } else if (r >= 0 && failed) {
-                        if (entry_move_failed(o, e) >= 0) {
-                                tomb_add(o, e->dedup_key, e->queued_at, true);
-                                tombs_dirty = true;
-                        }
-                        entry_free(e);
-                } else if (r >= 0) {
-                        r = entries_add(o, e);
-                        if (r < 0)
-                                entry_free(e);
-                        else
-                                entry_drop_data(e);
-                }
-                free(p);
-                if (r == -ENOMEM)
-                        goto fail;
+        if (r >= 0)
+                r = open_each(o, o->failed_dir, open_failed_entry, &tombs_dirty);
+        if (r >= 0)
+                r = open_each(o, o->dir, open_queued_entry, &tombs_dirty);
+        if (r < 0) {
+                mail_outbox_free(o);
+                return r;
         }
         if (tombs_dirty)
                 (void) tombs_save(o, 0);
-        for (size_t i = 0; i < n; i++)
-                free(names[i]);
-        free(names);
         *ret = o;
         return 0;
-fail:
-        if (names)
-                for (size_t i = 0; i < n; i++)
-                        free(names[i]);
-        free(names);
-        mail_outbox_free(o);
-        return r;
 }
 
 struct mail_outbox *mail_outbox_free(struct mail_outbox *o) {

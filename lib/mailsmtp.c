@@ -26,6 +26,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "text.h"
 #include "url.h"
 #include "util.h"
 
@@ -116,18 +117,6 @@ static void op_free(struct send_op *op) {
         curl_slist_free_all(op->rcpt_list);
         free(op->data);
         free(op);
-}
-
-/* Printable one-line copy of a server/tool text. */
-static void clean_line(char *dst, size_t n, const char *src, size_t len) {
-        size_t j = 0;
-        for (size_t i = 0; i < len && j + 1 < n; i++) {
-                unsigned char c = (unsigned char) src[i];
-                if (c == '\r' || c == '\n')
-                        break;
-                dst[j++] = c < 0x20 || c == 0x7f || c >= 0x80 ? '?' : (char) c;
-        }
-        dst[j] = '\0';
 }
 
 static int64_t parse_code(const char *s, size_t n) {
@@ -241,7 +230,7 @@ static void smtp_server_line(struct send_op *op, const char *s, size_t n) {
                         return;           /* challenge: not recorded */
                 op->in_auth = false;
         }
-        clean_line(op->reply, sizeof(op->reply), s, n);
+        text_ascii_line(op->reply, sizeof(op->reply), s, n);
         if (strcmp(op->verb, "RCPT") == 0 && code >= 400) {
                 op->n_refused++;
                 if (!op->refusal[0])
@@ -328,8 +317,8 @@ static void smtp_done(void *userdata, CURL *easy, CURLcode result) {
                  * decides: 5xx permanent, everything else retry. */
                 res.permanent = !curl_code_is_setup(result) && code >= 500 && code <= 599;
                 char cerr[CURL_ERROR_SIZE];
-                clean_line(cerr, sizeof(cerr), op->errbuf[0] ? op->errbuf : curl_easy_strerror(result),
-                           strlen(op->errbuf[0] ? op->errbuf : curl_easy_strerror(result)));
+                const char *why = op->errbuf[0] ? op->errbuf : curl_easy_strerror(result);
+                text_ascii_line(cerr, sizeof(cerr), why, strlen(why));
                 if (op->refusal[0] && op->n_refused > 0 && strcmp(op->verb, "RCPT") == 0)
                         snprintf(error, sizeof(error), "SMTP %s (%s)", op->refusal, cerr);
                 else if (op->reply[0] && code >= 400)
@@ -343,6 +332,26 @@ static void smtp_done(void *userdata, CURL *easy, CURLcode result) {
         op_free(op);
         cb(ud, &res);
 }
+
+/* The options every SMTP transfer has.  One connection per message,
+ * closed after it: curl does not compare TLS settings when it reuses a
+ * STARTTLS connection, so a cached connection could outlive a changed
+ * ca_file or credentials.  TLS verification is never off. */
+static const struct {
+        CURLoption opt;
+        long value;
+} smtp_fixed[] = {
+        { CURLOPT_NOSIGNAL, 1L },
+        { CURLOPT_CONNECTTIMEOUT_MS, SMTP_CONNECT_TIMEOUT_MS },
+        { CURLOPT_TIMEOUT_MS, SMTP_TIMEOUT_MS },
+        { CURLOPT_FRESH_CONNECT, 1L },
+        { CURLOPT_FORBID_REUSE, 1L },
+        { CURLOPT_SSL_VERIFYPEER, 1L },
+        { CURLOPT_SSL_VERIFYHOST, 2L },
+        { CURLOPT_MAIL_RCPT_ALLLOWFAILS, 1L },
+        { CURLOPT_UPLOAD, 1L },
+        { CURLOPT_VERBOSE, 1L },
+};
 
 static int smtp_start(struct mail_transport *t, struct send_op *op, const struct mail_message *m) {
         char *from = NULL;
@@ -364,19 +373,11 @@ static int smtp_start(struct mail_transport *t, struct send_op *op, const struct
                 return -ENOMEM;
 
         CURLcode c = CURLE_OK;
+        for (size_t i = 0; c == CURLE_OK && i < sizeof(smtp_fixed) / sizeof(smtp_fixed[0]); i++)
+                c = curl_easy_setopt(e, smtp_fixed[i].opt, smtp_fixed[i].value);
 #define SET(opt, val) do { if (c == CURLE_OK) c = curl_easy_setopt(e, opt, val); } while (0)
         SET(CURLOPT_URL, t->smtp_url);
         SET(CURLOPT_PROTOCOLS_STR, "smtp,smtps");
-        SET(CURLOPT_NOSIGNAL, 1L);
-        SET(CURLOPT_CONNECTTIMEOUT_MS, SMTP_CONNECT_TIMEOUT_MS);
-        SET(CURLOPT_TIMEOUT_MS, SMTP_TIMEOUT_MS);
-        /* One connection per message, closed after it: curl does not compare
-         * TLS settings when it reuses a STARTTLS connection, so a cached
-         * connection could outlive a changed ca_file or credentials. */
-        SET(CURLOPT_FRESH_CONNECT, 1L);
-        SET(CURLOPT_FORBID_REUSE, 1L);
-        SET(CURLOPT_SSL_VERIFYPEER, 1L);
-        SET(CURLOPT_SSL_VERIFYHOST, 2L);
         if (!t->smtp_implicit_tls)
                 /* STARTTLS is required, except to a loopback relay where
                  * plaintext is acceptable (it is still used when offered). */
@@ -389,15 +390,12 @@ static int smtp_start(struct mail_transport *t, struct send_op *op, const struct
         }
         SET(CURLOPT_MAIL_FROM, from);
         SET(CURLOPT_MAIL_RCPT, op->rcpt_list);
-        SET(CURLOPT_MAIL_RCPT_ALLLOWFAILS, 1L);
-        SET(CURLOPT_UPLOAD, 1L);
         SET(CURLOPT_READFUNCTION, smtp_read);
         SET(CURLOPT_READDATA, op);
         SET(CURLOPT_INFILESIZE_LARGE, (curl_off_t) op->len);
         SET(CURLOPT_ERRORBUFFER, op->errbuf);
         SET(CURLOPT_DEBUGFUNCTION, smtp_debug);
         SET(CURLOPT_DEBUGDATA, op);
-        SET(CURLOPT_VERBOSE, 1L);
 #undef SET
         free(from);
         if (c != CURLE_OK)

@@ -23,6 +23,7 @@
 #include "url.h"
 #include "log.h"
 #include "secret.h"
+#include "text.h"
 #include "util.h"
 
 /* ---- ASSUMPTIONS ------------------------------------------------------
@@ -81,16 +82,6 @@
  * Small string helpers
  * ====================================================================== */
 
-/* Length of at most max bytes of s, cut back to a UTF-8 boundary. */
-static size_t utf8_clip(const char *s, size_t len, size_t max) {
-        if (len <= max)
-                return len;
-        size_t n = max;
-        while (n > 0 && ((unsigned char) s[n] & 0xC0) == 0x80)
-                n--;
-        return n;
-}
-
 /* Copy of s, capped at max bytes, control characters replaced by spaces,
  * leading/trailing blanks trimmed.  NULL when s is NULL or ends up empty. */
 static char *dup_clean(const char *s, size_t max) {
@@ -98,7 +89,7 @@ static char *dup_clean(const char *s, size_t max) {
                 return NULL;
         while (*s == ' ' || *s == '\t' || *s == '\r' || *s == '\n')
                 s++;
-        size_t len = utf8_clip(s, strlen(s), max);
+        size_t len = text_utf8_clip(s, strlen(s), max);
         while (len > 0 && (s[len - 1] == ' ' || s[len - 1] == '\t' ||
                            s[len - 1] == '\r' || s[len - 1] == '\n'))
                 len--;
@@ -112,7 +103,7 @@ static char *dup_clean(const char *s, size_t max) {
                         *q = ' ';
         /* Bidi overrides and invisible characters never reach a mail, the
          * state or a log; neither does a secret a server echoes. */
-        util_strip_format_chars(p);
+        text_strip_format_chars(p);
         if (secret_found(p, strlen(p))) {
                 char *c = secret_scrub_str(p);
                 free(p);
@@ -256,7 +247,7 @@ static void error_append(struct util_buf *b, const char *msg) {
         if (b->len > 0 && util_buf_puts(b, "; ") < 0)
                 return;
         size_t room = b->max > b->len ? b->max - b->len : 0;
-        size_t n = utf8_clip(m, strlen(m), room);
+        size_t n = text_utf8_clip(m, strlen(m), room);
         (void) util_buf_append(b, m, n);
 }
 
@@ -928,6 +919,7 @@ static int req_submit(struct mp_client *c, struct mp_req *q, const char *url, co
                 /* Only reads are retried; POST actions never are. */
                 .idempotent = strcmp(q->method, "GET") == 0,
                 .ca_file = c->ca_file,
+                .label = "marketplace",     /* partnerd_http_requests_total{api} */
         };
         q->c = c;
         q->next = c->reqs;

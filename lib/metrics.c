@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "marketplace.h"
 #include "util.h"
 
 /* Label values, in enum metrics_block_kind order. */
@@ -42,6 +43,7 @@ void metrics_from_state(const struct state *st, int64_t deadline, struct metrics
         m->n_accounts = 0;
         (void) account_entry(m, NULL);   /* the default account is always there */
         m->deadline_soonest = 0;
+        m->counters = st ? &st->counters : NULL;
         for (size_t i = 0; st && i < st->n_customers; i++) {
                 const struct tracked_customer *c = &st->customers[i];
                 bool pending = false;
@@ -64,6 +66,84 @@ void metrics_from_state(const struct state *st, int64_t deadline, struct metrics
 
 static int head(struct util_buf *b, const char *name, const char *type, const char *help) {
         return util_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* ---- counters ---- */
+
+/* One sample of a counter series (labels: validated words, no escaping). */
+static int counter_sample(struct util_buf *b, const char *metric, const char *const *keys,
+                          const char *const *values, unsigned n, uint64_t v) {
+        int r = util_buf_puts(b, metric);
+        for (unsigned i = 0; i < n; i++)
+                r |= util_buf_printf(b, "%s%s=\"%s\"", i ? "," : "{", keys[i], values[i]);
+        return r | util_buf_printf(b, "%s %llu\n", n ? "}" : "", (unsigned long long) v);
+}
+
+/* A one-label counter: every value of known (each of them, 0 included:
+ * increase() needs the series before its first step), then any other
+ * value the state holds (a kind of a later version, "other"). */
+static int counter_one_label(struct util_buf *b, const struct counters *cs, enum counter_name name,
+                             const char *metric, const char *key, const char *const *known, size_t n_known) {
+        int r = 0;
+        for (size_t i = 0; i < n_known; i++)
+                r |= counter_sample(b, metric, &key, &known[i], 1, counters_get(cs, name, known[i], NULL));
+        for (size_t i = 0; i < cs->n; i++) {
+                const struct counter *e = &cs->items[i];
+                bool seen = false;
+                for (size_t k = 0; e->name == name && k < n_known && !seen; k++)
+                        seen = strcmp(known[k], e->label[0]) == 0;
+                if (e->name == name && !seen) {
+                        const char *v = e->label[0];
+                        r |= counter_sample(b, metric, &key, &v, 1, e->value);
+                }
+        }
+        return r;
+}
+
+/* partnerd_http_requests_total: every status class of each API seen. */
+static int counter_http(struct util_buf *b, const struct counters *cs) {
+        static const char *const keys[] = { "api", "status_class" };
+        static const char *const classes[] = { "2xx", "3xx", "4xx", "5xx", "error" };
+        int r = 0;
+        for (size_t i = 0; i < cs->n; i++) {
+                const struct counter *e = &cs->items[i];
+                bool first = e->name == COUNTER_HTTP_REQUESTS;
+                for (size_t k = 0; first && k < i; k++)   /* the API's first series */
+                        first = !(cs->items[k].name == COUNTER_HTTP_REQUESTS &&
+                                  strcmp(cs->items[k].label[0], e->label[0]) == 0);
+                for (size_t c = 0; first && c < sizeof(classes) / sizeof(classes[0]); c++) {
+                        const char *values[] = { e->label[0], classes[c] };
+                        r |= counter_sample(b, "partnerd_http_requests_total", keys, values, 2,
+                                            counters_get(cs, COUNTER_HTTP_REQUESTS, e->label[0], classes[c]));
+                }
+        }
+        return r;
+}
+
+static int head(struct util_buf *b, const char *name, const char *type, const char *help);
+
+static int format_counters(struct util_buf *b, const struct counters *cs) {
+        const char *kinds[_MAIL_KIND_MAX], *outcomes[MP_UNKNOWN + 1];
+        int r = 0;
+        for (size_t k = 0; k < _MAIL_KIND_MAX; k++)
+                kinds[k] = mail_kind_to_string((enum mail_kind) k);
+        for (size_t o = 0; o <= MP_UNKNOWN; o++)
+                outcomes[o] = mp_outcome_to_string((enum mp_outcome) o);
+        r |= head(b, "partnerd_mails_sent_total", "counter",
+                  "Mails the SMTP server accepted, by kind (kept across restarts).");
+        r |= counter_one_label(b, cs, COUNTER_MAILS_SENT, "partnerd_mails_sent_total", "kind", kinds,
+                               _MAIL_KIND_MAX);
+        r |= head(b, "partnerd_mail_failures_total", "counter",
+                  "Failed mail delivery attempts, SMTP login refusals (535) included (kept across restarts).");
+        r |= counter_sample(b, "partnerd_mail_failures_total", NULL, NULL, 0,
+                            counters_get(cs, COUNTER_MAIL_FAILURES, NULL, NULL));
+        r |= head(b, "partnerd_process_total", "counter",
+                  "Process calls by outcome, as the journal's PROCESS_OUTCOME (kept across restarts).");
+        r |= counter_one_label(b, cs, COUNTER_PROCESS, "partnerd_process_total", "outcome", outcomes,
+                               MP_UNKNOWN + 1);
+        r |= head(b, "partnerd_http_requests_total", "counter",
+                  "HTTP requests sent (each attempt), by API and status class; error: no answer (kept across restarts).");
+        return r | counter_http(b, cs);
 }
 
 int metrics_format(const struct metrics_snapshot *m, char **ret) {
@@ -99,6 +179,8 @@ int metrics_format(const struct metrics_snapshot *m, char **ret) {
                 r |= util_buf_printf(&b, "partnerd_deadline_soonest_timestamp_seconds %lld\n",
                                      (long long) m->deadline_soonest);
         }
+        if (m->counters)
+                r |= format_counters(&b, m->counters);
         if (r < 0) {
                 util_buf_free(&b);
                 return -ENOMEM;

@@ -38,9 +38,13 @@ struct metrics_snapshot {
         struct metrics_account accounts[METRICS_MAX_ACCOUNTS];   /* beyond: counted in the last */
         size_t n_accounts;
         int64_t deadline_soonest;            /* 0: no blocked order (sample omitted) */
+        /* The partnerd_*_total counters (kept in the state, so that they
+         * survive restarts); borrowed, NULL: none written. */
+        const struct counters *counters;
 };
 
-/* Fills the state-derived fields (blocked, pending, deadline_soonest);
+/* Fills the state-derived fields (blocked, pending, deadline_soonest,
+ * counters);
  * deadline is the platform's deadline after Querying began, in seconds.
  * The account names are borrowed from st: format before st changes. */
 void metrics_from_state(const struct state *st, int64_t deadline, struct metrics_snapshot *m);

@@ -605,6 +605,7 @@ static int token_request(struct pc_client *c) {
                 .idempotent = true,
                 .ca_file = c->ca_file,
                 .sensitive = true,      /* the answer is an access token */
+                .label = "token",       /* partnerd_http_requests_total{api} */
         };
         struct pc_token_req *t = calloc(1, sizeof(*t));
         if (!t) {
@@ -676,6 +677,7 @@ static int api_send(struct pc_check *k) {
                 .idempotent = true,
                 .ca_file = c->ca_file,
                 .request_id_header = c->graph ? PC_GRAPH_REQUEST_ID : PC_REQUEST_ID_HEADER,
+                .label = c->graph ? "graph" : "partnercenter",
         };
         k->gen_used = c->token_gen;
         return http_submit(c->h, &req, api_done, k);

@@ -21,9 +21,21 @@
         LOG_FIELDS({ "ORDER_ID", (o)->order_id }, { "HTTP_STATUS", (st) }, { "PROCESS_OUTCOME", (outcome) }, \
                    { "PARTNER_ACCOUNT", (o)->account })
 
+/* The journal's PROCESS_OUTCOME word of a result, for
+ * partnerd_process_total{outcome}. */
+static const char *outcome_word(enum eng_process_result pr) {
+        static const enum mp_outcome oc[] = {
+                [ENG_PROCESS_DONE] = MP_DONE, [ENG_PROCESS_MOVED] = MP_MOVED, [ENG_PROCESS_GONE] = MP_GONE,
+                [ENG_PROCESS_REFUSED] = MP_REFUSED, [ENG_PROCESS_UNKNOWN] = MP_UNKNOWN,
+        };
+        return mp_outcome_to_string((unsigned) pr < sizeof(oc) / sizeof(oc[0]) ? oc[pr] : MP_UNKNOWN);
+}
+
 static void process_outcome(struct cycle *c, const char *order_id, enum eng_process_result pr,
                             enum order_status st, const char *detail) {
         struct action_list out = { 0 };
+        /* with the state, saved at the end of the cycle (a dry run's copy is not) */
+        (void) counters_add(&c->work->counters, COUNTER_PROCESS, outcome_word(pr), NULL, 1);
         int r = eng_process_outcome(&c->params, c->work, order_id, pr, st, detail, c->now, &out);
         if (r < 0)
                 log_error("Internal error recording the Process outcome of %s: %s", order_id, strerror(-r));
@@ -142,13 +154,12 @@ static void on_reread(void *ud, const struct mp_order_result *res) {
                 return;
         }
         const struct order *order = res->order;
-        /* the episode as the poll named it (see cycle_episode_start()) */
+        /* the episode as the poll named it (see listing_episode_start()) */
         struct order copy = { 0 };
         if (order->status == ORDER_STATUS_QUERYING && !order->querying_at_raw &&
-            (order_copy(&copy, order) < 0 || cycle_episode_start(c, &copy) < 0))
+            (order_copy(&copy, order) < 0 || listing_episode_start(c, &copy) < 0))
                 cycle_set_error(c, -ENOMEM, "out of memory", NULL);
-        const char *episode = copy.querying_at_raw ? copy.querying_at_raw : order->querying_at_raw;
-        bool same_episode = t && t->querying_at_raw && episode && strcmp(t->querying_at_raw, episode) == 0;
+        bool same_episode = order_same_episode(t, copy.querying_at_raw ? &copy : order);
         order_clear(&copy);
         if (order->status != ORDER_STATUS_QUERYING || !same_episode) {
                 struct mp_order_result moved = *res;

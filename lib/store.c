@@ -22,6 +22,19 @@
  *          "closed_at": t, "template_id": s|null, "relationship_url": s|null,
  *          "notified": b, "unlisted_partner": s|null}]}]}
  *
+ * and, once anything was counted, before "customers" (sorted keys):
+ *
+ *    "counters": {"http_requests": {"<api>": {"2xx|3xx|4xx|5xx|error": n}},
+ *                 "mail_failures": n, "mails_sent": {"<mail kind>": n},
+ *                 "process": {"done|moved|gone|refused|unknown": n}}
+ *
+ * the partnerd_*_total metrics (lib/counters.h), saved with the state so
+ * that they survive restarts.  They came without a version change: a file
+ * without "counters" loads as zeros, and a partnerd that predates them
+ * reads the file and ignores the key (its next save drops the counts:
+ * Prometheus sees a counter reset).  Unknown counter names are ignored;
+ * label values of known ones are kept as they are (a later mail kind).
+ *
  * "account" (the Partner Center account the customer is checked with,
  * "-" for none) came with [microsoft.NAME] accounts, without a version
  * change: a file written before has no "account", and such a customer
@@ -64,7 +77,7 @@
 
 /* ---- encoding ----------------------------------------------------------- */
 
-static json_t *order_to_json(const struct tracked_order *t, bool *ok) {
+json_t *store_order_json(const struct tracked_order *t, bool *ok) {
         json_t *o = json_object();
         if (!o) {
                 *ok = false;
@@ -113,7 +126,7 @@ static json_t *customer_to_json(const struct tracked_customer *c, bool *ok) {
         jsonx_put(o, "accepted_at", jsonx_time(c->accepted_at), ok);
         jsonx_put(o, "gdap_ended", jsonx_str(c->gdap_ended), ok);
         for (size_t i = 0; i < c->n_orders; i++) {
-                json_t *t = order_to_json(&c->orders[i], ok);
+                json_t *t = store_order_json(&c->orders[i], ok);
                 if (!t || json_array_append_new(orders, t) < 0)
                         *ok = false;
         }
@@ -121,15 +134,54 @@ static json_t *customer_to_json(const struct tracked_customer *c, bool *ok) {
         return o;
 }
 
+/* The "counters" object; NULL on OOM. */
+static json_t *counters_to_json(const struct counters *cs) {
+        json_t *o = json_object();
+        bool ok = o != NULL;
+        for (size_t i = 0; ok && i < cs->n; i++) {
+                const struct counter *e = &cs->items[i];
+                const char *key = counter_name_to_string(e->name);
+                json_t *v = json_integer(e->value > INT64_MAX ? INT64_MAX : (json_int_t) e->value), *at = o;
+                /* {"name": n}, {"name": {"l1": n}}, {"name": {"l1": {"l2": n}}} */
+                for (unsigned k = 0; ok && k < counter_name_labels(e->name); k++) {
+                        json_t *next = json_object_get(at, key);
+                        if (!next && (!(next = json_object()) || json_object_set_new(at, key, next) < 0))
+                                ok = false;
+                        at = next;
+                        key = e->label[k];
+                }
+                if (!ok || !v || !json_is_object(at) || json_object_set_new(at, key, v) < 0)
+                        ok = false;
+        }
+        if (!ok) {
+                json_decref(o);
+                return NULL;
+        }
+        return o;
+}
+
 /* json_dump_callback() sink that indents every line after the first by
- * two more spaces: a customer dumped on its own then sits at depth 2 of
- * the document.  (Dumped strings never contain a raw newline.) */
+ * *indent more spaces: a customer dumped on its own then sits at depth 2
+ * of the document (2 more), the counters object at depth 1 (1 more).
+ * (Dumped strings never contain a raw newline.) */
+struct indented {
+        FILE *f;
+        const char *indent;
+};
+
 static int write_indented(const char *buf, size_t size, void *data) {
-        FILE *f = data;
+        const struct indented *w = data;
         for (size_t i = 0; i < size; i++)
-                if (putc(buf[i], f) == EOF || (buf[i] == '\n' && fputs("  ", f) == EOF))
+                if (putc(buf[i], w->f) == EOF || (buf[i] == '\n' && fputs(w->indent, w->f) == EOF))
                         return -1;
         return 0;
+}
+
+/* Dumps v at the given extra indent; -ENOMEM / -EIO. */
+static int dump_indented(FILE *f, json_t *v, const char *indent) {
+        struct indented w = { f, indent };
+        int r = json_dump_callback(v, write_indented, &w, JSON_SORT_KEYS | JSON_INDENT(1));
+        return r < 0 ? (ferror(f) ? -EIO : -ENOMEM) : 0;
 }
 
 /* Writes the document customer by customer, byte for byte what
@@ -137,7 +189,19 @@ static int write_indented(const char *buf, size_t size, void *data) {
  * newline, without ever holding the whole tree or text: 10,000 orders
  * were a 12 MiB tree, an 8 MiB dump buffer and a 6 MiB string at once. */
 static int store_write(FILE *f, const struct state *s) {
-        fputs("{\n \"customers\": [", f);
+        fputs("{\n", f);
+        if (s->counters.n) {
+                json_t *cs = counters_to_json(&s->counters);
+                if (!cs)
+                        return -ENOMEM;
+                fputs(" \"counters\": ", f);
+                int r = dump_indented(f, cs, " ");
+                json_decref(cs);
+                if (r < 0)
+                        return r;
+                fputs(",\n", f);
+        }
+        fputs(" \"customers\": [", f);
         for (size_t i = 0; i < s->n_customers; i++) {
                 bool ok = true;
                 json_t *c = customer_to_json(&s->customers[i], &ok);
@@ -146,10 +210,10 @@ static int store_write(FILE *f, const struct state *s) {
                         return -ENOMEM;
                 }
                 fputs(i ? ",\n  " : "\n  ", f);
-                int r = json_dump_callback(c, write_indented, f, JSON_SORT_KEYS | JSON_INDENT(1));
+                int r = dump_indented(f, c, "  ");
                 json_decref(c);
                 if (r < 0)
-                        return ferror(f) ? -EIO : -ENOMEM;
+                        return r;
         }
         fputs(s->n_customers ? "\n ]" : "]", f);
         fprintf(f, ",\n \"version\": %d\n}\n", STATE_VERSION);
@@ -337,6 +401,60 @@ static void decode_customer(struct dec *d, const json_t *jc, struct state *s, si
         }
 }
 
+/* One level of a counter: v is the count (labels all named) or an object
+ * of the next label's values. */
+static void decode_counter(struct dec *d, const json_t *v, struct counters *cs, enum counter_name name,
+                           const char **labels, unsigned depth) {
+        const char *key = counter_name_to_string(name);
+        if (depth == counter_name_labels(name)) {
+                if (!json_is_integer(v) || json_integer_value(v) < 0) {
+                        dec_fail(d, "counters: \"%s\" has a count that is not a non-negative integer", key);
+                        return;
+                }
+                int r = counters_add(cs, name, labels[0], labels[1], (uint64_t) json_integer_value(v));
+                if (r < 0)
+                        dec_fail(d, "counters: \"%s\": %s", key,
+                                 r == -ENOSPC ? "too many series" : "a count out of range");
+                return;
+        }
+        if (!json_is_object(v)) {
+                dec_fail(d, "counters: \"%s\" is not an object of labels", key);
+                return;
+        }
+        const char *label;
+        const json_t *sub;
+        json_object_foreach((json_t *) v, label, sub) {
+                if (!counter_label_valid(label)) {
+                        dec_fail(d, "counters: \"%s\" has an invalid label value", key);
+                        return;
+                }
+                labels[depth] = label;
+                decode_counter(d, sub, cs, name, labels, depth + 1);
+                if (!dec_ok(d))
+                        return;
+        }
+}
+
+/* "counters" (absent: all zero); unknown counter names are ignored. */
+static void decode_counters(struct dec *d, const json_t *jc, struct state *s) {
+        if (!jc || json_is_null(jc))
+                return;
+        if (!json_is_object(jc)) {
+                dec_fail(d, "\"counters\" is not an object");
+                return;
+        }
+        const char *key;
+        const json_t *v;
+        json_object_foreach((json_t *) jc, key, v) {
+                int name = counter_name_from_string(key);
+                const char *labels[2] = { NULL, NULL };
+                if (name >= 0)
+                        decode_counter(d, v, &s->counters, (enum counter_name) name, labels, 0);
+                if (!dec_ok(d))
+                        return;
+        }
+}
+
 /* Version 0: {"orders": {"ORD-…": {"customer": key, ...}}}. */
 static void decode_legacy(struct dec *d, const json_t *root, struct state *s) {
         const json_t *orders = json_object_get(root, "orders");
@@ -494,6 +612,8 @@ static int from_json(const char *text, size_t len, struct state **ret, char **re
                                 break;
                         decode_customer(&d, jc, s, i);
                 }
+                if (dec_ok(&d))
+                        decode_counters(&d, json_object_get(root, "counters"), s);
         }
         if (dec_ok(&d))
                 check_unique(&d, s);
@@ -543,8 +663,15 @@ static int skip_space(FILE *f) {
  * else, a damaged file included, returns -EAGAIN and goes through
  * store_from_json(), which reports errors and migrates old versions
  * exactly as before.  -ENOENT when there is no file. */
+/* Reads exactly the bytes of s; false at the first difference. */
+static bool expect(FILE *f, const char *s) {
+        for (; *s; s++)
+                if (getc(f) != (unsigned char) *s)
+                        return false;
+        return true;
+}
+
 static int load_streaming(const char *path, struct state **ret) {
-        static const char head[] = "{\n \"customers\": [";
         struct dec d = { 0 };
         struct state *s = NULL;
         struct stat st;
@@ -557,14 +684,29 @@ static int load_streaming(const char *path, struct state **ret) {
                 return errno == ENOENT ? -ENOENT : -EAGAIN;
         if (fstat(fileno(f), &st) < 0 || !S_ISREG(st.st_mode) || (size_t) st.st_size > STORE_MAX_SIZE)
                 goto out;
-        for (size_t i = 0; i < sizeof(head) - 1; i++)
-                if (getc(f) != head[i])
-                        goto out;
+        if (!expect(f, "{\n \"c"))
+                goto out;
         s = state_new();
         if (!s) {
                 r = -ENOMEM;
                 goto out;
         }
+        /* "counters" (optional, small: parsed whole), then "customers" */
+        ch = getc(f);
+        if (ch == 'o') {
+                if (!expect(f, "unters\": "))
+                        goto out;
+                json_t *jc = json_loadf(f, JSON_DISABLE_EOF_CHECK | JSON_REJECT_DUPLICATES, NULL);
+                if (!jc)
+                        goto out;
+                decode_counters(&d, jc, s);
+                json_decref(jc);
+                if (!dec_ok(&d) || !expect(f, ",\n \"c"))
+                        goto out;
+                ch = getc(f);
+        }
+        if (ch != 'u' || !expect(f, "stomers\": ["))
+                goto out;
         ch = skip_space(f);
         for (size_t i = 0; ch != ']'; i++) {
                 if (ch == EOF || ungetc(ch, f) == EOF)

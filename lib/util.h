@@ -82,21 +82,7 @@ bool util_has_ctl(const char *s, bool allow_tab);
 #define util_freep(p) do { free(*(p)); *(p) = NULL; } while (0)
 char *util_strdup0(const char *s);   /* NULL-safe strdup */
 
-/* The one UTF-8 decoder: the code point of the valid, shortest-form
- * sequence at s (at most n bytes; on a NUL-terminated string n may be 4
- * whatever is left, the bytes are checked in order) and its length 1..4.
- * 0 when s does not start a valid sequence (stray continuation, overlong,
- * surrogate, beyond U+10FFFF, cut short). */
-size_t util_utf8_decode(const char *s, size_t n, uint32_t *ret_cp);
-/* Unicode format characters (category Cf) that text from the network
- * must not carry into a mail or a log: the bidi controls (U+202A..U+202E,
- * U+2066..U+2069, U+200E, U+200F, U+061C), zero-width and invisible ones
- * (U+200B..U+200D, U+2060..U+2064, U+FEFF, U+180E, U+00AD), the other
- * Cf ranges (Arabic number signs, interlinear annotation, tags). */
-bool util_is_format_char(uint32_t cp);
-/* Removes them from s in place (bytes that are not valid UTF-8 stay as they
- * are); returns s.  NULL-safe. */
-char *util_strip_format_chars(char *s);
+/* UTF-8, format characters, cleaning and address rules: lib/text.h. */
 
 /* Random 128-bit identifiers (getrandom). */
 int util_random_bytes(void *buf, size_t n);

@@ -18,6 +18,7 @@
 
 #include "fuzz.h"
 #include "mail.h"
+#include "text.h"
 #include "util.h"
 
 #define EW_MAX 75
@@ -114,8 +115,8 @@ static bool clean(const char *s) {
         /* so are Unicode format characters (bidi controls, soft hyphen...) */
         for (size_t i = 0, k; i < n; i += k) {
                 uint32_t cp;
-                k = util_utf8_decode(s + i, n - i, &cp);
-                if (k == 0 || util_is_format_char(cp))
+                k = text_utf8_decode(s + i, n - i, &cp);
+                if (k == 0 || text_is_format_char(cp))
                         return false;
         }
         return true;

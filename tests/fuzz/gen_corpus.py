@@ -158,6 +158,10 @@ def store():
                  orders=[closed, dict(order, id="ORD-1001-0001-0004", status="draft")])
     put("store", "v1", json.dumps({"version": 1, "customers": [cust, cust2]}, indent=1, sort_keys=True))
     put("store", "v1-empty", '{"version": 1, "customers": []}\n')
+    put("store", "v1-counters", json.dumps({"version": 1, "customers": [cust], "counters": {
+        "http_requests": {"marketplace": {"2xx": 40, "error": 1}, "token": {"2xx": 2}},
+        "mail_failures": 3, "mails_sent": {"new-request": 2, "gdap-ended": 1},
+        "process": {"done": 1, "unknown": 1}}}, indent=1, sort_keys=True))
     put("store", "v0-legacy", compact({"orders": {
         "ORD-1001-0001-0001": {"customer": "domain:contoso.onmicrosoft.com", "status": "blocked",
                                "querying_since": t, "first_seen": t, "notified_at": t, "reminders": 1},

@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: MIT */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -41,6 +42,16 @@ static int rm_one(const char *path, const struct stat *st, int flag, struct FTW 
 void harness_rmrf(const char *path) {
         if (path)
                 nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+size_t harness_count_files(const char *dir) {
+        DIR *d = opendir(dir);
+        size_t n = 0;
+        for (struct dirent *de; d && (de = readdir(d)); )
+                n += de->d_name[0] != '.' && de->d_type == DT_REG;
+        if (d)
+                closedir(d);
+        return n;
 }
 
 static int redirect(int fd, const char *path) {

@@ -15,6 +15,8 @@
 char *harness_tmpdir(void);
 /* Removes a directory tree (best effort); NULL is accepted. */
 void harness_rmrf(const char *path);
+/* Regular files directly in dir (not hidden ones); 0 when unreadable. */
+size_t harness_count_files(const char *dir);
 
 /* Starts argv[0] (PATH is searched) with envp (NULL: inherit ours), its
  * stdout/stderr appended to the given files (NULL: /dev/null).  Returns the

@@ -199,6 +199,36 @@ static bool status_names(struct inv_world *w, const char *needle) {
         return found;
 }
 
+/* etcd's own count of the requests it handled, per gRPC method (the JSON
+ * gateway calls them), from its /metrics: a measurement, printed. */
+static double etcd_handled(const char *method) {
+        char url[128], needle[96];
+        long status = 0;
+        char *body = NULL;
+        double sum = 0;
+        snprintf(url, sizeof(url), "%s/metrics", etcd->endpoints[0]);
+        snprintf(needle, sizeof(needle), "grpc_method=\"%s\"", method);
+        if (harness_http_get(url, &status, &body) < 0 || status != 200) {
+                free(body);
+                return -1;
+        }
+        for (char *l = body; l && *l; ) {
+                char *nl = strchr(l, '\n');
+                if (nl)
+                        *nl = '\0';
+                if (strncmp(l, "grpc_server_handled_total{", 26) == 0 && strstr(l, needle)) {
+                        const char *v = strrchr(l, ' ');
+                        sum += v ? strtod(v + 1, NULL) : 0;
+                }
+                l = nl ? nl + 1 : NULL;
+        }
+        free(body);
+        return sum;
+}
+
+static const char *const METHODS[] = { "Txn", "Range", "LeaseGrant", "LeaseKeepAlive", "LeaseRevoke" };
+#define N_METHODS (sizeof(METHODS) / sizeof(METHODS[0]))
+
 static void test_cycle_in_etcd(void **state) {
         NEED_ETCD();
         struct inv_world *w = world();
@@ -207,7 +237,14 @@ static void test_cycle_in_etcd(void **state) {
 
         add_cluster(w, prefix, sizeof(prefix));
         const char *once[] = { "--once", NULL };
+        double before[N_METHODS];
+        for (size_t i = 0; i < N_METHODS; i++)
+                before[i] = etcd_handled(METHODS[i]);
         assert_int_equal(run_pd(w, once), 0);
+        fprintf(stderr, "ha_wire: etcd requests of one --once run (take the lead, load, cycle, leave):");
+        for (size_t i = 0; i < N_METHODS; i++)
+                fprintf(stderr, " %s %.0f", METHODS[i], etcd_handled(METHODS[i]) - before[i]);
+        fprintf(stderr, "\n");
         assert_int_equal(lines_with(w, 1, (const char *const[]) { "Cluster: active", "host-a", NULL }), 1);
         counts(w, &requests, &total, &posts);
         assert_int_equal(requests, 1);

@@ -85,16 +85,6 @@ static size_t count_lines(const char *text, const char *needle) {
         return n;
 }
 
-static size_t files_in(const char *dir) {
-        DIR *d = opendir(dir);
-        size_t n = 0;
-        for (struct dirent *de; d && (de = readdir(d)); )
-                n += de->d_name[0] != '.' && de->d_type == DT_REG;
-        if (d)
-                closedir(d);
-        return n;
-}
-
 static void test_login_refused(void **state) {
         struct env *e = *state;
         const char *once[] = { "--once", NULL };
@@ -115,10 +105,10 @@ static void test_login_refused(void **state) {
         free(err);
         assert_int_equal(harness_smtp_count(e->smtp), 0);
         snprintf(path, sizeof(path), "%s/outbox", e->pd->state_dir);
-        size_t queued = files_in(path);
+        size_t queued = harness_count_files(path);
         assert_true(queued >= 3);           /* Contoso, Fabrikam, the Draft warning */
         snprintf(path, sizeof(path), "%s/outbox/failed", e->pd->state_dir);
-        assert_int_equal(files_in(path), 0);
+        assert_int_equal(harness_count_files(path), 0);
 
         /* the same server takes the right password: it was the login */
         set_password(e, "right-password");

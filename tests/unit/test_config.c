@@ -192,6 +192,12 @@ static void assert_defaults(const struct cfg *c) {
         assert_int_equal(c->mail.deadline, 15 * 86400);
         assert_int_equal(c->mail.deadline_warning, 3 * 86400);
         assert_null(c->mail.template_dir);
+        /* the templates then come from templates/ next to the file */
+        char *tdir = cfg_template_dir(c), want_tdir[4096];
+        snprintf(want_tdir, sizeof(want_tdir), "%s/templates", c->dir);
+        assert_non_null(tdir);
+        assert_string_equal(tdir, want_tdir);
+        free(tdir);
         assert_int_equal(c->mail.n_url_hosts, 2);
         assert_string_equal(c->mail.url_hosts[0], "admin.microsoft.com");
         assert_string_equal(c->mail.url_hosts[1], "admin.cloud.microsoft");
@@ -319,6 +325,10 @@ static void test_every_key(void **state) {
         assert_int_equal(c->mail.deadline_warning, 2 * 86400);
         snprintf(want, sizeof(want), "%s/my-templates", c->dir);
         assert_string_equal(c->mail.template_dir, want);
+        char *tdir = cfg_template_dir(c);
+        assert_non_null(tdir);
+        assert_string_equal(tdir, want);
+        free(tdir);
         assert_int_equal(c->mail.n_url_hosts, 2);
         assert_string_equal(c->mail.url_hosts[0], "admin.microsoft.com");
         assert_string_equal(c->daemon.state_dir, "/srv/partnerd");

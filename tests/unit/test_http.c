@@ -30,6 +30,7 @@
 #include <microhttpd.h>
 #include <malloc.h>
 
+#include "counters.h"
 #include "http.h"
 #include "url.h"
 #include "util.h"
@@ -902,6 +903,43 @@ static void test_conn_refused(void **state) {
         ctx_done(&c);
 }
 
+/* The count hook: once per attempt, with the request's label, r and
+ * status; an unlabelled request is "other"; a refused connection has no
+ * status (partnerd_http_requests_total, lib/counters.c). */
+struct counted {
+        char line[512];
+};
+
+static void count_attempt(void *ud, const char *label, int r, long status) {
+        struct counted *k = ud;
+        size_t n = strlen(k->line);
+        snprintf(k->line + n, sizeof(k->line) - n, "%s%s:%s", n ? " " : "", label,
+                 counters_status_class(r, status));
+}
+
+static void test_count_hook(void **state) {
+        struct ctx c;
+        struct result res = { 0 };
+        struct counted k = { "" };
+        char url[128];
+        ctx_init(&c, &fast_opts);
+        http_set_count_hook(c.h, count_attempt, &k);
+        struct http_request req = { .method = "GET", .url = srv_url("/r?key=count503&status=503,200"),
+                                    .idempotent = true, .label = "marketplace" };
+        assert_int_equal(http_submit(c.h, &req, on_done, &res), 0);
+        run_until(&c, &res.done, 1);
+        assert_string_equal(k.line, "marketplace:5xx marketplace:2xx");
+        result_clear(&res);
+
+        k.line[0] = '\0';
+        snprintf(url, sizeof(url), "http://127.0.0.1:%u/x", closed_port());
+        get(&c, url, &res);
+        run_until(&c, &res.done, 1);
+        assert_string_equal(k.line, "other:error other:error other:error");
+        result_clear(&res);
+        ctx_done(&c);
+}
+
 static void test_request_id_header(void **state) {
         struct ctx c;
         struct result res = { 0 };
@@ -1388,6 +1426,7 @@ int main(void) {
                 cmocka_unit_test(test_timeout),
                 cmocka_unit_test(test_connect_timeout),
                 cmocka_unit_test(test_conn_refused),
+                cmocka_unit_test(test_count_hook),
                 cmocka_unit_test(test_request_id_header),
                 cmocka_unit_test(test_free_in_flight),
                 cmocka_unit_test(test_cancel_from_callback),

@@ -72,51 +72,6 @@ static void test_transient_tokens_evicted(void **unused) {
         assert_false(secret_found("config-secret-1", 15));
 }
 
-/* One decoder: strict, stops at a NUL, refuses overlongs and surrogates. */
-static void test_utf8_decode(void **unused) {
-        uint32_t cp = 0;
-        assert_int_equal(util_utf8_decode("A", 4, &cp), 1);
-        assert_int_equal(cp, 'A');
-        assert_int_equal(util_utf8_decode("\xc3\xa9", 4, &cp), 2);
-        assert_int_equal(cp, 0xe9);
-        assert_int_equal(util_utf8_decode("\xe2\x80\xae", 4, &cp), 3);
-        assert_int_equal(cp, 0x202e);
-        assert_int_equal(util_utf8_decode("\xf0\x9f\x98\x80", 4, &cp), 4);
-        assert_int_equal(cp, 0x1f600);
-        assert_int_equal(util_utf8_decode("\xc0\xaf", 4, NULL), 0);        /* overlong */
-        assert_int_equal(util_utf8_decode("\xed\xa0\x80", 4, NULL), 0);    /* surrogate */
-        assert_int_equal(util_utf8_decode("\xf4\x90\x80\x80", 4, NULL), 0); /* > U+10FFFF */
-        assert_int_equal(util_utf8_decode("\xe2\x80", 4, NULL), 0);        /* NUL inside */
-        assert_int_equal(util_utf8_decode("\xe2\x80\xae", 2, NULL), 0);    /* cut short */
-        assert_int_equal(util_utf8_decode("\x80", 4, NULL), 0);
-        assert_int_equal(util_utf8_decode("\xff", 4, NULL), 0);
-}
-
-static void test_strip_format_chars(void **unused) {
-        static const struct { const char *in, *out; } cases[] = {
-                { "Contoso\xe2\x80\xae" "dtL\xe2\x80\xac", "ContosodtL" },        /* RLO .. PDF */
-                { "\xe2\x81\xa6" "Fabrikam\xe2\x81\xa9", "Fabrikam" },           /* LRI .. PDI */
-                { "Ad\xe2\x80\x8b" "atum\xef\xbb\xbf", "Adatum" },               /* ZWSP, BOM */
-                { "a\xe2\x80\x8e" "b\xe2\x80\x8f" "c\xd8\x9c" "d\xe1\xa0\x8e" "e", "abcde" },
-                { "x\xe2\x81\xa0y\xe2\x81\xa4z\xc2\xad!", "xyz!" },
-                { "Caf\xc3\xa9 \xe6\x97\xa5\xe6\x9c\xac \xf0\x9f\x98\x80", "Caf\xc3\xa9 \xe6\x97\xa5\xe6\x9c\xac \xf0\x9f\x98\x80" },
-                { "bad \xff byte \xe2\x80\xae kept", "bad \xff byte  kept" },
-                { "", "" },
-        };
-        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-                char *s = strdup(cases[i].in);
-                assert_non_null(s);
-                assert_string_equal(util_strip_format_chars(s), cases[i].out);
-                free(s);
-        }
-        assert_null(util_strip_format_chars(NULL));
-        assert_true(util_is_format_char(0x202a));
-        assert_true(util_is_format_char(0x2069));
-        assert_true(util_is_format_char(0xe0041));
-        assert_false(util_is_format_char(0x200a));   /* hair space: a space, not Cf */
-        assert_false(util_is_format_char('A'));
-}
-
 /* log: a message or field holding a secret is scrubbed before the line is
  * cut at its limit (2048 bytes), and format characters are dropped. */
 static void test_log_scrubs(void **unused) {
@@ -152,8 +107,6 @@ int main(void) {
                 cmocka_unit_test_teardown(test_scrub_buf_cuts_after_scrubbing, teardown),
                 cmocka_unit_test_teardown(test_transient_tokens_evicted, teardown),
                 cmocka_unit_test_teardown(test_log_scrubs, teardown),
-                cmocka_unit_test(test_utf8_decode),
-                cmocka_unit_test(test_strip_format_chars),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -14,6 +14,8 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include <jansson.h>
+
 #include "store.h"
 #include "util.h"
 
@@ -647,6 +649,94 @@ static void test_accounts(void **unused) {
         free(err);
 }
 
+/* The counters (issue 14): saved with the state, loaded back exactly;
+ * a file without them loads as zeros; the layout store_save() writes is
+ * what json_dumps(JSON_SORT_KEYS | JSON_INDENT(1)) gives (the fast
+ * loader's assumption) and loads the same through both loaders; wrong
+ * types make the file corrupt; unknown counter names are ignored. */
+static void test_counters(void **unused) {
+        char *dir = mktemp_dir(), *warn = NULL, *text = NULL, *err = NULL;
+        struct state *s = sample_state(), *back = NULL, *parsed = NULL;
+        assert_int_equal(counters_add(&s->counters, COUNTER_MAILS_SENT, "new-request", NULL, 2), 0);
+        assert_int_equal(counters_add(&s->counters, COUNTER_MAILS_SENT, "gdap-request", NULL, 1), 0);
+        assert_int_equal(counters_add(&s->counters, COUNTER_MAIL_FAILURES, NULL, NULL, 3), 0);
+        assert_int_equal(counters_add(&s->counters, COUNTER_PROCESS, "moved", NULL, 1), 0);
+        assert_int_equal(counters_add(&s->counters, COUNTER_HTTP_REQUESTS, "marketplace", "2xx", 40), 0);
+        assert_int_equal(counters_add(&s->counters, COUNTER_HTTP_REQUESTS, "marketplace", "error", 1), 0);
+        assert_int_equal(counters_add(&s->counters, COUNTER_HTTP_REQUESTS, "token", "2xx", 2), 0);
+        assert_int_equal(counters_add(&s->counters, COUNTER_HTTP_REQUESTS, "bad label", "2xx", 1), -EINVAL);
+        assert_int_equal(store_save(dir, s), 0);
+
+        char *p = path_in(dir, "state.json");
+        assert_int_equal(util_read_file(p, 1u << 20, &text, NULL), 0);
+        json_t *root = json_loads(text, 0, NULL);
+        assert_non_null(root);
+        char *dumped = json_dumps(root, JSON_SORT_KEYS | JSON_INDENT(1));
+        assert_non_null(dumped);
+        size_t n = strlen(dumped);
+        assert_int_equal(strlen(text), n + 1);
+        assert_memory_equal(text, dumped, n);
+        assert_non_null(strstr(text, "\"http_requests\": {\n   \"marketplace\": {\n    \"2xx\": 40,"));
+        free(dumped);
+        json_decref(root);
+
+        assert_int_equal(store_load(dir, &back, &warn), 0);     /* the fast loader */
+        assert_null(warn);
+        assert_int_equal(store_from_json(text, strlen(text), &parsed, &err), 0);   /* the tree one */
+        for (int i = 0; i < 2; i++) {
+                const struct counters *c = i ? &parsed->counters : &back->counters;
+                assert_int_equal(c->n, 7);
+                assert_int_equal(counters_get(c, COUNTER_MAILS_SENT, "new-request", NULL), 2);
+                assert_int_equal(counters_get(c, COUNTER_MAILS_SENT, "gdap-request", NULL), 1);
+                assert_int_equal(counters_get(c, COUNTER_MAIL_FAILURES, NULL, NULL), 3);
+                assert_int_equal(counters_get(c, COUNTER_PROCESS, "moved", NULL), 1);
+                assert_int_equal(counters_get(c, COUNTER_PROCESS, "done", NULL), 0);
+                assert_int_equal(counters_get(c, COUNTER_HTTP_REQUESTS, "marketplace", "2xx"), 40);
+                assert_int_equal(counters_get(c, COUNTER_HTTP_REQUESTS, "marketplace", "error"), 1);
+                assert_int_equal(counters_get(c, COUNTER_HTTP_REQUESTS, "token", "2xx"), 2);
+        }
+        assert_int_equal(back->n_customers, 2);
+        /* a copy (the dry run's) carries them */
+        struct state copy;
+        assert_int_equal(state_copy(&copy, back), 0);
+        assert_int_equal(counters_get(&copy.counters, COUNTER_HTTP_REQUESTS, "token", "2xx"), 2);
+        state_clear(&copy);
+        state_free(back);
+        state_free(parsed);
+        free(text);
+
+        /* without "counters": zeros; unknown names ignored */
+        static const char old[] = "{\"counters\": {\"future_thing\": {\"x\": [1]}, \"mail_failures\": 4},"
+                                  " \"customers\": [], \"version\": 1}";
+        static const char none[] = "{\"customers\": [], \"version\": 1}";
+        assert_int_equal(store_from_json(none, strlen(none), &back, &err), 0);
+        assert_int_equal(back->counters.n, 0);
+        state_free(back);
+        assert_int_equal(store_from_json(old, strlen(old), &back, &err), 0);
+        assert_int_equal(back->counters.n, 1);
+        assert_int_equal(counters_get(&back->counters, COUNTER_MAIL_FAILURES, NULL, NULL), 4);
+        state_free(back);
+
+        /* wrong types: corrupt, named */
+        static const char *const bad[] = {
+                "{\"counters\": [], \"version\": 1}",
+                "{\"counters\": {\"mail_failures\": -1}, \"version\": 1}",
+                "{\"counters\": {\"mail_failures\": \"3\"}, \"version\": 1}",
+                "{\"counters\": {\"mails_sent\": 3}, \"version\": 1}",
+                "{\"counters\": {\"mails_sent\": {\"new request\": 3}}, \"version\": 1}",
+                "{\"counters\": {\"http_requests\": {\"graph\": 3}}, \"version\": 1}",
+        };
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+                err = NULL;
+                assert_int_equal(store_from_json(bad[i], strlen(bad[i]), &back, &err), -EBADMSG);
+                assert_non_null(strstr(err, "counters"));
+                free(err);
+        }
+        free(p);
+        state_free(s);
+        rm_rf(dir);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_round_trip),
@@ -661,6 +751,7 @@ int main(void) {
                 cmocka_unit_test(test_prune),
                 cmocka_unit_test(test_save_refuses_oversize),
                 cmocka_unit_test(test_accounts),
+                cmocka_unit_test(test_counters),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
