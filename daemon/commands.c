@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <jansson.h>
 #include <uv.h>
 
 #include "config.h"
@@ -152,30 +153,152 @@ int command_templates(const struct options *opts) {
         return 0;
 }
 
-/* Reads the state file without touching it (no lock, no move-aside: this
- * is a read-only view). */
+/* The role line of `partnerd status` in cluster mode: this instance is
+ * active when the leader key names it. */
+static char *cluster_role(const struct cfg *cfg, const char *leader) {
+        char *s;
+        if (leader && strcmp(leader, cfg->cluster.name) == 0)
+                return strdup("active");
+        if (asprintf(&s, "standby (leader: %s)", leader ? leader : "none") < 0)
+                return NULL;
+        for (char *p = s; *p; p++)
+                if ((unsigned char) *p < 0x20 || *p == 0x7f)
+                        *p = '?';
+        return s;
+}
+
+/* --json: the rendition with "cluster": {"role", "leader"} added. */
+static char *add_cluster_json(const char *out, const struct cfg *cfg, const char *leader) {
+        json_t *root = json_loads(out, 0, NULL);
+        bool active = leader && strcmp(leader, cfg->cluster.name) == 0;
+        char *text = NULL;
+        if (root && json_object_set_new(root, "cluster",
+                                        json_pack("{s:s, s:o}", "role", active ? "active" : "standby", "leader",
+                                                  leader ? json_string(leader) : json_null())) == 0)
+                text = json_dumps(root, JSON_SORT_KEYS | JSON_INDENT(2));
+        json_decref(root);
+        size_t n = strlen(out);
+        char *nl = NULL;
+        if (text && n > 0 && out[n - 1] == '\n' && asprintf(&nl, "%s\n", text) < 0)
+                nl = NULL;
+        if (nl) {
+                free(text);
+                text = nl;
+        }
+        return text;
+}
+
+/* The state: the file, read without touching it (no lock, no move-aside:
+ * this is a read-only view), or in cluster mode etcd's, with the role. */
 int command_status(const struct options *opts) {
         struct cfg *cfg = NULL;
         struct state *st = NULL;
-        char *out = NULL, *err = NULL;
+        char *out = NULL, *err = NULL, *leader = NULL, *role = NULL;
         int r, ret = 1;
 
         r = load_config(opts->config_path, CFG_NO_SECRETS, &cfg, NULL, true);
         if (r != 0)
                 return r;
-        r = store_read(cfg->daemon.state_dir, &st, &err);
+        if (cfg->cluster.enabled)
+                r = member_read(cfg, &st, &leader, &err);
+        else
+                r = store_read(cfg->daemon.state_dir, &st, &err);
         if (r < 0) {
-                fprintf(stderr, "partnerd: %s\n", err ? err : strerror(-r));
+                fprintf(stderr, "partnerd: %s%s\n", cfg->cluster.enabled ? "cannot read the state from etcd: " : "",
+                        err ? err : strerror(-r));
                 goto out;
         }
         if (status_render(st, util_now_wall(), cfg->mail.deadline, opts->json, &out) < 0) {
                 fprintf(stderr, "partnerd: cannot render the status\n");
                 goto out;
         }
+        if (cfg->cluster.enabled && opts->json) {
+                char *with = add_cluster_json(out, cfg, leader);
+                if (!with)
+                        goto out;
+                free(out);
+                out = with;
+        } else if (cfg->cluster.enabled) {
+                if (!(role = cluster_role(cfg, leader)))
+                        goto out;
+                printf("cluster: %s\n", role);
+        }
         fputs(out, stdout);
         ret = 0;
 out:
         free(out);
+        free(err);
+        free(leader);
+        free(role);
+        state_free(st);
+        cfg_free(cfg);
+        return ret;
+}
+
+/* 1: nothing queued in the outbox of state_dir; 0: mail waits in it. */
+static int outbox_empty(const char *state_dir) {
+        struct mail_outbox *o = NULL;
+        int r = mail_outbox_open(state_dir, &o);
+        if (r < 0)
+                return r;
+        r = mail_outbox_pending(o) == 0;
+        mail_outbox_free(o);
+        return r;
+}
+
+/* cluster migrate: the state file of [daemon] state_dir into etcd, once.
+ * The state directory's lock is held meanwhile, so that no single-host
+ * partnerd changes the file while it is copied. */
+int command_cluster_migrate(const struct options *opts) {
+        struct cfg *cfg = NULL;
+        struct state *st = NULL;
+        char *err = NULL;
+        pid_t holder = 0;
+        int lock = -1, r, ret = 1;
+
+        r = load_config(opts->config_path, CFG_NO_SECRETS, &cfg, NULL, true);
+        if (r != 0)
+                return r;
+        if (!cfg->cluster.enabled) {
+                fprintf(stderr, "partnerd: %s has no [cluster] section: nothing to migrate to\n", cfg->path);
+                ret = EXIT_CONFIG;
+                goto out;
+        }
+        lock = store_lock(cfg->daemon.state_dir, &holder);
+        if (lock < 0) {
+                fprintf(stderr, "partnerd: cannot lock the state directory %s: %s\n", cfg->daemon.state_dir,
+                        lock == -EWOULDBLOCK ? "a partnerd runs on it (stop it first)" : strerror(-lock));
+                ret = lock == -EWOULDBLOCK ? EXIT_TEMPFAIL : 1;
+                goto out;
+        }
+        r = store_read(cfg->daemon.state_dir, &st, &err);
+        if (r < 0) {
+                fprintf(stderr, "partnerd: %s\n", err ? err : strerror(-r));
+                goto out;
+        }
+        free(err);
+        err = NULL;
+        if ((r = outbox_empty(cfg->daemon.state_dir)) <= 0) {
+                if (r == 0)
+                        fprintf(stderr, "partnerd: the mail outbox in %s/outbox holds unsent mail: run the "
+                                "single-host partnerd until it is sent, then migrate\n", cfg->daemon.state_dir);
+                else
+                        fprintf(stderr, "partnerd: cannot open the mail outbox in %s/outbox: %s\n",
+                                cfg->daemon.state_dir, strerror(-r));
+                goto out;
+        }
+        r = member_migrate(cfg, st, &err);
+        if (r == -EEXIST)
+                fprintf(stderr, "partnerd: the etcd prefix %s is not empty: refusing to migrate (already done?)\n",
+                        cfg->cluster.prefix);
+        else if (r < 0)
+                fprintf(stderr, "partnerd: cannot migrate the state to etcd: %s\n", err ? err : strerror(-r));
+        else {
+                printf("migrated %zu customers to %s\n", st->n_customers, cfg->cluster.prefix);
+                ret = 0;
+        }
+out:
+        store_unlock(lock);
         free(err);
         state_free(st);
         cfg_free(cfg);

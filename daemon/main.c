@@ -21,6 +21,7 @@ static void usage(FILE *f) {
                 "Usage: partnerd [OPTIONS]\n"
                 "       partnerd [--config PATH] status [--json]\n"
                 "       partnerd [--config PATH] templates [--dump DIR]\n"
+                "       partnerd [--config PATH] cluster migrate\n"
                 "\n"
                 "Emails the Microsoft reseller relationship request of blocked Marketplace\n"
                 "orders to the customer's admins and processes the orders once accepted.\n"
@@ -80,6 +81,9 @@ int main(int argc, char **argv) {
                         opts.status = true;
                 else if (optind + 1 == argc && strcmp(argv[optind], "templates") == 0)
                         opts.templates = true;
+                else if (optind + 2 == argc && strcmp(argv[optind], "cluster") == 0 &&
+                         strcmp(argv[optind + 1], "migrate") == 0)
+                        opts.migrate = true;
                 else {
                         fprintf(stderr, "partnerd: unknown command '%s' (try --help)\n", argv[optind]);
                         return EXIT_USAGE;
@@ -93,8 +97,8 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "partnerd: --dump goes with the templates command\n");
                 return EXIT_USAGE;
         }
-        if (opts.status + opts.templates + opts.check_config + opts.send_test_mail > 1) {
-                fprintf(stderr, "partnerd: status, templates, --check-config and --send-test-mail exclude each other\n");
+        if (opts.status + opts.templates + opts.migrate + opts.check_config + opts.send_test_mail > 1) {
+                fprintf(stderr, "partnerd: status, templates, cluster migrate, --check-config and --send-test-mail exclude each other\n");
                 return EXIT_USAGE;
         }
 
@@ -114,6 +118,8 @@ int main(int argc, char **argv) {
                 r = command_templates(&opts);
         else if (opts.send_test_mail)
                 r = command_send_test_mail(&opts);
+        else if (opts.migrate)
+                r = command_cluster_migrate(&opts);
         else
                 r = service_run(&opts);
         secret_forget_all();

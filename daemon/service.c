@@ -48,6 +48,11 @@ struct service {
         struct services sv;
         bool reload_requested;         /* SIGHUP during a cycle: reload when it ends */
         int lock_fd;                   /* the state directory's lock, -1 when not held */
+        /* [cluster]: NULL single-host.  The state is etcd's, loaded on each
+         * takeover (loaded false: s->state is not the cluster's yet). */
+        struct member *member;
+        bool loaded, loading, was_active;
+        uv_timer_t role_timer;
         pid_t lock_holder;             /* the PID we wait for (logged once per holder) */
         struct state *state;
         struct cycle *cycle;
@@ -168,12 +173,23 @@ fail:
 }
 
 static void notify_status(struct service *s) {
-        char when[16] = "never", line[400];
+        char when[16] = "never", line[600], role[300] = "";
         struct tm tm;
+        if (s->member && !s->opts->dry_run) {
+                char *d = member_describe(s->member);
+                bool active = d && strcmp(d, "active") == 0;
+                snprintf(role, sizeof(role), "%s%s", d ? d : "standby", active ? "; " : "");
+                free(d);
+                if (!active) {
+                        snprintf(line, sizeof(line), "STATUS=%s", role);
+                        (void) sd_notify(0, line);
+                        return;
+                }
+        }
         if (s->last_poll && localtime_r(&s->last_poll, &tm))
                 strftime(when, sizeof(when), "%H:%M:%S", &tm);
-        snprintf(line, sizeof(line), "STATUS=%zu customer%s awaiting acceptance, %zu order%s processed today, last poll %s %s%s",
-                 s->pending_customers, s->pending_customers == 1 ? "" : "s", s->processed_today,
+        snprintf(line, sizeof(line), "STATUS=%s%zu customer%s awaiting acceptance, %zu order%s processed today, last poll %s %s%s",
+                 role, s->pending_customers, s->pending_customers == 1 ? "" : "s", s->processed_today,
                  s->processed_today == 1 ? "" : "s", when, s->last_poll ? (s->last_ok ? "ok" : "failed: ") : "",
                  s->last_poll && !s->last_ok ? s->last_error : "");
         /* any local user reads STATUS= with systemctl status */
@@ -199,6 +215,17 @@ static void maybe_finish(struct service *s) {
         uv_timer_start(&s->finish_timer, on_finish_timer, 0, 0);
 }
 
+static bool str_same(const char *a, const char *b) {
+        return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+/* The cluster member is built once: [cluster] does not change on reload. */
+static bool cluster_same(const struct cfg_cluster *a, const struct cfg_cluster *b) {
+        return a->enabled == b->enabled && a->lease_ttl == b->lease_ttl && str_same(a->etcd, b->etcd) &&
+               str_same(a->prefix, b->prefix) && str_same(a->name, b->name) && str_same(a->ca_file, b->ca_file) &&
+               str_same(a->cert_file, b->cert_file) && str_same(a->key_file, b->key_file);
+}
+
 /* Applies a reload: never while a cycle runs (its clients, transport and
  * outbox stay what they were until it ends).  The outbox moves to the new
  * services as it is, with everything queued in it. */
@@ -209,10 +236,12 @@ static void apply_reload(struct service *s) {
         if (services_open(s, &next) < 0)
                 log_event(LOG_ERR, LOG_EV_CONFIG_INVALID, LOG_FIELDS({ "CONFIG_FILE", s->opts->config_path }),
                           "Reload failed, keeping the running configuration");
-        else if (strcmp(next.cfg->daemon.state_dir, s->sv.cfg->daemon.state_dir) != 0) {
+        else if (strcmp(next.cfg->daemon.state_dir, s->sv.cfg->daemon.state_dir) != 0 ||
+                 !cluster_same(&next.cfg->cluster, &s->sv.cfg->cluster)) {
                 log_event(LOG_ERR, LOG_EV_CONFIG_INVALID, LOG_FIELDS({ "CONFIG_FILE", s->opts->config_path }),
-                          "Reload failed, keeping the running configuration: state_dir cannot change "
-                          "while partnerd runs (restart it)");
+                          "Reload failed, keeping the running configuration: %s cannot change "
+                          "while partnerd runs (restart it)",
+                          cluster_same(&next.cfg->cluster, &s->sv.cfg->cluster) ? "state_dir" : "[cluster]");
                 services_free(&next);
         } else {
                 next.outbox = s->sv.outbox;
@@ -227,6 +256,9 @@ static void apply_reload(struct service *s) {
 
 static void start_cycle(struct service *s);
 static void on_poll_timer(uv_timer_t *t);
+static void start_load(struct service *s);
+static bool may_act(const struct service *s);
+static bool outbox_gate(void *ud);
 
 /* [daemon] metrics_file, after each cycle (up) and on the way out (down). */
 static void write_metrics(struct service *s, bool up) {
@@ -309,6 +341,120 @@ static void on_poll_timer(uv_timer_t *t) {
         start_cycle(s);
 }
 
+/* ---- [cluster]: only the active instance acts ----
+ * A standby does nothing but campaign (lib/cluster): no poll, no mail, no
+ * Process.  On becoming active the state is loaded from etcd and a cycle
+ * starts at once; on losing the role the running cycle is aborted. */
+
+/* --dry-run reads etcd's state without campaigning, and acts on nothing. */
+static bool may_act(const struct service *s) {
+        return !s->member || s->opts->dry_run || member_active(s->member);
+}
+
+/* Asked by the outbox right before each mail goes out. */
+static bool outbox_gate(void *ud) {
+        const struct service *s = ud;
+        return may_act(s);
+}
+
+/* The cycle's save in cluster mode: the outbox files and the state, fenced. */
+struct cycle_save_req {
+        void (*done)(void *ud, int r, const char *err);
+        void *ud;
+};
+
+static void on_cycle_saved(void *ud, int r, struct state *loaded, const char *err) {
+        struct cycle_save_req *q = ud;
+        q->done(q->ud, r, err);
+        free(q);
+}
+
+static int cycle_save(void *save_ud, const struct state *st, void (*done)(void *ud, int r, const char *err),
+                      void *ud) {
+        struct service *s = save_ud;
+        struct cycle_save_req *q = malloc(sizeof(*q));
+        if (!q)
+                return -ENOMEM;
+        *q = (struct cycle_save_req) { done, ud };
+        int r = member_save(s->member, st, on_cycle_saved, q);
+        if (r < 0)
+                free(q);
+        return r;
+}
+
+static void on_loaded(void *ud, int r, struct state *loaded, const char *err) {
+        struct service *s = ud;
+        s->loading = false;
+        if (r == -ECANCELED || s->stopping) {
+                state_free(loaded);
+                return;
+        }
+        if (r < 0) {
+                log_event(LOG_ERR, LOG_EV_STATE_CORRUPT, NULL, "Cluster: cannot load the state from etcd: %s",
+                          err ? err : strerror(-r));
+                uv_timer_start(&s->poll_timer, on_poll_timer, (uint64_t) s->sv.cfg->cluster.lease_ttl * 1000 / 3, 0);
+                return;
+        }
+        state_free(s->state);
+        s->state = loaded;
+        s->loaded = true;
+        if (!s->opts->dry_run) {
+                /* the files are etcd's outbox now (no flush runs: no cycle, no retry) */
+                const char *dir = s->sv.cfg->daemon.state_dir;
+                s->sv.outbox = mail_outbox_free(s->sv.outbox);
+                r = mail_outbox_open(dir, &s->sv.outbox);
+                if (r >= 0)
+                        mail_outbox_set_gate(s->sv.outbox, outbox_gate, s);
+                if (r < 0) {
+                        log_error("Cannot open the mail outbox in %s/outbox: %s", dir, strerror(-r));
+                        s->loaded = false;
+                        uv_timer_start(&s->poll_timer, on_poll_timer, (uint64_t) s->sv.cfg->cluster.lease_ttl * 1000 / 3, 0);
+                        return;
+                }
+        }
+        uv_timer_start(&s->poll_timer, on_poll_timer, 0, 0);   /* outside the http callback */
+}
+
+static void start_load(struct service *s) {
+        if (s->loading)
+                return;
+        s->loading = true;
+        int r = member_load(s->member, !s->opts->dry_run, on_loaded, s);
+        if (r < 0) {
+                s->loading = false;
+                log_error("Cluster: cannot load the state from etcd: %s", strerror(-r));
+                uv_timer_start(&s->poll_timer, on_poll_timer, (uint64_t) s->sv.cfg->cluster.lease_ttl * 1000 / 3, 0);
+        }
+}
+
+/* A change of role or of the known leader, outside lib/cluster's callback. */
+static void on_role_timer(uv_timer_t *t) {
+        struct service *s = t->data;
+        bool active = member_active(s->member);
+        if (active != s->was_active && !s->stopping) {
+                char *d = member_describe(s->member);
+                s->was_active = active;
+                s->loaded = false;     /* a takeover reads etcd's state afresh */
+                if (active) {
+                        log_info("Cluster: active (this instance: %s)", s->sv.cfg->cluster.name);
+                        uv_timer_start(&s->poll_timer, on_poll_timer, 0, 0);   /* waits for a retry flush */
+                } else {
+                        log_warning("Cluster: %s%s", s->cycle ? "lost the leadership, stopping the running cycle; " : "",
+                                    d ? d : "standby");
+                        uv_timer_stop(&s->retry_timer);
+                        if (s->cycle)
+                                cycle_abort(s->cycle);
+                }
+                free(d);
+        }
+        notify_status(s);
+}
+
+static void on_member_change(void *ud) {
+        struct service *s = ud;
+        uv_timer_start(&s->role_timer, on_role_timer, 0, 0);
+}
+
 /* ---- queued mail between cycles ----
  * Retried when due, on a timer of its own, not only at the next cycle
  * (whose flush sends what is due as well).  A cycle, a reload and the stop
@@ -321,8 +467,29 @@ static void on_retry_reload(uv_timer_t *t) {
         schedule_retry(s);
 }
 
+static void retry_finished(struct service *s);
+
+static void on_retry_mirrored(void *ud, int r, struct state *loaded, const char *err) {
+        struct service *s = ud;
+        if (r < 0 && r != -ECANCELED)
+                log_warning("Cluster: cannot record the sent mail in etcd: %s", err ? err : strerror(-r));
+        retry_finished(s);
+}
+
+/* In cluster mode what the flush sent leaves etcd's outbox too; the retry
+ * counts as running until then (cycles, reloads and the stop wait). */
 static void on_retry_done(void *ud) {
         struct service *s = ud;
+        if (s->member && s->loaded && !s->opts->dry_run && member_active(s->member)) {
+                int r = member_save(s->member, s->state, on_retry_mirrored, s);
+                if (r >= 0)
+                        return;
+                log_warning("Cluster: cannot record the sent mail in etcd: %s", strerror(-r));
+        }
+        retry_finished(s);
+}
+
+static void retry_finished(struct service *s) {
         s->retrying = false;
         write_metrics(s, true);    /* the mail counters moved */
         if (s->stopping) {
@@ -342,10 +509,15 @@ static void on_retry_done(void *ud) {
 
 static void on_retry_timer(uv_timer_t *t) {
         struct service *s = t->data;
-        if (s->cycle || s->stopping)
-                return;            /* the cycle flushes, and reschedules at its end */
+        if (s->cycle || s->stopping || !may_act(s) || (s->member && !s->loaded))
+                return;            /* the cycle flushes, and reschedules at its end; a standby sends
+                                    * nothing; a new leader sends etcd's outbox, once restored */
         struct cycle_env env = { .loop = &s->loop, .cfg = s->sv.cfg, .http = s->sv.http,
                                  .transport = s->sv.transport, .outbox = s->sv.outbox, .state = s->state };
+        if (s->member) {       /* the counters and the sent mails go to etcd in on_retry_done() */
+                env.save = cycle_save;
+                env.save_ud = s;
+        }
         s->retrying = true;
         int r = cycle_retry_mail(&env, util_now_wall(), on_retry_done, s);
         if (r < 0) {
@@ -366,8 +538,12 @@ static void schedule_retry(struct service *s) {
 }
 
 static void start_cycle(struct service *s) {
-        if (s->cycle || s->stopping)
+        if (s->cycle || s->stopping || !may_act(s))
+                return;            /* a standby runs no cycle: it campaigns, nothing else */
+        if (s->member && !s->loaded) {
+                start_load(s);     /* the cycle starts when the state is here */
                 return;
+        }
         struct cycle_env env = {
                 .loop = &s->loop,
                 .cfg = s->sv.cfg,
@@ -384,6 +560,12 @@ static void start_cycle(struct service *s) {
                 .dry_run = s->opts->dry_run,
                 .check_all = s->opts->once,
         };
+        if (s->member) {
+                env.save = cycle_save;
+                env.save_ud = s;
+                env.may_act = outbox_gate;
+                env.may_act_ud = s;
+        }
         s->cycle_started_ms = util_now_mono_ms();
         int r = cycle_start(&env, on_cycle_done, s, &s->cycle);
         if (r < 0) {
@@ -470,6 +652,9 @@ static void close_handles(struct service *s) {
         uv_close((uv_handle_t *) &s->sig_term, NULL);
         uv_close((uv_handle_t *) &s->sig_int, NULL);
         uv_close((uv_handle_t *) &s->sig_hup, NULL);
+        uv_close((uv_handle_t *) &s->role_timer, NULL);
+        member_stop(s->member, &s->loop);
+        s->member = NULL;
         services_free(&s->sv);
 }
 
@@ -481,6 +666,13 @@ static int load_state(struct service *s) {
         char *warning = NULL;
         int r;
 
+        if (s->sv.cfg->cluster.enabled) {
+                /* the state is etcd's: loaded on each takeover, never the file */
+                s->state = state_new();
+                if (!s->state)
+                        return 1;
+                goto outbox;
+        }
         if (s->opts->dry_run) {
                 r = store_read(dir, &s->state, &warning);
                 if (r == -EBADMSG) {
@@ -502,6 +694,7 @@ static int load_state(struct service *s) {
                 log_error("Cannot load the state from %s: %s", dir, strerror(-r));
                 return 1;
         }
+outbox:
         if (s->opts->dry_run)
                 return 0;
         r = mail_outbox_open(dir, &s->sv.outbox);
@@ -509,6 +702,8 @@ static int load_state(struct service *s) {
                 log_error("Cannot open the mail outbox in %s/outbox: %s", dir, strerror(-r));
                 return 1;
         }
+        if (s->sv.cfg->cluster.enabled)
+                mail_outbox_set_gate(s->sv.outbox, outbox_gate, s);
         return 0;
 }
 
@@ -613,7 +808,8 @@ int service_run(const struct options *opts) {
         uv_timer_init(&s.loop, &s.finish_timer);
         uv_timer_init(&s.loop, &s.lock_timer);
         uv_timer_init(&s.loop, &s.retry_timer);
-        s.retry_timer.data = &s;
+        uv_timer_init(&s.loop, &s.role_timer);
+        s.retry_timer.data = s.role_timer.data = &s;
         uv_signal_init(&s.loop, &s.sig_term);
         uv_signal_init(&s.loop, &s.sig_int);
         uv_signal_init(&s.loop, &s.sig_hup);
@@ -626,7 +822,13 @@ int service_run(const struct options *opts) {
         if (sd_watchdog_enabled(0, &s.watchdog_usec) > 0 && s.watchdog_usec >= 2000)
                 uv_timer_start(&s.watchdog_timer, on_watchdog, s.watchdog_usec / 2000, s.watchdog_usec / 2000);
 
-        if (r == LOCK_BUSY) {
+        int cr = s.sv.cfg->cluster.enabled ? member_new(&s.loop, s.sv.cfg, !opts->dry_run, on_member_change, &s, &s.member) : 0;
+        if (cr < 0) {
+                log_error("Cannot set up the cluster member: %s", strerror(-cr));
+                s.exit_code = 1;
+                s.stopping = true;
+                maybe_finish(&s);
+        } else if (r == LOCK_BUSY) {
                 /* ready to be stopped or reloaded while it waits; STATUS says for what */
                 (void) sd_notify(0, "READY=1");
                 uv_timer_start(&s.lock_timer, on_lock_timer, 1000, 1000);

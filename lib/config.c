@@ -57,6 +57,8 @@
 /* About 1,400 orders of the largest size the parser keeps, or tens of
  * thousands of ordinary ones. */
 #define DEF_MAX_ORDERS_BYTES ((size_t) 64 * 1024 * 1024)
+#define DEF_CLUSTER_PREFIX  "/partnerd/"
+#define DEF_LEASE_TTL       10
 static const int64_t def_check_schedule[] = { 60, 120, 300, 600, 900 };
 
 enum kind {
@@ -150,11 +152,20 @@ static const struct key_def keys[] = {
         { "daemon", "connect_timeout", K_DURATION, O(daemon.connect_timeout), 0, 1, 5 * MIN_, 0 },
         { "daemon", "max_response",    K_SIZE,     O(daemon.max_response), 0, 4096, INT64_C(1) << 30, 0 },
         { "daemon", "proxy",           K_URL_HTTP, O(daemon.proxy), 0, 0, 0, 0 },
+
+        /* etcd: a list of URLs, split and checked by cluster_finish() */
+        { "cluster", "etcd",           K_STRING,      O(cluster.etcd), 0, 0, 0, 0 },
+        { "cluster", "prefix",         K_WORD,        O(cluster.prefix), 0, 0, 0, 0 },
+        { "cluster", "lease_ttl",      K_DURATION,    O(cluster.lease_ttl), 0, 3, 5 * MIN_, 0 },
+        { "cluster", "name",           K_WORD,        O(cluster.name), 0, 0, 0, 0 },
+        { "cluster", "ca_file",        K_PATH,        O(cluster.ca_file), 0, 0, 0, 0 },
+        { "cluster", "cert_file",      K_SECRET_PATH, O(cluster.cert_file), 0, 0, 0, 0 },
+        { "cluster", "key_file",       K_SECRET_PATH, O(cluster.key_file), 0, 0, 0, 0 },
 };
 
 #define N_KEYS (sizeof(keys) / sizeof(keys[0]))
 
-static const char *const sections[] = { "marketplace", "microsoft", "mail", "daemon" };
+static const char *const sections[] = { "marketplace", "microsoft", "mail", "daemon", "cluster" };
 
 struct ctx {
         const char *path;
@@ -269,6 +280,16 @@ static void account_clear(struct cfg_microsoft *m) {
         free(m->check_schedule);
 }
 
+static void cluster_clear(struct cfg_cluster *k) {
+        free(k->etcd);
+        strv_free(k->endpoints, k->n_endpoints);
+        free(k->prefix);
+        free(k->name);
+        free(k->ca_file);
+        free(k->cert_file);
+        free(k->key_file);
+}
+
 struct cfg *cfg_free(struct cfg *c) {
         if (!c)
                 return NULL;
@@ -304,6 +325,7 @@ struct cfg *cfg_free(struct cfg *c) {
         free(c->daemon.state_dir);
         free(c->daemon.proxy);
         free(c->daemon.metrics_file);
+        cluster_clear(&c->cluster);
 
         strv_free(c->warnings, c->n_warnings);
         free(c);
@@ -1322,6 +1344,132 @@ const struct cfg_microsoft *cfg_account_for_partner(const struct cfg *c, const c
         return NULL;
 }
 
+/* ---- [cluster] (docs/cluster.md) ---- */
+
+/* etcd = URL, URL, ...: each https:// (http:// only to loopback), no path. */
+static void cluster_endpoints(struct ctx *c, unsigned line) {
+        struct cfg_cluster *k = &c->cfg->cluster;
+        char q[QUOTE_BUF];
+        char **v = NULL;
+        size_t n = 0;
+        int r = split_list(k->etcd, &v, &n);
+        if (r == -ENOMEM) {
+                c->oom = true;
+                return;
+        }
+        if (r < 0 || n > CFG_CLUSTER_MAX_ENDPOINTS) {
+                add_error(c, line, "[cluster] etcd: %s", r < 0 ? "empty item in the list" : "more than 16 endpoints");
+                strv_free(v, n);
+                return;
+        }
+        bool ok = true;
+        for (size_t i = 0; i < n; i++) {
+                const char *msg = NULL;
+                size_t len = strlen(v[i]);
+                if (len > 0 && v[i][len - 1] == '/')
+                        v[i][--len] = '\0';
+                r = url_check_endpoint(v[i], URL_STRICT | URL_ALLOW_HTTP, NULL, &msg);
+                if (r == -ENOMEM)
+                        c->oom = true;
+                const char *sl = strstr(v[i], "//");
+                if (r == 0 && sl && strchr(sl + 2, '/'))
+                        r = -EINVAL, msg = "an etcd endpoint is scheme://host:port, without a path";
+                for (size_t j = 0; r == 0 && j < i; j++)
+                        if (strcmp(v[i], v[j]) == 0)
+                                r = -EINVAL, msg = "listed twice";
+                if (r < 0 && r != -ENOMEM) {
+                        ok = false;
+                        if (r == -EPERM)
+                                add_error(c, line, "[cluster] etcd: %s", msg);
+                        else
+                                add_error(c, line, "[cluster] etcd: %s: '%s'", msg, quote(v[i], q));
+                }
+        }
+        char **nv = ok ? reallocarray(v, n + 1, sizeof(char *)) : NULL;
+        if (!nv) {
+                c->oom = c->oom || ok;
+                strv_free(v, n);
+                return;
+        }
+        nv[n] = NULL;
+        k->endpoints = nv;
+        k->n_endpoints = n;
+}
+
+/* The deposition rule: a request started while active must land before
+ * another instance can win, i.e. within lease_ttl/2.  Timeouts not set in
+ * the file default below it; ones set above it are errors. */
+static void cluster_timeouts(struct ctx *c) {
+        struct cfg *cfg = c->cfg;
+        int64_t limit = (cfg->cluster.lease_ttl - 1) / 2;   /* 2 * t < lease_ttl */
+        unsigned lh, lc, ll;
+        char t[32], l[32];
+
+        key_by_name("daemon", "http_timeout", &lh, c);
+        key_by_name("daemon", "connect_timeout", &lc, c);
+        key_by_name("cluster", "lease_ttl", &ll, c);
+        util_format_duration(cfg->cluster.lease_ttl, l, sizeof(l));
+        if (!lh)
+                cfg->daemon.http_timeout = limit < 1 ? 1 : limit;
+        if (!lc && cfg->daemon.connect_timeout > cfg->daemon.http_timeout)
+                cfg->daemon.connect_timeout = cfg->daemon.http_timeout;
+        if (2 * cfg->daemon.http_timeout >= cfg->cluster.lease_ttl) {
+                util_format_duration(cfg->daemon.http_timeout, t, sizeof(t));
+                add_error(c, lh ? lh : ll,
+                          "[daemon] http_timeout: %s must be shorter than half of [cluster] lease_ttl %s "
+                          "(a deposed leader's request must land before another instance can take over); "
+                          "lower http_timeout or raise lease_ttl", t, l);
+        }
+}
+
+/* Cross-key checks, defaults and paths of [cluster]; nothing when the
+ * section is absent (single host, exactly as without it). */
+static void cluster_finish(struct ctx *c, const char *secret_base) {
+        struct cfg_cluster *k = &c->cfg->cluster;
+        unsigned line, lc, lk;
+        char q[QUOTE_BUF];
+
+        for (size_t i = 0; i < N_KEYS; i++)
+                if (strcmp(keys[i].section, "cluster") == 0 && c->key_line[i])
+                        k->enabled = true;
+        if (!k->enabled)
+                return;
+        key_by_name("cluster", "etcd", &line, c);
+        if (!line)
+                add_error(c, 0, "[cluster] etcd: missing required key (the [cluster] section is present)");
+        else
+                cluster_endpoints(c, line);
+        if (!k->lease_ttl)
+                k->lease_ttl = DEF_LEASE_TTL;
+        if (!k->prefix && !(k->prefix = strdup(DEF_CLUSTER_PREFIX)))
+                c->oom = true;
+        key_by_name("cluster", "prefix", &line, c);
+        if (k->prefix && (k->prefix[0] != '/' || k->prefix[strlen(k->prefix) - 1] != '/' || strlen(k->prefix) > 128))
+                add_error(c, line, "[cluster] prefix: '%s' must start and end with '/' (at most 128 bytes)",
+                          quote(k->prefix, q));
+        if (!k->name) {
+                char host[256] = "";
+                if (gethostname(host, sizeof(host) - 1) < 0 || !host[0] || util_has_ctl(host, false) || strchr(host, ' '))
+                        add_error(c, 0, "[cluster] name: cannot use the host name; set name");
+                else if (!(k->name = strdup(host)))
+                        c->oom = true;
+        }
+        cluster_timeouts(c);
+
+        key_by_name("cluster", "cert_file", &lc, c);
+        key_by_name("cluster", "key_file", &lk, c);
+        if (lc && !lk)
+                add_error(c, lc, "[cluster] cert_file: set without key_file");
+        if (lk && !lc)
+                add_error(c, lk, "[cluster] key_file: set without cert_file");
+        resolve_path(c, &k->ca_file, c->cfg->dir);
+        resolve_path(c, &k->cert_file, secret_base);
+        resolve_path(c, &k->key_file, secret_base);
+        check_file_readable(c, "cluster", "ca_file", k->ca_file);
+        check_file_readable(c, "cluster", "cert_file", k->cert_file);
+        check_file_readable(c, "cluster", "key_file", k->key_file);
+}
+
 static void finish(struct ctx *c) {
         struct cfg *cfg = c->cfg;
         unsigned line;
@@ -1331,6 +1479,9 @@ static void finish(struct ctx *c) {
                 if ((keys[i].flags & F_REQUIRED) && !c->key_line[i])
                         add_error(c, 0, "[%s] %s: missing required key", keys[i].section,
                                   keys[i].key);
+        const char *creds = getenv("CREDENTIALS_DIRECTORY");
+        const char *base = creds && *creds ? creds : cfg->dir;
+        cluster_finish(c, base);
         key_by_name("mail", "smtp_url", &line, c);
         if (cfg->mail.transport == CFG_TRANSPORT_SMTP && !line)
                 add_error(c, 0, "[mail] smtp_url: missing required key (transport = smtp)");
@@ -1367,8 +1518,6 @@ static void finish(struct ctx *c) {
         check_file_readable(c, "mail", "ca_file", cfg->mail.ca_file);
 
         /* Secrets resolve in $CREDENTIALS_DIRECTORY, else next to the config. */
-        const char *creds = getenv("CREDENTIALS_DIRECTORY");
-        const char *base = creds && *creds ? creds : cfg->dir;
         resolve_path(c, &cfg->marketplace.token_file, base);
         resolve_path(c, &cfg->microsoft.client_secret_file, base);
         resolve_path(c, &cfg->mail.password_file, base);

@@ -90,6 +90,23 @@ struct cfg_daemon {
         char *metrics_file;          /* Prometheus textfile, NULL = none */
 };
 
+/* [cluster] (docs/cluster.md): present when etcd is set; absent, partnerd
+ * runs single-host with its state file exactly as without the section. */
+struct cfg_cluster {
+        bool enabled;                /* the section is present */
+        char *etcd;                  /* as written: "URL, URL, URL" */
+        char **endpoints;            /* parsed from etcd, NULL-terminated */
+        size_t n_endpoints;          /* 1..CFG_CLUSTER_MAX_ENDPOINTS */
+        char *prefix;                /* default "/partnerd/"; starts and ends with '/' */
+        int64_t lease_ttl;           /* seconds, default 10s */
+        char *name;                  /* this instance, default: the host name */
+        char *ca_file;               /* optional */
+        char *cert_file;             /* optional client certificate (with key_file) */
+        char *key_file;              /* resolved like every secret ($CREDENTIALS_DIRECTORY) */
+};
+
+#define CFG_CLUSTER_MAX_ENDPOINTS 16
+
 struct cfg {
         char *path;                  /* the file that was loaded */
         char *dir;                   /* its directory */
@@ -99,6 +116,7 @@ struct cfg {
         size_t n_accounts;
         struct cfg_mail mail;
         struct cfg_daemon daemon;
+        struct cfg_cluster cluster;
         char **warnings;             /* non-fatal ("secret file readable by others") */
         size_t n_warnings;
 };

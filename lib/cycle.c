@@ -12,6 +12,7 @@
  *              -> queue mails (outbox) -> persist, start checks
  *   CHECKS     Partner Center checks (parallel)
  *   DECIDE     engine phase 2 with the facts -> persist intent
+ *   INTENT     waits for that save (env.save, the cluster's, is asynchronous)
  *   PROCESS    re-read each order, POST process if still Querying (parallel)
  *   FLUSH      send the outbox
  *   SAVE       persist the outcome
@@ -27,7 +28,10 @@
  *
  * Every side effect is preceded by a durable record of the intent (the
  * state save before Process; the outbox file for a mail) and followed by a
- * save that records the outcome.  In --dry-run the engine works
+ * save that records the outcome.  With env.save (the cluster mode) each
+ * save is an op of its phase: the early flush starts and the Process calls
+ * begin only once it succeeded; a failed (fenced) save aborts the cycle,
+ * and every Process POST asks cycle_may_act() first.  In --dry-run the engine works
  * on a copy of the state that is never saved, and nothing is sent.
  */
 #include "cycle_priv.h"
@@ -99,9 +103,58 @@ static int save_state(const struct cfg *cfg, const struct state *st, const char 
         return r;
 }
 
+bool cycle_may_act(struct cycle *c) {
+        if (!c->aborted && c->env.may_act && !c->env.may_act(c->env.may_act_ud))
+                c->aborted = true;
+        return !c->aborted;
+}
+
+/* env.save failed: a fenced write failing means stop acting. */
+static void save_failed(struct cycle *c, int r, const char *what, const char *err) {
+        char buf[16];
+        snprintf(buf, sizeof(buf), "%d", -r);
+        log_event(LOG_ERR, LOG_EV_STATE_SAVE_FAILED, LOG_FIELDS({ "ERRNO", buf }),
+                  "Cannot save state in etcd (%s): %s; %s", what, err ? err : strerror(-r),
+                  r == -EPERM ? "not the leader any more, stopping" : "stopping the cycle");
+        c->save_failed = true;
+        cycle_set_error(c, r, "cannot save state", err ? err : strerror(-r));
+        c->aborted = true;
+}
+
+static void on_saved(void *ud, int r, const char *err) {
+        struct op *o = ud;
+        struct cycle *c = o->c;
+        c->saving = false;
+        if (r < 0)
+                save_failed(c, r, o->what, err);
+        if (c->flush_after_save) {
+                c->flush_after_save = false;
+                start_early_flush(c);
+        }
+        cycle_op_done(o);
+}
+
+/* env.save: an op of the phase, which moves on when the save is done. */
+static void persist_async(struct cycle *c, const char *what) {
+        struct op *o = cycle_op_new(c);
+        if (!o) {
+                save_failed(c, -ENOMEM, what, NULL);
+                return;
+        }
+        o->what = what;
+        c->saving = true;
+        int r = c->env.save(c->env.save_ud, c->work, on_saved, o);
+        if (r < 0)
+                on_saved(o, r, NULL);
+}
+
 static void persist(struct cycle *c, const char *what) {
         if (c->env.dry_run)
                 return;
+        if (c->env.save) {
+                persist_async(c, what);
+                return;
+        }
         int r = save_state(c->env.cfg, c->work, what);
         if (r < 0) {
                 c->save_failed = true;
@@ -296,7 +349,11 @@ static void plan_mail(struct cycle *c) {
         c->planned = (struct action_list) { 0 };
         queue_then_persist(c, &acts, "after queueing mail");
         begin_phase(c, PH_CHECKS, &acts);
-        start_early_flush(c);
+        /* no mail goes out before the state that records it is saved */
+        if (c->saving)
+                c->flush_after_save = true;
+        else
+                start_early_flush(c);
 }
 
 static void decide(struct cycle *c) {
@@ -310,7 +367,14 @@ static void decide(struct cycle *c) {
         /* the first requests that waited for their check, then the intent
          * of every Process */
         queue_then_persist(c, &acts, "before Process");
-        /* no Process whose intent is not on disk */
+        c->held = acts;
+        begin_phase(c, PH_INTENT, NULL);   /* until the save is done */
+}
+
+static void process_saved(struct cycle *c) {
+        struct action_list acts = c->held;
+        c->held = (struct action_list) { 0 };
+        /* no Process whose intent is not saved */
         if (c->save_failed)
                 action_list_clear(&acts);
         begin_phase(c, PH_PROCESS, &acts);
@@ -329,6 +393,7 @@ static void on_flush(void *ud, const struct mail_flush_stats *st) {
 struct mail_retry {
         const struct cfg *cfg;
         struct state *state;     /* the mail counters; saved when they moved */
+        bool file_save;          /* store_save: no env.save (single host) */
         cycle_retry_done_fn done;
         void *ud;
 };
@@ -337,7 +402,8 @@ static void on_retry_flush(void *ud, const struct mail_flush_stats *st) {
         struct mail_retry *m = ud;
         bool auth_logged = false;
         mailplan_log_flush(m->cfg, st, &auth_logged);
-        if (m->state && counters_add_flush(&m->state->counters, st) > 0)
+        /* with env.save (cluster mode) the caller saves, through its own seam */
+        if (m->state && counters_add_flush(&m->state->counters, st) > 0 && m->file_save)
                 (void) save_state(m->cfg, m->state, "after sending queued mail");
         m->done(m->ud);
         free(m);
@@ -347,7 +413,8 @@ int cycle_retry_mail(const struct cycle_env *env, int64_t now, cycle_retry_done_
         struct mail_retry *m = calloc(1, sizeof(*m));
         if (!m)
                 return -ENOMEM;
-        *m = (struct mail_retry) { .cfg = env->cfg, .state = env->state, .done = done, .ud = ud };
+        *m = (struct mail_retry) { .cfg = env->cfg, .state = env->state, .file_save = !env->save,
+                                   .done = done, .ud = ud };
         int r = mail_outbox_flush(env->outbox, env->transport, now, on_retry_flush, m);
         if (r < 0)
                 free(m);
@@ -406,8 +473,9 @@ static void flush(struct cycle *c) {
                 final_flush(c);
 }
 
-static void finish(struct cycle *c) {
-        c->phase = PH_DONE;
+/* The outcome: pending customers counted, the old pruned, saved. */
+static void save_outcome(struct cycle *c) {
+        begin_phase(c, PH_SAVE, NULL);
         size_t pending = 0;
         for (size_t i = 0; i < c->work->n_customers; i++) {
                 const struct tracked_customer *cu = &c->work->customers[i];
@@ -422,6 +490,10 @@ static void finish(struct cycle *c) {
                 store_prune(c->work, c->now - c->env.cfg->daemon.retention);
         mailplan_sync(c);     /* confirmations queued since plan_mail() */
         persist(c, "after the cycle");
+}
+
+static void finish(struct cycle *c) {
+        c->phase = PH_DONE;
         c->cb(c->ud, &c->res);
         free(c->res.error);
         action_list_clear(&c->todo);
@@ -429,6 +501,7 @@ static void finish(struct cycle *c) {
         order_list_clear(&c->orders);
         rel_fact_list_clear(&c->facts);
         action_list_clear(&c->planned);
+        action_list_clear(&c->held);
         action_list_clear(&c->unsynced);
         settle_clear(c);
         for (size_t i = 0; i < c->n_buyers; i++) {
@@ -474,7 +547,10 @@ static void advance(struct cycle *c) {
                         plan_mail(c);     /* -> PH_CHECKS */
                         break;
                 case PH_CHECKS:
-                        decide(c);        /* -> PH_PROCESS */
+                        decide(c);        /* -> PH_INTENT */
+                        break;
+                case PH_INTENT:
+                        process_saved(c); /* -> PH_PROCESS */
                         break;
                 case PH_PROCESS:
                         flush(c);         /* -> PH_FLUSH */
@@ -484,6 +560,9 @@ static void advance(struct cycle *c) {
                                 c->advancing = false;   /* on_early_flush() goes on */
                                 return;
                         }
+                        save_outcome(c);  /* -> PH_SAVE */
+                        break;
+                case PH_SAVE:
                         finish(c);
                         return;
                 case PH_DONE:

@@ -39,6 +39,18 @@ struct cycle_env {
         struct mail_outbox *outbox;
         const struct mail_templates *templates;
         struct state *state;         /* in/out, owned by the caller */
+        /* The state save ([cluster]: fenced transactions in etcd, on the
+         * loop).  NULL: store_save() into cfg->daemon.state_dir.  done runs
+         * exactly once (maybe from within the call, then with 0 returned);
+         * a negative return means it will not run.  The phase that needs
+         * the intent saved waits for done. */
+        int (*save)(void *save_ud, const struct state *st, void (*done)(void *ud, int r, const char *err), void *ud);
+        void *save_ud;
+        /* Asked right before each Process POST (NULL: always yes); false:
+         * this instance may not act any more (cluster mode: deposed).  The
+         * outbox asks its own gate before each mail (mail_outbox_set_gate). */
+        bool (*may_act)(void *ud);
+        void *may_act_ud;
         bool dry_run;
         bool check_all;              /* --once */
 };

@@ -24,8 +24,10 @@ enum phase {
         PH_TEMPLATES,
         PH_CONTACTS,
         PH_CHECKS,
+        PH_INTENT,               /* the intent of the Process calls is being saved */
         PH_PROCESS,
         PH_FLUSH,
+        PH_SAVE,                 /* the outcome is being saved */
         PH_DONE,
 };
 
@@ -47,6 +49,9 @@ struct cycle {
         size_t next;             /* next todo item (or order, for templates) to start */
         bool aborted;
         bool save_failed;
+        bool saving;             /* an env.save runs (an op of the phase) */
+        bool flush_after_save;   /* the early flush waits for the intent */
+        struct action_list held; /* PH_INTENT: the Process actions, once saved */
 
         struct state *work;      /* env.state, or a private copy in dry-run */
         struct state *dry_copy;
@@ -76,6 +81,7 @@ struct op {
         bool reread_after_post;  /* process: second read after a 4xx */
         long post_status;
         char *post_error;
+        const char *what;        /* save: "before Process"... */
 };
 
 /* ---- lib/cycle.c: the phase machine's helpers for the other rooms ---- */
@@ -90,6 +96,10 @@ void cycle_op_done(struct op *o);
 void cycle_set_error(struct cycle *c, int r, const char *what, const char *detail);
 /* Performs the NOTIFY and LOG actions of a list; others are left alone. */
 void cycle_perform_actions(struct cycle *c, const struct action_list *l);
+/* False once this instance may not act any more: the cycle was aborted,
+ * or env.may_act says no (cluster mode: deposed).  Asked right before a
+ * side effect that has no gate of its own (the Process POST). */
+bool cycle_may_act(struct cycle *c);
 
 /* ---- lib/listing.c: the listed orders, made ready for the engine ---- */
 

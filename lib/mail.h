@@ -196,3 +196,7 @@ int mail_outbox_flush(struct mail_outbox *o, struct mail_transport *t, int64_t n
 size_t mail_outbox_pending(const struct mail_outbox *o);
 /* The earliest next attempt of a queued message not being sent, 0 if none. */
 int64_t mail_outbox_next_attempt(const struct mail_outbox *o);
+/* gate (NULL: none) is asked right before each message of a flush is
+ * handed to the transport; false ends the flush there, the rest stays
+ * queued as it was (the cluster mode: a deposed leader sends nothing). */
+void mail_outbox_set_gate(struct mail_outbox *o, bool (*gate)(void *ud), void *ud);

@@ -80,6 +80,8 @@ struct mail_outbox {
         struct outbox_tomb *tombs;
         size_t n_tombs;
         struct flush_state *flush;
+        bool (*gate)(void *ud);      /* mail_outbox_set_gate */
+        void *gate_ud;
 };
 
 struct flush_attempt {
@@ -968,6 +970,10 @@ static void flush_sent(void *ud, const struct mail_result *res) {
 
 static void flush_start_next(struct flush_state *fs) {
         while (fs->o && fs->running < MAIL_OUTBOX_PARALLEL && fs->next < fs->n_queue) {
+                if (fs->o->gate && !fs->o->gate(fs->o->gate_ud)) {
+                        fs->next = fs->n_queue;   /* not ours to send any more: left queued, untouched */
+                        break;
+                }
                 struct outbox_entry *e = fs->queue[fs->next++];
                 struct flush_attempt *a = calloc(1, sizeof(*a));
                 int r = a ? 0 : -ENOMEM;
@@ -995,6 +1001,11 @@ static void flush_start_next(struct flush_state *fs) {
         }
         if (fs->running == 0 && (fs->next >= fs->n_queue || !fs->o))
                 flush_finish(fs);
+}
+
+void mail_outbox_set_gate(struct mail_outbox *o, bool (*gate)(void *ud), void *ud) {
+        o->gate = gate;
+        o->gate_ud = ud;
 }
 
 int mail_outbox_flush(struct mail_outbox *o, struct mail_transport *t, int64_t now,

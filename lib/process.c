@@ -182,6 +182,13 @@ static void on_reread(void *ud, const struct mp_order_result *res) {
                 cycle_op_done(o);
                 return;
         }
+        if (!cycle_may_act(c)) {
+                /* deposed (or stopping) since the intent was saved: not ours to call any more */
+                log_event(LOG_WARNING, LOG_EV_NONE, LOG_FIELDS({ "ORDER_ID", o->order_id }),
+                          "Process of order %s not called: this instance stopped acting", o->order_id);
+                cycle_op_done(o);
+                return;
+        }
         int r = mp_process_order(c->env.mp, o->order_id, on_post, o);
         if (r < 0) {
                 struct mp_order_result fail = { .outcome = MP_UNKNOWN, .r = r, .err = "cannot submit the request" };

@@ -721,6 +721,101 @@ static void test_proxy_and_orders_cap(void **state) {
         assert_true(errors_mention(f, "[marketplace] max_orders_bytes: size '512K' out of range"));
 }
 
+/* [cluster]: absent means single-host (nothing set); present, each key
+ * validated with its name, defaults, the timeouts under lease_ttl/2. */
+static void test_cluster(void **state) {
+        struct fx *f = *state;
+        char text[4096], want[512], host[256] = "";
+
+        assert_int_equal(load(f, BASE), 0);
+        assert_false(f->cfg->cluster.enabled);
+        assert_null(f->cfg->cluster.endpoints);
+        assert_int_equal(f->cfg->daemon.http_timeout, 60);
+
+        assert_int_equal(load(f, BASE "[cluster]\netcd = https://a.example:2379, https://b.example:2379/,"
+                                      "http://127.0.0.1:2379\n"), 0);
+        const struct cfg_cluster *k = &f->cfg->cluster;
+        assert_true(k->enabled);
+        assert_int_equal(k->n_endpoints, 3);
+        assert_string_equal(k->endpoints[0], "https://a.example:2379");
+        assert_string_equal(k->endpoints[1], "https://b.example:2379");
+        assert_string_equal(k->endpoints[2], "http://127.0.0.1:2379");
+        assert_null(k->endpoints[3]);
+        assert_string_equal(k->prefix, "/partnerd/");
+        assert_int_equal(k->lease_ttl, 10);
+        assert_int_equal(gethostname(host, sizeof(host) - 1), 0);
+        assert_string_equal(k->name, host);
+        /* not set: below lease_ttl/2 */
+        assert_int_equal(f->cfg->daemon.http_timeout, 4);
+        assert_int_equal(f->cfg->daemon.connect_timeout, 4);
+
+        assert_int_equal(load(f, BASE "[cluster]\netcd = https://a.example:2379\nprefix = /pd/eu/\nlease_ttl = 30s\n"
+                                      "name = host-a\n[daemon]\nhttp_timeout = 14s\nconnect_timeout = 5s\n"), 0);
+        assert_string_equal(f->cfg->cluster.prefix, "/pd/eu/");
+        assert_int_equal(f->cfg->cluster.lease_ttl, 30);
+        assert_string_equal(f->cfg->cluster.name, "host-a");
+        assert_int_equal(f->cfg->daemon.http_timeout, 14);
+        assert_int_equal(f->cfg->daemon.connect_timeout, 5);
+
+        /* the section without etcd */
+        assert_int_equal(load(f, BASE "[cluster]\nlease_ttl = 10s\n"), -EINVAL);
+        expect_only_error(f, 0, "[cluster] etcd: missing required key (the [cluster] section is present)");
+        /* plaintext to a remote member; a path; twice; empty item */
+        assert_int_equal(load(f, BASE "[cluster]\netcd = http://etcd.example:2379\n"), -EINVAL);
+        expect_only_error(f, 13, "[cluster] etcd: http:// is only allowed to a loopback host; use https://: "
+                          "'http://etcd.example:2379'");
+        assert_int_equal(load(f, BASE "[cluster]\netcd = https://a.example:2379/v3\n"), -EINVAL);
+        expect_only_error(f, 13, "[cluster] etcd: an etcd endpoint is scheme://host:port, without a path: "
+                          "'https://a.example:2379/v3'");
+        assert_int_equal(load(f, BASE "[cluster]\netcd = https://a.example:2379, https://a.example:2379\n"), -EINVAL);
+        expect_only_error(f, 13, "[cluster] etcd: listed twice: 'https://a.example:2379'");
+        assert_int_equal(load(f, BASE "[cluster]\netcd = https://a.example:2379,,https://b.example:2379\n"), -EINVAL);
+        expect_only_error(f, 13, "[cluster] etcd: empty item in the list");
+        assert_int_equal(load(f, BASE "[cluster]\netcd = https://u:pw@a.example:2379\n"), -EINVAL);
+        assert_true(errors_mention(f, "[cluster] etcd: credentials in the URL are not allowed"));
+        assert_false(errors_mention(f, "pw@"));
+        /* prefix, lease_ttl bounds, name */
+        assert_int_equal(load(f, BASE "[cluster]\netcd = https://a.example:2379\nprefix = partnerd\n"), -EINVAL);
+        expect_only_error(f, 14, "[cluster] prefix: 'partnerd' must start and end with '/' (at most 128 bytes)");
+        assert_int_equal(load(f, BASE "[cluster]\netcd = https://a.example:2379\nlease_ttl = 2s\n"), -EINVAL);
+        assert_true(errors_mention(f, ":14: [cluster] lease_ttl:"));
+        assert_int_equal(load(f, BASE "[cluster]\netcd = https://a.example:2379\nname = host a\n"), -EINVAL);
+        assert_true(errors_mention(f, ":14: [cluster] name:"));
+        /* the deposition rule: http_timeout set at or above lease_ttl/2 */
+        assert_int_equal(load(f, BASE "[cluster]\netcd = https://a.example:2379\nlease_ttl = 10s\n"
+                                      "[daemon]\nhttp_timeout = 5s\n"), -EINVAL);
+        expect_only_error(f, 16, "[daemon] http_timeout: 5s must be shorter than half of [cluster] lease_ttl 10s "
+                          "(a deposed leader's request must land before another instance can take over); "
+                          "lower http_timeout or raise lease_ttl");
+        /* a connect_timeout set above the lowered http_timeout */
+        assert_int_equal(load(f, BASE "[cluster]\netcd = https://a.example:2379\n[daemon]\nconnect_timeout = 10s\n"),
+                         -EINVAL);
+        expect_only_error(f, 15, "[daemon] connect_timeout: longer than http_timeout");
+
+        /* client certificate: both or neither, resolved like secrets */
+        assert_int_equal(load(f, BASE "[cluster]\netcd = https://a.example:2379\ncert_file = client.pem\n"), -EINVAL);
+        assert_true(errors_mention(f, ":14: [cluster] cert_file: set without key_file"));
+        make_creds(f);
+        write_in(f->creds, "client.pem", "cert\n", 0400);
+        write_in(f->creds, "client.key", "key\n", 0400);
+        write_in(f->dir, "ca.pem", "ca\n", 0644);
+        write_in(f->creds, "marketplace-token", "mp-token-from-creds", 0400);
+        write_in(f->creds, "pc-secret", "pc-from-creds", 0400);
+        assert_int_equal(load(f, BASE "[cluster]\netcd = https://a.example:2379\nca_file = ca.pem\n"
+                                      "cert_file = client.pem\nkey_file = client.key\n"), 0);
+        snprintf(want, sizeof(want), "%s/client.key", f->creds);
+        assert_string_equal(f->cfg->cluster.key_file, want);
+        snprintf(want, sizeof(want), "%s/client.pem", f->creds);
+        assert_string_equal(f->cfg->cluster.cert_file, want);
+        snprintf(want, sizeof(want), "%s/ca.pem", f->cfg->dir);
+        assert_string_equal(f->cfg->cluster.ca_file, want);
+        snprintf(text, sizeof(text), BASE "[cluster]\netcd = https://a.example:2379\nkey_file = missing.key\n"
+                                          "cert_file = client.pem\n");
+        assert_int_equal(load(f, text), -EINVAL);
+        snprintf(want, sizeof(want), ":14: [cluster] key_file: cannot read %s/missing.key", f->creds);
+        assert_true(errors_mention(f, want));
+}
+
 static void test_secret_readable_by_others(void **state) {
         struct fx *f = *state;
         char path[256];
@@ -1147,6 +1242,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_docs_name_every_key, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_secret_bom_crlf, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_proxy_and_orders_cap, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_cluster, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_accounts, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_account_errors, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_fuzz, setup, teardown),
