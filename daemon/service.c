@@ -344,7 +344,7 @@ static void on_retry_timer(uv_timer_t *t) {
         struct service *s = t->data;
         if (s->cycle || s->stopping)
                 return;            /* the cycle flushes, and reschedules at its end */
-        struct cycle_env env = { .loop = &s->loop, .cfg = s->sv.cfg, .http = s->sv.http,
+        struct cycle_env env = { .loop = &s->loop, .cfg = s->sv.cfg,
                                  .transport = s->sv.transport, .outbox = s->sv.outbox, .state = s->state };
         s->retrying = true;
         int r = cycle_retry_mail(&env, util_now_wall(), on_retry_done, s);
@@ -371,7 +371,6 @@ static void start_cycle(struct service *s) {
         struct cycle_env env = {
                 .loop = &s->loop,
                 .cfg = s->sv.cfg,
-                .http = s->sv.http,
                 .mp = s->sv.mp,
                 .pc = s->sv.accounts[0].pc,
                 .graph = s->sv.accounts[0].graph,

@@ -936,7 +936,7 @@ static int req_submit(struct mp_client *c, struct mp_req *q, const char *url, co
 
 /* "GET /public/v1/commerce/orders: HTTP 401: ..." */
 static char *describe(const struct mp_req *q, int r, const struct http_response *resp) {
-        _cleanup_free_ char *d = http_describe_error(r, resp);
+        _cleanup_free_ char *d = api_describe_error(r, resp);
         char *s = NULL;
         if (asprintf(&s, "%s %s: %s", q->method, q->path, d ? d : "request failed") < 0)
                 return NULL;
