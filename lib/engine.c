@@ -95,7 +95,6 @@
 #include <string.h>
 #include <strings.h>
 
-#include "log.h"
 
 #define DEFAULT_CHECK_STEP INT64_C(60)
 
@@ -335,23 +334,19 @@ static bool customer_checkable(const struct tracked_customer *c) {
         return c->account && strcmp(c->account, ACCOUNT_NONE) != 0;
 }
 
-static int add_log(struct ctx *x, int priority, enum log_event ev, const char *customer_key,
-                   const char *order_id, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
-
-static int add_log(struct ctx *x, int priority, enum log_event ev, const char *customer_key,
-                   const char *order_id, const char *fmt, ...) {
-        struct action *a = add_action(x, ACTION_LOG, customer_key);
+/* An event of the engine's own (ACTION_LOG): what happened to customer c
+ * (and order_id), with its detail and flag (engine.h says which); the
+ * cycle turns it into a journal line (lib/events.c). */
+static int add_event(struct ctx *x, enum eng_event ev, const struct tracked_customer *c,
+                     const char *order_id, const char *detail, bool flag) {
+        struct action *a = add_action(x, ACTION_LOG, c->key);
         if (!a)
                 return -ENOMEM;
-        a->log_event = ev;
-        a->log_priority = priority;
-        va_list ap;
-        va_start(ap, fmt);
-        int r = vasprintf(&a->message, fmt, ap);
-        va_end(ap);
-        if (r < 0)
-                a->message = NULL;
-        if (r < 0 || (order_id && !(a->order_id = strdup(order_id))))
+        a->event = (int) ev;
+        a->event_flag = flag;
+        if (!(a->event_subject = strdup(c->name ? c->name : c->key)) ||
+            (detail && !(a->event_detail = strdup(detail))) ||
+            (order_id && !(a->order_id = strdup(order_id))))
                 return -ENOMEM;   /* the action stays in the list and is freed with it */
         return 0;
 }
@@ -724,8 +719,7 @@ static int close_order(struct ctx *x, const struct tracked_customer *c, struct t
                 return -ENOMEM;
         t->status = TRACK_CLOSED;
         t->closed_at = x->now;
-        return add_log(x, LOG_INFO, LOG_EV_ORDER_CLOSED, c->key, t->id, "Order %s closed: %s",
-                       t->id, outcome);
+        return add_event(x, ENG_EV_ORDER_CLOSED, c, t->id, outcome, false);
 }
 
 static int start_blocked(struct ctx *x, struct tracked_customer *c, struct tracked_order *t) {
@@ -739,10 +733,7 @@ static int start_blocked(struct ctx *x, struct tracked_customer *c, struct track
         else if (c->accepted_at)
                 c->next_check = 0;   /* accepted already: confirm now, process this cycle */
         t->notified = false;
-        return add_log(x, LOG_NOTICE, LOG_EV_ORDER_BLOCKED, c->key, t->id,
-                       "Order %s is Querying, waiting for %s to %s", t->id, c->name ? c->name : c->key,
-                       customer_key_is_gdap(c->key) ? "grant delegated admin access (GDAP)"
-                                                    : "accept the reseller relationship");
+        return add_event(x, ENG_EV_ORDER_BLOCKED, c, t->id, NULL, customer_key_is_gdap(c->key));
 }
 
 static int start_other(struct ctx *x, struct tracked_customer *c, struct tracked_order *t) {
@@ -755,9 +746,7 @@ static int start_other(struct ctx *x, struct tracked_customer *c, struct tracked
                         return -ENOMEM;
                 t->notified = true;
         }
-        return add_log(x, LOG_NOTICE, LOG_EV_ORDER_OTHER_QUERY, c->key, t->id,
-                       "Order %s is Querying without a relationship request%s", t->id,
-                       x->p->have_ops ? "; operations notified" : "");
+        return add_event(x, ENG_EV_ORDER_OTHER_QUERY, c, t->id, NULL, x->p->have_ops);
 }
 
 static int start_draft(struct ctx *x, struct tracked_customer *c, struct tracked_order *t,
@@ -776,9 +765,7 @@ static int start_draft(struct ctx *x, struct tracked_customer *c, struct tracked
         if (action_add_order_id(a, t->id) < 0)
                 return -ENOMEM;
         t->notified = true;
-        return add_log(x, LOG_NOTICE, LOG_EV_DRAFT_WARNING, c->key, t->id,
-                       "Order %s is %s and already shows the relationship request; warning sent",
-                       t->id, order_status_to_string(o->status));
+        return add_event(x, ENG_EV_DRAFT_WARNING, c, t->id, order_status_to_string(o->status), false);
 }
 
 static int update_customer_identity(struct tracked_customer *c, const struct order *o) {
@@ -869,9 +856,7 @@ static int still_blocked(struct ctx *x, struct tracked_customer *c, struct track
                 /* The order changed since the refusal: Process may work now. */
                 free(t->outcome);
                 t->outcome = NULL;
-                r = add_log(x, LOG_NOTICE, LOG_EV_ORDER_BLOCKED, c->key, t->id,
-                            "Order %s has a new template since its Process was refused; it will be processed again once accepted",
-                            t->id);
+                r = add_event(x, ENG_EV_REFUSAL_CLEARED, c, t->id, NULL, false);
                 if (r >= 0 && c->accepted_at)
                         c->next_check = 0;
         }
@@ -1058,10 +1043,7 @@ static int notify_unlisted(struct ctx *x, struct tracked_customer *c) {
                 }
                 if (assign_str(&t->unlisted_partner, pid) < 0)
                         return -ENOMEM;
-                int r = add_log(x, LOG_WARNING, LOG_EV_PARTNER_UNLISTED, c->key, t->id,
-                                "Order %s names partnerId %s, which no [microsoft] account lists; it is "
-                                "never checked nor processed%s", t->id, pid,
-                                x->p->have_ops ? "; operations notified" : "");
+                int r = add_event(x, ENG_EV_PARTNER_UNLISTED, c, t->id, pid, x->p->have_ops);
                 if (r < 0)
                         return r;
         }
@@ -1093,9 +1075,7 @@ static int customer_pass(struct ctx *x, struct tracked_customer *c) {
                         if (!c->deadline_passed_logged) {
                                 c->deadline_passed_logged = true;
                                 c->warned_deadline = deadline;
-                                r = add_log(x, LOG_WARNING, LOG_EV_DEADLINE_PASSED, c->key, NULL,
-                                            "Deadline passed for %s: the relationship was not accepted in time",
-                                            c->name ? c->name : c->key);
+                                r = add_event(x, ENG_EV_DEADLINE_PASSED, c, NULL, NULL, false);
                         }
                 } else if (!c->notified_at) {
                         if (!request_waits_for_check(p, c, check_now))
@@ -1202,15 +1182,9 @@ static int gdap_ended(struct ctx *x, struct tracked_customer *c, const struct re
                             action_add_order_id(a, c->orders[i].id) < 0)
                                 return -ENOMEM;
         }
-        const char *id = c->key + strlen(CUSTOMER_KEY_GDAP), *name = c->name ? c->name : c->key;
-        const char *ops = x->p->have_ops ? "; operations notified" : "";
         if (f->state == REL_NOT_FOUND)
-                return add_log(x, LOG_WARNING, LOG_EV_GDAP_ENDED, c->key, NULL,
-                               "Microsoft Graph knows no GDAP relationship %s for %s (a wrong link?); "
-                               "its orders are never processed%s", id, name, ops);
-        return add_log(x, LOG_WARNING, LOG_EV_GDAP_ENDED, c->key, NULL,
-                       "GDAP relationship %s for %s is %s; its orders are never processed%s", id, name,
-                       what, ops);
+                return add_event(x, ENG_EV_GDAP_UNKNOWN, c, NULL, NULL, x->p->have_ops);
+        return add_event(x, ENG_EV_GDAP_ENDED, c, NULL, what, x->p->have_ops);
 }
 
 /* Orders whose Process outcome stayed unknown (5xx, timeout, crash after
@@ -1254,10 +1228,7 @@ static int phase2(struct ctx *x, const struct rel_fact_list *facts) {
                                 break;   /* ops was told it ended: a later answer changes nothing */
                         if (!c->accepted_at) {
                                 c->accepted_at = x->now;
-                                r = add_log(x, LOG_NOTICE, LOG_EV_RELATIONSHIP_ACCEPTED, c->key, NULL,
-                                            "%s %s", c->name ? c->name : c->key,
-                                            f->gdap ? "granted delegated admin access (GDAP relationship active)"
-                                                    : "accepted the reseller relationship");
+                                r = add_event(x, ENG_EV_ACCEPTED, c, NULL, NULL, f->gdap);
                         }
                         for (size_t oi = 0; r >= 0 && oi < c->n_orders; oi++) {
                                 struct tracked_order *t = &c->orders[oi];
@@ -1359,9 +1330,7 @@ int eng_process_outcome(const struct eng_params *p, struct state *state, const c
                 t->status = TRACK_BLOCKED;
                 r = assign_str(&t->outcome, REFUSED_OUTCOME);
                 if (r >= 0)
-                        r = add_log(&x, LOG_ERR, LOG_EV_PROCESS_FAILED, c->key, t->id,
-                                    "Process of order %s refused by the Marketplace%s%s; not retried until the order changes",
-                                    t->id, detail ? ": " : "", detail ? detail : "");
+                        r = add_event(&x, ENG_EV_PROCESS_REFUSED, c, t->id, detail, false);
                 if (r >= 0)
                         r = refused_notice(&x, c, t, detail);
                 break;
