@@ -37,6 +37,18 @@ char *api_url_path(const char *url);
  * bodies as a clipped, sanitised excerpt.  Never includes headers. */
 char *api_describe_error(int r, const struct http_response *resp);
 
+/* Unlinks item from the doubly linked list (fields prev, next) that head
+ * (an lvalue) starts; the clients keep their pending requests so. */
+#define API_LIST_UNLINK(head, item)                                     \
+        do {                                                            \
+                if ((item)->prev)                                       \
+                        (item)->prev->next = (item)->next;              \
+                else                                                    \
+                        (head) = (item)->next;                          \
+                if ((item)->next)                                       \
+                        (item)->next->prev = (item)->prev;              \
+        } while (0)
+
 static inline void api_freep(void *p) {
         free(*(void **) p);
 }

@@ -399,14 +399,8 @@ static void timer_close_cb(uv_handle_t *handle) {
 static void check_free(struct pc_check *k) {
         if (!k)
                 return;
-        if (k->c) {
-                if (k->prev)
-                        k->prev->next = k->next;
-                else
-                        k->c->checks = k->next;
-                if (k->next)
-                        k->next->prev = k->prev;
-        }
+        if (k->c)
+                API_LIST_UNLINK(k->c->checks, k);
         if (k->defer)
                 uv_close((uv_handle_t *) k->defer, timer_close_cb);
         free(k->tenant_id);
