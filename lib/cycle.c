@@ -40,7 +40,6 @@
 #include "events.h"
 #include "log.h"
 #include "store.h"
-#include "url.h"
 #include "util.h"
 
 /* Requests in flight per phase, per parallel slot of lib/http: enough that
@@ -111,38 +110,6 @@ static void persist(struct cycle *c, const char *what) {
         }
 }
 
-/* Which account checks each order: the one whose partner_ids lists its
- * link's partnerId (lib/url.c reads it).  NULL stays for the default
- * account (its customer keys are what they were before accounts): so do
- * orders without a link (nothing to check) and GDAP links, which name no
- * partnerId: the [microsoft] account's Graph is asked about them (it knows
- * that partner tenant's GDAP relationships only; README "GDAP").  A GDAP
- * link gets its relationship id in gdap_id: the order is a GDAP block. */
-static int assign_accounts(struct cycle *c) {
-        for (size_t i = 0; i < c->orders.n; i++) {
-                struct order *o = &c->orders.items[i];
-                util_freep(&o->partner_id);
-                util_freep(&o->account);
-                util_freep(&o->gdap_id);
-                if (!o->relationship_url)
-                        continue;
-                if (url_link_kind(o->relationship_url) == URL_LINK_GDAP) {
-                        o->gdap_id = url_link_gdap_id(o->relationship_url);
-                        if (!o->gdap_id && errno == ENOMEM)
-                                return -ENOMEM;
-                        continue;
-                }
-                o->partner_id = url_link_partner_id(o->relationship_url);
-                if (!o->partner_id && errno == ENOMEM)
-                        return -ENOMEM;
-                const struct cfg_microsoft *a = cfg_account_for_partner(c->env.cfg, o->partner_id);
-                const char *name = a ? a->name : ACCOUNT_NONE;
-                if (strcmp(name, ACCOUNT_DEFAULT) != 0 && !(o->account = strdup(name)))
-                        return -ENOMEM;
-        }
-        return 0;
-}
-
 void cycle_perform_actions(struct cycle *c, const struct action_list *l) {
         for (size_t i = 0; i < l->n; i++) {
                 const struct action *a = &l->items[i];
@@ -151,171 +118,6 @@ void cycle_perform_actions(struct cycle *c, const struct action_list *l) {
                 else if (a->type == ACTION_NOTIFY)
                         mailplan_queue(c, a);
         }
-}
-
-/* ---- list and templates ---- */
-
-static void on_template(void *ud, int r, long status, const char *err, const char *text) {
-        struct op *o = ud;
-        struct cycle *c = o->c;
-        struct order *ord = &c->orders.items[o->index];
-
-        if (r < 0 || status != 200) {
-                /* Without the template we cannot tell whether it is blocked on
-                 * a relationship: what the order itself shows is enough when
-                 * it carries the URL; otherwise decide nothing about it now
-                 * (it must not pass for "Querying for another reason"). */
-                log_event(LOG_WARNING, LOG_EV_POLL_FAILED, LOG_FIELDS({ "ORDER_ID", ord->id }),
-                          "Cannot fetch the template of order %s: %s; %s", ord->id,
-                          err ? err : strerror(r < 0 ? -r : EIO),
-                          ord->relationship_url ? "using the URL the order shows" : "will retry next cycle");
-                if (!ord->relationship_url)
-                        ord->incomplete = true;
-                cycle_set_error(c, r < 0 ? r : -EIO, "cannot fetch a template", err);
-        } else if (text) {
-                char *url = url_link_extract(text);
-                if (url) {
-                        free(ord->relationship_url);
-                        ord->relationship_url = url;
-                } else if (url_text_mentions_link(text))
-                        /* An acceptance link the client does not recognise (a
-                         * look-alike host, http://): never mailed, but ops
-                         * should know the order carries one. */
-                        log_event(LOG_WARNING, LOG_EV_URL_REJECTED, LOG_FIELDS({ "ORDER_ID", ord->id }),
-                                  "Order %s shows a relationship request link on a host that is not allowed "
-                                  "(or not https://); it will not be emailed", ord->id);
-        }
-        cycle_op_done(o);
-}
-
-static int tracked_ref_cmp(const void *a, const void *b) {
-        const struct tracked_ref *x = a, *y = b;
-        int r = strcmp(x->id, y->id);
-        return r ? r : x->seq < y->seq ? -1 : x->seq > y->seq;
-}
-
-/* Sorts the tracked orders by id for the TEMPLATES phase, which looks up
- * every listed order (state_find_order() is a linear scan: 10,000 orders
- * made that 50 million string compares).  Without memory it stays NULL
- * and the lookups fall back to the scan. */
-static void index_tracked(struct cycle *c) {
-        size_t n = 0;
-        for (size_t i = 0; i < c->work->n_customers; i++)
-                n += c->work->customers[i].n_orders;
-        c->tracked = n ? calloc(n, sizeof(*c->tracked)) : NULL;
-        if (!c->tracked)
-                return;
-        for (size_t i = 0; i < c->work->n_customers; i++)
-                for (size_t k = 0; k < c->work->customers[i].n_orders; k++) {
-                        const struct tracked_order *t = &c->work->customers[i].orders[k];
-                        if (t->id) {
-                                c->tracked[c->n_tracked] = (struct tracked_ref) { t->id, t, c->n_tracked };
-                                c->n_tracked++;
-                        }
-                }
-        qsort(c->tracked, c->n_tracked, sizeof(*c->tracked), tracked_ref_cmp);
-}
-
-static void unindex_tracked(struct cycle *c) {
-        util_freep(&c->tracked);
-        c->n_tracked = 0;
-}
-
-static const struct tracked_order *find_tracked(const struct cycle *c, const char *id) {
-        if (!c->tracked)
-                return state_find_order(c->work, id, NULL);
-        /* the first of equal ids, as the scan would find it */
-        size_t lo = 0, hi = c->n_tracked;
-        while (lo < hi) {
-                size_t mid = lo + (hi - lo) / 2;
-                if (strcmp(c->tracked[mid].id, id) < 0)
-                        lo = mid + 1;
-                else
-                        hi = mid;
-        }
-        return lo < c->n_tracked && strcmp(c->tracked[lo].id, id) == 0 ? c->tracked[lo].t : NULL;
-}
-
-#define EPISODE_UPDATED    "updated:"
-#define EPISODE_FIRST_SEEN "first-seen:"
-
-/* The episode of a Querying order is its audit.querying.at.  Without one
- * (the platform does not always send it) the best start available stands
- * in: audit.updated.at, else the time partnerd first saw it, marked as
- * such ("updated:<time>", "first-seen:<time>").  Once chosen it sticks
- * while the order stays open (an edit bumps updated.at, it does not start
- * a new episode), so the re-read before Process finds the same episode.
- * Logged once, when chosen. */
-int cycle_episode_start(struct cycle *c, struct order *o) {
-        char when[UTIL_TIME_MAX], *raw = NULL;
-        const char *source;
-        int64_t at;
-
-        if (o->status != ORDER_STATUS_QUERYING || o->querying_at_raw)
-                return 0;
-        const struct tracked_order *t = find_tracked(c, o->id);
-        if (t && t->status != TRACK_CLOSED && t->querying_at_raw &&
-            (strncmp(t->querying_at_raw, EPISODE_UPDATED, strlen(EPISODE_UPDATED)) == 0 ||
-             strncmp(t->querying_at_raw, EPISODE_FIRST_SEEN, strlen(EPISODE_FIRST_SEEN)) == 0)) {
-                o->querying_at_raw = strdup(t->querying_at_raw);
-                o->querying_at = t->querying_since;
-                return o->querying_at_raw ? 0 : -ENOMEM;
-        }
-        if (o->updated_at_raw) {
-                source = "audit.updated.at";
-                at = o->updated_at;
-                if (asprintf(&raw, EPISODE_UPDATED "%s", o->updated_at_raw) < 0)
-                        return -ENOMEM;
-        } else {
-                source = "the time partnerd first saw it";
-                at = c->now;
-                if (asprintf(&raw, EPISODE_FIRST_SEEN "%s", util_format_time(at, when)) < 0)
-                        return -ENOMEM;
-        }
-        o->querying_at_raw = raw;
-        o->querying_at = at;
-        log_event(LOG_NOTICE, LOG_EV_NONE, LOG_FIELDS({ "ORDER_ID", o->id }),
-                  "Order %s is Querying without audit.querying.at; its episode starts at %s (%s)", o->id,
-                  util_format_time(at, when), source);
-        return 0;
-}
-
-static void episode_starts(struct cycle *c) {
-        for (size_t i = 0; i < c->orders.n; i++)
-                if (cycle_episode_start(c, &c->orders.items[i]) < 0)
-                        cycle_set_error(c, -ENOMEM, "out of memory", NULL);
-}
-
-static bool template_known(const struct cycle *c, struct order *o) {
-        const struct tracked_order *t = find_tracked(c, o->id);
-        if (!t || t->status == TRACK_CLOSED || !t->querying_at_raw || !o->querying_at_raw)
-                return false;
-        if (strcmp(t->querying_at_raw, o->querying_at_raw) != 0)
-                return false;
-        if ((t->template_id || o->template_id) &&
-            (!t->template_id || !o->template_id || strcmp(t->template_id, o->template_id) != 0))
-                return false;
-        /* Same order, same episode, same template: the URL is what it was. */
-        if (t->relationship_url) {
-                char *u = strdup(t->relationship_url);
-                if (!u)
-                        return false;
-                free(o->relationship_url);
-                o->relationship_url = u;
-        }
-        return true;
-}
-
-static void start_template(struct cycle *c, size_t i) {
-        struct op *op = cycle_op_new(c);
-        if (!op) {
-                cycle_set_error(c, -ENOMEM, "out of memory", NULL);
-                return;
-        }
-        op->index = i;
-        int r = mp_get_template(c->env.mp, c->orders.items[i].id, on_template, op);
-        if (r < 0)
-                on_template(op, r, 0, NULL, NULL);
 }
 
 static void settle_clear(struct cycle *c) {
@@ -367,8 +169,8 @@ static bool start_next(struct cycle *c) {
                 while (c->next < c->orders.n) {
                         size_t i = c->next++;
                         struct order *o = &c->orders.items[i];
-                        if (o->status == ORDER_STATUS_QUERYING && !template_known(c, o)) {
-                                start_template(c, i);
+                        if (o->status == ORDER_STATUS_QUERYING && !listing_template_known(c, o)) {
+                                listing_start_template(c, i);
                                 return true;
                         }
                 }
@@ -432,24 +234,6 @@ static void on_list(void *ud, int r, long status, const char *err, struct order_
         cycle_op_done(o);
 }
 
-/* Drops relationship URLs that are not on the allow-list, so such orders are
- * never emailed (phishing through order data). */
-static void filter_urls(struct cycle *c) {
-        const struct cfg_mail *m = &c->env.cfg->mail;
-        for (size_t i = 0; i < c->orders.n; i++) {
-                struct order *o = &c->orders.items[i];
-                if (!o->relationship_url || url_link_allowed(o->relationship_url, m->url_hosts, m->n_url_hosts))
-                        continue;
-                const struct tracked_order *t = state_find_order(c->work, o->id, NULL);
-                bool known = t && t->status == TRACK_OTHER_QUERY;
-                log_event(known ? LOG_DEBUG : LOG_WARNING, LOG_EV_URL_REJECTED,
-                          LOG_FIELDS({ "ORDER_ID", o->id }),
-                          "Order %s shows a relationship URL on a host that is not allowed; it will not be emailed",
-                          o->id);
-                util_freep(&o->relationship_url);
-        }
-}
-
 /* ---- phases ---- */
 
 /* Intent first, but only where there is one: mails and Process calls
@@ -468,9 +252,9 @@ static void plan(struct cycle *c) {
         struct action_list acts = { 0 };
         int r;
 
-        unindex_tracked(c);      /* the engine changes the state from here on */
-        filter_urls(c);
-        r = assign_accounts(c);
+        listing_unindex(c);      /* the engine changes the state from here on */
+        listing_filter_urls(c);
+        r = listing_assign_accounts(c);
         if (r >= 0)
                 r = eng_decide(&c->params, &c->orders, NULL, c->work, c->now, &acts);
         if (r < 0) {
@@ -635,7 +419,7 @@ static void finish(struct cycle *c) {
         c->cb(c->ud, &c->res);
         free(c->res.error);
         action_list_clear(&c->todo);
-        unindex_tracked(c);
+        listing_unindex(c);
         order_list_clear(&c->orders);
         rel_fact_list_clear(&c->facts);
         action_list_clear(&c->planned);
@@ -671,8 +455,8 @@ static void advance(struct cycle *c) {
                         begin_settle(c);
                         break;
                 case PH_SETTLE:
-                        index_tracked(c);
-                        episode_starts(c);
+                        listing_index(c);
+                        listing_episode_starts(c);
                         begin_phase(c, PH_TEMPLATES, NULL);
                         break;
                 case PH_TEMPLATES:

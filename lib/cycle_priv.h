@@ -2,9 +2,10 @@
 /*
  * What the rooms of one poll cycle share: the cycle itself, one request in
  * flight (struct op) and the few helpers every room calls.  Private to
- * lib/cycle.c (the phase machine), lib/process.c (settle, re-read,
- * Process), lib/mailplan.c (mails from actions) and lib/checks.c
- * (relationship checks); not installed, not used anywhere else.
+ * lib/cycle.c (the phase machine), lib/listing.c (the listed orders made
+ * ready for the engine), lib/process.c (settle, re-read, Process),
+ * lib/mailplan.c (mails from actions) and lib/checks.c (relationship
+ * checks); not installed, not used anywhere else.
  */
 #ifndef PARTNERD_CYCLE_PRIV_H
 #define PARTNERD_CYCLE_PRIV_H
@@ -39,8 +40,7 @@ struct cycle {
         bool advancing;          /* inside advance(): completions only count down */
         bool filling;            /* inside fill(): completions only count down */
         bool early_flush;        /* the flush started by plan() is running */
-        struct tracked_ref *tracked;   /* TEMPLATES: tracked orders by id */
-        size_t n_tracked;
+        struct idx tracked;      /* SETTLE..TEMPLATES: tracked orders by id */
         struct action_list todo; /* CHECK or PROCESS actions of the phase */
         char **settle;           /* SETTLE: ids of orders to read */
         size_t n_settle;
@@ -64,13 +64,6 @@ struct cycle {
         bool token_error_logged;
         struct action_list unsynced;  /* mails queued since the last outbox sync */
         struct cycle_result res;
-};
-
-/* A tracked order by id, for lookups while the state does not change. */
-struct tracked_ref {
-        const char *id;
-        const struct tracked_order *t;
-        size_t seq;              /* scan order, for equal ids */
 };
 
 /* One in-flight request of the cycle. */
@@ -97,8 +90,27 @@ void cycle_op_done(struct op *o);
 void cycle_set_error(struct cycle *c, int r, const char *what, const char *detail);
 /* Performs the NOTIFY and LOG actions of a list; others are left alone. */
 void cycle_perform_actions(struct cycle *c, const struct action_list *l);
-/* Names the episode of a Querying order that carries no audit.querying.at. */
-int cycle_episode_start(struct cycle *c, struct order *o);
+
+/* ---- lib/listing.c: the listed orders, made ready for the engine ---- */
+
+/* Indexes the tracked orders by id (SETTLE..TEMPLATES); unindex before
+ * the engine changes the state. */
+void listing_index(struct cycle *c);
+void listing_unindex(struct cycle *c);
+/* Names the episode of a Querying order that carries no
+ * audit.querying.at (logged once, when chosen); -ENOMEM. */
+int listing_episode_start(struct cycle *c, struct order *o);
+/* ... of every listed order. */
+void listing_episode_starts(struct cycle *c);
+/* Whether the order's link is known without its template (same order,
+ * episode and template as tracked): then it takes the tracked link. */
+bool listing_template_known(const struct cycle *c, struct order *o);
+/* Fetches the template of listed order i and takes its link. */
+void listing_start_template(struct cycle *c, size_t i);
+/* Drops the links on hosts not allowed: such orders are never mailed. */
+void listing_filter_urls(struct cycle *c);
+/* Which account checks each order (o->account, o->partner_id, o->gdap_id). */
+int listing_assign_accounts(struct cycle *c);
 
 /* ---- lib/mailplan.c: one mail from one action ---- */
 

@@ -98,73 +98,6 @@
 
 #define DEFAULT_CHECK_STEP INT64_C(60)
 
-/* ---- a small string -> position index (open addressing) -------------- */
-
-struct idx_ent {
-        const char *key;
-        size_t a, b;
-};
-
-struct idx {
-        struct idx_ent *e;
-        size_t cap, n;
-};
-
-static uint64_t hash_str(const char *s) {
-        uint64_t h = UINT64_C(14695981039346656037);
-        for (; *s; s++) {
-                h ^= (unsigned char) *s;
-                h *= UINT64_C(1099511628211);
-        }
-        return h;
-}
-
-static void idx_free(struct idx *x) {
-        free(x->e);
-        *x = (struct idx) { 0 };
-}
-
-static struct idx_ent *idx_slot(const struct idx *x, const char *key) {
-        size_t m = x->cap - 1;
-        for (size_t i = (size_t) hash_str(key) & m;; i = (i + 1) & m)
-                if (!x->e[i].key || strcmp(x->e[i].key, key) == 0)
-                        return &x->e[i];
-}
-
-static int idx_put(struct idx *x, const char *key, size_t a, size_t b) {
-        if (!key)
-                return 0;
-        if ((x->n + 1) * 2 > x->cap) {
-                size_t nc = x->cap ? x->cap * 2 : 64;
-                struct idx old = *x;
-                x->e = calloc(nc, sizeof(*x->e));
-                if (!x->e) {
-                        *x = old;
-                        return -ENOMEM;
-                }
-                x->cap = nc;
-                x->n = 0;
-                for (size_t i = 0; i < old.cap; i++)
-                        if (old.e[i].key) {
-                                *idx_slot(x, old.e[i].key) = old.e[i];
-                                x->n++;
-                        }
-                free(old.e);
-        }
-        struct idx_ent *e = idx_slot(x, key);
-        if (!e->key)
-                x->n++;
-        *e = (struct idx_ent) { key, a, b };
-        return 0;
-}
-
-static const struct idx_ent *idx_get(const struct idx *x, const char *key) {
-        if (!key || x->cap == 0)
-                return NULL;
-        const struct idx_ent *e = idx_slot(x, key);
-        return e->key ? e : NULL;
-}
-
 /* ---- context ----------------------------------------------------------- */
 
 struct ctx {
@@ -635,19 +568,6 @@ static void episode_anchor(const struct tracked_customer *c, enum track_status s
                  best && best->querying_at_raw ? best->querying_at_raw : "-");
 }
 
-/* Earliest deadline of the blocked orders of c (0 if none). */
-static int64_t customer_deadline(const struct eng_params *p, const struct tracked_customer *c) {
-        int64_t d = 0;
-        for (size_t i = 0; i < c->n_orders; i++) {
-                const struct tracked_order *t = &c->orders[i];
-                if (t->status != TRACK_BLOCKED)
-                        continue;
-                int64_t base = t->querying_since ? t->querying_since : t->first_seen;
-                d = min_nz(d, base + p->deadline);
-        }
-        return d;
-}
-
 static bool order_confirmable(const struct tracked_customer *c, const struct tracked_order *t) {
         if (t->status != TRACK_CLOSED || !t->outcome || t->closed_at < c->accepted_at)
                 return false;
@@ -824,7 +744,7 @@ static int episode_of(struct ctx *x, struct tracked_customer *c, struct tracked_
                       const struct order *o, int cls, bool is_new) {
         bool was_draft = t->status == TRACK_DRAFT ||
                          (t->status == TRACK_CLOSED && t->outcome && strncmp(t->outcome, "left-draft:", 11) == 0);
-        bool same_episode = !is_new && streq0(t->querying_at_raw, o->querying_at_raw) &&
+        bool same_episode = !is_new && order_same_episode(t, o) &&
                             was_draft == (cls == TRACK_DRAFT);
 
         if (!is_new && !same_episode) {
@@ -1056,7 +976,7 @@ static int customer_pass(struct ctx *x, struct tracked_customer *c) {
         int r = maybe_confirm(x, c);
         if (r < 0)
                 return r;
-        int64_t deadline = customer_deadline(p, c);
+        int64_t deadline = tracked_customer_deadline(c, p->deadline);
         if (!deadline || c->gdap_ended)
                 return 0;   /* no blocked order, or a GDAP relationship that will never come */
         /* a customer no account answers for is never checked: its request
@@ -1155,7 +1075,7 @@ static struct tracked_customer *fact_customer(struct ctx *x, const struct rel_fa
 /* The request mail phase 1 held back for the customer's first check
  * (request_waits_for_check), now that the check did not say accepted. */
 static int deferred_request(struct ctx *x, struct tracked_customer *c) {
-        int64_t deadline = customer_deadline(x->p, c);
+        int64_t deadline = tracked_customer_deadline(c, x->p->deadline);
         if (c->notified_at || c->accepted_at || !deadline || x->now >= deadline)
                 return 0;
         return first_request(x, c, deadline);
@@ -1200,7 +1120,7 @@ static int resend_unknown(struct ctx *x) {
                         if (!customer_checkable(c) ||
                             t->status != TRACK_PROCESS_SENT || t->process_sent_at >= x->now || !o ||
                             o->status != ORDER_STATUS_QUERYING ||
-                            !streq0(o->querying_at_raw, t->querying_at_raw))
+                            !order_same_episode(t, o))
                                 continue;
                         int r = add_process(x, c, t);
                         if (r < 0)
@@ -1235,7 +1155,7 @@ static int phase2(struct ctx *x, const struct rel_fact_list *facts) {
                                 const struct order *o = poll_find(x, t->id);
                                 if (t->status != TRACK_BLOCKED || process_refused(t) || !o ||
                                     o->status != ORDER_STATUS_QUERYING ||
-                                    !streq0(o->querying_at_raw, t->querying_at_raw))
+                                    !order_same_episode(t, o))
                                         continue;
                                 r = add_process(x, c, t);
                         }

@@ -18,10 +18,6 @@
 #include "store.h"
 #include "util.h"
 
-static int64_t order_deadline(const struct cycle *c, const struct tracked_order *t) {
-        return t && t->querying_since ? t->querying_since + c->env.cfg->mail.deadline : 0;
-}
-
 static const char *buyer_email(const struct cycle *c, const char *buyer_id) {
         for (size_t i = 0; buyer_id && i < c->n_buyers; i++)
                 if (strcmp(c->buyers[i].id, buyer_id) == 0)
@@ -122,7 +118,7 @@ static int mail_parts_build(const struct cycle *c, const struct action *a, const
                         .product = o ? (o->product_name ? o->product_name : o->product_id) : NULL,
                         .portal_link = p->links[i],
                         .querying_since = t ? t->querying_since : 0,
-                        .deadline = order_deadline(c, t),
+                        .deadline = t ? tracked_order_deadline(t, cfg->mail.deadline) : 0,
                         /* a refused Process: the ops notice gives the refusal */
                         .error = a->message ? a->message : o ? o->error_message : NULL,
                 };

@@ -23,6 +23,29 @@ static void *grow(void *items, size_t *cap, size_t n, size_t sz) {
         return p;
 }
 
+/* The add and clear functions of a MODEL_LIST (lib/model.h); clear_item
+ * clears one element. */
+#define MODEL_LIST_DEFINE(name, type, clear_item)                               \
+        type *name##_add(struct name *l) {                                      \
+                type *p = grow(l->items, &l->cap, l->n, sizeof(*p));            \
+                if (!p)                                                         \
+                        return NULL;                                            \
+                l->items = p;                                                   \
+                return &l->items[l->n++];                                       \
+        }                                                                       \
+        void name##_clear(struct name *l) {                                     \
+                if (!l)                                                         \
+                        return;                                                 \
+                for (size_t i = 0; i < l->n; i++)                               \
+                        clear_item(&l->items[i]);                               \
+                free(l->items);                                                 \
+                *l = (struct name) { 0 };                                       \
+        }
+
+MODEL_LIST_DEFINE(order_list, struct order, order_clear)
+MODEL_LIST_DEFINE(rel_fact_list, struct rel_fact, rel_fact_clear)
+MODEL_LIST_DEFINE(action_list, struct action, action_clear)
+
 static const char *const status_names[_ORDER_STATUS_MAX] = {
         [ORDER_STATUS_UNKNOWN] = "Unknown",
         [ORDER_STATUS_NEW] = "New",
@@ -150,28 +173,11 @@ size_t order_size(const struct order *o) {
         return n;
 }
 
-struct order *order_list_add(struct order_list *l) {
-        struct order *p = grow(l->items, &l->cap, l->n, sizeof(*p));
-        if (!p)
-                return NULL;
-        l->items = p;
-        return &l->items[l->n++];
-}
-
 const struct order *order_list_find(const struct order_list *l, const char *id) {
         for (size_t i = 0; id && i < l->n; i++)
                 if (l->items[i].id && strcmp(l->items[i].id, id) == 0)
                         return &l->items[i];
         return NULL;
-}
-
-void order_list_clear(struct order_list *l) {
-        if (!l)
-                return;
-        for (size_t i = 0; i < l->n; i++)
-                order_clear(&l->items[i]);
-        free(l->items);
-        *l = (struct order_list) { 0 };
 }
 
 const char *order_account(const struct order *o) {
@@ -206,23 +212,6 @@ void rel_fact_clear(struct rel_fact *f) {
         free(f->account);
         free(f->tenant_id);
         *f = (struct rel_fact) { 0 };
-}
-
-struct rel_fact *rel_fact_list_add(struct rel_fact_list *l) {
-        struct rel_fact *p = grow(l->items, &l->cap, l->n, sizeof(*p));
-        if (!p)
-                return NULL;
-        l->items = p;
-        return &l->items[l->n++];
-}
-
-void rel_fact_list_clear(struct rel_fact_list *l) {
-        if (!l)
-                return;
-        for (size_t i = 0; i < l->n; i++)
-                rel_fact_clear(&l->items[i]);
-        free(l->items);
-        *l = (struct rel_fact_list) { 0 };
 }
 
 static const char *const track_names[_TRACK_MAX] = {
@@ -492,19 +481,128 @@ void action_clear(struct action *a) {
         *a = (struct action) { 0 };
 }
 
-struct action *action_list_add(struct action_list *l) {
-        struct action *p = grow(l->items, &l->cap, l->n, sizeof(*p));
-        if (!p)
-                return NULL;
-        l->items = p;
-        return &l->items[l->n++];
+/* ---- deadline and episode ---- */
+
+int64_t tracked_order_deadline(const struct tracked_order *t, int64_t deadline) {
+        int64_t base = t->querying_since ? t->querying_since : t->first_seen;
+        return base ? base + deadline : 0;
 }
 
-void action_list_clear(struct action_list *l) {
-        if (!l)
-                return;
-        for (size_t i = 0; i < l->n; i++)
-                action_clear(&l->items[i]);
-        free(l->items);
-        *l = (struct action_list) { 0 };
+int64_t tracked_customer_deadline(const struct tracked_customer *c, int64_t deadline) {
+        int64_t d = 0;
+        for (size_t i = 0; i < c->n_orders; i++) {
+                int64_t od = c->orders[i].status == TRACK_BLOCKED ? tracked_order_deadline(&c->orders[i], deadline) : 0;
+                if (od && (!d || od < d))
+                        d = od;
+        }
+        return d;
+}
+
+static bool named_episode(const char *raw) {
+        return raw && (strncmp(raw, ORDER_EPISODE_UPDATED, strlen(ORDER_EPISODE_UPDATED)) == 0 ||
+                       strncmp(raw, ORDER_EPISODE_FIRST_SEEN, strlen(ORDER_EPISODE_FIRST_SEEN)) == 0);
+}
+
+int order_episode_start(struct order *o, const struct tracked_order *t, int64_t now) {
+        char when[UTIL_TIME_MAX], *raw = NULL;
+
+        if (o->status != ORDER_STATUS_QUERYING || o->querying_at_raw)
+                return ORDER_EPISODE_AS_SENT;
+        if (t && t->status != TRACK_CLOSED && named_episode(t->querying_at_raw)) {
+                o->querying_at_raw = strdup(t->querying_at_raw);
+                o->querying_at = t->querying_since;
+                return o->querying_at_raw ? ORDER_EPISODE_KEPT : -ENOMEM;
+        }
+        if (o->updated_at_raw) {
+                if (asprintf(&raw, ORDER_EPISODE_UPDATED "%s", o->updated_at_raw) < 0)
+                        return -ENOMEM;
+                o->querying_at_raw = raw;
+                o->querying_at = o->updated_at;
+                return ORDER_EPISODE_FROM_UPDATED;
+        }
+        if (asprintf(&raw, ORDER_EPISODE_FIRST_SEEN "%s", util_format_time(now, when)) < 0)
+                return -ENOMEM;
+        o->querying_at_raw = raw;
+        o->querying_at = now;
+        return ORDER_EPISODE_FROM_FIRST_SEEN;
+}
+
+bool order_same_episode(const struct tracked_order *t, const struct order *o) {
+        const char *a = t ? t->querying_at_raw : NULL, *b = o->querying_at_raw;
+        return t && (a && b ? strcmp(a, b) == 0 : a == b);
+}
+
+/* ---- the order index ---- */
+
+static uint64_t hash_str(const char *s) {
+        uint64_t h = UINT64_C(14695981039346656037);
+        for (; *s; s++) {
+                h ^= (unsigned char) *s;
+                h *= UINT64_C(1099511628211);
+        }
+        return h;
+}
+
+void idx_free(struct idx *x) {
+        free(x->e);
+        *x = (struct idx) { 0 };
+}
+
+static struct idx_ent *idx_slot(const struct idx *x, const char *key) {
+        size_t m = x->cap - 1;
+        for (size_t i = (size_t) hash_str(key) & m;; i = (i + 1) & m)
+                if (!x->e[i].key || strcmp(x->e[i].key, key) == 0)
+                        return &x->e[i];
+}
+
+int idx_put(struct idx *x, const char *key, size_t a, size_t b) {
+        if (!key)
+                return 0;
+        if ((x->n + 1) * 2 > x->cap) {
+                size_t nc = x->cap ? x->cap * 2 : 64;
+                struct idx old = *x;
+                x->e = calloc(nc, sizeof(*x->e));
+                if (!x->e) {
+                        *x = old;
+                        return -ENOMEM;
+                }
+                x->cap = nc;
+                x->n = 0;
+                for (size_t i = 0; i < old.cap; i++)
+                        if (old.e[i].key) {
+                                *idx_slot(x, old.e[i].key) = old.e[i];
+                                x->n++;
+                        }
+                free(old.e);
+        }
+        struct idx_ent *e = idx_slot(x, key);
+        if (!e->key)
+                x->n++;
+        *e = (struct idx_ent) { key, a, b };
+        return 0;
+}
+
+const struct idx_ent *idx_get(const struct idx *x, const char *key) {
+        if (!key || x->cap == 0)
+                return NULL;
+        const struct idx_ent *e = idx_slot(x, key);
+        return e->key ? e : NULL;
+}
+
+int state_index_orders(const struct state *s, struct idx *x) {
+        idx_free(x);
+        for (size_t ci = 0; ci < s->n_customers; ci++)
+                for (size_t oi = 0; oi < s->customers[ci].n_orders; oi++) {
+                        const char *id = s->customers[ci].orders[oi].id;
+                        if (id && !idx_get(x, id) && idx_put(x, id, ci, oi) < 0) {
+                                idx_free(x);
+                                return -ENOMEM;
+                        }
+                }
+        return 0;
+}
+
+struct tracked_order *state_index_find(const struct state *s, const struct idx *x, const char *id) {
+        const struct idx_ent *e = idx_get(x, id);
+        return e ? &s->customers[e->a].orders[e->b] : NULL;
 }

@@ -96,16 +96,21 @@ int order_copy(struct order *dst, const struct order *src);
  * max_orders_bytes counts. */
 size_t order_size(const struct order *o);
 
-struct order_list {
-        struct order *items;
-        size_t n;
-        size_t cap;
-};
+/* A growable array of `type`: items[0..n), room for cap.  name_add()
+ * appends a zeroed element and returns it (NULL without memory);
+ * name_clear() clears every element and frees the array (accepts NULL).
+ * lib/model.c defines both with MODEL_LIST_DEFINE. */
+#define MODEL_LIST(name, type)                  \
+        struct name {                           \
+                type *items;                    \
+                size_t n;                       \
+                size_t cap;                     \
+        };                                      \
+        type *name##_add(struct name *l);       \
+        void name##_clear(struct name *l)
 
-/* Appends a zeroed order and returns it (NULL on OOM). */
-struct order *order_list_add(struct order_list *l);
+MODEL_LIST(order_list, struct order);
 const struct order *order_list_find(const struct order_list *l, const char *id);
-void order_list_clear(struct order_list *l);
 
 /* Partner Center accounts.  Customers are tracked per (account, tenant):
  * a relationship accepted with one SoftwareOne partner account says
@@ -153,14 +158,7 @@ struct rel_fact {
 
 void rel_fact_clear(struct rel_fact *f);
 
-struct rel_fact_list {
-        struct rel_fact *items;
-        size_t n;
-        size_t cap;
-};
-
-struct rel_fact *rel_fact_list_add(struct rel_fact_list *l);
-void rel_fact_list_clear(struct rel_fact_list *l);
+MODEL_LIST(rel_fact_list, struct rel_fact);
 
 /* ---- Stored state ----------------------------------------------------- */
 
@@ -247,6 +245,64 @@ struct tracked_order *customer_add_order(struct tracked_customer *c, const char 
 /* Finds an order in any customer; *ret_customer set when found. */
 struct tracked_order *state_find_order(const struct state *s, const char *id,
                                        struct tracked_customer **ret_customer);
+/* ---- one order's deadline and episode: the engine's rules, for the
+ * engine, the cycle's rooms and status ---- */
+
+/* The deadline of a tracked order: `deadline` seconds after its Querying
+ * episode started (querying_since, else when partnerd first saw it); 0
+ * when neither is known. */
+int64_t tracked_order_deadline(const struct tracked_order *t, int64_t deadline);
+/* The earliest deadline of the customer's blocked orders; 0 if none. */
+int64_t tracked_customer_deadline(const struct tracked_customer *c, int64_t deadline);
+
+/* The prefixes of an episode named by order_episode_start(). */
+#define ORDER_EPISODE_UPDATED    "updated:"
+#define ORDER_EPISODE_FIRST_SEEN "first-seen:"
+
+enum order_episode_source {
+        ORDER_EPISODE_AS_SENT,     /* not Querying, or audit.querying.at was sent */
+        ORDER_EPISODE_KEPT,        /* the start named earlier for this episode */
+        ORDER_EPISODE_FROM_UPDATED,    /* new: audit.updated.at */
+        ORDER_EPISODE_FROM_FIRST_SEEN, /* new: now, partnerd first saw it */
+};
+
+/* The episode of a Querying order is its audit.querying.at.  Without one
+ * (the platform does not always send it) the best start available stands
+ * in: audit.updated.at, else `now`, marked as such ("updated:<time>",
+ * "first-seen:<time>").  Once chosen it sticks while the order stays open
+ * (t, its tracked record, may be NULL): an edit bumps updated.at, it does
+ * not start a new episode, so the re-read before Process finds the same
+ * episode.  Sets o->querying_at_raw and o->querying_at; returns where the
+ * start came from (the caller logs a new one), or -ENOMEM. */
+int order_episode_start(struct order *o, const struct tracked_order *t, int64_t now);
+/* Whether the order, as listed or read, is in the episode t tracks. */
+bool order_same_episode(const struct tracked_order *t, const struct order *o);
+
+/* ---- the order index: one string (order id, customer key) -> one or
+ * two positions, by hash (open addressing).  Keys are borrowed: an index
+ * is valid while what it indexes does not change.  Used by the engine
+ * (customers, tracked and listed orders) and the cycle's rooms. ---- */
+
+struct idx_ent {
+        const char *key;
+        size_t a, b;
+};
+
+struct idx {
+        struct idx_ent *e;
+        size_t cap, n;
+};
+
+void idx_free(struct idx *x);
+/* Adds key, or moves it to (a, b); a NULL key is not indexed.  -ENOMEM. */
+int idx_put(struct idx *x, const char *key, size_t a, size_t b);
+const struct idx_ent *idx_get(const struct idx *x, const char *key);
+/* Indexes the tracked orders of s by id (a: customer, b: order), the first
+ * of equal ids as state_find_order() finds it.  -ENOMEM leaves x empty. */
+int state_index_orders(const struct state *s, struct idx *x);
+/* The tracked order of id, through x = state_index_orders(s). */
+struct tracked_order *state_index_find(const struct state *s, const struct idx *x, const char *id);
+
 /* Removes (and clears) customer i / order i; later elements shift down. */
 void state_remove_customer(struct state *s, size_t i);
 void customer_remove_order(struct tracked_customer *c, size_t i);
@@ -312,11 +368,4 @@ struct action {
 
 void action_clear(struct action *a);
 
-struct action_list {
-        struct action *items;
-        size_t n;
-        size_t cap;
-};
-
-struct action *action_list_add(struct action_list *l);
-void action_list_clear(struct action_list *l);
+MODEL_LIST(action_list, struct action);

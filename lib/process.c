@@ -154,13 +154,12 @@ static void on_reread(void *ud, const struct mp_order_result *res) {
                 return;
         }
         const struct order *order = res->order;
-        /* the episode as the poll named it (see cycle_episode_start()) */
+        /* the episode as the poll named it (see listing_episode_start()) */
         struct order copy = { 0 };
         if (order->status == ORDER_STATUS_QUERYING && !order->querying_at_raw &&
-            (order_copy(&copy, order) < 0 || cycle_episode_start(c, &copy) < 0))
+            (order_copy(&copy, order) < 0 || listing_episode_start(c, &copy) < 0))
                 cycle_set_error(c, -ENOMEM, "out of memory", NULL);
-        const char *episode = copy.querying_at_raw ? copy.querying_at_raw : order->querying_at_raw;
-        bool same_episode = t && t->querying_at_raw && episode && strcmp(t->querying_at_raw, episode) == 0;
+        bool same_episode = order_same_episode(t, copy.querying_at_raw ? &copy : order);
         order_clear(&copy);
         if (order->status != ORDER_STATUS_QUERYING || !same_episode) {
                 struct mp_order_result moved = *res;

@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "jsonx.h"
+#include "store.h"
 #include "util.h"
 
 #define STATUS_MAX_OUTPUT ((size_t) 256 << 20)
@@ -39,18 +40,7 @@ static bool order_is_open(const struct tracked_order *t) {
 }
 
 static int64_t order_deadline(const struct tracked_order *t, int64_t deadline) {
-        int64_t base = t->querying_since ? t->querying_since : t->first_seen;
-        return order_is_open(t) && base ? base + deadline : 0;
-}
-
-static int64_t customer_deadline(const struct tracked_customer *c, int64_t deadline) {
-        int64_t d = 0;
-        for (size_t i = 0; i < c->n_orders; i++) {
-                int64_t od = order_deadline(&c->orders[i], deadline);
-                if (od && (!d || od < d))
-                        d = od;
-        }
-        return d;
+        return order_is_open(t) ? tracked_order_deadline(t, deadline) : 0;
 }
 
 /* "2026-08-01 09:20Z", or "-" */
@@ -237,20 +227,11 @@ out:
         return r;
 }
 
+/* The order as the state file holds it, and its deadline. */
 static json_t *order_json(const struct tracked_order *t, int64_t deadline, bool *ok) {
-        json_t *o = json_object();
-        if (!o) {
-                *ok = false;
-                return NULL;
-        }
-        jsonx_put(o, "id", jsonx_str(t->id), ok);
-        jsonx_put(o, "state", json_string(track_status_to_string(t->status)), ok);
-        jsonx_put(o, "outcome", jsonx_str(t->outcome), ok);
-        jsonx_put(o, "first_seen", jsonx_time(t->first_seen), ok);
-        jsonx_put(o, "querying_since", jsonx_time(t->querying_since), ok);
-        jsonx_put(o, "deadline", jsonx_time(order_deadline(t, deadline)), ok);
-        jsonx_put(o, "process_sent_at", jsonx_time(t->process_sent_at), ok);
-        jsonx_put(o, "closed_at", jsonx_time(t->closed_at), ok);
+        json_t *o = store_order_json(t, ok);
+        if (o)
+                jsonx_put(o, "deadline", jsonx_time(order_deadline(t, deadline)), ok);
         return o;
 }
 
@@ -287,7 +268,7 @@ static int render_json(const struct state *s, int64_t now, int64_t deadline, cha
                 jsonx_put(jc, "final_warning_sent", json_boolean(c->final_warning_sent), &ok);
                 jsonx_put(jc, "next_check", jsonx_time(c->next_check), &ok);
                 jsonx_put(jc, "accepted_at", jsonx_time(c->accepted_at), &ok);
-                jsonx_put(jc, "deadline", jsonx_time(customer_deadline(c, deadline)), &ok);
+                jsonx_put(jc, "deadline", jsonx_time(tracked_customer_deadline(c, deadline)), &ok);
                 for (size_t j = 0; j < c->n_orders; j++) {
                         json_t *jo = order_json(&c->orders[j], deadline, &ok);
                         if (!jo || json_array_append_new(orders, jo) < 0)

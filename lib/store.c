@@ -77,7 +77,7 @@
 
 /* ---- encoding ----------------------------------------------------------- */
 
-static json_t *order_to_json(const struct tracked_order *t, bool *ok) {
+json_t *store_order_json(const struct tracked_order *t, bool *ok) {
         json_t *o = json_object();
         if (!o) {
                 *ok = false;
@@ -126,7 +126,7 @@ static json_t *customer_to_json(const struct tracked_customer *c, bool *ok) {
         jsonx_put(o, "accepted_at", jsonx_time(c->accepted_at), ok);
         jsonx_put(o, "gdap_ended", jsonx_str(c->gdap_ended), ok);
         for (size_t i = 0; i < c->n_orders; i++) {
-                json_t *t = order_to_json(&c->orders[i], ok);
+                json_t *t = store_order_json(&c->orders[i], ok);
                 if (!t || json_array_append_new(orders, t) < 0)
                         *ok = false;
         }

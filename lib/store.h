@@ -7,6 +7,8 @@
 
 #include <sys/types.h>
 
+#include <jansson.h>
+
 #include "model.h"
 
 /* Loads the state, for the process that holds the lock.  A missing file
@@ -42,6 +44,10 @@ void store_unlock(int fd);
 int store_save(const char *state_dir, const struct state *s);
 
 /* JSON encoding, for tests, fuzzing and `partnerd status --json`. */
+/* A tracked order as the state file holds it ("status": its track
+ * status); also the order of `partnerd status --json`.  *ok turns false
+ * when a member could not be added (out of memory). */
+json_t *store_order_json(const struct tracked_order *t, bool *ok);
 int store_to_json(const struct state *s, char **ret);
 int store_from_json(const char *text, size_t len, struct state **ret, char **ret_err);
 

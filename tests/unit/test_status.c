@@ -147,7 +147,7 @@ static void test_json(void **unused) {
         assert_string_equal(json_string_value(json_object_get(c, "deadline")), "2026-08-16T09:20:02Z");
         assert_true(json_is_null(json_object_get(c, "accepted_at")));
         json_t *o = json_array_get(json_object_get(c, "orders"), 1);
-        assert_string_equal(json_string_value(json_object_get(o, "state")), "closed");
+        assert_string_equal(json_string_value(json_object_get(o, "status")), "closed");
         assert_string_equal(json_string_value(json_object_get(o, "outcome")), "processed");
         assert_true(json_is_null(json_object_get(o, "deadline")));
         c = json_array_get(cs, 1);
