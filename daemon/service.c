@@ -512,7 +512,7 @@ static void on_retry_timer(uv_timer_t *t) {
         if (s->cycle || s->stopping || !may_act(s) || (s->member && !s->loaded))
                 return;            /* the cycle flushes, and reschedules at its end; a standby sends
                                     * nothing; a new leader sends etcd's outbox, once restored */
-        struct cycle_env env = { .loop = &s->loop, .cfg = s->sv.cfg, .http = s->sv.http,
+        struct cycle_env env = { .loop = &s->loop, .cfg = s->sv.cfg,
                                  .transport = s->sv.transport, .outbox = s->sv.outbox, .state = s->state };
         if (s->member) {       /* the counters and the sent mails go to etcd in on_retry_done() */
                 env.save = cycle_save;
@@ -547,7 +547,6 @@ static void start_cycle(struct service *s) {
         struct cycle_env env = {
                 .loop = &s->loop,
                 .cfg = s->sv.cfg,
-                .http = s->sv.http,
                 .mp = s->sv.mp,
                 .pc = s->sv.accounts[0].pc,
                 .graph = s->sv.accounts[0].graph,

@@ -41,6 +41,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "events.h"
 #include "log.h"
 #include "store.h"
 #include "util.h"
@@ -162,18 +163,11 @@ static void persist(struct cycle *c, const char *what) {
         }
 }
 
-static void log_action(const struct action *a) {
-        log_event(a->log_priority ? a->log_priority : LOG_INFO, (enum log_event) a->log_event,
-                  LOG_FIELDS({ "ORDER_ID", a->order_id }, { "CUSTOMER_KEY", a->customer_key },
-                             { "PARTNER_ACCOUNT", a->account }),
-                  "%s", a->message ? a->message : "(no message)");
-}
-
 void cycle_perform_actions(struct cycle *c, const struct action_list *l) {
         for (size_t i = 0; i < l->n; i++) {
                 const struct action *a = &l->items[i];
                 if (a->type == ACTION_LOG)
-                        log_action(a);
+                        events_log_action(a);
                 else if (a->type == ACTION_NOTIFY)
                         mailplan_queue(c, a);
         }

@@ -11,7 +11,6 @@
 #include <uv.h>
 
 #include "config.h"
-#include "http.h"
 #include "mail.h"
 #include "marketplace.h"
 #include "graph.h"
@@ -29,7 +28,6 @@ struct cycle_account {
 struct cycle_env {
         uv_loop_t *loop;
         const struct cfg *cfg;
-        struct http *http;
         struct mp_client *mp;
         struct pc_client *pc;        /* the default account's, when accounts is NULL */
         struct graph_client *graph;  /* the default account's Graph client, ditto */

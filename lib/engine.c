@@ -95,7 +95,6 @@
 #include <string.h>
 #include <strings.h>
 
-#include "log.h"
 
 #define DEFAULT_CHECK_STEP INT64_C(60)
 
@@ -268,23 +267,19 @@ static bool customer_checkable(const struct tracked_customer *c) {
         return c->account && strcmp(c->account, ACCOUNT_NONE) != 0;
 }
 
-static int add_log(struct ctx *x, int priority, enum log_event ev, const char *customer_key,
-                   const char *order_id, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
-
-static int add_log(struct ctx *x, int priority, enum log_event ev, const char *customer_key,
-                   const char *order_id, const char *fmt, ...) {
-        struct action *a = add_action(x, ACTION_LOG, customer_key);
+/* An event of the engine's own (ACTION_LOG): what happened to customer c
+ * (and order_id), with its detail and flag (engine.h says which); the
+ * cycle turns it into a journal line (lib/events.c). */
+static int add_event(struct ctx *x, enum eng_event ev, const struct tracked_customer *c,
+                     const char *order_id, const char *detail, bool flag) {
+        struct action *a = add_action(x, ACTION_LOG, c->key);
         if (!a)
                 return -ENOMEM;
-        a->log_event = ev;
-        a->log_priority = priority;
-        va_list ap;
-        va_start(ap, fmt);
-        int r = vasprintf(&a->message, fmt, ap);
-        va_end(ap);
-        if (r < 0)
-                a->message = NULL;
-        if (r < 0 || (order_id && !(a->order_id = strdup(order_id))))
+        a->event = (int) ev;
+        a->event_flag = flag;
+        if (!(a->event_subject = strdup(c->name ? c->name : c->key)) ||
+            (detail && !(a->event_detail = strdup(detail))) ||
+            (order_id && !(a->order_id = strdup(order_id))))
                 return -ENOMEM;   /* the action stays in the list and is freed with it */
         return 0;
 }
@@ -644,8 +639,7 @@ static int close_order(struct ctx *x, const struct tracked_customer *c, struct t
                 return -ENOMEM;
         t->status = TRACK_CLOSED;
         t->closed_at = x->now;
-        return add_log(x, LOG_INFO, LOG_EV_ORDER_CLOSED, c->key, t->id, "Order %s closed: %s",
-                       t->id, outcome);
+        return add_event(x, ENG_EV_ORDER_CLOSED, c, t->id, outcome, false);
 }
 
 static int start_blocked(struct ctx *x, struct tracked_customer *c, struct tracked_order *t) {
@@ -659,10 +653,7 @@ static int start_blocked(struct ctx *x, struct tracked_customer *c, struct track
         else if (c->accepted_at)
                 c->next_check = 0;   /* accepted already: confirm now, process this cycle */
         t->notified = false;
-        return add_log(x, LOG_NOTICE, LOG_EV_ORDER_BLOCKED, c->key, t->id,
-                       "Order %s is Querying, waiting for %s to %s", t->id, c->name ? c->name : c->key,
-                       customer_key_is_gdap(c->key) ? "grant delegated admin access (GDAP)"
-                                                    : "accept the reseller relationship");
+        return add_event(x, ENG_EV_ORDER_BLOCKED, c, t->id, NULL, customer_key_is_gdap(c->key));
 }
 
 static int start_other(struct ctx *x, struct tracked_customer *c, struct tracked_order *t) {
@@ -675,9 +666,7 @@ static int start_other(struct ctx *x, struct tracked_customer *c, struct tracked
                         return -ENOMEM;
                 t->notified = true;
         }
-        return add_log(x, LOG_NOTICE, LOG_EV_ORDER_OTHER_QUERY, c->key, t->id,
-                       "Order %s is Querying without a relationship request%s", t->id,
-                       x->p->have_ops ? "; operations notified" : "");
+        return add_event(x, ENG_EV_ORDER_OTHER_QUERY, c, t->id, NULL, x->p->have_ops);
 }
 
 static int start_draft(struct ctx *x, struct tracked_customer *c, struct tracked_order *t,
@@ -696,9 +685,7 @@ static int start_draft(struct ctx *x, struct tracked_customer *c, struct tracked
         if (action_add_order_id(a, t->id) < 0)
                 return -ENOMEM;
         t->notified = true;
-        return add_log(x, LOG_NOTICE, LOG_EV_DRAFT_WARNING, c->key, t->id,
-                       "Order %s is %s and already shows the relationship request; warning sent",
-                       t->id, order_status_to_string(o->status));
+        return add_event(x, ENG_EV_DRAFT_WARNING, c, t->id, order_status_to_string(o->status), false);
 }
 
 static int update_customer_identity(struct tracked_customer *c, const struct order *o) {
@@ -711,59 +698,50 @@ static int update_customer_identity(struct tracked_customer *c, const struct ord
         return 0;
 }
 
-static int reconcile_order(struct ctx *x, const struct order *o) {
-        int cls = classify(o), r;
-        char *key = NULL;
-        size_t ci;
+/* Which customer an order belongs to: its key, or "unknown:<id>" when the
+ * order names none, in which case a blocked order becomes an ops matter
+ * (nobody to check).  Returns the key (caller frees), NULL on -ENOMEM. */
+static char *order_owner(const struct order *o, int *cls) {
+        char *key = order_customer_key(o);
+        if (key)
+                return key;
+        if (asprintf(&key, "unknown:%s", o->id) < 0)
+                return NULL;
+        if (*cls == TRACK_BLOCKED)
+                *cls = TRACK_OTHER_QUERY;   /* nobody to check: ops must look */
+        return key;
+}
 
-        if (cls < 0)
-                return 0;   /* not ours; the close pass looks at tracked ones */
-        key = order_customer_key(o);
-        if (!key) {
-                if (asprintf(&key, "unknown:%s", o->id) < 0)
-                        return -ENOMEM;
-                if (cls == TRACK_BLOCKED)
-                        cls = TRACK_OTHER_QUERY;   /* nobody to check: ops must look */
+/* The order now names another customer than the one tracking it (domain
+ * edited, tenant learned, another partner account): move it there, keeping
+ * the episode when only the account changed.  *e is re-read. */
+static int move_to_customer(struct ctx *x, const struct order *o, const char *key,
+                            const struct idx_ent **e) {
+        size_t from = (*e)->a, oi = (*e)->b, ci;
+        int r = get_customer(x, key, order_account(o), &ci);
+        if (r >= 0 && strcmp(bare_key(key), bare_key(x->s->customers[from].key)) == 0) {
+                order_new_account(&x->s->customers[from].orders[oi]);
+                if (r == 1)
+                        customer_inherit_episode(&x->s->customers[ci], &x->s->customers[from]);
         }
-
-        const struct idx_ent *e = idx_get(&x->ord, o->id);
-        if (e && strcmp(x->s->customers[e->a].key, key) != 0) {
-                /* The order now names another customer (domain edited, tenant
-                 * learned, another partner account). */
-                size_t from = e->a, oi = e->b;
-                r = get_customer(x, key, order_account(o), &ci);
-                if (r >= 0 && strcmp(bare_key(key), bare_key(x->s->customers[from].key)) == 0) {
-                        order_new_account(&x->s->customers[from].orders[oi]);
-                        if (r == 1)
-                                customer_inherit_episode(&x->s->customers[ci], &x->s->customers[from]);
-                }
-                if (r >= 0 && !customer_take_order(&x->s->customers[ci], &x->s->customers[from], oi))
-                        r = -ENOMEM;
-                if (r >= 0 && x->s->customers[from].n_orders == 0)
-                        state_remove_customer(x->s, from);
-                if (r >= 0)
-                        r = ctx_index_state(x);
-                if (r < 0)
-                        goto out;
-                e = idx_get(&x->ord, o->id);
-        }
-        r = get_customer(x, key, order_account(o), &ci);
+        if (r >= 0 && !customer_take_order(&x->s->customers[ci], &x->s->customers[from], oi))
+                r = -ENOMEM;
+        if (r >= 0 && x->s->customers[from].n_orders == 0)
+                state_remove_customer(x->s, from);
+        if (r >= 0)
+                r = ctx_index_state(x);
         if (r < 0)
-                goto out;
-        struct tracked_customer *c = &x->s->customers[ci];
-        r = update_customer_identity(c, o);
-        if (r < 0)
-                goto out;
+                return r;
+        *e = idx_get(&x->ord, o->id);
+        return 0;
+}
 
-        struct tracked_order *t = e ? &c->orders[e->b] : NULL;
-        bool is_new = !t;
-        if (!t) {
-                t = customer_add_order(c, o->id);
-                if (!t || idx_put(&x->ord, t->id, ci, c->n_orders - 1) < 0) {
-                        r = -ENOMEM;
-                        goto out;
-                }
-        }
+/* Is this poll's order in the tracked order's episode (same querying
+ * timestamp, and still a draft or still not one)?  If not, the old episode
+ * is closed and the tracked order starts afresh.  Returns 1 for a new
+ * episode, 0 for the same one, or -ENOMEM. */
+static int episode_of(struct ctx *x, struct tracked_customer *c, struct tracked_order *t,
+                      const struct order *o, int cls, bool is_new) {
         bool was_draft = t->status == TRACK_DRAFT ||
                          (t->status == TRACK_CLOSED && t->outcome && strncmp(t->outcome, "left-draft:", 11) == 0);
         bool same_episode = !is_new && order_same_episode(t, o) &&
@@ -771,10 +749,10 @@ static int reconcile_order(struct ctx *x, const struct order *o) {
 
         if (!is_new && !same_episode) {
                 if (t->status != TRACK_CLOSED) {
-                        r = close_order(x, c, t, t->status == TRACK_DRAFT ? "left-draft:Querying"
-                                                                          : "left-querying:requeried");
+                        int r = close_order(x, c, t, t->status == TRACK_DRAFT ? "left-draft:Querying"
+                                                                              : "left-querying:requeried");
                         if (r < 0)
-                                goto out;
+                                return r;
                 }
                 char *id = t->id;
                 t->id = NULL;
@@ -786,24 +764,32 @@ static int reconcile_order(struct ctx *x, const struct order *o) {
                 t->first_seen = x->now;
                 t->status = (enum track_status) cls;
         }
-        bool template_changed = !is_new && !streq0(t->template_id, o->template_id);
-        if (assign_str(&t->querying_at_raw, o->querying_at_raw) < 0 ||
-            set_str(&t->template_id, o->template_id) < 0 ||
-            set_str(&t->relationship_url, o->relationship_url) < 0) {
-                r = -ENOMEM;
-                goto out;
-        }
-        t->querying_since = o->querying_at ? o->querying_at
-                          : t->querying_since ? t->querying_since : x->now;
+        return is_new;
+}
 
-        if (is_new) {
-                r = cls == TRACK_BLOCKED ? start_blocked(x, c, t)
-                  : cls == TRACK_OTHER_QUERY ? start_other(x, c, t)
-                  : start_draft(x, c, t, o);
-                goto out;
+/* A blocked order seen again in the same episode: a refused Process is
+ * retried once the order changed; an order that lost its link goes to ops. */
+static int still_blocked(struct ctx *x, struct tracked_customer *c, struct tracked_order *t, int cls,
+                         bool template_changed) {
+        int r = 0;
+        if (process_refused(t) && template_changed) {
+                /* The order changed since the refusal: Process may work now. */
+                free(t->outcome);
+                t->outcome = NULL;
+                r = add_event(x, ENG_EV_REFUSAL_CLEARED, c, t->id, NULL, false);
+                if (r >= 0 && c->accepted_at)
+                        c->next_check = 0;
         }
+        if (r >= 0 && cls == TRACK_OTHER_QUERY) {
+                t->status = TRACK_OTHER_QUERY;
+                r = start_other(x, c, t);
+        }
+        return r;
+}
 
-        /* Same episode. */
+/* The same episode seen again: what its tracked status calls for now. */
+static int same_episode(struct ctx *x, struct tracked_customer *c, struct tracked_order *t,
+                        const struct order *o, int cls, bool template_changed) {
         switch (t->status) {
         case TRACK_CLOSED:
                 /* Seen again in the same episode (a poll glitch, or a process
@@ -815,42 +801,92 @@ static int reconcile_order(struct ctx *x, const struct order *o) {
                 /* Already named in a mail: the customer was asked, no new
                  * episode and no new mail. */
                 if (cls == TRACK_BLOCKED && !t->notified)
-                        r = start_blocked(x, c, t);
-                break;
+                        return start_blocked(x, c, t);
+                return 0;
         case TRACK_PROCESS_SENT:
                 /* Still Querying in the same episode: the earlier call did not
                  * take effect; phase 2 asks again (see the top of this file). */
-                break;
+                return 0;
         case TRACK_BLOCKED:
-                if (process_refused(t) && template_changed) {
-                        /* The order changed since the refusal: Process may work now. */
-                        free(t->outcome);
-                        t->outcome = NULL;
-                        r = add_log(x, LOG_NOTICE, LOG_EV_ORDER_BLOCKED, c->key, t->id,
-                                    "Order %s has a new template since its Process was refused; it will be processed again once accepted",
-                                    t->id);
-                        if (r >= 0 && c->accepted_at)
-                                c->next_check = 0;
-                }
-                if (r >= 0 && cls == TRACK_OTHER_QUERY) {
-                        t->status = TRACK_OTHER_QUERY;
-                        r = start_other(x, c, t);
-                }
-                break;
+                return still_blocked(x, c, t, cls, template_changed);
         case TRACK_OTHER_QUERY:
                 if (cls == TRACK_BLOCKED) {
                         t->status = TRACK_BLOCKED;
-                        r = start_blocked(x, c, t);
-                } else if (!t->notified && x->p->have_ops)
-                        r = start_other(x, c, t);   /* its notice was never queued */
-                break;
+                        return start_blocked(x, c, t);
+                }
+                if (!t->notified && x->p->have_ops)
+                        return start_other(x, c, t);   /* its notice was never queued */
+                return 0;
         case TRACK_DRAFT:
                 if (!t->notified)
-                        r = start_draft(x, c, t, o);   /* its warning was never queued */
-                break;
+                        return start_draft(x, c, t, o);   /* its warning was never queued */
+                return 0;
         default:
-                break;
+                return 0;
         }
+}
+
+/* The tracked order of o under customer ci (added when new). */
+static struct tracked_order *track_order(struct ctx *x, size_t ci, const struct idx_ent *e,
+                                         const struct order *o) {
+        struct tracked_customer *c = &x->s->customers[ci];
+        if (e)
+                return &c->orders[e->b];
+        struct tracked_order *t = customer_add_order(c, o->id);
+        if (!t || idx_put(&x->ord, t->id, ci, c->n_orders - 1) < 0)
+                return NULL;
+        return t;
+}
+
+static int reconcile_order(struct ctx *x, const struct order *o) {
+        int cls = classify(o), r;
+        size_t ci;
+
+        if (cls < 0)
+                return 0;   /* not ours; the close pass looks at tracked ones */
+        char *key = order_owner(o, &cls);
+        if (!key)
+                return -ENOMEM;
+
+        const struct idx_ent *e = idx_get(&x->ord, o->id);
+        if (e && strcmp(x->s->customers[e->a].key, key) != 0) {
+                r = move_to_customer(x, o, key, &e);
+                if (r < 0)
+                        goto out;
+        }
+        r = get_customer(x, key, order_account(o), &ci);
+        if (r < 0)
+                goto out;
+        struct tracked_customer *c = &x->s->customers[ci];
+        r = update_customer_identity(c, o);
+        if (r < 0)
+                goto out;
+
+        struct tracked_order *t = track_order(x, ci, e, o);
+        if (!t) {
+                r = -ENOMEM;
+                goto out;
+        }
+        r = episode_of(x, c, t, o, cls, !e);
+        if (r < 0)
+                goto out;
+        bool is_new = r == 1;
+        bool template_changed = !is_new && !streq0(t->template_id, o->template_id);
+        if (assign_str(&t->querying_at_raw, o->querying_at_raw) < 0 ||
+            set_str(&t->template_id, o->template_id) < 0 ||
+            set_str(&t->relationship_url, o->relationship_url) < 0) {
+                r = -ENOMEM;
+                goto out;
+        }
+        t->querying_since = o->querying_at ? o->querying_at
+                          : t->querying_since ? t->querying_since : x->now;
+
+        if (is_new)
+                r = cls == TRACK_BLOCKED ? start_blocked(x, c, t)
+                  : cls == TRACK_OTHER_QUERY ? start_other(x, c, t)
+                  : start_draft(x, c, t, o);
+        else
+                r = same_episode(x, c, t, o, cls, template_changed);
 out:
         free(key);
         return r;
@@ -927,10 +963,7 @@ static int notify_unlisted(struct ctx *x, struct tracked_customer *c) {
                 }
                 if (assign_str(&t->unlisted_partner, pid) < 0)
                         return -ENOMEM;
-                int r = add_log(x, LOG_WARNING, LOG_EV_PARTNER_UNLISTED, c->key, t->id,
-                                "Order %s names partnerId %s, which no [microsoft] account lists; it is "
-                                "never checked nor processed%s", t->id, pid,
-                                x->p->have_ops ? "; operations notified" : "");
+                int r = add_event(x, ENG_EV_PARTNER_UNLISTED, c, t->id, pid, x->p->have_ops);
                 if (r < 0)
                         return r;
         }
@@ -962,9 +995,7 @@ static int customer_pass(struct ctx *x, struct tracked_customer *c) {
                         if (!c->deadline_passed_logged) {
                                 c->deadline_passed_logged = true;
                                 c->warned_deadline = deadline;
-                                r = add_log(x, LOG_WARNING, LOG_EV_DEADLINE_PASSED, c->key, NULL,
-                                            "Deadline passed for %s: the relationship was not accepted in time",
-                                            c->name ? c->name : c->key);
+                                r = add_event(x, ENG_EV_DEADLINE_PASSED, c, NULL, NULL, false);
                         }
                 } else if (!c->notified_at) {
                         if (!request_waits_for_check(p, c, check_now))
@@ -1071,15 +1102,9 @@ static int gdap_ended(struct ctx *x, struct tracked_customer *c, const struct re
                             action_add_order_id(a, c->orders[i].id) < 0)
                                 return -ENOMEM;
         }
-        const char *id = c->key + strlen(CUSTOMER_KEY_GDAP), *name = c->name ? c->name : c->key;
-        const char *ops = x->p->have_ops ? "; operations notified" : "";
         if (f->state == REL_NOT_FOUND)
-                return add_log(x, LOG_WARNING, LOG_EV_GDAP_ENDED, c->key, NULL,
-                               "Microsoft Graph knows no GDAP relationship %s for %s (a wrong link?); "
-                               "its orders are never processed%s", id, name, ops);
-        return add_log(x, LOG_WARNING, LOG_EV_GDAP_ENDED, c->key, NULL,
-                       "GDAP relationship %s for %s is %s; its orders are never processed%s", id, name,
-                       what, ops);
+                return add_event(x, ENG_EV_GDAP_UNKNOWN, c, NULL, NULL, x->p->have_ops);
+        return add_event(x, ENG_EV_GDAP_ENDED, c, NULL, what, x->p->have_ops);
 }
 
 /* Orders whose Process outcome stayed unknown (5xx, timeout, crash after
@@ -1123,10 +1148,7 @@ static int phase2(struct ctx *x, const struct rel_fact_list *facts) {
                                 break;   /* ops was told it ended: a later answer changes nothing */
                         if (!c->accepted_at) {
                                 c->accepted_at = x->now;
-                                r = add_log(x, LOG_NOTICE, LOG_EV_RELATIONSHIP_ACCEPTED, c->key, NULL,
-                                            "%s %s", c->name ? c->name : c->key,
-                                            f->gdap ? "granted delegated admin access (GDAP relationship active)"
-                                                    : "accepted the reseller relationship");
+                                r = add_event(x, ENG_EV_ACCEPTED, c, NULL, NULL, f->gdap);
                         }
                         for (size_t oi = 0; r >= 0 && oi < c->n_orders; oi++) {
                                 struct tracked_order *t = &c->orders[oi];
@@ -1228,9 +1250,7 @@ int eng_process_outcome(const struct eng_params *p, struct state *state, const c
                 t->status = TRACK_BLOCKED;
                 r = assign_str(&t->outcome, REFUSED_OUTCOME);
                 if (r >= 0)
-                        r = add_log(&x, LOG_ERR, LOG_EV_PROCESS_FAILED, c->key, t->id,
-                                    "Process of order %s refused by the Marketplace%s%s; not retried until the order changes",
-                                    t->id, detail ? ": " : "", detail ? detail : "");
+                        r = add_event(&x, ENG_EV_PROCESS_REFUSED, c, t->id, detail, false);
                 if (r >= 0)
                         r = refused_notice(&x, c, t, detail);
                 break;

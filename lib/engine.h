@@ -28,6 +28,27 @@ struct eng_params {
 };
 
 /*
+ * What the engine reports in its ACTION_LOG actions: action.event is one
+ * of these, action.event_subject the customer's name (or key), order_id the
+ * order, event_detail and event_flag as noted.  The engine knows no log
+ * wording: lib/events.c maps each to its journal event and line.
+ */
+enum eng_event {
+        ENG_EV_ORDER_CLOSED,         /* detail: the outcome */
+        ENG_EV_ORDER_BLOCKED,        /* flag: a GDAP block */
+        ENG_EV_REFUSAL_CLEARED,      /* a refused order changed template: processed again once accepted */
+        ENG_EV_ORDER_OTHER_QUERY,    /* flag: operations notified */
+        ENG_EV_DRAFT_WARNING,        /* detail: the order's status */
+        ENG_EV_PARTNER_UNLISTED,     /* detail: the partnerId; flag: operations notified */
+        ENG_EV_DEADLINE_PASSED,
+        ENG_EV_GDAP_UNKNOWN,         /* Graph knows no such GDAP relationship; flag: ops notified */
+        ENG_EV_GDAP_ENDED,           /* detail: its state; flag: operations notified */
+        ENG_EV_ACCEPTED,             /* flag: a GDAP relationship */
+        ENG_EV_PROCESS_REFUSED,      /* detail: the Marketplace's reason, may be NULL */
+        _ENG_EV_MAX,
+};
+
+/*
  * Phase 1 (facts == NULL): reconcile the orders seen in this poll with the
  * state (new episodes, closed orders), and return NOTIFY actions (new
  * request, reminder, final warning, draft warning, ops notice,

@@ -141,7 +141,7 @@ static void on_get(void *ud, int r, const struct http_response *resp, const char
                 if (!err) {
                         desc = r == 0 && resp && resp->status == 200
                                        ? strdup("not a delegatedAdminRelationship of that id")
-                                       : http_describe_error(r, resp);
+                                       : api_describe_error(r, resp);
                         err = desc;
                 }
                 if (asprintf(&msg, "GET " GRAPH_REL_PATH "%s: %s", q->id, err ? err : "request failed") < 0)

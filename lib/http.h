@@ -142,14 +142,6 @@ struct http_stats {
 };
 void http_get_stats(const struct http *h, struct http_stats *ret);
 
-/* One human line for a failed response: "HTTP 409: Order status transition
- * not allowed: Order ORD-... is in status Completed (trace 00-...)".
- * Understands Marketplace problem details (errors as object or array,
- * detail/details), gateway {statusCode,message}, Partner Center {code
- * (number or string), description}, Entra {error,error_description}; other
- * bodies as a clipped, sanitised excerpt.  Never includes headers. */
-char *http_describe_error(int r, const struct http_response *resp);
-
 /* Percent-encodes s for a query value (RFC 3986 unreserved kept). */
 char *http_escape(const char *s);
 

@@ -788,7 +788,7 @@ struct mp_req {
         enum req_kind kind;
         const char *method;
         char *path;              /* URL path for error messages (no query) */
-        union {
+        union mp_cb {
                 mp_text_fn text;
                 mp_order_fn order;
                 mp_contact_fn contact;
@@ -889,14 +889,8 @@ struct mp_client *mp_client_free(struct mp_client *c) {
 static void req_free(struct mp_req *q) {
         if (!q)
                 return;
-        if (q->c) {
-                if (q->prev)
-                        q->prev->next = q->next;
-                else
-                        q->c->reqs = q->next;
-                if (q->next)
-                        q->next->prev = q->prev;
-        }
+        if (q->c)
+                API_LIST_UNLINK(q->c->reqs, q);
         free(q->path);
         free(q);
 }
@@ -936,7 +930,7 @@ static int req_submit(struct mp_client *c, struct mp_req *q, const char *url, co
 
 /* "GET /public/v1/commerce/orders: HTTP 401: ..." */
 static char *describe(const struct mp_req *q, int r, const struct http_response *resp) {
-        _cleanup_free_ char *d = http_describe_error(r, resp);
+        _cleanup_free_ char *d = api_describe_error(r, resp);
         char *s = NULL;
         if (asprintf(&s, "%s %s: %s", q->method, q->path, d ? d : "request failed") < 0)
                 return NULL;
@@ -1371,10 +1365,15 @@ static void http_done(void *userdata, int r, const struct http_response *resp) {
         req_free(q);
 }
 
-/* Builds the URL, submits q; frees q on failure. */
-static int req_start(struct mp_client *c, struct mp_req *q, const char *body, const char *fmt, ...)
-        __attribute__((format(printf, 4, 5)));
-static int req_start(struct mp_client *c, struct mp_req *q, const char *body, const char *fmt, ...) {
+/* A request of kind for callback cb: builds the URL and submits it. */
+static int req_start(struct mp_client *c, enum req_kind kind, const char *method, union mp_cb cb,
+                     void *ud, const char *body, const char *fmt, ...) __attribute__((format(printf, 7, 8)));
+static int req_start(struct mp_client *c, enum req_kind kind, const char *method, union mp_cb cb,
+                     void *ud, const char *body, const char *fmt, ...) {
+        struct mp_req *q = req_new(kind, method, ud);
+        if (!q)
+                return -ENOMEM;
+        q->cb = cb;
         _cleanup_free_ char *url = NULL;
         va_list ap;
         va_start(ap, fmt);
@@ -1389,45 +1388,32 @@ static int req_start(struct mp_client *c, struct mp_req *q, const char *body, co
 }
 
 int mp_get_template(struct mp_client *c, const char *order_id, mp_text_fn cb, void *ud) {
-        struct mp_req *q;
         if (!c || !cb || !mp_order_id_valid(order_id))
                 return -EINVAL;
-        if (!(q = req_new(REQ_TEXT, "GET", ud)))
-                return -ENOMEM;
-        q->cb.text = cb;
-        return req_start(c, q, NULL, "%s/commerce/orders/%s/template", c->base, order_id);
+        return req_start(c, REQ_TEXT, "GET", (union mp_cb) { .text = cb }, ud, NULL,
+                         "%s/commerce/orders/%s/template", c->base, order_id);
 }
 
 int mp_get_order(struct mp_client *c, const char *order_id, mp_order_fn cb, void *ud) {
-        struct mp_req *q;
         if (!c || !cb || !mp_order_id_valid(order_id))
                 return -EINVAL;
-        if (!(q = req_new(REQ_ORDER, "GET", ud)))
-                return -ENOMEM;
-        q->cb.order = cb;
-        return req_start(c, q, NULL, "%s/commerce/orders/%s?select=%s", c->base, order_id,
-                         MP_ORDER_SELECT);
+        return req_start(c, REQ_ORDER, "GET", (union mp_cb) { .order = cb }, ud, NULL,
+                         "%s/commerce/orders/%s?select=%s", c->base, order_id, MP_ORDER_SELECT);
 }
 
 /* Never re-sent (POST, idempotent=false: http neither retries it nor lets
  * libcurl re-send it on a reused connection); the caller re-reads the
  * order when the outcome is unknown. */
 int mp_process_order(struct mp_client *c, const char *order_id, mp_order_fn cb, void *ud) {
-        struct mp_req *q;
         if (!c || !cb || !mp_order_id_valid(order_id))
                 return -EINVAL;
-        if (!(q = req_new(REQ_ORDER, "POST", ud)))
-                return -ENOMEM;
-        q->cb.order = cb;
-        return req_start(c, q, "{}", "%s/commerce/orders/%s/process", c->base, order_id);
+        return req_start(c, REQ_ORDER, "POST", (union mp_cb) { .order = cb }, ud, "{}",
+                         "%s/commerce/orders/%s/process", c->base, order_id);
 }
 
 int mp_get_buyer_contact(struct mp_client *c, const char *buyer_id, mp_contact_fn cb, void *ud) {
-        struct mp_req *q;
         if (!c || !cb || !plain_id_valid(buyer_id))
                 return -EINVAL;
-        if (!(q = req_new(REQ_CONTACT, "GET", ud)))
-                return -ENOMEM;
-        q->cb.contact = cb;
-        return req_start(c, q, NULL, "%s/accounts/buyers/%s", c->base, buyer_id);
+        return req_start(c, REQ_CONTACT, "GET", (union mp_cb) { .contact = cb }, ud, NULL,
+                         "%s/accounts/buyers/%s", c->base, buyer_id);
 }

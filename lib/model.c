@@ -476,6 +476,8 @@ void action_clear(struct action *a) {
         free(a->order_ids);
         free(a->dedup_key);
         free(a->message);
+        free(a->event_subject);
+        free(a->event_detail);
         *a = (struct action) { 0 };
 }
 

@@ -359,9 +359,11 @@ struct action {
         int64_t prev_last_mail_at;
         int64_t prev_warned_deadline;
         bool prev_final_warning_sent;
-        int log_event;               /* ACTION_LOG: enum log_event value */
-        int log_priority;            /* ACTION_LOG: syslog priority */
-        char *message;               /* ACTION_LOG: human text */
+        int event;                   /* ACTION_LOG: enum eng_event value (engine.h) */
+        char *event_subject;         /* ACTION_LOG: the customer's name (or key) */
+        char *event_detail;          /* ACTION_LOG: per event, see engine.h */
+        bool event_flag;             /* ACTION_LOG: per event, see engine.h */
+        char *message;               /* NOTIFY ops notice: the error the mail quotes */
 };
 
 void action_clear(struct action *a);

@@ -399,14 +399,8 @@ static void timer_close_cb(uv_handle_t *handle) {
 static void check_free(struct pc_check *k) {
         if (!k)
                 return;
-        if (k->c) {
-                if (k->prev)
-                        k->prev->next = k->next;
-                else
-                        k->c->checks = k->next;
-                if (k->next)
-                        k->next->prev = k->prev;
-        }
+        if (k->c)
+                API_LIST_UNLINK(k->c->checks, k);
         if (k->defer)
                 uv_close((uv_handle_t *) k->defer, timer_close_cb);
         free(k->tenant_id);
@@ -531,7 +525,7 @@ static void token_done(void *userdata, int r, const struct http_response *resp) 
                                      desc ? desc : "") < 0)
                                 d = NULL;
                 } else
-                        d = http_describe_error(r, resp);
+                        d = api_describe_error(r, resp);
                 json_decref(j);
                 if (asprintf(&err, "POST /%s%s: %s", c->tenant, token_path(c),
                              d ? d : "token request failed") < 0)
@@ -820,7 +814,7 @@ static void api_done(void *userdata, int r, const struct http_response *resp) {
         bool ok = r == 0 && (status == 200 ||
                              (by_id && (status == PC_PENDING_STATUS_A || status == PC_PENDING_STATUS_B)));
         if (!ok) {
-                _cleanup_free_ char *d = http_describe_error(r, resp);
+                _cleanup_free_ char *d = api_describe_error(r, resp);
                 check_fail(k, r, status, api_error(k, d ? d : "request failed"), false);
                 return;
         }

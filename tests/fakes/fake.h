@@ -84,6 +84,7 @@ struct fake_order {
         json_t *obj;            /* the order as the API returns it */
         int revision;           /* not in the schema: kept aside */
         bool template_raw;      /* x-fake-template-raw */
+        bool resume_race;       /* realism: resumed by the platform before our first Process */
 };
 
 enum fake_fault_action {

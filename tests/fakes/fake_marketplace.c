@@ -387,6 +387,14 @@ static void do_action(struct fake_state *s, struct fake_req *rq, struct fake_ord
                         return;
                 }
         }
+        if (o->resume_race && strcmp(a->name, "process") == 0) {
+                /* realism: resumed by the platform just before (fake_state.c realism_apply) */
+                o->resume_race = false;
+                if (st && strcmp(st, "Querying") == 0) {
+                        fake_order_set_status(s, o, "Processing");
+                        st = json_string_value(json_object_get(o->obj, "status"));
+                }
+        }
         for (size_t i = 0; i < 4 && a->from[i]; i++)
                 ok |= st && strcmp(st, a->from[i]) == 0;
         if (!ok) {

@@ -145,6 +145,86 @@ static int regionalize_order(struct fake_state *s, json_t **obj, const char *acc
         return 0;
 }
 
+/* realism, part 1: Microsoft's newer admin host admin.cloud.microsoft
+ * carries the same invitation links as admin.microsoft.com (issue 11
+ * part 4), and a real Marketplace shows both (realism_apply picks which). */
+static int realism_cloud_host(struct fake_order *o) {
+        static const char old[] = "https://admin.microsoft.com/", new[] = "https://admin.cloud.microsoft/";
+        char *text = json_dumps(o->obj, JSON_COMPACT);
+        if (!text)
+                return -ENOMEM;
+        size_t n = 0;
+        for (char *p = text; (p = strstr(p, old)); p += sizeof(old) - 1)
+                n++;
+        char *out = malloc(strlen(text) + n * (sizeof(new) - sizeof(old)) + 1);
+        if (!out) {
+                free(text);
+                return -ENOMEM;
+        }
+        char *w = out;
+        for (const char *p = text, *q; ; p = q + sizeof(old) - 1) {
+                q = strstr(p, old);
+                size_t len = q ? (size_t) (q - p) : strlen(p);
+                memcpy(w, p, len);
+                w += len;
+                if (!q)
+                        break;
+                memcpy(w, new, sizeof(new) - 1);
+                w += sizeof(new) - 1;
+        }
+        *w = '\0';
+        json_t *j = json_loads(out, 0, NULL);
+        free(text);
+        free(out);
+        if (!j)
+                return -ENOMEM;
+        json_decref(o->obj);
+        o->obj = j;
+        return 0;
+}
+
+/* realism: the mix of admin hosts (above), one host per customer as a
+ * customer's admins use one admin center: the orders of the 1st, 3rd, ...
+ * buyer with a link (in scenario order) get the newer host. And the Process
+ * race: the Marketplace refuses Process on an order that is no longer
+ * Querying, "for example when the platform resumed it by itself between the
+ * re-read and the Process call" (issue 11 part 4; the buyer, the vendor and
+ * Ops can each resume a Querying order, shared/reference/marketplace-api.md
+ * section 4). The last Querying order with a link is resumed by the platform
+ * just before partnerd's first Process call on it; the POST then gets the
+ * 409 problem details of an illegal transition naming the order's new state
+ * (marketplace-api.md section 4 [A], the stricter choice). */
+static int realism_apply(struct fake_state *s) {
+        struct fake_order *last = NULL;
+        json_t *buyers = json_object();
+        int r = buyers ? 0 : -ENOMEM;
+        for (size_t i = 0; r == 0 && i < s->n_orders; i++) {
+                struct fake_order *o = &s->orders[i];
+                char *text = json_dumps(o->obj, JSON_COMPACT);
+                if (!text) {
+                        r = -ENOMEM;
+                        break;
+                }
+                bool link = strstr(text, "https://admin.microsoft.com/") != NULL;
+                free(text);
+                if (!link)
+                        continue;
+                const char *b = json_string_value(json_object_get(json_object_get(o->obj, "buyer"), "id"));
+                b = b ? b : "";
+                if (!json_object_get(buyers, b))
+                        json_object_set_new(buyers, b, json_integer((json_int_t) json_object_size(buyers)));
+                if (json_integer_value(json_object_get(buyers, b)) % 2 == 0)
+                        r = realism_cloud_host(o);
+                const char *st = json_string_value(json_object_get(o->obj, "status"));
+                if (st && strcmp(st, "Querying") == 0)
+                        last = o;
+        }
+        json_decref(buyers);
+        if (r == 0 && last)
+                last->resume_race = true;
+        return r;
+}
+
 static int load_mp(struct fake_state *s, json_t *root, char **ret_err) {
         const char *tok = json_string_value(json_object_get(json_object_get(root, "marketplace"), "token"));
         const char *fa = json_string_value(json_object_get(root, "querying_fail_after"));
@@ -223,6 +303,8 @@ int fake_state_load(struct fake_state *s, const char *path, char **ret_err) {
                 }
         }
         r = (s->tenants && s->gdap && s->orders && s->order_index) ? 0 : -ENOMEM;
+        if (r == 0 && s->realism)
+                r = realism_apply(s);
 out:
         json_decref(root);
         return r;

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * fuzz_http_error: http_describe_error() on a fabricated response.
+ * fuzz_http_error: api_describe_error() on a fabricated response.
  *
  * Input layout: byte 0 picks the transport result r (0 or one of the errno
  * values http reports), bytes 1-2 the HTTP status (0..999), byte 3 the
@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "fuzz.h"
+#include "apiutil.h"
 #include "http.h"
 
 /* Bound stated by the contract ("one human line"); lib/http.c clips at 300. */
@@ -47,7 +48,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 resp.error[n] = '\0';
         }
 
-        char *d = http_describe_error(r, &resp);
+        char *d = api_describe_error(r, &resp);
         FUZZ_CHECK(d, "NULL description");
         size_t len = strlen(d);
         long ctl = fuzz_find_ctl(d, false);
@@ -58,7 +59,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         free(d);
 
         /* Without a response at all. */
-        d = http_describe_error(r < 0 ? r : -ECONNRESET, NULL);
+        d = api_describe_error(r < 0 ? r : -ECONNRESET, NULL);
         FUZZ_CHECK(d && fuzz_find_ctl(d, false) < 0, "bad description without response");
         free(d);
 

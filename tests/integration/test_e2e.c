@@ -30,10 +30,17 @@
 #include <jansson.h>
 
 #include "harness.h"
+#include "invariants.h"
 #include "pdrun.h"
 #include "smtp.h"
 
 #define URL "https://admin.microsoft.com/Adminportal/Home?invType=ResellerRelationship&partnerId=" \
+            "3b33e682-00c3-41ee-9dd2-a548adf56438&msppId=0&DAP=false#/BillingAccounts/partner-invitation"
+/* realism (basic.json): the fake serves every other customer's links on
+ * Microsoft's newer admin host (tests/fakes/fake_state.c realism_apply):
+ * Contoso's (its Querying and its Draft order) on admin.cloud.microsoft,
+ * Fabrikam's on admin.microsoft.com (issue 11 part 4) */
+#define CLOUD_URL "https://admin.cloud.microsoft/Adminportal/Home?invType=ResellerRelationship&partnerId=" \
             "3b33e682-00c3-41ee-9dd2-a548adf56438&msppId=0&DAP=false#/BillingAccounts/partner-invitation"
 #define CONTOSO_TENANT "6f1c2a7e-0b8d-4c55-9e41-2d7f0a3b9c10"
 #define ORD_CONTOSO    "ORD-1001-0001-0001"
@@ -145,6 +152,25 @@ static size_t mails_mentioning(struct env *e, size_t from, const char *needle) {
         return smtp_mails_mentioning(e->smtp, from, needle);
 }
 
+/* Lines of run's stderr at priority <= max_prio ("<N>" prefix) that
+ * contain every needle. */
+static size_t prio_lines(struct harness_pd *pd, int run, int max_prio, const char *const *needles) {
+        char *err = harness_pd_output(pd, run, true);
+        size_t n = 0;
+        assert_non_null(err);
+        for (char *line = strtok(err, "\n"); line; line = strtok(NULL, "\n")) {
+                int prio = 7;
+                if (line[0] == '<' && line[1] >= '0' && line[1] <= '7' && line[2] == '>')
+                        prio = line[1] - '0';
+                bool all = prio <= max_prio;
+                for (size_t i = 0; all && needles[i]; i++)
+                        all = strstr(line, needles[i]) != NULL;
+                n += all;
+        }
+        free(err);
+        return n;
+}
+
 static void test_three_runs(void **state) {
         struct env *e = *state;
         char *st;
@@ -170,6 +196,7 @@ static void test_three_runs(void **state) {
                         ops++;
                         assert_true(rcpts_are(rcpt, "ops@example.test", NULL));
                         assert_null(strstr(text, "https://admin.microsoft.com"));
+                        assert_null(strstr(text, "https://admin.cloud.microsoft"));
                         json_decref(m);
                         continue;
                 }
@@ -177,11 +204,13 @@ static void test_three_runs(void **state) {
                 if (strstr(text, ORD_DRAFT)) {
                         drafts++;
                         assert_null(strstr(text, ORD_CONTOSO));
+                        assert_non_null(strstr(text, CLOUD_URL));
                 } else {
                         requests++;
                         /* the exact URL, in the text and as the HTML button */
-                        assert_non_null(strstr(text, URL));
-                        assert_true(html_has_href(m, URL));
+                        const char *url = strstr(text, ORD_CONTOSO) ? CLOUD_URL : URL;
+                        assert_non_null(strstr(text, url));
+                        assert_true(html_has_href(m, url));
                         assert_true((strstr(text, ORD_CONTOSO) != NULL) != (strstr(text, ORD_FABRIKAM) != NULL));
                 }
                 /* no mail ever names the order that is already Processing */
@@ -226,6 +255,33 @@ static void test_three_runs(void **state) {
         assert_int_equal(harness_smtp_count(e->smtp), n2);
         /* known orders, same episode and template: no template fetched again */
         assert_int_equal(harness_fake_count(&e->fake, "GET", "/template"), templates);
+
+        /* ---- Fabrikam accepts; the platform resumes its order by itself
+         * between our re-read and our Process (realism): 409, "moved on" ---- */
+        assert_int_equal(harness_fake_accept(&e->fake, "fabrikam.onmicrosoft.com"), 0);
+        assert_int_equal(run_once(e), 0);
+        json_t *log = harness_fake_log(&e->fake);
+        assert_non_null(log);
+        assert_int_equal(inv_process_posts(log, ORD_FABRIKAM, 409), 1);
+        assert_int_equal(inv_process_posts(log, ORD_FABRIKAM, 0), 1);
+        json_decref(log);
+        st = harness_fake_order_status(&e->fake, ORD_FABRIKAM);
+        assert_string_equal(st, "Processing");
+        free(st);
+        const char *moved[] = { ORD_FABRIKAM, "moved on", NULL };
+        assert_int_equal(prio_lines(e->pd, 4, 5, moved), 1);
+        const char *fab[] = { ORD_FABRIKAM, NULL };
+        assert_int_equal(prio_lines(e->pd, 4, 3, fab), 0);
+        for (size_t i = n2; i < harness_smtp_count(e->smtp); i++) {
+                json_t *m = harness_smtp_parse(e->smtp, i);
+                json_t *rcpt = json_object_get(json_object_get(m, "envelope"), "rcpt_tos");
+                assert_false(rcpts_are(rcpt, "ops@example.test", NULL));  /* no ops error */
+                json_decref(m);
+        }
+
+        /* ---- run 5: no second Process ---- */
+        assert_int_equal(run_once(e), 0);
+        assert_int_equal(harness_fake_count(&e->fake, "POST", ORD_FABRIKAM "/process"), 1);
 }
 
 static void test_dry_run_changes_nothing(void **state) {
@@ -298,7 +354,7 @@ static void test_order_contacts(void **state) {
                 json_t *m = harness_smtp_parse(smtp, k);
                 const char *text = m ? text_part(m) : NULL;
                 assert_non_null(text);
-                if (strstr(text, ORD_CONTOSO) && strstr(text, URL)) {
+                if (strstr(text, ORD_CONTOSO) && strstr(text, CLOUD_URL)) {
                         json_t *rcpt = json_object_get(json_object_get(m, "envelope"), "rcpt_tos");
                         assert_int_equal(json_array_size(rcpt), 4);
                         const char *want[] = { "admin1@example.test", "admin2@example.test",

@@ -16,6 +16,7 @@
 #include <cmocka.h>
 
 #include "engine.h"
+#include "events.h"
 #include "log.h"
 #include "util.h"
 
@@ -64,7 +65,7 @@ static size_t count(const struct action_list *l, enum action_type type, int kind
         for (size_t i = 0; i < l->n; i++)
                 if (l->items[i].type == type &&
                     (kind < 0 || (type == ACTION_NOTIFY && (int) l->items[i].mail_kind == kind) ||
-                     (type == ACTION_LOG && l->items[i].log_event == kind)))
+                     (type == ACTION_LOG && (int) events_log_event(&l->items[i]) == kind)))
                         n++;
         return n;
 }
@@ -73,7 +74,7 @@ static const struct action *find(const struct action_list *l, enum action_type t
         for (size_t i = 0; i < l->n; i++)
                 if (l->items[i].type == type &&
                     (kind < 0 || (type == ACTION_NOTIFY && (int) l->items[i].mail_kind == kind) ||
-                     (type == ACTION_LOG && l->items[i].log_event == kind)))
+                     (type == ACTION_LOG && (int) events_log_event(&l->items[i]) == kind)))
                         return &l->items[i];
         return NULL;
 }
@@ -677,8 +678,11 @@ static void test_process_outcomes(void **unused) {
         assert_int_equal(eng_process_outcome(&p, s, id, ENG_PROCESS_REFUSED,
                                              ORDER_STATUS_QUERYING, "HTTP 422 validation", T0 + 2, &a), 0);
         assert_int_equal(count(&a, ACTION_LOG, LOG_EV_PROCESS_FAILED), 1);
-        assert_int_equal(find(&a, ACTION_LOG, -1)->log_priority, LOG_ERR);
-        assert_non_null(strstr(find(&a, ACTION_LOG, -1)->message, "422 validation"));
+        assert_int_equal(events_priority(find(&a, ACTION_LOG, -1)), LOG_ERR);
+        char *logged = events_message(find(&a, ACTION_LOG, -1));
+        assert_non_null(logged);
+        assert_non_null(strstr(logged, "422 validation"));
+        free(logged);
         assert_int_equal(count(&a, ACTION_NOTIFY, MAIL_KIND_OPS_NOTICE), 1);
         assert_non_null(strstr(find(&a, ACTION_NOTIFY, MAIL_KIND_OPS_NOTICE)->message, "422 validation"));
         struct tracked_order *t = state_find_order(s, id, NULL);

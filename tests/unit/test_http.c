@@ -31,6 +31,7 @@
 #include <malloc.h>
 
 #include "counters.h"
+#include "apiutil.h"
 #include "http.h"
 #include "url.h"
 #include "util.h"
@@ -361,7 +362,7 @@ static void on_done(void *userdata, int r, const struct http_response *resp) {
         res->attempts = resp->attempts;
         res->elapsed_ms = resp->elapsed_ms;
         memcpy(res->error, resp->error, sizeof(res->error));
-        res->described = http_describe_error(r, resp);
+        res->described = api_describe_error(r, resp);
         res->done++;
 }
 
@@ -1145,7 +1146,7 @@ static char *describe(long status, const char *body) {
                 .status = status, .body = (char *) body, .body_len = strlen(body),
                 .retry_after_ms = -1, .attempts = 1,
         };
-        return http_describe_error(0, &resp);
+        return api_describe_error(0, &resp);
 }
 
 #define assert_describes(status, body, expected) do { \
@@ -1234,23 +1235,23 @@ static void test_describe_bodies(void **state) {
         /* no response */
         struct http_response resp = { .retry_after_ms = -1, .attempts = 4 };
         snprintf(resp.error, sizeof(resp.error), "Failed to connect to 127.0.0.1 port 9");
-        d = http_describe_error(-ECONNREFUSED, &resp);
+        d = api_describe_error(-ECONNREFUSED, &resp);
         assert_string_equal(d, "connection refused: Failed to connect to 127.0.0.1 port 9 (4 attempts)");
         free(d);
         resp.attempts = 1;
         snprintf(resp.error, sizeof(resp.error), "timed out after 5000 ms");
-        d = http_describe_error(-ETIMEDOUT, &resp);
+        d = api_describe_error(-ETIMEDOUT, &resp);
         assert_string_equal(d, "timed out after 5000 ms");
         free(d);
         resp.error[0] = '\0';
-        d = http_describe_error(-EHOSTUNREACH, &resp);
+        d = api_describe_error(-EHOSTUNREACH, &resp);
         assert_string_equal(d, "could not resolve host");
         free(d);
-        d = http_describe_error(-ECANCELED, NULL);
+        d = api_describe_error(-ECANCELED, NULL);
         assert_string_equal(d, "cancelled");
         free(d);
         snprintf(resp.error, sizeof(resp.error), "evil\r\nX-Header: 1");
-        d = http_describe_error(-EPROTO, &resp);
+        d = api_describe_error(-EPROTO, &resp);
         assert_string_equal(d, "TLS or protocol error: evil X-Header: 1");
         free(d);
 }
@@ -1302,7 +1303,7 @@ static void test_describe_hostile(void **state) {
                 body[len] = '\0';
                 struct http_response resp = { .status = 400 + rand_r(&seed) % 200,
                                               .body = body, .body_len = len, .attempts = 1 };
-                char *d = http_describe_error(0, &resp);
+                char *d = api_describe_error(0, &resp);
                 assert_non_null(d);
                 assert_true(strlen(d) <= HTTP_DESCRIBE_LIMIT);
                 assert_true(valid_utf8_no_ctl(d));
