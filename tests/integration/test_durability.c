@@ -234,11 +234,14 @@ static void test_run_did_everything(void **state) {
         struct env *e = *state;
         char id[24];
         assert_int_equal(e->status, 0);
-        /* two requests and a confirmation delivered, one order processed:
-         * every kind of write below happened */
+        /* two requests and a confirmation delivered, one Process call made:
+         * every kind of write below happened.  Any answer counts: with the
+         * fake's realism switch (basic.json) the platform may resume the
+         * last Querying order itself just before its Process (a 409, which
+         * partnerd records as "moved on", issue 11 part 4). */
         assert_true(harness_smtp_count(e->w.smtp) >= 3);
         json_t *log = harness_fake_log(&e->w.fake);
-        assert_int_equal(inv_process_posts(log, inv_order_id(id, SERIES, C_ACCEPTED, 0), 200), 1);
+        assert_int_equal(inv_process_posts(log, inv_order_id(id, SERIES, C_ACCEPTED, 0), 0), 1);
         json_decref(log);
         assert_true(e->t.n > 0);
 }

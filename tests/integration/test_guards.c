@@ -180,12 +180,14 @@ static void test_run_exits_cleanly(void **state) {
         assert_int_equal(e->status, 0);
 }
 
-/* The control customer is processed: the run reached Process. */
+/* The control customer is processed: the run reached Process, once.  Any
+ * answer counts: with the fake's realism switch the platform may resume the
+ * last Querying order itself just before its Process (409, issue 11 part 4). */
 static void test_control_processed_once(void **state) {
         struct env *e = *state;
         char id[24];
         assert_int_equal(process_calls(e, C_CONTROL, 1), 1);
-        assert_int_equal(inv_process_posts(e->log, order_of(id, C_CONTROL), 200), 1);
+        assert_int_equal(inv_process_posts(e->log, order_of(id, C_CONTROL), 0), 1);
 }
 
 /* Someone else moved the customer's order `moves` times on its re-read:
