@@ -53,9 +53,12 @@
 #define SERIES          3001
 #define RUN_TIMEOUT_MS  90000
 /* partnerd holds the body cap (16 MiB) plus its own footprint; buffering the
- * fake's 64 MiB body would take far more. */
+ * fake's 64 MiB body would take far more.  Under ASan (shadow memory and the
+ * quarantine of freed blocks) the footprint reached 160 MiB in the "smtp
+ * down" case once the cluster and counter code landed; the plain build's
+ * 56 MiB stays the tight bound. */
 #if defined(__SANITIZE_ADDRESS__)
-#define RSS_LIMIT_KB    (160L * 1024)
+#define RSS_LIMIT_KB    (192L * 1024)
 #else
 #define RSS_LIMIT_KB    (56L * 1024)
 #endif
