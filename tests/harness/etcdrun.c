@@ -277,3 +277,27 @@ int harness_cluster_active(struct harness_cluster_node *nodes, size_t n, size_t 
                 }
         return idx;
 }
+
+int harness_etcd_client_start(const char *who, struct harness_etcd **ret_cluster, uv_loop_t *loop,
+                              struct http **ret_http, struct etcd **ret_etcd) {
+        int r = harness_etcd_start(1, ret_cluster);
+        if (r == -ENOENT) {
+                fprintf(stderr, "%s: etcd is not installed (scripts/deps.sh installs etcd-server); skipping\n", who);
+                return 0;
+        }
+        if (r < 0 || uv_loop_init(loop) < 0 || http_new(loop, NULL, ret_http) < 0)
+                return -1;
+        const struct etcd_options o = { .endpoints = (*ret_cluster)->endpoints };
+        return etcd_new(*ret_http, &o, ret_etcd) < 0 ? -1 : 0;
+}
+
+void harness_etcd_client_stop(struct harness_etcd *cluster, uv_loop_t *loop, struct http *http,
+                              struct etcd *etcd) {
+        if (!cluster)
+                return;
+        etcd_free(etcd);
+        http_free(http);
+        uv_run(loop, UV_RUN_DEFAULT);
+        uv_loop_close(loop);
+        harness_etcd_free(cluster);
+}

@@ -43,6 +43,15 @@ int harness_etcd_start(size_t n, struct harness_etcd **ret);
  * other.{pem,key} (a client certificate of another CA).  -ENOENT without
  * etcd or openssl. */
 int harness_etcd_start_tls(struct harness_etcd **ret);
+
+/* One member, a loop, an http instance and an etcd client on it: the
+ * fixture of the unit tests that speak to etcd.  *ret_cluster stays NULL
+ * (return 0) when etcd is not installed; `who` names the test in that
+ * message.  _stop accepts what _start left (a NULL cluster too). */
+int harness_etcd_client_start(const char *who, struct harness_etcd **ret_cluster, uv_loop_t *loop,
+                              struct http **ret_http, struct etcd **ret_etcd);
+void harness_etcd_client_stop(struct harness_etcd *cluster, uv_loop_t *loop, struct http *http,
+                              struct etcd *etcd);
 /* Sends sig to member i (SIGKILL: waits for it and marks it stopped). */
 int harness_etcd_signal(struct harness_etcd *e, size_t i, int sig);
 /* Restarts a stopped member with its data dir (waits only for the process

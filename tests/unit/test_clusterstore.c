@@ -28,25 +28,11 @@ static int prefix_no;
 static char prefix[32], leader_key[48];
 
 static int setup(void **state) {
-        int r = harness_etcd_start(1, &cluster);
-        if (r == -ENOENT) {
-                fprintf(stderr, "test_clusterstore: etcd is not installed (scripts/deps.sh installs etcd-server); skipping\n");
-                return 0;
-        }
-        if (r < 0 || uv_loop_init(&loop) < 0 || http_new(&loop, NULL, &http) < 0)
-                return -1;
-        const struct etcd_options o = { .endpoints = cluster->endpoints };
-        return etcd_new(http, &o, &etcd) < 0 ? -1 : 0;
+        return harness_etcd_client_start("test_clusterstore", &cluster, &loop, &http, &etcd);
 }
 
 static int teardown(void **state) {
-        if (!cluster)
-                return 0;
-        etcd_free(etcd);
-        http_free(http);
-        uv_run(&loop, UV_RUN_DEFAULT);
-        uv_loop_close(&loop);
-        harness_etcd_free(cluster);
+        harness_etcd_client_stop(cluster, &loop, http, etcd);
         return 0;
 }
 
