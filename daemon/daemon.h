@@ -52,9 +52,12 @@ int load_config(const char *path, unsigned flags, struct cfg **ret_cfg,
 struct cfg;
 struct member;
 /* campaign: take part in the leadership (false: read-only, e.g. --dry-run
- * or a command).  on_change runs on every change of role or leader. */
-int member_new(uv_loop_t *loop, const struct cfg *cfg, bool campaign, void (*on_change)(void *ud),
-               void *ud, struct member **ret);
+ * or a command).  on_change runs on every change of role or leader.
+ * share: the daemon's http, whose one curl multi handle the member's etcd
+ * client uses too (NULL: an http of its own on loop, for a command). */
+struct http;
+int member_new(uv_loop_t *loop, struct http *share, const struct cfg *cfg, bool campaign,
+               void (*on_change)(void *ud), void *ud, struct member **ret);
 /* Leaves the leadership: revokes the lease (so that a standby takes over
  * at once), waits for that request (2 s at most) on the loop, then frees
  * the member.  Run the loop afterwards; m is gone.  Accepts NULL. */

@@ -5,9 +5,10 @@
  * (lib/clusterstore), plus the one-shot uses of `partnerd status` and
  * `partnerd cluster migrate`.
  *
- * The member has an http instance of its own on the daemon's loop: a
- * reload rebuilds the services' http (cancelling its transfers), and the
- * leadership's keepalives must not be cancelled by a SIGHUP.
+ * The member's http shares the daemon's one curl multi handle
+ * (http_new_shared) but is its own: a reload replaces the services' http
+ * (cancelling their transfers), and the leadership's keepalives must not be
+ * cancelled by a SIGHUP.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -36,7 +37,7 @@ struct member {
 
 /* The etcd client of [cluster]: every request inside the deposition rule's
  * margin (config.c keeps http_timeout below lease_ttl/2). */
-static int member_open(uv_loop_t *loop, const struct cfg *cfg, struct member *m) {
+static int member_open(uv_loop_t *loop, struct http *share, const struct cfg *cfg, struct member *m) {
         const struct cfg_cluster *k = &cfg->cluster;
         long timeout_ms = (long) cfg->daemon.http_timeout * 1000;
         struct http_options ho = {
@@ -53,7 +54,8 @@ static int member_open(uv_loop_t *loop, const struct cfg *cfg, struct member *m)
                 .timeout_ms = timeout_ms < 3000 ? timeout_ms : 3000,
         };
         int r;
-        if ((r = http_new(loop, &ho, &m->http)) < 0 || (r = etcd_new(m->http, &eo, &m->etcd)) < 0 ||
+        r = share ? http_new_shared(share, &ho, &m->http) : http_new(loop, &ho, &m->http);
+        if (r < 0 || (r = etcd_new(m->http, &eo, &m->etcd)) < 0 ||
             (r = cstore_new(m->etcd, k->prefix, &m->cstore)) < 0)
                 return r;
         char *dir = NULL;
@@ -70,8 +72,8 @@ static int member_open(uv_loop_t *loop, const struct cfg *cfg, struct member *m)
         return 0;
 }
 
-int member_new(uv_loop_t *loop, const struct cfg *cfg, bool campaign, void (*on_change)(void *ud),
-               void *ud, struct member **ret) {
+int member_new(uv_loop_t *loop, struct http *share, const struct cfg *cfg, bool campaign,
+               void (*on_change)(void *ud), void *ud, struct member **ret) {
         struct member *m = calloc(1, sizeof(*m));
         if (!m)
                 return -ENOMEM;
@@ -80,7 +82,7 @@ int member_new(uv_loop_t *loop, const struct cfg *cfg, bool campaign, void (*on_
                 .name = cfg->cluster.name,
                 .lease_ttl = cfg->cluster.lease_ttl,
         };
-        int r = member_open(loop, cfg, m);
+        int r = member_open(loop, share, cfg, m);
         if (r >= 0 && campaign) {
                 r = cluster_new(loop, m->etcd, &co, on_change, ud, &m->cluster);
                 if (r >= 0)
@@ -248,7 +250,7 @@ static int oneshot_run(const struct cfg *cfg, int (*start)(struct member *m, str
         struct member *m = NULL;
         if (uv_loop_init(&loop) < 0)
                 return -ENOMEM;
-        int r = member_new(&loop, cfg, false, NULL, NULL, &m);
+        int r = member_new(&loop, NULL, cfg, false, NULL, NULL, &m);
         if (r >= 0)
                 r = start(m, o, arg);
         while (r >= 0 && o->pending > 0 && uv_run(&loop, UV_RUN_ONCE))

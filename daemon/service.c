@@ -131,8 +131,10 @@ static void count_request(void *ud, const char *label, int r, long status) {
 
 /* Builds the clients of one configuration.  The outbox is opened once the
  * state directory is locked (never in --dry-run, which writes nothing); a
- * reload keeps the one the service has, so that nothing queued is orphaned. */
-static int services_open(struct service *s, struct services *sv) {
+ * reload keeps the one the service has, so that nothing queued is orphaned.
+ * share: the running services' http on a reload, whose curl multi handle
+ * (and connections) the new one shares; NULL at start. */
+static int services_open(struct service *s, struct services *sv, struct http *share) {
         const struct cfg *cfg;
         int r = load_config(s->opts->config_path, LOAD_CONFIG_EVENTS, &sv->cfg, &sv->templates, true);
         if (r != 0)
@@ -145,7 +147,7 @@ static int services_open(struct service *s, struct services *sv) {
                 .max_response = cfg->daemon.max_response,
                 .proxy = cfg->daemon.proxy,
         };
-        r = http_new(&s->loop, &ho, &sv->http);
+        r = share ? http_new_shared(share, &ho, &sv->http) : http_new(&s->loop, &ho, &sv->http);
         if (r < 0) {
                 log_error("Cannot set up HTTP: %s", strerror(-r));
                 goto fail;
@@ -233,7 +235,7 @@ static void apply_reload(struct service *s) {
         struct services next = { 0 };
 
         s->reload_requested = false;
-        if (services_open(s, &next) < 0)
+        if (services_open(s, &next, s->sv.http) < 0)
                 log_event(LOG_ERR, LOG_EV_CONFIG_INVALID, LOG_FIELDS({ "CONFIG_FILE", s->opts->config_path }),
                           "Reload failed, keeping the running configuration");
         else if (strcmp(next.cfg->daemon.state_dir, s->sv.cfg->daemon.state_dir) != 0 ||
@@ -784,7 +786,7 @@ int service_run(const struct options *opts) {
                 log_error("Cannot create the event loop");
                 return 1;
         }
-        r = services_open(&s, &s.sv);
+        r = services_open(&s, &s.sv, NULL);
         if (r < 0) {
                 uv_run(&s.loop, UV_RUN_DEFAULT);
                 (void) uv_loop_close(&s.loop);
@@ -821,7 +823,8 @@ int service_run(const struct options *opts) {
         if (sd_watchdog_enabled(0, &s.watchdog_usec) > 0 && s.watchdog_usec >= 2000)
                 uv_timer_start(&s.watchdog_timer, on_watchdog, s.watchdog_usec / 2000, s.watchdog_usec / 2000);
 
-        int cr = s.sv.cfg->cluster.enabled ? member_new(&s.loop, s.sv.cfg, !opts->dry_run, on_member_change, &s, &s.member) : 0;
+        int cr = s.sv.cfg->cluster.enabled ? member_new(&s.loop, s.sv.http, s.sv.cfg, !opts->dry_run,
+                                                        on_member_change, &s, &s.member) : 0;
         if (cr < 0) {
                 log_error("Cannot set up the cluster member: %s", strerror(-cr));
                 s.exit_code = 1;

@@ -15,6 +15,11 @@
  *  - retries of idempotent requests wait on a per-request uv timer; a
  *    non-idempotent one is never re-sent, by us or by libcurl (fresh
  *    connection, see setup_easy()).
+ *  - one core (the multi handle, its sockets and timers) serves every
+ *    struct http made from it with http_new_shared(): each has its own
+ *    options, requests and count hook, and http_free() of one cancels only
+ *    its own.  Freeing is deferred while the core delivers results
+ *    (core_enter/core_leave); the last http out frees the core.
  */
 #include "http.h"
 
@@ -94,9 +99,22 @@ struct http_timer {
 struct http_sock {
         uv_poll_t poll;
         curl_socket_t fd;
-        struct http *h;
-        struct link link;       /* h->socks */
+        struct http_core *c;
+        struct link link;       /* c->socks */
         bool closing;
+};
+
+/* The one multi handle on the loop, shared by every struct http made from
+ * the first (http_new_shared). */
+struct http_core {
+        uv_loop_t *loop;
+        CURLM *multi;
+        struct http_timer *timer;       /* curl's timeout */
+        struct http_timer *defer;       /* results to deliver from the loop */
+        struct link socks;
+        struct link views;              /* struct http.core_link */
+        unsigned busy;                  /* core_enter() depth */
+        bool in_timeout;                /* inside on_timeout's socket_action */
 };
 
 struct req {
@@ -151,32 +169,29 @@ struct req {
 };
 
 struct http {
-        uv_loop_t *loop;
-        CURLM *multi;
-        struct http_timer *timer;       /* curl's timeout */
-        struct http_timer *defer;       /* results to deliver from the loop */
+        struct http_core *core;
+        struct link core_link;          /* core->views */
         struct http_options opts;
         char *user_agent;
         char *proxy;
 
         struct link queued, running, backoff, done;
-        struct link socks;
         size_t n_reqs;
 
         struct http_stats stats;
         http_count_fn count;            /* http_set_count_hook() */
         void *count_ud;
         unsigned dispatching;
-        bool freeing;
-        bool free_pending;
-        bool in_timeout;        /* inside on_timeout's socket_action */
+        bool freeing;           /* http_free() called: torn down by core_leave() */
 };
 
-static void drain(struct http *h);
 static void kick(struct http *h);
 static void dispatch(struct http *h);
-static void teardown(struct http *h);
 static void finish(struct req *q, int r);
+
+#define for_each_view(c, h) \
+        for (struct link *l_ = (c)->views.next; l_ != &(c)->views && \
+             ((h) = link_entry(l_, struct http, core_link), 1); l_ = l_->next)
 
 /* ---- helpers ----------------------------------------------------------- */
 
@@ -285,25 +300,105 @@ static void req_free(struct req *q) {
 
 /* After a failed curl_multi_socket_action() the multi's state is
  * undefined: take every transfer out and fail it. */
-static void multi_failed(struct http *h, CURLMcode mc) {
-        while (!list_empty(&h->running)) {
-                struct req *q = link_entry(h->running.next, struct req, link);
-                curl_multi_remove_handle(h->multi, q->easy);
-                snprintf(q->errbuf, sizeof(q->errbuf), "curl: %s", curl_multi_strerror(mc));
-                if (q->is_easy)
-                        q->code = CURLE_ABORTED_BY_CALLBACK;
-                finish(q, -EIO);
-        }
+static void multi_failed(struct http_core *c, CURLMcode mc) {
+        struct http *h;
+        for_each_view(c, h)
+                while (!list_empty(&h->running)) {
+                        struct req *q = link_entry(h->running.next, struct req, link);
+                        curl_multi_remove_handle(c->multi, q->easy);
+                        snprintf(q->errbuf, sizeof(q->errbuf), "curl: %s", curl_multi_strerror(mc));
+                        if (q->is_easy)
+                                q->code = CURLE_ABORTED_BY_CALLBACK;
+                        finish(q, -EIO);
+                }
 }
 
-static void socket_action(struct http *h, curl_socket_t fd, int flags) {
+/* Every entry into the core from the loop or from a caller that may run
+ * callbacks is bracketed by core_enter()/core_leave(): an http freed in
+ * between (from a callback) is only marked, and the outermost leave
+ * delivers its cancellations and frees it, and the core after the last. */
+static void core_enter(struct http_core *c) {
+        c->busy++;
+}
+
+static void core_teardown(struct http_core *c) {
+        curl_multi_cleanup(c->multi);   /* may call our socket/timer callbacks */
+        c->multi = NULL;
+        while (!list_empty(&c->socks))
+                sock_close(link_entry(c->socks.next, struct http_sock, link));
+        uv_timer_stop(&c->timer->timer);
+        uv_close((uv_handle_t *) &c->timer->timer, timer_close_cb);
+        uv_timer_stop(&c->defer->timer);
+        uv_close((uv_handle_t *) &c->defer->timer, timer_close_cb);
+        free(c);
+        curl_global_cleanup();
+}
+
+/* The bound on connections per host is the largest of its https'. */
+static void core_limits(struct http_core *c) {
+        long max = 0;
+        struct http *h;
+        for_each_view(c, h)
+                if (h->opts.max_per_host > max)
+                        max = h->opts.max_per_host;
+        if (max > 0)
+                curl_multi_setopt(c->multi, CURLMOPT_MAX_HOST_CONNECTIONS, max);
+}
+
+static void view_free(struct http *h) {
+        list_del(&h->core_link);
+        free(h->user_agent);
+        free(h->proxy);
+        free(h);
+}
+
+static void core_leave(struct http_core *c) {
+        if (c->busy > 1) {
+                c->busy--;
+                return;
+        }
+        for (;;) {
+                struct http *h, *dead = NULL;
+                for_each_view(c, h)
+                        if (h->freeing) {
+                                dead = h;
+                                break;
+                        }
+                if (!dead)
+                        break;
+                /* its cancelled requests' callbacks run (http_submit
+                 * refuses new work), then its lists are empty */
+                dispatch(dead);
+                view_free(dead);
+                core_limits(c);
+        }
+        c->busy--;
+        if (list_empty(&c->views))
+                core_teardown(c);
+}
+
+/* Starts what may start and delivers what is done, for every http. */
+static void core_walk(struct http_core *c) {
+        struct http *h;
+        for_each_view(c, h)
+                kick(h);
+        for_each_view(c, h)
+                dispatch(h);
+}
+
+static void drain(struct http_core *c);
+
+static void socket_action(struct http_core *c, curl_socket_t fd, int flags) {
         int running;
-        h->in_timeout = fd == CURL_SOCKET_TIMEOUT;
-        CURLMcode mc = curl_multi_socket_action(h->multi, fd, flags, &running);
-        h->in_timeout = false;
+        core_enter(c);
+        c->in_timeout = fd == CURL_SOCKET_TIMEOUT;
+        CURLMcode mc = curl_multi_socket_action(c->multi, fd, flags, &running);
+        c->in_timeout = false;
         if (mc != CURLM_OK && mc != CURLM_BAD_SOCKET)
-                multi_failed(h, mc);
-        drain(h);
+                multi_failed(c, mc);
+        drain(c);
+        core_walk(c);
+        core_leave(c);
 }
 
 static void on_timeout(uv_timer_t *t) {
@@ -311,30 +406,31 @@ static void on_timeout(uv_timer_t *t) {
 }
 
 static void on_defer(uv_timer_t *t) {
-        struct http *h = t->data;
-        kick(h);
-        dispatch(h);
+        struct http_core *c = t->data;
+        core_enter(c);
+        core_walk(c);
+        core_leave(c);
 }
 
 static int timer_function(CURLM *multi, long timeout_ms, void *userp) {
-        struct http *h = userp;
+        struct http_core *c = userp;
         /* Only (re)arm our timer: calling curl from here would recurse. */
         if (timeout_ms < 0) {
-                uv_timer_stop(&h->timer->timer);
+                uv_timer_stop(&c->timer->timer);
                 return 0;
         }
         /* libuv 1.44 runs a 0 ms timer armed from inside the timer callback
          * in the same pass, without polling sockets: wait 1 ms then. */
-        if (timeout_ms == 0 && h->in_timeout)
+        if (timeout_ms == 0 && c->in_timeout)
                 timeout_ms = 1;
-        return uv_timer_start(&h->timer->timer, on_timeout, (uint64_t) timeout_ms, 0) < 0 ? -1 : 0;
+        return uv_timer_start(&c->timer->timer, on_timeout, (uint64_t) timeout_ms, 0) < 0 ? -1 : 0;
 }
 
 static void on_poll(uv_poll_t *p, int status, int events) {
         struct http_sock *s = link_entry(p, struct http_sock, poll);
         if (s->closing)
                 return;
-        struct http *h = s->h;
+        struct http_core *c = s->c;
         curl_socket_t fd = s->fd;
         int flags = 0;
 
@@ -347,18 +443,18 @@ static void on_poll(uv_poll_t *p, int status, int events) {
                         flags |= CURL_CSELECT_OUT;
         }
         /* s may be closed by the socket callback from here on. */
-        socket_action(h, fd, flags);
+        socket_action(c, fd, flags);
 }
 
 static int socket_function(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp) {
-        struct http *h = userp;
+        struct http_core *c = userp;
         struct http_sock *s = socketp;
 
         if (what == CURL_POLL_REMOVE) {
                 /* socketp may be NULL for a socket never announced. */
                 if (s) {
                         sock_close(s);
-                        curl_multi_assign(h->multi, fd, NULL);
+                        curl_multi_assign(c->multi, fd, NULL);
                 }
                 return 0;
         }
@@ -367,14 +463,14 @@ static int socket_function(CURL *easy, curl_socket_t fd, int what, void *userp, 
                 s = calloc(1, sizeof(*s));
                 if (!s)
                         return -1;
-                if (uv_poll_init_socket(h->loop, &s->poll, fd) < 0) {
+                if (uv_poll_init_socket(c->loop, &s->poll, fd) < 0) {
                         free(s);
                         return -1;
                 }
                 s->fd = fd;
-                s->h = h;
-                list_add_tail(&h->socks, &s->link);
-                curl_multi_assign(h->multi, fd, s);
+                s->c = c;
+                list_add_tail(&c->socks, &s->link);
+                curl_multi_assign(c->multi, fd, s);
         }
 
         int events = 0;
@@ -589,10 +685,11 @@ static void finish(struct req *q, int r) {
 
 static void on_retry_timer(uv_timer_t *t) {
         struct req *q = t->data;
-        struct http *h = q->h;
+        struct http_core *c = q->h->core;
         set_state(q, REQ_QUEUED);
-        kick(h);
-        dispatch(h);
+        core_enter(c);
+        core_walk(c);
+        core_leave(c);
 }
 
 /* A transfer of q ended (removed from the multi already). */
@@ -642,7 +739,7 @@ static void attempt_done(struct req *q, CURLcode code) {
                 if (!q->retry_timer) {
                         q->retry_timer = calloc(1, sizeof(*q->retry_timer));
                         if (!q->retry_timer ||
-                            uv_timer_init(h->loop, &q->retry_timer->timer) < 0) {
+                            uv_timer_init(h->core->loop, &q->retry_timer->timer) < 0) {
                                 util_freep(&q->retry_timer);
                                 finish(q, r);
                                 return;
@@ -657,10 +754,11 @@ static void attempt_done(struct req *q, CURLcode code) {
         finish(q, r);
 }
 
-static void drain(struct http *h) {
+/* Takes the finished transfers out of the multi; core_walk() delivers. */
+static void drain(struct http_core *c) {
         CURLMsg *msg;
         int left;
-        while ((msg = curl_multi_info_read(h->multi, &left))) {
+        while ((msg = curl_multi_info_read(c->multi, &left))) {
                 if (msg->msg != CURLMSG_DONE)
                         continue;
                 CURL *easy = msg->easy_handle;
@@ -668,12 +766,10 @@ static void drain(struct http *h) {
                 char *priv = NULL;
                 curl_easy_getinfo(easy, CURLINFO_PRIVATE, &priv);
                 struct req *q = (struct req *) (void *) priv;
-                curl_multi_remove_handle(h->multi, easy);       /* msg is gone now */
+                curl_multi_remove_handle(c->multi, easy);       /* msg is gone now */
                 if (q && q->state == REQ_RUNNING)
                         attempt_done(q, code);
         }
-        kick(h);
-        dispatch(h);
 }
 
 /* ---- starting transfers ------------------------------------------------ */
@@ -789,7 +885,7 @@ static int start_attempt(struct req *q) {
         if (r < 0)
                 return r;
         set_state(q, REQ_RUNNING);
-        if (curl_multi_add_handle(h->multi, q->easy) != CURLM_OK) {
+        if (curl_multi_add_handle(h->core->multi, q->easy) != CURLM_OK) {
                 set_state(q, REQ_QUEUED);
                 return -ENOMEM;
         }
@@ -860,33 +956,23 @@ static void dispatch(struct http *h) {
                 req_free(q);
         }
         h->dispatching--;
-        if (h->free_pending)
-                teardown(h);    /* http_free() was called from a callback */
 }
 
 /* ---- public API -------------------------------------------------------- */
 
-int http_new(uv_loop_t *loop, const struct http_options *opts, struct http **ret) {
-        if (!loop || !ret)
-                return -EINVAL;
-        if (!http_async_dns())
-                return -ENOTSUP;       /* a blocking resolver would stall the loop */
+/* The options of one http, defaults filled in. */
+static int view_new(struct http_core *c, const struct http_options *opts, struct http **ret) {
         if (opts && opts->proxy && url_check_endpoint(opts->proxy, URL_ALLOW_HTTP, NULL, NULL) < 0)
                 return -EINVAL;        /* https://, or http:// to a loopback proxy */
-        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
-                return -ENOMEM;
-
         struct http *h = calloc(1, sizeof(*h));
-        if (!h) {
-                curl_global_cleanup();
+        if (!h)
                 return -ENOMEM;
-        }
-        h->loop = loop;
+        h->core = c;
+        list_init(&h->core_link);
         list_init(&h->queued);
         list_init(&h->running);
         list_init(&h->backoff);
         list_init(&h->done);
-        list_init(&h->socks);
         if (opts)
                 h->opts = *opts;
 #define DEF(f, v) do { if (h->opts.f <= 0) h->opts.f = (v); } while (0)
@@ -904,41 +990,71 @@ int http_new(uv_loop_t *loop, const struct http_options *opts, struct http **ret
         h->user_agent = strdup(opts && opts->user_agent ? opts->user_agent
                                                         : "partnerd/" PARTNERD_VERSION);
         h->proxy = opts && opts->proxy ? strdup(opts->proxy) : NULL;
-        h->timer = calloc(1, sizeof(*h->timer));
-        h->defer = calloc(1, sizeof(*h->defer));
-        h->multi = curl_multi_init();
-        if (!h->user_agent || !h->timer || !h->defer || !h->multi || (opts && opts->proxy && !h->proxy))
-                goto oom;
-        /* uv_timer_init() cannot fail on Linux; both are closed together. */
-        uv_timer_init(loop, &h->timer->timer);
-        uv_timer_init(loop, &h->defer->timer);
-        h->timer->timer.data = h;
-        h->defer->timer.data = h;
-
-        curl_multi_setopt(h->multi, CURLMOPT_SOCKETFUNCTION, socket_function);
-        curl_multi_setopt(h->multi, CURLMOPT_SOCKETDATA, h);
-        curl_multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, timer_function);
-        curl_multi_setopt(h->multi, CURLMOPT_TIMERDATA, h);
-        curl_multi_setopt(h->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long) h->opts.max_per_host);
-        curl_multi_setopt(h->multi, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
+        if (!h->user_agent || (opts && opts->proxy && !h->proxy)) {
+                view_free(h);
+                return -ENOMEM;
+        }
+        list_add_tail(&c->views, &h->core_link);
+        core_limits(c);
         *ret = h;
         return 0;
-oom:
-        if (h->multi)
-                curl_multi_cleanup(h->multi);
-        free(h->timer);
-        free(h->defer);
-        free(h->user_agent);
-        free(h->proxy);
-        free(h);
-        curl_global_cleanup();
-        return -ENOMEM;
+}
+
+int http_new(uv_loop_t *loop, const struct http_options *opts, struct http **ret) {
+        if (!loop || !ret)
+                return -EINVAL;
+        if (!http_async_dns())
+                return -ENOTSUP;       /* a blocking resolver would stall the loop */
+        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+                return -ENOMEM;
+        struct http_core *c = calloc(1, sizeof(*c));
+        if (!c) {
+                curl_global_cleanup();
+                return -ENOMEM;
+        }
+        c->loop = loop;
+        list_init(&c->socks);
+        list_init(&c->views);
+        c->timer = calloc(1, sizeof(*c->timer));
+        c->defer = calloc(1, sizeof(*c->defer));
+        c->multi = curl_multi_init();
+        if (!c->timer || !c->defer || !c->multi) {
+                if (c->multi)
+                        curl_multi_cleanup(c->multi);
+                free(c->timer);
+                free(c->defer);
+                free(c);
+                curl_global_cleanup();
+                return -ENOMEM;
+        }
+        /* uv_timer_init() cannot fail on Linux; both are closed together. */
+        uv_timer_init(loop, &c->timer->timer);
+        uv_timer_init(loop, &c->defer->timer);
+        c->timer->timer.data = c;
+        c->defer->timer.data = c;
+        curl_multi_setopt(c->multi, CURLMOPT_SOCKETFUNCTION, socket_function);
+        curl_multi_setopt(c->multi, CURLMOPT_SOCKETDATA, c);
+        curl_multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, timer_function);
+        curl_multi_setopt(c->multi, CURLMOPT_TIMERDATA, c);
+        curl_multi_setopt(c->multi, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
+        int r = view_new(c, opts, ret);
+        if (r < 0)
+                core_teardown(c);   /* no view: it only closes the timers */
+        return r;
+}
+
+int http_new_shared(struct http *base, const struct http_options *opts, struct http **ret) {
+        if (!base || !ret)
+                return -EINVAL;
+        if (base->freeing)
+                return -ESHUTDOWN;
+        return view_new(base->core, opts, ret);
 }
 
 static void cancel_req(struct req *q) {
         struct http *h = q->h;
         if (q->state == REQ_RUNNING)
-                curl_multi_remove_handle(h->multi, q->easy);
+                curl_multi_remove_handle(h->core->multi, q->easy);
         if (q->retry_timer)
                 uv_timer_stop(&q->retry_timer->timer);
         if (q->is_easy)
@@ -962,39 +1078,21 @@ static void cancel_all(struct http *h) {
 void http_cancel_all(struct http *h) {
         if (!h)
                 return;
+        struct http_core *c = h->core;
+        core_enter(c);
         cancel_all(h);
         dispatch(h);
-}
-
-static void teardown(struct http *h) {
-        /* Every request has been delivered: http_submit refuses work while
-         * freeing, so the lists are empty. */
-        curl_multi_cleanup(h->multi);   /* may call our socket/timer callbacks */
-        h->multi = NULL;
-        while (!list_empty(&h->socks))
-                sock_close(link_entry(h->socks.next, struct http_sock, link));
-        uv_timer_stop(&h->timer->timer);
-        uv_close((uv_handle_t *) &h->timer->timer, timer_close_cb);
-        uv_timer_stop(&h->defer->timer);
-        uv_close((uv_handle_t *) &h->defer->timer, timer_close_cb);
-        free(h->user_agent);
-        free(h->proxy);
-        free(h);
-        curl_global_cleanup();
+        core_leave(c);
 }
 
 struct http *http_free(struct http *h) {
         if (!h || h->freeing)
                 return NULL;    /* NULL, or a nested call from a callback */
+        struct http_core *c = h->core;
+        core_enter(c);
         h->freeing = true;
-        if (h->dispatching) {
-                /* called from a callback: the outer dispatch finishes the job */
-                h->free_pending = true;
-                cancel_all(h);
-                return NULL;
-        }
-        http_cancel_all(h);
-        teardown(h);
+        cancel_all(h);
+        core_leave(c);          /* the outermost one frees h (and c after the last) */
         return NULL;
 }
 
@@ -1126,7 +1224,7 @@ int http_submit(struct http *h, const struct http_request *req, http_done_fn cb,
         kick(h);
         /* kick() may have failed to start it: report that through the callback. */
         if (!h->dispatching && !list_empty(&h->done))
-                uv_timer_start(&h->defer->timer, on_defer, 0, 0);
+                uv_timer_start(&h->core->defer->timer, on_defer, 0, 0);
         return 0;
 nomem:
         r = -ENOMEM;
@@ -1162,7 +1260,7 @@ int http_add_easy(struct http *h, CURL *easy, http_easy_done_fn cb, void *userda
         curl_easy_setopt(easy, CURLOPT_PROXY, "");
         curl_easy_setopt(easy, CURLOPT_NOPROXY, "");
         set_state(q, REQ_RUNNING);
-        if (curl_multi_add_handle(h->multi, easy) != CURLM_OK) {
+        if (curl_multi_add_handle(h->core->multi, easy) != CURLM_OK) {
                 q->easy = NULL;
                 req_free(q);
                 return -ENOMEM;
@@ -1172,7 +1270,7 @@ int http_add_easy(struct http *h, CURL *easy, http_easy_done_fn cb, void *userda
 }
 
 uv_loop_t *http_get_loop(const struct http *h) {
-        return h ? h->loop : NULL;
+        return h ? h->core->loop : NULL;
 }
 
 size_t http_pending(const struct http *h) {

@@ -97,8 +97,16 @@ struct http_request {
 typedef void (*http_done_fn)(void *userdata, int r, const struct http_response *resp);
 
 int http_new(uv_loop_t *loop, const struct http_options *opts, struct http **ret);
-/* Cancels everything pending (callbacks get -ECANCELED), cleans up curl and
- * closes the uv handles; run the loop afterwards until it is idle. */
+/* Another http on base's multi handle and loop (one multi handle for the
+ * whole daemon): its own options, requests, count hook and statistics; the
+ * connections and the DNS cache are shared.  The multi handle lives until
+ * the last http on it is freed, in any order: a SIGHUP reload replaces the
+ * services' http without touching the cluster member's transfers. */
+int http_new_shared(struct http *base, const struct http_options *opts, struct http **ret);
+/* Cancels everything pending on h (callbacks get -ECANCELED); with the last
+ * http on the multi handle, cleans up curl and closes the uv handles: run
+ * the loop afterwards until it is idle.  From a callback, h goes once the
+ * callback has returned. */
 struct http *http_free(struct http *h);
 
 /* 0 when queued (cb runs later, from the loop, exactly once); -EINVAL for a

@@ -1032,6 +1032,79 @@ static void test_cancel_from_callback(void **state) {
         }
 }
 
+/* One multi handle for the daemon: an http made with http_new_shared()
+ * reuses the first one's connection; freeing either cancels only its own
+ * requests, in any order, also from a callback; the last one out closes
+ * the loop's handles (ctx_done asserts the loop closes). */
+struct sibling {
+        struct result res;
+        struct http **victim;
+};
+
+static void on_free_sibling(void *userdata, int r, const struct http_response *resp) {
+        struct sibling *sb = userdata;
+        on_done(&sb->res, r, resp);
+        *sb->victim = http_free(*sb->victim);
+}
+
+static void test_shared_core(void **state) {
+        struct ctx c;
+        struct result a = { 0 }, b = { 0 }, slow[3] = { 0 };
+        struct http *h2 = NULL, *h3 = NULL;
+        ctx_init(&c, &fast_opts);
+        assert_int_equal(http_new_shared(NULL, &fast_opts, &h2), -EINVAL);
+        assert_int_equal(http_new_shared(c.h, &fast_opts, &h2), 0);
+        int before = srv_connections();
+        get(&c, srv_url("/ok?key=shared1"), &a);
+        run_until(&c, &a.done, 1);
+        struct http_request req = { .method = "GET", .url = srv_url("/ok?key=shared2"), .idempotent = true };
+        assert_int_equal(http_submit(h2, &req, on_done, &b), 0);
+        run_until(&c, &b.done, 1);
+        assert_int_equal(b.status, 200);
+        assert_int_equal(srv_connections() - before, 1);   /* h2 reused c.h's connection */
+        struct http_stats st;
+        http_get_stats(h2, &st);
+        assert_int_equal(st.requests, 1);
+        assert_int_equal(st.connections, 0);
+
+        /* freeing the first one cancels its requests only */
+        get(&c, srv_url("/s?key=shared_slow&delay=1000"), &slow[0]);
+        req.url = srv_url("/s?key=shared_kept&delay=200");
+        assert_int_equal(http_submit(h2, &req, on_done, &slow[1]), 0);
+        run_for(&c, 50);
+        c.h = http_free(c.h);
+        assert_int_equal(slow[0].done, 1);
+        assert_int_equal(slow[0].r, -ECANCELED);
+        assert_int_equal(slow[1].done, 0);
+        run_until(&c, &slow[1].done, 1);
+        assert_int_equal(slow[1].r, 0);
+        assert_int_equal(slow[1].status, 200);
+
+        /* a callback of one frees another with a request in flight */
+        assert_int_equal(http_new_shared(h2, &fast_opts, &h3), 0);
+        req.url = srv_url("/s?key=shared_victim&delay=1000");
+        assert_int_equal(http_submit(h3, &req, on_done, &slow[2]), 0);
+        struct sibling sb = { .victim = &h3 };
+        req.url = srv_url("/ok?key=shared_killer");
+        assert_int_equal(http_submit(h2, &req, on_free_sibling, &sb), 0);
+        run_until(&c, &sb.res.done, 1);
+        assert_null(h3);
+        assert_int_equal(slow[2].done, 1);
+        assert_int_equal(slow[2].r, -ECANCELED);
+        assert_int_equal(http_submit(h2, &req, on_done, &a), 0);   /* h2 still works */
+        result_clear(&a);
+        run_until(&c, &a.done, 1);
+        assert_int_equal(a.status, 200);
+
+        c.h = h2;       /* the last one: ctx_done frees it and the core */
+        result_clear(&a);
+        result_clear(&b);
+        result_clear(&sb.res);
+        for (int i = 0; i < 3; i++)
+                result_clear(&slow[i]);
+        ctx_done(&c);
+}
+
 static void test_url_rules(void **state) {
         bool plain = true;
         assert_int_equal(url_check_endpoint("https://api.example.com/v1/x?a=b", URL_ALLOW_HTTP, &plain, NULL), 0);
@@ -1431,6 +1504,7 @@ int main(void) {
                 cmocka_unit_test(test_request_id_header),
                 cmocka_unit_test(test_free_in_flight),
                 cmocka_unit_test(test_cancel_from_callback),
+                cmocka_unit_test(test_shared_core),
                 cmocka_unit_test(test_url_rules),
                 cmocka_unit_test(test_add_easy),
                 cmocka_unit_test(test_describe_bodies),
