@@ -136,6 +136,16 @@ static void on_post(void *ud, const struct mp_order_result *res) {
         cycle_op_done(o);
 }
 
+/* Deposed (or stopping) since the intent was saved: Process is not ours to
+ * call any more, nor the re-read before it. */
+static bool may_still_act(struct cycle *c, const char *order_id) {
+        if (cycle_may_act(c))
+                return true;
+        log_event(LOG_WARNING, LOG_EV_NONE, LOG_FIELDS({ "ORDER_ID", order_id }),
+                  "Process of order %s not called: this instance stopped acting", order_id);
+        return false;
+}
+
 /* The re-read before Process (and after a refusal): only an order still
  * Querying in the episode we decided on is ever POSTed. */
 static void on_reread(void *ud, const struct mp_order_result *res) {
@@ -182,10 +192,7 @@ static void on_reread(void *ud, const struct mp_order_result *res) {
                 cycle_op_done(o);
                 return;
         }
-        if (!cycle_may_act(c)) {
-                /* deposed (or stopping) since the intent was saved: not ours to call any more */
-                log_event(LOG_WARNING, LOG_EV_NONE, LOG_FIELDS({ "ORDER_ID", o->order_id }),
-                          "Process of order %s not called: this instance stopped acting", o->order_id);
+        if (!may_still_act(c, o->order_id)) {
                 cycle_op_done(o);
                 return;
         }
@@ -204,6 +211,8 @@ void process_start(struct cycle *c, const struct action *a) {
                           a->order_id);
                 return;
         }
+        if (!c->env.dry_run && !may_still_act(c, a->order_id))
+                return;
         struct op *o = cycle_op_new(c);
         if (!o || !(o->order_id = strdup(a->order_id)) || !(o->account = strdup(a->account))) {
                 cycle_set_error(c, -ENOMEM, "out of memory", NULL);
