@@ -48,7 +48,9 @@
  *     request mail waits for its first check when that check is due in the
  *     same cycle (phase 1 holds it back, phase 2 sends it unless the check
  *     says accepted).  An admin who accepted already gets no request, only
- *     the confirmation that follows the Process.
+ *     the confirmation that follows the Process.  A first check whose
+ *     answer was lost (the cycle stopped between the phases) is asked
+ *     again at once, and the request keeps waiting (first_check_lost).
  *   - A blocked order for a customer with no other open (blocked or
  *     process-sent) order starts a customer episode: reminders, warnings,
  *     check backoff and acceptance are reset.  The platform shows the URL
@@ -936,12 +938,28 @@ static int first_request(struct ctx *x, struct tracked_customer *c, int64_t dead
         return r;
 }
 
+/* How many first checks may go unanswered before the first request stops
+ * waiting for one. */
+#define FIRST_CHECK_TRIES 3
+
+/* A first check was emitted (its intent saved with the schedule advanced)
+ * but its answer never reached phase 2: the cycle stopped in between (a
+ * crash, a lost leadership, a failed save).  Every answer phase 2 records,
+ * even "unknown", sets accepted_at or notified_at.  Such a customer is
+ * checked again at once, and its first request keeps waiting for the
+ * answer, up to FIRST_CHECK_TRIES checks. */
+static bool first_check_lost(const struct eng_params *p, const struct tracked_customer *c) {
+        return p->check_first && customer_checkable(c) && !c->notified_at && !c->accepted_at &&
+               c->check_count > 0 && c->check_count < FIRST_CHECK_TRIES;
+}
+
 /* A customer never checked in this episode is checked before its first
  * request mail: one round trip, and an admin who accepted already is not
  * asked again (phase 2 mails the others). */
 static bool request_waits_for_check(const struct eng_params *p, const struct tracked_customer *c,
                                     bool check_now) {
-        return p->check_first && !c->notified_at && c->check_count == 0 && check_now;
+        return p->check_first && !c->notified_at && check_now &&
+               (c->check_count == 0 || first_check_lost(p, c));
 }
 
 /* Blocked orders whose partnerId no account lists are never checked nor
@@ -981,7 +999,8 @@ static int customer_pass(struct ctx *x, struct tracked_customer *c) {
                 return 0;   /* no blocked order, or a GDAP relationship that will never come */
         /* a customer no account answers for is never checked: its request
          * does not wait for a check */
-        bool check_now = customer_checkable(c) && (p->check_all || c->next_check <= x->now);
+        bool check_now = customer_checkable(c) &&
+                         (p->check_all || c->next_check <= x->now || first_check_lost(p, c));
 
         if (c->warned_deadline && deadline > c->warned_deadline) {
                 c->final_warning_sent = false;

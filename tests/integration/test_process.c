@@ -19,6 +19,7 @@
  */
 #include <errno.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -382,6 +383,80 @@ static void test_applied_answer_lost(void **unused) {
         world_free(w);
 }
 
+/* The daemon dies while its first check of a customer is in flight, after
+ * the cycle saved its intent (a Draft warning) with the check's schedule
+ * advanced.  The next run asks again at once rather than mailing a request
+ * to an admin who had accepted (engine first_check_lost). */
+static const struct inv_customer LOST[] = {
+        { .name = "Accepted Early Ltd", .domain = "accepted-early.onmicrosoft.com",
+          .tenant_id = "4d4d4d4d-0000-4000-8000-000000000004", .n_querying = 1, .accepted = true },
+        { .name = "Draft Only GmbH", .domain = "draft-only.onmicrosoft.com",
+          .tenant_id = "4e4e4e4e-0000-4000-8000-000000000005", .n_draft = 1 },
+};
+
+/* check_count of the customer with tenant id in the state file, -1 if none. */
+static long state_check_count(struct inv_world *w, const char *tenant) {
+        char path[4096];
+        snprintf(path, sizeof(path), "%s/state.json", w->pd->state_dir);
+        json_t *st = json_load_file(path, 0, NULL);
+        long n = -1;
+        json_t *c;
+        size_t i;
+        json_array_foreach(json_object_get(st, "customers"), i, c) {
+                const char *t = json_string_value(json_object_get(c, "tenant_id"));
+                if (t && strcmp(t, tenant) == 0)
+                        n = (long) json_integer_value(json_object_get(c, "check_count"));
+        }
+        json_decref(st);
+        return n;
+}
+
+static void test_first_check_lost_in_crash(void **unused) {
+        struct inv_world *w = calloc(1, sizeof(*w));
+        assert_non_null(w);
+        json_t *sc = inv_scenario_new(LOST, 2, SERIES + 1);
+        assert_non_null(sc);
+        struct harness_pd_options o = { .ops = "ops@example.test" };
+        assert_int_equal(inv_world_start(w, sc, NULL, &(struct harness_smtp_options) { 0 }, &o), 0);
+        json_decref(sc);
+        char acc[24], fault[256];
+        inv_order_id(acc, SERIES + 1, 0, 0);
+        snprintf(fault, sizeof(fault), "{\"route\":\"customer\",\"match\":\"%s\",\"action\":\"stall\","
+                 "\"delay_ms\":60000,\"times\":1}", LOST[0].tenant_id);
+        add_fault(w, fault);
+
+        const char *args[] = { "--once", NULL };
+        pid_t pid = harness_pd_spawn(w->pd, args);
+        assert_true(pid > 0);
+        long checks = -1;
+        for (int i = 0; i < 600 && checks < 1; i++) {
+                struct timespec ts = { .tv_nsec = 50 * 1000 * 1000 };
+                nanosleep(&ts, NULL);
+                checks = state_check_count(w, LOST[0].tenant_id);
+        }
+        assert_int_equal(harness_kill(pid, SIGKILL, 10000), 128 + SIGKILL);
+        assert_int_equal(checks, 1);   /* the intent is on disk, the check's answer is not */
+        assert_int_equal(posts(w, acc, 0), 0);
+
+        int st = run_once(w);
+        if (st != 0)
+                dump(w, "the run after the kill failed");
+        assert_int_equal(st, 0);
+        const char *const domains[] = { LOST[0].domain, LOST[1].domain };
+        struct inv_mail_tally t;
+        assert_int_equal(inv_mail_tally(w->smtp, 0, domains, 2, &t), 0);
+        size_t asked = inv_mail_count(&t, LOST[0].domain, "new-request");
+        size_t drafts = inv_mail_count(&t, LOST[1].domain, "draft-warning");
+        inv_mail_tally_done(&t);
+        if (asked)
+                dump(w, "an admin who had accepted was asked");
+        assert_int_equal(asked, 0);
+        assert_int_equal(drafts, 1);
+        assert_int_equal(posts(w, acc, 0), 1);
+        assert_status(w, acc, "Processing");
+        world_free(w);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_cold_start_and_cloud_link),
@@ -392,6 +467,7 @@ int main(void) {
                 cmocka_unit_test(test_refused_once),
                 cmocka_unit_test(test_reset_never_resent),
                 cmocka_unit_test(test_applied_answer_lost),
+                cmocka_unit_test(test_first_check_lost_in_crash),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -654,6 +654,41 @@ static void test_check_before_first_request(void **unused) {
                 assert_int_equal(count(&a, ACTION_NOTIFY, -1), 0);
                 state_free(s);
         }
+
+        /* The cycle stopped between phase 1 (its intent saved: the check
+         * emitted, the schedule advanced) and phase 2 (a crash, a lost
+         * leadership, a failed save): the next cycle checks again at once
+         * and still holds the request back, so that an admin who accepted
+         * is not asked.  Bounded: after FIRST_CHECK_TRIES lost checks the
+         * request goes without waiting. */
+        s = state_new();
+        run1(&p, &ol, s, T0, &a);
+        assert_int_equal(count(&a, ACTION_CHECK, -1), 1);
+        assert_int_equal(count(&a, ACTION_NOTIFY, -1), 0);
+        /* no phase 2: the next cycle, long before the check schedule says */
+        run1(&p, &ol, s, T0 + 5, &a);
+        assert_int_equal(count(&a, ACTION_CHECK, -1), 1);
+        assert_int_equal(count(&a, ACTION_NOTIFY, -1), 0);
+        run2(&p, &ol, s, KEY, REL_ACCEPTED, NULL, T0 + 5, &a);
+        assert_true(has_process(&a, id));
+        assert_int_equal(count(&a, ACTION_NOTIFY, -1), 0);
+        assert_int_equal(state_find_customer(s, KEY)->notified_at, 0);
+        /* answered: the schedule is the usual one again */
+        run1(&p, &ol, s, T0 + 6, &a);
+        assert_int_equal(count(&a, ACTION_CHECK, -1), 0);
+        state_free(s);
+
+        /* every first check lost: three checks, then the request goes */
+        s = state_new();
+        for (int i = 0; i < 3; i++) {
+                run1(&p, &ol, s, T0 + 5 * i, &a);
+                assert_int_equal(count(&a, ACTION_CHECK, -1), 1);
+                assert_int_equal(count(&a, ACTION_NOTIFY, -1), 0);
+        }
+        run1(&p, &ol, s, T0 + 15, &a);
+        assert_int_equal(count(&a, ACTION_NOTIFY, MAIL_KIND_NEW_REQUEST), 1);
+        assert_int_equal(state_find_customer(s, KEY)->notified_at, T0 + 15);
+        state_free(s);
         action_list_clear(&a);
         order_list_clear(&ol);
 }
