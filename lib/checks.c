@@ -103,6 +103,31 @@ static void on_check(void *ud, int r, const struct pc_check_result *res) {
         cycle_op_done(o);
 }
 
+static char *customer_gdap_id(const struct cycle *c, const char *key);
+static void on_graph_answer(void *ud, int r, const struct graph_result *res);
+
+/* A GDAP relationship lives in the partner tenant that asked for it, and
+ * its link names no partnerId (unlike a reseller link): a "not found" from
+ * the customer's account is asked again of each other configured account.
+ * The first that knows the id answers; only when none does is it not
+ * found.  False when there is no other account left to ask. */
+static bool graph_retry(struct op *o) {
+        struct cycle *c = o->c;
+        char *id = customer_gdap_id(c, o->customer_key);
+        while (id && !c->aborted && c->env.accounts && o->graph_next < c->env.n_accounts) {
+                const struct cycle_account *acc = &c->env.accounts[o->graph_next++];
+                if (!acc->graph || (o->account && strcmp(acc->name, o->account) == 0))
+                        continue;
+                if (graph_get_relationship(acc->graph, id, on_graph_answer, o) == 0) {
+                        o->graph_account = acc->name;
+                        free(id);
+                        return true;
+                }
+        }
+        free(id);
+        return false;
+}
+
 /* A GDAP relationship's state from Graph, as a fact (gdap set: it applies
  * to GDAP customers only). */
 static void on_graph(void *ud, int r, const struct graph_result *res) {
@@ -118,7 +143,7 @@ static void on_graph(void *ud, int r, const struct graph_result *res) {
         const struct log_field *fields =
                 LOG_FIELDS({ "CUSTOMER_KEY", o->customer_key }, { "HTTP_STATUS", st },
                            { "CUSTOMER_TENANT", res && res->tenant_id ? res->tenant_id : NULL },
-                           { "PARTNER_ACCOUNT", o->account });
+                           { "PARTNER_ACCOUNT", o->graph_account ? o->graph_account : o->account });
         if (!res || res->state == REL_UNKNOWN) {
                 const char *why = res && res->error ? res->error : strerror(r < 0 ? -r : EIO);
                 if (res && res->config_error) {
@@ -145,6 +170,13 @@ static void on_graph(void *ud, int r, const struct graph_result *res) {
         cycle_op_done(o);
 }
 
+/* Every Graph answer: a "not found" first goes to the other accounts. */
+static void on_graph_answer(void *ud, int r, const struct graph_result *res) {
+        if (res && res->state == REL_NOT_FOUND && graph_retry(ud))
+                return;
+        on_graph(ud, r, res);
+}
+
 /* The relationship id of a GDAP customer, from its link (lib/url.c). */
 static char *customer_gdap_id(const struct cycle *c, const char *key) {
         const struct tracked_customer *cust = state_find_customer(c->work, key);
@@ -154,7 +186,7 @@ static char *customer_gdap_id(const struct cycle *c, const char *key) {
 static void start_graph_check(struct cycle *c, struct op *o, const struct action *a) {
         struct graph_client *g = account_of(c, a->account).graph;
         char *id = customer_gdap_id(c, a->customer_key);
-        int r = !g ? -ENOENT : !id ? -EINVAL : graph_get_relationship(g, id, on_graph, o);
+        int r = !g ? -ENOENT : !id ? -EINVAL : graph_get_relationship(g, id, on_graph_answer, o);
         free(id);
         if (r < 0) {
                 struct graph_result res = {

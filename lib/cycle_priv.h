@@ -77,6 +77,8 @@ struct op {
         char *order_id;          /* template, process */
         char *customer_key;      /* check */
         char *account;           /* check, process: the customer's account */
+        const char *graph_account;   /* GDAP check: the other account asked now (graph_retry) */
+        size_t graph_next;           /* GDAP check: the next of env.accounts to ask */
         size_t index;            /* template: index into orders; contact: into buyers */
         bool reread_after_post;  /* process: second read after a 4xx */
         long post_status;

@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include <jansson.h>
@@ -42,6 +43,12 @@
 #define ORD_FABRIKAM  "ORD-3001-0001-0002"   /* GDAP expired */
 #define ORD_NORTHWIND "ORD-3001-0001-0003"   /* GDAP id Graph does not know */
 #define ORD_BOTH      "ORD-3001-0001-0004"   /* Contoso, GDAP and reseller links: a reseller block */
+#define PID_DEFAULT   "3b33e682-00c3-41ee-9dd2-a548adf56438"
+/* regions.json's brazil account */
+#define PID_BRAZIL    "5c1e9a2b-7d4f-4e6a-9b3c-2f8d1a6e4b70"
+#define BRAZIL_TENANT "softwareone-br.onmicrosoft.com"
+#define BRAZIL_APP    "8e2f4a6c-1b3d-4f5e-9a7c-0d2e4f6a8b1c"
+#define BRAZIL_SECRET "fake-brazil-secret"
 #define OPS "ops@example.test"
 #define ADMIN "admin1@example.test"
 #define RUN_TIMEOUT_MS 120000
@@ -51,15 +58,46 @@ struct env {
         struct harness_smtp *smtp;
         struct harness_pd *pd;
         char *scenario;
+        char *tmpdir;           /* setup_regional: holds the scenario */
 };
 
-static int setup(void **state) {
+/* gdap.json, with regions.json's brazil account added and Contoso's GDAP
+ * relationship held by brazil's partner tenant instead of the default one
+ * (the fake's Graph shows a tenant its own relationships only). */
+static char *regional_scenario(const char *dir) {
+        char *gdap = harness_src_path("tests/scenarios/gdap.json");
+        char *regions = harness_src_path("tests/scenarios/regions.json");
+        json_t *sc = json_load_file(gdap, 0, NULL), *rg = json_load_file(regions, 0, NULL);
+        char *path = NULL;
+        json_t *br = json_array_get(json_object_get(rg, "partner_accounts"), 0);
+        json_t *rel = json_array_get(json_object_get(sc, "gdap_relationships"), 0);
+        if (br && rel && strcmp(json_string_value(json_object_get(rel, "id")), G_CONTOSO) == 0 &&
+            json_object_set_new(sc, "partner_accounts", json_pack("[O]", br)) == 0 &&
+            json_object_set_new(rel, "account", json_string("brazil")) == 0 &&
+            asprintf(&path, "%s/gdap-regional.json", dir) >= 0 && json_dump_file(sc, path, 0) < 0)
+                util_freep(&path);
+        json_decref(sc);
+        json_decref(rg);
+        free(gdap);
+        free(regions);
+        return path;
+}
+
+static int setup_with(void **state, bool regional) {
         struct env *e = calloc(1, sizeof(*e));
+        char *brazil = NULL;
         if (!e)
                 return -1;
-        e->scenario = harness_src_path("tests/scenarios/gdap.json");
+        *state = e;
+        if (!regional)
+                e->scenario = harness_src_path("tests/scenarios/gdap.json");
+        else if (!(e->tmpdir = harness_tmpdir()) || !(e->scenario = regional_scenario(e->tmpdir)))
+                return -1;
         if (harness_fake_start(e->scenario, &e->fake) < 0 ||
             harness_smtp_start(&(struct harness_smtp_options) { 0 }, &e->smtp) < 0)
+                return -1;
+        if (regional && asprintf(&brazil, "\n[microsoft.brazil]\ntenant = " BRAZIL_TENANT "\nclient_id = " BRAZIL_APP
+                                 "\nclient_secret_file = brazil-secret\npartner_ids = " PID_BRAZIL "\n") < 0)
                 return -1;
         struct harness_pd_options o = {
                 .fake_base = e->fake.base_url,
@@ -67,11 +105,28 @@ static int setup(void **state) {
                 .scenario = e->scenario,
                 .ops = OPS,
                 .mail_extra = "deadline = 90d\n",
+                .microsoft_extra = regional ? "partner_ids = " PID_DEFAULT "\n" : NULL,
+                .daemon_extra = brazil,
         };
-        if (harness_pd_setup(&o, &e->pd) < 0)
+        int r = harness_pd_setup(&o, &e->pd);
+        free(brazil);
+        if (r < 0)
                 return -1;
-        *state = e;
+        if (regional) {
+                char path[512];
+                snprintf(path, sizeof(path), "%s/brazil-secret", e->pd->creds);
+                if (util_write_file_atomic(path, BRAZIL_SECRET, strlen(BRAZIL_SECRET), 0600) < 0)
+                        return -1;
+        }
         return 0;
+}
+
+static int setup(void **state) {
+        return setup_with(state, false);
+}
+
+static int setup_regional(void **state) {
+        return setup_with(state, true);
 }
 
 static int teardown(void **state) {
@@ -81,6 +136,11 @@ static int teardown(void **state) {
         harness_pd_free(e->pd);
         harness_smtp_stop(e->smtp);
         (void) harness_fake_stop(&e->fake);
+        if (e->tmpdir && e->scenario)
+                (void) unlink(e->scenario);
+        if (e->tmpdir)
+                (void) rmdir(e->tmpdir);
+        free(e->tmpdir);
         free(e->scenario);
         free(e);
         return 0;
@@ -107,20 +167,29 @@ static void set_gdap(struct env *e, const char *id, const char *status) {
         assert_int_equal(st, 200);
 }
 
-/* Requests whose path contains sub (method NULL: any). */
-static int count(struct env *e, const char *method, const char *sub) {
+/* Requests whose path contains sub, asked with account's token (NULL: any)
+ * and answered with status (0: any). */
+static int count_as(struct env *e, const char *method, const char *sub, const char *account, long status) {
         json_t *log = harness_fake_log(&e->fake), *rec;
         size_t i;
         int n = 0;
         assert_non_null(log);
         json_array_foreach(log, i, rec) {
                 const char *p = json_string_value(json_object_get(rec, "path"));
+                const char *a = json_string_value(json_object_get(rec, "account"));
                 if (p && strstr(p, sub) &&
-                    (!method || strcmp(method, json_string_value(json_object_get(rec, "method"))) == 0))
+                    (!method || strcmp(method, json_string_value(json_object_get(rec, "method"))) == 0) &&
+                    (!account || (a && strcmp(a, account) == 0)) &&
+                    (!status || json_integer_value(json_object_get(rec, "status")) == status))
                         n++;
         }
         json_decref(log);
         return n;
+}
+
+/* Requests whose path contains sub (method NULL: any). */
+static int count(struct env *e, const char *method, const char *sub) {
+        return count_as(e, method, sub, NULL, 0);
 }
 
 static int process_calls(struct env *e, const char *order) {
@@ -274,6 +343,45 @@ static void test_gdap_only_order(void **state) {
         assert_true(assert_audiences(e) >= 3);
 }
 
+/* Graph reads of relationship id answered with status, asked with
+ * account's token (the fake's account name: "default" or "brazil"). */
+static int graph_reads_as(struct env *e, const char *id, const char *account, long status) {
+        char sub[160];
+        snprintf(sub, sizeof(sub), "/delegatedAdminRelationships/%s", id);
+        return count_as(e, "GET", sub, account, status);
+}
+
+/* A GDAP link names no partnerId: a relationship that another configured
+ * account (brazil) holds is found there, mailed as pending and processed
+ * once active, not reported to ops as unknown.  An id no account knows is
+ * still "not found", after each account was asked. */
+static void test_gdap_regional_account(void **state) {
+        struct env *e = *state;
+        run_once(e);
+        assert_int_equal(graph_reads_as(e, G_CONTOSO, "default", 404), 1);
+        assert_int_equal(graph_reads_as(e, G_CONTOSO, "brazil", 200), 1);
+        assert_int_equal(mails_to(e, 0, ORD_CONTOSO, OPS).n, 0);
+        struct mails m = mails_to(e, 0, ORD_CONTOSO, ADMIN);
+        assert_int_equal(m.n, 1);
+        assert_true(m.gdap_wording);
+        char kind[32], ended[32];
+        status_of(e, "gdap:" G_CONTOSO, kind, ended, sizeof(kind));
+        assert_string_equal(ended, "-");
+        assert_int_equal(graph_reads_as(e, G_NORTHWIND, "default", 404), 1);
+        assert_int_equal(graph_reads_as(e, G_NORTHWIND, "brazil", 404), 1);
+        status_of(e, "gdap:" G_NORTHWIND, kind, ended, sizeof(kind));
+        assert_string_equal(ended, "not-found");
+        assert_int_equal(mails_to(e, 0, ORD_NORTHWIND, OPS).n, 1);
+
+        set_gdap(e, G_CONTOSO, "active");
+        run_once(e);
+        assert_int_equal(process_calls(e, ORD_CONTOSO), 1);
+        assert_int_equal(graph_reads_as(e, G_CONTOSO, "brazil", 200), 2);
+        run_once(e);
+        assert_int_equal(process_calls(e, ORD_CONTOSO), 1);
+        assert_true(assert_audiences(e) >= 4);
+}
+
 static int get_auth(const char *url, const char *auth, long *st, char **body) {
         const char *const h[] = { auth, NULL };
         return harness_http("GET", url, h, NULL, st, body, NULL);
@@ -340,6 +448,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_gdap_only_order, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_fake_audiences, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_gdap_regional_account, setup_regional, teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
