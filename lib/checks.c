@@ -147,13 +147,15 @@ static void on_graph(void *ud, int r, const struct graph_result *res) {
         if (!res || res->state == REL_UNKNOWN) {
                 const char *why = res && res->error ? res->error : strerror(r < 0 ? -r : EIO);
                 if (res && res->config_error) {
+                        char section[64];
+                        account_section(o->graph_account ? o->graph_account : o->account, section, sizeof(section));
                         if (!c->token_error_logged)
                                 log_event(LOG_ERR, LOG_EV_TOKEN_FAILED, fields,
-                                          "Microsoft Graph sign-in failed, check [microsoft] tenant, client_id, "
-                                          "the client secret and the app's DelegatedAdminRelationship.Read.All "
-                                          "permission: %s", why);
+                                          "Microsoft Graph refused the sign-in or the read, check [%s] tenant, "
+                                          "client_id, the client secret and the app's application permission "
+                                          "DelegatedAdminRelationship.Read.All (admin consent): %s", section, why);
                         c->token_error_logged = true;
-                        cycle_set_error(c, -EACCES, "Microsoft Graph sign-in failed", why);
+                        cycle_set_error(c, -EACCES, "Microsoft Graph refused partnerd", why);
                 } else {
                         log_event(LOG_WARNING, LOG_EV_CHECK_FAILED, fields,
                                   "Cannot read the GDAP relationship of %s: %s", name, why);

@@ -137,7 +137,11 @@ static void on_get(void *ud, int r, const struct http_response *resp, const char
         res.status = status;
         res.tenant_id = tenant;
         if (res.state == REL_UNKNOWN) {
-                res.config_error = config;
+                /* 403 (Authorization_RequestDenied): the app lacks the
+                 * application permission DelegatedAdminRelationship.Read.All
+                 * or its admin consent; a configuration error, the same for
+                 * every relationship, not one customer's failure. */
+                res.config_error = config || (r == 0 && resp && resp->status == 403);
                 if (!err) {
                         desc = r == 0 && resp && resp->status == 200
                                        ? strdup("not a delegatedAdminRelationship of that id")

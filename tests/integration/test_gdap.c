@@ -382,6 +382,43 @@ static void test_gdap_regional_account(void **state) {
         assert_true(assert_audiences(e) >= 4);
 }
 
+/* Lines of run's stderr holding every needle. */
+static int err_lines(struct env *e, int run, const char *const *needles) {
+        char *err = harness_pd_output(e->pd, run, true);
+        int n = 0;
+        assert_non_null(err);
+        for (char *line = strtok(err, "\n"); line; line = strtok(NULL, "\n")) {
+                bool all = true;
+                for (size_t i = 0; needles[i]; i++)
+                        all = all && strstr(line, needles[i]);
+                n += all;
+        }
+        free(err);
+        return n;
+}
+
+/* Graph answers 403 (Authorization_RequestDenied, Graph's error shape) to
+ * every read: the app lacks DelegatedAdminRelationship.Read.All.  That is
+ * the configuration's fault, not each customer's: one error line per cycle
+ * naming the permission, no warning per relationship, and the cycle fails
+ * (exit 1 with --once); the reseller order is processed all the same. */
+static void test_graph_forbidden(void **state) {
+        struct env *e = *state;
+        assert_int_equal(harness_fake_fault(&e->fake, "{\"route\":\"gdap\",\"status\":403,\"times\":0,"
+                "\"body\":\"{\\\"error\\\":{\\\"code\\\":\\\"Authorization_RequestDenied\\\",\\\"message\\\":"
+                "\\\"Insufficient privileges to complete the operation.\\\"}}\"}"), 0);
+        int status = -1;
+        assert_int_equal(harness_pd_run(e->pd, (const char *const[]) { "--once", NULL }, RUN_TIMEOUT_MS, &status), 0);
+        assert_int_equal(status, 1);
+        int run = e->pd->runs;
+        assert_true(count_as(e, "GET", "/delegatedAdminRelationships/", NULL, 403) >= 3);
+        assert_int_equal(err_lines(e, run, (const char *const[]) { "<3>", "DelegatedAdminRelationship.Read.All",
+                                                                   "[microsoft]", NULL }), 1);
+        assert_int_equal(err_lines(e, run, (const char *const[]) { "Cannot read the GDAP relationship", NULL }), 0);
+        assert_int_equal(process_calls(e, ORD_BOTH), 1);
+        assert_int_equal(process_calls(e, ORD_CONTOSO), 0);
+}
+
 static int get_auth(const char *url, const char *auth, long *st, char **body) {
         const char *const h[] = { auth, NULL };
         return harness_http("GET", url, h, NULL, st, body, NULL);
@@ -449,6 +486,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_gdap_only_order, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_fake_audiences, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_gdap_regional_account, setup_regional, teardown),
+                cmocka_unit_test_setup_teardown(test_graph_forbidden, setup, teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
