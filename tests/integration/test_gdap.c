@@ -31,6 +31,7 @@
 #include <jansson.h>
 
 #include "harness.h"
+#include "invariants.h"
 #include "pdrun.h"
 #include "smtp.h"
 #include "util.h"
@@ -383,16 +384,10 @@ static void test_gdap_regional_account(void **state) {
 }
 
 /* Lines of run's stderr holding every needle. */
-static int err_lines(struct env *e, int run, const char *const *needles) {
+static size_t err_lines(struct env *e, int run, const char *const *needles) {
         char *err = harness_pd_output(e->pd, run, true);
-        int n = 0;
         assert_non_null(err);
-        for (char *line = strtok(err, "\n"); line; line = strtok(NULL, "\n")) {
-                bool all = true;
-                for (size_t i = 0; needles[i]; i++)
-                        all = all && strstr(line, needles[i]);
-                n += all;
-        }
+        size_t n = inv_count_lines(err, needles);
         free(err);
         return n;
 }
