@@ -316,6 +316,13 @@ static void check_invariants(struct env *e) {
                         fprintf(stderr, "cluster: VIOLATION %s was never asked to accept\n", c->domain);
                         violations++;
                 }
+                /* its first check comes before any request, even when a
+                 * takeover or a lost quorum cut a cycle between the two */
+                if (CUSTOMERS[ci].how == AT_START && asked(&t, ci) > 0) {
+                        fprintf(stderr, "cluster: VIOLATION %s had accepted from the start and was asked\n",
+                                c->domain);
+                        violations++;
+                }
                 if (accepts(e, ci) && inv_mail_count(&t, c->domain, "confirmation") < 1) {
                         fprintf(stderr, "cluster: VIOLATION %s accepted and never told\n", c->domain);
                         violations++;
