@@ -14,6 +14,7 @@
 #include <systemd/sd-daemon.h>
 #include <uv.h>
 
+#include "clusteroutbox.h"
 #include "config.h"
 #include "cycle.h"
 #include "daemon.h"
@@ -262,6 +263,15 @@ static void start_load(struct service *s);
 static bool may_act(const struct service *s);
 static bool outbox_gate(void *ud);
 
+/* The outbox in cluster mode: no mail goes out unless this instance may
+ * act, and no mail is queued that etcd could not mirror (its file is put
+ * in one transaction, lib/clusteroutbox.h; a margin is kept for the
+ * status the flush writes into it later). */
+static void cluster_outbox_rules(struct service *s) {
+        mail_outbox_set_gate(s->sv.outbox, outbox_gate, s);
+        mail_outbox_set_max_file(s->sv.outbox, COUTBOX_MAX_MSG - 2048);
+}
+
 /* [daemon] metrics_file, after each cycle (up) and on the way out (down). */
 static void write_metrics(struct service *s, bool up) {
         const char *path = s->sv.cfg ? s->sv.cfg->daemon.metrics_file : NULL;
@@ -406,7 +416,7 @@ static void on_loaded(void *ud, int r, struct state *loaded, const char *err) {
                 s->sv.outbox = mail_outbox_free(s->sv.outbox);
                 r = mail_outbox_open(dir, &s->sv.outbox);
                 if (r >= 0)
-                        mail_outbox_set_gate(s->sv.outbox, outbox_gate, s);
+                        cluster_outbox_rules(s);
                 if (r < 0) {
                         log_error("Cannot open the mail outbox in %s/outbox: %s", dir, strerror(-r));
                         s->loaded = false;
@@ -704,7 +714,7 @@ outbox:
                 return 1;
         }
         if (s->sv.cfg->cluster.enabled)
-                mail_outbox_set_gate(s->sv.outbox, outbox_gate, s);
+                cluster_outbox_rules(s);
         return 0;
 }
 

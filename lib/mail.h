@@ -153,6 +153,11 @@ struct mail_outbox *mail_outbox_free(struct mail_outbox *o);
  * mail_outbox_sync() returns; mail_outbox_flush() syncs before it sends. */
 int mail_outbox_put(struct mail_outbox *o, const char *dedup_key, const struct mail_message *m,
                     int64_t now);
+/* Bounds the file of one queued mail (0, the default: no bound): a put
+ * whose file would be larger fails with -EFBIG and writes nothing.  In
+ * cluster mode every file is mirrored to etcd, which cannot hold a larger
+ * one (lib/clusteroutbox.h): one such mail must not stop every save. */
+void mail_outbox_set_max_file(struct mail_outbox *o, size_t bytes);
 /* Makes every put so far durable at once (syncfs() of the outbox's file
  * system): a batch of n puts costs one sync instead of 2n fsync()s. */
 int mail_outbox_sync(struct mail_outbox *o);

@@ -82,6 +82,7 @@ struct mail_outbox {
         struct flush_state *flush;
         bool (*gate)(void *ud);      /* mail_outbox_set_gate */
         void *gate_ud;
+        size_t max_file;             /* mail_outbox_set_max_file, 0: none */
 };
 
 struct flush_attempt {
@@ -177,8 +178,9 @@ out:
         return r;
 }
 
+/* max: the largest file allowed (0: any), -EFBIG beyond it. */
 static int entry_write_mode(const char *dir, const struct outbox_entry *e, const char *status,
-                            bool sync) {
+                            bool sync, size_t max) {
         json_t *env;
         char *head = NULL, *path = NULL, *buf = NULL;
         int r = -ENOMEM;
@@ -193,6 +195,10 @@ static int entry_write_mode(const char *dir, const struct outbox_entry *e, const
         if (!head)
                 goto out;
         size_t hl = strlen(head), len = hl + 1 + e->msg.len;
+        if (max && len > max) {
+                r = -EFBIG;
+                goto out;
+        }
         buf = malloc(len);
         if (!buf)
                 goto out;
@@ -212,7 +218,7 @@ out:
 }
 
 static int entry_write(const char *dir, const struct outbox_entry *e, const char *status) {
-        return entry_write_mode(dir, e, status, true);
+        return entry_write_mode(dir, e, status, true, 0);
 }
 
 int mail_outbox_sync(struct mail_outbox *o) {
@@ -773,6 +779,11 @@ static int strv_copy(char ***dst, char *const *src, size_t n) {
         return 0;
 }
 
+void mail_outbox_set_max_file(struct mail_outbox *o, size_t bytes) {
+        if (o)
+                o->max_file = bytes;
+}
+
 int mail_outbox_put(struct mail_outbox *o, const char *dedup_key, const struct mail_message *m,
                     int64_t now) {
         struct outbox_entry *e;
@@ -829,7 +840,7 @@ int mail_outbox_put(struct mail_outbox *o, const char *dedup_key, const struct m
         e->msg.len = m->len;
         e->queued_at = now;
         e->next_attempt = now;
-        r = entry_write_mode(o->dir, e, "pending", false);
+        r = entry_write_mode(o->dir, e, "pending", false, o->max_file);
         if (r < 0)
                 goto fail;
         o->unsynced = true;

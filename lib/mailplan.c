@@ -151,12 +151,16 @@ static int put_outbox(struct cycle *c, const struct action *a, const struct trac
         if (r >= 0 && remember_unsynced(c, a) < 0)
                 return -ENOMEM;
         if (r < 0) {
+                /* -EFBIG: cluster mode, a mail etcd could not mirror (mail_outbox_set_max_file) */
+                char why[160];
+                snprintf(why, sizeof(why), "%s", r == -EFBIG ? "the message is larger than one etcd "
+                         "transaction can hold (a shorter template?)" : strerror(-r));
                 log_event(LOG_ERR, LOG_EV_MAIL_FAILED,
                           LOG_FIELDS({ "ORDER_ID", first_order }, { "CUSTOMER_KEY", a->customer_key },
                                      { "PARTNER_ACCOUNT", cust->account }),
                           "Cannot queue %s mail for %s: %s; it will be decided again next cycle",
-                          mail_kind_to_string(a->mail_kind), a->customer_key, strerror(-r));
-                cycle_set_error(c, r, "cannot queue mail", strerror(-r));
+                          mail_kind_to_string(a->mail_kind), a->customer_key, why);
+                cycle_set_error(c, r, "cannot queue mail", why);
                 return 0;
         }
         if (r == 0) {

@@ -92,16 +92,20 @@ static int group_teardown(void **state) {
 
 #define NEED_ETCD() do { if (!etcd) skip(); } while (0)
 
-static struct inv_world *world_args(const char *const *fake_args) {
+static struct inv_world *world_opts(const char *const *fake_args, const struct harness_pd_options *o) {
         struct inv_world *w = calloc(1, sizeof(*w));
         json_t *sc = inv_scenario_new(CUST, N_CUST, SERIES);
         assert_non_null(w);
         assert_non_null(sc);
         assert_int_equal(inv_world_start(w, sc, fake_args, &(struct harness_smtp_options) { 0 },
-                                         &(struct harness_pd_options) { .poll_interval = "1h" }), 0);
+                                         o ? o : &(struct harness_pd_options) { .poll_interval = "1h" }), 0);
         json_decref(sc);
         cur = w;
         return w;
+}
+
+static struct inv_world *world_args(const char *const *fake_args) {
+        return world_opts(fake_args, NULL);
 }
 
 static struct inv_world *world(void) {
@@ -486,6 +490,69 @@ static void test_stopped_leader(void **state) {
         world_free(w);
 }
 
+/* dir/name: the shipped template name, then filler up to about 250 KB of
+ * "é" (quoted-printable triples it): the mail is larger than etcd takes. */
+static void write_big_template(const char *dir, const char *name) {
+        char *src = NULL, *path = harness_src_path("config/templates"), file[1024];
+        size_t len = 0;
+        snprintf(file, sizeof(file), "%s/%s", path, name);
+        assert_int_equal(util_read_file(file, 1 << 20, &src, &len), 0);
+        size_t fill = 240 * 1024, n = len + fill;
+        char *text = malloc(n + 1);
+        assert_non_null(text);
+        memcpy(text, src, len);
+        for (size_t i = 0; i + 1 < fill; i += 2)
+                memcpy(text + len + i, "\xc3\xa9", 2);
+        snprintf(file, sizeof(file), "%s/%s", dir, name);
+        assert_int_equal(util_write_file_atomic(file, text, n, 0644), 0);
+        free(text);
+        free(src);
+        free(path);
+}
+
+/* One mail too large for etcd (an override template): in cluster mode
+ * every queued mail is mirrored in one etcd transaction, so it is refused
+ * at the outbox with an error naming the customer, and the cycle goes on:
+ * the accepted customer is processed and told, the state is saved.  (If
+ * it were queued, every save would fail and nothing would be processed.) */
+static void test_oversize_mail(void **state) {
+        NEED_ETCD();
+        char *tdir = harness_tmpdir(), *mail_extra = NULL, prefix[32], path[1024];
+        assert_non_null(tdir);
+        write_big_template(tdir, "new-request.txt");
+        write_big_template(tdir, "new-request.html");
+        assert_true(asprintf(&mail_extra, "templates = %s\n", tdir) > 0);
+        struct inv_world *w = world_opts(NULL, &(struct harness_pd_options) {
+                .poll_interval = "1h", .builtin_templates = true, .mail_extra = mail_extra });
+        free(mail_extra);
+        size_t requests, total, posts;
+        add_cluster(w, prefix, sizeof(prefix));
+        assert_int_equal(run_pd(w, (const char *const[]) { "--check-config", NULL }), 0);
+        int st = run_pd(w, (const char *const[]) { "--once", NULL });
+        assert_int_equal(st, 1);   /* the cycle reports the mail it could not queue */
+        int run = w->pd->runs;
+        assert_int_equal(lines_with(w, run, (const char *const[]) { "Cannot queue new-request mail",
+                                                                    "larger than one etcd transaction", NULL }), 1);
+        assert_int_equal(lines_with(w, run, (const char *const[]) { "Cannot save state", NULL }), 0);
+        counts(w, &requests, &total, &posts);
+        assert_int_equal(requests, 0);
+        assert_int_equal(posts, 1);
+        assert_int_equal(total, 1);   /* the accepted customer's confirmation */
+        json_t *j = status_json(w);
+        char *text = json_dumps(j, 0);
+        assert_non_null(strstr(text, CUST[C_ACCEPTED].tenant_id));
+        free(text);
+        json_decref(j);
+        world_free(w);
+        const char *names[] = { "new-request.txt", "new-request.html" };
+        for (int i = 0; i < 2; i++) {
+                snprintf(path, sizeof(path), "%s/%s", tdir, names[i]);
+                (void) unlink(path);
+        }
+        (void) rmdir(tdir);
+        free(tdir);
+}
+
 static void test_migrate(void **state) {
         NEED_ETCD();
         struct inv_world *w = world();
@@ -531,6 +598,7 @@ int main(void) {
                 cmocka_unit_test_teardown(test_outbox_takeover, per_test_end),
                 cmocka_unit_test_teardown(test_stopped_leader, per_test_end),
                 cmocka_unit_test_teardown(test_migrate, per_test_end),
+                cmocka_unit_test_teardown(test_oversize_mail, per_test_end),
         };
         return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
