@@ -129,15 +129,12 @@ char *inv_scenario_write(json_t *sc, const char *dir, const char *name) {
         return path;
 }
 
-int inv_world_start(struct inv_world *w, json_t *sc, const char *const *fake_args,
-                    const struct harness_smtp_options *smtp_opts, const struct harness_pd_options *pdo) {
+/* The fake, the SMTP server and partnerd's config on w->scenario. */
+static int world_open(struct inv_world *w, const char *const *fake_args,
+                      const struct harness_smtp_options *smtp_opts, const struct harness_pd_options *pdo) {
         struct harness_pd_options o = *pdo;
         int r;
 
-        *w = (struct inv_world) { 0 };
-        if (!(w->dir = harness_tmpdir()) ||
-            !(w->scenario = inv_scenario_write(sc, w->dir, "scenario.json")))
-                return -ENOMEM;
         if ((r = harness_fake_start_args(w->scenario, fake_args, &w->fake)) < 0)
                 return r;
         if (smtp_opts) {
@@ -148,6 +145,45 @@ int inv_world_start(struct inv_world *w, json_t *sc, const char *const *fake_arg
         o.fake_base = w->fake.base_url;
         o.scenario = w->scenario;
         return harness_pd_setup(&o, &w->pd);
+}
+
+int inv_world_start(struct inv_world *w, json_t *sc, const char *const *fake_args,
+                    const struct harness_smtp_options *smtp_opts, const struct harness_pd_options *pdo) {
+        *w = (struct inv_world) { 0 };
+        if (!(w->dir = harness_tmpdir()) ||
+            !(w->scenario = inv_scenario_write(sc, w->dir, "scenario.json")))
+                return -ENOMEM;
+        return world_open(w, fake_args, smtp_opts, pdo);
+}
+
+int inv_world_start_file(struct inv_world *w, const char *rel, const char *const *fake_args,
+                         const struct harness_smtp_options *smtp_opts, const struct harness_pd_options *pdo) {
+        *w = (struct inv_world) { 0 };
+        if (!(w->scenario = harness_src_path(rel)))
+                return -ENOMEM;
+        return world_open(w, fake_args, smtp_opts, pdo);
+}
+
+struct inv_world *inv_world_new(json_t *sc, const char *rel, const struct harness_smtp_options *smtp_opts,
+                                const struct harness_pd_options *pdo) {
+        static const struct harness_smtp_options defaults = { 0 };
+        struct inv_world *w = calloc(1, sizeof(*w));
+        if (!w)
+                return NULL;
+        int r = sc ? inv_world_start(w, sc, NULL, smtp_opts ? smtp_opts : &defaults, pdo)
+                   : inv_world_start_file(w, rel, NULL, smtp_opts ? smtp_opts : &defaults, pdo);
+        if (r < 0) {
+                inv_world_free(w);
+                return NULL;
+        }
+        return w;
+}
+
+void inv_world_free(struct inv_world *w) {
+        if (!w)
+                return;
+        inv_world_stop(w);
+        free(w);
 }
 
 void inv_world_stop(struct inv_world *w) {

@@ -77,8 +77,19 @@ struct inv_world {
  * on failure what was started is left for inv_world_stop(). */
 int inv_world_start(struct inv_world *w, json_t *sc, const char *const *fake_args,
                     const struct harness_smtp_options *smtp_opts, const struct harness_pd_options *pdo);
+/* The same on a scenario file of the source tree as it is (rel, e.g.
+ * "tests/scenarios/basic.json"): no temp copy, w->dir stays NULL. */
+int inv_world_start_file(struct inv_world *w, const char *rel, const char *const *fake_args,
+                         const struct harness_smtp_options *smtp_opts, const struct harness_pd_options *pdo);
 /* Stops and frees everything (the temp dirs too, unless $HARNESS_KEEP). */
 void inv_world_stop(struct inv_world *w);
+/* For a cmocka setup: a world on sc (inv_world_start; sc NULL: on the file
+ * rel, inv_world_start_file) with an SMTP server of smtp_opts (NULL: the
+ * defaults).  NULL on failure, with what was started stopped. */
+struct inv_world *inv_world_new(json_t *sc, const char *rel, const struct harness_smtp_options *smtp_opts,
+                                const struct harness_pd_options *pdo);
+/* inv_world_stop() and free; accepts NULL. */
+void inv_world_free(struct inv_world *w);
 
 /* ---- the fake's request log ---- */
 

@@ -50,46 +50,19 @@
 #define ORD_FABRIKAM   "ORD-1001-0001-0005"
 #define RUN_TIMEOUT_MS 120000
 
-struct env {
-        struct harness_fake fake;
-        struct harness_smtp *smtp;
-        struct harness_pd *pd;
-        char *scenario;
-};
 
 static int setup(void **state) {
-        struct env *e = calloc(1, sizeof(*e));
-        if (!e)
-                return -1;
-        e->scenario = harness_src_path("tests/scenarios/basic.json");
-        if (harness_fake_start(e->scenario, &e->fake) < 0 ||
-            harness_smtp_start(&(struct harness_smtp_options) { 0 }, &e->smtp) < 0)
-                return -1;
-        struct harness_pd_options o = {
-                .fake_base = e->fake.base_url,
-                .smtp_url = harness_smtp_url(e->smtp),
-                .scenario = e->scenario,
-                .ops = "ops@example.test",
-        };
-        if (harness_pd_setup(&o, &e->pd) < 0)
-                return -1;
-        *state = e;
-        return 0;
+        *state = inv_world_new(NULL, "tests/scenarios/basic.json", NULL,
+                               &(struct harness_pd_options) { .ops = "ops@example.test" });
+        return *state ? 0 : -1;
 }
 
 static int teardown(void **state) {
-        struct env *e = *state;
-        if (!e)
-                return 0;
-        harness_pd_free(e->pd);
-        harness_smtp_stop(e->smtp);
-        (void) harness_fake_stop(&e->fake);
-        free(e->scenario);
-        free(e);
+        inv_world_free(*state);
         return 0;
 }
 
-static int run_once(struct env *e) {
+static int run_once(struct inv_world *e) {
         int status = -1;
         const char *args[] = { "--once", NULL };
         assert_int_equal(harness_pd_run(e->pd, args, RUN_TIMEOUT_MS, &status), 0);
@@ -148,7 +121,7 @@ static size_t smtp_mails_mentioning(struct harness_smtp *smtp, size_t from, cons
         return n;
 }
 
-static size_t mails_mentioning(struct env *e, size_t from, const char *needle) {
+static size_t mails_mentioning(struct inv_world *e, size_t from, const char *needle) {
         return smtp_mails_mentioning(e->smtp, from, needle);
 }
 
@@ -172,7 +145,7 @@ static size_t prio_lines(struct harness_pd *pd, int run, int max_prio, const cha
 }
 
 static void test_three_runs(void **state) {
-        struct env *e = *state;
+        struct inv_world *e = *state;
         char *st;
 
         /* ---- run 1: detect and notify, no Process ---- */
@@ -459,7 +432,7 @@ static void test_template_fault(void **state) {
 }
 
 static void test_check_config(void **state) {
-        struct env *e = *state;
+        struct inv_world *e = *state;
         int status = -1;
         const char *ok[] = { "--check-config", NULL };
         assert_int_equal(harness_pd_run(e->pd, ok, RUN_TIMEOUT_MS, &status), 0);
@@ -490,7 +463,7 @@ static void test_check_config(void **state) {
 }
 
 static void test_send_test_mail(void **state) {
-        struct env *e = *state;
+        struct inv_world *e = *state;
         int status = -1;
         size_t before = harness_smtp_count(e->smtp);
         int requests = harness_fake_count(&e->fake, NULL, NULL);
@@ -513,7 +486,7 @@ static void test_send_test_mail(void **state) {
 }
 
 static void test_usage(void **state) {
-        struct env *e = *state;
+        struct inv_world *e = *state;
         int status = -1;
         const char *bad[] = { "--no-such-option", NULL };
         assert_int_equal(harness_pd_run(e->pd, bad, RUN_TIMEOUT_MS, &status), 0);
@@ -527,7 +500,7 @@ static void test_usage(void **state) {
 }
 
 static void test_status(void **state) {
-        struct env *e = *state;
+        struct inv_world *e = *state;
         int status = -1;
         const char *args[] = { "status", "--json", NULL };
         assert_int_equal(harness_pd_run(e->pd, args, RUN_TIMEOUT_MS, &status), 0);

@@ -54,72 +54,49 @@
 #define ADMIN "admin1@example.test"
 #define RUN_TIMEOUT_MS 120000
 
-struct env {
-        struct harness_fake fake;
-        struct harness_smtp *smtp;
-        struct harness_pd *pd;
-        char *scenario;
-        char *tmpdir;           /* setup_regional: holds the scenario */
-};
-
 /* gdap.json, with regions.json's brazil account added and Contoso's GDAP
  * relationship held by brazil's partner tenant instead of the default one
  * (the fake's Graph shows a tenant its own relationships only). */
-static char *regional_scenario(const char *dir) {
+static json_t *regional_scenario(void) {
         char *gdap = harness_src_path("tests/scenarios/gdap.json");
         char *regions = harness_src_path("tests/scenarios/regions.json");
         json_t *sc = json_load_file(gdap, 0, NULL), *rg = json_load_file(regions, 0, NULL);
-        char *path = NULL;
         json_t *br = json_array_get(json_object_get(rg, "partner_accounts"), 0);
         json_t *rel = json_array_get(json_object_get(sc, "gdap_relationships"), 0);
-        if (br && rel && strcmp(json_string_value(json_object_get(rel, "id")), G_CONTOSO) == 0 &&
-            json_object_set_new(sc, "partner_accounts", json_pack("[O]", br)) == 0 &&
-            json_object_set_new(rel, "account", json_string("brazil")) == 0 &&
-            asprintf(&path, "%s/gdap-regional.json", dir) >= 0 && json_dump_file(sc, path, 0) < 0)
-                util_freep(&path);
-        json_decref(sc);
+        if (!br || !rel || strcmp(json_string_value(json_object_get(rel, "id")), G_CONTOSO) != 0 ||
+            json_object_set_new(sc, "partner_accounts", json_pack("[O]", br)) < 0 ||
+            json_object_set_new(rel, "account", json_string("brazil")) < 0) {
+                json_decref(sc);
+                sc = NULL;
+        }
         json_decref(rg);
         free(gdap);
         free(regions);
-        return path;
+        return sc;
 }
 
 static int setup_with(void **state, bool regional) {
-        struct env *e = calloc(1, sizeof(*e));
-        char *brazil = NULL;
-        if (!e)
-                return -1;
-        *state = e;
-        if (!regional)
-                e->scenario = harness_src_path("tests/scenarios/gdap.json");
-        else if (!(e->tmpdir = harness_tmpdir()) || !(e->scenario = regional_scenario(e->tmpdir)))
-                return -1;
-        if (harness_fake_start(e->scenario, &e->fake) < 0 ||
-            harness_smtp_start(&(struct harness_smtp_options) { 0 }, &e->smtp) < 0)
-                return -1;
-        if (regional && asprintf(&brazil, "\n[microsoft.brazil]\ntenant = " BRAZIL_TENANT "\nclient_id = " BRAZIL_APP
-                                 "\nclient_secret_file = brazil-secret\npartner_ids = " PID_BRAZIL "\n") < 0)
-                return -1;
-        struct harness_pd_options o = {
-                .fake_base = e->fake.base_url,
-                .smtp_url = harness_smtp_url(e->smtp),
-                .scenario = e->scenario,
-                .ops = OPS,
-                .mail_extra = "deadline = 90d\n",
-                .microsoft_extra = regional ? "partner_ids = " PID_DEFAULT "\n" : NULL,
-                .daemon_extra = brazil,
-        };
-        int r = harness_pd_setup(&o, &e->pd);
-        free(brazil);
-        if (r < 0)
-                return -1;
+        struct harness_pd_options o = { .ops = OPS, .mail_extra = "deadline = 90d\n" };
+        json_t *sc = NULL;
         if (regional) {
-                char path[512];
-                snprintf(path, sizeof(path), "%s/brazil-secret", e->pd->creds);
-                if (util_write_file_atomic(path, BRAZIL_SECRET, strlen(BRAZIL_SECRET), 0600) < 0)
+                if (!(sc = regional_scenario()))
                         return -1;
+                o.microsoft_extra = "partner_ids = " PID_DEFAULT "\n";
+                o.daemon_extra = "\n[microsoft.brazil]\ntenant = " BRAZIL_TENANT "\nclient_id = " BRAZIL_APP
+                                 "\nclient_secret_file = brazil-secret\npartner_ids = " PID_BRAZIL "\n";
         }
-        return 0;
+        struct inv_world *w = inv_world_new(sc, "tests/scenarios/gdap.json", NULL, &o);
+        json_decref(sc);
+        if (w && regional) {
+                char path[512];
+                snprintf(path, sizeof(path), "%s/brazil-secret", w->pd->creds);
+                if (util_write_file_atomic(path, BRAZIL_SECRET, strlen(BRAZIL_SECRET), 0600) < 0) {
+                        inv_world_free(w);
+                        w = NULL;
+                }
+        }
+        *state = w;
+        return w ? 0 : -1;
 }
 
 static int setup(void **state) {
@@ -131,23 +108,11 @@ static int setup_regional(void **state) {
 }
 
 static int teardown(void **state) {
-        struct env *e = *state;
-        if (!e)
-                return 0;
-        harness_pd_free(e->pd);
-        harness_smtp_stop(e->smtp);
-        (void) harness_fake_stop(&e->fake);
-        if (e->tmpdir && e->scenario)
-                (void) unlink(e->scenario);
-        if (e->tmpdir)
-                (void) rmdir(e->tmpdir);
-        free(e->tmpdir);
-        free(e->scenario);
-        free(e);
+        inv_world_free(*state);
         return 0;
 }
 
-static void run_once(struct env *e) {
+static void run_once(struct inv_world *e) {
         int status = -1;
         assert_int_equal(harness_pd_run(e->pd, (const char *const[]) { "--once", NULL }, RUN_TIMEOUT_MS,
                                         &status), 0);
@@ -160,7 +125,7 @@ static void run_once(struct env *e) {
         assert_int_equal(status, 0);
 }
 
-static void set_gdap(struct env *e, const char *id, const char *status) {
+static void set_gdap(struct inv_world *e, const char *id, const char *status) {
         char path[256], url[512];
         long st = 0;
         snprintf(path, sizeof(path), "/_fake/gdap/%s?status=%s", id, status);
@@ -170,7 +135,7 @@ static void set_gdap(struct env *e, const char *id, const char *status) {
 
 /* Requests whose path contains sub, asked with account's token (NULL: any)
  * and answered with status (0: any). */
-static int count_as(struct env *e, const char *method, const char *sub, const char *account, long status) {
+static int count_as(struct inv_world *e, const char *method, const char *sub, const char *account, long status) {
         json_t *log = harness_fake_log(&e->fake), *rec;
         size_t i;
         int n = 0;
@@ -189,11 +154,11 @@ static int count_as(struct env *e, const char *method, const char *sub, const ch
 }
 
 /* Requests whose path contains sub (method NULL: any). */
-static int count(struct env *e, const char *method, const char *sub) {
+static int count(struct inv_world *e, const char *method, const char *sub) {
         return count_as(e, method, sub, NULL, 0);
 }
 
-static int process_calls(struct env *e, const char *order) {
+static int process_calls(struct inv_world *e, const char *order) {
         char p[96];
         snprintf(p, sizeof(p), "/orders/%s/process", order);
         return count(e, "POST", p);
@@ -202,7 +167,7 @@ static int process_calls(struct env *e, const char *order) {
 /* Every request to Partner Center (/v1/) carried a Partner Center token
  * and every request to Graph (/v1.0/) a Graph token: no token of one
  * audience ever went to the other service.  Returns the Graph requests. */
-static int assert_audiences(struct env *e) {
+static int assert_audiences(struct inv_world *e) {
         json_t *log = harness_fake_log(&e->fake), *rec;
         size_t i;
         int graph = 0;
@@ -229,7 +194,7 @@ struct mails {
         bool gdap_wording;    /* one of them says "delegated admin" */
 };
 
-static struct mails mails_to(struct env *e, size_t from, const char *order, const char *rcpt) {
+static struct mails mails_to(struct inv_world *e, size_t from, const char *order, const char *rcpt) {
         struct mails r = { 0 };
         for (size_t i = from; i < harness_smtp_count(e->smtp); i++) {
                 json_t *m = harness_smtp_parse(e->smtp, i);
@@ -257,7 +222,7 @@ static struct mails mails_to(struct env *e, size_t from, const char *order, cons
 
 /* The customer of `partnerd status --json` whose key is key: its kind and
  * gdap_ended ("-" when null). */
-static void status_of(struct env *e, const char *key, char *kind, char *ended, size_t n) {
+static void status_of(struct inv_world *e, const char *key, char *kind, char *ended, size_t n) {
         int status = -1;
         assert_int_equal(harness_pd_run(e->pd, (const char *const[]) { "status", "--json", NULL },
                                         RUN_TIMEOUT_MS, &status), 0);
@@ -279,7 +244,7 @@ static void status_of(struct env *e, const char *key, char *kind, char *ended, s
 }
 
 static void test_gdap_only_order(void **state) {
-        struct env *e = *state;
+        struct inv_world *e = *state;
 
         /* ---- run 1: Contoso is a reseller customer, its GDAP request pending ---- */
         run_once(e);
@@ -346,7 +311,7 @@ static void test_gdap_only_order(void **state) {
 
 /* Graph reads of relationship id answered with status, asked with
  * account's token (the fake's account name: "default" or "brazil"). */
-static int graph_reads_as(struct env *e, const char *id, const char *account, long status) {
+static int graph_reads_as(struct inv_world *e, const char *id, const char *account, long status) {
         char sub[160];
         snprintf(sub, sizeof(sub), "/delegatedAdminRelationships/%s", id);
         return count_as(e, "GET", sub, account, status);
@@ -357,7 +322,7 @@ static int graph_reads_as(struct env *e, const char *id, const char *account, lo
  * once active, not reported to ops as unknown.  An id no account knows is
  * still "not found", after each account was asked. */
 static void test_gdap_regional_account(void **state) {
-        struct env *e = *state;
+        struct inv_world *e = *state;
         run_once(e);
         assert_int_equal(graph_reads_as(e, G_CONTOSO, "default", 404), 1);
         assert_int_equal(graph_reads_as(e, G_CONTOSO, "brazil", 200), 1);
@@ -384,7 +349,7 @@ static void test_gdap_regional_account(void **state) {
 }
 
 /* Lines of run's stderr holding every needle. */
-static size_t err_lines(struct env *e, int run, const char *const *needles) {
+static size_t err_lines(struct inv_world *e, int run, const char *const *needles) {
         char *err = harness_pd_output(e->pd, run, true);
         assert_non_null(err);
         size_t n = inv_count_lines(err, needles);
@@ -398,7 +363,7 @@ static size_t err_lines(struct env *e, int run, const char *const *needles) {
  * naming the permission, no warning per relationship, and the cycle fails
  * (exit 1 with --once); the reseller order is processed all the same. */
 static void test_graph_forbidden(void **state) {
-        struct env *e = *state;
+        struct inv_world *e = *state;
         assert_int_equal(harness_fake_fault(&e->fake, "{\"route\":\"gdap\",\"status\":403,\"times\":0,"
                 "\"body\":\"{\\\"error\\\":{\\\"code\\\":\\\"Authorization_RequestDenied\\\",\\\"message\\\":"
                 "\\\"Insufficient privileges to complete the operation.\\\"}}\"}"), 0);
@@ -422,7 +387,7 @@ static int get_auth(const char *url, const char *auth, long *st, char **body) {
 /* The fake itself: a Partner Center token is refused by Graph with Graph's
  * 401, and a Graph token by Partner Center with its own 401. */
 static void test_fake_audiences(void **state) {
-        struct env *e = *state;
+        struct inv_world *e = *state;
         char url[512], *body = NULL;
         long st = 0;
         json_t *sc = json_load_file(e->scenario, 0, NULL);

@@ -25,6 +25,7 @@
 #include <cmocka.h>
 
 #include "harness.h"
+#include "invariants.h"
 #include "pdrun.h"
 #include "smtp.h"
 #include "util.h"
@@ -32,14 +33,8 @@
 #define RUN_TIMEOUT_MS 120000
 #define SMTP_USER "partnerd-relay"
 
-struct env {
-        struct harness_fake fake;
-        struct harness_smtp *smtp;
-        struct harness_pd *pd;
-        char *scenario;
-};
 
-static void set_password(struct env *e, const char *pw) {
+static void set_password(struct inv_world *e, const char *pw) {
         char *p = NULL;
         assert_true(asprintf(&p, "%s/smtp-password", e->pd->creds) > 0);
         assert_int_equal(util_write_file_atomic(p, pw, strlen(pw), 0600), 0);
@@ -47,34 +42,15 @@ static void set_password(struct env *e, const char *pw) {
 }
 
 static int setup(void **state) {
-        struct env *e = calloc(1, sizeof(*e));
-        if (!e)
-                return -1;
-        e->scenario = harness_src_path("tests/scenarios/basic.json");
-        if (harness_fake_start(e->scenario, &e->fake) < 0 ||
-            harness_smtp_start(&(struct harness_smtp_options) { .auth = SMTP_USER ":right-password" }, &e->smtp) < 0)
-                return -1;
-        struct harness_pd_options o = {
-                .fake_base = e->fake.base_url,
-                .smtp_url = harness_smtp_url(e->smtp),
-                .scenario = e->scenario,
-                .mail_extra = "username = " SMTP_USER "\npassword_file = smtp-password\n",
-        };
-        if (harness_pd_setup(&o, &e->pd) < 0)
-                return -1;
-        *state = e;
-        return 0;
+        *state = inv_world_new(NULL, "tests/scenarios/basic.json",
+                               &(struct harness_smtp_options) { .auth = SMTP_USER ":right-password" },
+                               &(struct harness_pd_options) {
+                                       .mail_extra = "username = " SMTP_USER "\npassword_file = smtp-password\n" });
+        return *state ? 0 : -1;
 }
 
 static int teardown(void **state) {
-        struct env *e = *state;
-        if (!e)
-                return 0;
-        harness_pd_free(e->pd);
-        harness_smtp_stop(e->smtp);
-        (void) harness_fake_stop(&e->fake);
-        free(e->scenario);
-        free(e);
+        inv_world_free(*state);
         return 0;
 }
 
@@ -86,7 +62,7 @@ static size_t count_lines(const char *text, const char *needle) {
 }
 
 static void test_login_refused(void **state) {
-        struct env *e = *state;
+        struct inv_world *e = *state;
         const char *once[] = { "--once", NULL };
         char path[1024], want[512];
         int status = -1;
@@ -118,7 +94,7 @@ static void test_login_refused(void **state) {
 }
 
 static void test_retry_between_cycles(void **state) {
-        struct env *e = *state;
+        struct inv_world *e = *state;
         harness_smtp_stop(e->smtp);
         harness_pd_free(e->pd);
         /* the first DATA gets 451: that mail is queued for a retry */

@@ -33,6 +33,7 @@
 #include <jansson.h>
 
 #include "harness.h"
+#include "invariants.h"
 #include "pdrun.h"
 #include "smtp.h"
 #include "util.h"
@@ -49,68 +50,45 @@
 #define BRAZIL_TENANT "softwareone-br.onmicrosoft.com"
 #define RUN_TIMEOUT_MS 120000
 
-struct env {
-        struct harness_fake fake;
-        struct harness_smtp *smtp;
-        struct harness_pd *pd;
-        char *scenario;
-};
 
 static int setup(void **state) {
-        struct env *e = calloc(1, sizeof(*e));
-        json_t *sc = NULL;
-        if (!e)
-                return -1;
-        e->scenario = harness_src_path("tests/scenarios/regions.json");
-        if (harness_fake_start(e->scenario, &e->fake) < 0 ||
-            harness_smtp_start(&(struct harness_smtp_options) { 0 }, &e->smtp) < 0)
-                return -1;
         /* brazil's section: its own tenant, app and secret (from the scenario) */
-        sc = json_load_file(e->scenario, 0, NULL);
+        char *path = harness_src_path("tests/scenarios/regions.json"), *brazil = NULL, secret_path[512];
+        json_t *sc = path ? json_load_file(path, 0, NULL) : NULL;
         json_t *br = json_array_get(json_object_get(sc, "partner_accounts"), 0);
-        char *brazil = NULL;
-        if (!br || asprintf(&brazil, "\n[microsoft.brazil]\ntenant = %s\nclient_id = %s\n"
-                            "client_secret_file = brazil-secret\npartner_ids = " PID_BRAZIL "\n",
-                            json_string_value(json_object_get(br, "tenant")),
-                            json_string_value(json_object_get(br, "client_id"))) < 0)
-                return -1;
-        struct harness_pd_options o = {
-                .fake_base = e->fake.base_url,
-                .smtp_url = harness_smtp_url(e->smtp),
-                .scenario = e->scenario,
-                .ops = "ops@example.test",
-                .microsoft_extra = "partner_ids = " PID_DEFAULT "\n",
-                .mail_extra = "deadline = 90d\n",
-                .daemon_extra = brazil,
-        };
-        int r = harness_pd_setup(&o, &e->pd);
+        struct inv_world *w = NULL;
+        free(path);
+        if (br && asprintf(&brazil, "\n[microsoft.brazil]\ntenant = %s\nclient_id = %s\n"
+                           "client_secret_file = brazil-secret\npartner_ids = " PID_BRAZIL "\n",
+                           json_string_value(json_object_get(br, "tenant")),
+                           json_string_value(json_object_get(br, "client_id"))) >= 0)
+                w = inv_world_new(NULL, "tests/scenarios/regions.json", NULL, &(struct harness_pd_options) {
+                        .ops = "ops@example.test",
+                        .microsoft_extra = "partner_ids = " PID_DEFAULT "\n",
+                        .mail_extra = "deadline = 90d\n",
+                        .daemon_extra = brazil });
         free(brazil);
-        if (r < 0)
-                return -1;
-        char path[512];
-        snprintf(path, sizeof(path), "%s/brazil-secret", e->pd->creds);
         const char *secret = json_string_value(json_object_get(br, "client_secret"));
-        r = util_write_file_atomic(path, secret, strlen(secret), 0600);
+        int r = w && secret ? 0 : -1;
+        if (r == 0) {
+                snprintf(secret_path, sizeof(secret_path), "%s/brazil-secret", w->pd->creds);
+                r = util_write_file_atomic(secret_path, secret, strlen(secret), 0600);
+        }
         json_decref(sc);
-        if (r < 0)
+        if (r < 0) {
+                inv_world_free(w);
                 return -1;
-        *state = e;
+        }
+        *state = w;
         return 0;
 }
 
 static int teardown(void **state) {
-        struct env *e = *state;
-        if (!e)
-                return 0;
-        harness_pd_free(e->pd);
-        harness_smtp_stop(e->smtp);
-        (void) harness_fake_stop(&e->fake);
-        free(e->scenario);
-        free(e);
+        inv_world_free(*state);
         return 0;
 }
 
-static int run_args(struct env *e, const char *const *args) {
+static int run_args(struct inv_world *e, const char *const *args) {
         int status = -1;
         assert_int_equal(harness_pd_run(e->pd, args, RUN_TIMEOUT_MS, &status), 0);
         if (status != 0) {
@@ -121,12 +99,12 @@ static int run_args(struct env *e, const char *const *args) {
         return status;
 }
 
-static int run_once(struct env *e) {
+static int run_once(struct inv_world *e) {
         return run_args(e, (const char *const[]) { "--once", NULL });
 }
 
 /* Accepts tenant's relationship with one partner account of the fake. */
-static void accept_with(struct env *e, const char *tenant, const char *account) {
+static void accept_with(struct inv_world *e, const char *tenant, const char *account) {
         char path[256], url[512];
         long status = 0;
         snprintf(path, sizeof(path), "/_fake/accept/%s?account=%s", tenant, account);
@@ -136,7 +114,7 @@ static void accept_with(struct env *e, const char *tenant, const char *account) 
 
 /* Requests whose path contains path_sub, asked with account's token
  * (account NULL: with any or none). */
-static int count_as(struct env *e, const char *method, const char *path_sub, const char *account) {
+static int count_as(struct inv_world *e, const char *method, const char *path_sub, const char *account) {
         json_t *log = harness_fake_log(&e->fake), *rec;
         size_t i;
         int n = 0;
@@ -153,14 +131,14 @@ static int count_as(struct env *e, const char *method, const char *path_sub, con
         return n;
 }
 
-static int process_calls(struct env *e, const char *order) {
+static int process_calls(struct inv_world *e, const char *order) {
         char p[96];
         snprintf(p, sizeof(p), "/orders/%s/process", order);
         return count_as(e, "POST", p, NULL);
 }
 
 /* Mails from index `from` on that name order, sent to rcpt. */
-static size_t mails_to(struct env *e, size_t from, const char *order, const char *rcpt) {
+static size_t mails_to(struct inv_world *e, size_t from, const char *order, const char *rcpt) {
         size_t n = 0;
         for (size_t i = from; i < harness_smtp_count(e->smtp); i++) {
                 json_t *m = harness_smtp_parse(e->smtp, i);
@@ -179,7 +157,7 @@ static size_t mails_to(struct env *e, size_t from, const char *order, const char
 }
 
 /* The "account" of the customer of tenant in `partnerd status --json`. */
-static char *status_account(struct env *e, const char *tenant) {
+static char *status_account(struct inv_world *e, const char *tenant) {
         assert_int_equal(run_args(e, (const char *const[]) { "status", "--json", NULL }), 0);
         char *out = harness_pd_output(e->pd, e->pd->runs, false);
         json_t *root = out ? json_loads(out, 0, NULL) : NULL, *c;
@@ -197,7 +175,7 @@ static char *status_account(struct env *e, const char *tenant) {
         return acct;
 }
 
-static void assert_status_account(struct env *e, const char *tenant, const char *want) {
+static void assert_status_account(struct inv_world *e, const char *tenant, const char *want) {
         char *a = status_account(e, tenant);
         assert_non_null(a);
         assert_string_equal(a, want);
@@ -205,7 +183,7 @@ static void assert_status_account(struct env *e, const char *tenant, const char 
 }
 
 static void test_two_accounts(void **state) {
-        struct env *e = *state;
+        struct inv_world *e = *state;
 
         /* Contoso accepted the DEFAULT account only; Northwind too. */
         accept_with(e, CONTOSO, "default");
@@ -287,7 +265,7 @@ static void shift_times(json_t *obj, int64_t delta) {
 }
 
 static void test_migration(void **state) {
-        struct env *e = *state;
+        struct inv_world *e = *state;
         char *src = harness_src_path("tests/data/state/before-accounts.json"), path[512];
         json_t *st = json_load_file(src, 0, NULL), *c, *o;
         size_t i, k;
@@ -442,7 +420,7 @@ static void test_fake_accounts(void **state) {
 
 /* One account's sign-in failing names its section and stops no other. */
 static void test_bad_account_secret(void **state) {
-        struct env *e = *state;
+        struct inv_world *e = *state;
         char path[512];
         snprintf(path, sizeof(path), "%s/brazil-secret", e->pd->creds);
         assert_int_equal(util_write_file_atomic(path, "wrong", 5, 0600), 0);

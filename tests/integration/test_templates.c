@@ -28,54 +28,28 @@
 #include <jansson.h>
 
 #include "harness.h"
+#include "invariants.h"
 #include "pdrun.h"
 #include "smtp.h"
 #include "util.h"
 
 #define RUN_TIMEOUT_MS 120000
 
-struct env {
-        struct harness_fake fake;
-        struct harness_smtp *smtp;
-        struct harness_pd *pd;
-        char *scenario;
-};
 
 static int setup(void **state) {
-        struct env *e = calloc(1, sizeof(*e));
-        if (!e)
-                return -1;
-        e->scenario = harness_src_path("tests/scenarios/basic.json");
-        if (harness_fake_start(e->scenario, &e->fake) < 0 ||
-            harness_smtp_start(&(struct harness_smtp_options) { 0 }, &e->smtp) < 0)
-                return -1;
-        struct harness_pd_options o = {
-                .fake_base = e->fake.base_url,
-                .smtp_url = harness_smtp_url(e->smtp),
-                .scenario = e->scenario,
-                .builtin_templates = true,
-        };
-        if (harness_pd_setup(&o, &e->pd) < 0)
-                return -1;
-        *state = e;
-        return 0;
+        *state = inv_world_new(NULL, "tests/scenarios/basic.json", NULL,
+                               &(struct harness_pd_options) { .builtin_templates = true });
+        return *state ? 0 : -1;
 }
 
 static int teardown(void **state) {
-        struct env *e = *state;
-        if (!e)
-                return 0;
-        harness_pd_free(e->pd);
-        harness_smtp_stop(e->smtp);
-        (void) harness_fake_stop(&e->fake);
-        free(e->scenario);
-        free(e);
+        inv_world_free(*state);
         return 0;
 }
 
 /* Runs partnerd with args; returns its exit status, *ret_out its stdout
  * (malloc'd) when ret_out, and prints its stderr when it is not 0. */
-static int run(struct env *e, const char *const *args, char **ret_out, char **ret_err) {
+static int run(struct inv_world *e, const char *const *args, char **ret_out, char **ret_err) {
         int status = -1;
         assert_int_equal(harness_pd_run(e->pd, args, RUN_TIMEOUT_MS, &status), 0);
         if (ret_out)
@@ -103,7 +77,7 @@ static char *listing_line(const char *out, const char *name) {
 }
 
 static void test_builtin_only(void **state) {
-        struct env *e = *state;
+        struct inv_world *e = *state;
         char *out = NULL, *dir = NULL;
 
         /* no templates key, and no templates/ next to the configuration */
@@ -141,7 +115,7 @@ static void test_builtin_only(void **state) {
 }
 
 static void test_override_wins(void **state) {
-        struct env *e = *state;
+        struct inv_world *e = *state;
         char *out = NULL, *err = NULL, *dir = NULL, *file = NULL;
 
         assert_true(asprintf(&dir, "%s/templates", e->pd->dir) > 0);
@@ -198,7 +172,7 @@ static char *slurp(const char *dir, const char *name, size_t *ret_len) {
 }
 
 static void test_dump_round_trip(void **state) {
-        struct env *e = *state;
+        struct inv_world *e = *state;
         char *src = harness_src_path("config/templates"), *tmp = harness_tmpdir(), *dump = NULL;
         char *out = NULL, *err = NULL;
         size_t n_src = 0, n_dump = 0;
