@@ -741,19 +741,69 @@ static void test_hosts_independent(void **state) {
         ctx_done(&c);
 }
 
+/* A server that answers a TLS ClientHello with plain HTTP and keeps the
+ * connection open until the client closes it: curl's TLS layer always meets
+ * a non-TLS record (never a reset, which is a retryable receive error; a
+ * plain-HTTP libmicrohttpd server resets or answers depending on timing,
+ * and under valgrind it did reset). */
+struct plain_srv {
+        int lfd;
+        uint16_t port;
+        atomic_int accepted;
+        pthread_t th;
+};
+
+static void *plain_main(void *arg) {
+        struct plain_srv *p = arg;
+        static const char answer[] = "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n";
+        char buf[4096];
+        for (;;) {
+                int fd = accept(p->lfd, NULL, NULL);
+                if (fd < 0)
+                        return NULL;
+                atomic_fetch_add(&p->accepted, 1);
+                if (read(fd, buf, sizeof(buf)) > 0 && write(fd, answer, sizeof(answer) - 1) > 0)
+                        while (read(fd, buf, sizeof(buf)) > 0)
+                                ;
+                close(fd);
+        }
+}
+
+static void plain_start(struct plain_srv *p) {
+        struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        socklen_t len = sizeof(a);
+        p->lfd = socket(AF_INET, SOCK_STREAM, 0);
+        atomic_init(&p->accepted, 0);
+        assert_true(p->lfd >= 0);
+        assert_int_equal(bind(p->lfd, (struct sockaddr *) &a, sizeof(a)), 0);
+        assert_int_equal(getsockname(p->lfd, (struct sockaddr *) &a, &len), 0);
+        assert_int_equal(listen(p->lfd, 8), 0);
+        p->port = ntohs(a.sin_port);
+        assert_int_equal(pthread_create(&p->th, NULL, plain_main, p), 0);
+}
+
+static void plain_stop(struct plain_srv *p) {
+        shutdown(p->lfd, SHUT_RDWR);   /* accept() returns */
+        pthread_join(p->th, NULL);
+        close(p->lfd);
+}
+
 static void test_tls_errors(void **state) {
         struct ctx c;
         struct result res = { 0 };
+        struct plain_srv p;
         char url[128];
+        plain_start(&p);
         ctx_init(&c, &fast_opts);
         /* https:// to a plain-HTTP server: the handshake fails, no retry */
-        snprintf(url, sizeof(url), "https://127.0.0.1:%u/ok?key=tls", srv.port);
+        snprintf(url, sizeof(url), "https://127.0.0.1:%u/ok?key=tls", p.port);
         get(&c, url, &res);
         run_until(&c, &res.done, 1);
         assert_int_equal(res.r, -EPROTO);
         assert_int_equal(res.attempts, 1);
         assert_int_equal(res.status, 0);
         assert_non_null(strstr(res.described, "TLS or protocol error"));
+        assert_int_equal(atomic_load(&p.accepted), 1);
         result_clear(&res);
         /* a CA file that does not exist */
         struct http_request req = { .method = "GET", .url = url, .idempotent = true,
@@ -764,6 +814,7 @@ static void test_tls_errors(void **state) {
         assert_int_equal(res.attempts, 1);
         result_clear(&res);
         ctx_done(&c);
+        plain_stop(&p);
 }
 
 static void on_resubmit(void *userdata, int r, const struct http_response *resp) {
