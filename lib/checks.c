@@ -128,6 +128,11 @@ static bool graph_retry(struct op *o) {
         return false;
 }
 
+/* The account whose Graph answered: another one after graph_retry(). */
+static const char *graph_asked(const struct op *o) {
+        return o->graph_account ? o->graph_account : o->account;
+}
+
 /* A GDAP relationship's state from Graph, as a fact (gdap set: it applies
  * to GDAP customers only). */
 static void on_graph(void *ud, int r, const struct graph_result *res) {
@@ -143,12 +148,12 @@ static void on_graph(void *ud, int r, const struct graph_result *res) {
         const struct log_field *fields =
                 LOG_FIELDS({ "CUSTOMER_KEY", o->customer_key }, { "HTTP_STATUS", st },
                            { "CUSTOMER_TENANT", res && res->tenant_id ? res->tenant_id : NULL },
-                           { "PARTNER_ACCOUNT", o->graph_account ? o->graph_account : o->account });
+                           { "PARTNER_ACCOUNT", graph_asked(o) });
         if (!res || res->state == REL_UNKNOWN) {
                 const char *why = res && res->error ? res->error : strerror(r < 0 ? -r : EIO);
                 if (res && res->config_error) {
                         char section[64];
-                        account_section(o->graph_account ? o->graph_account : o->account, section, sizeof(section));
+                        account_section(graph_asked(o), section, sizeof(section));
                         if (!c->token_error_logged)
                                 log_event(LOG_ERR, LOG_EV_TOKEN_FAILED, fields,
                                           "Microsoft Graph refused the sign-in or the read, check [%s] tenant, "

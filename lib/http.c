@@ -386,6 +386,13 @@ static void core_walk(struct http_core *c) {
                 dispatch(h);
 }
 
+/* core_walk() from a loop callback, bracketed. */
+static void core_run(struct http_core *c) {
+        core_enter(c);
+        core_walk(c);
+        core_leave(c);
+}
+
 static void drain(struct http_core *c);
 
 static void socket_action(struct http_core *c, curl_socket_t fd, int flags) {
@@ -406,10 +413,7 @@ static void on_timeout(uv_timer_t *t) {
 }
 
 static void on_defer(uv_timer_t *t) {
-        struct http_core *c = t->data;
-        core_enter(c);
-        core_walk(c);
-        core_leave(c);
+        core_run(t->data);
 }
 
 static int timer_function(CURLM *multi, long timeout_ms, void *userp) {
@@ -685,11 +689,8 @@ static void finish(struct req *q, int r) {
 
 static void on_retry_timer(uv_timer_t *t) {
         struct req *q = t->data;
-        struct http_core *c = q->h->core;
         set_state(q, REQ_QUEUED);
-        core_enter(c);
-        core_walk(c);
-        core_leave(c);
+        core_run(q->h->core);
 }
 
 /* A transfer of q ended (removed from the multi already). */
