@@ -265,11 +265,10 @@ static bool outbox_gate(void *ud);
 
 /* The outbox in cluster mode: no mail goes out unless this instance may
  * act, and no mail is queued that etcd could not mirror (its file is put
- * in one transaction, lib/clusteroutbox.h; a margin is kept for the
- * status the flush writes into it later). */
+ * in one transaction, lib/clusteroutbox.h). */
 static void cluster_outbox_rules(struct service *s) {
         mail_outbox_set_gate(s->sv.outbox, outbox_gate, s);
-        mail_outbox_set_max_file(s->sv.outbox, COUTBOX_MAX_MSG - 2048);
+        mail_outbox_set_max_file(s->sv.outbox, COUTBOX_MAX_QUEUED);
 }
 
 /* [daemon] metrics_file, after each cycle (up) and on the way out (down). */

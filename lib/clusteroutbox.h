@@ -26,6 +26,9 @@
 #define COUTBOX_TXN_OPS   100
 #define COUTBOX_TXN_BYTES (1024u * 1024u)
 #define COUTBOX_MAX_MSG   (COUTBOX_TXN_BYTES - 4096u)
+/* The bound for a mail when it is queued (mail_outbox_set_max_file): room
+ * left for the status a flush writes into its file later. */
+#define COUTBOX_MAX_QUEUED (COUTBOX_MAX_MSG - 2048u)
 
 struct coutbox;
 
